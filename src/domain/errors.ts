@@ -1,0 +1,81 @@
+/**
+ * Stable error codes of apmatrix (product.md §5). Domain code throws {@link ApmatrixError};
+ * each transport maps `code` to its status in exactly one place.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'OUT_OF_RANGE'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'CONFLICT'
+  | 'APQN_IN_USE'
+  | 'APQN_RESERVED'
+  | 'BUSY'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'RATE_LIMITED'
+  | 'UNAVAILABLE'
+
+/** Kernel errno names that sysfs writes can fail with (ap-bus.md §4). */
+export type Errno =
+  | 'EINVAL'
+  | 'ENODEV'
+  | 'ENOENT'
+  | 'EBUSY'
+  | 'EEXIST'
+  | 'EPERM'
+  | 'EUSERS'
+  | 'EAGAIN'
+  | 'ERANGE'
+  | 'EIO'
+  | 'EADDRINUSE'
+  | 'EADDRNOTAVAIL'
+  | 'EACCES'
+  | 'ENOTDIR'
+  | 'EISDIR'
+  | 'ECANCELED'
+  | 'ENOMEM'
+  | 'ETIMEDOUT'
+
+/** One reason a desired state is refused (product.md §3): every violation is reported, not only the first. */
+export interface Violation {
+  /** Rule id: the product rule (`APQN_IN_USE`, ...) that was broken. */
+  rule: ErrorCode
+  /** Human readable sentence. */
+  message: string
+  /** The APQN concerned (`05.0004`), when one applies. */
+  apqn?: string
+  /** An adapter or domain id, when the violation is about a single id. */
+  id?: number
+  /** The field the id came from (`adapters`, `apmask`, ...). */
+  field?: string
+  /** Who holds the APQN now: an mdev uuid, or `host` for the default drivers. */
+  owner?: string
+  /** What the caller can do about it (`clear bit 5 in apmask: -5`). */
+  fix?: string
+}
+
+/** The one error type of the domain and service layers: a stable code, optional kernel errno and violations. */
+export class ApmatrixError extends Error {
+  readonly code: ErrorCode
+  readonly errno?: Errno
+  readonly violations: Violation[]
+  constructor(code: ErrorCode, message: string, opts: { errno?: Errno; violations?: Violation[]; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'ApmatrixError'
+    this.code = code
+    this.errno = opts.errno
+    this.violations = opts.violations ?? []
+  }
+}
+
+/** A sysfs operation failed the way the kernel's write()/read() would: carries the errno name. */
+export class SysfsError extends Error {
+  readonly errno: Errno
+  constructor(errno: Errno, message: string) {
+    super(message)
+    this.name = 'SysfsError'
+    this.errno = errno
+  }
+}
