@@ -1,0 +1,55 @@
+/**
+ * The bus port (product.md §1): the typed interface the reconciler uses to observe and drive one AP bus.
+ * It is implemented once, over sysfs paths ({@link SysfsAccess}), so the in-process emulator, a remote
+ * emulator and (later) the real /sys of an s390x host are interchangeable.
+ */
+import type { Errno } from '../domain/errors.js'
+
+/** The four file operations the bus port needs. Errors are thrown as SysfsError (with `errno`). */
+export interface SysfsAccess {
+  read(path: string): Promise<string>
+  write(path: string, value: string): Promise<void>
+  list(path: string): Promise<string[]>
+  readlink(path: string): Promise<string>
+}
+
+export type { QueueDriver, ObservedAdapter, ObservedQueue, ObservedMdev, ObservedHost, MatrixConfig } from '../domain/observed.js'
+import type { ObservedHost, MatrixConfig } from '../domain/observed.js'
+
+/** What a bus write refused, with the kernel errno. */
+export class BusError extends Error {
+  readonly errno: Errno
+  readonly path: string
+  constructor(errno: Errno, path: string, message: string) {
+    super(message)
+    this.name = 'BusError'
+    this.errno = errno
+    this.path = path
+  }
+}
+
+/** Operations the reconciler performs. Every method is idempotent where the kernel allows it. */
+export interface BusPort {
+  /** Reads inventory, masks and matrix devices. */
+  observe(): Promise<ObservedHost>
+  /** Writes apmask and/or aqmask in kernel syntax (B-21). BusError EBUSY on the in_use veto (B-24). */
+  setMasks(masks: { apmask?: string; aqmask?: string }): Promise<void>
+  /** V-4: creates a matrix device; EEXIST is treated as success (idempotent). */
+  createMdev(uuid: string): Promise<void>
+  /** V-29: removes a matrix device; an mdev that is already gone (ENODEV) counts as success. */
+  removeMdev(uuid: string): Promise<void>
+  /**
+   * Makes the mdev's assigned matrix equal `target`: with `ap_config` (V-22/V-23) in one atomic write when the
+   * host has it, else unassign-then-assign one attribute at a time. Returns the method used.
+   */
+  configureMdev(uuid: string, target: MatrixConfig, current: MatrixConfig): Promise<'ap_config' | 'assign'>
+  /** O-13: flush and reset a queue (`reset` write; never fails on the kernel). */
+  resetQueue(apqn: string): Promise<void>
+  /** B-42: zcrypt `online` of a queue (0 flushes). */
+  setQueueOnline(apqn: string, online: boolean): Promise<void>
+  /** B-30/B-31: bind or unbind a queue to/from a driver. */
+  bindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void>
+  unbindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void>
+  /** B-34: forces a bus scan. */
+  rescan(): Promise<void>
+}

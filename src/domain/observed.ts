@@ -1,0 +1,84 @@
+/**
+ * What a bus shows of one host (observed state), as plain data. Produced by the bus port (src/bus/),
+ * consumed by the planner and the service. Pure types: no I/O here.
+ */
+
+/** Driver a queue is bound to. */
+export type QueueDriver = 'cex4queue' | 'vfio_ap' | 'none'
+
+/** An adapter as lszcrypt would show it, plus what the product API exposes (product.md §2 Inventory). */
+export interface ObservedAdapter {
+  apid: number
+  /** Compatibility type (O-6): 10 = CEX4 .. 14 = CEX8. */
+  hwtype: number
+  rawHwtype: number
+  /** `CEX8C`, `CEX7A`, `CEX8P` (O-7). */
+  type: string
+  mode: 'cca' | 'ep11' | 'accel' | 'unknown'
+  /** Function word as printed (`0x...`) and decoded names. */
+  functions: string[]
+  config: boolean
+  chkstop: boolean
+  /** Only while bound to cex4card (O-9); null otherwise. */
+  online: boolean | null
+  driver: string
+}
+
+/** One queue (APQN) and where it is. */
+export interface ObservedQueue {
+  apqn: string
+  apid: number
+  apqi: number
+  driver: QueueDriver
+  /** vfio_ap `status` (V-31), null when not bound to vfio_ap. */
+  vfioStatus: 'unassigned' | 'assigned' | 'in use' | null
+  config: boolean
+  chkstop: boolean
+  /** zcrypt `online`, null when not bound to cex4queue. */
+  online: boolean | null
+  requestqCount: number
+  pendingqCount: number
+  /** null while the queue is UNINITIATED (the kernel prints `-`, O-12). */
+  requestCount: number | null
+  /** The uuid of the matrix device that has this APQN assigned, if any. */
+  owner: string | null
+}
+
+/** One matrix device as the bus shows it. */
+export interface ObservedMdev {
+  uuid: string
+  adapters: number[]
+  domains: number[]
+  controlDomains: number[]
+  /** Assigned APQNs (`05.0004`), V-19. */
+  matrix: string[]
+  /** What a guest gets after filtering (V-20); empty when the kernel has no guest_matrix. */
+  guestMatrix: string[]
+}
+
+/** Everything the reconciler needs to know about one host, read in one pass. */
+export interface ObservedHost {
+  /** Bus `features` (B-34) and matrix features (V-2), e.g. `APXA`, `QACT`, `ap_config`, `guest_matrix`, `hotplug`. */
+  features: string[]
+  maxAdapterId: number
+  maxDomainId: number
+  /** Observed masks in the kernel's read format (`0x` + 64 hex). */
+  apmask: string
+  aqmask: string
+  /** Host configuration (QCI): configured adapters, usage domains, control domains. */
+  config: { adapters: number[]; domains: number[]; controlDomains: number[] }
+  adapters: ObservedAdapter[]
+  queues: ObservedQueue[]
+  mdevs: ObservedMdev[]
+  /** `bindings` (B-34): bound/total queue devices and whether the kernel says complete. */
+  bindings: { bound: number; total: number; complete: boolean }
+  vfioApLoaded: boolean
+}
+
+/** The matrix of an mdev as ids. */
+export interface MatrixConfig {
+  adapters: number[]
+  domains: number[]
+  controlDomains: number[]
+}
+
