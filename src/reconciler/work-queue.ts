@@ -1,0 +1,110 @@
+/**
+ * A keyed work queue in the manner of client-go's rate-limited workqueue: a key is never handed to two
+ * workers at once; adding a key that is queued is a no-op; adding a key that is in flight marks it dirty so
+ * it runs once more after the current run; failures requeue with per-key exponential backoff.
+ */
+
+export interface WorkQueueOptions {
+  /** First retry delay after a failure. */
+  baseDelayMs?: number
+  /** Cap of the exponential backoff. */
+  maxDelayMs?: number
+}
+
+/** Rate-limited, de-duplicating work queue over string keys. */
+export class WorkQueue {
+  private readonly queue: string[] = []
+  private readonly queued = new Set<string>()
+  private readonly inFlight = new Set<string>()
+  private readonly dirty = new Set<string>()
+  private readonly failures = new Map<string, number>()
+  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private readonly waiters: Array<(key: string | null) => void> = []
+  private closed = false
+  private readonly baseDelayMs: number
+  private readonly maxDelayMs: number
+
+  constructor(opts: WorkQueueOptions = {}) {
+    this.baseDelayMs = opts.baseDelayMs ?? 50
+    this.maxDelayMs = opts.maxDelayMs ?? 30_000
+    if (!(this.baseDelayMs > 0) || !(this.maxDelayMs >= this.baseDelayMs)) throw new RangeError('WorkQueue: need 0 < baseDelayMs <= maxDelayMs')
+  }
+
+  /** Queues `key` now (idempotent). A key in flight runs again once after it is done. */
+  add(key: string): void {
+    if (this.closed) return
+    if (this.inFlight.has(key)) {
+      this.dirty.add(key)
+      return
+    }
+    if (this.queued.has(key)) return
+    this.queued.add(key)
+    const w = this.waiters.shift()
+    if (w) {
+      this.queued.delete(key)
+      this.inFlight.add(key)
+      w(key)
+    } else this.queue.push(key)
+  }
+
+  /** Queues `key` after `ms` (a later add wins if it comes first). */
+  addAfter(key: string, ms: number): void {
+    if (this.closed) return
+    if (this.timers.has(key)) return
+    const timer = setTimeout(() => {
+      this.timers.delete(key)
+      this.add(key)
+    }, ms)
+    this.timers.set(key, timer)
+  }
+
+  /** Requeues after a failure with exponential backoff; returns the delay chosen. */
+  addRateLimited(key: string): number {
+    const n = this.failures.get(key) ?? 0
+    this.failures.set(key, n + 1)
+    const delay = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** n)
+    this.addAfter(key, delay)
+    return delay
+  }
+
+  /** Clears the failure count of a key (after a success). */
+  forget(key: string): void {
+    this.failures.delete(key)
+  }
+
+  /** How many times `key` failed in a row. */
+  retries(key: string): number {
+    return this.failures.get(key) ?? 0
+  }
+
+  /** Waits for the next key; null once the queue is shut down. The caller must call {@link done}. */
+  get(): Promise<string | null> {
+    if (this.closed) return Promise.resolve(null)
+    const key = this.queue.shift()
+    if (key !== undefined) {
+      this.queued.delete(key)
+      this.inFlight.add(key)
+      return Promise.resolve(key)
+    }
+    return new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  /** Marks a key finished; if it was added meanwhile, it is queued again. */
+  done(key: string): void {
+    this.inFlight.delete(key)
+    if (this.dirty.delete(key)) this.add(key)
+  }
+
+  /** Number of keys waiting (not in flight). */
+  get length(): number {
+    return this.queue.length
+  }
+
+  /** Stops handing out keys; pending gets resolve with null. */
+  shutdown(): void {
+    this.closed = true
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    for (const w of this.waiters.splice(0)) w(null)
+  }
+}

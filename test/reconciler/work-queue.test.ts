@@ -1,0 +1,67 @@
+import t from 'tap'
+import { WorkQueue } from '../../src/reconciler/work-queue.js'
+
+t.test('a queued key is not queued twice', async (t) => {
+  const q = new WorkQueue()
+  q.add('a')
+  q.add('a')
+  q.add('b')
+  t.equal(q.length, 2)
+  t.equal(await q.get(), 'a')
+  t.equal(await q.get(), 'b')
+  q.shutdown()
+})
+
+t.test('a key in flight is never handed out twice; an add while in flight runs it once more after done', async (t) => {
+  const q = new WorkQueue()
+  q.add('h')
+  const k = await q.get()
+  t.equal(k, 'h')
+  q.add('h')
+  q.add('h')
+  t.equal(q.length, 0, 'not queued while in flight')
+  let second: string | null | undefined
+  const p = q.get().then((v) => (second = v))
+  await new Promise((r) => setImmediate(r))
+  t.equal(second, undefined, 'a second worker waits')
+  q.done('h')
+  await p
+  t.equal(second, 'h', 'the dirty key runs once more')
+  q.done('h')
+  t.equal(q.length, 0)
+  q.shutdown()
+})
+
+t.test('failures back off exponentially up to the cap; forget resets', async (t) => {
+  const q = new WorkQueue({ baseDelayMs: 10, maxDelayMs: 35 })
+  t.equal(q.addRateLimited('x'), 10)
+  q.shutdown() // clears the timer; the delays below are computed, not waited for
+  const q2 = new WorkQueue({ baseDelayMs: 10, maxDelayMs: 35 })
+  const delays = [q2.addRateLimited('x'), q2.addRateLimited('x'), q2.addRateLimited('x'), q2.addRateLimited('x')]
+  t.same(delays, [10, 20, 35, 35])
+  t.equal(q2.retries('x'), 4)
+  q2.forget('x')
+  t.equal(q2.retries('x'), 0)
+  q2.shutdown()
+})
+
+t.test('a rate-limited key comes back after its delay', async (t) => {
+  const q = new WorkQueue({ baseDelayMs: 5, maxDelayMs: 5 })
+  q.addRateLimited('k')
+  t.equal(q.length, 0)
+  t.equal(await q.get(), 'k')
+  q.shutdown()
+})
+
+t.test('shutdown releases waiting workers with null', async (t) => {
+  const q = new WorkQueue()
+  const p = q.get()
+  q.shutdown()
+  t.equal(await p, null)
+  t.equal(await q.get(), null)
+})
+
+t.test('bad options are refused at construction', async (t) => {
+  t.throws(() => new WorkQueue({ baseDelayMs: 0 }), RangeError)
+  t.throws(() => new WorkQueue({ baseDelayMs: 100, maxDelayMs: 10 }), RangeError)
+})
