@@ -50,6 +50,8 @@ export interface BusPort {
   /** B-30/B-31: bind or unbind a queue to/from a driver. */
   bindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void>
   unbindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void>
+  /** O-12: `requestq_count` + `pendingq_count` of each queue (missing queues are left out). */
+  queueLoad(apqns: string[]): Promise<Map<string, number>>
   /** B-34: forces a bus scan. */
   rescan(): Promise<void>
 }

@@ -1,0 +1,112 @@
+/**
+ * Executes a plan (src/domain/plan.ts) against a bus, one step at a time, in order. Every step is
+ * idempotent, so re-running a plan after a crash is safe. The safe hand-over (product.md §4 step 4) lives
+ * here: queues leaving the host's default drivers are drained (bounded wait) before the mask changes, and
+ * any request still on them when the mask moves them is counted as lost.
+ */
+import type { Plan, PlanOp } from '../domain/plan.js'
+import { BusError, type BusPort } from '../bus/port.js'
+
+export interface ExecutorOptions {
+  /** How long to wait for queues to drain before forcing the mask change anyway. */
+  drainTimeoutMs: number
+  /** Poll interval while draining. */
+  drainPollMs: number
+  /** Hard hand-over: skip the drain and change the mask at once (requests on the queues are lost). */
+  hard?: boolean
+  /** Sleep function (tests inject one that advances the emulator's virtual clock). */
+  sleep?: (ms: number) => Promise<void>
+}
+
+/** The outcome of one step, as journaled. */
+export interface StepResult {
+  index: number
+  op: PlanOp
+  state: 'done' | 'failed'
+  errno?: string
+  message?: string
+  /** For drain steps: how long it waited and what was still queued when it gave up. */
+  drain?: { waitedMs: number; remaining: Record<string, number>; timedOut: boolean }
+  /** For mask steps that take queues from the host: requests that were still on them (flushed, B-16). */
+  lostRequests?: number
+}
+
+export interface ExecutionResult {
+  steps: StepResult[]
+  /** Requests flushed by a mask change that moved a busy queue (0 with a successful drain). */
+  lostRequests: number
+  /** The first failed step, if any; later steps were not run. */
+  failed?: StepResult
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/**
+ * Runs `plan` step by step; `journal` is awaited before (`planned`) and after (`done`/`failed`) every step so
+ * a crash leaves a record of how far it got. Stops at the first failed step (the reconciler requeues).
+ */
+export async function executePlan(
+  bus: BusPort,
+  plan: Plan,
+  opts: ExecutorOptions,
+  journal: (phase: 'planned' | 'done' | 'failed', step: StepResult) => Promise<void> = async () => {},
+): Promise<ExecutionResult> {
+  const sleep = opts.sleep ?? defaultSleep
+  const steps: StepResult[] = []
+  let lost = 0
+  for (const [index, op] of plan.operations.entries()) {
+    const step: StepResult = { index, op, state: 'done' }
+    await journal('planned', step)
+    try {
+      switch (op.kind) {
+        case 'shrinkMdev':
+        case 'configureMdev':
+          await bus.configureMdev(op.uuid, op.to, op.from)
+          break
+        case 'removeMdev':
+          await bus.removeMdev(op.uuid)
+          break
+        case 'returnToHost':
+          await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })
+          break
+        case 'drainQueues':
+          if (!opts.hard) step.drain = await drain(bus, op.apqns, opts, sleep)
+          break
+        case 'takeFromHost': {
+          const load = await bus.queueLoad(op.apqns)
+          step.lostRequests = [...load.values()].reduce((a, b) => a + b, 0)
+          lost += step.lostRequests
+          await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })
+          break
+        }
+        case 'bindQueue':
+          await bus.bindQueue(op.apqn, op.driver)
+          break
+        case 'createMdev':
+          await bus.createMdev(op.uuid)
+          break
+      }
+    } catch (e) {
+      step.state = 'failed'
+      step.errno = e instanceof BusError ? e.errno : undefined
+      step.message = e instanceof Error ? e.message : String(e)
+    }
+    steps.push(step)
+    await journal(step.state, step)
+    if (step.state === 'failed') return { steps, lostRequests: lost, failed: step }
+  }
+  return { steps, lostRequests: lost }
+}
+
+/** Waits until every queue has no queued and no pending request, or the timeout passes. */
+async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep: (ms: number) => Promise<void>) {
+  let waited = 0
+  for (;;) {
+    const load = await bus.queueLoad(apqns)
+    const remaining = Object.fromEntries([...load].filter(([, n]) => n > 0))
+    if (Object.keys(remaining).length === 0) return { waitedMs: waited, remaining, timedOut: false }
+    if (waited >= opts.drainTimeoutMs) return { waitedMs: waited, remaining, timedOut: true }
+    await sleep(opts.drainPollMs)
+    waited += opts.drainPollMs
+  }
+}
