@@ -103,52 +103,72 @@ export function normalizeIds(ids: Iterable<number>): number[] {
 }
 
 /**
- * Parses an unsigned integer the way the kernel's kstrtoul(s, 0) does (V-6): base auto-detection
- * (`0x`/`0X` hex, leading `0` octal, else decimal), one optional trailing newline, and, as in
- * lib/kstrtox.c, one optional leading `+`. Empty input, other signs, spaces or bad digits (`08`) give
- * EINVAL; a value above 2^64-1 gives ERANGE. Returns a bigint so that callers can range-check exactly.
+ * Parses an unsigned integer the way the kernel's kstrtoul(s, 0) does (V-6, lib/kstrtox.c): one optional
+ * leading `+`, base auto-detection (`0x`/`0X` followed by a hex digit: hex; leading `0`: octal; else
+ * decimal), at least one digit, one optional trailing newline, then the end. Empty input, other signs,
+ * spaces or bad digits (`08`) give EINVAL. A value above 2^64-1 gives ERANGE, and as in the kernel the
+ * overflow is reported before trailing garbage is looked at. Returns a bigint so callers can range-check exactly.
  */
 export function kstrtoul(s: string): { ok: true; value: bigint } | { ok: false; errno: 'EINVAL' | 'ERANGE' } {
-  let t = s
-  if (t.startsWith('+')) t = t.slice(1)
-  if (t.endsWith('\n')) t = t.slice(0, -1)
-  let base = 10
-  if (t[0] === '0') {
-    if ((t[1] === 'x' || t[1] === 'X') && t.length > 2 && /[0-9a-fA-F]/.test(t[2]!)) {
-      base = 16
-      t = t.slice(2)
-    } else base = 8
-  }
-  const digits = base === 16 ? /^[0-9a-fA-F]+$/ : base === 8 ? /^[0-7]+$/ : /^[0-9]+$/
-  if (!digits.test(t)) return { ok: false, errno: 'EINVAL' }
-  let v = 0n
-  const b = BigInt(base)
-  for (const ch of t) v = v * b + BigInt(parseInt(ch, 16))
-  if (v > 0xffff_ffff_ffff_ffffn) return { ok: false, errno: 'ERANGE' }
-  return { ok: true, value: v }
+  const start = s.startsWith('+') ? 1 : 0
+  const p = parseIntegerPrefix(s, start)
+  if (p.overflow) return { ok: false, errno: 'ERANGE' }
+  if (p.digits === 0) return { ok: false, errno: 'EINVAL' }
+  let i = p.end
+  if (s[i] === '\n') i++
+  if (i < s.length) return { ok: false, errno: 'EINVAL' }
+  return { ok: true, value: p.value }
 }
 
 /**
  * The kernel's simple_strtoul(s, &end, 0) as used by the relative mask syntax (B-21): base auto-detection,
- * stops at the first character that is not a digit of the base. Returns the value and how many characters
- * were consumed (0 when none: the caller treats that as EINVAL).
+ * stops at the first character that is not a digit of the base. Returns the value and the index after the
+ * last consumed character (`start` when no digit was consumed: the caller treats that as EINVAL). As in the
+ * kernel, a value above 2^64-1 silently wraps modulo 2^64 (so `+0x10000000000000001` is bit 1).
  */
 export function simpleStrtoul(s: string, start: number): { value: number; end: number } {
+  const p = parseIntegerPrefix(s, start)
+  return p.digits === 0 ? { value: 0, end: start } : { value: Number(p.value), end: p.end }
+}
+
+const U64 = (1n << 64n) - 1n
+
+/**
+ * lib/kstrtox.c `_parse_integer_fixup_radix` + `_parse_integer` with base 0: the digits at `start`,
+ * the value modulo 2^64, whether it overflowed, and where the digits end.
+ */
+function parseIntegerPrefix(s: string, start: number): { value: bigint; overflow: boolean; digits: number; end: number } {
   let i = start
   let base = 10
   if (s[i] === '0') {
-    if ((s[i + 1] === 'x' || s[i + 1] === 'X') && /[0-9a-fA-F]/.test(s[i + 2] ?? '')) {
+    if ((s[i + 1] === 'x' || s[i + 1] === 'X') && hexValue(s[i + 2]) >= 0) {
       base = 16
       i += 2
     } else base = 8
   }
   const begin = i
-  let v = 0
+  // Plain numbers while exact (< 2^48 keeps value*16+15 below 2^53), bigint only for long inputs.
+  let small = 0
+  let big: bigint | undefined
+  let overflow = false
   for (; i < s.length; i++) {
-    const d = parseInt(s[i]!, 16)
-    if (Number.isNaN(d) || d >= base) break
-    // Saturate: anything this large is out of range for a 256-bit mask anyway.
-    v = Math.min(v * base + d, Number.MAX_SAFE_INTEGER)
+    const d = hexValue(s[i])
+    if (d < 0 || d >= base) break
+    if (big === undefined && small < 2 ** 48) small = small * base + d
+    else {
+      const v = (big ?? BigInt(small)) * BigInt(base) + BigInt(d)
+      if (v > U64) overflow = true
+      big = v & U64
+    }
   }
-  return { value: v, end: i === begin ? start : i }
+  return { value: big ?? BigInt(small), overflow, digits: i - begin, end: i }
+}
+
+function hexValue(c: string | undefined): number {
+  if (c === undefined) return -1
+  const code = c.charCodeAt(0)
+  if (code >= 48 && code <= 57) return code - 48
+  if (code >= 97 && code <= 102) return code - 87
+  if (code >= 65 && code <= 70) return code - 55
+  return -1
 }

@@ -107,7 +107,7 @@ export interface EmulatedHostApi {
   /** Lists a directory: sorted entry names. ENOENT, ENOTDIR. */
   list(path: string): string[]
   exists(path: string): boolean
-  /** Target of a sysfs symlink, relative as the kernel shows it (e.g. `driver` of a queue: `../../../bus/ap/drivers/cex4queue`). ENOENT (no link, e.g. an unbound queue's `driver`), EINVAL (not a link). */
+  /** Target of a sysfs symlink, relative as the kernel shows it (e.g. `driver` of a queue: `../../../../bus/ap/drivers/cex4queue`). ENOENT (no link, e.g. an unbound queue's `driver`), EINVAL (not a link). */
   readlink(path: string): string
 
   /** V-25: a guest (KVM `guest`) opens the mdev. EINVAL no guest name, ENODEV unknown mdev, EPERM guest has another vfio-ap device, EBUSY mdev already open. */
