@@ -1,0 +1,144 @@
+/**
+ * `apmatrix emulator serve`: boots one emulated host in this process and serves it over gRPC
+ * (proto/apmatrix/emulator/v1/emulator.proto) until SIGTERM or SIGINT, so the "kernel" state outlives
+ * any client, as a real machine's does (product.md §1).
+ */
+import { parseArgs } from 'node:util'
+import { ApmatrixError } from '../../domain/errors.js'
+import type { KernelProfileName } from '../../emulator/api.js'
+import { type EmulatorClock, startEmulatorServer } from '../../emulator-remote/server.js'
+import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
+
+const KERNELS: readonly KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
+const CLOCKS: readonly EmulatorClock[] = ['realtime', 'manual']
+const DEFAULT_ADDR = '127.0.0.1:50151'
+const DEFAULT_PROFILE = 'demo'
+const MAX_TICK_MS = 60_000
+
+const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N]
+
+Boots one emulated s390 AP bus host and serves it over gRPC (service apmatrix.emulator.v1.Emulator,
+plus grpc.health.v1 and server reflection) until SIGTERM or SIGINT. The host lives as long as this
+process: clients (the apmatrix service) may crash and reconnect without losing its state.
+
+When ready it prints one line on stdout:
+  apmatrix emulator listening on HOST:PORT (profile NAME, kernel PROFILE, bootId UUID)
+Log lines go to stderr.
+
+Options:
+  --addr HOST:PORT     listen address; port 0 picks a free port (default: ${DEFAULT_ADDR})
+  --profile NAME|PATH  hardware profile: spec-fixture, demo, full, or a JSON profile file (default: ${DEFAULT_PROFILE})
+  --kernel PROFILE     kernel behaviour: ${KERNELS.join(', ')} (default: current-6.x)
+  --clock MODE         realtime: virtual time follows wall time (default);
+                       manual: time moves only through the Advance call (deterministic tests)
+  --tick-ms N          realtime clock tick in milliseconds, 1..${MAX_TICK_MS} (default: 100)
+  -h, --help           this text
+
+Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be bound, 2 bad options.
+`
+
+/** The first SIGTERM or SIGINT from now on; `cancel` stops listening (signals act as default again). */
+function stopSignal(): { next: Promise<NodeJS.Signals>; cancel: () => void } {
+  let cancel = (): void => undefined
+  const next = new Promise<NodeJS.Signals>((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      cancel()
+      resolve(sig)
+    }
+    cancel = () => {
+      process.off('SIGTERM', on)
+      process.off('SIGINT', on)
+    }
+    process.on('SIGTERM', on)
+    process.on('SIGINT', on)
+  })
+  return { next, cancel }
+}
+
+function checkAddr(addr: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr)
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`--addr: '${addr.slice(0, 100)}' is not HOST:PORT (port 0..65535)`)
+  return addr
+}
+
+async function serve(args: CliArgs, io: CliIo): Promise<number> {
+  const addr = checkAddr((args.values.addr as string | undefined) ?? DEFAULT_ADDR)
+  const profile = (args.values.profile as string | undefined) ?? DEFAULT_PROFILE
+  if (profile === '') throw new UsageError('--profile: a profile name or file path is required')
+  const kernel = args.values.kernel as string | undefined
+  if (kernel !== undefined && !KERNELS.includes(kernel as KernelProfileName)) {
+    throw new UsageError(`--kernel: unknown kernel profile '${kernel.slice(0, 60)}' (one of ${KERNELS.join(', ')})`)
+  }
+  const clock = (args.values.clock as string | undefined) ?? 'realtime'
+  if (!CLOCKS.includes(clock as EmulatorClock)) throw new UsageError(`--clock: '${clock.slice(0, 60)}' is not one of ${CLOCKS.join(', ')}`)
+  const tickText = (args.values['tick-ms'] as string | undefined) ?? '100'
+  const tickMs = Number(tickText)
+  if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS) throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${tickText.slice(0, 20)}'`)
+
+  // Listen for signals before binding, so a stop that arrives during start-up is not lost.
+  const stop = stopSignal()
+  const log = (line: string): void => void io.stderr.write(`${new Date().toISOString()} ${line}\n`)
+  let server
+  try {
+    server = await startEmulatorServer({ addr, profile, clock: clock as EmulatorClock, tickMs, log, ...(kernel ? { kernel: kernel as KernelProfileName } : {}) })
+  } catch (e) {
+    stop.cancel()
+    // A bad profile name or file is a command-line mistake (exit 2); a bind failure is a runtime one (exit 1).
+    if (e instanceof ApmatrixError && (e.code === 'INVALID_ARGUMENT' || e.code === 'NOT_FOUND')) throw new UsageError(`--profile: ${e.message}`)
+    throw new ApmatrixError('UNAVAILABLE', `emulator serve: cannot listen on ${addr}: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+  }
+  const i = server.info()
+  io.stdout.write(`apmatrix emulator listening on ${server.address} (profile ${i.profile}, kernel ${i.kernel}, bootId ${i.bootId})\n`)
+  const sig = await stop.next
+  log(`${sig}: stopping`)
+  await server.close()
+  return EXIT.OK
+}
+
+/** The `emulator serve` verb (for src/cli/registry.ts). */
+export const emulatorServeCommand: CliCommand = {
+  path: ['emulator', 'serve'],
+  summary: 'run one emulated AP bus host in its own process, served over gRPC',
+  help,
+  options: {
+    addr: { type: 'string' },
+    profile: { type: 'string' },
+    kernel: { type: 'string' },
+    clock: { type: 'string' },
+    'tick-ms': { type: 'string' },
+  },
+  run: serve,
+}
+
+function processIo(): CliIo {
+  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }
+}
+
+/**
+ * Runs `apmatrix emulator serve` with `argv` (the words after `emulator serve`) and resolves to the exit
+ * code: 0 after SIGTERM/SIGINT, 1 when the address cannot be bound, 2 for bad options. Never rejects.
+ */
+export async function emulatorServe(argv: string[], io: CliIo = processIo()): Promise<number> {
+  const fail = (msg: string, code: number): number => {
+    io.stderr.write(`apmatrix emulator serve: ${msg}\n${code === EXIT.USAGE ? "Run 'apmatrix emulator serve --help' for usage.\n" : ''}`)
+    return code
+  }
+  let args: CliArgs
+  try {
+    const parsed = parseArgs({ args: argv, options: { ...emulatorServeCommand.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false })
+    args = { values: parsed.values as CliArgs['values'], positionals: parsed.positionals }
+  } catch (e) {
+    return fail((e as Error).message, EXIT.USAGE)
+  }
+  if (args.values.help === true) {
+    io.stdout.write(help)
+    return EXIT.OK
+  }
+  delete args.values.help
+  try {
+    return await serve(args, io)
+  } catch (e) {
+    if (e instanceof UsageError) return fail(e.message, EXIT.USAGE)
+    return fail(e instanceof Error ? e.message : String(e), EXIT.FAILURE)
+  }
+}

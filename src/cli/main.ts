@@ -1,0 +1,133 @@
+/**
+ * Entry of the `apmatrix` command (bin/apmatrix.mjs calls {@link run}): selects the verb, parses its
+ * options strictly with node:util parseArgs, prints help and version, and turns failures into exit
+ * codes and one-line messages (no stack traces unless APMATRIX_DEBUG is set).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { ApmatrixError } from '../domain/errors.js'
+import { projectRoot } from '../paths.js'
+import { type CliCommand, type CliIo, EXIT, UsageError } from './command.js'
+import { commands } from './registry.js'
+
+/** The version of package.json. */
+export function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version?: string }
+  return pkg.version ?? '0.0.0'
+}
+
+/** The text of `apmatrix --help`. */
+export function mainUsage(): string {
+  const width = Math.max(...commands.map((c) => c.path.join(' ').length))
+  const list = commands.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`).join('\n')
+  return `Usage: apmatrix <command> [options]
+
+Commands:
+${list}
+
+Options:
+  -h, --help     show this help (also: apmatrix help <command>, apmatrix <command> --help)
+  -V, --version  print the version
+
+Exit codes: 0 success, 1 failure, 2 bad command line.
+`
+}
+
+function processIo(): CliIo {
+  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }
+}
+
+/**
+ * Runs the command line `argv` (without `node` and the script) and resolves to the exit code.
+ * Never rejects: every failure is reported on `io.stderr`.
+ */
+export async function run(argv: string[], io: CliIo = processIo()): Promise<number> {
+  try {
+    return await dispatch(argv, io)
+  } catch (e) {
+    if (e instanceof UsageError) {
+      const helpCmd = e.command ? `apmatrix ${e.command.join(' ')} --help` : 'apmatrix --help'
+      io.stderr.write(`apmatrix: ${e.message}\nRun '${helpCmd}' for usage.\n`)
+      return EXIT.USAGE
+    }
+    const msg = e instanceof ApmatrixError ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`
+    io.stderr.write(`apmatrix: ${msg}\n`)
+    if (io.env.APMATRIX_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + '\n')
+    return EXIT.FAILURE
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
+  const first = argv[0]
+  if (first === undefined) {
+    io.stderr.write(mainUsage())
+    return EXIT.USAGE
+  }
+  if (first === '-h' || first === '--help') {
+    io.stdout.write(mainUsage())
+    return EXIT.OK
+  }
+  if (first === '-V' || first === '--version') {
+    io.stdout.write(`apmatrix ${version()}\n`)
+    return EXIT.OK
+  }
+  if (first === 'help') {
+    const words = argv.slice(1)
+    if (words.length === 0) {
+      io.stdout.write(mainUsage())
+      return EXIT.OK
+    }
+    io.stdout.write(findCommand(words).cmd.help)
+    return EXIT.OK
+  }
+  if (first.startsWith('-')) throw new UsageError(`unknown option '${first}'`)
+  const { cmd, rest } = findCommand(argv)
+  const args = parseOptions(cmd, rest)
+  if (args.values.help === true) {
+    io.stdout.write(cmd.help)
+    return EXIT.OK
+  }
+  delete args.values.help
+  try {
+    return await cmd.run(args, io)
+  } catch (e) {
+    if (e instanceof UsageError && !e.command) e.command = cmd.path
+    throw e
+  }
+}
+
+/** The verb whose path is the longest prefix of `words`; a usage error naming what was expected otherwise. */
+function findCommand(words: string[]): { cmd: CliCommand; rest: string[] } {
+  let best: CliCommand | undefined
+  for (const c of commands) {
+    if (c.path.every((w, i) => words[i] === w) && (!best || c.path.length > best.path.length)) best = c
+  }
+  if (best) return { cmd: best, rest: words.slice(best.path.length) }
+  // The longest matched group (`emulator`) tells which subcommands would have been valid.
+  let depth = 0
+  while (commands.some((c) => c.path.length > depth + 1 && c.path.slice(0, depth + 1).every((w, i) => words[i] === w))) depth++
+  const group = words.slice(0, depth)
+  const shown = (words[depth] ?? '').slice(0, 60)
+  if (depth === 0) throw new UsageError(`unknown command '${shown}'`)
+  const subs = commands.filter((c) => group.every((w, i) => c.path[i] === w)).map((c) => c.path[depth])
+  const what = words[depth] === undefined ? 'missing subcommand' : `unknown subcommand '${shown}'`
+  throw new UsageError(`${group.join(' ')}: ${what} (one of: ${[...new Set(subs)].join(', ')})`)
+}
+
+function parseOptions(cmd: CliCommand, rest: string[]) {
+  try {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: { ...cmd.options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: cmd.allowPositionals ?? false,
+    })
+    return { values: values as Record<string, string | boolean | (string | boolean)[] | undefined>, positionals }
+  } catch (e) {
+    // parseArgs reports unknown options, missing values and stray arguments as TypeErrors with ERR_PARSE_ARGS_* codes.
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) throw new UsageError(`${cmd.path.join(' ')}: ${(e as Error).message}`, cmd.path)
+    throw e
+  }
+}
