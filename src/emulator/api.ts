@@ -114,6 +114,8 @@ export interface EmulatedHostApi {
   guestOpen(uuid: string, guest: string): void
   /** V-27: the guest closes the mdev (detach). ENODEV if not open. */
   guestClose(uuid: string): void
+  /** Which guest has which matrix device open (what the hypervisor knows; sysfs shows it only as queue `status` `in use`). Sorted by uuid. */
+  guests(): Array<{ uuid: string; guest: string }>
   /** V-40/T-58: a guest PQAP(AQIC) enable for `apqn` with notification byte address `nib`; returns the AP response code (0x00, 0x01, 0x06, ...). */
   guestAqic(uuid: string, apqn: string, nib: number): number
 

@@ -109,6 +109,13 @@ class EmulatedHost implements EmulatedHostApi {
     this.needVfio().close(uuid)
   }
 
+  guests(): Array<{ uuid: string; guest: string }> {
+    if (!this.vfio) return []
+    const out: Array<{ uuid: string; guest: string }> = []
+    for (const m of this.vfio.mdevs.values()) if (m.guest !== null) out.push({ uuid: m.uuid, guest: m.guest })
+    return out.sort((a, b) => (a.uuid < b.uuid ? -1 : 1))
+  }
+
   guestAqic(uuid: string, apqn: string, nib: number): number {
     return this.needVfio().aqic(uuid, apqn, nib)
   }

@@ -1,0 +1,112 @@
+/**
+ * An emulated host inside the service process: the emulator core with a real-time clock, behind the bus
+ * port. A reboot replaces the core with a fresh one built from the same profile (kernel state is lost).
+ */
+import { createHash } from 'node:crypto'
+import { createHost } from '../emulator/host.js'
+import { startRealtimeClock } from '../emulator/async-host.js'
+import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName } from '../emulator/api.js'
+import { SysfsError } from '../domain/errors.js'
+import { SysfsBus } from '../bus/sysfs-bus.js'
+import type { SysfsAccess } from '../bus/port.js'
+import type { EmulatorControl, HostInfo, ManagedHost } from './managed-host.js'
+
+export interface LocalEmulatedHostOptions {
+  name: string
+  profile: HardwareProfile | string
+  kernel?: KernelProfileName
+  /** Advance virtual time with wall time (default true); false for tests that drive time themselves. */
+  realtime?: boolean
+  tickMs?: number
+}
+
+/** An in-process emulated host. */
+export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
+  readonly name: string
+  readonly bus: SysfsBus
+  readonly emulator: EmulatorControl = this
+  private core: EmulatedHostApi
+  private stopClock: () => void = () => {}
+  private readonly listeners = new Set<(e: EmulatorEvent) => void>()
+  private unsubscribeCore: () => void = () => {}
+
+  constructor(private readonly opts: LocalEmulatedHostOptions) {
+    this.name = opts.name
+    this.core = this.boot()
+    const access: SysfsAccess = {
+      read: async (p) => this.core.read(p),
+      write: async (p, v) => this.core.write(p, v),
+      list: async (p) => this.core.list(p),
+      readlink: async (p) => this.core.readlink(p),
+    }
+    this.bus = new SysfsBus(access)
+  }
+
+  private boot(): EmulatedHostApi {
+    const core = createHost({ profile: this.opts.profile, kernel: this.opts.kernel })
+    this.unsubscribeCore = core.subscribe((e) => {
+      for (const l of this.listeners) l(e)
+    })
+    if (this.opts.realtime !== false) this.stopClock = startRealtimeClock(core, { intervalMs: this.opts.tickMs ?? 10 })
+    return core
+  }
+
+  /** The emulator core (tests drive virtual time and inspect request counters through it). */
+  get host(): EmulatedHostApi {
+    return this.core
+  }
+
+  async info(): Promise<HostInfo> {
+    const profile = this.core.profile.name
+    return {
+      name: this.name,
+      driver: 'emulator',
+      profile,
+      kernel: this.core.kernel,
+      machineId: createHash('sha256').update(`${this.name}/${profile}`).digest('hex').slice(0, 16),
+      bootId: this.core.bootId,
+    }
+  }
+
+  async read(path: string) {
+    return this.core.read(path)
+  }
+  async write(path: string, value: string) {
+    this.core.write(path, value)
+  }
+  async list(path: string) {
+    return this.core.list(path)
+  }
+  async hardware(action: Parameters<EmulatedHostApi['hardware']>[0]) {
+    this.core.hardware(action)
+  }
+  async guestOpen(uuid: string, guest: string) {
+    this.core.guestOpen(uuid, guest)
+  }
+  async guestCloseByGuest(guest: string) {
+    const g = this.core.guests().find((x) => x.guest === guest)
+    if (!g) throw new SysfsError('ENOENT', `guest ${guest} has no matrix device open`)
+    this.core.guestClose(g.uuid)
+  }
+  async guests() {
+    return this.core.guests()
+  }
+  async submitRequests(apqn: string, count: number) {
+    return this.core.submitRequests(apqn, count)
+  }
+  async reboot() {
+    this.stopClock()
+    this.unsubscribeCore()
+    this.core = this.boot()
+  }
+  subscribe(listener: (e: EmulatorEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+  async close() {
+    this.stopClock()
+    this.unsubscribeCore()
+    this.listeners.clear()
+  }
+}
+

@@ -1,0 +1,72 @@
+/**
+ * A host apmatrix manages: its bus (for the reconciler and inventory) and, for emulated hosts, the
+ * emulator controls (REST `/v1/hosts/{host}/emulator/...`). The composition root builds them; the service
+ * and the reconciler only see this interface.
+ */
+import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
+import type { BusPort } from '../bus/port.js'
+
+/** Emulator controls of an emulated host. Errors are SysfsError with the kernel errno. */
+export interface EmulatorControl {
+  /** Raw sysfs access as root would do it. */
+  read(path: string): Promise<string>
+  write(path: string, value: string): Promise<void>
+  list(path: string): Promise<string[]>
+  hardware(action: HardwareAction): Promise<void>
+  guestOpen(uuid: string, guest: string): Promise<void>
+  /** Closes whatever device `guest` has open; ENOENT when it has none. */
+  guestCloseByGuest(guest: string): Promise<void>
+  guests(): Promise<Array<{ uuid: string; guest: string }>>
+  submitRequests(apqn: string, count: number): Promise<number>
+  /** Restarts the host: kernel state is lost, a new bootId (product.md §5 `POST reboot`). */
+  reboot(): Promise<void>
+  /** Every kernel event (uevents, log lines, APCB changes) as it happens; returns an unsubscribe function. */
+  subscribe(listener: (e: EmulatorEvent) => void): () => void
+}
+
+/** Identity and capabilities of a host (product.md §2 Host). */
+export interface HostInfo {
+  name: string
+  driver: 'emulator' | 'remote-emulator'
+  profile: string
+  kernel: string
+  /** Stable per machine (the emulator derives it from the profile name). */
+  machineId: string
+  /** Changes at every (emulated) reboot. */
+  bootId: string
+}
+
+export interface ManagedHost {
+  readonly name: string
+  readonly bus: BusPort
+  readonly emulator: EmulatorControl | null
+  info(): Promise<HostInfo>
+  /** Which guest holds which device open (the hypervisor's view; empty when unknown). */
+  guests(): Promise<Array<{ uuid: string; guest: string }>>
+  close(): Promise<void>
+}
+
+/** The hosts this process manages, by name (`local` in the default setup). */
+export interface HostRegistry {
+  list(): ManagedHost[]
+  get(name: string): ManagedHost | undefined
+}
+
+/** A fixed registry over a list of hosts. */
+export class StaticHostRegistry implements HostRegistry {
+  private readonly byName: Map<string, ManagedHost>
+  constructor(hosts: ManagedHost[]) {
+    this.byName = new Map(hosts.map((h) => [h.name, h]))
+  }
+  list(): ManagedHost[] {
+    return [...this.byName.values()]
+  }
+  get(name: string): ManagedHost | undefined {
+    return this.byName.get(name)
+  }
+}
+
+/** What the service needs of the reconciler: a nudge that a host's desired state changed. */
+export interface ReconcileTrigger {
+  enqueue(host: string): void
+}
