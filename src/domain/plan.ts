@@ -152,12 +152,6 @@ export function planHost(desired: DesiredHost, observed: ObservedHost, guestOf: 
     if (hit.length) blockedAq.push(q)
     else aq3 = aq3.with(q)
   }
-  if (blockedAp.length || blockedAq.length) {
-    const apqns: string[] = []
-    for (const a of blockedAp) for (const q of obsAq.ids()) if (held.has((a << 8) | q)) apqns.push(formatApqn(a, q))
-    for (const q of blockedAq) for (const a of ap3.ids()) if (held.has((a << 8) | q)) apqns.push(formatApqn(a, q))
-    deferred.push({ reason: 'HeldByOtherDevice', apqns, message: `mask bits deferred: APQNs still assigned to a matrix device (${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? ', ...' : ''})` })
-  }
   const queueIds = new Set(observed.queues.map((q) => (q.apid << 8) | q.apqi))
   const inside = (ap: Mask, aq: Mask, qid: number) => ap.has(qid >> 8) && aq.has(qid & 0xff)
   if (!ap3.equals(obsAp) || !aq3.equals(obsAq)) {
@@ -177,10 +171,35 @@ export function planHost(desired: DesiredHost, observed: ObservedHost, guestOf: 
     ops.push({ kind: 'takeFromHost', apmask: ap4.toString(), aqmask: aq4.toString(), apqns: leaving.map((id) => formatApqn(id >> 8, id & 0xff)) })
   }
 
+  // B-24 checks each write on its own: a bit blocked only because of a bit step 4 clears (T-13) can be set
+  // once step 4 has run, in the same plan.
+  let ap5 = ap4
+  let aq5 = aq4
+  const stillAp: number[] = []
+  for (const a of blockedAp) {
+    if (aq5.ids().some((q) => held.has((a << 8) | q))) stillAp.push(a)
+    else ap5 = ap5.with(a)
+  }
+  const stillAq: number[] = []
+  for (const q of blockedAq) {
+    if (ap5.ids().some((a) => held.has((a << 8) | q))) stillAq.push(q)
+    else aq5 = aq5.with(q)
+  }
+  if (!ap5.equals(ap4) || !aq5.equals(aq4)) {
+    const returned = [...queueIds].filter((id) => inside(ap5, aq5, id) && !inside(ap4, aq4, id)).sort((x, y) => x - y)
+    ops.push({ kind: 'returnToHost', apmask: ap5.toString(), aqmask: aq5.toString(), apqns: returned.map((id) => formatApqn(id >> 8, id & 0xff)) })
+  }
+  if (stillAp.length || stillAq.length) {
+    const apqns: string[] = []
+    for (const a of stillAp) for (const q of aq5.ids()) if (held.has((a << 8) | q)) apqns.push(formatApqn(a, q))
+    for (const q of stillAq) for (const a of ap5.ids()) if (held.has((a << 8) | q)) apqns.push(formatApqn(a, q))
+    deferred.push({ reason: 'HeldByOtherDevice', apqns, message: `mask bits deferred: APQNs still assigned to a matrix device (${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? ', ...' : ''})` })
+  }
+
   // Step 5: repair queues a root user unbound (B-32: a rescan does not re-probe them).
   for (const q of observed.queues) {
     if (q.driver !== 'none') continue
-    const host = inside(ap4, aq4, (q.apid << 8) | q.apqi)
+    const host = inside(ap5, aq5, (q.apid << 8) | q.apqi)
     if (host || observed.vfioApLoaded) ops.push({ kind: 'bindQueue', apqn: q.apqn, driver: host ? 'cex4queue' : 'vfio_ap' })
   }
 

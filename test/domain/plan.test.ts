@@ -118,3 +118,14 @@ t.test('a stopped device is removed from the bus and keeps nothing', async (t) =
   const plan = planHost(desired, observed(without(5), full, [obsMdev(U1, [5], [4])]))
   t.same(plan.operations, [{ kind: 'removeMdev', uuid: U1, force: false, guest: null }])
 })
+
+t.test('T-13 order: a set bit that is only blocked by a bit the plan clears is set after the clear, in the same plan', async (t) => {
+  // M1 holds (5,4). Desired: adapter 5 back to the host and domain 4 away from it, so (5,4) stays outside apmask x aqmask.
+  const desired: DesiredHost = { apmask: full, aqmask: without(4), mdevs: [mdev(U1, [5], [4])] }
+  const plan = planHost(desired, observed(without(5), full, [obsMdev(U1, [5], [4])]))
+  t.same(plan.operations.map((o) => o.kind), ['drainQueues', 'takeFromHost', 'returnToHost'])
+  const last = plan.operations[2]!
+  t.equal(last.kind === 'returnToHost' && last.apmask, full.toString())
+  t.equal(last.kind === 'returnToHost' && last.aqmask, without(4).toString())
+  t.same(plan.deferred, [])
+})
