@@ -1,0 +1,104 @@
+import type { DbTx } from './client.js'
+import type { StoreContext } from './context.js'
+import { fromJson, toJson } from './json-column.js'
+import { pageSize } from './page-token.js'
+
+/** What a caller records (product.md §2, Event). */
+export interface EventInput {
+  host: string
+  /** What the event is about: `mdev`, `masks`, `queue`, `host`, ... */
+  kind: string
+  name: string
+  /** `MdevDefined`, `MasksChanged`, `DriftDetected`, ... */
+  type: string
+  message?: string
+  requestId?: string | null
+  actor?: string | null
+  data?: Record<string, unknown>
+}
+
+/** A stored event. */
+export interface EventRecord extends Required<Omit<EventInput, 'data'>> {
+  /** Monotonic per store; readers resume from the last seq they saw. */
+  seq: number
+  time: Date
+  data: Record<string, unknown>
+}
+
+/** Filters of {@link EventRepo.list}. */
+export interface EventQuery {
+  /** Only events with seq > since (default 0: from the start). */
+  since?: number
+  host?: string
+  kinds?: string[]
+  /** 1..1000, default 100. */
+  limit?: number
+}
+
+/** Largest page {@link EventRepo.list} returns. */
+export const MAX_EVENT_PAGE = 1000
+
+type Row = Omit<EventRecord, 'data'> & { data: string }
+const toRecord = (r: Row): EventRecord => ({ ...r, data: fromJson<Record<string, unknown>>(r.data, {}) })
+
+/**
+ * The event log. Invariant for resuming readers: when a reader has seen seq N, no event with
+ * seq < N becomes visible later. PostgreSQL sequences hand out numbers at insert time but
+ * transactions commit in any order, so a reader could see 7 before 6 commits and then skip 6.
+ * Appends therefore take `LOCK TABLE "Event" IN SHARE ROW EXCLUSIVE MODE` (conflicts with itself and
+ * with inserts, not with reads) just before inserting, held to commit: seqs are allocated in commit
+ * order. A rolled-back append leaves a permanent gap, never a late one. SQLite has a single writer,
+ * which gives the same order. Cost: event-writing transactions serialise from their append to
+ * their commit, so append events as the last step of a transaction.
+ */
+export class EventRepo {
+  constructor(private readonly ctx: StoreContext) {}
+
+  /** Appends one event (in the ambient transaction, if any) and returns it with its seq. */
+  append(e: EventInput): Promise<EventRecord> {
+    return this.ctx.write(`event ${e.type}`, async (db) => {
+      await this.lockForAppend(db)
+      const row = await db.event.create({
+        data: {
+          host: e.host,
+          kind: e.kind,
+          name: e.name,
+          type: e.type,
+          message: e.message ?? '',
+          requestId: e.requestId ?? null,
+          actor: e.actor ?? null,
+          data: toJson(e.data ?? {}),
+          time: this.ctx.clock(),
+        },
+      })
+      return toRecord(row)
+    })
+  }
+
+  /** Events with seq > since, ascending, at most `limit` (`INVALID_ARGUMENT` outside 1..1000). */
+  async list(q: EventQuery = {}): Promise<EventRecord[]> {
+    const limit = pageSize(q.limit, MAX_EVENT_PAGE)
+    return this.ctx.read('events', async (db) =>
+      (
+        await db.event.findMany({
+          where: {
+            seq: { gt: q.since ?? 0 },
+            ...(q.host !== undefined ? { host: q.host } : {}),
+            ...(q.kinds?.length ? { kind: { in: q.kinds } } : {}),
+          },
+          orderBy: { seq: 'asc' },
+          take: limit,
+        })
+      ).map(toRecord),
+    )
+  }
+
+  /** The highest seq stored, 0 when the log is empty (a watcher that wants only new events starts here). */
+  lastSeq(): Promise<number> {
+    return this.ctx.read('events', async (db) => (await db.event.aggregate({ _max: { seq: true } }))._max.seq ?? 0)
+  }
+
+  private async lockForAppend(db: DbTx): Promise<void> {
+    if (this.ctx.provider === 'postgres') await db.$executeRawUnsafe('LOCK TABLE "Event" IN SHARE ROW EXCLUSIVE MODE')
+  }
+}

@@ -1,0 +1,106 @@
+import { ApmatrixError } from '../domain/errors.js'
+import { RetryTransaction, type StoreContext } from './context.js'
+import { prismaCode } from './store-errors.js'
+
+/** The lease of a host: which replica reconciles it (product.md §4). */
+export interface LeaseRecord {
+  host: string
+  holder: string
+  /** Strictly increases with every new acquisition; writes by an old holder can be refused with it. */
+  fencingToken: number
+  acquiredAt: Date
+  renewedAt: Date
+  expiresAt: Date
+}
+
+/** Result of {@link LeaseRepo.tryAcquire}: the current lease, and whether the caller holds it. */
+export interface LeaseResult {
+  acquired: boolean
+  fencingToken: number
+  holder: string
+  expiresAt: Date
+}
+
+/**
+ * Host leases on the store's clock. Every change is a compare-and-set on the fencing token read in
+ * the same transaction, so two replicas racing for an expired lease cannot both win, on SQLite or
+ * PostgreSQL. Rows are never deleted (release only expires them), so tokens never restart at 1.
+ * Holders must be unique per process (e.g. `hostname:pid:random`): a holder id reused after a
+ * crash would renew the old lease as its own. Replicas' clocks must agree to well within the TTL.
+ */
+export class LeaseRepo {
+  constructor(private readonly ctx: StoreContext) {}
+
+  /**
+   * Takes the lease if it is free or expired (new fencing token), or extends it if `holder` already
+   * holds it (same token). Otherwise returns `acquired: false` with the current holder.
+   */
+  tryAcquire(host: string, holder: string, ttlMs: number): Promise<LeaseResult> {
+    return this.ctx.write(`lease ${host}`, async (db) => {
+      const now = this.ctx.clock()
+      const expiresAt = new Date(now.getTime() + ttlMs)
+      const cur = await db.lease.findUnique({ where: { host } })
+      if (!cur) {
+        try {
+          await db.lease.create({ data: { host, holder, fencingToken: 1, acquiredAt: now, renewedAt: now, expiresAt } })
+        } catch (e) {
+          if (prismaCode(e) === 'P2002') throw new RetryTransaction(`lease ${host}: concurrent first acquisition`)
+          throw e
+        }
+        return { acquired: true, fencingToken: 1, holder, expiresAt }
+      }
+      const live = cur.expiresAt > now
+      if (live && cur.holder !== holder) {
+        return { acquired: false, fencingToken: cur.fencingToken, holder: cur.holder, expiresAt: cur.expiresAt }
+      }
+      const fencingToken = live ? cur.fencingToken : cur.fencingToken + 1
+      const n = await db.lease.updateMany({
+        where: { host, fencingToken: cur.fencingToken, holder: cur.holder, expiresAt: cur.expiresAt },
+        data: live ? { renewedAt: now, expiresAt } : { holder, fencingToken, acquiredAt: now, renewedAt: now, expiresAt },
+      })
+      if (n.count === 0) throw new RetryTransaction(`lease ${host}: concurrent change`)
+      return { acquired: true, fencingToken, holder, expiresAt }
+    })
+  }
+
+  /** Extends a lease the caller still holds (same token, not expired). False if it was lost. */
+  renew(host: string, holder: string, fencingToken: number, ttlMs: number): Promise<boolean> {
+    return this.ctx.write(`lease ${host}`, async (db) => {
+      const now = this.ctx.clock()
+      const n = await db.lease.updateMany({
+        where: { host, holder, fencingToken, expiresAt: { gt: now } },
+        data: { renewedAt: now, expiresAt: new Date(now.getTime() + ttlMs) },
+      })
+      return n.count === 1
+    })
+  }
+
+  /** Gives the lease up now (the next acquisition gets a new token). False if the caller did not hold it. */
+  release(host: string, holder: string, fencingToken: number): Promise<boolean> {
+    return this.ctx.write(`lease ${host}`, async (db) => {
+      const now = this.ctx.clock()
+      const n = await db.lease.updateMany({ where: { host, holder, fencingToken, expiresAt: { gt: now } }, data: { expiresAt: now } })
+      return n.count === 1
+    })
+  }
+
+  /** The lease row, or null if the host never had one. */
+  get(host: string): Promise<LeaseRecord | null> {
+    return this.ctx.read(`lease ${host}`, (db) => db.lease.findUnique({ where: { host } }))
+  }
+
+  /**
+   * Fencing check for a write made under the lease: throws `UNAVAILABLE` ("lease lost") unless
+   * `holder` holds the live lease with this token. Call it inside the write's transaction: it
+   * write-locks the lease row (a no-op update), so a takeover waits until that transaction ends.
+   */
+  assertHeld(host: string, holder: string, fencingToken: number): Promise<void> {
+    return this.ctx.write(`lease ${host}`, async (db) => {
+      const n = await db.lease.updateMany({
+        where: { host, holder, fencingToken, expiresAt: { gt: this.ctx.clock() } },
+        data: { holder },
+      })
+      if (n.count !== 1) throw new ApmatrixError('UNAVAILABLE', `lease on ${host} lost (token ${fencingToken})`)
+    })
+  }
+}

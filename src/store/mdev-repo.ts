@@ -1,0 +1,336 @@
+import { ApmatrixError } from '../domain/errors.js'
+import { normalizeIds } from '../domain/ids.js'
+import type { MdevSpec, MdevState } from '../domain/mdev.js'
+import type { DbTx } from './client.js'
+import { RetryTransaction, type StoreContext } from './context.js'
+import { fromJson, toJson } from './json-column.js'
+import { decodePageToken, encodePageToken, pageSize } from './page-token.js'
+import { newResourceVersion } from './resource-version.js'
+import { lockMdevRow } from './row-lock.js'
+import { prismaCode } from './store-errors.js'
+
+export type { MdevSpec, MdevState }
+
+/** A Kubernetes-style condition (product.md §2). */
+export interface MdevCondition {
+  type: string
+  status: 'True' | 'False' | 'Unknown'
+  reason: string
+  message: string
+  lastTransitionTime: string
+  observedGeneration: number
+}
+
+/**
+ * Observed state, written by the reconciler (its own status type is assignable to this one) and
+ * stored as given (JSON). `{}` until the first status write.
+ */
+export interface MdevStatus {
+  observedGeneration?: number
+  active?: boolean
+  matrix?: string[]
+  guestMatrix?: string[]
+  controlDomains?: number[]
+  guest?: string | null
+  lostRequests?: number
+  conditions?: MdevCondition[]
+}
+
+/** Who made the device: apmatrix (it may remove it) or an import of a device found on the bus. */
+export type MdevOrigin = 'apmatrix' | 'imported'
+
+/** A stored matrix device: metadata + spec + status. */
+export interface MdevRecord {
+  host: string
+  uuid: string
+  /** Bumped by every spec change, never by status writes. */
+  generation: number
+  /** Opaque; changes on every write, status included. */
+  resourceVersion: string
+  labels: Record<string, string>
+  owner: string | null
+  origin: MdevOrigin
+  /** Set by a delete request; the row is removed after the reconciler removed the device. */
+  deletionRequestedAt: Date | null
+  force: boolean
+  spec: MdevSpec
+  status: MdevStatus
+  createdAt: Date
+  updatedAt: Date
+}
+
+/** Input of {@link MdevRepo.create}. */
+export interface MdevCreate {
+  host: string
+  uuid: string
+  spec: MdevSpec
+  labels?: Record<string, string>
+  owner?: string | null
+  origin?: MdevOrigin
+}
+
+/** The fields an update may replace; absent fields are kept. */
+export interface MdevPatch {
+  spec?: MdevSpec
+  labels?: Record<string, string>
+  owner?: string | null
+}
+
+/** Filters and paging of {@link MdevRepo.list}. */
+export interface MdevListQuery {
+  state?: MdevState
+  owner?: string
+  /** Every pair must match. */
+  labels?: Record<string, string>
+  /** 1..500, default 100. */
+  limit?: number
+  pageToken?: string
+}
+
+/** Optimistic concurrency precondition: the resourceVersion the caller last read (If-Match). */
+export interface Precondition {
+  expectedResourceVersion?: string
+}
+
+type MdevRow = {
+  host: string
+  uuid: string
+  adapters: string
+  domains: string
+  controlDomains: string
+  state: string
+  generation: number
+  resourceVersion: string
+  owner: string | null
+  origin: string
+  deletionRequestedAt: Date | null
+  force: boolean
+  status: string
+  createdAt: Date
+  updatedAt: Date
+  labels: { key: string; value: string }[]
+}
+
+/** The spec in canonical form (sorted unique ids), as stored and compared. */
+function canonicalSpec(s: MdevSpec): MdevSpec {
+  return { adapters: normalizeIds(s.adapters), domains: normalizeIds(s.domains), controlDomains: normalizeIds(s.controlDomains), state: s.state }
+}
+
+function sameSpec(a: MdevSpec, b: MdevSpec): boolean {
+  return toJson(canonicalSpec(a)) === toJson(canonicalSpec(b))
+}
+
+function specColumns(s: MdevSpec) {
+  const n = canonicalSpec(s)
+  return { adapters: toJson(n.adapters), domains: toJson(n.domains), controlDomains: toJson(n.controlDomains), state: n.state }
+}
+
+function toRecord(r: MdevRow): MdevRecord {
+  return {
+    host: r.host,
+    uuid: r.uuid,
+    generation: r.generation,
+    resourceVersion: r.resourceVersion,
+    labels: Object.fromEntries([...r.labels].sort((a, b) => (a.key < b.key ? -1 : 1)).map((l) => [l.key, l.value])),
+    owner: r.owner,
+    origin: r.origin as MdevOrigin,
+    deletionRequestedAt: r.deletionRequestedAt,
+    force: r.force,
+    spec: {
+      adapters: fromJson<number[]>(r.adapters, []),
+      domains: fromJson<number[]>(r.domains, []),
+      controlDomains: fromJson<number[]>(r.controlDomains, []),
+      state: r.state as MdevState,
+    },
+    status: fromJson<MdevStatus>(r.status, {}),
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  }
+}
+
+const labelRows = (labels: Record<string, string>) => Object.entries(labels).map(([key, value]) => ({ key, value }))
+
+/**
+ * Matrix devices (product.md §2). Every write gives a new resourceVersion; writes that take a
+ * {@link Precondition} fail with `CONFLICT` when the stored version differs (If-Match).
+ * Writes without one still never lose a concurrent write: they re-run on the fresh row.
+ */
+export class MdevRepo {
+  constructor(private readonly ctx: StoreContext) {}
+
+  /**
+   * Creates the device, idempotent on (host, uuid): if it exists with the same spec the stored
+   * object is returned with `created: false` (also while it is marked for deletion); with a
+   * different spec: `ALREADY_EXISTS`. Labels, owner and origin are not compared. The uuid is stored
+   * as given: callers pass the canonical lowercase form (domain/mdev.ts normalizeUuid).
+   * An unregistered host: `NOT_FOUND`.
+   */
+  create(input: MdevCreate): Promise<{ mdev: MdevRecord; created: boolean }> {
+    const what = `mdev ${input.host}/${input.uuid}`
+    return this.ctx.write(what, async (db) => {
+      const existing = await this.find(db, input.host, input.uuid)
+      if (existing) {
+        if (sameSpec(existing.spec, input.spec)) return { mdev: existing, created: false }
+        throw new ApmatrixError('ALREADY_EXISTS', `${what} already exists with a different spec`)
+      }
+      try {
+        const row = await db.mdev.create({
+          data: {
+            host: input.host,
+            uuid: input.uuid,
+            ...specColumns(input.spec),
+            generation: 1,
+            resourceVersion: newResourceVersion(),
+            owner: input.owner ?? null,
+            origin: input.origin ?? 'apmatrix',
+            labels: { create: labelRows(input.labels ?? {}) },
+          },
+          include: { labels: true },
+        })
+        return { mdev: toRecord(row), created: true }
+      } catch (e) {
+        // A concurrent create of the same uuid committed after our read: decide again on its row.
+        if (prismaCode(e) === 'P2002') throw new RetryTransaction(`${what}: concurrent create`)
+        throw e
+      }
+    })
+  }
+
+  /** The device; `NOT_FOUND` if absent. */
+  get(host: string, uuid: string): Promise<MdevRecord> {
+    return this.ctx.read(`mdev ${host}/${uuid}`, async (db) => this.mustFind(db, host, uuid))
+  }
+
+  /**
+   * One page of a host's devices ordered by uuid, filtered by state, owner and labels (all must match).
+   * `nextPageToken` is set when more may follow; pass it back unchanged with the same filters.
+   * A bad limit or token: `INVALID_ARGUMENT`.
+   */
+  async list(host: string, q: MdevListQuery = {}): Promise<{ items: MdevRecord[]; nextPageToken?: string }> {
+    const limit = pageSize(q.limit)
+    const after = q.pageToken ? decodePageToken(q.pageToken) : undefined
+    return this.ctx.read(`mdevs of ${host}`, async (db) => {
+      const rows = await db.mdev.findMany({
+        where: {
+          host,
+          ...(q.state ? { state: q.state } : {}),
+          ...(q.owner !== undefined ? { owner: q.owner } : {}),
+          ...(after !== undefined ? { uuid: { gt: after } } : {}),
+          AND: Object.entries(q.labels ?? {}).map(([key, value]) => ({ labels: { some: { key, value } } })),
+        },
+        include: { labels: true },
+        orderBy: { uuid: 'asc' },
+        take: limit + 1,
+      })
+      const items = rows.slice(0, limit).map(toRecord)
+      return rows.length > limit ? { items, nextPageToken: encodePageToken(items[items.length - 1].uuid) } : { items }
+    })
+  }
+
+  /** Every device of a host, ordered by uuid (the reconciler's desired state; no paging). */
+  listAll(host: string): Promise<MdevRecord[]> {
+    return this.ctx.read(`mdevs of ${host}`, async (db) =>
+      (await db.mdev.findMany({ where: { host }, include: { labels: true }, orderBy: { uuid: 'asc' } })).map(toRecord),
+    )
+  }
+
+  /**
+   * Replaces the given fields. The generation is bumped only when the spec changes; a patch that
+   * changes nothing returns the stored object unchanged. `NOT_FOUND`, `CONFLICT` (precondition).
+   */
+  update(host: string, uuid: string, patch: MdevPatch, pre: Precondition = {}): Promise<MdevRecord> {
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
+      const cur = await this.current(db, host, uuid, pre)
+      const specChanged = patch.spec !== undefined && !sameSpec(cur.spec, patch.spec)
+      const labelsChanged = patch.labels !== undefined && toJson(sortedEntries(patch.labels)) !== toJson(sortedEntries(cur.labels))
+      const ownerChanged = patch.owner !== undefined && patch.owner !== cur.owner
+      if (!specChanged && !labelsChanged && !ownerChanged) return cur
+      await this.casUpdate(db, cur, pre, {
+        ...(specChanged ? { ...specColumns(patch.spec!), generation: cur.generation + 1 } : {}),
+        ...(ownerChanged ? { owner: patch.owner } : {}),
+      })
+      if (labelsChanged) {
+        await db.mdevLabel.deleteMany({ where: { host, uuid } })
+        await db.mdevLabel.createMany({ data: labelRows(patch.labels!).map((l) => ({ host, uuid, ...l })) })
+      }
+      return this.mustFind(db, host, uuid)
+    })
+  }
+
+  /**
+   * Stores the observed status; the generation is not bumped. A status equal to the stored one writes
+   * nothing (periodic resyncs do not churn resourceVersions). `NOT_FOUND`, `CONFLICT` (precondition).
+   */
+  updateStatus(host: string, uuid: string, status: MdevStatus, pre: Precondition = {}): Promise<MdevRecord> {
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
+      const cur = await this.current(db, host, uuid, pre)
+      if (toJson(status) === toJson(cur.status)) return cur
+      await this.casUpdate(db, cur, pre, { status: toJson(status) })
+      return this.mustFind(db, host, uuid)
+    })
+  }
+
+  /**
+   * Sets the deletion marker (idempotent: the first request time is kept; `force` once set stays set).
+   * The row stays until {@link MdevRepo.delete}. `NOT_FOUND`, `CONFLICT` (precondition).
+   */
+  markDeleted(host: string, uuid: string, opts: { force?: boolean } & Precondition = {}): Promise<MdevRecord> {
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
+      const cur = await this.current(db, host, uuid, opts)
+      const force = cur.force || (opts.force ?? false)
+      if (cur.deletionRequestedAt && force === cur.force) return cur
+      await this.casUpdate(db, cur, opts, { deletionRequestedAt: cur.deletionRequestedAt ?? this.ctx.clock(), force })
+      return this.mustFind(db, host, uuid)
+    })
+  }
+
+  /** Removes the row and its labels. `NOT_FOUND`, `CONFLICT` (precondition). */
+  delete(host: string, uuid: string, pre: Precondition = {}): Promise<void> {
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
+      const cur = await this.current(db, host, uuid, pre)
+      const n = await db.mdev.deleteMany({ where: { host, uuid, resourceVersion: cur.resourceVersion } })
+      if (n.count === 0) this.lostRace(host, uuid, pre)
+    })
+  }
+
+  private async find(db: DbTx, host: string, uuid: string): Promise<MdevRecord | undefined> {
+    const r = await db.mdev.findUnique({ where: { host_uuid: { host, uuid } }, include: { labels: true } })
+    return r ? toRecord(r) : undefined
+  }
+
+  private async mustFind(db: DbTx, host: string, uuid: string): Promise<MdevRecord> {
+    const r = await this.find(db, host, uuid)
+    if (!r) throw new ApmatrixError('NOT_FOUND', `mdev ${host}/${uuid} not found`)
+    return r
+  }
+
+  /** The row for a write: locked, then read, then checked against the precondition. */
+  private async current(db: DbTx, host: string, uuid: string, pre: Precondition): Promise<MdevRecord> {
+    await lockMdevRow(this.ctx, db, host, uuid)
+    const cur = await this.mustFind(db, host, uuid)
+    if (pre.expectedResourceVersion !== undefined && pre.expectedResourceVersion !== cur.resourceVersion) {
+      throw new ApmatrixError('CONFLICT', `mdev ${host}/${uuid} has resourceVersion ${cur.resourceVersion}, not ${pre.expectedResourceVersion}`)
+    }
+    return cur
+  }
+
+  /** Compare-and-set on the version read: on PostgreSQL a concurrent writer blocks us, then we match nothing. */
+  private async casUpdate(db: DbTx, cur: MdevRecord, pre: Precondition, data: Record<string, unknown>): Promise<void> {
+    const n = await db.mdev.updateMany({
+      where: { host: cur.host, uuid: cur.uuid, resourceVersion: cur.resourceVersion },
+      data: { ...data, resourceVersion: newResourceVersion() },
+    })
+    if (n.count === 0) this.lostRace(cur.host, cur.uuid, pre)
+  }
+
+  private lostRace(host: string, uuid: string, pre: Precondition): never {
+    if (pre.expectedResourceVersion !== undefined) {
+      throw new ApmatrixError('CONFLICT', `mdev ${host}/${uuid} was changed concurrently`)
+    }
+    throw new RetryTransaction(`mdev ${host}/${uuid}: concurrent write`)
+  }
+}
+
+function sortedEntries(o: Record<string, string>): [string, string][] {
+  return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+}

@@ -1,0 +1,87 @@
+/**
+ * Maps database and Prisma errors to {@link ApmatrixError} codes in one place: unique violation →
+ * ALREADY_EXISTS, missing row or parent → NOT_FOUND, a database that cannot be reached, is busy or
+ * went away → UNAVAILABLE (product.md §8: 503, never 500). Anything else is a bug and is rethrown.
+ */
+import { ApmatrixError } from '../domain/errors.js'
+
+// Prisma codes: P1xxx connection/initialisation, P2024 pool timeout, P2028 transaction could not start/expired.
+const UNAVAILABLE_PRISMA = new Set(['P1001', 'P1002', 'P1003', 'P1008', 'P1011', 'P1017', 'P2024', 'P2028'])
+// Driver adapter error kinds (@prisma/driver-adapter-utils) that mean "not reachable right now".
+const UNAVAILABLE_KINDS = new Set([
+  'DatabaseNotReachable',
+  'DatabaseDoesNotExist',
+  'DatabaseAccessDenied',
+  'ConnectionClosed',
+  'SocketTimeout',
+  'TooManyConnections',
+  'TransactionAlreadyClosed',
+])
+// Node socket errors, PostgreSQL SQLSTATE classes 08 (connection) and 57P (shutdown), 53300, SQLite I/O.
+const UNAVAILABLE_SYSTEM = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|08...|57P0[1-4]|53300|SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB)\w*)$/
+
+interface ErrorLike {
+  name?: string
+  code?: unknown
+  kind?: unknown
+  message?: unknown
+  cause?: unknown
+  meta?: { driverAdapterError?: { cause?: ErrorLike }; modelName?: string; target?: unknown }
+}
+
+/** The error and everything it wraps (cause chain and Prisma's driverAdapterError), outermost first. */
+function chain(e: unknown): ErrorLike[] {
+  const out: ErrorLike[] = []
+  let cur: unknown = e
+  while (cur && typeof cur === 'object' && out.length < 8 && !out.includes(cur as ErrorLike)) {
+    const x = cur as ErrorLike
+    out.push(x)
+    cur = x.meta?.driverAdapterError?.cause ?? x.cause
+  }
+  return out
+}
+
+/** True when the error means the database cannot serve requests now (retry later), not a bad request. */
+export function isUnavailable(e: unknown): boolean {
+  return chain(e).some(
+    (x) =>
+      x.name === 'PrismaClientInitializationError' ||
+      x.name === 'PrismaClientRustPanicError' ||
+      (typeof x.code === 'string' && (UNAVAILABLE_PRISMA.has(x.code) || UNAVAILABLE_SYSTEM.test(x.code))) ||
+      (typeof x.kind === 'string' && UNAVAILABLE_KINDS.has(x.kind)) ||
+      (typeof (x as { originalCode?: unknown }).originalCode === 'string' &&
+        UNAVAILABLE_SYSTEM.test((x as { originalCode: string }).originalCode)),
+  )
+}
+
+/** The Prisma request error code (`P2002`...), if any. */
+export function prismaCode(e: unknown): string | undefined {
+  const c = (e as ErrorLike | undefined)?.code
+  return typeof c === 'string' && /^P\d{4}$/.test(c) ? c : undefined
+}
+
+/**
+ * Converts an error thrown by a store operation. `what` names the object for messages
+ * (`mdev local/0b...`). ApmatrixErrors pass through unchanged.
+ */
+export function toStoreError(e: unknown, what: string): unknown {
+  if (e instanceof ApmatrixError) return e
+  if (isUnavailable(e)) {
+    return new ApmatrixError('UNAVAILABLE', `store unavailable: ${firstLine(e)}`, { cause: e })
+  }
+  switch (prismaCode(e)) {
+    case 'P2002':
+      return new ApmatrixError('ALREADY_EXISTS', `${what} already exists`, { cause: e })
+    case 'P2025':
+      return new ApmatrixError('NOT_FOUND', `${what} not found`, { cause: e })
+    case 'P2003':
+      // The only foreign keys point at Host: the parent host is not registered.
+      return new ApmatrixError('NOT_FOUND', `${what}: host not found`, { cause: e })
+  }
+  return e
+}
+
+function firstLine(e: unknown): string {
+  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter(Boolean)
+  return lines[lines.length - 1] ?? 'unknown error'
+}

@@ -1,0 +1,127 @@
+import t from 'tap'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import crypto from 'node:crypto'
+import { spawnSync } from 'node:child_process'
+import { applyMigrations, readMigrationFiles } from '../../src/store/apply-migrations.js'
+import { prismaPaths } from '../../src/store/config.js'
+import { migrateDeploy, migrateDiff, migrateOptions, migrateStatus } from '../../src/store/migrate.js'
+import { createStore } from '../../src/store/store.js'
+import { projectRoot } from '../../src/paths.js'
+import { ApmatrixError } from '../../src/domain/errors.js'
+import { forEachDatabase, freshDatabase, type TestDatabase } from './pg-helper.js'
+
+/** The `_prisma_migrations` rows, whatever the provider. */
+async function history(db: TestDatabase): Promise<{ migration_name: string; checksum: string; finished: boolean; steps: number }[]> {
+  const store = await createStore(db.url)
+  try {
+    const rows = (await (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<Record<string, unknown>[]> } }).db.$queryRawUnsafe(
+      'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
+    ))
+    return rows.map((r) => ({
+      migration_name: String(r.migration_name),
+      checksum: String(r.checksum),
+      finished: r.finished_at != null,
+      steps: Number(r.applied_steps_count),
+    }))
+  } finally {
+    await store.close()
+  }
+}
+
+t.test('db:schemas --check: the provider schemas are generated from schema.base.prisma', async (t) => {
+  const r = spawnSync(process.execPath, [path.join(projectRoot, 'scripts/prisma-schemas.mjs'), '--check'], { encoding: 'utf8' })
+  t.equal(r.status, 0, r.stderr)
+})
+
+t.test('both providers have the same migration names', async (t) => {
+  const names = (p: 'sqlite' | 'postgres') => readMigrationFiles(prismaPaths(p).migrationsDir).map((m) => m.name)
+  t.ok(names('sqlite').length >= 1)
+  t.same(names('postgres'), names('sqlite'))
+})
+
+forEachDatabase(t, async (t, db) => {
+  const files = readMigrationFiles(prismaPaths(db.provider).migrationsDir)
+
+  t.test('applyMigrations on an empty database, then again (no-op)', async (t) => {
+    t.equal((await migrateStatus(migrateOptions(db.url))).hasMigrationsTable, false, 'engine: empty before')
+    const first = await applyMigrations(db.url)
+    t.same(first.applied, files.map((f) => f.name), 'all committed migrations applied in order')
+    t.same((await applyMigrations(db.url)).applied, [], 'second apply is a no-op')
+    const rows = await history(db)
+    t.same(
+      rows,
+      files.map((f) => ({ migration_name: f.name, checksum: f.checksum, finished: true, steps: 1 })),
+      'history rows as Prisma writes them (checksum = sha256 of the file)',
+    )
+    t.equal(files[0].checksum, crypto.createHash('sha256').update(fs.readFileSync(path.join(prismaPaths(db.provider).migrationsDir, files[0].name, 'migration.sql'))).digest('hex'))
+    const status = await migrateStatus(migrateOptions(db.url))
+    t.equal(status.history, null, 'the schema engine sees nothing pending')
+    t.same(status.failedMigrationNames, [])
+    t.same(status.editedMigrationNames, [], 'the engine accepts our checksums')
+    t.same(await migrateDeploy(migrateOptions(db.url)), [], 'prisma migrate deploy (engine) has nothing to do either')
+  })
+
+  t.test('schema, migrations and generated client agree (engine diff is clean)', async (t) => {
+    const d = await migrateDiff(migrateOptions(db.url))
+    t.equal(d.changed, false, d.script)
+  })
+
+  t.test('the diff check does catch a schema that drifted from the migrations', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-drift-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const opts = migrateOptions(db.url)
+    const schemaPath = path.join(dir, 'schema.prisma')
+    fs.writeFileSync(schemaPath, fs.readFileSync(opts.schemaPath, 'utf8') + '\nmodel Drift {\n  id Int @id\n}\n')
+    const d = await migrateDiff({ ...opts, schemaPath })
+    t.equal(d.changed, true)
+    t.match(d.script, /CREATE TABLE "Drift"/)
+  })
+
+  t.test('a database migrated by the engine is up to date for the runner', async (t) => {
+    const other = await freshDatabase(t, db.provider)
+    t.same(await migrateDeploy(migrateOptions(other.url)), files.map((f) => f.name))
+    t.same(await applyMigrations(other.url), { applied: [], edited: [] })
+  })
+
+  t.test('two runners starting at once: each migration is applied exactly once', async (t) => {
+    const other = await freshDatabase(t, db.provider)
+    const [a, b] = await Promise.all([applyMigrations(other.url), applyMigrations(other.url)])
+    t.same([...a.applied, ...b.applied].sort(), files.map((f) => f.name).sort())
+    t.equal((await history(other)).length, files.length)
+  })
+
+  t.test('a failing migration is rolled back entirely and named in the error', async (t) => {
+    const other = await freshDatabase(t, db.provider)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-badmig-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    fs.mkdirSync(path.join(dir, '20000101000000_ok'))
+    fs.writeFileSync(path.join(dir, '20000101000000_ok', 'migration.sql'), 'CREATE TABLE "A" ("id" INTEGER NOT NULL PRIMARY KEY);\n')
+    fs.mkdirSync(path.join(dir, '20000101000001_bad'))
+    fs.writeFileSync(path.join(dir, '20000101000001_bad', 'migration.sql'), 'CREATE TABLE "B" ("id" INTEGER NOT NULL PRIMARY KEY);\nTHIS IS NOT SQL;\n')
+    await t.rejects(applyMigrations(other.url, dir), /migration 20000101000001_bad failed/)
+    const rows = await history(other)
+    t.same(rows.map((r) => r.migration_name), ['20000101000000_ok'], 'only the good migration is recorded')
+    const store = await createStore(other.url)
+    t.teardown(() => store.close())
+    const q = (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<unknown[]> } }).db
+    await t.rejects(q.$queryRawUnsafe('SELECT * FROM "B"'), 'table B of the failed migration does not exist')
+    t.same(await q.$queryRawUnsafe('SELECT * FROM "A"'), [])
+  })
+})
+
+t.test('postgres unreachable: applyMigrations fails with UNAVAILABLE', async (t) => {
+  const e = await applyMigrations('postgresql://postgres@127.0.0.1:1/nothing').catch((e: unknown) => e)
+  t.ok(e instanceof ApmatrixError)
+  t.equal((e as ApmatrixError).code, 'UNAVAILABLE')
+})
+
+t.test('the runner creates the SQLite folder', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-folder-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'a', 'b', 'x.db')
+  t.ok((await applyMigrations(`file:${file}`)).applied.length >= 1)
+  t.ok(fs.existsSync(file))
+})
+
