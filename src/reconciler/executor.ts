@@ -29,6 +29,8 @@ export interface StepResult {
   drain?: { waitedMs: number; remaining: Record<string, number>; timedOut: boolean }
   /** For mask steps that take queues from the host: requests that were still on them (flushed, B-16). */
   lostRequests?: number
+  /** The same, per queue (only queues that lost something). */
+  lostByApqn?: Record<string, number>
 }
 
 export interface ExecutionResult {
@@ -74,6 +76,7 @@ export async function executePlan(
           break
         case 'takeFromHost': {
           const load = await bus.queueLoad(op.apqns)
+          step.lostByApqn = Object.fromEntries([...load].filter(([, n]) => n > 0))
           step.lostRequests = [...load.values()].reduce((a, b) => a + b, 0)
           lost += step.lostRequests
           await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })

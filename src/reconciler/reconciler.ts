@@ -1,0 +1,367 @@
+/**
+ * The reconciler (product.md §4): level-triggered per host. `reconcile(host)` reads the desired state
+ * (store) and the observed state (bus), plans, executes safely, writes status and conditions, and emits
+ * events. The same path serves create, update, delete, periodic resync, drift, host reboot and restart
+ * after a crash: it never relies on what a previous run did, only on what it reads now.
+ */
+import { randomUUID } from 'node:crypto'
+import { Mask, parseAbsoluteMask } from '../domain/mask.js'
+import { planHost, type Deferred, type DesiredHost, type Plan, type PlanOp } from '../domain/plan.js'
+import type { ObservedHost } from '../domain/observed.js'
+import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
+import type { Store } from '../store/store.js'
+import type { EventInput } from '../store/event-repo.js'
+import type { MdevRecord } from '../store/mdev-repo.js'
+import { executePlan, type ExecutionResult, type StepResult } from './executor.js'
+import { computeMdevStatus, type MdevStatus } from './status.js'
+import { WorkQueue } from './work-queue.js'
+
+/** Minimal structured logger (pino-compatible). */
+export interface Logger {
+  debug(obj: object, msg?: string): void
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+}
+
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+
+/** Named points inside a reconcile, for crash-safety tests (a hook may kill the process there). */
+export type ReconcilePoint = 'beforeBusWrite' | 'afterBusWrite' | 'beforeStatusWrite'
+
+export interface ReconcilerOptions {
+  store: Store
+  hosts: HostRegistry
+  /** This replica's identity for leases; unique per process. */
+  holder?: string
+  resyncMs?: number
+  leaseTtlMs?: number
+  drainTimeoutMs?: number
+  drainPollMs?: number
+  /** Skip the drain (requests on queues that leave the host are lost and reported). */
+  hardHandOver?: boolean
+  sleep?: (ms: number) => Promise<void>
+  log?: Logger
+  hook?: (point: ReconcilePoint, host: string, step?: PlanOp) => Promise<void> | void
+}
+
+/** What one reconcile pass did. */
+export interface ReconcileOutcome {
+  host: string
+  /** True when the bus equals the desired state after this pass and nothing is deferred. */
+  converged: boolean
+  skipped?: 'lease-held-elsewhere' | 'unknown-host'
+  plan?: Plan
+  execution?: ExecutionResult
+  drift: boolean
+}
+
+function maskOrFull(text: string | undefined): Mask {
+  if (!text) return Mask.full()
+  const p = parseAbsoluteMask(text)
+  return p.ok ? p.mask : Mask.full()
+}
+
+function opTarget(op: PlanOp): string | undefined {
+  return 'uuid' in op ? op.uuid : undefined
+}
+
+/** Level-triggered reconciler with a work queue (one key in flight), backoff, resync and leases. */
+export class Reconciler implements ReconcileTrigger {
+  private readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000 })
+  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep'>> & Pick<ReconcilerOptions, 'hook' | 'sleep'>
+  private readonly tokens = new Map<string, number>()
+  private readonly listeners = new Set<(o: ReconcileOutcome) => void>()
+  private readonly unsubscribes: Array<() => void> = []
+  private resyncTimer: NodeJS.Timeout | undefined
+  private worker: Promise<void> | undefined
+  private running = false
+
+  constructor(opts: ReconcilerOptions) {
+    this.o = {
+      holder: `apmatrix:${process.pid}:${randomUUID().slice(0, 8)}`,
+      resyncMs: 30_000,
+      leaseTtlMs: 15_000,
+      drainTimeoutMs: 30_000,
+      drainPollMs: 50,
+      hardHandOver: false,
+      log: silent,
+      ...opts,
+    }
+    for (const [k, v] of Object.entries({ resyncMs: this.o.resyncMs, leaseTtlMs: this.o.leaseTtlMs, drainPollMs: this.o.drainPollMs })) {
+      if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`Reconciler: ${k} must be a positive number`)
+    }
+    if (!(this.o.drainTimeoutMs >= 0)) throw new RangeError('Reconciler: drainTimeoutMs must be >= 0')
+  }
+
+  /** This replica's lease holder id. */
+  get holder(): string {
+    return this.o.holder
+  }
+
+  /** Nudges a host (idempotent). */
+  enqueue(host: string): void {
+    this.queue.add(host)
+  }
+
+  /** Calls `fn` after every reconcile pass; returns an unsubscribe function. */
+  onOutcome(fn: (o: ReconcileOutcome) => void): () => void {
+    this.listeners.add(fn)
+    return () => this.listeners.delete(fn)
+  }
+
+  /** Starts the worker, the periodic resync, and the bus event watches (drift is seen at once). */
+  start(): void {
+    if (this.running) return
+    this.running = true
+    for (const h of this.o.hosts.list()) {
+      this.enqueue(h.name)
+      if (h.emulator) {
+        this.unsubscribes.push(
+          h.emulator.subscribe((e) => {
+            // Kernel changes (uevents, guest APCB) may be drift: look again.
+            if (e.kind === 'uevent' || e.kind === 'apcb') this.enqueue(h.name)
+          }),
+        )
+      }
+    }
+    this.resyncTimer = setInterval(() => {
+      for (const h of this.o.hosts.list()) this.enqueue(h.name)
+    }, this.o.resyncMs)
+    this.worker = this.work()
+  }
+
+  /** Stops after the pass in flight; releases held leases. */
+  async stop(): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    clearInterval(this.resyncTimer)
+    for (const u of this.unsubscribes.splice(0)) u()
+    this.queue.shutdown()
+    await this.worker
+    for (const [host, token] of this.tokens) {
+      await this.o.store.leases.release(host, this.o.holder, token).catch(() => false)
+    }
+    this.tokens.clear()
+  }
+
+  private async work(): Promise<void> {
+    for (;;) {
+      const host = await this.queue.get()
+      if (host === null) return
+      try {
+        const out = await this.reconcile(host)
+        if (out.skipped === 'lease-held-elsewhere') this.queue.addAfter(host, this.o.leaseTtlMs)
+        else if (out.converged || out.skipped) this.queue.forget(host)
+        else this.queue.addRateLimited(host)
+        for (const l of this.listeners) l(out)
+      } catch (e) {
+        // Store down, bus unreachable, lease lost: retry with backoff.
+        const delay = this.queue.addRateLimited(host)
+        this.o.log.warn({ host, err: e instanceof Error ? e.message : String(e), retryInMs: delay }, 'reconcile failed')
+      } finally {
+        this.queue.done(host)
+      }
+    }
+  }
+
+  /** One reconcile pass for `host` (also used directly by tests). */
+  async reconcile(hostName: string): Promise<ReconcileOutcome> {
+    const host = this.o.hosts.get(hostName)
+    if (!host) return { host: hostName, converged: false, skipped: 'unknown-host', drift: false }
+    const { store } = this.o
+    const lease = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
+    if (!lease.acquired) {
+      this.tokens.delete(hostName)
+      return { host: hostName, converged: false, skipped: 'lease-held-elsewhere', drift: false }
+    }
+    this.tokens.set(hostName, lease.fencingToken)
+    const events: EventInput[] = []
+    const ev = (e: Omit<EventInput, 'host'>) => events.push({ host: hostName, actor: 'reconciler', ...e })
+
+    await this.closeAbandonedJournal(hostName, ev)
+    await this.checkBoot(host, ev)
+
+    const rows = await store.mdevs.listAll(hostName)
+    const masks = await store.masks.get(hostName)
+    const desired: DesiredHost = {
+      apmask: maskOrFull(masks?.apmask),
+      aqmask: maskOrFull(masks?.aqmask),
+      mdevs: rows.map((r) => ({
+        uuid: r.uuid,
+        ...r.spec,
+        deleting: r.deletionRequestedAt !== null,
+        force: r.force,
+      })),
+    }
+    const before = await host.bus.observe()
+    const guests = new Map((await host.guests()).map((g) => [g.uuid, g.guest]))
+    const plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
+
+    // Drift: the store says everything was converged at these generations, yet the bus differs.
+    const wasConverged =
+      rows.every((r) => r.status.observedGeneration === r.generation && r.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) &&
+      (!masks || masks.status.observedGeneration === masks.generation)
+    const drift = wasConverged && plan.operations.length > 0 && (rows.length > 0 || masks !== null)
+    if (drift) {
+      ev({ kind: 'host', name: hostName, type: 'DriftDetected', message: `the bus differs from the desired state: ${plan.operations.map((o) => o.kind).join(', ')}`, data: { operations: plan.operations.map(summarizeOp) } })
+    }
+
+    let execution: ExecutionResult | undefined
+    if (plan.operations.length > 0) execution = await this.execute(host, plan, lease.fencingToken, ev)
+
+    const after = execution ? await host.bus.observe() : before
+    const guestsAfter = execution ? new Map((await host.guests()).map((g) => [g.uuid, g.guest])) : guests
+    await this.o.hook?.('beforeStatusWrite', hostName)
+    await this.writeStatus(hostName, rows, masks?.generation, after, guestsAfter, plan.deferred, execution, ev)
+    const convergedNow = planHost(desired, after, (uuid) => guestsAfter.get(uuid) ?? null)
+    if (events.length) await store.transaction(async (tx) => {
+      for (const e of events) await tx.events.append(e)
+    })
+    return { host: hostName, converged: convergedNow.converged, plan, execution, drift }
+  }
+
+  private async execute(host: ManagedHost, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
+    const { store } = this.o
+    const reconcileId = randomUUID()
+    const entries = await store.journal.append(plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: op as unknown as Record<string, unknown> })))
+    const result = await executePlan(
+      host.bus,
+      plan,
+      { drainTimeoutMs: this.o.drainTimeoutMs, drainPollMs: this.o.drainPollMs, hard: this.o.hardHandOver, sleep: this.o.sleep },
+      async (phase, step) => {
+        if (phase === 'planned') {
+          // Fencing: only the live lease holder may touch the bus (product.md §4, one replica per host).
+          await store.leases.assertHeld(host.name, this.o.holder, token)
+          await this.o.hook?.('beforeBusWrite', host.name, step.op)
+          return
+        }
+        await this.o.hook?.('afterBusWrite', host.name, step.op)
+        await store.journal.update(entries[step.index]!.id, phase, step.message)
+        this.stepEvents(step, ev)
+      },
+    )
+    return result
+  }
+
+  private stepEvents(step: StepResult, ev: (e: Omit<EventInput, 'host'>) => void): void {
+    const op = step.op
+    if (step.state === 'failed') {
+      ev({ kind: opTarget(op) ? 'mdev' : 'host', name: opTarget(op) ?? '', type: 'ReconcileFailed', message: `${op.kind} failed: ${step.message}`, data: { errno: step.errno ?? null, op: summarizeOp(op) } })
+      return
+    }
+    switch (op.kind) {
+      case 'createMdev':
+        ev({ kind: 'mdev', name: op.uuid, type: 'MdevStarted', message: `matrix device ${op.uuid} created on the bus` })
+        break
+      case 'removeMdev':
+        ev({ kind: 'mdev', name: op.uuid, type: 'MdevStopped', message: `matrix device ${op.uuid} removed from the bus${op.guest ? ` (guest ${op.guest} was detached: forced)` : ''}` })
+        break
+      case 'shrinkMdev':
+      case 'configureMdev':
+        ev({ kind: 'mdev', name: op.uuid, type: 'MdevReconfigured', message: `matrix of ${op.uuid} set to ${op.to.adapters.length} adapters x ${op.to.domains.length} domains, ${op.to.controlDomains.length} control domains`, data: { to: op.to } })
+        break
+      case 'returnToHost':
+      case 'takeFromHost':
+        ev({ kind: 'masks', name: 'masks', type: 'MasksApplied', message: `${op.kind === 'returnToHost' ? 'returned' : 'took'} ${op.apqns.length} queues ${op.kind === 'returnToHost' ? 'to' : 'from'} the host drivers`, data: { apmask: op.apmask, aqmask: op.aqmask, queues: op.apqns.length } })
+        for (const [apqn, n] of Object.entries(step.lostByApqn ?? {})) {
+          ev({ kind: 'queue', name: apqn, type: 'QueueFlushed', message: `${n} requests on ${apqn} were lost to the flush (drain ${step.lostRequests ? 'incomplete' : 'complete'})`, data: { lost: n } })
+        }
+        break
+      case 'drainQueues':
+        if (step.drain?.timedOut) ev({ kind: 'host', name: '', type: 'DrainTimedOut', message: `queues still busy after ${step.drain.waitedMs} ms: ${Object.keys(step.drain.remaining).join(', ')}`, data: { remaining: step.drain.remaining } })
+        break
+      case 'bindQueue':
+        ev({ kind: 'queue', name: op.apqn, type: 'QueueBound', message: `${op.apqn} bound to ${op.driver} again` })
+        break
+    }
+  }
+
+  private async writeStatus(
+    hostName: string,
+    rows: MdevRecord[],
+    masksGeneration: number | undefined,
+    after: ObservedHost,
+    guests: Map<string, string>,
+    deferred: Deferred[],
+    execution: ExecutionResult | undefined,
+    ev: (e: Omit<EventInput, 'host'>) => void,
+  ): Promise<void> {
+    const { store } = this.o
+    const observed = new Map(after.mdevs.map((m) => [m.uuid, m]))
+    const lostByApqn = new Map<string, number>()
+    for (const s of execution?.steps ?? []) for (const [q, n] of Object.entries(s.lostByApqn ?? {})) lostByApqn.set(q, (lostByApqn.get(q) ?? 0) + n)
+    for (const r of rows) {
+      const o = observed.get(r.uuid)
+      if (r.deletionRequestedAt && !o) {
+        await store.mdevs.delete(r.host, r.uuid).catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'delete after removal failed'))
+        continue
+      }
+      const failedStep = execution?.failed && opTarget(execution.failed.op) === r.uuid ? execution.failed : undefined
+      let lost = 0
+      for (const a of r.spec.adapters) for (const d of r.spec.domains) lost += lostByApqn.get(`${a.toString(16).padStart(2, '0')}.${d.toString(16).padStart(4, '0')}`) ?? 0
+      const previous = (r.status.observedGeneration !== undefined ? r.status : null) as MdevStatus | null
+      const status = computeMdevStatus({
+        generation: r.generation,
+        // A device being deleted is converged once it is off the bus, like a stopped one.
+        spec: r.deletionRequestedAt ? { ...r.spec, state: 'stopped' } : r.spec,
+        observed: o,
+        guest: guests.get(r.uuid) ?? null,
+        hostAdapters: after.config.adapters,
+        deferred: deferred.filter((d) => d.uuid === r.uuid),
+        failure: failedStep ? { errno: failedStep.errno, message: failedStep.message ?? 'bus operation failed' } : undefined,
+        lostRequests: lost,
+        previous,
+        now: new Date(),
+      })
+      this.transitionEvents(r, previous, status, ev)
+      if (JSON.stringify(status) !== JSON.stringify(r.status)) {
+        await store.mdevs.updateStatus(r.host, r.uuid, status as never).catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'status write lost a race; next pass rewrites it'))
+      }
+    }
+    const maskStatus = { apmask: after.apmask, aqmask: after.aqmask, observedGeneration: masksGeneration, readAt: new Date().toISOString() }
+    const cur = await store.masks.get(hostName)
+    if (cur && (cur.status.apmask !== maskStatus.apmask || cur.status.aqmask !== maskStatus.aqmask || cur.status.observedGeneration !== masksGeneration)) {
+      await store.masks.setStatus(hostName, maskStatus)
+    }
+  }
+
+  private transitionEvents(r: MdevRecord, prev: MdevStatus | null, next: MdevStatus, ev: (e: Omit<EventInput, 'host'>) => void): void {
+    const was = (t: string) => prev?.conditions.find((c) => c.type === t)?.status === 'True'
+    const is = (t: string) => next.conditions.find((c) => c.type === t)?.status === 'True'
+    if (!was('AdapterFiltered') && is('AdapterFiltered')) {
+      ev({ kind: 'mdev', name: r.uuid, type: 'AdapterFiltered', message: next.conditions.find((c) => c.type === 'AdapterFiltered')!.message })
+    }
+    if ((prev?.guest ?? null) !== next.guest) {
+      if (prev?.guest) ev({ kind: 'mdev', name: r.uuid, type: 'GuestDetached', message: `guest ${prev.guest} closed ${r.uuid}` })
+      if (next.guest) ev({ kind: 'mdev', name: r.uuid, type: 'GuestAttached', message: `guest ${next.guest} opened ${r.uuid}` })
+    }
+  }
+
+  /** Steps a crashed run left `planned`: their outcome is unknown; the fresh plan below redoes what is missing. */
+  private async closeAbandonedJournal(host: string, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {
+    const open = await this.o.store.journal.listOpen(host)
+    for (const e of open) await this.o.store.journal.update(e.id, 'failed', 'abandoned: the reconcile that planned it did not finish (crash or lease loss)')
+    if (open.length) ev({ kind: 'host', name: host, type: 'ReconcileResumed', message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus` })
+  }
+
+  private async checkBoot(host: ManagedHost, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {
+    const info = await host.info()
+    const rec = await this.o.store.hosts.get(host.name).catch(() => null)
+    if (rec && rec.bootId !== info.bootId) {
+      await this.o.store.hosts.upsert({ ...rec, bootId: info.bootId })
+      ev({ kind: 'host', name: host.name, type: 'HostBooted', message: `host ${host.name} rebooted (boot id ${info.bootId}); restoring the desired state` })
+    }
+  }
+}
+
+function summarizeOp(op: PlanOp): Record<string, unknown> {
+  switch (op.kind) {
+    case 'returnToHost':
+    case 'takeFromHost':
+    case 'drainQueues':
+      return { kind: op.kind, queues: op.apqns.length }
+    default:
+      return { ...op }
+  }
+}
