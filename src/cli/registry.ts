@@ -4,6 +4,8 @@
  */
 import type { CliCommand } from './command.js'
 import { emulatorShellCommand } from './commands/emulator-shell.js'
+import { serveCommand } from './commands/serve.js'
+import { emulatorServeCommand } from './commands/emulator-serve.js'
 
 /** The registered verbs. */
-export const commands: readonly CliCommand[] = [emulatorShellCommand]
+export const commands: readonly CliCommand[] = [serveCommand, emulatorShellCommand, emulatorServeCommand]

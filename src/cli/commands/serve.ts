@@ -1,0 +1,67 @@
+/**
+ * `apmatrix serve` (what `npm start` runs): the service with its embedded defaults (product.md §7).
+ * Every setting is an environment variable and a flag; bad settings stop it at start with exit 2.
+ */
+import { ConfigError, loadConfig, SETTINGS, type SettingName } from '../../config.js'
+import { type CliCommand, EXIT, UsageError } from '../command.js'
+
+const names = Object.keys(SETTINGS) as SettingName[]
+
+const help = `Usage: apmatrix serve [options]
+
+Runs the apmatrix service: the desired-state store, the reconciler and the REST API, managing one
+emulated host 'local' by default (SQLite under ./data/, REST on 127.0.0.1:8080).
+Stops gracefully on SIGTERM or SIGINT.
+
+Options (each also an environment variable; flags win):
+${names.map((k) => `  --${SETTINGS[k].flag.padEnd(18)} ${SETTINGS[k].env.padEnd(26)} ${SETTINGS[k].help}${SETTINGS[k].def ? ` (default ${SETTINGS[k].def})` : ''}`).join('\n')}
+  -h, --help`
+
+/** The `serve` verb. */
+export const serveCommand: CliCommand = {
+  path: ['serve'],
+  summary: 'run the service (REST API, reconciler) on the embedded defaults',
+  help,
+  options: Object.fromEntries(names.map((k) => [SETTINGS[k].flag, { type: 'string' as const }])),
+  async run(args, io) {
+    const flags: Partial<Record<SettingName, string>> = {}
+    for (const k of names) {
+      const v = args.values[SETTINGS[k].flag]
+      if (typeof v === 'string') flags[k] = v
+    }
+    let cfg
+    try {
+      cfg = loadConfig(flags, io.env)
+    } catch (e) {
+      if (e instanceof ConfigError) throw new UsageError(e.message)
+      throw e
+    }
+    const { startService, createLogger } = await import('../../main.js')
+    const log = createLogger(cfg.logLevel)
+    let svc
+    try {
+      svc = await startService(cfg, log)
+    } catch (e) {
+      io.stderr.write(`apmatrix: cannot start: ${e instanceof Error ? e.message : String(e)}\n`)
+      log.flush?.()
+      return EXIT.FAILURE
+    }
+    io.stdout.write(`apmatrix serving REST on ${svc.httpUrl}\n`)
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log.info({ signal }, 'shutting down')
+        process.off('SIGTERM', onTerm)
+        process.off('SIGINT', onInt)
+        void svc.close().then(resolve, (e) => {
+          log.error({ err: String(e) }, 'shutdown failed')
+          resolve()
+        })
+      }
+      const onTerm = () => stop('SIGTERM')
+      const onInt = () => stop('SIGINT')
+      process.on('SIGTERM', onTerm)
+      process.on('SIGINT', onInt)
+    })
+    return EXIT.OK
+  },
+}

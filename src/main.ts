@@ -1,0 +1,123 @@
+/**
+ * The composition root: the only place that constructs things. `startService` wires configuration,
+ * store, hosts, reconciler, service and transports, and returns a handle that shuts them down in order.
+ */
+import os from 'node:os'
+import { randomUUID } from 'node:crypto'
+import pino, { type Logger as PinoLogger } from 'pino'
+import type { ServiceConfig } from './config.js'
+import { applyMigrations } from './store/apply-migrations.js'
+import { createStore, type Store } from './store/store.js'
+import { ensureSqliteFolder, parseDatabaseUrl, redact } from './store/config.js'
+import { LocalEmulatedHost } from './hosts/local-emulated-host.js'
+import { StaticHostRegistry, type ManagedHost } from './hosts/managed-host.js'
+import { Reconciler, type ReconcilePoint } from './reconciler/reconciler.js'
+import { ApmatrixService } from './service/index.js'
+import { buildApp } from './transport/http/app.js'
+
+/** A running service. */
+export interface RunningService {
+  /** `http://host:port` actually bound (a requested port 0 is resolved). */
+  httpUrl: string
+  store: Store
+  reconciler: Reconciler
+  hosts: ManagedHost[]
+  log: PinoLogger
+  /** Graceful shutdown: stop accepting, finish the reconcile in flight, release leases, close the store. */
+  close(): Promise<void>
+}
+
+/** Creates the pino logger of the process (JSON lines on stderr). */
+export function createLogger(level: ServiceConfig['logLevel']): PinoLogger {
+  return pino({ level, base: { service: 'apmatrix' } }, pino.destination(2))
+}
+
+function crashHook(cfg: ServiceConfig, log: PinoLogger): ((point: ReconcilePoint) => void) | undefined {
+  const at = cfg.crashAt
+  if (!at) return undefined
+  let seen = 0
+  log.warn({ crashAt: at }, 'APMATRIX_CRASH_AT is set: this process will SIGKILL itself (crash-safety test hook)')
+  return (point) => {
+    if (point !== at.point) return
+    if (++seen === at.nth) {
+      process.stderr.write(`apmatrix: crash hook: SIGKILL at ${point} #${seen}\n`)
+      process.kill(process.pid, 'SIGKILL')
+    }
+  }
+}
+
+async function buildHosts(cfg: ServiceConfig): Promise<ManagedHost[]> {
+  const out: ManagedHost[] = []
+  for (const h of cfg.hosts) {
+    if (h.kind === 'emulator') out.push(new LocalEmulatedHost({ name: h.name, profile: h.profile, kernel: h.kernel }))
+    else {
+      const { RemoteEmulatedHost } = await import('./hosts/remote-emulated-host.js')
+      out.push(await RemoteEmulatedHost.connect(h.name, h.addr))
+    }
+  }
+  return out
+}
+
+/** Starts everything the configuration names. Throws on a bad database or a host that cannot be reached. */
+export async function startService(cfg: ServiceConfig, log: PinoLogger = createLogger(cfg.logLevel)): Promise<RunningService> {
+  const db = parseDatabaseUrl(cfg.databaseUrl)
+  if (db.provider === 'sqlite') ensureSqliteFolder(db)
+  const migrated = await applyMigrations(cfg.databaseUrl)
+  log.info({ database: redact(cfg.databaseUrl), applied: migrated.applied }, 'store migrated')
+  const store = await createStore(cfg.databaseUrl)
+  const hosts = await buildHosts(cfg)
+  for (const h of hosts) {
+    const info = await h.info()
+    const observed = await h.bus.observe()
+    const prev = await store.hosts.get(h.name).catch(() => null)
+    // Keep the stored bootId: the reconciler compares it with the host's and reports the reboot itself.
+    await store.hosts.upsert({
+      name: h.name,
+      driver: info.driver,
+      profile: info.profile,
+      machineId: info.machineId,
+      bootId: prev?.bootId ?? info.bootId,
+      features: observed.features,
+      maxAdapterId: observed.maxAdapterId,
+      maxDomainId: observed.maxDomainId,
+    })
+    log.info({ host: h.name, driver: info.driver, profile: info.profile, kernel: info.kernel, bootId: info.bootId }, 'host registered')
+  }
+  const registry = new StaticHostRegistry(hosts)
+  const hook = crashHook(cfg, log)
+  const reconciler = new Reconciler({
+    store,
+    hosts: registry,
+    holder: cfg.replicaId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    resyncMs: cfg.resyncMs,
+    leaseTtlMs: cfg.leaseTtlMs,
+    drainTimeoutMs: cfg.drainTimeoutMs,
+    log: log.child({ component: 'reconciler' }),
+    hook: hook ? (point) => hook(point) : undefined,
+  })
+  const service = new ApmatrixService({ store, hosts: registry, reconciler })
+  const app = buildApp({ service, logger: log.child({ component: 'http' }) })
+  await app.listen({ host: cfg.http.host, port: cfg.http.port })
+  const addr = app.server.address()
+  const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port
+  const httpUrl = `http://${cfg.http.host.includes(':') ? `[${cfg.http.host}]` : cfg.http.host}:${port}`
+  reconciler.start()
+  log.info({ http: httpUrl, replica: reconciler.holder }, 'apmatrix serving')
+
+  let closing: Promise<void> | undefined
+  return {
+    httpUrl,
+    store,
+    reconciler,
+    hosts,
+    log,
+    close: () =>
+      (closing ??= (async () => {
+        await app.close()
+        await reconciler.stop()
+        for (const h of hosts) await h.close()
+        await store.close()
+        log.info('apmatrix stopped')
+      })()),
+  }
+}
