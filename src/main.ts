@@ -66,23 +66,6 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   log.info({ database: redact(cfg.databaseUrl), applied: migrated.applied }, 'store migrated')
   const store = await createStore(cfg.databaseUrl)
   const hosts = await buildHosts(cfg)
-  for (const h of hosts) {
-    const info = await h.info()
-    const observed = await h.bus.observe()
-    const prev = await store.hosts.get(h.name).catch(() => null)
-    // Keep the stored bootId: the reconciler compares it with the host's and reports the reboot itself.
-    await store.hosts.upsert({
-      name: h.name,
-      driver: info.driver,
-      profile: info.profile,
-      machineId: info.machineId,
-      bootId: prev?.bootId ?? info.bootId,
-      features: observed.features,
-      maxAdapterId: observed.maxAdapterId,
-      maxDomainId: observed.maxDomainId,
-    })
-    log.info({ host: h.name, driver: info.driver, profile: info.profile, kernel: info.kernel, bootId: info.bootId }, 'host registered')
-  }
   const registry = new StaticHostRegistry(hosts)
   const hook = crashHook(cfg, log)
   const reconciler = new Reconciler({
@@ -96,6 +79,9 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     hook: hook ? (point) => hook(point) : undefined,
   })
   const service = new ApmatrixService({ store, hosts: registry, reconciler })
+  for (const h of await service.syncHosts()) {
+    log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
+  }
   const app = buildApp({ service, logger: log.child({ component: 'http' }) })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()

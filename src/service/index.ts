@@ -1,0 +1,3 @@
+// The service's public surface: what transports and the composition root import.
+export { ApmatrixService, MAX_LABELS, type ApmatrixServiceOptions } from './apmatrix-service.js'
+export type * from './types.js'

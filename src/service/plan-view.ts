@@ -1,0 +1,63 @@
+/**
+ * The dry-run plan of a proposed desired state (product.md §4 last paragraph): the planner's ordered
+ * operations plus what a caller wants to know before applying: the APQNs the proposal pulls in with
+ * their current owners, the adapters a guest would lose to filtering (V-20), the host queues drained.
+ */
+import type { Violation } from '../domain/errors.js'
+import { formatApqn, qid } from '../domain/ids.js'
+import { parseAbsoluteMask } from '../domain/mask.js'
+import type { ObservedHost } from '../domain/observed.js'
+import { planHost } from '../domain/plan.js'
+import type { HostDesired } from './admission.js'
+import type { ClaimedApqn, FilteredAdapter, PlanView } from './types.js'
+
+/**
+ * Plans `desired` against `observed`. `focus` limits claimedApqns and filteredAdapters to the devices
+ * a request touches (all started devices when omitted). Pure.
+ */
+export function planView(
+  desired: HostDesired,
+  observed: ObservedHost,
+  guests: Array<{ uuid: string; guest: string }>,
+  violations: Violation[] = [],
+  focus?: ReadonlySet<string>,
+): PlanView {
+  const guestOf = new Map(guests.map((g) => [g.uuid, g.guest]))
+  const plan = planHost({ apmask: desired.apmask, aqmask: desired.aqmask, mdevs: desired.mdevs }, observed, (u) => guestOf.get(u) ?? null)
+
+  const busOwner = new Map<number, string>()
+  for (const m of observed.mdevs) for (const a of m.adapters) for (const d of m.domains) busOwner.set(qid(a, d), m.uuid)
+  const queues = new Set(observed.queues.map((q) => qid(q.apid, q.apqi)))
+  const ap = parseAbsoluteMask(observed.apmask.trim())
+  const aq = parseAbsoluteMask(observed.aqmask.trim())
+  const hostHas = (a: number, d: number) => ap.ok && aq.ok && ap.mask.has(a) && aq.mask.has(d) && queues.has(qid(a, d))
+  const configAdapters = new Set(observed.config.adapters)
+  const configDomains = new Set(observed.config.domains)
+
+  const claimedApqns: ClaimedApqn[] = []
+  const filteredAdapters: FilteredAdapter[] = []
+  for (const m of desired.mdevs) {
+    if (m.deleting || m.state !== 'started' || (focus && !focus.has(m.uuid))) continue
+    for (const a of m.adapters) {
+      for (const d of m.domains) {
+        const owner = busOwner.get(qid(a, d)) ?? (hostHas(a, d) ? 'host' : null)
+        if (owner !== m.uuid) claimedApqns.push({ apqn: formatApqn(a, d), uuid: m.uuid, currentOwner: owner })
+      }
+      // V-20: the guest gets mdev APM ∩ hostcfg apm; an adapter with any APQN lacking a queue device is dropped whole.
+      if (!configAdapters.has(a)) {
+        filteredAdapters.push({ uuid: m.uuid, apid: a, reason: 'NotInHostConfig', apqns: [] })
+        continue
+      }
+      const missing = m.domains.filter((d) => configDomains.has(d) && !queues.has(qid(a, d))).map((d) => formatApqn(a, d))
+      if (missing.length) filteredAdapters.push({ uuid: m.uuid, apid: a, reason: 'QueueMissing', apqns: missing })
+    }
+  }
+  return {
+    operations: plan.operations,
+    violations,
+    claimedApqns,
+    filteredAdapters,
+    drainedQueues: plan.drainedQueues,
+    deferred: plan.deferred.map((d) => ({ reason: d.reason, message: d.message, ...(d.uuid ? { uuid: d.uuid } : {}), ...(d.apqns ? { apqns: d.apqns } : {}) })),
+  }
+}

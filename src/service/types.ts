@@ -1,0 +1,229 @@
+/**
+ * Plain data shapes of the application service (product.md §2): what every transport receives and
+ * returns. JSON-safe throughout (dates as ISO strings), so a stored idempotent response replays
+ * byte for byte. No transport concepts here.
+ */
+import type { Violation } from '../domain/errors.js'
+import type { ObservedAdapter, ObservedQueue } from '../domain/observed.js'
+import type { PlanOp } from '../domain/plan.js'
+import type { MdevCondition } from '../store/index.js'
+
+/** Who calls and how: the per-request options every mutating operation takes. */
+export interface CallContext {
+  /** The caller, for audit and events (`anonymous` when unknown). */
+  actor?: string
+  /** Correlates the audit record, the events and the transport's logs. */
+  requestId?: string
+  /** Optimistic concurrency: the resourceVersion the caller last read; `*` or absent = any. */
+  ifMatch?: string
+  /** Validate and plan only: nothing is stored, nothing enqueued. */
+  dryRun?: boolean
+  /** Creates only: the same key with the same request returns the stored result. */
+  idempotencyKey?: string
+}
+
+/** A host (product.md §2 Host). */
+export interface HostView {
+  name: string
+  machineId: string
+  driver: string
+  profile: string | null
+  features: string[]
+  maxAdapterId: number
+  maxDomainId: number
+  bootId: string
+  /** The replica holding the live reconcile lease, or null. */
+  leaseHolder: string | null
+}
+
+/** One page of a list. */
+export interface Page<T> {
+  items: T[]
+  nextPageToken?: string
+}
+
+/** Inventory filters of {@link ApmatrixService.listQueues}. */
+export interface QueueQuery {
+  adapter?: number | string
+  domain?: number | string
+  driver?: 'cex4queue' | 'vfio_ap' | 'none'
+  /** An mdev uuid; `none` = queues no mdev holds. */
+  owner?: string
+  limit?: number
+  pageToken?: string
+}
+
+export type AdapterView = ObservedAdapter
+export type QueueView = ObservedQueue
+
+/** Usage and control domains of the host configuration (QCI), and what the masks reserve. */
+export interface DomainsView {
+  usageDomains: number[]
+  controlDomains: number[]
+  /** Domains whose aqmask bit is set on the bus (usable by the default drivers). */
+  hostDomains: number[]
+}
+
+/** A mask as returned: the kernel text and the ids. */
+export interface MaskPair {
+  apmask: string
+  aqmask: string
+  apmaskIds: number[]
+  aqmaskIds: number[]
+}
+
+/** Host masks: desired (spec) and observed (status). */
+export interface MasksView {
+  metadata: { host: string; generation: number; resourceVersion: string; updatedAt: string }
+  spec: MaskPair
+  /** Null when the bus could not be read. */
+  status: (MaskPair & { observedAt: string }) | null
+}
+
+/** Mask input: any kernel syntax (B-21), or a JSON array of ids. */
+export type MaskInput = string | Array<number | string>
+
+/** Body of a masks write; absent = unchanged. */
+export interface MasksInput {
+  apmask?: MaskInput
+  aqmask?: MaskInput
+}
+
+/** Spec as given by a caller: ids as integers or decimal / `0x` strings (product.md §2). */
+export interface MdevSpecInput {
+  adapters?: Array<number | string>
+  domains?: Array<number | string>
+  controlDomains?: Array<number | string>
+  state?: 'started' | 'stopped'
+}
+
+/** Body of a create. */
+export interface MdevCreateInput {
+  uuid?: string
+  spec: MdevSpecInput
+  labels?: Record<string, string>
+  owner?: string | null
+}
+
+/** Body of a replace (PUT). */
+export interface MdevReplaceInput {
+  spec: MdevSpecInput
+  labels?: Record<string, string>
+  owner?: string | null
+}
+
+/** Condition as stored by the reconciler. */
+export type ConditionView = MdevCondition
+
+/** A matrix device (product.md §2). */
+export interface MdevView {
+  metadata: {
+    uuid: string
+    host: string
+    generation: number
+    resourceVersion: string
+    createdAt: string
+    updatedAt: string
+    labels: Record<string, string>
+    owner: string | null
+    origin: 'apmatrix' | 'imported'
+    /** Set once a delete was requested; the reconciler removes the device, then the object. */
+    deletionRequestedAt: string | null
+    force: boolean
+  }
+  spec: { adapters: number[]; domains: number[]; controlDomains: number[]; state: 'started' | 'stopped' }
+  status: {
+    observedGeneration?: number
+    active?: boolean
+    matrix?: string[]
+    guestMatrix?: string[]
+    controlDomains?: number[]
+    guest?: string | null
+    lostRequests?: number
+    conditions?: ConditionView[]
+  }
+}
+
+/** List filters of {@link ApmatrixService.listMdevs}. */
+export interface MdevQuery {
+  state?: 'started' | 'stopped'
+  owner?: string
+  /** `key=value` pairs, all must match. */
+  labels?: Record<string, string>
+  limit?: number
+  pageToken?: string
+}
+
+/** A whole-host desired document (PUT desired, POST plan). */
+export interface DesiredInput {
+  masks?: MasksInput
+  mdevs?: Array<{ uuid: string; spec: MdevSpecInput; labels?: Record<string, string>; owner?: string | null }>
+  /** Devices of this owner that the document omits are deleted. Absent: devices with no owner. */
+  owner?: string | null
+}
+
+/** An APQN a proposed matrix pulls in, and who has it now. */
+export interface ClaimedApqn {
+  apqn: string
+  /** The mdev of the proposal that claims it. */
+  uuid: string
+  /** `host` (default drivers), another mdev uuid, or null (no queue, or unbound). */
+  currentOwner: string | null
+}
+
+/** An adapter a guest would not see (V-20). */
+export interface FilteredAdapter {
+  uuid: string
+  apid: number
+  reason: 'NotInHostConfig' | 'QueueMissing'
+  /** The APQNs without a queue device (QueueMissing). */
+  apqns: string[]
+}
+
+/** A dry-run plan (product.md §4, §5 `POST plan`). */
+export interface PlanView {
+  operations: PlanOp[]
+  violations: Violation[]
+  claimedApqns: ClaimedApqn[]
+  filteredAdapters: FilteredAdapter[]
+  drainedQueues: string[]
+  /** Steps the reconciler would have to wait for (a guest holds a device open, ...). */
+  deferred: Array<{ reason: string; uuid?: string; apqns?: string[]; message: string }>
+}
+
+/**
+ * Outcome of a mutating call: the stored result, or, with `dryRun`, the plan of what would change.
+ * `created` (creates only) tells a new object from an idempotent repeat; `replayed` that the result
+ * came from an earlier request with the same idempotency key.
+ */
+export type Mutation<T> =
+  | { dryRun: false; result: T; created?: boolean; replayed?: boolean }
+  | { dryRun: true; plan: PlanView }
+
+/** Result of a whole-host apply. */
+export interface ApplyResult {
+  plan: PlanView
+  masks: { generation: number; resourceVersion: string }
+  mdevs: Array<{ uuid: string; generation: number; resourceVersion: string; action: 'created' | 'updated' | 'unchanged' | 'deleted' }>
+}
+
+/** Emulator hardware action body (the emulator shell's actions). */
+export interface HardwareInput {
+  action:
+    | 'config-off'
+    | 'config-on'
+    | 'checkstop'
+    | 'checkstop-clear'
+    | 'add-adapter'
+    | 'remove-adapter'
+    | 'add-domain'
+    | 'remove-domain'
+    | 'set-mode'
+  apid?: number
+  apqi?: number
+  rawType?: number
+  type?: string
+  mode?: 'cca' | 'ep11' | 'accel'
+  control?: boolean
+  notify?: boolean
+}

@@ -1,0 +1,127 @@
+/** Matrix devices (product.md §5): CRUD, merge patch, If-Match, Idempotency-Key, dryRun. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { ApmatrixError } from '../../../domain/errors.js'
+import type { ApmatrixService, MdevView, Mutation } from '../../../service/index.js'
+import { callContext, setEtag } from '../call-context.js'
+import * as S from '../schemas.js'
+
+const MERGE_PATCH = 'application/merge-patch+json'
+// The few reply methods used here; route replies differ in their schema generics.
+interface ReplyLike {
+  code(status: number): ReplyLike
+  header(name: string, value: string): unknown
+  send(payload: unknown): unknown
+}
+const MdevOrDryRun = { anyOf: [S.MdevOut, S.DryRunOut] } as never
+
+export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }> = async (app, { service }) => {
+  const answer = (reply: ReplyLike, out: Mutation<MdevView>, status = 200) => {
+    if (out.dryRun) return reply.code(200).send({ dryRun: true, plan: out.plan })
+    setEtag(reply, out.result.metadata.resourceVersion)
+    // The answer comes from an earlier request with the same Idempotency-Key.
+    if (out.replayed) reply.header('idempotent-replayed', 'true')
+    return reply.code(status).send(out.result)
+  }
+
+  app.get(
+    '/hosts/:host/mdevs',
+    { schema: { tags: ['mdevs'], params: S.HostParams, querystring: S.MdevListQuery, response: S.responses({ 200: S.MdevPageOut }) } },
+    async (req) => {
+      const { label, ...q } = req.query
+      return service.listMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) })
+    },
+  )
+
+  app.post(
+    '/hosts/:host/mdevs',
+    {
+      schema: {
+        tags: ['mdevs'],
+        summary: 'Create a matrix device (idempotent on uuid; Idempotency-Key honoured)',
+        params: S.HostParams,
+        querystring: S.DryRunQuery,
+        headers: S.IdempotencyHeaders,
+        body: S.MdevCreateIn,
+        response: S.responses({ 200: MdevOrDryRun, 201: S.MdevOut }),
+      },
+    },
+    async (req, reply) => {
+      const out = await service.createMdev(req.params.host, req.body, callContext(req, req.query))
+      if (!out.dryRun && out.created !== false) reply.header('location', `/v1/hosts/${req.params.host}/mdevs/${out.result.metadata.uuid}`)
+      return answer(reply, out, !out.dryRun && out.created !== false ? 201 : 200)
+    },
+  )
+
+  app.get('/hosts/:host/mdevs/:uuid', { schema: { tags: ['mdevs'], params: S.MdevParams, response: S.responses({ 200: S.MdevOut }) } }, async (req, reply) => {
+    const m = await service.getMdev(req.params.host, req.params.uuid)
+    setEtag(reply, m.metadata.resourceVersion)
+    return m
+  })
+
+  app.put(
+    '/hosts/:host/mdevs/:uuid',
+    {
+      schema: {
+        tags: ['mdevs'],
+        summary: 'Replace spec, labels and owner (If-Match honoured)',
+        params: S.MdevParams,
+        querystring: S.DryRunQuery,
+        headers: S.IfMatchHeaders,
+        body: S.MdevReplaceIn,
+        response: S.responses({ 200: MdevOrDryRun }),
+      },
+    },
+    async (req, reply) => answer(reply, await service.replaceMdev(req.params.host, req.params.uuid, req.body, callContext(req, req.query))),
+  )
+
+  app.patch(
+    '/hosts/:host/mdevs/:uuid',
+    {
+      schema: {
+        tags: ['mdevs'],
+        summary: `JSON merge patch (${MERGE_PATCH}) of spec, labels, owner (If-Match honoured)`,
+        params: S.MdevParams,
+        querystring: S.DryRunQuery,
+        headers: S.IfMatchHeaders,
+        body: S.MdevPatchIn,
+        response: S.responses({ 200: MdevOrDryRun }),
+      },
+      preValidation: async (req) => {
+        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+        if (type !== MERGE_PATCH) {
+          throw Object.assign(new Error(`PATCH needs Content-Type ${MERGE_PATCH}`), { statusCode: 415 })
+        }
+      },
+    },
+    async (req, reply) => answer(reply, await service.patchMdev(req.params.host, req.params.uuid, req.body, callContext(req, req.query))),
+  )
+
+  app.delete(
+    '/hosts/:host/mdevs/:uuid',
+    {
+      schema: {
+        tags: ['mdevs'],
+        summary: 'Request deletion (the reconciler removes the device; force: even if a guest has it open)',
+        params: S.MdevParams,
+        querystring: S.DeleteQuery,
+        headers: S.IfMatchHeaders,
+        response: S.responses({ 200: S.DryRunOut, 202: S.MdevOut }),
+      },
+    },
+    async (req, reply) => {
+      const ctx = { ...callContext(req, req.query), force: req.query.force === true }
+      return answer(reply, await service.deleteMdev(req.params.host, req.params.uuid, ctx), 202)
+    },
+  )
+}
+
+/** `k=v,k2=v2` → a label map; INVALID_ARGUMENT for anything else. */
+export function parseLabelSelector(s: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const part of s.split(',')) {
+    const i = part.indexOf('=')
+    if (i <= 0) throw new ApmatrixError('INVALID_ARGUMENT', `label selector '${part.slice(0, 64)}' is not key=value`)
+    out[part.slice(0, i).trim()] = part.slice(i + 1).trim()
+  }
+  return out
+}

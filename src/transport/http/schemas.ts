@@ -1,0 +1,268 @@
+/**
+ * TypeBox schemas of the REST API (product.md §5), for input validation, response serialisation and the
+ * OpenAPI document. Inputs: every string, array, number and map bounded; unknown fields rejected
+ * (additionalProperties false). Deeper rules (id syntax, masks, uuids, labels) are the service's.
+ */
+import { Type, type TSchema } from 'typebox'
+
+const Str = (max: number, extra: Record<string, unknown> = {}) => Type.String({ maxLength: max, ...extra })
+// Integers above the host maximum are the service's OUT_OF_RANGE (E-3), not a schema error.
+const Id = Type.Union([Type.Integer({ minimum: 0, maximum: 0xffff_ffff }), Type.String({ minLength: 1, maxLength: 12 })], {
+  description: 'APID or APQI: an integer, or a decimal or 0x hex string',
+})
+/** Id lists: up to 1024 entries (duplicates are folded). */
+const IdList = Type.Array(Id, { maxItems: 1024 })
+export const UuidString = Str(36, { minLength: 36, pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' })
+const HostName = Str(63, { minLength: 1, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })
+const Labels = Type.Record(Type.String(), Str(256), {
+  maxProperties: 64,
+  propertyNames: { minLength: 1, maxLength: 128 },
+})
+const Owner = Type.Union([Str(128, { minLength: 1 }), Type.Null()])
+const MaskIn = Type.Union([Str(1024), Type.Array(Id, { maxItems: 1024 })], {
+  description: 'kernel mask syntax (0x..., +n,-m,+a-b) or an array of ids',
+})
+
+const State = Type.Union([Type.Literal('started'), Type.Literal('stopped')])
+
+export const SpecIn = Type.Object(
+  { adapters: Type.Optional(IdList), domains: Type.Optional(IdList), controlDomains: Type.Optional(IdList), state: Type.Optional(State) },
+  { additionalProperties: false },
+)
+
+export const HostParams = Type.Object({ host: HostName }, { additionalProperties: false })
+export const MdevParams = Type.Object({ host: HostName, uuid: Str(64, { minLength: 1 }) }, { additionalProperties: false })
+export const GuestParams = Type.Object({ host: HostName, guest: Str(128, { minLength: 1 }) }, { additionalProperties: false })
+
+// Request headers (documented in OpenAPI and bounded; other headers pass).
+export const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Str(256, { description: 'the ETag of the version last read, or *' })) })
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Str(128, { minLength: 1, description: 'the same key and request again returns the stored response' })),
+})
+
+export const DryRunQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()) }, { additionalProperties: false })
+export const DeleteQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()), force: Type.Optional(Type.Boolean()) }, { additionalProperties: false })
+const Limit = Type.Integer({ minimum: 1, maximum: 500 })
+const PageToken = Str(512)
+export const QueueQuery = Type.Object(
+  {
+    adapter: Type.Optional(Str(12, { minLength: 1 })),
+    domain: Type.Optional(Str(12, { minLength: 1 })),
+    driver: Type.Optional(Type.Union([Type.Literal('cex4queue'), Type.Literal('vfio_ap'), Type.Literal('none')])),
+    owner: Type.Optional(Str(36, { minLength: 1 })),
+    limit: Type.Optional(Limit),
+    pageToken: Type.Optional(PageToken),
+  },
+  { additionalProperties: false },
+)
+export const MdevListQuery = Type.Object(
+  {
+    state: Type.Optional(State),
+    owner: Type.Optional(Str(128, { minLength: 1 })),
+    label: Type.Optional(Str(2048, { description: 'comma-separated key=value pairs, all must match' })),
+    limit: Type.Optional(Limit),
+    pageToken: Type.Optional(PageToken),
+  },
+  { additionalProperties: false },
+)
+export const SysfsQuery = Type.Object({ path: Str(512, { minLength: 1 }) }, { additionalProperties: false })
+
+export const MasksIn = Type.Object({ apmask: Type.Optional(MaskIn), aqmask: Type.Optional(MaskIn) }, { additionalProperties: false })
+export const MdevCreateIn = Type.Object(
+  { uuid: Type.Optional(UuidString), spec: SpecIn, labels: Type.Optional(Labels), owner: Type.Optional(Owner) },
+  { additionalProperties: false },
+)
+export const MdevReplaceIn = Type.Object({ spec: SpecIn, labels: Type.Optional(Labels), owner: Type.Optional(Owner) }, { additionalProperties: false })
+/** A merge patch: only spec, labels and owner (also under metadata) may appear; null removes (RFC 7396). */
+const SpecPatch = Type.Object(
+  {
+    adapters: Type.Optional(Type.Union([IdList, Type.Null()])),
+    domains: Type.Optional(Type.Union([IdList, Type.Null()])),
+    controlDomains: Type.Optional(Type.Union([IdList, Type.Null()])),
+    state: Type.Optional(Type.Union([State, Type.Null()])),
+  },
+  { additionalProperties: false },
+)
+const LabelsPatch = Type.Union([Type.Record(Type.String(), Type.Union([Str(256), Type.Null()]), { maxProperties: 64, propertyNames: { minLength: 1, maxLength: 128 } }), Type.Null()])
+export const MdevPatchIn = Type.Object(
+  {
+    spec: Type.Optional(SpecPatch),
+    labels: Type.Optional(LabelsPatch),
+    owner: Type.Optional(Owner),
+    metadata: Type.Optional(Type.Object({ labels: Type.Optional(LabelsPatch), owner: Type.Optional(Owner) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+)
+const DesiredMdevIn = Type.Object({ uuid: UuidString, spec: SpecIn, labels: Type.Optional(Labels), owner: Type.Optional(Owner) }, { additionalProperties: false })
+export const DesiredIn = Type.Object(
+  {
+    masks: Type.Optional(MasksIn),
+    mdevs: Type.Optional(Type.Array(DesiredMdevIn, { maxItems: 4096 })),
+    owner: Type.Optional(Owner),
+  },
+  { additionalProperties: false },
+)
+export const PlanIn = Type.Union([DesiredIn, MdevCreateIn])
+
+export const SysfsWriteIn = Type.Object({ path: Str(512, { minLength: 1 }), value: Str(4096) }, { additionalProperties: false })
+export const HardwareIn = Type.Object(
+  {
+    action: Type.Union(
+      ['config-off', 'config-on', 'checkstop', 'checkstop-clear', 'add-adapter', 'remove-adapter', 'add-domain', 'remove-domain', 'set-mode'].map((a) => Type.Literal(a)),
+    ),
+    apid: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    apqi: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    rawType: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    type: Type.Optional(Str(16)),
+    mode: Type.Optional(Type.Union([Type.Literal('cca'), Type.Literal('ep11'), Type.Literal('accel')])),
+    control: Type.Optional(Type.Boolean()),
+    notify: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+)
+export const GuestOpenIn = Type.Object({ uuid: UuidString, guest: Str(128, { minLength: 1 }) }, { additionalProperties: false })
+export const RequestsIn = Type.Object(
+  { apqn: Str(16, { minLength: 1 }), count: Type.Integer({ minimum: 1, maximum: 100_000 }) },
+  { additionalProperties: false },
+)
+
+// ---- outputs ------------------------------------------------------------------------------------
+
+const Ids = Type.Array(Type.Integer())
+const Strings = Type.Array(Type.String())
+export const ViolationOut = Type.Object({
+  rule: Type.String(),
+  message: Type.String(),
+  apqn: Type.Optional(Type.String()),
+  id: Type.Optional(Type.Integer()),
+  field: Type.Optional(Type.String()),
+  owner: Type.Optional(Type.String()),
+  fix: Type.Optional(Type.String()),
+})
+export const ProblemOut = Type.Object({
+  type: Type.Optional(Type.String()),
+  status: Type.Integer(),
+  title: Type.String(),
+  detail: Type.String(),
+  code: Type.String(),
+  errno: Type.Optional(Type.String()),
+  violations: Type.Optional(Type.Array(ViolationOut)),
+  requestId: Type.String(),
+})
+
+export const HostOut = Type.Object({
+  name: Type.String(),
+  machineId: Type.String(),
+  driver: Type.String(),
+  profile: Type.Union([Type.String(), Type.Null()]),
+  features: Strings,
+  maxAdapterId: Type.Integer(),
+  maxDomainId: Type.Integer(),
+  bootId: Type.String(),
+  leaseHolder: Type.Union([Type.String(), Type.Null()]),
+})
+export const HostListOut = Type.Object({ items: Type.Array(HostOut) })
+
+const NullableBool = Type.Union([Type.Boolean(), Type.Null()])
+export const AdapterOut = Type.Object({
+  apid: Type.Integer(),
+  hwtype: Type.Integer(),
+  rawHwtype: Type.Integer(),
+  type: Type.String(),
+  mode: Type.String(),
+  functions: Strings,
+  config: Type.Boolean(),
+  chkstop: Type.Boolean(),
+  online: NullableBool,
+  driver: Type.String(),
+})
+export const QueueOut = Type.Object({
+  apqn: Type.String(),
+  apid: Type.Integer(),
+  apqi: Type.Integer(),
+  driver: Type.String(),
+  vfioStatus: Type.Union([Type.String(), Type.Null()]),
+  config: Type.Boolean(),
+  chkstop: Type.Boolean(),
+  online: NullableBool,
+  requestqCount: Type.Integer(),
+  pendingqCount: Type.Integer(),
+  requestCount: Type.Union([Type.Integer(), Type.Null()]),
+  owner: Type.Union([Type.String(), Type.Null()]),
+})
+export const AdapterListOut = Type.Object({ items: Type.Array(AdapterOut) })
+export const QueuePageOut = Type.Object({ items: Type.Array(QueueOut), nextPageToken: Type.Optional(Type.String()) })
+export const DomainsOut = Type.Object({ usageDomains: Ids, controlDomains: Ids, hostDomains: Ids })
+
+const MaskPairOut = Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids })
+export const MasksOut = Type.Object({
+  metadata: Type.Object({ host: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), updatedAt: Type.String() }),
+  spec: MaskPairOut,
+  status: Type.Union([
+    Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids, observedAt: Type.String() }),
+    Type.Null(),
+  ]),
+})
+
+const ConditionOut = Type.Object({
+  type: Type.String(),
+  status: Type.String(),
+  reason: Type.String(),
+  message: Type.String(),
+  lastTransitionTime: Type.String(),
+  observedGeneration: Type.Integer(),
+})
+export const MdevOut = Type.Object({
+  metadata: Type.Object({
+    uuid: Type.String(),
+    host: Type.String(),
+    generation: Type.Integer(),
+    resourceVersion: Type.String(),
+    createdAt: Type.String(),
+    updatedAt: Type.String(),
+    labels: Type.Record(Type.String(), Type.String()),
+    owner: Type.Union([Type.String(), Type.Null()]),
+    origin: Type.String(),
+    deletionRequestedAt: Type.Union([Type.String(), Type.Null()]),
+    force: Type.Boolean(),
+  }),
+  spec: Type.Object({ adapters: Ids, domains: Ids, controlDomains: Ids, state: Type.String() }),
+  status: Type.Object({
+    observedGeneration: Type.Optional(Type.Integer()),
+    active: Type.Optional(Type.Boolean()),
+    matrix: Type.Optional(Strings),
+    guestMatrix: Type.Optional(Strings),
+    controlDomains: Type.Optional(Ids),
+    guest: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    lostRequests: Type.Optional(Type.Integer()),
+    conditions: Type.Optional(Type.Array(ConditionOut)),
+  }),
+})
+export const MdevPageOut = Type.Object({ items: Type.Array(MdevOut), nextPageToken: Type.Optional(Type.String()) })
+
+// Plan operations are a tagged union (domain/plan.ts PlanOp); documented by `kind`, fields passed through.
+const PlanOpOut = Type.Object({ kind: Type.String() }, { additionalProperties: true })
+export const PlanOut = Type.Object({
+  operations: Type.Array(PlanOpOut),
+  violations: Type.Array(ViolationOut),
+  claimedApqns: Type.Array(Type.Object({ apqn: Type.String(), uuid: Type.String(), currentOwner: Type.Union([Type.String(), Type.Null()]) })),
+  filteredAdapters: Type.Array(Type.Object({ uuid: Type.String(), apid: Type.Integer(), reason: Type.String(), apqns: Strings })),
+  drainedQueues: Strings,
+  deferred: Type.Array(
+    Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() }),
+  ),
+})
+export const DryRunOut = Type.Object({ dryRun: Type.Literal(true), plan: PlanOut })
+export const ApplyOut = Type.Object({
+  plan: PlanOut,
+  masks: Type.Object({ generation: Type.Integer(), resourceVersion: Type.String() }),
+  mdevs: Type.Array(Type.Object({ uuid: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), action: Type.String() })),
+})
+export const GuestsOut = Type.Object({ items: Type.Array(Type.Object({ uuid: Type.String(), guest: Type.String() })) })
+export const AcceptedOut = Type.Object({ accepted: Type.Integer() })
+export const StatusOut = Type.Object({ status: Type.String() })
+
+/** A response map with the problem body for every error status (documentation; errors are sent pre-serialised). */
+export function responses(ok: Record<number, TSchema>): Record<string, TSchema> {
+  return { ...ok, '4xx': ProblemOut, '5xx': ProblemOut }
+}

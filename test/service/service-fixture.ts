@@ -1,0 +1,36 @@
+/**
+ * A real service for tests: a migrated store (SQLite or PostgreSQL), an in-process emulated host
+ * `local` (demo profile, virtual time), and a ReconcileTrigger stub that records enqueues (the
+ * reconciler itself is tested elsewhere).
+ */
+import type { Test } from 'tap'
+import { StaticHostRegistry } from '../../src/hosts/managed-host.js'
+import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
+import { ApmatrixService } from '../../src/service/index.js'
+import type { Store } from '../../src/store/index.js'
+import type { TestDatabase } from '../store/pg-helper.js'
+import { openStore } from '../store/store-fixture.js'
+
+export interface ServiceFixture {
+  service: ApmatrixService
+  store: Store
+  host: LocalEmulatedHost
+  /** Hosts passed to reconciler.enqueue, in order. */
+  enqueued: string[]
+}
+
+/** Builds the fixture; everything is closed at t's teardown. */
+export async function serviceFixture(t: Test, db: TestDatabase, profile = 'demo'): Promise<ServiceFixture> {
+  const store = await openStore(t, db)
+  const host = new LocalEmulatedHost({ name: 'local', profile, realtime: false })
+  t.teardown(() => host.close())
+  const enqueued: string[] = []
+  const service = new ApmatrixService({ store, hosts: new StaticHostRegistry([host]), reconciler: { enqueue: (h) => void enqueued.push(h) } })
+  await service.syncHosts()
+  return { service, store, host, enqueued }
+}
+
+/** Canonical test uuids. */
+export const U1 = '11111111-1111-4111-8111-111111111111'
+export const U2 = '22222222-2222-4222-8222-222222222222'
+export const U3 = '33333333-3333-4333-8333-333333333333'
