@@ -13,8 +13,8 @@ export interface SysfsAccess {
   readlink(path: string): Promise<string>
 }
 
-export type { QueueDriver, ObservedAdapter, ObservedQueue, ObservedMdev, ObservedHost, MatrixConfig } from '../domain/observed.js'
-import type { ObservedHost, MatrixConfig } from '../domain/observed.js'
+export type { QueueDriver, ObservedAdapter, ObservedQueue, ObservedQueueRef, ObservedMdev, ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
+import type { ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
 
 /** What a bus write refused, with the kernel errno. */
 export class BusError extends Error {
@@ -30,8 +30,10 @@ export class BusError extends Error {
 
 /** Operations the reconciler performs. Every method is idempotent where the kernel allows it. */
 export interface BusPort {
-  /** Reads inventory, masks and matrix devices. */
+  /** Reads the full inventory (every card and queue attribute), masks and matrix devices. */
   observe(): Promise<ObservedHost>
+  /** Reads masks, configuration, matrix devices and queue bindings only: what planning needs, cheap on large hosts. */
+  observeTopology(): Promise<ObservedTopology>
   /** Writes apmask and/or aqmask in kernel syntax (B-21). BusError EBUSY on the in_use veto (B-24). */
   setMasks(masks: { apmask?: string; aqmask?: string }): Promise<void>
   /** V-4: creates a matrix device; EEXIST is treated as success (idempotent). */

@@ -14,6 +14,8 @@ import {
   type ObservedHost,
   type ObservedMdev,
   type ObservedQueue,
+  type ObservedQueueRef,
+  type ObservedTopology,
   type QueueDriver,
   type SysfsAccess,
 } from './port.js'
@@ -106,7 +108,7 @@ export class SysfsBus implements BusPort {
     return out
   }
 
-  async observe(): Promise<ObservedHost> {
+  async observeTopology(): Promise<ObservedTopology> {
     const [busFeatures, matrixFeatures, maxA, maxD, apmask, aqmask, apm, aqm, adm, bindings] = await Promise.all([
       this.tryRead(`${AP}/features`),
       this.tryRead(`${MATRIX}/features`),
@@ -122,25 +124,13 @@ export class SysfsBus implements BusPort {
     const vfioApLoaded = (await this.tryList(MATRIX)).length > 0
     const bound = await this.boundDevices()
     const names = await this.fs.list(DEVICES)
-
     const mdevs = vfioApLoaded ? await this.observeMdevs(matrixFeatures !== null && /guest_matrix/.test(matrixFeatures)) : []
-    const owner = new Map<string, string>()
-    for (const m of mdevs) for (const apqn of m.matrix) owner.set(apqn, m.uuid)
-
-    const adapters: ObservedAdapter[] = []
-    const queues: ObservedQueue[] = []
+    const queues: ObservedQueueRef[] = []
     for (const name of names) {
-      const apid = parseCardName(name)
-      if (apid !== undefined) {
-        adapters.push(await this.observeCard(apid, bound.get(name)))
-        continue
-      }
       const q = parseApqnName(name)
-      if (q) queues.push(await this.observeQueue(q.apid, q.apqi, (bound.get(name) as QueueDriver | undefined) ?? 'none', owner))
+      if (q) queues.push({ apqn: name, apid: q.apid, apqi: q.apqi, driver: (bound.get(name) as QueueDriver | undefined) ?? 'none' })
     }
-    adapters.sort((a, b) => a.apid - b.apid)
     queues.sort((a, b) => a.apid - b.apid || a.apqi - b.apqi)
-
     const bm = /^(\d+)\/(\d+)/.exec(bindings.trim())
     const features = [
       ...(busFeatures ?? '').trim().split(/\s+/).filter((f) => f && f !== '-'),
@@ -157,12 +147,27 @@ export class SysfsBus implements BusPort {
         domains: aqm ? maskIds(aqm) : [],
         controlDomains: adm && adm.startsWith('0x') ? maskIds(adm) : [],
       },
-      adapters,
       queues,
       mdevs,
       bindings: { bound: bm ? num(bm[1]!) : 0, total: bm ? num(bm[2]!) : 0, complete: bindings.includes('(complete)') },
       vfioApLoaded,
     }
+  }
+
+  async observe(): Promise<ObservedHost> {
+    const topo = await this.observeTopology()
+    const owner = new Map<string, string>()
+    for (const m of topo.mdevs) for (const apqn of m.matrix) owner.set(apqn, m.uuid)
+    const bound = await this.boundDevices()
+    const adapters: ObservedAdapter[] = []
+    for (const name of await this.fs.list(DEVICES)) {
+      const apid = parseCardName(name)
+      if (apid !== undefined) adapters.push(await this.observeCard(apid, bound.get(name)))
+    }
+    adapters.sort((a, b) => a.apid - b.apid)
+    const queues: ObservedQueue[] = []
+    for (const q of topo.queues) queues.push(await this.observeQueue(q.apid, q.apqi, q.driver, owner))
+    return { ...topo, adapters, queues }
   }
 
   private async observeCard(apid: number, driver: string | undefined): Promise<ObservedAdapter> {

@@ -25,11 +25,16 @@ export interface ObservedAdapter {
 }
 
 /** One queue (APQN) and where it is. */
-export interface ObservedQueue {
+/** Where a queue is: enough for planning (existence and driver), cheap to read for 65,536 queues. */
+export interface ObservedQueueRef {
   apqn: string
   apid: number
   apqi: number
   driver: QueueDriver
+}
+
+/** One queue with everything the inventory shows. */
+export interface ObservedQueue extends ObservedQueueRef {
   /** vfio_ap `status` (V-31), null when not bound to vfio_ap. */
   vfioStatus: 'unassigned' | 'assigned' | 'in use' | null
   config: boolean
@@ -57,7 +62,11 @@ export interface ObservedMdev {
 }
 
 /** Everything the reconciler needs to know about one host, read in one pass. */
-export interface ObservedHost {
+/**
+ * What planning and admission need of a host: masks, configuration, maxima, matrix devices and where
+ * each queue is bound. Read without touching per-queue attributes, so it stays cheap on large hosts.
+ */
+export interface ObservedTopology {
   /** Bus `features` (B-34) and matrix features (V-2), e.g. `APXA`, `QACT`, `ap_config`, `guest_matrix`, `hotplug`. */
   features: string[]
   maxAdapterId: number
@@ -67,12 +76,17 @@ export interface ObservedHost {
   aqmask: string
   /** Host configuration (QCI): configured adapters, usage domains, control domains. */
   config: { adapters: number[]; domains: number[]; controlDomains: number[] }
-  adapters: ObservedAdapter[]
-  queues: ObservedQueue[]
+  queues: ObservedQueueRef[]
   mdevs: ObservedMdev[]
   /** `bindings` (B-34): bound/total queue devices and whether the kernel says complete. */
   bindings: { bound: number; total: number; complete: boolean }
   vfioApLoaded: boolean
+}
+
+/** The full inventory of a host: the topology plus every card's and queue's attributes. */
+export interface ObservedHost extends ObservedTopology {
+  adapters: ObservedAdapter[]
+  queues: ObservedQueue[]
 }
 
 /** The matrix of an mdev as ids. */

@@ -8,7 +8,7 @@
  */
 import { formatApqn } from './ids.js'
 import { Mask, parseAbsoluteMask } from './mask.js'
-import type { MatrixConfig, ObservedHost, ObservedMdev } from './observed.js'
+import type { MatrixConfig, ObservedMdev, ObservedTopology } from './observed.js'
 
 /** One matrix device as the store wants it. */
 export interface PlannedMdev {
@@ -93,7 +93,7 @@ function parseMask(text: string): Mask {
  * Computes the plan for one host. `guestOf` tells which guest holds an mdev open (from the bus or emulator);
  * a device a guest holds is not removed unless `force` (V-29), and is reported as deferred.
  */
-export function planHost(desired: DesiredHost, observed: ObservedHost, guestOf: (uuid: string) => string | null = () => null): Plan {
+export function planHost(desired: DesiredHost, observed: ObservedTopology, guestOf: (uuid: string) => string | null = () => null): Plan {
   const ops: PlanOp[] = []
   const deferred: Deferred[] = []
   const observedByUuid = new Map<string, ObservedMdev>(observed.mdevs.map((m) => [m.uuid, m]))

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { planHost, type Deferred, type DesiredHost, type Plan, type PlanOp } from '../domain/plan.js'
-import type { ObservedHost } from '../domain/observed.js'
+import type { ObservedTopology } from '../domain/observed.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
 import type { Store } from '../store/store.js'
 import type { EventInput } from '../store/event-repo.js'
@@ -71,6 +71,8 @@ export class Reconciler implements ReconcileTrigger {
   private readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000 })
   private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep'>> & Pick<ReconcilerOptions, 'hook' | 'sleep'>
   private readonly tokens = new Map<string, number>()
+  /** Boot id of each host at this replica's last pass (see checkBoot). */
+  private readonly seenBoot = new Map<string, string>()
   private readonly listeners = new Set<(o: ReconcileOutcome) => void>()
   private readonly unsubscribes: Array<() => void> = []
   private resyncTimer: NodeJS.Timeout | undefined
@@ -194,7 +196,7 @@ export class Reconciler implements ReconcileTrigger {
         force: r.force,
       })),
     }
-    const before = await host.bus.observe()
+    const before = await host.bus.observeTopology()
     const guests = new Map((await host.guests()).map((g) => [g.uuid, g.guest]))
     const plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
 
@@ -210,7 +212,7 @@ export class Reconciler implements ReconcileTrigger {
     let execution: ExecutionResult | undefined
     if (plan.operations.length > 0) execution = await this.execute(host, plan, lease.fencingToken, ev)
 
-    const after = execution ? await host.bus.observe() : before
+    const after = execution ? await host.bus.observeTopology() : before
     const guestsAfter = execution ? new Map((await host.guests()).map((g) => [g.uuid, g.guest])) : guests
     await this.o.hook?.('beforeStatusWrite', hostName)
     await this.writeStatus(hostName, rows, masks?.generation, after, guestsAfter, plan.deferred, execution, ev)
@@ -281,7 +283,7 @@ export class Reconciler implements ReconcileTrigger {
     hostName: string,
     rows: MdevRecord[],
     masksGeneration: number | undefined,
-    after: ObservedHost,
+    after: ObservedTopology,
     guests: Map<string, string>,
     deferred: Deferred[],
     execution: ExecutionResult | undefined,
@@ -348,8 +350,13 @@ export class Reconciler implements ReconcileTrigger {
   private async checkBoot(host: ManagedHost, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {
     const info = await host.info()
     const rec = await this.o.store.hosts.get(host.name).catch(() => null)
-    if (rec && rec.bootId !== info.bootId) {
-      await this.o.store.hosts.upsert({ ...rec, bootId: info.bootId })
+    // The service re-registers a host it rebooted itself (REST `POST .../emulator/reboot`), so the stored
+    // bootId can already be the new one: the boot this replica last reconciled counts as well.
+    const seen = this.seenBoot.get(host.name)
+    this.seenBoot.set(host.name, info.bootId)
+    const storedDiffers = rec !== null && rec.bootId !== info.bootId
+    if (storedDiffers) await this.o.store.hosts.upsert({ ...rec, bootId: info.bootId })
+    if (storedDiffers || (seen !== undefined && seen !== info.bootId)) {
       ev({ kind: 'host', name: host.name, type: 'HostBooted', message: `host ${host.name} rebooted (boot id ${info.bootId}); restoring the desired state` })
     }
   }

@@ -12,7 +12,7 @@ import { ApmatrixError, type Violation } from '../domain/errors.js'
 import { parseId } from '../domain/ids.js'
 import { Mask } from '../domain/mask.js'
 import { normalizeSpec, normalizeUuid, type HostLimits, type MdevSpec } from '../domain/mdev.js'
-import type { ObservedHost } from '../domain/observed.js'
+import type { ObservedHost, ObservedTopology } from '../domain/observed.js'
 import type { PlannedMdev } from '../domain/plan.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
 import type { EventInput, MdevRecord, Repos, Store } from '../store/index.js'
@@ -156,7 +156,7 @@ export class ApmatrixService {
 
   /** Adapters as the bus shows them (lszcrypt's cards). */
   async listAdapters(host: string): Promise<{ items: AdapterView[] }> {
-    return { items: (await this.observe(this.managed(host))).adapters }
+    return { items: (await this.inventory(this.managed(host))).adapters }
   }
 
   /** Queues, filtered (all filters must match) and paged by APQN. INVALID_ARGUMENT for bad filters or tokens. */
@@ -166,7 +166,7 @@ export class ApmatrixService {
     const adapter = q.adapter === undefined ? undefined : parseId(q.adapter, 'adapter')
     const domain = q.domain === undefined ? undefined : parseId(q.domain, 'domain')
     const owner = q.owner === undefined || q.owner === 'none' ? q.owner : normalizeUuid(q.owner, 'owner')
-    const all = (await this.observe(this.managed(host))).queues
+    const all = (await this.inventory(this.managed(host))).queues
       .filter(
         (x) =>
           (adapter === undefined || x.apid === adapter) &&
@@ -506,9 +506,19 @@ export class ApmatrixService {
     return h
   }
 
-  private async observe(h: ManagedHost): Promise<ObservedHost> {
+  /** The full inventory (every card and queue attribute): only the inventory routes need it. */
+  private async inventory(h: ManagedHost): Promise<ObservedHost> {
+    return this.busRead(h, () => h.bus.observe())
+  }
+
+  /** Masks, configuration, devices and queue bindings: what admission and planning need (cheap on large hosts). */
+  private async observe(h: ManagedHost): Promise<ObservedTopology> {
+    return this.busRead(h, () => h.bus.observeTopology())
+  }
+
+  private async busRead<T>(h: ManagedHost, read: () => Promise<T>): Promise<T> {
     try {
-      return await h.bus.observe()
+      return await read()
     } catch (e) {
       if (e instanceof ApmatrixError) throw e
       throw new ApmatrixError('UNAVAILABLE', `host ${h.name}: the bus cannot be read (${(e as Error).message})`, { cause: e })
@@ -554,7 +564,7 @@ export class ApmatrixService {
   }
 
   /** The desired state admission sees: stored masks (kernel default when never set), stored devices, foreign devices on the bus. */
-  private desiredOf(observed: ObservedHost, stored: StoredState): HostDesired {
+  private desiredOf(observed: ObservedTopology, stored: StoredState): HostDesired {
     const known = new Set(stored.mdevs.map((m) => m.uuid))
     const limits: HostLimits = { maxAdapterId: observed.maxAdapterId, maxDomainId: observed.maxDomainId }
     return {

@@ -6,7 +6,7 @@
 import type { Violation } from '../domain/errors.js'
 import { formatApqn, qid } from '../domain/ids.js'
 import { parseAbsoluteMask } from '../domain/mask.js'
-import type { ObservedHost } from '../domain/observed.js'
+import type { ObservedTopology } from '../domain/observed.js'
 import { planHost } from '../domain/plan.js'
 import type { HostDesired } from './admission.js'
 import type { ClaimedApqn, FilteredAdapter, PlanView } from './types.js'
@@ -17,7 +17,7 @@ import type { ClaimedApqn, FilteredAdapter, PlanView } from './types.js'
  */
 export function planView(
   desired: HostDesired,
-  observed: ObservedHost,
+  observed: ObservedTopology,
   guests: Array<{ uuid: string; guest: string }>,
   violations: Violation[] = [],
   focus?: ReadonlySet<string>,
