@@ -93,6 +93,7 @@ type Command =
   | { op: 'guest-close'; uuid: string }
   | { op: 'aqic'; uuid: string; apqn: string; nib: number }
   | { op: 'requests'; apqn: string; count: number }
+  | { op: 'workload'; apqn: string; perSecond: number }
   | { op: 'stats'; apqn: string }
   | { op: 'hw'; action: HardwareAction }
   | { op: 'scan' }
@@ -122,6 +123,9 @@ function execute(session: ShellSession, c: Command): ShellReply {
       return { ok: true, rc: host.guestAqic(c.uuid, c.apqn, c.nib) }
     case 'requests':
       return { ok: true, accepted: host.submitRequests(c.apqn, c.count) }
+    case 'workload':
+      host.setWorkload(c.apqn, c.perSecond)
+      return { ok: true }
     case 'stats':
       return { ok: true, stats: host.requestStats(c.apqn) }
     case 'hw':
@@ -202,6 +206,9 @@ function parseJsonCommand(line: string): Command {
       break
     case 'requests':
       c = { op, apqn: f.apqn('apqn'), count: f.int('count', 1, MAX_REQUESTS) }
+      break
+    case 'workload':
+      c = { op, apqn: f.apqn('apqn'), perSecond: f.int('perSecond', 0, MAX_REQUESTS) }
       break
     case 'hw':
       c = { op, action: parseHardwareAction(f) }

@@ -121,6 +121,12 @@ export interface EmulatedHostApi {
 
   /** `count` crypto requests arrive on a queue (host workload, B-17). Returns how many were accepted; ENODEV when none could be. */
   submitRequests(apqn: string, count: number): number
+  /**
+   * A steady host workload on a queue: one request arrives every 1000/perSecond virtual ms (0 stops it).
+   * Arrivals on a queue that is not usable or not online are refused (counted in `rejected`), as zcrypt
+   * would not dispatch to it (B-17). ENOENT for an unknown APQN, EINVAL for a bad rate.
+   */
+  setWorkload(apqn: string, perSecond: number): void
   /** Workload counters of one queue (throws ENOENT for an unknown APQN). */
   requestStats(apqn: string): RequestStats
 

@@ -135,6 +135,32 @@ class EmulatedHost implements EmulatedHostApi {
     return n
   }
 
+  private readonly workloads = new Map<ApQueue, { everyMs: number; nextAt: number }>()
+
+  setWorkload(apqn: string, perSecond: number): void {
+    const q = this.queue(apqn)
+    if (!Number.isFinite(perSecond) || perSecond < 0 || perSecond > 1_000_000) throw new SysfsError('EINVAL', `workload: ${perSecond} is not a rate in 0..1000000 per second`)
+    if (perSecond === 0) this.workloads.delete(q)
+    else this.workloads.set(q, { everyMs: 1000 / perSecond, nextAt: this.time + 1000 / perSecond })
+  }
+
+  /** Earliest virtual time a workload request arrives. */
+  private nextArrival(): number {
+    let t = Infinity
+    for (const w of this.workloads.values()) t = Math.min(t, w.nextAt)
+    return t
+  }
+
+  /** Delivers the workload arrivals due at time t (a queue that was removed keeps refusing). */
+  private arrive(t: number): void {
+    for (const [q, w] of this.workloads) {
+      while (w.nextAt <= t) {
+        submitToQueue(this.ctx, q, 1)
+        w.nextAt += w.everyMs
+      }
+    }
+  }
+
   requestStats(apqn: string): RequestStats {
     return { ...this.queue(apqn).stats }
   }
@@ -154,11 +180,13 @@ class EmulatedHost implements EmulatedHostApi {
     const target = this.time + ms
     for (;;) {
       const scanAt = this.bus.nextScanAt
-      const t = Math.min(target, scanAt)
+      const arrivalAt = this.nextArrival()
+      const t = Math.min(target, scanAt, arrivalAt)
       this.runQueues(t)
       this.time = t
-      if (scanAt <= target) this.bus.scan()
-      else break
+      if (arrivalAt <= t) this.arrive(t)
+      if (scanAt <= t && scanAt <= target) this.bus.scan()
+      if (t >= target && scanAt > target) break
     }
   }
 

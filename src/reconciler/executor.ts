@@ -26,7 +26,7 @@ export interface StepResult {
   errno?: string
   message?: string
   /** For drain steps: how long it waited and what was still queued when it gave up. */
-  drain?: { waitedMs: number; remaining: Record<string, number>; timedOut: boolean }
+  drain?: { waitedMs: number; remaining: Record<string, number>; timedOut: boolean; offline: string[] }
   /** For mask steps that take queues from the host: requests that were still on them (flushed, B-16). */
   lostRequests?: number
   /** The same, per queue (only queues that lost something). */
@@ -101,14 +101,29 @@ export async function executePlan(
   return { steps, lostRequests: lost }
 }
 
-/** Waits until every queue has no queued and no pending request, or the timeout passes. */
+/**
+ * The safe hand-over's first half (product.md §4 step 4): each queue is taken offline for new work as soon
+ * as it is idle, then the rest are waited for, up to the timeout. zcrypt's `online=0` flushes (B-42), so it is
+ * written only to a queue with nothing queued or pending: nothing is lost, and from then on the zcrypt
+ * dispatcher gives the queue no new work (new requests are refused, not lost). Queues still busy at the
+ * timeout are left to the mask change, whose flush the caller counts as lost.
+ */
 async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep: (ms: number) => Promise<void>) {
   let waited = 0
+  const offline = new Set<string>()
   for (;;) {
-    const load = await bus.queueLoad(apqns)
+    const load = await bus.queueLoad(apqns.filter((q) => !offline.has(q)))
+    for (const [apqn, n] of load) {
+      if (n > 0) continue
+      // No await between the load read and this write lets virtual time move in-process (X-5 lock).
+      await bus.setQueueOnline(apqn, false).catch((e) => {
+        if (!(e instanceof BusError)) throw e // not bound to zcrypt any more: nothing to take offline
+      })
+      offline.add(apqn)
+    }
     const remaining = Object.fromEntries([...load].filter(([, n]) => n > 0))
-    if (Object.keys(remaining).length === 0) return { waitedMs: waited, remaining, timedOut: false }
-    if (waited >= opts.drainTimeoutMs) return { waitedMs: waited, remaining, timedOut: true }
+    if (Object.keys(remaining).length === 0) return { waitedMs: waited, remaining, timedOut: false, offline: [...offline] }
+    if (waited >= opts.drainTimeoutMs) return { waitedMs: waited, remaining, timedOut: true, offline: [...offline] }
     await sleep(opts.drainPollMs)
     waited += opts.drainPollMs
   }

@@ -181,7 +181,7 @@ export class Reconciler implements ReconcileTrigger {
     const events: EventInput[] = []
     const ev = (e: Omit<EventInput, 'host'>) => events.push({ host: hostName, actor: 'reconciler', ...e })
 
-    await this.closeAbandonedJournal(hostName, ev)
+    await this.closeAbandonedJournal(host, ev)
     await this.checkBoot(host, ev)
 
     const rows = await store.mdevs.listAll(hostName)
@@ -227,8 +227,12 @@ export class Reconciler implements ReconcileTrigger {
     const { store } = this.o
     const reconcileId = randomUUID()
     const entries = await store.journal.append(plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: op as unknown as Record<string, unknown> })))
+    // Every bus write of this pass carries the lease (holder, token): the host itself refuses it once a
+    // newer lease wrote, even if the assertHeld below raced with a takeover (remote hosts; in-process
+    // emulated hosts cannot check a fence and get unfenced writes).
+    const bus = host.bus.withFence?.({ host: host.name, holder: this.o.holder, token }) ?? host.bus
     const result = await executePlan(
-      host.bus,
+      bus,
       plan,
       { drainTimeoutMs: this.o.drainTimeoutMs, drainPollMs: this.o.drainPollMs, hard: this.o.hardHandOver, sleep: this.o.sleep },
       async (phase, step) => {
@@ -340,11 +344,26 @@ export class Reconciler implements ReconcileTrigger {
     }
   }
 
-  /** Steps a crashed run left `planned`: their outcome is unknown; the fresh plan below redoes what is missing. */
-  private async closeAbandonedJournal(host: string, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {
-    const open = await this.o.store.journal.listOpen(host)
+  /**
+   * Steps a crashed run left `planned`: their outcome is unknown; the fresh plan redoes what is missing. A drain
+   * that was interrupted may have left host queues offline (zcrypt `online=0`) that the mask never moved: they
+   * are put back online, since nothing else would (an operator's own offline queues are not touched).
+   */
+  private async closeAbandonedJournal(host: ManagedHost, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {
+    const open = await this.o.store.journal.listOpen(host.name)
+    if (!open.length) return
+    const drained = new Set<string>()
+    for (const e of open) {
+      if (e.operation.kind === 'drainQueues' && Array.isArray(e.operation.apqns)) for (const q of e.operation.apqns) drained.add(String(q))
+    }
+    if (drained.size) {
+      const topo = await host.bus.observeTopology()
+      for (const q of topo.queues) {
+        if (q.driver === 'cex4queue' && drained.has(q.apqn)) await host.bus.setQueueOnline(q.apqn, true).catch(() => undefined)
+      }
+    }
     for (const e of open) await this.o.store.journal.update(e.id, 'failed', 'abandoned: the reconcile that planned it did not finish (crash or lease loss)')
-    if (open.length) ev({ kind: 'host', name: host, type: 'ReconcileResumed', message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus` })
+    ev({ kind: 'host', name: host.name, type: 'ReconcileResumed', message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus` })
   }
 
   private async checkBoot(host: ManagedHost, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {

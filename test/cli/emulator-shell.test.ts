@@ -336,7 +336,7 @@ t.test('run(): help, version, and usage errors exit 2 with one clear line', asyn
     [[], /Usage: apmatrix/],
     [['bogus'], /unknown command 'bogus'/],
     [['--bogus'], /unknown option '--bogus'/],
-    [['emulator'], /emulator: missing subcommand \(one of: shell\)/],
+    [['emulator'], /emulator: missing subcommand \(one of: shell, serve\)/],
     [['emulator', 'shel'], /emulator: unknown subcommand 'shel'/],
     [['emulator', 'shell', '--bogus'], /Unknown option '--bogus'/],
     [['emulator', 'shell', 'extra'], /positional/i],
@@ -467,4 +467,18 @@ t.test('process: the built command (node bin/apmatrix.mjs)', async (t) => {
     t.equal(v.code, 0)
     t.match(v.stdout, /^apmatrix \d+\.\d+\.\d+\n$/)
   })
+})
+
+t.test('workload op: a steady workload runs while virtual time advances', async (t) => {
+  const { createShellSession, handleShellLine } = await import('../../src/cli/emulator-shell.js')
+  const { createHost } = await import('../../src/emulator/host.js')
+  const session = createShellSession(createHost({ profile: 'spec-fixture' }))
+  t.same(handleShellLine(session, '{"op":"workload","apqn":"05.0004","perSecond":100}'), { ok: true })
+  handleShellLine(session, '{"op":"advance","ms":1000}')
+  const stats = handleShellLine(session, '{"op":"stats","apqn":"05.0004"}') as { ok: true; stats: { submitted: number; completed: number } }
+  t.equal(stats.stats.submitted, 100, 'one request every 10 ms for one second')
+  t.ok(stats.stats.completed >= 99)
+  t.same(handleShellLine(session, '{"op":"workload","apqn":"05.0004","perSecond":0}'), { ok: true })
+  t.match(handleShellLine(session, '{"op":"workload","apqn":"05.0004","perSecond":-1}'), { ok: false, errno: 'EINVAL' })
+  t.match(handleShellLine(session, '{"op":"workload","apqn":"09.0004","perSecond":5}'), { ok: false, errno: 'ENOENT' })
 })

@@ -58,3 +58,35 @@ t.test('a drain that times out forces the change and reports the loss', async (t
   t.ok(res.lostRequests > 0)
   t.equal(res.lostRequests, host.requestStats('05.0004').flushed + host.requestStats('05.0047').flushed)
 })
+
+t.test('with a steady workload running, the drain takes each queue offline when idle: no request is lost', async (t) => {
+  const { host, bus, desired } = setup()
+  host.setWorkload('05.0004', 150) // busy most of the time: serviceMs 5 per request on spec-fixture
+  host.setWorkload('05.0047', 150)
+  host.advance(100)
+  const plan = planHost(desired, await bus.observe())
+  const res = await executePlan(bus, plan, { drainTimeoutMs: 10_000, drainPollMs: 1, sleep: async (ms) => host.advance(ms) })
+  t.equal(res.failed, undefined)
+  t.equal(res.lostRequests, 0)
+  const drain = res.steps.find((s) => s.op.kind === 'drainQueues')!.drain!
+  t.equal(drain.timedOut, false)
+  t.ok(drain.offline.includes('05.0004') && drain.offline.includes('05.0047'), 'taken offline for new work')
+  host.advance(200)
+  for (const apqn of ['05.0004', '05.0047']) {
+    const s = host.requestStats(apqn)
+    t.equal(s.flushed, 0, `${apqn}: nothing flushed`)
+    t.ok(s.completed > 0, `${apqn}: work completed before the hand-over`)
+    t.ok(s.rejected > 0, `${apqn}: later work is refused (B-17), not lost`)
+    t.equal(s.submitted, s.completed, `${apqn}: everything accepted completed`)
+  }
+})
+
+t.test('with a steady workload and no drain, the hand-over loses the requests in flight', async (t) => {
+  const { host, bus, desired } = setup()
+  host.setWorkload('05.0004', 1000) // always several requests in flight (depth 8, 5 ms each)
+  host.setWorkload('05.0047', 1000)
+  host.advance(100)
+  const res = await executePlan(bus, planHost(desired, await bus.observe()), { drainTimeoutMs: 0, drainPollMs: 1, hard: true })
+  t.ok(res.lostRequests > 0, `lost ${res.lostRequests}`)
+  t.equal(res.lostRequests, host.requestStats('05.0004').flushed + host.requestStats('05.0047').flushed)
+})

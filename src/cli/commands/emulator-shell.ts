@@ -43,6 +43,7 @@ JSON commands (one object per line; unknown fields are rejected):
   {"op":"guest-close","uuid":U}               the guest closes it (V-27)
   {"op":"aqic","uuid":U,"apqn":"05.0004","nib":N}   guest PQAP(AQIC) enable -> {"ok":true,"rc":0}
   {"op":"requests","apqn":"05.0004","count":N}      N crypto requests arrive -> {"ok":true,"accepted":N}
+  {"op":"workload","apqn":"05.0004","perSecond":N}  a steady workload: one request every 1000/N virtual ms (0 stops)
   {"op":"stats","apqn":"05.0004"}             -> {"ok":true,"stats":{submitted,completed,flushed,rejected}}
   {"op":"hw","action":A,...,"notify":true|false}   change the machine (notify defaults to true: scan at once)
       A = config-off|config-on|checkstop|checkstop-clear (apid, optional apqi)
