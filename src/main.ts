@@ -14,6 +14,7 @@ import { StaticHostRegistry, type ManagedHost } from './hosts/managed-host.js'
 import { Reconciler, type ReconcilePoint } from './reconciler/reconciler.js'
 import { ApmatrixService } from './service/index.js'
 import { buildApp } from './transport/http/app.js'
+import { EventHub } from './events/hub.js'
 
 /** A running service. */
 export interface RunningService {
@@ -21,6 +22,7 @@ export interface RunningService {
   httpUrl: string
   store: Store
   reconciler: Reconciler
+  hub: EventHub
   hosts: ManagedHost[]
   log: PinoLogger
   /** Graceful shutdown: stop accepting, finish the reconcile in flight, release leases, close the store. */
@@ -82,7 +84,10 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
   }
-  const app = buildApp({ service, logger: log.child({ component: 'http' }) })
+  // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).
+  const hub = new EventHub({ source: store.events, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
+  await hub.start()
+  const app = buildApp({ service, hub, logger: log.child({ component: 'http' }) })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port
@@ -95,11 +100,14 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     httpUrl,
     store,
     reconciler,
+    hub,
     hosts,
     log,
     close: () =>
       (closing ??= (async () => {
+        // The app first: open event streams end with a resumable error instead of being cut.
         await app.close()
+        await hub.close()
         await reconciler.stop()
         for (const h of hosts) await h.close()
         await store.close()

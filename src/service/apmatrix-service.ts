@@ -15,6 +15,7 @@ import { normalizeSpec, normalizeUuid, type HostLimits, type MdevSpec } from '..
 import type { ObservedHost, ObservedTopology } from '../domain/observed.js'
 import type { PlannedMdev } from '../domain/plan.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
+import { EXPORT_FORMATS, exportMatrixDevice, IMPORT_FORMATS, importMatrixDevices } from '../interop/formats.js'
 import type { EventInput, MdevRecord, Repos, Store } from '../store/index.js'
 import { decodePageToken, encodePageToken, pageSize } from '../store/page-token.js'
 import { admit, newViolations, parseMaskInput, rejection, type HostDesired } from './admission.js'
@@ -27,8 +28,12 @@ import type {
   CallContext,
   DesiredInput,
   DomainsView,
+  ExportView,
   HardwareInput,
   HostView,
+  ImportAction,
+  ImportOptions,
+  ImportView,
   MasksInput,
   MasksView,
   MdevCreateInput,
@@ -435,6 +440,89 @@ export class ApmatrixService {
     }
   }
 
+  // ---- interop (issue 4 §4) ----------------------------------------------------------------------
+
+  /**
+   * One stored matrix device in a foreign tool's format (`mdevctl` definition JSON, libvirt node-device
+   * XML, libvirt guest hostdev XML). INVALID_ARGUMENT for an unknown format, NOT_FOUND.
+   */
+  async exportMdev(host: string, uuid: string, format: string): Promise<ExportView> {
+    checkFormat(format, EXPORT_FORMATS)
+    const m = await this.getMdev(host, uuid)
+    return exportMatrixDevice({ uuid: m.metadata.uuid, spec: m.spec }, format)
+  }
+
+  /**
+   * Imports every matrix device of a foreign document (`mdevctl list --defined --dumpjson` as text or
+   * parsed JSON; one libvirt node-device XML text), all or nothing, through the admission of a create
+   * over the whole host (every violation reported). Per device: new → created with `origin: imported`
+   * and an MdevDefined event; a device on the bus that the store does not know → adopted (it becomes
+   * ours, product.md §4); stored with the same spec → left as is; stored with another spec, or being
+   * deleted → ALREADY_EXISTS (every such device listed). INVALID_ARGUMENT / OUT_OF_RANGE for a malformed
+   * document or format. Honours dryRun and idempotencyKey; `created` is true when any device was stored.
+   */
+  async importMdevs(host: string, format: string, document: unknown, ctx: CallContext & ImportOptions = {}): Promise<Mutation<ImportView>> {
+    checkFormat(format, IMPORT_FORMATS)
+    if (ctx.state !== undefined && format !== 'libvirt-nodedev') throw invalid('state', 'only a libvirt-nodedev import takes a state (mdevctl documents carry start auto|manual)')
+    if (ctx.state !== undefined && ctx.state !== 'started' && ctx.state !== 'stopped') throw invalid('state', 'must be started or stopped')
+    const owner = ctx.owner === undefined ? null : checkOwner(ctx.owner)
+    return this.mutate<ImportView>(ctx, {
+      host,
+      action: 'mdev.import',
+      target: `hosts/${host}/import`,
+      request: { format, document, owner, state: ctx.state ?? null },
+      prepare: (state, stored) => {
+        const doc = importMatrixDevices(document, format, { limits: state.limits, ...(ctx.state ? { state: ctx.state } : {}) })
+        const violations: Violation[] = []
+        const actions: ImportAction[] = []
+        let after = state
+        for (const d of doc.devices) {
+          const cur = stored.mdevs.find((m) => m.uuid === d.uuid)
+          if (cur?.deletionRequestedAt) {
+            violations.push({ rule: 'ALREADY_EXISTS', field: d.uuid, message: `matrix device ${d.uuid} exists and is being deleted`, fix: 'wait until it is gone, or import it under another uuid' })
+          } else if (cur && !sameSpec(cur.spec, d.spec)) {
+            violations.push({ rule: 'ALREADY_EXISTS', field: d.uuid, message: `matrix device ${d.uuid} already exists with a different spec`, fix: 'change it with PUT or PATCH, or import it under another uuid' })
+          } else if (cur) {
+            actions.push({ uuid: d.uuid, action: 'unchanged' })
+          } else {
+            // Adoption: the foreign device leaves `foreign` and becomes one of ours; admission then judges the document's matrix.
+            const adopted = after.foreign.some((f) => f.uuid === d.uuid)
+            after = { ...withMdev(after, planned(d.uuid, d.spec)), foreign: after.foreign.filter((f) => f.uuid !== d.uuid) }
+            actions.push({ uuid: d.uuid, action: adopted ? 'adopted' : 'created' })
+          }
+        }
+        if (violations.length) {
+          throw new ApmatrixError('ALREADY_EXISTS', `import refused: ${violations[0]!.message}${violations.length > 1 ? ` (${violations.length} devices in all)` : ''}`, { violations })
+        }
+        const specOf = new Map(doc.devices.map((d) => [d.uuid, d.spec]))
+        return {
+          after,
+          focus: new Set(actions.map((a) => a.uuid)),
+          apply: async (tx) => {
+            const events: EventInput[] = []
+            const items: MdevView[] = []
+            for (const a of actions) {
+              if (a.action === 'unchanged') {
+                items.push(mdevView(stored.mdevs.find((m) => m.uuid === a.uuid)!))
+                continue
+              }
+              const { mdev } = await tx.mdevs.create({ host, uuid: a.uuid, spec: specOf.get(a.uuid)!, owner, origin: 'imported' })
+              events.push(mdevEvent(mdev, 'MdevDefined', a.action === 'adopted' ? `adopted from the bus by a ${format} import` : `defined by a ${format} import`))
+              items.push(mdevView(mdev))
+            }
+            const count = (x: ImportAction['action']) => actions.filter((a) => a.action === x).length
+            return {
+              result: { items, actions, skipped: doc.skipped },
+              created: events.length > 0,
+              events,
+              detail: { format, createdDevices: count('created'), adoptedDevices: count('adopted'), unchangedDevices: count('unchanged'), skippedDefinitions: doc.skipped.length },
+            }
+          },
+        }
+      },
+    })
+  }
+
   // ---- emulator controls (product.md §5 /emulator/...) -------------------------------------------
 
   /** Raw sysfs read as root would do it: the attribute text. Errno errors (ENOENT → NOT_FOUND, ...). */
@@ -763,6 +851,11 @@ function emptyPlan(): PlanView {
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** INVALID_ARGUMENT unless `format` is one of `known` (checked before any I/O). */
+function checkFormat(format: string, known: readonly string[]): void {
+  if (!known.includes(format)) throw invalid('format', `${JSON.stringify(String(format)).slice(0, 40)} is not one of ${known.join(', ')}`)
 }
 
 function invalid(field: string, message: string): ApmatrixError {

@@ -227,3 +227,35 @@ export interface HardwareInput {
   control?: boolean
   notify?: boolean
 }
+
+/** An exported matrix device (issue 4 §4): the foreign tool's document and its media type. */
+export interface ExportView {
+  format: 'mdevctl' | 'libvirt-nodedev' | 'libvirt-hostdev'
+  contentType: 'application/json' | 'application/xml'
+  body: string
+  /** mdevctl: where mdevctl keeps the definition (`/etc/mdevctl.d/matrix/<uuid>`). */
+  path?: string
+}
+
+/** Per-call options of an import, beside the call context. */
+export interface ImportOptions {
+  /** Owner given to the devices the import creates (absent: none). */
+  owner?: string | null
+  /** libvirt-nodedev only: the state of the device, which the XML does not carry (default `stopped`, as `virsh nodedev-define`). */
+  state?: 'started' | 'stopped'
+}
+
+/** What an import did with one device of the document. */
+export interface ImportAction {
+  uuid: string
+  /** `created`: new; `adopted`: a foreign device on the bus, now ours; `unchanged`: stored already with the same spec. */
+  action: 'created' | 'adopted' | 'unchanged'
+}
+
+/** Result of an import: every device of the document as stored, in document order. */
+export interface ImportView {
+  items: MdevView[]
+  actions: ImportAction[]
+  /** Definitions the document holds that are not matrix devices (mdevctl: other parents), with the reason. */
+  skipped: Array<{ parent: string; uuid: string; mdevType?: string; reason: string }>
+}

@@ -8,12 +8,15 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { EventHub } from '../../events/hub.js'
 import type { ApmatrixService } from '../../service/index.js'
 import { registerMetrics } from './metrics.js'
 import { errorHandler, sendProblem, toProblem } from './problem.js'
 import { desiredRoutes } from './routes/desired.js'
 import { emulatorRoutes } from './routes/emulator.js'
+import { eventRoutes } from './routes/events.js'
 import { hostRoutes } from './routes/hosts.js'
+import { interopRoutes } from './routes/interop.js'
 import { mdevRoutes } from './routes/mdevs.js'
 import { StatusOut } from './schemas.js'
 
@@ -26,6 +29,10 @@ export interface AppOptions {
   bodyLimit?: number
   /** Serve `/docs` (Swagger UI). Default true. */
   docs?: boolean
+  /** The event fan-out behind `GET /v1/events` (server-sent events); without it that route answers 503. */
+  hub?: EventHub
+  /** Period of the SSE `: ping` heartbeat in ms (default 15 s). */
+  sseHeartbeatMs?: number
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -85,6 +92,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       await v1.register(mdevRoutes, o)
       await v1.register(desiredRoutes, o)
       await v1.register(emulatorRoutes, o)
+      await v1.register(interopRoutes, o)
+      await v1.register(eventRoutes, { ...(opts.hub ? { hub: opts.hub } : {}), ...(opts.sseHeartbeatMs ? { heartbeatMs: opts.sseHeartbeatMs } : {}) })
     },
     { prefix: '/v1' },
   )

@@ -1,0 +1,217 @@
+/**
+ * `GET /v1/events`: the event log as server-sent events (product.md §5, issue 4 §2), over the
+ * {@link EventHub} (replay, then live; no gap, no duplicate). `curl -N` works.
+ *
+ * Each event is one SSE message: `id: <seq>`, `event: <type>`, `data: <the event as JSON>`.
+ * Position: `Last-Event-ID` (what an EventSource sends when it reconnects, with the URL it first used)
+ * wins over `?since=`; `since=0` replays the whole log; with neither, only events stored from now on.
+ * Filters: `host`, `kind` and `type` (each repeatable or a comma list). `format=libvirt` sends only the
+ * events that have a libvirt node-device lifecycle name (events/libvirt-lifecycle.ts), named by it.
+ * A `: ping` comment every `heartbeatMs` keeps proxies from closing an idle stream. When the stream
+ * cannot go on (the client fell too far behind, the server shuts down, the store failed), a last
+ * `event: error` carries `{code, detail, resumeSeq}` and the stream ends: reconnect with
+ * `since=<resumeSeq>`. A client that goes away is unsubscribed at once.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { ServerResponse } from 'node:http'
+import { once } from 'node:events'
+import { Type } from 'typebox'
+import { ApmatrixError } from '../../../domain/errors.js'
+import { HubClosedError, SubscriptionLagError, type EventHub, type SubscribeOptions } from '../../../events/hub.js'
+import { toLibvirtEvent } from '../../../events/libvirt-lifecycle.js'
+import type { EventRecord } from '../../../store/index.js'
+import * as S from '../schemas.js'
+
+/** Options of {@link eventRoutes}. */
+export interface EventRoutesOptions {
+  /** The fan-out; without one the route answers 503 UNAVAILABLE. */
+  hub?: EventHub
+  /** Period of the `: ping` comment (default 15 s). */
+  heartbeatMs?: number
+}
+
+/** Default heartbeat period: below the 30 to 60 s idle timeouts of common proxies. */
+export const SSE_HEARTBEAT_MS = 15_000
+/** The reconnect delay an EventSource should use (the SSE `retry:` field). */
+const RETRY_MS = 2000
+const MAX_NAMES = 32
+const NAME = /^[A-Za-z0-9._-]{1,64}$/
+const SEQ = /^[0-9]{1,16}$/
+
+const NameList = Type.Union([Type.String({ maxLength: 2048 }), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: MAX_NAMES })])
+const EventsQuery = Type.Object(
+  {
+    since: Type.Optional(Type.String({ maxLength: 16, description: 'deliver events with seq > since (0 = the whole log); Last-Event-ID wins' })),
+    host: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })),
+    kind: Type.Optional(NameList),
+    type: Type.Optional(NameList),
+    format: Type.Optional(Type.Union([Type.Literal('apmatrix'), Type.Literal('libvirt')])),
+  },
+  { additionalProperties: false },
+)
+const EventsHeaders = Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64, description: 'the last seq received; wins over since' })) })
+
+/** The JSON of an event on the stream (the same fields as gRPC's Event, camelCase). */
+export function eventJson(e: EventRecord): Record<string, unknown> {
+  return {
+    seq: e.seq,
+    time: e.time.toISOString(),
+    host: e.host,
+    kind: e.kind,
+    name: e.name,
+    type: e.type,
+    message: e.message,
+    requestId: e.requestId,
+    actor: e.actor,
+    data: e.data,
+  }
+}
+
+export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, { hub, heartbeatMs = SSE_HEARTBEAT_MS }) => {
+  /** Ends every open stream (server shutdown): fastify's close would otherwise wait for them forever. */
+  const open = new Set<(err: Error) => void>()
+  app.addHook('preClose', async () => {
+    for (const end of [...open]) end(new HubClosedError(0))
+  })
+
+  app.get(
+    '/events',
+    {
+      schema: {
+        tags: ['events'],
+        summary: 'Server-sent events: id = seq, event = type, data = the event (resume with Last-Event-ID or since)',
+        querystring: EventsQuery,
+        headers: EventsHeaders,
+        response: S.responses({ 200: { type: 'string', description: 'text/event-stream' } as never }),
+      },
+    },
+    async (req, reply) => {
+      if (!hub) throw new ApmatrixError('UNAVAILABLE', 'the event stream is not enabled on this server')
+      const lastEventId = req.headers['last-event-id']
+      // An empty Last-Event-ID means "no id seen yet" (the SSE spec's reset), as if it were absent.
+      const resumeAfter = parseSeq(typeof lastEventId === 'string' && lastEventId.trim() !== '' ? lastEventId : undefined, 'Last-Event-ID')
+      const since = parseSeq(req.query.since, 'since')
+      const sinceSeq = resumeAfter ?? since
+      const kinds = nameList(req.query.kind, 'kind')
+      const types = nameList(req.query.type, 'type')
+      const libvirt = req.query.format === 'libvirt'
+      const opts: SubscribeOptions = {
+        ...(sinceSeq !== undefined ? { sinceSeq } : {}),
+        ...(req.query.host ? { host: req.query.host } : {}),
+        ...(kinds ? { kinds } : {}),
+      }
+      const typeSet = types ? new Set(types) : null
+
+      reply.hijack()
+      const res = reply.raw
+      res.writeHead(200, {
+        ...(reply.getHeaders() as Record<string, string>),
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        // nginx and similar proxies buffer responses unless told not to.
+        'x-accel-buffering': 'no',
+      })
+      // HEAD (fastify adds it for every GET): the headers, and no stream that nobody reads.
+      if (req.method === 'HEAD') {
+        res.end()
+        return
+      }
+      // Something at once, so clients (and curl -N) see the stream open before the first event.
+      res.write(`retry: ${RETRY_MS}\n: apmatrix events${sinceSeq !== undefined ? ` after seq ${sinceSeq}` : ' from now'}\n\n`)
+
+      let done = false
+      // Highest seq the hub handed us (sent, or filtered out here): where a client resumes losing nothing it asked for.
+      let position = sinceSeq ?? hub.lastSeq
+      let unsubscribe = () => {}
+      const finish = () => {
+        if (done) return
+        done = true
+        clearInterval(ping)
+        open.delete(fail)
+        unsubscribe()
+      }
+      const fail = (err: Error) => {
+        if (done) return
+        finish()
+        if (res.writableEnded || res.destroyed) return
+        res.end(frame('error', JSON.stringify(errorJson(err, position, req.id))))
+      }
+      const ping = setInterval(() => {
+        if (!done && !res.destroyed) res.write(': ping\n\n')
+      }, heartbeatMs)
+      ping.unref()
+      open.add(fail)
+      // 'close' on the response: the client went away (or we ended it).
+      res.on('close', finish)
+      res.on('error', finish)
+      unsubscribe = hub.subscribe(
+        opts,
+        async (e) => {
+          if (done) return
+          position = e.seq
+          if (typeSet && !typeSet.has(e.type)) return
+          let text: string
+          if (libvirt) {
+            const lv = toLibvirtEvent(e)
+            if (!lv) return
+            text = frame(lv.lifecycle, JSON.stringify({ ...eventJson(e), lifecycle: lv.lifecycle, device: lv.device }), e.seq)
+          } else {
+            text = frame(e.type, JSON.stringify(eventJson(e)), e.seq)
+          }
+          // Backpressure: a full socket buffer holds this subscriber's next event; the hub keeps the others going.
+          if (!res.write(text)) await drained(res)
+        },
+        (err) => fail(err),
+      )
+      if (done) unsubscribe()
+    },
+  )
+}
+
+/** One SSE message. Names and ids never contain newlines; JSON.stringify escapes those of the data. */
+function frame(event: string, data: string, id?: number): string {
+  return `${id !== undefined ? `id: ${id}\n` : ''}event: ${event}\ndata: ${data}\n\n`
+}
+
+function errorJson(err: Error, position: number, requestId: string): Record<string, unknown> {
+  if (err instanceof SubscriptionLagError) return { code: 'RATE_LIMITED', detail: err.message, resumeSeq: err.resumeSeq, requestId }
+  if (err instanceof HubClosedError) return { code: 'UNAVAILABLE', detail: 'server shutting down; resume from resumeSeq', resumeSeq: Math.max(err.resumeSeq, position), requestId }
+  const code = err instanceof ApmatrixError ? err.code : 'UNAVAILABLE'
+  return { code, detail: `event stream failed: ${err.message}`.slice(0, 512), resumeSeq: position, requestId }
+}
+
+/** A seq from a query parameter or header; undefined when absent. INVALID_ARGUMENT when malformed. */
+function parseSeq(v: string | undefined, field: string): number | undefined {
+  if (v === undefined) return undefined
+  const s = v.trim()
+  const n = SEQ.test(s) ? Number(s) : NaN
+  if (!Number.isSafeInteger(n)) throw invalid(field, `${field} must be a non-negative integer (an event seq), not ${JSON.stringify(v.slice(0, 32))}`)
+  return n
+}
+
+/** A repeatable, comma-separated filter: unique names, or undefined for none. */
+function nameList(v: string | string[] | undefined, field: string): string[] | undefined {
+  if (v === undefined) return undefined
+  const names = [...new Set((Array.isArray(v) ? v : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== ''))]
+  if (names.length > MAX_NAMES || names.some((n) => !NAME.test(n))) {
+    throw invalid(field, `${field}: at most ${MAX_NAMES} names of 1..64 characters [A-Za-z0-9._-]`)
+  }
+  return names.length ? names : undefined
+}
+
+function invalid(field: string, message: string): ApmatrixError {
+  return new ApmatrixError('INVALID_ARGUMENT', message, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
+}
+
+/** Resolves when the response can take more, or is gone. */
+async function drained(res: ServerResponse): Promise<void> {
+  const ac = new AbortController()
+  try {
+    await Promise.race([once(res, 'drain', { signal: ac.signal }), once(res, 'close', { signal: ac.signal })])
+  } catch {
+    // Aborted or failed: 'close' ends the stream.
+  } finally {
+    ac.abort()
+  }
+}
