@@ -26,6 +26,16 @@ export const EXIT = {
   FAILURE: 1,
   /** Bad command line: unknown verb or option, bad option value, bad profile. */
   USAGE: 2,
+  /** Client verbs: the server refused the change at admission (violations; src/cli/EXIT-CODES.md). */
+  REFUSED: 3,
+  /** Client verbs: the object (device, host) does not exist. */
+  NOT_FOUND: 4,
+  /** Client verbs: stale version (If-Match) or the object already exists with another spec. */
+  CONFLICT: 5,
+  /** Client verbs: the server cannot be reached, did not answer in time, or answered 503. */
+  UNAVAILABLE: 6,
+  /** Client verbs: the devices did not become Ready before the wait timeout (`apply`, `--wait`). */
+  TIMEOUT: 7,
 } as const
 
 /** A verb of the `apmatrix` command. */

@@ -30,7 +30,11 @@ Options:
   -h, --help     show this help (also: apmatrix help <command>, apmatrix <command> --help)
   -V, --version  print the version
 
-Exit codes: 0 success, 1 failure, 2 bad command line.
+Client verbs talk to the REST API at --server URL (or $APMATRIX_SERVER; default http://127.0.0.1:8080).
+
+Exit codes: 0 success, 1 failure, 2 bad command line, 3 refused by admission (violations),
+4 not found, 5 conflict (stale version, already exists), 6 server unreachable or unavailable,
+7 timeout waiting for Ready (see src/cli/EXIT-CODES.md).
 `
 }
 

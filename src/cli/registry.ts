@@ -3,9 +3,33 @@
  * {@link CliCommand}, plus one line here; the order is the order of `apmatrix --help`.
  */
 import type { CliCommand } from './command.js'
-import { emulatorShellCommand } from './commands/emulator-shell.js'
-import { serveCommand } from './commands/serve.js'
+import { applyCommand } from './commands/apply.js'
 import { emulatorServeCommand } from './commands/emulator-serve.js'
+import { emulatorShellCommand } from './commands/emulator-shell.js'
+import { eventsCommand } from './commands/events.js'
+import { inventoryCommand } from './commands/inventory.js'
+import { masksGetCommand, masksSetCommand } from './commands/masks.js'
+import { mdevGetCommand, mdevListCommand } from './commands/mdev-read.js'
+import { mdevDefineCommand, mdevModifyCommand, mdevStartCommand, mdevStopCommand, mdevUndefineCommand } from './commands/mdev-write.js'
+import { planCommand } from './commands/plan.js'
+import { serveCommand } from './commands/serve.js'
 
 /** The registered verbs. */
-export const commands: readonly CliCommand[] = [serveCommand, emulatorShellCommand, emulatorServeCommand]
+export const commands: readonly CliCommand[] = [
+  serveCommand,
+  emulatorShellCommand,
+  emulatorServeCommand,
+  inventoryCommand,
+  mdevListCommand,
+  mdevGetCommand,
+  mdevDefineCommand,
+  mdevStartCommand,
+  mdevStopCommand,
+  mdevModifyCommand,
+  mdevUndefineCommand,
+  masksGetCommand,
+  masksSetCommand,
+  planCommand,
+  applyCommand,
+  eventsCommand,
+]

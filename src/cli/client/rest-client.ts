@@ -1,0 +1,136 @@
+/**
+ * A small client of the apmatrix REST API (product.md §5) over the global `fetch`: JSON in and out, a
+ * timeout on every request, problem+json errors as {@link ApiError}, network failures and timeouts as
+ * {@link UnreachableError}. It holds no state besides its options, so one instance serves a whole verb.
+ */
+import { ApiError, type Problem, UnreachableError } from './api-error.js'
+
+/** Options of {@link RestClient}. */
+export interface RestClientOptions {
+  /** `http://host:port` of the server (a trailing slash is ignored). */
+  server: string
+  /** Per-request timeout in ms (connect + answer). */
+  timeoutMs: number
+}
+
+/** One request. */
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>
+  body?: unknown
+  headers?: Record<string, string>
+  /** Overrides the client's timeout for this request (e.g. what is left of a wait deadline). */
+  timeoutMs?: number
+}
+
+/** A successful answer: the status, the ETag without quotes (if any) and the parsed JSON body. */
+export interface ApiResponse<T> {
+  status: number
+  etag: string | undefined
+  body: T
+}
+
+/** The REST client. */
+export class RestClient {
+  readonly server: string
+  readonly timeoutMs: number
+
+  constructor(opts: RestClientOptions) {
+    this.server = opts.server.replace(/\/+$/, '')
+    this.timeoutMs = opts.timeoutMs
+  }
+
+  /** The same client with another per-request timeout. */
+  withTimeout(timeoutMs: number): RestClient {
+    return new RestClient({ server: this.server, timeoutMs })
+  }
+
+  /** The absolute URL of an API path (`/v1/...`) with its query (undefined values left out). */
+  url(path: string, query?: RequestOptions['query']): string {
+    const u = new URL(this.server + path)
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) u.searchParams.set(k, String(v))
+    return u.toString()
+  }
+
+  /** GET a JSON document. */
+  get<T>(path: string, opts: RequestOptions = {}): Promise<ApiResponse<T>> {
+    return this.request<T>('GET', path, opts)
+  }
+
+  /**
+   * Sends one request and parses the JSON answer. Rejects with {@link ApiError} for a 4xx/5xx (the
+   * problem body, or one made from the status when the body is not a problem) and with
+   * {@link UnreachableError} when no answer arrives in time.
+   */
+  async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<ApiResponse<T>> {
+    const url = this.url(path, opts.query)
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs
+    const headers: Record<string, string> = { accept: 'application/json, application/problem+json', ...opts.headers }
+    let body: string | undefined
+    if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body)
+      headers['content-type'] ??= 'application/json'
+    }
+    let res: Response
+    let text: string
+    try {
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) })
+      text = await res.text()
+    } catch (e) {
+      throw unreachable(this.server, e, timeoutMs)
+    }
+    if (res.status >= 400) throw new ApiError(res.status, toProblem(res, text))
+    const etag = res.headers.get('etag')?.replace(/^W\//, '').replace(/^"|"$/g, '') || undefined
+    return { status: res.status, etag, body: (text ? JSON.parse(text) : undefined) as T }
+  }
+
+  /**
+   * Opens a streaming GET (server-sent events). Only the connection and the headers are bounded by the
+   * timeout: the body may stream for as long as the caller reads it. `signal` ends the stream.
+   */
+  async stream(path: string, query: RequestOptions['query'], signal: AbortSignal): Promise<Response> {
+    const timeout = AbortSignal.timeout(this.timeoutMs)
+    const connect = AbortSignal.any([signal, timeout])
+    const ac = new AbortController()
+    const onAbort = () => ac.abort(connect.reason)
+    connect.addEventListener('abort', onAbort, { once: true })
+    let res: Response
+    try {
+      res = await fetch(this.url(path, query), { headers: { accept: 'text/event-stream' }, signal: ac.signal })
+    } catch (e) {
+      throw unreachable(this.server, e, this.timeoutMs)
+    } finally {
+      connect.removeEventListener('abort', onAbort)
+    }
+    // From here on only the caller's signal may end the body.
+    signal.addEventListener('abort', () => ac.abort(signal.reason), { once: true })
+    if (res.status >= 400) throw new ApiError(res.status, toProblem(res, await res.text().catch(() => '')))
+    return res
+  }
+}
+
+function toProblem(res: Response, text: string): Problem {
+  try {
+    const p = JSON.parse(text) as Partial<Problem>
+    if (p && typeof p === 'object' && typeof p.code === 'string') {
+      return { ...p, status: res.status, detail: typeof p.detail === 'string' ? p.detail : p.code, code: p.code } as Problem
+    }
+  } catch {
+    // not JSON: a proxy or another server answered
+  }
+  const code = res.status === 404 ? 'NOT_FOUND' : res.status === 503 ? 'UNAVAILABLE' : `HTTP_${res.status}`
+  const detail = `${res.status} ${res.statusText || 'error'}${text ? `: ${text.slice(0, 200).trim()}` : ''}`
+  return { status: res.status, code, detail }
+}
+
+function unreachable(server: string, e: unknown, timeoutMs: number): UnreachableError {
+  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } }
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') {
+    return new UnreachableError(`no answer from the apmatrix server at ${server} within ${formatMs(timeoutMs)}`)
+  }
+  const why = err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e)
+  return new UnreachableError(`cannot reach the apmatrix server at ${server} (${why})`)
+}
+
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}

@@ -1,0 +1,87 @@
+/**
+ * Waiting for convergence after a write (`apply`): polls the host's device list until every target is
+ * Ready with `observedGeneration == generation` (product.md §2 conditions), and every deleted target is
+ * gone from the store, or the deadline passes. Level-based, like the reconciler: a poll that sees the
+ * final state ends the wait however it got there.
+ */
+import { formatDuration } from '../args/duration.js'
+import { WaitTimeoutError } from './api-error.js'
+import { type Mdev, isConverged, readyCondition } from './api-types.js'
+import { listAll } from './list-all.js'
+import type { RestClient } from './rest-client.js'
+
+/** How long `apply` and `--wait` wait by default. */
+export const DEFAULT_WAIT_TIMEOUT_MS = 120_000
+
+/** A device to wait for: Ready at `generation` or later, or absent when `gone`. */
+export interface WaitTarget {
+  uuid: string
+  generation: number
+  gone?: boolean
+}
+
+/** Where a target stands after a poll. */
+export interface TargetState {
+  target: WaitTarget
+  done: boolean
+  /** `Ready`, `Deleted`, or what is holding it up: `Converging: the bus does not match...`, `missing`. */
+  summary: string
+}
+
+/** Options of {@link waitForDevices}. */
+export interface WaitOptions {
+  client: RestClient
+  hostPath: string
+  targets: readonly WaitTarget[]
+  timeoutMs: number
+  /** Poll period (default 200 ms). */
+  intervalMs?: number
+  /** Told after every poll. */
+  onPoll?: (states: readonly TargetState[], elapsedMs: number) => void
+}
+
+function stateOf(t: WaitTarget, m: Mdev | undefined): TargetState {
+  if (t.gone) return { target: t, done: m === undefined, summary: m === undefined ? 'Deleted' : 'Deleting' }
+  if (!m) return { target: t, done: false, summary: 'missing (not in the store)' }
+  if (isConverged(m) && m.metadata.generation >= t.generation) return { target: t, done: true, summary: `Ready (${readyCondition(m)?.reason})` }
+  const r = readyCondition(m)
+  if (m.status.observedGeneration !== m.metadata.generation || !r) return { target: t, done: false, summary: `waiting for the reconciler (generation ${m.metadata.generation}, observed ${m.status.observedGeneration ?? '-'})` }
+  return { target: t, done: false, summary: `${r.reason}: ${r.message}` }
+}
+
+/**
+ * Resolves with the final states when every target is done; rejects with {@link WaitTimeoutError}
+ * (naming each pending device and why) at the deadline, or with the client's errors.
+ */
+export async function waitForDevices(opts: WaitOptions): Promise<TargetState[]> {
+  const start = Date.now()
+  const deadline = start + opts.timeoutMs
+  const interval = opts.intervalMs ?? 200
+  for (;;) {
+    const left = deadline - Date.now()
+    let states: TargetState[] | undefined
+    if (left > 0) {
+      const timeoutMs = Math.max(1, Math.min(opts.client.timeoutMs, left))
+      try {
+        const items = await listAllWithin(opts.client, opts.hostPath, timeoutMs)
+        const byUuid = new Map(items.map((m) => [m.metadata.uuid, m]))
+        states = opts.targets.map((t) => stateOf(t, byUuid.get(t.uuid)))
+        opts.onPoll?.(states, Date.now() - start)
+        if (states.every((s) => s.done)) return states
+      } catch (e) {
+        // A poll cut short by the deadline is the timeout below, not an unreachable server.
+        if (Date.now() < deadline) throw e
+      }
+    }
+    if (Date.now() >= deadline) {
+      const pending = (states ?? opts.targets.map((t) => ({ target: t, done: false, summary: 'no answer before the deadline' }))).filter((s) => !s.done)
+      const list = pending.map((s) => `  ${s.target.uuid}: ${s.summary}`).join('\n')
+      throw new WaitTimeoutError(`timed out after ${formatDuration(opts.timeoutMs)} waiting for ${pending.length} of ${opts.targets.length} device(s):\n${list}`)
+    }
+    await new Promise((r) => setTimeout(r, Math.min(interval, Math.max(0, deadline - Date.now()))))
+  }
+}
+
+function listAllWithin(client: RestClient, hostPath: string, timeoutMs: number): Promise<Mdev[]> {
+  return listAll<Mdev>(client.withTimeout(timeoutMs), `${hostPath}/mdevs`)
+}

@@ -1,0 +1,79 @@
+/** How a matrix device reads for people: one table row (`mdev list`) and the detailed view (`mdev get`). */
+import { type Mdev, readyCondition } from '../client/api-types.js'
+import { formatApqns, formatIds, formatRanges } from './ids.js'
+import { renderFields, renderTable } from './table.js'
+
+/** Columns of {@link mdevRow}. */
+export const MDEV_COLUMNS = ['UUID', 'STATE', 'READY', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'GEN', 'OWNER'] as const
+
+/** `True`, or `False (Converging)`; `Deleting` while a delete is pending. */
+function readyCell(m: Mdev): string {
+  if (m.metadata.deletionRequestedAt) return 'Deleting'
+  const r = readyCondition(m)
+  if (!r) return 'Unknown'
+  return r.status === 'True' ? 'True' : `${r.status} (${r.reason})`
+}
+
+/** One row of `mdev list`. GEN is `generation/observedGeneration` when they differ. */
+export function mdevRow(m: Mdev): string[] {
+  const gen = m.metadata.generation
+  const seen = m.status.observedGeneration
+  return [
+    m.metadata.uuid,
+    m.spec.state,
+    readyCell(m),
+    formatRanges(m.spec.adapters),
+    formatRanges(m.spec.domains),
+    formatRanges(m.spec.controlDomains),
+    seen === undefined || seen === gen ? String(gen) : `${gen}/${seen}`,
+    m.metadata.owner ?? '-',
+  ]
+}
+
+/** The detailed view of `mdev get`: metadata, spec, the observed matrix and guest matrix, conditions. */
+export function describeMdev(m: Mdev): string {
+  const md = m.metadata
+  const st = m.status
+  const labels = Object.entries(md.labels)
+  let out = renderFields([
+    ['UUID', md.uuid],
+    ['Host', md.host],
+    ['Owner', md.owner ?? '-'],
+    ['Labels', labels.length ? labels.map(([k, v]) => `${k}=${v}`).join(',') : '-'],
+    ['Generation', `${md.generation} (observed ${st.observedGeneration ?? '-'})`],
+    ['Created', md.createdAt],
+    ['Updated', md.updatedAt],
+    ...(md.deletionRequestedAt ? ([['Deletion requested', `${md.deletionRequestedAt}${md.force ? ' (force)' : ''}`]] as const) : []),
+  ])
+  out += 'Spec:\n'
+  out += renderFields(
+    [
+      ['State', m.spec.state],
+      ['Adapters', formatIds(m.spec.adapters)],
+      ['Domains', formatIds(m.spec.domains)],
+      ['Control domains', formatIds(m.spec.controlDomains)],
+    ],
+    '  ',
+  )
+  out += 'Status:\n'
+  out += renderFields(
+    [
+      ['Active', st.active === undefined ? '-' : st.active ? 'yes' : 'no'],
+      ['Guest', st.guest ?? '-'],
+      ['Matrix', formatApqns(st.matrix)],
+      // V-20: what the guest really gets after the kernel's adapter filtering.
+      ['Guest matrix', formatApqns(st.guestMatrix)],
+      ['Control domains', formatIds(st.controlDomains ?? [])],
+      ...(st.lostRequests ? ([['Lost requests', String(st.lostRequests)]] as const) : []),
+    ],
+    '  ',
+  )
+  const conds = st.conditions ?? []
+  out += 'Conditions:\n'
+  if (conds.length === 0) return out + '  (none reported yet)\n'
+  const table = renderTable(
+    ['TYPE', 'STATUS', 'REASON', 'GEN', 'SINCE', 'MESSAGE'],
+    conds.map((c) => [c.type, c.status, c.reason, String(c.observedGeneration), c.lastTransitionTime, c.message]),
+  )
+  return out + table.replace(/^(?=.)/gm, '  ')
+}
