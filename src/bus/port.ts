@@ -5,12 +5,29 @@
  */
 import type { Errno } from '../domain/errors.js'
 
+/**
+ * The lease a reconcile holds while it drives a host (product.md §4: one replica per host). Carried on
+ * every bus write so the host can refuse a write from a replica whose lease was taken over: the classic
+ * fencing token check, which holds even when the replica's own lease check raced with the takeover.
+ */
+export interface BusFence {
+  host: string
+  holder: string
+  /** The lease's fencing token: strictly increases with every acquisition (src/store/lease-repo.ts). */
+  token: number
+}
+
 /** The four file operations the bus port needs. Errors are thrown as SysfsError (with `errno`). */
 export interface SysfsAccess {
   read(path: string): Promise<string>
   write(path: string, value: string): Promise<void>
   list(path: string): Promise<string[]>
   readlink(path: string): Promise<string>
+  /**
+   * A view whose writes carry `fence` (reads are unchanged). Optional: an access without it (the
+   * in-process emulator) cannot check fences, and its writes go unfenced.
+   */
+  withFence?(fence: BusFence): SysfsAccess
 }
 
 export type { QueueDriver, ObservedAdapter, ObservedQueue, ObservedQueueRef, ObservedMdev, ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
@@ -56,4 +73,6 @@ export interface BusPort {
   queueLoad(apqns: string[]): Promise<Map<string, number>>
   /** B-34: forces a bus scan. */
   rescan(): Promise<void>
+  /** A view of this bus whose every write carries `fence` (see {@link BusFence}); optional for fakes. */
+  withFence?(fence: BusFence): BusPort
 }

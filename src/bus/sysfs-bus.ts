@@ -8,6 +8,7 @@ import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { parseMatrix } from '../domain/matrix.js'
 import {
   BusError,
+  type BusFence,
   type BusPort,
   type MatrixConfig,
   type ObservedAdapter,
@@ -68,6 +69,11 @@ function bool01(text: string): boolean {
 /** Implements {@link BusPort} over sysfs. Stateless: every call reads what it needs. */
 export class SysfsBus implements BusPort {
   constructor(private readonly fs: SysfsAccess) {}
+
+  /** The same bus with every write fenced; unfenced when the access cannot carry a fence (in-process emulator). */
+  withFence(fence: BusFence): SysfsBus {
+    return this.fs.withFence ? new SysfsBus(this.fs.withFence(fence)) : this
+  }
 
   private async tryRead(path: string): Promise<string | null> {
     try {

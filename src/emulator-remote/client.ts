@@ -5,11 +5,12 @@
  * failures to reach the emulator are {@link RemoteEmulatorError} (code UNAVAILABLE), never a SysfsError.
  */
 import * as grpc from '@grpc/grpc-js'
-import type { SysfsAccess } from '../bus/port.js'
+import type { BusFence, SysfsAccess } from '../bus/port.js'
 import type { EmulatorEvent, HardwareAction, KernelProfileName, RequestStats } from '../emulator/api.js'
 import { eventFromWire, hardwareToWire, statsFromWire } from './codec.js'
 import { RemoteEmulatorError, fromServiceError } from './errors.js'
-import { type WireEvent, type WireInfo, type WireRequestStats, loadEmulatorProto } from './proto.js'
+import { FENCE_METADATA_KEY, formatFence } from './fence.js'
+import { type WireEvent, type WireInfo, type WireRequestStats, type WireWriteLog, loadEmulatorProto } from './proto.js'
 
 export { RemoteEmulatorError }
 
@@ -29,6 +30,32 @@ export interface RemoteHostInfo {
   bootId: string
   now: number
   clock: 'realtime' | 'manual'
+}
+
+/** One Write the emulator answered (see the `WriteLog` RPC). */
+export interface WriteLogEntry {
+  seq: number
+  /** Wall clock of the emulator process, milliseconds since the epoch. */
+  wallTimeMs: number
+  path: string
+  value: string
+  /** Null for an unfenced write. */
+  fence: BusFence | null
+  /** Undefined when the kernel accepted the write; else its errno (EACCES for a stale fence). */
+  errno?: string
+  /** True when the emulator's fence check refused it (errno EACCES; the kernel never saw it). */
+  fenceRefused: boolean
+  bootId: string
+}
+
+/** The emulator's write log from a point on. */
+export interface WriteLog {
+  entries: WriteLogEntry[]
+  /** Seq of the oldest entry the emulator still keeps (0 when none); entries before it were dropped. */
+  firstSeq: number
+  lastSeq: number
+  /** The highest fencing token whose check passed, per host. */
+  highestToken: Map<string, number>
 }
 
 /** Options of {@link RemoteEmulator.events}. */
@@ -73,6 +100,13 @@ export interface RemoteEmulator extends SysfsAccess {
   /** Restarts the host from the same profile: kernel state lost, new bootId. */
   reboot(): Promise<RemoteHostInfo>
   /**
+   * This host's sysfs face with every write fenced by `fence` (metadata `x-apmatrix-fence`): the emulator
+   * refuses it with SysfsError EACCES when a newer lease token already wrote to `fence.host`.
+   */
+  withFence(fence: BusFence): SysfsAccess
+  /** Writes with seq > `sinceSeq` (default 0: all kept), oldest first, at most `limit` (default 10,000). */
+  writeLog(sinceSeq?: number, limit?: number): Promise<WriteLog>
+  /**
    * Streams events with seq > `sinceSeq`, then live ones, to `onEvent` in order. After a broken
    * connection it reconnects with backoff and resumes after the last delivered seq, so no event is
    * delivered twice and none is skipped (within the host's 10,000 kept events; see onGap).
@@ -101,11 +135,11 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
   const client = new Emulator(addr, grpc.credentials.createInsecure(), { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 })
   const subscriptions = new Set<EventSubscription>()
 
-  const call = <Res>(method: string, req: object): Promise<Res> =>
+  const call = <Res>(method: string, req: object, md: grpc.Metadata = new grpc.Metadata()): Promise<Res> =>
     new Promise<Res>((resolve, reject) => {
       const fn = (client as unknown as Record<string, UnaryMethod>)[method]!.bind(client)
       try {
-        fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        fn(req, md, { deadline: Date.now() + timeoutMs }, (err, res) =>
           err ? reject(fromServiceError(err, addr, method)) : resolve(res as Res),
         )
       } catch (e) {
@@ -177,12 +211,50 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
     return sub
   }
 
+  const read = async (path: string) => (await call<{ text: string }>('Read', { path })).text
+  const list = async (path: string) => (await call<{ entries: string[] }>('List', { path })).entries
+  const readlink = async (path: string) => (await call<{ target: string }>('Readlink', { path })).target
+  const withFence = (fence: BusFence): SysfsAccess => {
+    const header = formatFence(fence)
+    return {
+      read,
+      list,
+      readlink,
+      write: async (path, value) => {
+        const md = new grpc.Metadata()
+        md.set(FENCE_METADATA_KEY, header)
+        await call('Write', { path, value }, md)
+      },
+      // A newer fence replaces this one (the same host, a later lease).
+      withFence,
+    }
+  }
+
   return {
     address: addr,
-    read: async (path) => (await call<{ text: string }>('Read', { path })).text,
+    read,
     write: async (path, value) => void (await call('Write', { path, value })),
-    list: async (path) => (await call<{ entries: string[] }>('List', { path })).entries,
-    readlink: async (path) => (await call<{ target: string }>('Readlink', { path })).target,
+    list,
+    readlink,
+    withFence,
+    writeLog: async (sinceSeq = 0, limit = 0) => {
+      const w = await call<WireWriteLog>('WriteLog', { since_seq: String(sinceSeq), limit })
+      return {
+        entries: w.entries.map((e) => ({
+          seq: Number(e.seq),
+          wallTimeMs: e.wall_time_ms,
+          path: e.path,
+          value: e.value,
+          fence: e.fence_holder === '' && Number(e.fence_token) === 0 ? null : { host: e.fence_host, holder: e.fence_holder, token: Number(e.fence_token) },
+          ...(e.errno ? { errno: e.errno } : {}),
+          fenceRefused: e.fence_refused,
+          bootId: e.boot_id,
+        })),
+        firstSeq: Number(w.first_seq),
+        lastSeq: Number(w.last_seq),
+        highestToken: new Map(Object.entries(w.highest_token).map(([h, t]) => [h, Number(t)])),
+      }
+    },
     exists: async (path) => (await call<{ exists: boolean }>('Exists', { path })).exists,
     guestOpen: async (uuid, guest) => void (await call('GuestOpen', { uuid, guest })),
     guestClose: async (uuid) => void (await call('GuestClose', { uuid })),

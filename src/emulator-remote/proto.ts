@@ -77,3 +77,23 @@ export interface WireEvent {
   apcb?: { uuid: string; guest: string; apm: string; aqm: string; adm: string } | null
   request?: { apqn: string; result: string } | null
 }
+
+export interface WireWriteLogEntry {
+  seq: WireU64
+  wall_time_ms: number
+  path: string
+  value: string
+  fence_host: string
+  fence_holder: string
+  fence_token: WireU64
+  errno: string
+  boot_id: string
+  fence_refused: boolean
+}
+
+export interface WireWriteLog {
+  entries: WireWriteLogEntry[]
+  first_seq: WireU64
+  last_seq: WireU64
+  highest_token: Record<string, WireU64>
+}

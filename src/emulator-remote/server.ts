@@ -13,7 +13,9 @@ import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName
 import { createHost } from '../emulator/host.js'
 import { eventToWire, hardwareFromWire, statsToWire } from './codec.js'
 import { toServiceError } from './errors.js'
-import { EMULATOR_SERVICE_NAME, type WireEvent, type WireHardwareAction, type WireInfo, type WireU64, loadEmulatorProto } from './proto.js'
+import { FENCE_METADATA_KEY, parseFence } from './fence.js'
+import { EMULATOR_SERVICE_NAME, type WireEvent, type WireHardwareAction, type WireInfo, type WireU64, type WireWriteLog, loadEmulatorProto } from './proto.js'
+import { FencedWriteLog, WRITE_LOG_CAPACITY } from './write-log.js'
 
 /** How virtual time moves: with wall time, or only through the `Advance` call (deterministic tests). */
 export type EmulatorClock = 'realtime' | 'manual'
@@ -90,6 +92,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
   let host = boot(opts.profile)
   let stopClock = clock === 'realtime' ? startRealtimeClock(host, { intervalMs: tickMs }) : () => undefined
   const streams = new Set<EventStream>()
+  const writes = new FencedWriteLog()
 
   const info = () => ({ profile: host.profile.name, kernel: host.kernel, bootId: host.bootId, now: host.now(), clock })
   const infoToWire = (): WireInfo => {
@@ -123,7 +126,41 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
   const empty = {}
   const handlers = {
     Read: unary((r: { path: string }) => ({ text: host.read(boundedPath(r.path)) })),
-    Write: unary((r: { path: string; value: string }) => (host.write(boundedPath(r.path), boundedValue(r.value)), empty)),
+    Write: (call: grpc.ServerUnaryCall<{ path: string; value: string }, object>, cb: grpc.sendUnaryData<object>) => {
+      try {
+        const path = boundedPath(call.request.path)
+        const value = boundedValue(call.request.value)
+        const header = call.metadata.get(FENCE_METADATA_KEY)[0]
+        const fence = header === undefined ? null : parseFence(String(header))
+        // Check and write in one synchronous run: no other call can slip between them (X-5).
+        writes.apply(path, value, fence, host.bootId, () => host.write(path, value))
+      } catch (e) {
+        cb(toServiceError(e))
+        return
+      }
+      cb(null, empty)
+    },
+    WriteLog: unary((r: { since_seq: WireU64; limit: number }): WireWriteLog => {
+      const limit = r.limit > 0 ? Math.min(r.limit, WRITE_LOG_CAPACITY) : WRITE_LOG_CAPACITY
+      const { first, last } = writes.bounds()
+      return {
+        entries: writes.since(Number(r.since_seq), limit).map((e) => ({
+          seq: String(e.seq),
+          wall_time_ms: e.wallTimeMs,
+          path: e.path,
+          value: e.value,
+          fence_host: e.fence?.host ?? '',
+          fence_holder: e.fence?.holder ?? '',
+          fence_token: String(e.fence?.token ?? 0),
+          errno: e.errno ?? '',
+          boot_id: e.bootId,
+          fence_refused: e.fenceRefused,
+        })),
+        first_seq: String(first),
+        last_seq: String(last),
+        highest_token: Object.fromEntries([...writes.highestTokens()].map(([h, t]) => [h, String(t)])),
+      }
+    }),
     List: unary((r: { path: string }) => ({ entries: host.list(boundedPath(r.path)) })),
     Exists: unary((r: { path: string }) => ({ exists: host.exists(boundedPath(r.path)) })),
     Readlink: unary((r: { path: string }) => ({ target: host.readlink(boundedPath(r.path)) })),

@@ -20,6 +20,7 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
     readonly name: string,
     private readonly client: RemoteEmulator,
   ) {
+    // The client carries fences (withFence), so the reconciler's writes reach the emulator fenced.
     this.bus = new SysfsBus(client)
   }
 

@@ -9,6 +9,7 @@ import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { planHost, type Deferred, type DesiredHost, type Plan, type PlanOp } from '../domain/plan.js'
 import type { ObservedTopology } from '../domain/observed.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
+import type { BusPort } from '../bus/port.js'
 import type { Store } from '../store/store.js'
 import type { EventInput } from '../store/event-repo.js'
 import type { MdevRecord } from '../store/mdev-repo.js'
@@ -76,6 +77,7 @@ export class Reconciler implements ReconcileTrigger {
   private readonly listeners = new Set<(o: ReconcileOutcome) => void>()
   private readonly unsubscribes: Array<() => void> = []
   private resyncTimer: NodeJS.Timeout | undefined
+  private renewTimer: NodeJS.Timeout | undefined
   private worker: Promise<void> | undefined
   private running = false
 
@@ -130,6 +132,9 @@ export class Reconciler implements ReconcileTrigger {
     this.resyncTimer = setInterval(() => {
       for (const h of this.o.hosts.list()) this.enqueue(h.name)
     }, this.o.resyncMs)
+    // Held leases are renewed on their own clock, so a long drain, a slow pass on another host, or a resync
+    // period longer than the lease never lets a live holder's lease lapse.
+    this.renewTimer = setInterval(() => void this.renewLeases(), Math.max(50, Math.floor(this.o.leaseTtlMs / 3)))
     this.worker = this.work()
   }
 
@@ -138,6 +143,7 @@ export class Reconciler implements ReconcileTrigger {
     if (!this.running) return
     this.running = false
     clearInterval(this.resyncTimer)
+    clearInterval(this.renewTimer)
     for (const u of this.unsubscribes.splice(0)) u()
     this.queue.shutdown()
     await this.worker
@@ -145,6 +151,18 @@ export class Reconciler implements ReconcileTrigger {
       await this.o.store.leases.release(host, this.o.holder, token).catch(() => false)
     }
     this.tokens.clear()
+  }
+
+  /** Extends every lease this replica holds; a lease found lost is forgotten and its host re-queued. */
+  private async renewLeases(): Promise<void> {
+    for (const [host, token] of [...this.tokens]) {
+      const held = await this.o.store.leases.renew(host, this.o.holder, token, this.o.leaseTtlMs).catch(() => true) // store down: it may still be ours
+      if (!held && this.tokens.get(host) === token) {
+        this.tokens.delete(host)
+        this.o.log.warn({ host, token }, 'lease lost')
+        this.enqueue(host)
+      }
+    }
   }
 
   private async work(): Promise<void> {
@@ -181,7 +199,7 @@ export class Reconciler implements ReconcileTrigger {
     const events: EventInput[] = []
     const ev = (e: Omit<EventInput, 'host'>) => events.push({ host: hostName, actor: 'reconciler', ...e })
 
-    await this.closeAbandonedJournal(host, ev)
+    await this.closeAbandonedJournal(host)
     await this.checkBoot(host, ev)
 
     const rows = await store.mdevs.listAll(hostName)
@@ -223,6 +241,11 @@ export class Reconciler implements ReconcileTrigger {
     return { host: hostName, converged: convergedNow.converged, plan, execution, drift }
   }
 
+  /** The host's bus with every write fenced by this replica's lease on it (`token`: the one of this pass). */
+  private fencedBus(host: ManagedHost, token = this.tokens.get(host.name)): BusPort {
+    return token === undefined ? host.bus : (host.bus.withFence?.({ host: host.name, holder: this.o.holder, token }) ?? host.bus)
+  }
+
   private async execute(host: ManagedHost, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
     const { store } = this.o
     const reconcileId = randomUUID()
@@ -230,7 +253,7 @@ export class Reconciler implements ReconcileTrigger {
     // Every bus write of this pass carries the lease (holder, token): the host itself refuses it once a
     // newer lease wrote, even if the assertHeld below raced with a takeover (remote hosts; in-process
     // emulated hosts cannot check a fence and get unfenced writes).
-    const bus = host.bus.withFence?.({ host: host.name, holder: this.o.holder, token }) ?? host.bus
+    const bus = this.fencedBus(host, token)
     const result = await executePlan(
       bus,
       plan,
@@ -349,7 +372,7 @@ export class Reconciler implements ReconcileTrigger {
    * that was interrupted may have left host queues offline (zcrypt `online=0`) that the mask never moved: they
    * are put back online, since nothing else would (an operator's own offline queues are not touched).
    */
-  private async closeAbandonedJournal(host: ManagedHost, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {
+  private async closeAbandonedJournal(host: ManagedHost): Promise<void> {
     const open = await this.o.store.journal.listOpen(host.name)
     if (!open.length) return
     const drained = new Set<string>()
@@ -359,11 +382,14 @@ export class Reconciler implements ReconcileTrigger {
     if (drained.size) {
       const topo = await host.bus.observeTopology()
       for (const q of topo.queues) {
-        if (q.driver === 'cex4queue' && drained.has(q.apqn)) await host.bus.setQueueOnline(q.apqn, true).catch(() => undefined)
+        if (q.driver === 'cex4queue' && drained.has(q.apqn)) await this.fencedBus(host).setQueueOnline(q.apqn, true).catch(() => undefined)
       }
     }
-    for (const e of open) await this.o.store.journal.update(e.id, 'failed', 'abandoned: the reconcile that planned it did not finish (crash or lease loss)')
-    ev({ kind: 'host', name: host.name, type: 'ReconcileResumed', message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus` })
+    // Closed together with their event: a crash later in this pass must not lose the record that steps were abandoned.
+    await this.o.store.transaction(async (tx) => {
+      for (const e of open) await tx.journal.update(e.id, 'failed', 'abandoned: the reconcile that planned it did not finish (crash or lease loss)')
+      await tx.events.append({ host: host.name, kind: 'host', name: host.name, type: 'ReconcileResumed', actor: 'reconciler', message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus` })
+    })
   }
 
   private async checkBoot(host: ManagedHost, ev: (e: Omit<EventInput, 'host'>) => void): Promise<void> {

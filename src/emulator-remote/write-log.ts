@@ -1,0 +1,92 @@
+/**
+ * The emulator server's record of bus writes: the fencing check (one replica drives a host, product.md
+ * §4) and a bounded log of every Write with its fence and wall time (the `WriteLog` RPC), from which a
+ * test can prove that no two lease holders drove the host at once.
+ */
+import { SysfsError } from '../domain/errors.js'
+import type { BusFence } from '../bus/port.js'
+
+/** One Write call as the server answered it. */
+export interface WriteRecord {
+  seq: number
+  wallTimeMs: number
+  path: string
+  value: string
+  /** Null for an unfenced write (root, tests). */
+  fence: BusFence | null
+  /** Undefined when the kernel accepted the write; else the errno (EACCES for a stale fence). */
+  errno?: string
+  /** True when the fence check refused it (errno EACCES; the kernel never saw the write). */
+  fenceRefused: boolean
+  bootId: string
+}
+
+/** How many writes the log keeps (the oldest are dropped first). */
+export const WRITE_LOG_CAPACITY = 10_000
+
+/** Fencing check and bounded write log of one emulator server. Not thread-safe: used on Node's one thread. */
+export class FencedWriteLog {
+  private readonly entries: WriteRecord[] = []
+  private nextSeq = 1
+  private readonly highest = new Map<string, { token: number; holder: string }>()
+
+  constructor(
+    private readonly capacity = WRITE_LOG_CAPACITY,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /**
+   * Runs `write` unless `fence` is stale, and records the call either way. Stale: a token lower than
+   * the highest this host has seen, or the same token from another holder (tokens are unique per
+   * acquisition). Throws SysfsError EACCES for a stale fence, or whatever `write` throws.
+   */
+  apply(path: string, value: string, fence: BusFence | null, bootId: string, write: () => void): void {
+    const rec: WriteRecord = { seq: this.nextSeq++, wallTimeMs: this.clock(), path, value, fence, fenceRefused: false, bootId }
+    this.push(rec)
+    if (fence) {
+      const top = this.highest.get(fence.host)
+      if (top && (fence.token < top.token || (fence.token === top.token && fence.holder !== top.holder))) {
+        rec.errno = 'EACCES'
+        rec.fenceRefused = true
+        throw new SysfsError(
+          'EACCES',
+          `fenced write refused: host ${fence.host} token ${fence.token} of ${fence.holder} is stale (token ${top.token} of ${top.holder} already wrote)`,
+        )
+      }
+      this.highest.set(fence.host, { token: fence.token, holder: fence.holder })
+    }
+    try {
+      write()
+    } catch (e) {
+      rec.errno = e instanceof SysfsError ? e.errno : 'EIO'
+      throw e
+    }
+  }
+
+  /** Entries with seq > `sinceSeq`, oldest first, at most `limit`. */
+  since(sinceSeq: number, limit = this.capacity): WriteRecord[] {
+    const out: WriteRecord[] = []
+    for (const e of this.entries) {
+      if (e.seq <= sinceSeq) continue
+      if (out.length >= limit) break
+      out.push(e)
+    }
+    return out
+  }
+
+  /** Seq of the oldest kept entry and of the newest (0 when none). */
+  bounds(): { first: number; last: number } {
+    return { first: this.entries[0]?.seq ?? 0, last: this.nextSeq - 1 }
+  }
+
+  /** The highest token whose check passed, per host. */
+  highestTokens(): Map<string, number> {
+    return new Map([...this.highest].map(([h, v]) => [h, v.token]))
+  }
+
+  private push(rec: WriteRecord): void {
+    this.entries.push(rec)
+    // Amortised trim: drop a batch once the log is 10% over, so a write stays O(1) on average.
+    if (this.entries.length > this.capacity + Math.max(1, this.capacity / 10)) this.entries.splice(0, this.entries.length - this.capacity)
+  }
+}
