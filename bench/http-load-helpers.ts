@@ -1,0 +1,311 @@
+/**
+ * HTTP clients for benchmarks that never share the event loop of the server under test (an in-process
+ * server that stalls its loop would otherwise also stall the client's clock):
+ * - load: a fixed number of keep-alive connections issuing GETs back to back for a fixed time, with
+ *   Debian's `wrk` when it is on PATH (its own process, one thread), else a node:http loop in a worker;
+ * - a REST client thread ({@link RestClient}) for single timed calls and create+delete loops.
+ * Workers run this same file. Also a small table printer and percentiles.
+ */
+import { execFile } from 'node:child_process'
+import http from 'node:http'
+import { fileURLToPath } from 'node:url'
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
+
+/** Which client produced a {@link LoadResult}. */
+export type LoadClient = 'wrk' | 'node'
+
+/** One load run. Latencies are per request, as the client saw them. */
+export interface LoadResult {
+  client: LoadClient
+  requests: number
+  seconds: number
+  /** Responses that were not 2xx, plus socket errors and timeouts. */
+  errors: number
+  p50Ms: number
+  p99Ms: number
+}
+
+export interface LoadOptions {
+  concurrency: number
+  durationS: number
+  /** Force a client; default: `wrk` when installed, else `node`. */
+  client?: LoadClient
+}
+
+/** Requests per second of a run. */
+export const rps = (r: LoadResult): number => r.requests / r.seconds
+
+/** The `p`-th percentile (0..100) of `xs`, nearest rank; NaN for an empty list. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!
+}
+
+let wrkAvailable: Promise<boolean> | undefined
+
+/** True when `wrk` runs (checked once). */
+export function hasWrk(): Promise<boolean> {
+  return (wrkAvailable ??= new Promise((resolve) => execFile('wrk', ['--version'], (_err, stdout, stderr) => resolve(`${stdout}${stderr}`.includes('wrk')))))
+}
+
+/** The client {@link httpLoad} will use for `opts`. */
+export async function chooseClient(opts: Pick<LoadOptions, 'client'> = {}): Promise<LoadClient> {
+  if (opts.client) return opts.client
+  return (await hasWrk()) ? 'wrk' : 'node'
+}
+
+/** GETs `url` with `concurrency` keep-alive connections for `durationS` seconds. */
+export async function httpLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
+  const client = await chooseClient(opts)
+  return client === 'wrk' ? wrkLoad(url, opts) : nodeLoad(url, opts)
+}
+
+function wrkDuration(text: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text.trim())
+  if (!m) return NaN
+  const v = Number(m[1])
+  return m[2] === 'us' ? v / 1000 : m[2] === 'ms' ? v : m[2] === 's' ? v * 1000 : v * 60_000
+}
+
+function wrkLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
+  const args = ['-t1', `-c${opts.concurrency}`, `-d${opts.durationS}s`, '--latency', url]
+  return new Promise((resolve, reject) => {
+    // Asynchronous on purpose: the server under test runs on this process's event loop.
+    execFile('wrk', args, { timeout: (opts.durationS + 30) * 1000 }, (err, stdout) => {
+      if (err) return reject(new Error(`wrk ${args.join(' ')} failed: ${err.message}`))
+      const done = /(\d+) requests in ([\d.]+)(us|ms|s|m)/.exec(stdout)
+      const p50 = /^\s*50%\s+(\S+)/m.exec(stdout)
+      const p99 = /^\s*99%\s+(\S+)/m.exec(stdout)
+      if (!done || !p50 || !p99) return reject(new Error(`cannot read wrk output:\n${stdout}`))
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0)
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
+      const sockErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0
+      resolve({
+        client: 'wrk',
+        requests: Number(done[1]),
+        seconds: wrkDuration(`${done[2]}${done[3]}`) / 1000,
+        errors: non2xx + sockErrors,
+        p50Ms: wrkDuration(p50[1]!),
+        p99Ms: wrkDuration(p99[1]!),
+      })
+    })
+  })
+}
+
+interface WorkerJob {
+  kind: 'apmatrix-http-load'
+  url: string
+  concurrency: number
+  durationS: number
+}
+
+function nodeLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
+  const job: WorkerJob = { kind: 'apmatrix-http-load', url, concurrency: opts.concurrency, durationS: opts.durationS }
+  return new Promise((resolve, reject) => {
+    const w = new Worker(fileURLToPath(import.meta.url), { workerData: job })
+    w.once('message', (r: LoadResult) => resolve(r))
+    w.once('error', reject)
+    w.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`http load worker exited with ${code}`))
+    })
+  })
+}
+
+/** The worker side: `concurrency` request loops over one keep-alive agent until the deadline. */
+async function runNodeLoad(job: WorkerJob): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: job.concurrency })
+  const target = new URL(job.url)
+  const latencies: number[] = []
+  let errors = 0
+  const once = (): Promise<void> =>
+    new Promise((resolve) => {
+      const t0 = performance.now()
+      const req = http.get({ host: target.hostname, port: target.port, path: target.pathname + target.search, agent }, (res) => {
+        res.on('data', () => {})
+        res.on('end', () => {
+          latencies.push(performance.now() - t0)
+          if (!res.statusCode || res.statusCode < 200 || res.statusCode >= 300) errors++
+          resolve()
+        })
+      })
+      req.on('error', () => {
+        errors++
+        resolve()
+      })
+    })
+  const start = performance.now()
+  const deadline = start + job.durationS * 1000
+  await Promise.all(
+    Array.from({ length: job.concurrency }, async () => {
+      while (performance.now() < deadline) await once()
+    }),
+  )
+  const seconds = (performance.now() - start) / 1000
+  agent.destroy()
+  return { client: 'node', requests: latencies.length, seconds, errors, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }
+}
+
+/** One call timed by the client thread; times are epoch milliseconds (`performance.timeOrigin + now()`). */
+export interface OffThreadReply {
+  status: number
+  bytes: number
+  sentAt: number
+  headersAt: number
+  doneAt: number
+  /** Lengths of the top-level arrays of a JSON object body (e.g. `operations`, `violations`). */
+  arrays: Record<string, number>
+  /** The start of the body, for error reports. */
+  head: string
+}
+
+/** One create+delete client loop: POST `{uuid, spec}` to `collection`, then DELETE `collection/uuid`, again and again. */
+export interface CreateDeleteLoop {
+  spec: unknown
+  /** Iteration i uses uuid `uuidPrefix` + i in hex, zero-padded to 36 characters: unique per loop. */
+  uuidPrefix: string
+}
+
+/** What {@link RestClient.createDeleteLoops} measured, on the client thread. */
+export interface CreateDeleteResult {
+  pairs: number
+  failures: number
+  seconds: number
+  /** Epoch ms when the last response arrived. */
+  endAt: number
+  postMs: number[]
+  deleteMs: number[]
+  firstFailure?: string
+}
+
+type ClientOp =
+  | { op: 'call'; method: string; url: string; body?: string; timeoutMs: number }
+  | { op: 'createDelete'; collection: string; loops: CreateDeleteLoop[]; durationS: number }
+type ClientRequest = ClientOp & { id: number }
+type ClientResponse = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string }
+
+/** Now as epoch milliseconds, comparable across threads. */
+export const epochNow = (): number => performance.timeOrigin + performance.now()
+
+/**
+ * A REST client on its own thread: the server under test may keep this process's event loop busy
+ * (a reconcile pass that never yields), and an in-process client would then date every answer to the
+ * end of the stall. Times are taken on the client thread.
+ */
+export class RestClient {
+  private next = 1
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: ClientResponse) => {
+      const p = this.pending.get(m.id)
+      if (!p) return
+      this.pending.delete(m.id)
+      if (m.ok) p.resolve(m.value)
+      else p.reject(new Error(m.error))
+    })
+    worker.on('error', (e) => this.failAll(e))
+    worker.on('exit', (code) => this.failAll(new Error(`REST client worker exited with ${code}`)))
+  }
+
+  /** Starts the client thread. */
+  static start(): RestClient {
+    return new RestClient(new Worker(fileURLToPath(import.meta.url), { workerData: { kind: 'apmatrix-rest-client' } }))
+  }
+
+  /** One JSON request (body serialised here); never rejects on an HTTP error status. */
+  call(method: string, url: string, body?: unknown, timeoutMs = 600_000): Promise<OffThreadReply> {
+    return this.send({ op: 'call', method, url, timeoutMs, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }) as Promise<OffThreadReply>
+  }
+
+  /** Runs the loops concurrently for `durationS` seconds, each one POST then DELETE at a time. */
+  createDeleteLoops(collection: string, loops: CreateDeleteLoop[], durationS: number): Promise<CreateDeleteResult> {
+    return this.send({ op: 'createDelete', collection, loops, durationS }) as Promise<CreateDeleteResult>
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate()
+  }
+
+  private send(req: ClientOp): Promise<unknown> {
+    const id = this.next++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.worker.postMessage({ ...req, id })
+    })
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e)
+    this.pending.clear()
+  }
+}
+
+async function timedCall(method: string, url: string, body: string | undefined, timeoutMs: number): Promise<OffThreadReply> {
+  const sentAt = epochNow()
+  const res = await fetch(url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body,
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  const headersAt = epochNow()
+  const text = await res.text()
+  const doneAt = epochNow()
+  const arrays: Record<string, number> = {}
+  try {
+    const parsed: unknown = text ? JSON.parse(text) : undefined
+    if (parsed && typeof parsed === 'object') for (const [k, v] of Object.entries(parsed)) if (Array.isArray(v)) arrays[k] = v.length
+  } catch {
+    // Not JSON: the head below shows what it was.
+  }
+  return { status: res.status, bytes: Buffer.byteLength(text), sentAt, headersAt, doneAt, arrays, head: text.slice(0, 300) }
+}
+
+async function runCreateDelete(collection: string, loops: CreateDeleteLoop[], durationS: number): Promise<CreateDeleteResult> {
+  const out: CreateDeleteResult = { pairs: 0, failures: 0, seconds: 0, endAt: 0, postMs: [], deleteMs: [] }
+  const start = epochNow()
+  const deadline = start + durationS * 1000
+  await Promise.all(
+    loops.map(async (loop) => {
+      for (let i = 0; epochNow() < deadline; i++) {
+        const uuid = loop.uuidPrefix + i.toString(16).padStart(36 - loop.uuidPrefix.length, '0')
+        const c = await timedCall('POST', collection, JSON.stringify({ uuid, spec: loop.spec }), 60_000)
+        out.postMs.push(c.doneAt - c.sentAt)
+        const d = c.status === 201 ? await timedCall('DELETE', `${collection}/${uuid}`, undefined, 60_000) : undefined
+        if (d) out.deleteMs.push(d.doneAt - d.sentAt)
+        if (c.status === 201 && d?.status === 202) out.pairs++
+        else {
+          out.failures++
+          out.firstFailure ??= `POST ${c.status} ${c.head.slice(0, 120)}${d ? ` DELETE ${d.status} ${d.head.slice(0, 120)}` : ''}`
+        }
+      }
+    }),
+  )
+  out.endAt = epochNow()
+  out.seconds = (out.endAt - start) / 1000
+  return out
+}
+
+function serveRestClient(): void {
+  parentPort!.on('message', (req: ClientRequest) => {
+    const work = req.op === 'call' ? timedCall(req.method, req.url, req.body, req.timeoutMs) : runCreateDelete(req.collection, req.loops, req.durationS)
+    work.then(
+      (value) => parentPort!.postMessage({ id: req.id, ok: true, value } satisfies ClientResponse),
+      (e: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies ClientResponse),
+    )
+  })
+}
+
+const job = isMainThread ? undefined : (workerData as WorkerJob | { kind: 'apmatrix-rest-client' } | undefined)
+if (job?.kind === 'apmatrix-http-load') parentPort!.postMessage(await runNodeLoad(job))
+if (job?.kind === 'apmatrix-rest-client') serveRestClient()
+
+/** Prints rows as an aligned table; the first row is the header, the first column is left-aligned. */
+export function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)))
+  for (const [i, r] of rows.entries()) {
+    console.log(widths.map((w, c) => (c === 0 ? (r[c] ?? '').padEnd(w) : (r[c] ?? '').padStart(w))).join('   ').trimEnd())
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('   '))
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Service harness for benchmarks: the real service (`startService`) on a throw-away SQLite file with an
+ * in-process emulated host, a JSON client for its REST API, and waits on the reconciler's outcomes.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { loadConfig } from '../src/config.js'
+import { startService, type RunningService } from '../src/main.js'
+import type { MdevRecord } from '../src/store/mdev-repo.js'
+
+/** A running service and the folder of its database; `stop` closes both. */
+export interface BenchService {
+  svc: RunningService
+  /** Wall time of `startService` (migrations, host bring-up, first observe, listen). */
+  startMs: number
+  stop(): Promise<void>
+}
+
+/** Starts the service with host `local` on `profile`, REST on 127.0.0.1 (any port), logs silenced. */
+export async function startBenchService(profile: string): Promise<BenchService> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-bench-'))
+  const cfg = loadConfig({ databaseUrl: `file:${path.join(dir, 'bench.db')}`, http: '127.0.0.1:0', logLevel: 'silent', profile }, {})
+  const t0 = performance.now()
+  const svc = await startService(cfg)
+  const startMs = performance.now() - t0
+  return {
+    svc,
+    startMs,
+    stop: async () => {
+      await svc.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** A JSON response: status, parsed body (undefined when empty), body size in bytes, when the headers came. */
+export interface JsonReply<T = unknown> {
+  status: number
+  body: T
+  bytes: number
+  /** `performance.now()` when the status line and headers had arrived (the body may still be streaming). */
+  headersAt: number
+}
+
+/** One REST call with a JSON body; never throws on an HTTP error status (the caller checks). */
+export async function callJson<T = unknown>(base: string, method: string, route: string, body?: unknown, timeoutMs = 600_000): Promise<JsonReply<T>> {
+  const res = await fetch(base + route, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  })
+  const headersAt = performance.now()
+  const text = await res.text()
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, bytes: Buffer.byteLength(text), headersAt }
+}
+
+/** Throws unless `r.status` is one of `ok` (with the start of the body, to see the problem). */
+export function expectStatus(what: string, r: JsonReply, ...ok: number[]): void {
+  if (!ok.includes(r.status)) throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 400)}`)
+}
+
+/** Ready: the reconciler saw this generation and the `Ready` condition is True; not being deleted. */
+export function isReady(r: MdevRecord): boolean {
+  return r.deletionRequestedAt === null && r.status.observedGeneration === r.generation && !!r.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+}
+
+/** The stored device, or undefined once its row is gone (the reconciler removed it from the bus). */
+export async function findMdev(svc: RunningService, host: string, uuid: string): Promise<MdevRecord | undefined> {
+  try {
+    return await svc.store.mdevs.get(host, uuid)
+  } catch (e) {
+    if ((e as { code?: string }).code === 'NOT_FOUND') return undefined
+    throw e
+  }
+}
+
+/** When a wait ended: `ok` false on timeout; `at` is `performance.now()` right after the check that passed. */
+export interface WaitResult {
+  ok: boolean
+  at: number
+}
+
+/**
+ * Resolves once `check` returns true. `check` runs after every reconcile outcome (status is written
+ * before outcomes are announced, so this sees a convergence as soon as it is stored), and every `pollMs`
+ * as a safety net for passes that threw (those announce no outcome).
+ */
+export function waitUntil(svc: RunningService, check: () => Promise<boolean>, opts: { timeoutMs: number; pollMs?: number }): Promise<WaitResult> {
+  return new Promise((resolve, reject) => {
+    let done = false
+    let busy = false
+    let again = false
+    const finish = (ok: boolean, at: number) => {
+      if (done) return
+      done = true
+      unsubscribe()
+      clearInterval(poll)
+      clearTimeout(timeout)
+      resolve({ ok, at })
+    }
+    const probe = async (): Promise<void> => {
+      if (done) return
+      if (busy) {
+        again = true
+        return
+      }
+      busy = true
+      try {
+        do {
+          again = false
+          if (await check()) return finish(true, performance.now())
+        } while (again && !done)
+      } catch (e) {
+        done = true
+        unsubscribe()
+        clearInterval(poll)
+        clearTimeout(timeout)
+        reject(e)
+      } finally {
+        busy = false
+      }
+    }
+    const unsubscribe = svc.reconciler.onOutcome(() => void probe())
+    const poll = setInterval(() => void probe(), opts.pollMs ?? 25)
+    const timeout = setTimeout(() => finish(false, performance.now()), opts.timeoutMs)
+    void probe()
+  })
+}
+
+/** A uuid for benchmark device number `n` of run `run` (version 4 layout, deterministic). */
+export function benchUuid(run: number, n: number): string {
+  return `b0000000-0000-4000-8${run.toString(16).padStart(3, '0')}-${n.toString(16).padStart(12, '0')}`
+}
+
+/** The first 26 characters of uuids of client `k` of run `run`; the rest is a per-client counter. */
+export function benchUuidPrefix(run: number, k: number): string {
+  return `b0000000-0000-4000-8${run.toString(16).padStart(3, '0')}-${k.toString(16).padStart(2, '0')}`
+}
+
+/** Samples this process's RSS every `everyMs`; `stop` returns the highest sample in bytes. */
+export function sampleRss(everyMs = 50): { stop(): number } {
+  let peak = process.memoryUsage.rss()
+  const t = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss())
+  }, everyMs)
+  return {
+    stop: () => {
+      clearInterval(t)
+      return Math.max(peak, process.memoryUsage.rss())
+    },
+  }
+}
+
+/**
+ * Times every reconcile pass (wall time of `reconciler.reconcile`, which the worker calls for each
+ * key) until `stop`. Wraps the instance method; `stop` puts the original back.
+ */
+export function timePasses(svc: RunningService): { durations: number[]; stop(): void } {
+  const rec = svc.reconciler
+  const original = rec.reconcile
+  const durations: number[] = []
+  rec.reconcile = async (host: string) => {
+    const t0 = performance.now()
+    try {
+      return await original.call(rec, host)
+    } finally {
+      durations.push(performance.now() - t0)
+    }
+  }
+  return {
+    durations,
+    stop: () => {
+      rec.reconcile = original
+    },
+  }
+}
