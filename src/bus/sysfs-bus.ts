@@ -58,6 +58,14 @@ function maskIds(text: string): number[] {
   return p.ok ? p.mask.ids() : []
 }
 
+/**
+ * Lets other work (HTTP requests, timers) run every `n` iterations of a long bus loop: an in-process
+ * emulator answers synchronously, so a loop over 65,536 queues would otherwise hold the event loop.
+ */
+async function yieldEvery(i: number, n = 512): Promise<void> {
+  if (i % n === n - 1) await new Promise<void>((resolve) => setImmediate(resolve))
+}
+
 function num(text: string): number {
   return Number.parseInt(text.trim(), 10)
 }
@@ -172,7 +180,10 @@ export class SysfsBus implements BusPort {
     }
     adapters.sort((a, b) => a.apid - b.apid)
     const queues: ObservedQueue[] = []
-    for (const q of topo.queues) queues.push(await this.observeQueue(q.apid, q.apqi, q.driver, owner))
+    for (const [i, q] of topo.queues.entries()) {
+      queues.push(await this.observeQueue(q.apid, q.apqi, q.driver, owner))
+      await yieldEvery(i)
+    }
     return { ...topo, adapters, queues }
   }
 
@@ -234,7 +245,8 @@ export class SysfsBus implements BusPort {
   private async observeMdevs(hasGuestMatrix: boolean): Promise<ObservedMdev[]> {
     const uuids = await this.tryList(`${MDEV_TYPE}/devices`)
     const out: ObservedMdev[] = []
-    for (const uuid of uuids) {
+    for (const [i, uuid] of uuids.entries()) {
+      await yieldEvery(i, 16)
       const dir = `${MATRIX}/${uuid}`
       const [matrix, guest, cds] = await Promise.all([
         this.tryRead(`${dir}/matrix`),
@@ -318,7 +330,8 @@ export class SysfsBus implements BusPort {
 
   async queueLoad(apqns: string[]): Promise<Map<string, number>> {
     const out = new Map<string, number>()
-    for (const apqn of apqns) {
+    for (const [i, apqn] of apqns.entries()) {
+      await yieldEvery(i)
       const [rq, pq] = await Promise.all([this.tryRead(`${DEVICES}/${apqn}/requestq_count`), this.tryRead(`${DEVICES}/${apqn}/pendingq_count`)])
       if (rq !== null && pq !== null) out.set(apqn, num(rq) + num(pq))
     }

@@ -49,7 +49,13 @@ function dir(attrs: () => AttrTable, subs: () => Record<string, SysNode | undefi
   return {
     t: 'dir',
     entries: () => Object.keys(all()).sort(),
-    child: (name) => all()[name],
+    // Hot path (every read and write): look the name up without merging and sorting the whole table.
+    child: (name) => {
+      const s = subs()
+      if (Object.hasOwn(s, name) && s[name]) return s[name] // as in all(): a sub-node wins over an attribute
+      const a = attrs()
+      return Object.hasOwn(a, name) ? (a[name] ?? undefined) : undefined
+    },
   }
 }
 

@@ -115,13 +115,19 @@ async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep
     const load = await bus.queueLoad(apqns.filter((q) => !offline.has(q)))
     for (const [apqn, n] of load) {
       if (n > 0) continue
-      // No await between the load read and this write lets virtual time move in-process (X-5 lock).
+      // Read again right before the write: the batch read above may have yielded to other work (and to the
+      // clock) since this queue was seen idle; between these two calls nothing else runs in-process.
+      const now = (await bus.queueLoad([apqn])).get(apqn) ?? 0
+      if (now > 0) {
+        load.set(apqn, now)
+        continue
+      }
       await bus.setQueueOnline(apqn, false).catch((e) => {
         if (!(e instanceof BusError)) throw e // not bound to zcrypt any more: nothing to take offline
       })
       offline.add(apqn)
     }
-    const remaining = Object.fromEntries([...load].filter(([, n]) => n > 0))
+    const remaining = Object.fromEntries([...load].filter(([q]) => !offline.has(q)))
     if (Object.keys(remaining).length === 0) return { waitedMs: waited, remaining, timedOut: false, offline: [...offline] }
     if (waited >= opts.drainTimeoutMs) return { waitedMs: waited, remaining, timedOut: true, offline: [...offline] }
     await sleep(opts.drainPollMs)
