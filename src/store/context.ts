@@ -25,8 +25,9 @@ export interface StoreContext {
    */
   write<T>(what: string, fn: (db: DbTx) => Promise<T>): Promise<T>
   /**
-   * Runs a read. On SQLite reads also go through a transaction: the adapter has one connection, and a
-   * plain query issued while another caller's transaction is open would run (and see data) inside it.
+   * Runs a read of committed data. On SQLite it uses a second connection (WAL): the writer's adapter has one
+   * connection, and a plain query issued there while another caller's transaction is open would run (and
+   * see uncommitted data) inside it.
    */
   read<T>(what: string, fn: (db: DbTx) => Promise<T>): Promise<T>
 }

@@ -70,14 +70,20 @@ export class Store implements Repos {
     readonly provider: Provider,
     private readonly clock: () => Date,
     private readonly maxAttempts: number,
+    /**
+     * SQLite: a second connection for plain reads. The writer's single connection would run a plain read
+     * inside whatever transaction is open on it (StoreContext.read), so reads used to be wrapped in their
+     * own transaction; a separate connection in WAL mode sees exactly the committed state, without the cost.
+     */
+    private readonly readDb?: Db,
   ) {
+    const reader = provider === 'sqlite' ? readDb : db
     const root: StoreContext = {
       provider,
       clock,
       write: (what, fn) => this.run(what, fn),
-      // SQLite: see StoreContext.read.
       read: (what, fn) =>
-        provider === 'sqlite' ? this.run(what, fn) : mapped(what, async () => (this.assertOpen(), fn(db as unknown as DbTx))),
+        reader ? mapped(what, async () => (this.assertOpen(), fn(reader as unknown as DbTx))) : this.run(what, fn),
     }
     ;({
       hosts: this.hosts,
@@ -114,6 +120,7 @@ export class Store implements Repos {
     if (this.closed) return
     this.closed = true
     await this.db.$disconnect()
+    await this.readDb?.$disconnect()
   }
 
   private assertOpen(): void {
@@ -147,5 +154,6 @@ export class Store implements Repos {
 export async function createStore(url?: string, opts: StoreOptions = {}): Promise<Store> {
   const cfg = parseDatabaseUrl(url)
   const db = await mapped('store', () => createPrismaClient(cfg))
-  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5)
+  const readDb = cfg.provider === 'sqlite' ? await mapped('store', () => createPrismaClient(cfg)) : undefined
+  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb)
 }
