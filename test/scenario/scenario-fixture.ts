@@ -1,0 +1,108 @@
+/**
+ * The whole service in this process, as `apmatrix serve` wires it (src/main.ts startService): a fresh
+ * database, REST on 127.0.0.1 with an ephemeral port, the real reconciler, and the emulated host `local`
+ * (spec-fixture profile, real-time clock) in process so a test can read its request counters. Requests
+ * go over a real socket. Closed at t's teardown.
+ */
+import type { Test } from 'tap'
+import { loadConfig } from '../../src/config.js'
+import { createLogger, startService, type RunningService } from '../../src/main.js'
+import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
+import type { EventRecord } from '../../src/store/event-repo.js'
+import { freshDatabase, type TestDatabase } from '../store/pg-helper.js'
+import { isReady, restClient, until, type RestCall } from './rest-client.js'
+
+export const HOST = '/v1/hosts/local'
+export const MATRIX = '/sys/devices/vfio_ap/matrix'
+
+export interface Scenario {
+  svc: RunningService
+  call: RestCall
+  /** The in-process emulated host (request counters: `local.host.requestStats(apqn)`). */
+  local: LocalEmulatedHost
+  /** GET of one device; the object, or null on 404. */
+  mdev(uuid: string): Promise<any> // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Polls one device until `pred` holds; resolves to the object. */
+  waitMdev(uuid: string, what: string, pred: (m: any) => boolean, timeoutMs?: number): Promise<any> // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Polls until the device is Ready for its current generation. */
+  waitReady(uuid: string): Promise<any> // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Polls until GET answers 404 (the reconciler removed it and dropped the record). */
+  waitGone(uuid: string): Promise<void>
+  /** A sysfs attribute through `GET .../emulator/sysfs`: the text, or null on 404. */
+  sysfs(path: string): Promise<string | null>
+  /** Stored events of host `local`, optionally of some types. */
+  events(...types: string[]): Promise<EventRecord[]>
+  /**
+   * Polls until an event of `type` matching `pred` is stored; resolves to it. A pass appends its events
+   * after it wrote status, so a test that saw the status must still wait for the events.
+   */
+  waitEvent(type: string, pred?: (e: EventRecord) => boolean): Promise<EventRecord>
+}
+
+/**
+ * Starts the service on a fresh empty database of `db`'s provider (each scenario starts from nothing);
+ * `env` overrides settings (e.g. APMATRIX_DRAIN_TIMEOUT_MS).
+ */
+export async function startScenario(t: Test, db: TestDatabase, env: Record<string, string> = {}): Promise<Scenario> {
+  const fresh = await freshDatabase(t, db.provider)
+  const cfg = loadConfig(
+    {},
+    {
+      DATABASE_URL: fresh.url,
+      APMATRIX_HTTP_ADDR: '127.0.0.1:0',
+      APMATRIX_PROFILE: 'spec-fixture',
+      APMATRIX_LOG_LEVEL: 'silent',
+      APMATRIX_RESYNC_MS: '1000',
+      ...env,
+    },
+  )
+  const svc = await startService(cfg, createLogger(cfg.logLevel))
+  t.teardown(() => svc.close())
+  const local = svc.hosts[0]
+  if (!(local instanceof LocalEmulatedHost)) throw new Error('expected the in-process emulated host local')
+  const call = restClient(svc.httpUrl)
+
+  const mdev = async (uuid: string) => {
+    const r = await call('GET', `${HOST}/mdevs/${uuid}`)
+    if (r.status === 404) return null
+    if (r.status !== 200) throw new Error(`GET mdev ${uuid}: ${r.status} ${r.text}`)
+    return r.body
+  }
+  const waitMdev: Scenario['waitMdev'] = async (uuid, what, pred, timeoutMs = 20_000) => {
+    let last: unknown
+    return until(
+      `${uuid}: ${what}`,
+      async () => {
+        last = await mdev(uuid)
+        return last !== null && pred(last) ? last : undefined
+      },
+      { timeoutMs, describe: () => last },
+    )
+  }
+  const sysfs = async (path: string) => {
+    const r = await call('GET', `${HOST}/emulator/sysfs?path=${encodeURIComponent(path)}`)
+    if (r.status === 404) return null
+    if (r.status !== 200) throw new Error(`GET sysfs ${path}: ${r.status} ${r.text}`)
+    return r.text
+  }
+  const events: Scenario['events'] = async (...types) => {
+    const all = await svc.store.events.list({ host: 'local', limit: 1000 })
+    return types.length ? all.filter((e) => types.includes(e.type)) : all
+  }
+  return {
+    svc,
+    call,
+    local,
+    mdev,
+    waitMdev,
+    waitReady: (uuid) => waitMdev(uuid, 'Ready=True with observedGeneration == generation', isReady),
+    waitGone: async (uuid) => {
+      let last: unknown
+      await until(`${uuid} to be gone (GET 404)`, async () => (last = await mdev(uuid)) === null, { describe: () => last })
+    },
+    sysfs,
+    events,
+    waitEvent: (type, pred = () => true) =>
+      until(`a ${type} event`, async () => (await events(type)).find(pred), { describe: async () => (await events()).map((e) => `${e.type}:${e.name}`) }),
+  }
+}
