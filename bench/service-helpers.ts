@@ -20,7 +20,7 @@ export interface BenchService {
 /** Starts the service with host `local` on `profile`, REST on 127.0.0.1 (any port), logs silenced. */
 export async function startBenchService(profile: string): Promise<BenchService> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-bench-'))
-  const cfg = loadConfig({ databaseUrl: `file:${path.join(dir, 'bench.db')}`, http: '127.0.0.1:0', logLevel: 'silent', profile }, {})
+  const cfg = loadConfig({ databaseUrl: `file:${path.join(dir, 'bench.db')}`, http: '127.0.0.1:0', grpc: '127.0.0.1:0', logLevel: 'silent', profile }, {})
   const t0 = performance.now()
   const svc = await startService(cfg)
   const startMs = performance.now() - t0

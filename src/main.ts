@@ -15,11 +15,14 @@ import { Reconciler, type ReconcilePoint } from './reconciler/reconciler.js'
 import { ApmatrixService } from './service/index.js'
 import { buildApp } from './transport/http/app.js'
 import { EventHub } from './events/hub.js'
+import { startGrpcServer, type GrpcServer } from './transport/grpc/index.js'
 
 /** A running service. */
 export interface RunningService {
   /** `http://host:port` actually bound (a requested port 0 is resolved). */
   httpUrl: string
+  /** `host:port` of the gRPC server actually bound. */
+  grpcAddr: string
   store: Store
   reconciler: Reconciler
   hub: EventHub
@@ -92,12 +95,35 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port
   const httpUrl = `http://${cfg.http.host.includes(':') ? `[${cfg.http.host}]` : cfg.http.host}:${port}`
+  // Ready = the store answers and every host has a live lease (some replica reconciles it).
+  const readiness = async (): Promise<boolean> => {
+    try {
+      await service.ping()
+      const now = Date.now()
+      for (const h of hosts) {
+        const lease = await store.leases.get(h.name)
+        if (!lease || lease.expiresAt.getTime() <= now) return false
+      }
+      return true
+    } catch {
+      return false
+    }
+  }
+  let grpc: GrpcServer
+  try {
+    grpc = await startGrpcServer({ service, hub, addr: `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${cfg.grpc.port}`, logger: log.child({ component: 'grpc' }), readiness })
+  } catch (e) {
+    await app.close()
+    throw e
+  }
+  const grpcAddr = `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${grpc.port}`
   reconciler.start()
-  log.info({ http: httpUrl, replica: reconciler.holder }, 'apmatrix serving')
+  log.info({ http: httpUrl, grpc: grpcAddr, replica: reconciler.holder }, 'apmatrix serving')
 
   let closing: Promise<void> | undefined
   return {
     httpUrl,
+    grpcAddr,
     store,
     reconciler,
     hub,
@@ -106,6 +132,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     close: () =>
       (closing ??= (async () => {
         // The app first: open event streams end with a resumable error instead of being cut.
+        await grpc.close()
         await app.close()
         await hub.close()
         await reconciler.stop()

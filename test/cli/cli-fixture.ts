@@ -53,7 +53,7 @@ export interface ServerFixture {
 /** Starts the real service on a fresh SQLite file; closed and removed at `t`'s teardown. */
 export async function startServer(t: Test): Promise<ServerFixture> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-cli-'))
-  const cfg = loadConfig({ http: '127.0.0.1:0', databaseUrl: `file:${path.join(dir, 'db.sqlite')}`, logLevel: 'silent' }, {})
+  const cfg = loadConfig({ http: '127.0.0.1:0', grpc: '127.0.0.1:0', databaseUrl: `file:${path.join(dir, 'db.sqlite')}`, logLevel: 'silent' }, {})
   const svc = await startService(cfg)
   t.teardown(async () => {
     await svc.close()

@@ -125,6 +125,7 @@ export async function startServiceProcess(
   const p = spawnCli(t, ['serve'], {
     DATABASE_URL: o.databaseUrl,
     APMATRIX_HTTP_ADDR: '127.0.0.1:0',
+    APMATRIX_GRPC_ADDR: '127.0.0.1:0',
     APMATRIX_EMULATOR_ADDR: o.emulatorAddr,
     APMATRIX_LOG_LEVEL: 'warn',
     APMATRIX_RESYNC_MS: '500',

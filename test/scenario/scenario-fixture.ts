@@ -50,6 +50,7 @@ export async function startScenario(t: Test, db: TestDatabase, env: Record<strin
     {
       DATABASE_URL: fresh.url,
       APMATRIX_HTTP_ADDR: '127.0.0.1:0',
+      APMATRIX_GRPC_ADDR: '127.0.0.1:0',
       APMATRIX_PROFILE: 'spec-fixture',
       APMATRIX_LOG_LEVEL: 'silent',
       APMATRIX_RESYNC_MS: '1000',

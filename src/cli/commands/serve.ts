@@ -9,8 +9,8 @@ const names = Object.keys(SETTINGS) as SettingName[]
 
 const help = `Usage: apmatrix serve [options]
 
-Runs the apmatrix service: the desired-state store, the reconciler and the REST API, managing one
-emulated host 'local' by default (SQLite under ./data/, REST on 127.0.0.1:8080).
+Runs the apmatrix service: the desired-state store, the reconciler, the REST and gRPC APIs, managing
+one emulated host 'local' by default (SQLite under ./data/, REST on 127.0.0.1:8080, gRPC on 127.0.0.1:50051).
 Stops gracefully on SIGTERM or SIGINT.
 
 Options (each also an environment variable; flags win):
@@ -20,7 +20,7 @@ ${names.map((k) => `  --${SETTINGS[k].flag.padEnd(18)} ${SETTINGS[k].env.padEnd(
 /** The `serve` verb. */
 export const serveCommand: CliCommand = {
   path: ['serve'],
-  summary: 'run the service (REST API, reconciler) on the embedded defaults',
+  summary: 'run the service (REST and gRPC APIs, reconciler) on the embedded defaults',
   help,
   options: Object.fromEntries(names.map((k) => [SETTINGS[k].flag, { type: 'string' as const }])),
   async run(args, io) {
@@ -46,7 +46,7 @@ export const serveCommand: CliCommand = {
       log.flush?.()
       return EXIT.FAILURE
     }
-    io.stdout.write(`apmatrix serving REST on ${svc.httpUrl}\n`)
+    io.stdout.write(`apmatrix serving REST on ${svc.httpUrl}\napmatrix serving gRPC on ${svc.grpcAddr}\n`)
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log.info({ signal }, 'shutting down')

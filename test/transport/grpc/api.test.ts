@@ -111,6 +111,7 @@ forEachDatabase(t, async (t, db) => {
     isError(t, await unary(call.queues, { host: 'local', page_token: 'garbage' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
     isError(t, await unary(call.queues, { host: 'local', limit: 501 }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
     isError(t, await unary(call.queues, { host: 'local', owner: 'not-a-uuid' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.queues, { host: 'local', driver: 'zcrypt' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
 
     const d = await ok(t, call.domains, { host: 'local' })
     t.same(d.usage_domains, [1, 2, 4, 5, 10, 71])
@@ -175,6 +176,7 @@ forEachDatabase(t, async (t, db) => {
     const page2 = await ok(t, call.list, { host: 'local', limit: 1, page_token: page.next_page_token })
     t.same(page2.items.map((m) => m.metadata!.uuid), [U2])
     isError(t, await unary(call.list, { host: 'local', limit: 501 }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.list, { host: 'local', state: 'running' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
   })
 
   await t.test('MdevService: update with field mask and resource_version, delete', async (t) => {
@@ -221,19 +223,31 @@ forEachDatabase(t, async (t, db) => {
   })
 
   await t.test('MdevService: export and import', async (t) => {
-    const e = await unary(call.exp, { host: 'local', uuid: U1, format: 'mdevctl' })
-    const i = await unary(call.imp, { host: 'local', format: 'mdevctl', document: '[]' })
-    if (typeof (fx.service as unknown as { exportMdev?: unknown }).exportMdev === 'function') {
-      t.equal(e.err, undefined, e.err?.details ?? 'export ok')
-      t.match(e.res, { format: 'mdevctl', content_type: 'application/json', content: /vfio_ap-passthrough/ })
-      isError(t, await unary(call.exp, { host: 'local', uuid: U1, format: 'bogus' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
-    } else {
-      t.equal(e.err?.code, grpc.status.UNIMPLEMENTED, 'service has no exportMdev yet: UNIMPLEMENTED')
-    }
-    if (typeof (fx.service as unknown as { importMdevs?: unknown }).importMdevs !== 'function') {
-      t.equal(i.err?.code, grpc.status.UNIMPLEMENTED, 'service has no importMdevs yet: UNIMPLEMENTED')
-    }
+    const e = await ok(t, call.exp, { host: 'local', uuid: U1, format: 'mdevctl' })
+    t.match(e, { format: 'mdevctl', content_type: 'application/json', path: `/etc/mdevctl.d/matrix/${U1}` })
+    const def = JSON.parse(e.content)
+    t.match(def, { mdev_type: 'vfio_ap-passthrough', attrs: [{ assign_adapter: String }] })
+    const xml = await ok(t, call.exp, { host: 'local', uuid: U1, format: 'libvirt-hostdev' })
+    t.match(xml, { content_type: 'application/xml', content: new RegExp(U1) })
+    isError(t, await unary(call.exp, { host: 'local', uuid: U1, format: 'bogus' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
     isError(t, await unary(call.exp, { host: 'local', uuid: U1, format: '' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.exp, { host: 'local', uuid: U3, format: 'mdevctl' }), grpc.status.NOT_FOUND, 'NOT_FOUND')
+
+    const U4 = '44444444-aaaa-4aaa-8aaa-444444444444'
+    const doc = JSON.stringify([{ matrix: [{ [U1]: def }, { [U4]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '6' }, { assign_domain: '0xa' }] } }] }])
+    const dry = await ok(t, call.imp, { host: 'local', format: 'mdevctl', document: doc, dry_run: true })
+    t.equal(dry.dry_run, true)
+    isError(t, await unary(call.get, { host: 'local', uuid: U4 }), grpc.status.NOT_FOUND, 'NOT_FOUND')
+    const imp = await ok(t, call.imp, { host: 'local', format: 'mdevctl', document: doc, owner: 'importer' })
+    t.same(imp.actions.map((a) => [a.uuid, a.action]).sort(), [[U1, 'unchanged'], [U4, 'created']].sort(), 'its own export imports unchanged')
+    t.equal(imp.created, true)
+    t.match((await ok(t, call.get, { host: 'local', uuid: U4 })).metadata, { origin: 'imported', owner: 'importer' })
+    t.same((await ok(t, call.get, { host: 'local', uuid: U4 })).spec!.domains, [10])
+    const clash = JSON.stringify([{ matrix: [{ [U4]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '6' }, { assign_domain: '0x47' }] } }] }])
+    isError(t, await unary(call.imp, { host: 'local', format: 'mdevctl', document: clash }), grpc.status.ALREADY_EXISTS, 'ALREADY_EXISTS')
+    isError(t, await unary(call.imp, { host: 'local', format: 'mdevctl', document: '{"not": "a dump"}' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.imp, { host: 'local', format: 'yaml', document: '[]' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.imp, { host: 'local', format: 'mdevctl', document: '' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
   })
 
   await t.test('DesiredStateService', async (t) => {
@@ -288,6 +302,14 @@ forEachDatabase(t, async (t, db) => {
     const a0 = (await ok(t, call.adapters, { host: 'local' })).items.find((x) => x.apid === 0)
     t.equal(a0?.config, false, 'apid 0 is sent as a value, not as "absent"')
     isError(t, await unary(call.hardware, { host: 'local', action: '' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.hardware, { host: 'local', action: 'melt' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(t, await unary(call.hardware, { host: 'local', action: 'set-mode', apid: { value: 1 }, mode: 'turbo' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    const noApid = await unary(call.hardware, { host: 'local', action: 'config-on' })
+    t.ok(noApid.err && noApid.err.code !== grpc.status.INTERNAL, `a missing apid is the caller's error: ${noApid.err?.details}`)
+    const farApid = await unary(call.hardware, { host: 'local', action: 'config-on', apid: { value: 4000 } })
+    t.ok(farApid.err && farApid.err.code !== grpc.status.INTERNAL, `apid 4000: ${farApid.err?.details}`)
+    const submitBad = await unary(call.submit, { host: 'local', apqn: 'zz.zzzz', count: 1 })
+    t.ok(submitBad.err && submitBad.err.code !== grpc.status.INTERNAL, `bad apqn: ${submitBad.err?.details}`)
 
     const boot = (await ok(t, call.getHost, { host: 'local' })).boot_id
     const rb = await ok(t, call.reboot, { host: 'local' })

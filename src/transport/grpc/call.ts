@@ -1,0 +1,48 @@
+/**
+ * Wraps a handler body so that every unary call answers exactly once, through the one error mapper,
+ * and does not start work for a call that is already cancelled or past its deadline.
+ */
+import * as grpc from '@grpc/grpc-js'
+import { toGrpcError } from './errors.js'
+import { requestIdOf, type GrpcLogger } from './interceptors.js'
+
+/** Who is calling: the request id (x-request-id) and the actor recorded in audit and events. */
+export interface GrpcCallInfo {
+  requestId: string
+  actor: string
+}
+
+/** Request id and actor of a call. */
+export function callInfo(call: { metadata: grpc.Metadata; getPeer(): string }): GrpcCallInfo {
+  return { requestId: requestIdOf(call.metadata), actor: `grpc:${call.getPeer()}` }
+}
+
+/** True when the client's deadline has passed (grpc-js has then answered DEADLINE_EXCEEDED already). */
+export function pastDeadline(call: { getDeadline(): grpc.Deadline }): boolean {
+  const d = call.getDeadline()
+  const ms = d instanceof Date ? d.getTime() : d
+  return Number.isFinite(ms) && ms <= Date.now()
+}
+
+/** A unary handler from an async body `fn(request, info)`. */
+export function unary<Req, Res>(logger: GrpcLogger | null, fn: (req: Req, info: GrpcCallInfo) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const info = callInfo(call)
+    if (call.cancelled || pastDeadline(call)) return
+    let p: Promise<Res>
+    try {
+      p = fn(call.request, info)
+    } catch (e) {
+      p = Promise.reject(e)
+    }
+    p.then(
+      (res) => {
+        if (!call.cancelled) callback(null, res)
+      },
+      (err: unknown) => {
+        if (call.cancelled) return
+        callback(toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'grpc handler failed')))
+      },
+    )
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * Maps between the wire messages (snake_case, generated types under src/generated/grpc) and the
+ * service's plain shapes (camelCase, src/service/types.ts). Pure: no service calls, no rules beyond
+ * proto3's "empty means absent" conventions documented in the .proto files.
+ */
+import { ApmatrixError, type Violation } from '../../domain/errors.js'
+import type { PlanOp } from '../../domain/plan.js'
+import type {
+  AdapterView,
+  CallContext,
+  DesiredInput,
+  DomainsView,
+  HostView,
+  MaskPair,
+  MasksView,
+  MdevSpecInput,
+  MdevView,
+  PlanView,
+  QueueView,
+} from '../../service/index.js'
+import type { EventRecord } from '../../store/index.js'
+import type { Adapter } from '../../generated/grpc/apmatrix/v1/Adapter.js'
+import type { DesiredState__Output } from '../../generated/grpc/apmatrix/v1/DesiredState.js'
+import type { Domains } from '../../generated/grpc/apmatrix/v1/Domains.js'
+import type { Event } from '../../generated/grpc/apmatrix/v1/Event.js'
+import type { Host } from '../../generated/grpc/apmatrix/v1/Host.js'
+import type { MaskPair as WireMaskPair } from '../../generated/grpc/apmatrix/v1/MaskPair.js'
+import type { Masks } from '../../generated/grpc/apmatrix/v1/Masks.js'
+import type { MatrixConfig } from '../../generated/grpc/apmatrix/v1/MatrixConfig.js'
+import type { Mdev } from '../../generated/grpc/apmatrix/v1/Mdev.js'
+import type { MdevSpec__Output } from '../../generated/grpc/apmatrix/v1/MdevSpec.js'
+import type { Plan } from '../../generated/grpc/apmatrix/v1/Plan.js'
+import type { PlanOperation } from '../../generated/grpc/apmatrix/v1/PlanOperation.js'
+import type { Queue } from '../../generated/grpc/apmatrix/v1/Queue.js'
+import type { Violation as WireViolation } from '../../generated/grpc/apmatrix/v1/Violation.js'
+
+// ---- requests ------------------------------------------------------------------------------------
+
+const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+const KEY = /^[\x21-\x7e]{1,128}$/
+
+function invalid(field: string, message: string): ApmatrixError {
+  return new ApmatrixError('INVALID_ARGUMENT', `${field}: ${message}`, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
+}
+
+/** A required host name (same syntax as REST); INVALID_ARGUMENT when missing or malformed. */
+export function hostIn(v: string): string {
+  if (!v) throw invalid('host', 'is required')
+  if (!HOST.test(v)) throw invalid('host', 'must be 1..63 of [A-Za-z0-9._-], starting alphanumeric')
+  return v
+}
+
+/** A required, bounded string field. */
+export function requiredIn(v: string, field: string, max = 4096): string {
+  if (!v) throw invalid(field, 'is required')
+  if (v.length > max) throw invalid(field, `at most ${max} characters`)
+  return v
+}
+
+/** proto3 empty string = absent. */
+export function optionalIn(v: string): string | undefined {
+  return v === '' ? undefined : v
+}
+
+/** An optional enumerated string (empty = absent); INVALID_ARGUMENT for anything else. */
+export function enumIn<T extends string>(v: string, allowed: readonly T[], field: string): T | undefined {
+  if (v === '') return undefined
+  if (!(allowed as readonly string[]).includes(v)) throw invalid(field, `must be one of ${allowed.join(', ')}`)
+  return v as T
+}
+
+/** A page size: 0 = the default. */
+export function limitIn(v: number): number | undefined {
+  return v === 0 ? undefined : v
+}
+
+/** The service's call context from the wire fields every mutating request may carry. */
+export function callContextIn(
+  base: { requestId: string; actor: string },
+  req: { dry_run?: boolean; resource_version?: string; idempotency_key?: string },
+): CallContext {
+  const ctx: CallContext = { requestId: base.requestId, actor: base.actor }
+  if (req.dry_run) ctx.dryRun = true
+  if (req.resource_version) {
+    if (req.resource_version.length > 128) throw invalid('resource_version', 'at most 128 characters')
+    ctx.ifMatch = req.resource_version
+  }
+  if (req.idempotency_key) {
+    if (!KEY.test(req.idempotency_key)) throw invalid('idempotency_key', 'must be 1..128 visible ASCII characters')
+    ctx.idempotencyKey = req.idempotency_key
+  }
+  return ctx
+}
+
+/** A spec; an empty state means the default (`started`). */
+export function specIn(s: MdevSpec__Output | null): MdevSpecInput {
+  if (!s) throw invalid('spec', 'is required')
+  return {
+    adapters: s.adapters,
+    domains: s.domains,
+    controlDomains: s.control_domains,
+    ...(s.state ? { state: s.state as MdevSpecInput['state'] } : {}),
+  }
+}
+
+/** A desired-state document. */
+export function desiredIn(d: DesiredState__Output | null): DesiredInput {
+  if (!d) throw invalid('desired', 'is required')
+  const masks: DesiredInput['masks'] = {}
+  if (d.masks?.apmask) masks.apmask = d.masks.apmask
+  if (d.masks?.aqmask) masks.aqmask = d.masks.aqmask
+  return {
+    masks,
+    mdevs: d.mdevs.map((m, i) => ({
+      uuid: m.uuid,
+      spec: specIn(m.spec ?? nullSpec(`mdevs[${i}].spec`)),
+      labels: m.labels,
+      ...(m.owner ? { owner: m.owner } : {}),
+    })),
+    ...(d.owner ? { owner: d.owner } : {}),
+  }
+}
+
+function nullSpec(field: string): never {
+  throw invalid(field, 'is required')
+}
+
+// ---- responses -----------------------------------------------------------------------------------
+
+export function hostOut(h: HostView): Host {
+  return {
+    name: h.name,
+    machine_id: h.machineId,
+    driver: h.driver,
+    profile: h.profile ?? '',
+    features: h.features,
+    max_adapter_id: h.maxAdapterId,
+    max_domain_id: h.maxDomainId,
+    boot_id: h.bootId,
+    lease_holder: h.leaseHolder ?? '',
+  }
+}
+
+export function adapterOut(a: AdapterView): Adapter {
+  return {
+    apid: a.apid,
+    hwtype: a.hwtype,
+    raw_hwtype: a.rawHwtype,
+    type: a.type,
+    mode: a.mode,
+    functions: a.functions,
+    config: a.config,
+    chkstop: a.chkstop,
+    online: a.online === null ? null : { value: a.online },
+    driver: a.driver,
+  }
+}
+
+export function queueOut(q: QueueView): Queue {
+  return {
+    apqn: q.apqn,
+    apid: q.apid,
+    apqi: q.apqi,
+    driver: q.driver,
+    vfio_status: q.vfioStatus ?? '',
+    config: q.config,
+    chkstop: q.chkstop,
+    online: q.online === null ? null : { value: q.online },
+    requestq_count: q.requestqCount,
+    pendingq_count: q.pendingqCount,
+    request_count: q.requestCount === null ? null : { value: q.requestCount },
+    owner: q.owner ?? '',
+  }
+}
+
+export function domainsOut(d: DomainsView): Domains {
+  return { usage_domains: d.usageDomains, control_domains: d.controlDomains, host_domains: d.hostDomains }
+}
+
+function maskPairOut(p: MaskPair & { observedAt?: string }): WireMaskPair {
+  return { apmask: p.apmask, aqmask: p.aqmask, apmask_ids: p.apmaskIds, aqmask_ids: p.aqmaskIds, observed_at: p.observedAt ?? '' }
+}
+
+export function masksOut(m: MasksView): Masks {
+  return {
+    metadata: { host: m.metadata.host, generation: m.metadata.generation, resource_version: m.metadata.resourceVersion, updated_at: m.metadata.updatedAt },
+    spec: maskPairOut(m.spec),
+    status: m.status ? maskPairOut(m.status) : null,
+  }
+}
+
+export function mdevOut(m: MdevView): Mdev {
+  const s = m.status
+  return {
+    metadata: {
+      uuid: m.metadata.uuid,
+      host: m.metadata.host,
+      generation: m.metadata.generation,
+      resource_version: m.metadata.resourceVersion,
+      created_at: m.metadata.createdAt,
+      updated_at: m.metadata.updatedAt,
+      labels: m.metadata.labels,
+      owner: m.metadata.owner ?? '',
+      origin: m.metadata.origin,
+      deletion_requested_at: m.metadata.deletionRequestedAt ?? '',
+      force: m.metadata.force,
+    },
+    spec: { adapters: m.spec.adapters, domains: m.spec.domains, control_domains: m.spec.controlDomains, state: m.spec.state },
+    status: {
+      observed_generation: s.observedGeneration ?? 0,
+      active: s.active ?? false,
+      matrix: s.matrix ?? [],
+      guest_matrix: s.guestMatrix ?? [],
+      control_domains: s.controlDomains ?? [],
+      guest: s.guest ?? '',
+      lost_requests: s.lostRequests ?? 0,
+      conditions: (s.conditions ?? []).map((c) => ({
+        type: c.type,
+        status: c.status,
+        reason: c.reason,
+        message: c.message,
+        last_transition_time: c.lastTransitionTime,
+        observed_generation: c.observedGeneration,
+      })),
+    },
+  }
+}
+
+export function violationOut(v: Violation): WireViolation {
+  return {
+    rule: v.rule,
+    message: v.message,
+    apqn: v.apqn ?? '',
+    id: v.id === undefined ? null : { value: v.id },
+    field: v.field ?? '',
+    owner: v.owner ?? '',
+    fix: v.fix ?? '',
+  }
+}
+
+function matrixOut(m: { adapters: number[]; domains: number[]; controlDomains: number[] }): MatrixConfig {
+  return { adapters: m.adapters, domains: m.domains, control_domains: m.controlDomains }
+}
+
+function opOut(op: PlanOp): PlanOperation {
+  switch (op.kind) {
+    case 'shrinkMdev':
+    case 'configureMdev':
+      return { kind: op.kind, uuid: op.uuid, from: matrixOut(op.from), to: matrixOut(op.to) }
+    case 'removeMdev':
+      return { kind: op.kind, uuid: op.uuid, force: op.force, guest: op.guest ?? '' }
+    case 'returnToHost':
+    case 'takeFromHost':
+      return { kind: op.kind, apmask: op.apmask, aqmask: op.aqmask, apqns: op.apqns }
+    case 'drainQueues':
+      return { kind: op.kind, apqns: op.apqns }
+    case 'bindQueue':
+      return { kind: op.kind, apqn: op.apqn, driver: op.driver }
+    case 'createMdev':
+      return { kind: op.kind, uuid: op.uuid }
+  }
+}
+
+export function planOut(p: PlanView): Plan {
+  return {
+    operations: p.operations.map(opOut),
+    violations: p.violations.map(violationOut),
+    claimed_apqns: p.claimedApqns.map((c) => ({ apqn: c.apqn, uuid: c.uuid, current_owner: c.currentOwner ?? '' })),
+    filtered_adapters: p.filteredAdapters.map((f) => ({ uuid: f.uuid, apid: f.apid, reason: f.reason, apqns: f.apqns })),
+    drained_queues: p.drainedQueues,
+    deferred: p.deferred.map((d) => ({ reason: d.reason, uuid: d.uuid ?? '', apqns: d.apqns ?? [], message: d.message })),
+  }
+}
+
+export function eventOut(e: EventRecord): Event {
+  return {
+    seq: String(e.seq),
+    type: e.type,
+    host: e.host,
+    kind: e.kind,
+    name: e.name,
+    message: e.message,
+    time: e.time.toISOString(),
+    request_id: e.requestId ?? '',
+    actor: e.actor ?? '',
+    data_json: JSON.stringify(e.data ?? {}),
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * The gRPC handlers of product.md §6: each maps its request to ONE service call and the result back;
+ * no rules live here (src/service/ has them all, so REST and gRPC cannot diverge).
+ */
+import { once } from 'node:events'
+import type * as grpc from '@grpc/grpc-js'
+import { ApmatrixError } from '../../domain/errors.js'
+import { HubClosedError, type EventHub } from '../../events/hub.js'
+import type { ApmatrixService, HardwareInput, MdevView, Mutation, PlanView } from '../../service/index.js'
+import type { DesiredStateServiceHandlers } from '../../generated/grpc/apmatrix/v1/DesiredStateService.js'
+import type { EmulatorServiceHandlers } from '../../generated/grpc/apmatrix/v1/EmulatorService.js'
+import type { EventServiceHandlers } from '../../generated/grpc/apmatrix/v1/EventService.js'
+import type { HostServiceHandlers } from '../../generated/grpc/apmatrix/v1/HostService.js'
+import type { InventoryServiceHandlers } from '../../generated/grpc/apmatrix/v1/InventoryService.js'
+import type { MdevServiceHandlers } from '../../generated/grpc/apmatrix/v1/MdevService.js'
+import type { WatchRequest__Output } from '../../generated/grpc/apmatrix/v1/WatchRequest.js'
+import type { Event } from '../../generated/grpc/apmatrix/v1/Event.js'
+import { callInfo, unary } from './call.js'
+import {
+  adapterOut,
+  callContextIn,
+  desiredIn,
+  domainsOut,
+  enumIn,
+  eventOut,
+  hostIn,
+  hostOut,
+  limitIn,
+  masksOut,
+  mdevOut,
+  optionalIn,
+  planOut,
+  queueOut,
+  requiredIn,
+  specIn,
+} from './convert.js'
+import { toGrpcError } from './errors.js'
+import { maskReplacesLabels, maskToPatch } from './field-mask.js'
+import type { GrpcLogger } from './interceptors.js'
+
+/** Everything the handlers need. */
+export interface HandlerDeps {
+  service: ApmatrixService
+  hub: EventHub
+  logger: GrpcLogger | null
+  /** Open Watch streams: each entry ends its stream with UNAVAILABLE and a `resume-seq` (server shutdown). */
+  watches: Set<() => void>
+}
+
+const STATES = ['started', 'stopped'] as const
+const HARDWARE_ACTIONS: ReadonlyArray<HardwareInput['action']> = [
+  'config-off',
+  'config-on',
+  'checkstop',
+  'checkstop-clear',
+  'add-adapter',
+  'remove-adapter',
+  'add-domain',
+  'remove-domain',
+  'set-mode',
+]
+const KIND = /^[A-Za-z0-9._-]{1,64}$/
+const MAX_KINDS = 32
+
+function mutationOut<T, W>(out: Mutation<T>, map: (r: T) => W): { result: W | null; dry_run: boolean; plan: ReturnType<typeof planOut> | null } {
+  return out.dryRun ? { result: null, dry_run: true, plan: planOut(out.plan) } : { result: map(out.result), dry_run: false, plan: null }
+}
+
+export function hostHandlers({ service, logger }: HandlerDeps): HostServiceHandlers {
+  return {
+    ListHosts: unary(logger, async () => ({ hosts: (await service.listHosts()).map(hostOut) })),
+    GetHost: unary(logger, async (req) => hostOut(await service.getHost(hostIn(req.host)))),
+    GetMasks: unary(logger, async (req) => masksOut(await service.getMasks(hostIn(req.host)))),
+    SetMasks: unary(logger, async (req, info) => {
+      const input = { ...(req.apmask ? { apmask: req.apmask } : {}), ...(req.aqmask ? { aqmask: req.aqmask } : {}) }
+      const m = mutationOut(await service.setMasks(hostIn(req.host), input, callContextIn(info, req)), masksOut)
+      return { masks: m.result, dry_run: m.dry_run, plan: m.plan }
+    }),
+  }
+}
+
+export function inventoryHandlers({ service, logger }: HandlerDeps): InventoryServiceHandlers {
+  return {
+    ListAdapters: unary(logger, async (req) => ({ items: (await service.listAdapters(hostIn(req.host))).items.map(adapterOut) })),
+    ListQueues: unary(logger, async (req) => {
+      const page = await service.listQueues(hostIn(req.host), {
+        ...(req.adapter ? { adapter: req.adapter.value } : {}),
+        ...(req.domain ? { domain: req.domain.value } : {}),
+        ...(req.driver ? { driver: enumIn(req.driver, ['cex4queue', 'vfio_ap', 'none'] as const, 'driver')! } : {}),
+        ...(req.owner ? { owner: req.owner } : {}),
+        ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
+        ...(req.page_token ? { pageToken: req.page_token } : {}),
+      })
+      return { items: page.items.map(queueOut), next_page_token: page.nextPageToken ?? '' }
+    }),
+    ListDomains: unary(logger, async (req) => domainsOut(await service.listDomains(hostIn(req.host)))),
+  }
+}
+
+export function mdevHandlers({ service, logger }: HandlerDeps): MdevServiceHandlers {
+  return {
+    CreateMdev: unary(logger, async (req, info) => {
+      const out = await service.createMdev(
+        hostIn(req.host),
+        { ...(req.uuid ? { uuid: req.uuid } : {}), spec: specIn(req.spec), labels: req.labels, ...(req.owner ? { owner: req.owner } : {}) },
+        callContextIn(info, req),
+      )
+      if (out.dryRun) return { mdev: null, created: false, replayed: false, dry_run: true, plan: planOut(out.plan) }
+      return { mdev: mdevOut(out.result), created: out.created !== false, replayed: !!out.replayed, dry_run: false, plan: null }
+    }),
+    GetMdev: unary(logger, async (req) => mdevOut(await service.getMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64)))),
+    ListMdevs: unary(logger, async (req) => {
+      const page = await service.listMdevs(hostIn(req.host), {
+        ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}),
+        ...(req.owner ? { owner: req.owner } : {}),
+        ...(Object.keys(req.labels).length ? { labels: req.labels } : {}),
+        ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
+        ...(req.page_token ? { pageToken: req.page_token } : {}),
+      })
+      return { items: page.items.map(mdevOut), next_page_token: page.nextPageToken ?? '' }
+    }),
+    UpdateMdev: unary(logger, async (req, info) => {
+      const host = hostIn(req.host)
+      const uuid = requiredIn(req.uuid, 'uuid', 64)
+      const ctx = callContextIn(info, req)
+      let out: Mutation<MdevView>
+      if (!req.update_mask?.paths.length) {
+        out = await service.replaceMdev(host, uuid, { spec: specIn(req.spec), labels: req.labels, owner: optionalIn(req.owner) ?? null }, ctx)
+      } else {
+        const current = maskReplacesLabels(req) ? (await service.getMdev(host, uuid)).metadata.labels : null
+        out = await service.patchMdev(host, uuid, maskToPatch(req, current), ctx)
+      }
+      const m = mutationOut(out, mdevOut)
+      return { mdev: m.result, dry_run: m.dry_run, plan: m.plan }
+    }),
+    DeleteMdev: unary(logger, async (req, info) => {
+      const out = await service.deleteMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64), { ...callContextIn(info, req), force: req.force })
+      const m = mutationOut(out, mdevOut)
+      return { mdev: m.result, dry_run: m.dry_run, plan: m.plan }
+    }),
+    ExportMdev: unary(logger, async (req) => {
+      const out = await service.exportMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64), requiredIn(req.format, 'format', 32))
+      return { format: out.format, content_type: out.contentType, content: out.body, path: out.path ?? '' }
+    }),
+    ImportMdevs: unary(logger, async (req, info) => {
+      const host = hostIn(req.host)
+      const format = requiredIn(req.format, 'format', 32)
+      const document = requiredIn(req.document, 'document', 1024 * 1024)
+      const ctx = { ...callContextIn(info, req), ...(req.owner ? { owner: req.owner } : {}), ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}) }
+      const out = await service.importMdevs(host, format, document, ctx)
+      if (out.dryRun) return { items: [], dry_run: true, plan: planOut(out.plan), actions: [], skipped: [], created: false, replayed: false }
+      const r = out.result
+      return {
+        items: r.items.map(mdevOut),
+        dry_run: false,
+        plan: null,
+        actions: r.actions,
+        skipped: r.skipped.map((k) => ({ parent: k.parent, uuid: k.uuid, mdev_type: k.mdevType ?? '', reason: k.reason })),
+        created: !!out.created,
+        replayed: !!out.replayed,
+      }
+    }),
+  }
+}
+
+export function desiredStateHandlers({ service, logger }: HandlerDeps): DesiredStateServiceHandlers {
+  return {
+    Plan: unary(logger, async (req) => {
+      const host = hostIn(req.host)
+      let plan: PlanView
+      if (req.proposal === 'mdev' && req.mdev) {
+        const m = req.mdev
+        plan = await service.plan(host, { ...(m.uuid ? { uuid: m.uuid } : {}), spec: specIn(m.spec), labels: m.labels, ...(m.owner ? { owner: m.owner } : {}) })
+      } else {
+        plan = await service.plan(host, desiredIn(req.desired ?? null))
+      }
+      return { plan: planOut(plan) }
+    }),
+    Apply: unary(logger, async (req, info) => {
+      const out = await service.applyDesired(hostIn(req.host), desiredIn(req.desired), callContextIn(info, req))
+      if (out.dryRun) return { plan: planOut(out.plan), masks: null, mdevs: [], dry_run: true }
+      const r = out.result
+      return {
+        plan: planOut(r.plan),
+        masks: { generation: r.masks.generation, resource_version: r.masks.resourceVersion },
+        mdevs: r.mdevs.map((m) => ({ uuid: m.uuid, generation: m.generation, resource_version: m.resourceVersion, action: m.action })),
+        dry_run: false,
+      }
+    }),
+  }
+}
+
+export function emulatorHandlers({ service, logger }: HandlerDeps): EmulatorServiceHandlers {
+  return {
+    ReadSysfs: unary(logger, async (req) => ({ text: await service.readSysfs(hostIn(req.host), requiredIn(req.path, 'path', 512)) })),
+    WriteSysfs: unary(logger, async (req, info) => {
+      if (req.value.length > 4096) throw new ApmatrixError('INVALID_ARGUMENT', 'value: at most 4096 characters')
+      await service.writeSysfs(hostIn(req.host), requiredIn(req.path, 'path', 512), req.value, callContextIn(info, {}))
+      return {}
+    }),
+    Hardware: unary(logger, async (req, info) => {
+      const input = {
+        action: enumIn(requiredIn(req.action, 'action', 32), HARDWARE_ACTIONS, 'action'),
+        ...(req.apid ? { apid: req.apid.value } : {}),
+        ...(req.apqi ? { apqi: req.apqi.value } : {}),
+        ...(req.raw_type ? { rawType: req.raw_type.value } : {}),
+        ...(req.type ? { type: req.type } : {}),
+        ...(req.mode ? { mode: enumIn(req.mode, ['cca', 'ep11', 'accel'] as const, 'mode') } : {}),
+        ...(req.control ? { control: true } : {}),
+        ...(req.notify ? { notify: true } : {}),
+      } as HardwareInput
+      await service.hardware(hostIn(req.host), input, callContextIn(info, {}))
+      return {}
+    }),
+    ListGuests: unary(logger, async (req) => ({ items: (await service.listGuests(hostIn(req.host))).items })),
+    OpenGuest: unary(logger, async (req, info) => {
+      await service.openGuest(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64), requiredIn(req.guest, 'guest', 128), callContextIn(info, {}))
+      return {}
+    }),
+    CloseGuest: unary(logger, async (req, info) => {
+      await service.closeGuest(hostIn(req.host), requiredIn(req.guest, 'guest', 128), callContextIn(info, {}))
+      return {}
+    }),
+    SubmitRequests: unary(logger, async (req) => service.submitRequests(hostIn(req.host), requiredIn(req.apqn, 'apqn', 16), req.count)),
+    Reboot: unary(logger, async (req, info) => hostOut(await service.reboot(hostIn(req.host), callContextIn(info, {})))),
+  }
+}
+
+/** Watch request → hub subscription options. INVALID_ARGUMENT for bad fields. */
+function watchOptions(req: WatchRequest__Output): { sinceSeq?: number; host?: string; kinds?: string[] } {
+  const since = Number(req.since_seq)
+  if (!Number.isSafeInteger(since) || since < 0) throw new ApmatrixError('INVALID_ARGUMENT', 'since_seq is out of range')
+  if (req.kinds.length > MAX_KINDS || req.kinds.some((k) => !KIND.test(k))) {
+    throw new ApmatrixError('INVALID_ARGUMENT', `kinds: at most ${MAX_KINDS} names of [A-Za-z0-9._-]`, { violations: [{ rule: 'INVALID_ARGUMENT', field: 'kinds', message: 'bad kind filter' }] })
+  }
+  return {
+    ...(req.from_now ? {} : { sinceSeq: since }),
+    ...(req.host ? { host: hostIn(req.host) } : {}),
+    ...(req.kinds.length ? { kinds: req.kinds } : {}),
+  }
+}
+
+/** Resolves when a stream that refused a write drains, closes or is cancelled; leaves no listener behind. */
+async function drained(call: NodeJS.EventEmitter): Promise<void> {
+  const ac = new AbortController()
+  const { signal } = ac
+  try {
+    await Promise.race([once(call, 'drain', { signal }), once(call, 'close', { signal }), once(call, 'cancelled', { signal })])
+  } catch {
+    // The stream failed; 'close' ends the watch.
+  } finally {
+    ac.abort()
+  }
+}
+
+export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServiceHandlers {
+  return {
+    Watch(call: grpc.ServerWritableStream<WatchRequest__Output, Event>) {
+      const info = callInfo(call)
+      let finished = false
+      let unsubscribe = () => {}
+      const finish = () => {
+        finished = true
+        unsubscribe()
+        watches.delete(shutdown)
+      }
+      // The stream's 'error' becomes the call's status once the queued messages are flushed.
+      const fail = (err: unknown) => {
+        if (finished) return
+        finish()
+        if (!call.cancelled) call.emit('error', toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'watch failed')))
+      }
+      let lastSent = 0
+      const shutdown = () => fail(new HubClosedError(lastSent))
+      let opts: ReturnType<typeof watchOptions>
+      try {
+        opts = watchOptions(call.request)
+      } catch (e) {
+        return fail(e)
+      }
+      lastSent = opts.sinceSeq ?? hub.lastSeq
+      watches.add(shutdown)
+      call.on('cancelled', finish)
+      call.on('close', finish)
+      unsubscribe = hub.subscribe(
+        opts,
+        async (e) => {
+          if (finished) return
+          lastSent = e.seq
+          // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next event.
+          if (!call.write(eventOut(e))) await drained(call)
+        },
+        fail,
+      )
+      if (finished) unsubscribe()
+    },
+  }
+}

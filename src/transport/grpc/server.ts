@@ -1,0 +1,123 @@
+/**
+ * The gRPC server (product.md §6): the apmatrix.v1 services over the application service, the event
+ * hub for Watch, `grpc.health.v1.Health` driven by a readiness callback, and server reflection.
+ * It is the only file here that binds a socket; the composition root (serve command) or a test calls it.
+ */
+import * as grpc from '@grpc/grpc-js'
+import * as protoLoader from '@grpc/proto-loader'
+import { ReflectionService } from '@grpc/reflection'
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check'
+import type { EventHub } from '../../events/hub.js'
+import type { ApmatrixService } from '../../service/index.js'
+import { desiredStateHandlers, emulatorHandlers, eventHandlers, hostHandlers, inventoryHandlers, mdevHandlers, type HandlerDeps } from './handlers.js'
+import { requestIdInterceptor, type GrpcLogger } from './interceptors.js'
+import { API_SERVICES, loadApiProto } from './proto.js'
+import { withFileDependencies } from './reflection.js'
+
+/** Readiness: true (or resolves true) when the service can answer (store reachable, lease held...). */
+export type Readiness = () => boolean | Promise<boolean>
+
+/** Options of {@link startGrpcServer}. */
+export interface GrpcServerOptions {
+  service: ApmatrixService
+  hub: EventHub
+  /** `host:port`; port 0 picks a free one (tests). */
+  addr: string
+  logger?: GrpcLogger | null
+  /** Drives the health service; default: always SERVING. Polled every `healthIntervalMs`. */
+  readiness?: Readiness
+  /** Health polling period in ms (default 2000). */
+  healthIntervalMs?: number
+  /** Largest request message in bytes (default 4 MiB). */
+  maxReceiveMessageBytes?: number
+  /** Largest response message in bytes (default 16 MiB). */
+  maxSendMessageBytes?: number
+  /** How long close() waits for calls to finish before cancelling them (default 5000 ms). */
+  shutdownGraceMs?: number
+}
+
+/** A running server. */
+export interface GrpcServer {
+  port: number
+  server: grpc.Server
+  /** Re-evaluates readiness now (health answers follow). */
+  refreshHealth(): Promise<void>
+  /** Graceful: stops accepting, lets calls finish (tryShutdown), then forces after the grace period. Idempotent. */
+  close(): Promise<void>
+}
+
+/** Starts the server and resolves once it listens. */
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServer> {
+  const logger = opts.logger ?? null
+  const { definition, v1 } = loadApiProto()
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
+    'grpc.max_send_message_length': opts.maxSendMessageBytes ?? 16 * 1024 * 1024,
+    interceptors: [requestIdInterceptor(logger)],
+  })
+  const deps: HandlerDeps = { service: opts.service, hub: opts.hub, logger, watches: new Set() }
+  server.addService(v1.HostService.service, hostHandlers(deps))
+  server.addService(v1.InventoryService.service, inventoryHandlers(deps))
+  server.addService(v1.MdevService.service, mdevHandlers(deps))
+  server.addService(v1.DesiredStateService.service, desiredStateHandlers(deps))
+  server.addService(v1.EventService.service, eventHandlers(deps))
+  server.addService(v1.EmulatorService.service, emulatorHandlers(deps))
+
+  const names = ['', ...API_SERVICES]
+  const statusMap: ServingStatusMap = Object.fromEntries(names.map((n) => [n, 'SERVING']))
+  const health = new HealthImplementation(statusMap)
+  health.addToServer(server)
+  // Reflection describes the API and the health service, so grpcurl-style tools need no .proto files.
+  const healthDefinition = protoLoader.loadSync(healthProtoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })
+  new ReflectionService(withFileDependencies({ ...definition, ...healthDefinition })).addToServer(server)
+
+  let current: 'SERVING' | 'NOT_SERVING' = 'SERVING'
+  const refreshHealth = async () => {
+    let ok = true
+    try {
+      ok = opts.readiness ? await opts.readiness() : true
+    } catch {
+      ok = false
+    }
+    const next = ok ? 'SERVING' : 'NOT_SERVING'
+    if (next !== current) {
+      current = next
+      for (const n of names) health.setStatus(n, next)
+      logger?.warn({ health: next }, 'grpc health changed')
+    }
+  }
+  await refreshHealth()
+  const timer = opts.readiness ? setInterval(() => void refreshHealth(), opts.healthIntervalMs ?? 2000).unref() : null
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(opts.addr, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  )
+
+  let closing: Promise<void> | null = null
+  return {
+    port,
+    server,
+    refreshHealth,
+    close() {
+      closing ??= (async () => {
+        if (timer) clearInterval(timer)
+        for (const n of names) health.setStatus(n, 'NOT_SERVING')
+        // Watch streams never end on their own: end them now, resumable, so tryShutdown can complete.
+        for (const end of [...deps.watches]) end()
+        const grace = opts.shutdownGraceMs ?? 5000
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            server.forceShutdown()
+            resolve()
+          }, grace)
+          force.unref()
+          server.tryShutdown(() => {
+            clearTimeout(force)
+            resolve()
+          })
+        })
+      })()
+      return closing
+    },
+  }
+}
