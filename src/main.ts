@@ -73,6 +73,9 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   const hosts = await buildHosts(cfg)
   const registry = new StaticHostRegistry(hosts)
   const hook = crashHook(cfg, log)
+  // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).
+  const hub = new EventHub({ source: store.events, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
+  await hub.start()
   const reconciler = new Reconciler({
     store,
     hosts: registry,
@@ -82,14 +85,14 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     drainTimeoutMs: cfg.drainTimeoutMs,
     log: log.child({ component: 'reconciler' }),
     hook: hook ? (point) => hook(point) : undefined,
+    onEvents: () => hub.notify(),
   })
-  const service = new ApmatrixService({ store, hosts: registry, reconciler })
+  // The service enqueues right after it commits; waking the hub there too delivers its events at once.
+  const trigger = { enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()) }
+  const service = new ApmatrixService({ store, hosts: registry, reconciler: trigger })
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
   }
-  // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).
-  const hub = new EventHub({ source: store.events, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
-  await hub.start()
   const app = buildApp({ service, hub, logger: log.child({ component: 'http' }) })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()

@@ -44,6 +44,8 @@ export interface ReconcilerOptions {
   sleep?: (ms: number) => Promise<void>
   log?: Logger
   hook?: (point: ReconcilePoint, host: string, step?: PlanOp) => Promise<void> | void
+  /** Called after a pass stored events (e.g. to wake the event hub instead of waiting for its poll). */
+  onEvents?: () => void
 }
 
 /** What one reconcile pass did. */
@@ -70,7 +72,7 @@ function opTarget(op: PlanOp): string | undefined {
 /** Level-triggered reconciler with a work queue (one key in flight), backoff, resync and leases. */
 export class Reconciler implements ReconcileTrigger {
   private readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000 })
-  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep'>> & Pick<ReconcilerOptions, 'hook' | 'sleep'>
+  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents'>> & Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents'>
   private readonly tokens = new Map<string, number>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
   private readonly seenBoot = new Map<string, string>()
@@ -235,9 +237,12 @@ export class Reconciler implements ReconcileTrigger {
     await this.o.hook?.('beforeStatusWrite', hostName)
     await this.writeStatus(hostName, rows, masks?.generation, after, guestsAfter, plan.deferred, execution, ev)
     const convergedNow = planHost(desired, after, (uuid) => guestsAfter.get(uuid) ?? null)
-    if (events.length) await store.transaction(async (tx) => {
-      for (const e of events) await tx.events.append(e)
-    })
+    if (events.length) {
+      await store.transaction(async (tx) => {
+        for (const e of events) await tx.events.append(e)
+      })
+      this.o.onEvents?.()
+    }
     return { host: hostName, converged: convergedNow.converged, plan, execution, drift }
   }
 
