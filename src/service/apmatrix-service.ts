@@ -23,6 +23,7 @@ import { planView } from './plan-view.js'
 import { requestHash } from './request-hash.js'
 import { fromSysfsError } from './sysfs-errors.js'
 import type {
+  BusMdevView,
   AdapterView,
   ApplyResult,
   CallContext,
@@ -183,6 +184,29 @@ export class ApmatrixService {
       .sort((a, b) => (a.apqn < b.apqn ? -1 : 1))
     const items = all.slice(0, limit)
     return all.length > limit ? { items, nextPageToken: encodePageToken(items[items.length - 1]!.apqn) } : { items }
+  }
+
+  /**
+   * Every matrix device on the bus, ours and foreign ones (created by root, mdevctl or libvirt), with who has
+   * it open; foreign ones can be adopted with an import. NOT_FOUND, UNAVAILABLE.
+   */
+  async listBusMdevs(host: string): Promise<{ items: BusMdevView[] }> {
+    const h = this.managed(host)
+    const [o, guests, stored] = await Promise.all([this.observe(h), h.guests(), this.store.mdevs.listAll(host)])
+    const ours = new Set(stored.map((m) => m.uuid))
+    const guestOf = new Map(guests.map((g) => [g.uuid, g.guest]))
+    return {
+      items: o.mdevs.map((m) => ({
+        uuid: m.uuid,
+        managed: ours.has(m.uuid),
+        adapters: m.adapters,
+        domains: m.domains,
+        controlDomains: m.controlDomains,
+        matrix: m.matrix,
+        guestMatrix: m.guestMatrix,
+        guest: guestOf.get(m.uuid) ?? null,
+      })),
+    }
   }
 
   /** Usage and control domains of the host configuration (QCI). */

@@ -64,6 +64,19 @@ export interface DomainsView {
   hostDomains: number[]
 }
 
+/** A matrix device as the bus shows it, and whether apmatrix manages it (product.md §4: foreign devices show). */
+export interface BusMdevView {
+  uuid: string
+  /** True when a stored matrix device has this uuid (apmatrix created or adopted it). */
+  managed: boolean
+  adapters: number[]
+  domains: number[]
+  controlDomains: number[]
+  matrix: string[]
+  guestMatrix: string[]
+  guest: string | null
+}
+
 /** A mask as returned: the kernel text and the ids. */
 export interface MaskPair {
   apmask: string

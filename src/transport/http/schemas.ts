@@ -193,6 +193,20 @@ export const QueueOut = Type.Object({
 export const AdapterListOut = Type.Object({ items: Type.Array(AdapterOut) })
 export const QueuePageOut = Type.Object({ items: Type.Array(QueueOut), nextPageToken: Type.Optional(Type.String()) })
 export const DomainsOut = Type.Object({ usageDomains: Ids, controlDomains: Ids, hostDomains: Ids })
+export const BusMdevListOut = Type.Object({
+  items: Type.Array(
+    Type.Object({
+      uuid: Type.String(),
+      managed: Type.Boolean(),
+      adapters: Ids,
+      domains: Ids,
+      controlDomains: Ids,
+      matrix: Strings,
+      guestMatrix: Strings,
+      guest: Type.Union([Type.String(), Type.Null()]),
+    }),
+  ),
+})
 
 const MaskPairOut = Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids })
 export const MasksOut = Type.Object({

@@ -224,6 +224,13 @@ forEachDatabase(t, async (t, db) => {
     await host.write('/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create', FOREIGN)
     await host.write(`/sys/devices/vfio_ap/matrix/${FOREIGN}/assign_adapter`, '7')
     await host.write(`/sys/devices/vfio_ap/matrix/${FOREIGN}/assign_domain`, '2')
+    const seen = await call('GET', '/v1/hosts/local/bus-mdevs')
+    t.equal(seen.status, 200)
+    t.match(
+      (seen.body.items as Array<{ uuid: string }>).find((m) => m.uuid === FOREIGN),
+      { managed: false, adapters: [7], domains: [2], matrix: ['07.0002'], guest: null },
+      'the inventory shows the foreign device, not managed',
+    )
     const taken = await call('POST', '/v1/hosts/local/mdevs', { body: { spec: { adapters: [7], domains: [2] } } })
     t.match(taken, { status: 409, body: { code: 'APQN_IN_USE', violations: [{ apqn: '07.0002', owner: FOREIGN }] } }, 'the foreign device holds its APQN')
     const r = await call('POST', `${IMPORT}?format=mdevctl&owner=adopter`, { body: dump([{ uuid: FOREIGN, attrs: [{ assign_adapter: '7' }, { assign_domain: '2' }] }]) })
@@ -234,5 +241,6 @@ forEachDatabase(t, async (t, db) => {
     const audit = await store.audit.list({ target: 'hosts/local/import' })
     t.ok(audit.some((a) => a.outcome === 'ok' && (a.detail as { adoptedDevices?: number }).adoptedDevices === 1), 'audited as an adoption')
     t.equal((await call('GET', `/v1/hosts/local/mdevs/${FOREIGN}`)).status, 200, 'now ours')
+    t.match((await call('GET', '/v1/hosts/local/bus-mdevs')).body.items.find((m: { uuid: string }) => m.uuid === FOREIGN), { managed: true }, 'and managed in the inventory')
   })
 })

@@ -23,6 +23,10 @@ export const hostRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     async (req) => service.listQueues(req.params.host, req.query),
   )
 
+  app.get('/hosts/:host/bus-mdevs', { schema: { tags: ['inventory'], params: S.HostParams, response: S.responses({ 200: S.BusMdevListOut }) } }, async (req) =>
+    service.listBusMdevs(req.params.host),
+  )
+
   app.get('/hosts/:host/domains', { schema: { tags: ['inventory'], params: S.HostParams, response: S.responses({ 200: S.DomainsOut }) } }, async (req) =>
     service.listDomains(req.params.host),
   )
