@@ -4,10 +4,11 @@
  * (style.md habit 6). A new suite is one file exporting a {@link BenchSuite} plus one line below.
  */
 import { emulatorSuite } from './emulator.js'
+import { grpcSuite } from './grpc.js'
 import { serviceSuite } from './service.js'
 import type { BenchSuite } from './suite.js'
 
-const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite]
+const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, grpcSuite]
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list') || argv.includes('--help') || argv.includes('-h')) {
