@@ -1,7 +1,6 @@
-# apmatrix service image.
-# NOTE: `apmatrix serve` arrives with the REST issue. Until src/cli/commands/serve.ts is registered,
-# this image builds, but its default command exits 2 with "unknown command 'serve'"
-# (`docker run IMAGE node bin/apmatrix.mjs emulator shell` works today).
+# apmatrix service image: `apmatrix serve` (REST :8080, gRPC :50051), SQLite in /app/data by default or
+# PostgreSQL with DATABASE_URL (see docker-compose.yml). Migrations are applied at start.
+# No Docker engine runs on the development machines: this file is kept correct by reading, not by CI.
 #
 # Build: docker build -t apmatrix .      Run: docker compose up (service + PostgreSQL)
 
@@ -19,7 +18,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
 COPY . .
 # db:schemas writes prisma/{sqlite,postgres}/schema.prisma if stale; build = the `prepare` script:
-# prisma generate (offline, see prisma/offline-generate.ts) + tsc -> dist/.
+# prisma generate (offline, see prisma/offline-generate.ts) + gRPC types from proto/ + tsc -> dist/.
 RUN npm run db:schemas \
  && npm run build \
  && npm prune --omit=dev \
@@ -32,7 +31,7 @@ FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     APMATRIX_HTTP_ADDR=0.0.0.0:8080 \
     APMATRIX_GRPC_ADDR=0.0.0.0:50051 \
-    DATABASE_URL=file:./data/app.db
+    DATABASE_URL=file:./data/apmatrix.db
 WORKDIR /app
 COPY --from=build --chown=root:root /out/ /app/
 # The `node` user (uid 1000) of the base image owns only the SQLite data folder; code stays root-owned.
