@@ -91,6 +91,7 @@ export interface RemoteEmulator extends SysfsAccess {
   guests(): Promise<Array<{ uuid: string; guest: string }>>
   guestAqic(uuid: string, apqn: string, nib: number): Promise<number>
   submitRequests(apqn: string, count: number): Promise<number>
+  setWorkload(apqn: string, perSecond: number): Promise<void>
   requestStats(apqn: string): Promise<RequestStats>
   hardware(action: HardwareAction): Promise<void>
   scan(): Promise<void>
@@ -261,6 +262,7 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
     guests: async () => (await call<{ guests: { uuid: string; guest: string }[] }>('Guests', {})).guests.map(({ uuid, guest }) => ({ uuid, guest })),
     guestAqic: async (uuid, apqn, nib) => (await call<{ rc: number }>('GuestAqic', { uuid, apqn, nib })).rc,
     submitRequests: async (apqn, count) => (await call<{ accepted: number }>('SubmitRequests', { apqn, count })).accepted,
+    setWorkload: async (apqn, perSecond) => void (await call('SetWorkload', { apqn, per_second: perSecond })),
     requestStats: async (apqn) => statsFromWire(await call<WireRequestStats>('RequestStats', { apqn })),
     hardware: async (action) => void (await call('Hardware', hardwareToWire(action))),
     scan: async () => void (await call('Scan', {})),

@@ -169,6 +169,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     Guests: unary(() => ({ guests: host.guests() })),
     GuestAqic: unary((r: { uuid: string; apqn: string; nib: number }) => ({ rc: host.guestAqic(r.uuid, r.apqn, r.nib) })),
     SubmitRequests: unary((r: { apqn: string; count: number }) => ({ accepted: host.submitRequests(r.apqn, r.count) })),
+    SetWorkload: unary((r: { apqn: string; per_second: number }) => (host.setWorkload(r.apqn, r.per_second), {})),
     RequestStats: unary((r: { apqn: string }) => statsToWire(host.requestStats(r.apqn))),
     Hardware: unary((r: WireHardwareAction) => (host.hardware(hardwareFromWire(r)), empty)),
     Scan: unary(() => (host.scan(), empty)),

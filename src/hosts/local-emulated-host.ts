@@ -94,6 +94,9 @@ export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
   async submitRequests(apqn: string, count: number) {
     return this.core.submitRequests(apqn, count)
   }
+  async setWorkload(apqn: string, perSecond: number) {
+    this.core.setWorkload(apqn, perSecond)
+  }
   async reboot() {
     this.stopClock()
     this.unsubscribeCore()

@@ -18,6 +18,8 @@ export interface EmulatorControl {
   guestCloseByGuest(guest: string): Promise<void>
   guests(): Promise<Array<{ uuid: string; guest: string }>>
   submitRequests(apqn: string, count: number): Promise<number>
+  /** A steady host workload on a queue (requests per second of virtual time; 0 stops it). */
+  setWorkload(apqn: string, perSecond: number): Promise<void>
   /** Restarts the host: kernel state is lost, a new bootId (product.md §5 `POST reboot`). */
   reboot(): Promise<void>
   /** Every kernel event (uevents, log lines, APCB changes) as it happens; returns an unsubscribe function. */

@@ -69,6 +69,9 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
   submitRequests(apqn: string, count: number) {
     return this.client.submitRequests(apqn, count)
   }
+  setWorkload(apqn: string, perSecond: number) {
+    return this.client.setWorkload(apqn, perSecond)
+  }
   async reboot() {
     await this.client.reboot()
   }

@@ -585,6 +585,11 @@ export class ApmatrixService {
     return { accepted: await this.emulated(host, (e) => e.submitRequests(apqn, count)) }
   }
 
+  /** Emulator: a steady host workload on a queue (`perSecond` 0 stops it). NOT_FOUND (queue), INVALID_ARGUMENT. */
+  async setWorkload(host: string, apqn: string, perSecond: number): Promise<void> {
+    await this.emulated(host, (e) => e.setWorkload(apqn, perSecond))
+  }
+
   /** Reboots the emulated host (kernel state lost, new bootId); the host is re-registered and reconciled. */
   async reboot(host: string, ctx: CallContext = {}): Promise<HostView> {
     await this.emulatorAction(host, ctx, 'emulator.reboot', `hosts/${host}`, (e) => e.reboot())

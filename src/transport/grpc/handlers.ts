@@ -222,6 +222,7 @@ export function emulatorHandlers({ service, logger }: HandlerDeps): EmulatorServ
       return {}
     }),
     SubmitRequests: unary(logger, async (req) => service.submitRequests(hostIn(req.host), requiredIn(req.apqn, 'apqn', 16), req.count)),
+    SetWorkload: unary(logger, async (req) => (await service.setWorkload(hostIn(req.host), requiredIn(req.apqn, 'apqn', 16), req.per_second), {})),
     Reboot: unary(logger, async (req, info) => hostOut(await service.reboot(hostIn(req.host), callContextIn(info, {})))),
   }
 }

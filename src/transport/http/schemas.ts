@@ -121,6 +121,10 @@ export const HardwareIn = Type.Object(
   { additionalProperties: false },
 )
 export const GuestOpenIn = Type.Object({ uuid: UuidString, guest: Str(128, { minLength: 1 }) }, { additionalProperties: false })
+export const WorkloadIn = Type.Object(
+  { apqn: Str(16, { minLength: 1 }), perSecond: Type.Integer({ minimum: 0, maximum: 100_000 }) },
+  { additionalProperties: false },
+)
 export const RequestsIn = Type.Object(
   { apqn: Str(16, { minLength: 1 }), count: Type.Integer({ minimum: 1, maximum: 100_000 }) },
   { additionalProperties: false },

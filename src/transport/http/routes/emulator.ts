@@ -53,6 +53,11 @@ export const emulatorRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixServic
     async (req) => service.submitRequests(req.params.host, req.body.apqn, req.body.count),
   )
 
+  app.put(`${base}/workload`, { schema: { tags, summary: 'A steady workload on a queue (perSecond 0 stops it)', params: S.HostParams, body: S.WorkloadIn } }, async (req, reply) => {
+    await service.setWorkload(req.params.host, req.body.apqn, req.body.perSecond)
+    return reply.code(204).send()
+  })
+
   app.post(
     `${base}/reboot`,
     { schema: { tags, summary: 'Reboot the emulated host (kernel state is lost)', params: S.HostParams, response: S.responses({ 200: S.HostOut }) } },
