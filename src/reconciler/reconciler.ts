@@ -350,7 +350,7 @@ export class Reconciler implements ReconcileTrigger {
       })
       this.transitionEvents(r, previous, status, ev)
       if (JSON.stringify(status) !== JSON.stringify(r.status)) {
-        await store.mdevs.updateStatus(r.host, r.uuid, status as never).catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'status write lost a race; next pass rewrites it'))
+        await store.mdevs.updateStatus(r.host, r.uuid, status).catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'status write lost a race; next pass rewrites it'))
       }
     }
     const maskStatus = { apmask: after.apmask, aqmask: after.aqmask, observedGeneration: masksGeneration, readAt: new Date().toISOString() }

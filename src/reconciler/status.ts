@@ -5,30 +5,9 @@
 import { formatApqn } from '../domain/ids.js'
 import type { ObservedMdev } from '../domain/observed.js'
 import type { Deferred } from '../domain/plan.js'
+import type { Condition, ConditionStatus, MdevStatus } from '../domain/mdev-status.js'
 
-export type ConditionStatus = 'True' | 'False' | 'Unknown'
-
-/** A Kubernetes-style condition; `lastTransitionTime` only moves when `status` changes. */
-export interface Condition {
-  type: 'Ready' | 'Progressing' | 'Degraded' | 'AdapterFiltered' | 'InUseByGuest'
-  status: ConditionStatus
-  reason: string
-  message: string
-  lastTransitionTime: string
-  observedGeneration: number
-}
-
-export interface MdevStatus {
-  observedGeneration: number
-  active: boolean
-  matrix: string[]
-  guestMatrix: string[]
-  controlDomains: number[]
-  guest: string | null
-  /** Requests flushed when queues moved to this device without a complete drain. */
-  lostRequests: number
-  conditions: Condition[]
-}
+export type { Condition, ConditionStatus, MdevStatus }
 
 export interface StatusInput {
   generation: number

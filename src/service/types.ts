@@ -7,6 +7,7 @@ import type { Violation } from '../domain/errors.js'
 import type { ObservedAdapter, ObservedQueue } from '../domain/observed.js'
 import type { PlanOp } from '../domain/plan.js'
 import type { MdevCondition } from '../store/index.js'
+import type { StoredMdevStatus } from '../domain/mdev-status.js'
 
 /** Who calls and how: the per-request options every mutating operation takes. */
 export interface CallContext {
@@ -145,16 +146,7 @@ export interface MdevView {
     force: boolean
   }
   spec: { adapters: number[]; domains: number[]; controlDomains: number[]; state: 'started' | 'stopped' }
-  status: {
-    observedGeneration?: number
-    active?: boolean
-    matrix?: string[]
-    guestMatrix?: string[]
-    controlDomains?: number[]
-    guest?: string | null
-    lostRequests?: number
-    conditions?: ConditionView[]
-  }
+  status: StoredMdevStatus
 }
 
 /** List filters of {@link ApmatrixService.listMdevs}. */

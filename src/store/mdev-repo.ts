@@ -1,4 +1,5 @@
 import { ApmatrixError } from '../domain/errors.js'
+import type { Condition, StoredMdevStatus } from '../domain/mdev-status.js'
 import { normalizeIds } from '../domain/ids.js'
 import type { MdevSpec, MdevState } from '../domain/mdev.js'
 import type { DbTx } from './client.js'
@@ -11,30 +12,11 @@ import { prismaCode } from './store-errors.js'
 
 export type { MdevSpec, MdevState }
 
-/** A Kubernetes-style condition (product.md §2). */
-export interface MdevCondition {
-  type: string
-  status: 'True' | 'False' | 'Unknown'
-  reason: string
-  message: string
-  lastTransitionTime: string
-  observedGeneration: number
-}
+/** A Kubernetes-style condition (product.md §2; src/domain/mdev-status.ts). */
+export type MdevCondition = Condition
 
-/**
- * Observed state, written by the reconciler (its own status type is assignable to this one) and
- * stored as given (JSON). `{}` until the first status write.
- */
-export interface MdevStatus {
-  observedGeneration?: number
-  active?: boolean
-  matrix?: string[]
-  guestMatrix?: string[]
-  controlDomains?: number[]
-  guest?: string | null
-  lostRequests?: number
-  conditions?: MdevCondition[]
-}
+/** Observed state, written by the reconciler and stored as given (JSON). `{}` until the first status write. */
+export type MdevStatus = StoredMdevStatus
 
 /** Who made the device: apmatrix (it may remove it) or an import of a device found on the bus. */
 export type MdevOrigin = 'apmatrix' | 'imported'

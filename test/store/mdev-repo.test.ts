@@ -74,7 +74,7 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('updateStatus keeps the generation and changes the resourceVersion', async (t) => {
     const cur = await store.mdevs.get('local', uuid(1))
-    const status = { observedGeneration: cur.generation, active: true, matrix: ['03.0004'], guestMatrix: [], conditions: [{ type: 'Ready', status: 'True' as const, reason: 'Reconciled', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2 }] }
+    const status = { observedGeneration: cur.generation, active: true, matrix: ['03.0004'], guestMatrix: [], conditions: [{ type: 'Ready' as const, status: 'True' as const, reason: 'Reconciled', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2 }] }
     const s = await store.mdevs.updateStatus('local', uuid(1), status)
     t.same(s.status, status)
     t.equal(s.generation, cur.generation)

@@ -1,0 +1,35 @@
+/**
+ * The observed status of a matrix device (product.md §2), as the reconciler computes it, the store keeps it
+ * and the APIs show it. One definition for all three layers. Pure types.
+ */
+
+export type ConditionStatus = 'True' | 'False' | 'Unknown'
+
+/** The condition types apmatrix sets. */
+export type ConditionType = 'Ready' | 'Progressing' | 'Degraded' | 'AdapterFiltered' | 'InUseByGuest'
+
+/** A Kubernetes-style condition; `lastTransitionTime` only moves when `status` changes. */
+export interface Condition {
+  type: ConditionType
+  status: ConditionStatus
+  reason: string
+  message: string
+  lastTransitionTime: string
+  observedGeneration: number
+}
+
+/** A complete status, as every reconcile pass writes it. */
+export interface MdevStatus {
+  observedGeneration: number
+  active: boolean
+  matrix: string[]
+  guestMatrix: string[]
+  controlDomains: number[]
+  guest: string | null
+  /** Requests flushed when queues moved to this device without a complete drain. */
+  lostRequests: number
+  conditions: Condition[]
+}
+
+/** A status as stored and shown: `{}` until the first reconcile pass wrote one. */
+export type StoredMdevStatus = Partial<MdevStatus>
