@@ -2,7 +2,7 @@
  * The gRPC handlers of product.md §6: each maps its request to ONE service call and the result back;
  * no rules live here (src/service/ has them all, so REST and gRPC cannot diverge).
  */
-import { once } from 'node:events'
+import { drainedOrEnded } from '../stream-drain.js'
 import type * as grpc from '@grpc/grpc-js'
 import { ApmatrixError } from '../../domain/errors.js'
 import { HubClosedError, type EventHub } from '../../events/hub.js'
@@ -242,18 +242,6 @@ function watchOptions(req: WatchRequest__Output): { sinceSeq?: number; host?: st
 }
 
 /** Resolves when a stream that refused a write drains, closes or is cancelled; leaves no listener behind. */
-async function drained(call: NodeJS.EventEmitter): Promise<void> {
-  const ac = new AbortController()
-  const { signal } = ac
-  try {
-    await Promise.race([once(call, 'drain', { signal }), once(call, 'close', { signal }), once(call, 'cancelled', { signal })])
-  } catch {
-    // The stream failed; 'close' ends the watch.
-  } finally {
-    ac.abort()
-  }
-}
-
 export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServiceHandlers {
   return {
     Watch(call: grpc.ServerWritableStream<WatchRequest__Output, Event>) {
@@ -289,7 +277,7 @@ export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServi
           if (finished) return
           lastSent = e.seq
           // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next event.
-          if (!call.write(eventOut(e))) await drained(call)
+          if (!call.write(eventOut(e))) await drainedOrEnded(call, ['close', 'cancelled'])
         },
         fail,
       )

@@ -13,8 +13,7 @@
  * `since=<resumeSeq>`. A client that goes away is unsubscribed at once.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { ServerResponse } from 'node:http'
-import { once } from 'node:events'
+import { drainedOrEnded } from '../../stream-drain.js'
 import { Type } from 'typebox'
 import { ApmatrixError } from '../../../domain/errors.js'
 import { HubClosedError, SubscriptionLagError, type EventHub, type SubscribeOptions } from '../../../events/hub.js'
@@ -160,7 +159,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
             text = frame(e.type, JSON.stringify(eventJson(e)), e.seq)
           }
           // Backpressure: a full socket buffer holds this subscriber's next event; the hub keeps the others going.
-          if (!res.write(text)) await drained(res)
+          if (!res.write(text)) await drainedOrEnded(res)
         },
         (err) => fail(err),
       )
@@ -204,14 +203,3 @@ function invalid(field: string, message: string): ApmatrixError {
   return new ApmatrixError('INVALID_ARGUMENT', message, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
 }
 
-/** Resolves when the response can take more, or is gone. */
-async function drained(res: ServerResponse): Promise<void> {
-  const ac = new AbortController()
-  try {
-    await Promise.race([once(res, 'drain', { signal: ac.signal }), once(res, 'close', { signal: ac.signal })])
-  } catch {
-    // Aborted or failed: 'close' ends the stream.
-  } finally {
-    ac.abort()
-  }
-}
