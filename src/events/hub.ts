@@ -24,6 +24,9 @@
  */
 import type { EventQuery, EventRecord } from '../store/index.js'
 
+/** An event as the hub delivers it (the store's record); transports use this, not the store. */
+export type { EventRecord }
+
 /** The part of the store the hub reads (`store.events`). */
 export interface EventSource {
   list(q: EventQuery): Promise<EventRecord[]>

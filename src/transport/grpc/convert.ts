@@ -18,7 +18,7 @@ import type {
   PlanView,
   QueueView,
 } from '../../service/index.js'
-import type { EventRecord } from '../../store/index.js'
+import type { EventRecord } from '../../events/hub.js'
 import type { Adapter } from '../../generated/grpc/apmatrix/v1/Adapter.js'
 import type { DesiredState__Output } from '../../generated/grpc/apmatrix/v1/DesiredState.js'
 import type { Domains } from '../../generated/grpc/apmatrix/v1/Domains.js'

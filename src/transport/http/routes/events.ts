@@ -18,7 +18,7 @@ import { Type } from 'typebox'
 import { ApmatrixError } from '../../../domain/errors.js'
 import { HubClosedError, SubscriptionLagError, type EventHub, type SubscribeOptions } from '../../../events/hub.js'
 import { toLibvirtEvent } from '../../../events/libvirt-lifecycle.js'
-import type { EventRecord } from '../../../store/index.js'
+import type { EventRecord } from '../../../events/hub.js'
 import * as S from '../schemas.js'
 
 /** Options of {@link eventRoutes}. */
