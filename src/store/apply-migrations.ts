@@ -175,34 +175,50 @@ async function applySqlite(url: string, migrations: Migration[]): Promise<Migrat
     // Persistent per file: readers (CLI, other processes) are not blocked by the service's writes.
     db.exec('PRAGMA journal_mode = WAL')
     db.exec(HISTORY_TABLE.sqlite)
-    for (;;) {
-      // IMMEDIATE takes the write lock before reading the history, so two processes cannot both apply.
-      db.exec('BEGIN IMMEDIATE')
-      try {
-        const rows = db.prepare('SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"').all() as AppliedRow[]
-        const p = plan(migrations, rows)
-        edited = p.edited
-        const m = p.pending[0]
-        if (!m) {
-          db.exec('COMMIT')
-          break
-        }
-        const id = crypto.randomUUID()
-        db.prepare(
-          'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, 0)',
-        ).run(id, m.checksum, m.name, now())
+    // Prisma's table-rebuild migrations (CREATE new_X, copy, DROP X, rename) start with
+    // `PRAGMA foreign_keys=OFF`, which SQLite ignores inside a transaction: with foreign keys on, the
+    // DROP would cascade and delete every child row. So foreign keys go off *before* BEGIN, and
+    // `foreign_key_check` proves the migration left no dangling reference before it commits.
+    const foreignKeys = (db.prepare('PRAGMA foreign_keys').all()[0] as { foreign_keys: number }).foreign_keys
+    db.exec('PRAGMA foreign_keys = OFF')
+    try {
+      for (;;) {
+        // IMMEDIATE takes the write lock before reading the history, so two processes cannot both apply.
+        db.exec('BEGIN IMMEDIATE')
         try {
-          db.exec(m.sql)
+          const rows = db.prepare('SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"').all() as AppliedRow[]
+          const p = plan(migrations, rows)
+          edited = p.edited
+          const m = p.pending[0]
+          if (!m) {
+            db.exec('COMMIT')
+            break
+          }
+          const id = crypto.randomUUID()
+          db.prepare(
+            'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, 0)',
+          ).run(id, m.checksum, m.name, now())
+          try {
+            db.exec(m.sql)
+          } catch (e) {
+            throw migrationFailed(m, e)
+          }
+          const dangling = db.prepare('PRAGMA foreign_key_check').all() as Array<{ table: string; rowid: number; parent: string }>
+          if (dangling.length) {
+            const sample = dangling.slice(0, 5).map((d) => `${d.table} row ${d.rowid} -> ${d.parent}`).join(', ')
+            throw migrationFailed(m, new Error(`it leaves ${dangling.length} foreign key violation(s): ${sample}`))
+          }
+          db.prepare('UPDATE "_prisma_migrations" SET finished_at = ?, applied_steps_count = 1 WHERE id = ?').run(now(), id)
+          db.exec('COMMIT')
+          applied.push(m.name)
         } catch (e) {
-          throw migrationFailed(m, e)
+          if (db.inTransaction) db.exec('ROLLBACK')
+          throw e
         }
-        db.prepare('UPDATE "_prisma_migrations" SET finished_at = ?, applied_steps_count = 1 WHERE id = ?').run(now(), id)
-        db.exec('COMMIT')
-        applied.push(m.name)
-      } catch (e) {
-        if (db.inTransaction) db.exec('ROLLBACK')
-        throw e
       }
+    } finally {
+      // The pragma is per connection; restored for symmetry (the connection closes right after).
+      db.exec(`PRAGMA foreign_keys = ${foreignKeys ? 'ON' : 'OFF'}`)
     }
     return { applied, edited }
   } finally {

@@ -1,16 +1,20 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import crypto from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { applyMigrations, readMigrationFiles } from '../../src/store/apply-migrations.js'
-import { prismaPaths } from '../../src/store/config.js'
+import { parseDatabaseUrl, prismaPaths } from '../../src/store/config.js'
 import { migrateDeploy, migrateDiff, migrateOptions, migrateStatus } from '../../src/store/migrate.js'
 import { createStore } from '../../src/store/store.js'
 import { projectRoot } from '../../src/paths.js'
 import { ApmatrixError } from '../../src/domain/errors.js'
 import { forEachDatabase, freshDatabase, type TestDatabase } from './pg-helper.js'
+
+interface SqliteStmt { get(...a: unknown[]): unknown; all(...a: unknown[]): unknown[]; run(...a: unknown[]): unknown }
+const Sqlite = createRequire(import.meta.url)('better-sqlite3') as new (file: string) => { prepare(sql: string): SqliteStmt; close(): void }
 
 /** The `_prisma_migrations` rows, whatever the provider. */
 async function history(db: TestDatabase): Promise<{ migration_name: string; checksum: string; finished: boolean; steps: number }[]> {
@@ -125,3 +129,91 @@ t.test('the runner creates the SQLite folder', async (t) => {
   t.ok(fs.existsSync(file))
 })
 
+
+/**
+ * A copy of the committed SQLite migrations plus `extra` (name -> SQL) in a temp folder, so a test can
+ * apply a future migration on top of a database that holds data.
+ */
+function migrationsWith(t: Test, extra: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-rebuild-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.cpSync(prismaPaths('sqlite').migrationsDir, dir, { recursive: true })
+  for (const [name, sql] of Object.entries(extra)) {
+    fs.mkdirSync(path.join(dir, name))
+    fs.writeFileSync(path.join(dir, name, 'migration.sql'), sql)
+  }
+  return dir
+}
+
+/** One host, one matrix device, one label, written with plain SQL (the store's own shape). */
+function seedLabelledMdev(file: string): void {
+  const db = new Sqlite(file)
+  try {
+    const now = new Date().toISOString()
+    db.prepare(`INSERT INTO "Host" (name, driver, machineId, bootId, maxAdapterId, maxDomainId, updatedAt) VALUES ('h', 'emulator', 'm', 'b', 255, 255, ?)`).run(now)
+    db.prepare(`INSERT INTO "Mdev" (host, uuid, adapters, domains, controlDomains, state, resourceVersion, updatedAt) VALUES ('h', 'u1', '[5]', '[4]', '[]', 'started', 'rv1', ?)`).run(now)
+    db.prepare(`INSERT INTO "MdevLabel" (host, uuid, key, value) VALUES ('h', 'u1', 'team', 'crypto')`).run()
+  } finally {
+    db.close()
+  }
+}
+
+function count(file: string, table: string): number {
+  const db = new Sqlite(file)
+  try {
+    return (db.prepare(`SELECT count(*) AS n FROM "${table}"`).get() as { n: number }).n
+  } finally {
+    db.close()
+  }
+}
+
+/** The CREATE TABLE statement of "Mdev" from the init migration, renamed to "new_Mdev" (Prisma's rebuild shape). */
+function mdevRebuildSql(): string {
+  const init = readMigrationFiles(prismaPaths('sqlite').migrationsDir)[0]!.sql
+  const create = /CREATE TABLE "Mdev" \([\s\S]*?\n\);/.exec(init)![0].replace('CREATE TABLE "Mdev"', 'CREATE TABLE "new_Mdev"')
+  const cols = '"host", "uuid", "adapters", "domains", "controlDomains", "state", "generation", "resourceVersion", "owner", "origin", "deletionRequestedAt", "force", "status", "createdAt", "updatedAt"'
+  return [
+    '-- RedefineTables (as `prisma migrate dev` writes a SQLite table rebuild)',
+    'PRAGMA defer_foreign_keys=ON;',
+    'PRAGMA foreign_keys=OFF;',
+    create,
+    `INSERT INTO "new_Mdev" (${cols}) SELECT ${cols} FROM "Mdev";`,
+    'DROP TABLE "Mdev";',
+    'ALTER TABLE "new_Mdev" RENAME TO "Mdev";',
+    'CREATE INDEX "Mdev_host_owner_idx" ON "Mdev"("host", "owner");',
+    'PRAGMA foreign_keys=ON;',
+    'PRAGMA defer_foreign_keys=OFF;',
+    '',
+  ].join('\n')
+}
+
+t.test('SQLite: a table-rebuild migration of Mdev keeps every MdevLabel row (foreign keys off around the transaction)', async (t) => {
+  const db = await freshDatabase(t, 'sqlite')
+  await applyMigrations(db.url)
+  const file = parseDatabaseUrl(db.url).file!
+  seedLabelledMdev(file)
+  t.equal(count(file, 'MdevLabel'), 1, 'one label before')
+  const dir = migrationsWith(t, { '29990101000000_rebuild_mdev': mdevRebuildSql() })
+  const r = await applyMigrations(db.url, dir)
+  t.same(r.applied, ['29990101000000_rebuild_mdev'])
+  t.equal(count(file, 'Mdev'), 1, 'the device survived the rebuild')
+  t.equal(count(file, 'MdevLabel'), 1, 'its label survived: DROP TABLE "Mdev" did not cascade')
+  const check = new Sqlite(file)
+  t.teardown(() => check.close())
+  t.equal((check.prepare('PRAGMA foreign_keys').get() as { foreign_keys: number }).foreign_keys, 1, 'a new connection still enforces foreign keys')
+  t.throws(() => check.prepare(`INSERT INTO "MdevLabel" (host, uuid, key, value) VALUES ('h', 'nope', 'k', 'v')`).run(), /FOREIGN KEY/, 'the rebuilt table is still referenced')
+})
+
+t.test('SQLite: a migration that leaves dangling references is rolled back (foreign_key_check before COMMIT)', async (t) => {
+  const db = await freshDatabase(t, 'sqlite')
+  await applyMigrations(db.url)
+  const file = parseDatabaseUrl(db.url).file!
+  seedLabelledMdev(file)
+  const dir = migrationsWith(t, { '29990101000001_orphan_labels': 'PRAGMA foreign_keys=OFF;\nDELETE FROM "Mdev";\n' })
+  await t.rejects(applyMigrations(db.url, dir), /migration 29990101000001_orphan_labels failed .*foreign key violation/)
+  t.equal(count(file, 'Mdev'), 1, 'the delete was rolled back')
+  t.equal(count(file, 'MdevLabel'), 1)
+  const hist = new Sqlite(file)
+  t.teardown(() => hist.close())
+  t.same(hist.prepare(`SELECT migration_name FROM "_prisma_migrations" WHERE migration_name LIKE '2999%'`).all(), [], 'no history row for the refused migration')
+})
