@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream'
 import { ApmatrixError, SysfsError, type Errno } from '../domain/errors.js'
 import { formatApqn, parseApqn, parseId } from '../domain/ids.js'
 import type { AdapterMode, EmulatedHostApi, HardwareAction } from '../emulator/api.js'
+import { clip } from '../domain/text.js'
 
 /** Longest accepted input line in bytes, without its newline. A longer line is answered with EINVAL. */
 export const MAX_LINE_BYTES = 64 * 1024
@@ -170,7 +171,7 @@ function parsePlainCommand(line: string): Command {
       return { op: 'write', path: checkPath(path), value: value + '\n' }
     }
     default:
-      throw new BadLine(`unknown command '${verb.slice(0, 40)}' (plain verbs: read, write, ls, readlink; other ops use the JSON form)`)
+      throw new BadLine(`unknown command '${clip(verb, 40)}' (plain verbs: read, write, ls, readlink; other ops use the JSON form)`)
   }
 }
 
@@ -356,13 +357,13 @@ class Fields {
   /** Rejects fields the op does not take (so a typo such as `"cont"` is an error, not a silent default). */
   noOthers(op: string): void {
     const extra = Object.keys(this.obj).filter((k) => k !== 'op' && !this.used.has(k))
-    if (extra.length > 0) throw new BadLine(`${op}: unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => `'${k.slice(0, 40)}'`).join(', ')}`)
+    if (extra.length > 0) throw new BadLine(`${op}: unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => `'${clip(k, 40)}'`).join(', ')}`)
   }
 }
 
 function checkPath(p: string): string {
   if (p.length > MAX_PATH) throw new BadLine(`path longer than ${MAX_PATH} characters`)
-  if (!p.startsWith('/')) throw new BadLine(`path must be absolute: '${p.slice(0, 80)}'`)
+  if (!p.startsWith('/')) throw new BadLine(`path must be absolute: '${clip(p, 80)}'`)
   return p
 }
 

@@ -10,6 +10,7 @@ import { ApmatrixError } from '../domain/errors.js'
 import { projectRoot } from '../paths.js'
 import { type CliCommand, type CliIo, EXIT, UsageError } from './command.js'
 import { commands } from './registry.js'
+import { clip } from '../domain/text.js'
 
 /** The version of package.json. */
 export function version(): string {
@@ -112,7 +113,7 @@ function findCommand(words: string[]): { cmd: CliCommand; rest: string[] } {
   let depth = 0
   while (commands.some((c) => c.path.length > depth + 1 && c.path.slice(0, depth + 1).every((w, i) => words[i] === w))) depth++
   const group = words.slice(0, depth)
-  const shown = (words[depth] ?? '').slice(0, 60)
+  const shown = clip(words[depth] ?? '', 60)
   if (depth === 0) throw new UsageError(`unknown command '${shown}'`)
   const subs = commands.filter((c) => group.every((w, i) => c.path[i] === w)).map((c) => c.path[depth])
   const what = words[depth] === undefined ? 'missing subcommand' : `unknown subcommand '${shown}'`

@@ -142,7 +142,7 @@ export function parseAbsoluteMask(str: string): MaskParse {
   }
   if (str[i] === '\n') i++
   if (i < str.length) {
-    return { ok: false, errno: 'EINVAL', reason: bit >= MASK_BITS ? 'more than 64 hex digits' : `unexpected '${printable(str[i]!)}'` }
+    return { ok: false, errno: 'EINVAL', reason: bit >= MASK_BITS ? 'more than 64 hex digits' : `unexpected '${printable(String.fromCodePoint(str.codePointAt(i)!))}'` }
   }
   return { ok: true, mask: Mask.fromBytes(b) }
 }
@@ -197,6 +197,9 @@ function hexDigit(c: string): number {
   return -1
 }
 
+/** One character of the input as a message shows it: control characters as `\uXXXX`. */
 function printable(c: string): string {
-  return c === '\n' ? '\\n' : c === ' ' ? 'space' : c
+  if (c === '\n') return '\\n'
+  if (c === ' ') return 'space'
+  return /[\u0000-\u001f\u007f]/.test(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c
 }

@@ -1,5 +1,6 @@
 import { ApmatrixError } from './errors.js'
 import { type Apid, type Apqi, type Apqn, formatApid, formatApqi, formatApqn, MAX_ID, normalizeIds } from './ids.js'
+import { clip } from './text.js'
 
 /** The adapters and usage domains of a matrix: the APQNs are their cross product (H-1). */
 export interface Matrix {
@@ -61,7 +62,7 @@ export function parseMatrix(text: string): Matrix & { apqns: Apqn[] } {
   const adapters = new Set<number>()
   const domains = new Set<number>()
   const fail = (why: string): never => {
-    throw new ApmatrixError('INVALID_ARGUMENT', `not a kernel matrix listing (${why}): ${JSON.stringify(text.slice(0, 80))}`)
+    throw new ApmatrixError('INVALID_ARGUMENT', `not a kernel matrix listing (${why}): ${JSON.stringify(clip(text, 80))}`)
   }
   if (text !== '' && !text.endsWith('\n')) fail('missing final newline')
   for (const line of text === '' ? [] : text.slice(0, -1).split('\n')) {

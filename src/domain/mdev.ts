@@ -1,5 +1,6 @@
 import { ApmatrixError, type Violation } from './errors.js'
 import { MAX_ID, normalizeIds, parseId } from './ids.js'
+import { clip } from './text.js'
 
 /** Whether a matrix device must exist on the bus (`started`) or is only defined (`stopped`), product.md §2. */
 export type MdevState = 'started' | 'stopped'
@@ -51,7 +52,7 @@ export function isUuid(s: unknown): s is string {
 /** Canonical (lowercase) form of a UUID given in any case. Throws INVALID_ARGUMENT for anything else. */
 export function normalizeUuid(s: unknown, field = 'uuid'): string {
   if (typeof s !== 'string' || !UUID_ANY_CASE_RE.test(s)) {
-    const message = `${field}: '${String(s).slice(0, 64)}' is not a UUID (8-4-4-4-12 hex digits)`
+    const message = `${field}: '${clip(String(s), 64)}' is not a UUID (8-4-4-4-12 hex digits)`
     throw new ApmatrixError('INVALID_ARGUMENT', message, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
   }
   return s.toLowerCase()
@@ -110,7 +111,7 @@ export function normalizeSpec(input: unknown, limits: HostLimits = FULL_LIMITS, 
   let state: MdevState = 'started'
   if (obj.state !== undefined) {
     if (obj.state === 'started' || obj.state === 'stopped') state = obj.state
-    else bad(`${path}.state`, `'${String(obj.state).slice(0, 32)}' is not 'started' or 'stopped'`)
+    else bad(`${path}.state`, `'${clip(String(obj.state), 32)}' is not 'started' or 'stopped'`)
   }
   if (violations.length > 0) throw specError(violations)
   return { adapters, domains, controlDomains, state }

@@ -5,6 +5,7 @@
  */
 import { ApmatrixError } from '../domain/errors.js'
 import type { BusFence } from '../bus/port.js'
+import { clip } from '../domain/text.js'
 
 /** The gRPC metadata key of the fence of a Write. */
 export const FENCE_METADATA_KEY = 'x-apmatrix-fence'
@@ -20,11 +21,11 @@ export function parseFence(text: string): BusFence {
   const m = /^([^/]+)\/([^/]+)\/([1-9]\d{0,15})$/.exec(text)
   const token = m ? Number(m[3]) : NaN
   if (!m || !Number.isSafeInteger(token)) {
-    throw new ApmatrixError('INVALID_ARGUMENT', `${FENCE_METADATA_KEY}: '${text.slice(0, 200)}' is not <host>/<holder>/<token>`)
+    throw new ApmatrixError('INVALID_ARGUMENT', `${FENCE_METADATA_KEY}: '${clip(text, 200)}' is not <host>/<holder>/<token>`)
   }
   try {
     return { host: decodeURIComponent(m[1]!), holder: decodeURIComponent(m[2]!), token }
   } catch {
-    throw new ApmatrixError('INVALID_ARGUMENT', `${FENCE_METADATA_KEY}: '${text.slice(0, 200)}' has a bad percent-encoding`)
+    throw new ApmatrixError('INVALID_ARGUMENT', `${FENCE_METADATA_KEY}: '${clip(text, 200)}' has a bad percent-encoding`)
   }
 }

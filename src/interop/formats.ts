@@ -3,6 +3,7 @@ import type { MdevDesired, MdevSpec } from '../domain/mdev.js'
 import { formatLibvirtHostdev } from './libvirt-hostdev.js'
 import { formatLibvirtNodedev, importLibvirtNodedev, type LibvirtNodedevImportOptions } from './libvirt-nodedev.js'
 import { formatMdevctlDefinition, importMdevctlDump, mdevctlDefinitionPath, type SkippedDefinition } from './mdevctl.js'
+import { clip } from '../domain/text.js'
 
 /** The `format` values of `GET .../mdevs/{uuid}/export` and gRPC `ExportMdev` (product.md §4, §6). */
 export const EXPORT_FORMATS = ['mdevctl', 'libvirt-nodedev', 'libvirt-hostdev'] as const
@@ -64,6 +65,6 @@ export function importMatrixDevices(body: unknown, format: string, opts: Libvirt
 }
 
 function unknownFormat(format: string, known: readonly string[]): ApmatrixError {
-  const message = `format: ${JSON.stringify(String(format)).slice(0, 40)} is not one of ${known.join(', ')}`
+  const message = `format: ${JSON.stringify(clip(String(format), 32))} is not one of ${known.join(', ')}`
   return new ApmatrixError('INVALID_ARGUMENT', message, { violations: [{ rule: 'INVALID_ARGUMENT', field: 'format', message }] })
 }

@@ -1,4 +1,5 @@
 import { ApmatrixError } from '../domain/errors.js'
+import { clip } from '../domain/text.js'
 
 /** Largest JSON document {@link parseJsonWithLines} reads. */
 export const MAX_JSON_CHARS = 1 << 20
@@ -75,9 +76,9 @@ class JsonReader {
       if (this.s[this.i] !== '"') this.fail('expected a string key')
       const keyAt = this.i
       const key = this.string()
-      if (Object.prototype.hasOwnProperty.call(obj, key)) this.fail(`duplicate key '${key.slice(0, 64)}'`, keyAt)
+      if (Object.prototype.hasOwnProperty.call(obj, key)) this.fail(`duplicate key '${clip(key, 64)}'`, keyAt)
       this.space()
-      if (this.s[this.i] !== ':') this.fail(`expected ':' after key '${key.slice(0, 64)}'`)
+      if (this.s[this.i] !== ':') this.fail(`expected ':' after key '${clip(key, 64)}'`)
       this.i++
       this.space()
       // defineProperty: a key named __proto__ stays an own property, as with JSON.parse.

@@ -2,6 +2,7 @@ import type { Violation } from '../domain/errors.js'
 import { FULL_LIMITS, normalizeUuid, type HostLimits, type MdevDesired, type MdevSpec } from '../domain/mdev.js'
 import { MAX_JSON_CHARS, parseJsonWithLines } from './json-lines.js'
 import { MAX_ATTRS, quote, specFromAttrs, specToAttrs, throwIfViolations, VFIO_AP_MDEV_TYPE, type LocatedAttr } from './vfio-ap-attrs.js'
+import { clip } from '../domain/text.js'
 
 /** mdevctl's parent name for matrix devices: the `matrix` device of the vfio_ap driver. */
 export const MDEVCTL_PARENT = 'matrix'
@@ -209,5 +210,5 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function describe(v: unknown): string {
   if (v === undefined) return 'missing'
   if (typeof v === 'string') return quote(v)
-  return JSON.stringify(v)?.slice(0, 64) ?? String(v)
+  return clip(JSON.stringify(v) ?? String(v), 64)
 }

@@ -2,6 +2,7 @@ import { ApmatrixError, type Violation } from '../domain/errors.js'
 import { formatApid, formatApqi, kstrtoul, normalizeIds } from '../domain/ids.js'
 import { parseAbsoluteMask, type Mask } from '../domain/mask.js'
 import { FULL_LIMITS, type HostLimits, type MdevSpec, type MdevState } from '../domain/mdev.js'
+import { clip } from '../domain/text.js'
 
 /** The mdev type of every matrix device (V-3), as mdevctl and libvirt name it. */
 export const VFIO_AP_MDEV_TYPE = 'vfio_ap-passthrough'
@@ -157,5 +158,5 @@ export function throwIfViolations(violations: readonly Violation[], what: string
 
 /** A value quoted for a message, with control characters made visible and long values cut. */
 export function quote(v: string): string {
-  return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}...` : v).replace(/^"|"$/g, "'")
+  return JSON.stringify(clip(v, 64)).replace(/^"|"$/g, "'")
 }

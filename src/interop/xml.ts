@@ -1,4 +1,5 @@
 import { ApmatrixError } from '../domain/errors.js'
+import { clip } from '../domain/text.js'
 
 /** One element of a parsed XML document. `line` is where its start tag begins (1-based), for error messages. */
 export interface XmlElement {
@@ -151,7 +152,7 @@ class XmlReader {
         if (/^#[0-9]{1,7}$/.test(ref)) ch = codePoint(parseInt(ref.slice(1), 10))
         else if (/^#x[0-9a-fA-F]{1,6}$/.test(ref)) ch = codePoint(parseInt(ref.slice(2), 16))
         else ch = ENTITIES[ref]
-        if (ch === undefined) this.fail(`unknown or malformed reference '&${ref.slice(0, 16)}'`)
+        if (ch === undefined) this.fail(`unknown or malformed reference '&${clip(ref, 16)}'`)
         out += ch
         this.i = end + 1
       } else {

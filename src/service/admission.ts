@@ -9,6 +9,7 @@ import type { HostLimits, MdevDesired } from '../domain/mdev.js'
 import type { PlannedMdev } from '../domain/plan.js'
 import { validateDesiredState, validateMaskChange, type MatrixHolder } from '../domain/validation.js'
 import type { MaskInput } from './types.js'
+import { clip } from '../domain/text.js'
 
 /** A host's desired state as admission and the planner see it. Deleting devices are still listed. */
 export interface HostDesired {
@@ -106,7 +107,7 @@ export function parseMaskInput(input: MaskInput, current: Mask, field: string): 
   }
   if (typeof input !== 'string') throw invalid(field, 'must be a string in kernel mask syntax or an array of ids')
   const p = parseMaskWrite(input, current)
-  if (!p.ok) throw invalid(field, `'${input.slice(0, 80)}' is not a valid mask write (${p.reason})`, 'EINVAL')
+  if (!p.ok) throw invalid(field, `'${clip(input, 80)}' is not a valid mask write (${p.reason})`, 'EINVAL')
   return p.mask
 }
 

@@ -49,6 +49,7 @@ import type {
   QueueView,
 } from './types.js'
 import { maskPair, masksView, mdevView, readMask } from './views.js'
+import { clip } from '../domain/text.js'
 
 /** Constructor arguments of {@link ApmatrixService}. */
 export interface ApmatrixServiceOptions {
@@ -619,7 +620,7 @@ export class ApmatrixService {
 
   private managed(name: string): ManagedHost {
     const h = typeof name === 'string' ? this.hosts.get(name) : undefined
-    if (!h) throw new ApmatrixError('NOT_FOUND', `host ${String(name).slice(0, 64)} not found`)
+    if (!h) throw new ApmatrixError('NOT_FOUND', `host ${clip(String(name), 64)} not found`)
     return h
   }
 
@@ -884,7 +885,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** INVALID_ARGUMENT unless `format` is one of `known` (checked before any I/O). */
 function checkFormat(format: string, known: readonly string[]): void {
-  if (!known.includes(format)) throw invalid('format', `${JSON.stringify(String(format)).slice(0, 40)} is not one of ${known.join(', ')}`)
+  if (!known.includes(format)) throw invalid('format', `${JSON.stringify(clip(String(format), 32))} is not one of ${known.join(', ')}`)
 }
 
 function invalid(field: string, message: string): ApmatrixError {
@@ -911,7 +912,7 @@ function checkLabels(v: unknown): Record<string, string> {
   const entries = Object.entries(v)
   if (entries.length > MAX_LABELS) throw invalid('labels', `at most ${MAX_LABELS} labels`)
   for (const [k, x] of entries) {
-    if (!LABEL_KEY.test(k)) throw invalid(`labels.${k.slice(0, 64)}`, 'label keys are 1..128 of [A-Za-z0-9._/-], alphanumeric at both ends')
+    if (!LABEL_KEY.test(k)) throw invalid(`labels.${clip(k, 64)}`, 'label keys are 1..128 of [A-Za-z0-9._/-], alphanumeric at both ends')
     if (typeof x !== 'string' || x.length > 256) throw invalid(`labels.${k}`, 'label values are strings of at most 256 characters')
   }
   return v as Record<string, string>

@@ -7,6 +7,7 @@ import type { ParseArgsConfig } from 'node:util'
 import { RestClient } from '../client/rest-client.js'
 import { type CliArgs, type CliIo, UsageError } from '../command.js'
 import { parseDuration } from './duration.js'
+import { clip } from '../../domain/text.js'
 
 /** The default server address. */
 export const DEFAULT_SERVER = 'http://127.0.0.1:8080'
@@ -56,9 +57,9 @@ export function serverUrl(args: CliArgs, io: CliIo): string {
   try {
     u = new URL(raw)
   } catch {
-    throw new UsageError(`--server: '${raw.slice(0, 80)}' is not a URL (e.g. ${DEFAULT_SERVER})`)
+    throw new UsageError(`--server: '${clip(raw, 80)}' is not a URL (e.g. ${DEFAULT_SERVER})`)
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--server: '${raw.slice(0, 80)}' is not an http:// or https:// URL`)
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--server: '${clip(raw, 80)}' is not an http:// or https:// URL`)
   return u.origin + u.pathname.replace(/\/+$/, '')
 }
 
@@ -70,7 +71,7 @@ export function clientContext(args: CliArgs, io: CliIo, requestTimeoutMs?: numbe
   const timeoutMs =
     requestTimeoutMs ?? (typeof args.values.timeout === 'string' ? parseDuration(args.values.timeout, '--timeout') : DEFAULT_REQUEST_TIMEOUT_MS)
   const host = typeof args.values.host === 'string' ? args.values.host : 'local'
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(host)) throw new UsageError(`--host: '${host.slice(0, 80)}' is not a host name`)
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(host)) throw new UsageError(`--host: '${clip(host, 80)}' is not a host name`)
   return {
     client: new RestClient({ server: serverUrl(args, io), timeoutMs }),
     host,

@@ -5,13 +5,14 @@
  * limit is the id space of the architecture (0..255).
  */
 import { UsageError } from '../command.js'
+import { clip } from '../../domain/text.js'
 
 const ID = /^(?:0[xX][0-9a-fA-F]{1,2}|\d{1,3})$/
 
 function one(text: string, option: string): number {
   const t = text.trim()
   const n = ID.test(t) ? Number(t) : NaN
-  if (!(n >= 0 && n <= 255)) throw new UsageError(`${option}: '${t.slice(0, 20)}' is not an id 0..255 (decimal or 0x hex)`)
+  if (!(n >= 0 && n <= 255)) throw new UsageError(`${option}: '${clip(t, 20)}' is not an id 0..255 (decimal or 0x hex)`)
   return n
 }
 
@@ -20,7 +21,7 @@ export function parseIdList(values: string | string[] | undefined, option: strin
   const out = new Set<number>()
   for (const value of values === undefined ? [] : Array.isArray(values) ? values : [values]) {
     for (const part of value.split(',')) {
-      if (part.trim() === '') throw new UsageError(`${option}: empty id in '${value.slice(0, 40)}'`)
+      if (part.trim() === '') throw new UsageError(`${option}: empty id in '${clip(value, 40)}'`)
       const dash = part.indexOf('-', 1)
       if (dash > 0) {
         const lo = one(part.slice(0, dash), option)
@@ -38,7 +39,7 @@ export function parseLabels(values: string | string[] | undefined, option: strin
   const out: Record<string, string> = {}
   for (const v of values === undefined ? [] : Array.isArray(values) ? values : [values]) {
     const i = v.indexOf('=')
-    if (i <= 0) throw new UsageError(`${option}: '${v.slice(0, 60)}' is not key=value`)
+    if (i <= 0) throw new UsageError(`${option}: '${clip(v, 60)}' is not key=value`)
     out[v.slice(0, i)] = v.slice(i + 1)
   }
   return out

@@ -4,6 +4,7 @@
  * {@link UnreachableError}. It holds no state besides its options, so one instance serves a whole verb.
  */
 import { ApiError, type Problem, UnreachableError } from './api-error.js'
+import { clip } from '../../domain/text.js'
 
 /** Options of {@link RestClient}. */
 export interface RestClientOptions {
@@ -118,7 +119,7 @@ function toProblem(res: Response, text: string): Problem {
     // not JSON: a proxy or another server answered
   }
   const code = res.status === 404 ? 'NOT_FOUND' : res.status === 503 ? 'UNAVAILABLE' : `HTTP_${res.status}`
-  const detail = `${res.status} ${res.statusText || 'error'}${text ? `: ${text.slice(0, 200).trim()}` : ''}`
+  const detail = `${res.status} ${res.statusText || 'error'}${text ? `: ${clip(text, 200).trim()}` : ''}`
   return { status: res.status, code, detail }
 }
 

@@ -8,6 +8,7 @@ import { ApmatrixError } from '../../domain/errors.js'
 import type { KernelProfileName } from '../../emulator/api.js'
 import { type EmulatorClock, startEmulatorServer } from '../../emulator-remote/server.js'
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
+import { clip } from '../../domain/text.js'
 
 const KERNELS: readonly KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
 const CLOCKS: readonly EmulatorClock[] = ['realtime', 'manual']
@@ -57,7 +58,7 @@ function stopSignal(): { next: Promise<NodeJS.Signals>; cancel: () => void } {
 
 function checkAddr(addr: string): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr)
-  if (!m || Number(m[2]) > 65535) throw new UsageError(`--addr: '${addr.slice(0, 100)}' is not HOST:PORT (port 0..65535)`)
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`--addr: '${clip(addr, 100)}' is not HOST:PORT (port 0..65535)`)
   return addr
 }
 
@@ -67,13 +68,13 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   if (profile === '') throw new UsageError('--profile: a profile name or file path is required')
   const kernel = args.values.kernel as string | undefined
   if (kernel !== undefined && !KERNELS.includes(kernel as KernelProfileName)) {
-    throw new UsageError(`--kernel: unknown kernel profile '${kernel.slice(0, 60)}' (one of ${KERNELS.join(', ')})`)
+    throw new UsageError(`--kernel: unknown kernel profile '${clip(kernel, 60)}' (one of ${KERNELS.join(', ')})`)
   }
   const clock = (args.values.clock as string | undefined) ?? 'realtime'
-  if (!CLOCKS.includes(clock as EmulatorClock)) throw new UsageError(`--clock: '${clock.slice(0, 60)}' is not one of ${CLOCKS.join(', ')}`)
+  if (!CLOCKS.includes(clock as EmulatorClock)) throw new UsageError(`--clock: '${clip(clock, 60)}' is not one of ${CLOCKS.join(', ')}`)
   const tickText = (args.values['tick-ms'] as string | undefined) ?? '100'
   const tickMs = Number(tickText)
-  if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS) throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${tickText.slice(0, 20)}'`)
+  if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS) throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${clip(tickText, 20)}'`)
 
   // Listen for signals before binding, so a stop that arrives during start-up is not lost.
   const stop = stopSignal()

@@ -10,6 +10,7 @@ import type { ApiEvent } from '../client/api-types.js'
 import { withClientErrors } from '../client/report-error.js'
 import { readSse } from '../client/sse.js'
 import { type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
+import { clip } from '../../domain/text.js'
 
 /**
  * Without --follow, the end of "the events so far" is a quiet stream: the server replays stored events
@@ -63,9 +64,9 @@ ${clientOptionsHelp({ host: false, timeout: 'how long connecting may take (defau
       const ctx = clientContext(args, io)
       const follow = args.values.follow === true
       const sinceArg = args.values.since as string | undefined
-      if (sinceArg !== undefined && !/^\d{1,15}$/.test(sinceArg)) throw new UsageError(`--since: '${sinceArg.slice(0, 20)}' is not an event seq (0 or more)`)
+      if (sinceArg !== undefined && !/^\d{1,15}$/.test(sinceArg)) throw new UsageError(`--since: '${clip(sinceArg, 20)}' is not an event seq (0 or more)`)
       const maxArg = args.values['max-events'] as string | undefined
-      if (maxArg !== undefined && !/^[1-9]\d{0,8}$/.test(maxArg)) throw new UsageError(`--max-events: '${maxArg.slice(0, 20)}' is not a positive number`)
+      if (maxArg !== undefined && !/^[1-9]\d{0,8}$/.test(maxArg)) throw new UsageError(`--max-events: '${clip(maxArg, 20)}' is not a positive number`)
       const max = maxArg === undefined ? Infinity : Number(maxArg)
       const host = typeof args.values.host === 'string' ? args.values.host : undefined
       const kinds = (args.values.kind as string[] | undefined)?.join(',')

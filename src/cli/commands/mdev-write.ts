@@ -15,6 +15,7 @@ import { waitWithProgress } from '../client/wait-with-progress.js'
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
 import { formatRanges } from '../format/ids.js'
 import { printPlan } from './plan.js'
+import { clip } from '../../domain/text.js'
 
 const MERGE_PATCH = { 'content-type': 'application/merge-patch+json' }
 
@@ -66,7 +67,7 @@ ${clientOptionsHelp()}
     withClientErrors(io, async () => {
       const waitMs = waitTimeoutOf(args)
       const uuid = args.values.uuid as string | undefined
-      if (uuid !== undefined && !isUuid(uuid)) throw new UsageError(`--uuid: '${uuid.slice(0, 60)}' is not a UUID`)
+      if (uuid !== undefined && !isUuid(uuid)) throw new UsageError(`--uuid: '${clip(uuid, 60)}' is not a UUID`)
       const labels = parseLabels(strings(args.values.label), '--label')
       const body = {
         ...(uuid ? { uuid: uuid.toLowerCase() } : {}),

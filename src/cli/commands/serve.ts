@@ -4,6 +4,7 @@
  */
 import { ConfigError, loadConfig, SETTINGS, type SettingName } from '../../config.js'
 import { type CliCommand, EXIT, UsageError } from '../command.js'
+import { keepServingOnStrayErrors } from '../process-guard.js'
 
 const names = Object.keys(SETTINGS) as SettingName[]
 
@@ -46,13 +47,14 @@ export const serveCommand: CliCommand = {
       log.flush?.()
       return EXIT.FAILURE
     }
+    const guard = keepServingOnStrayErrors(log)
     io.stdout.write(`apmatrix serving REST on ${svc.httpUrl}\napmatrix serving gRPC on ${svc.grpcAddr}\n`)
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log.info({ signal }, 'shutting down')
         process.off('SIGTERM', onTerm)
         process.off('SIGINT', onInt)
-        void svc.close().then(resolve, (e) => {
+        void svc.close().then(() => (guard.remove(), resolve()), (e) => {
           log.error({ err: String(e) }, 'shutdown failed')
           resolve()
         })

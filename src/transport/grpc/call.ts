@@ -35,13 +35,28 @@ export function unary<Req, Res>(logger: GrpcLogger | null, fn: (req: Req, info: 
     } catch (e) {
       p = Promise.reject(e)
     }
+    const internal = (e: unknown) => logger?.error({ err: e, requestId: info.requestId }, 'grpc handler failed')
+    // `callback` serialises the answer and encodes the status; whatever it throws must stay with this call
+    // (inside a promise reaction it would be an unhandled rejection, which ends the process).
+    const answer = (err: grpc.ServiceError | null, res?: Res): void => {
+      try {
+        callback(err, res)
+      } catch (e) {
+        internal(e)
+        try {
+          callback(toGrpcError(e, info.requestId))
+        } catch {
+          // The call is beyond answering (its stream is gone); the client sees the connection's status.
+        }
+      }
+    }
     p.then(
       (res) => {
-        if (!call.cancelled) callback(null, res)
+        if (!call.cancelled) answer(null, res)
       },
       (err: unknown) => {
         if (call.cancelled) return
-        callback(toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'grpc handler failed')))
+        answer(toGrpcError(err, info.requestId, internal))
       },
     )
   }

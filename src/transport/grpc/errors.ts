@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import { ApmatrixError, type ErrorCode, type Violation } from '../../domain/errors.js'
+import { clip } from '../../domain/text.js'
 import { HubClosedError, SubscriptionLagError } from '../../events/hub.js'
 
 /** gRPC status of each error code. */
@@ -59,8 +60,20 @@ export function toGrpcError(err: unknown, requestId: string, internal?: (err: un
   return status(grpc.status.INTERNAL, `internal error (request ${requestId})`, md)
 }
 
+/** Longest status message sent (code points): it travels in the `grpc-message` trailer. */
+const MAX_DETAILS = 1024
+
 function status(code: grpc.status, details: string, metadata: grpc.Metadata): GrpcError {
-  return Object.assign(new Error(details), { code, details, metadata }) as GrpcError
+  const safe = safeDetails(details)
+  return Object.assign(new Error(safe), { code, details: safe, metadata }) as GrpcError
+}
+
+/**
+ * A status message grpc-js can always send: it percent-encodes `grpc-message` with `encodeURI`, which
+ * throws on a lone surrogate, outside any handler (one such message used to end the process).
+ */
+export function safeDetails(details: unknown): string {
+  return clip(typeof details === 'string' ? details : String(details ?? ''), MAX_DETAILS)
 }
 
 function boundedJson(v: Violation[]): string {

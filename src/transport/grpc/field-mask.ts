@@ -6,6 +6,7 @@
 import { ApmatrixError } from '../../domain/errors.js'
 import type { UpdateMdevRequest__Output } from '../../generated/grpc/apmatrix/v1/UpdateMdevRequest.js'
 import { specIn } from './convert.js'
+import { clip } from '../../domain/text.js'
 
 const SPEC_FIELDS: Record<string, string> = { adapters: 'adapters', domains: 'domains', control_domains: 'controlDomains', state: 'state' }
 const MAX_PATHS = 100
@@ -64,6 +65,6 @@ export function maskReplacesLabels(req: UpdateMdevRequest__Output): boolean {
 }
 
 function bad(paths: string[], message: string): ApmatrixError {
-  const violations = paths.slice(0, 100).map((p) => ({ rule: 'INVALID_ARGUMENT' as const, field: `update_mask.${p.slice(0, 128)}`, message }))
+  const violations = paths.slice(0, 100).map((p) => ({ rule: 'INVALID_ARGUMENT' as const, field: `update_mask.${clip(p, 128)}`, message }))
   return new ApmatrixError('INVALID_ARGUMENT', `update_mask: ${message}: ${paths.slice(0, 5).join(', ')}`, { violations })
 }

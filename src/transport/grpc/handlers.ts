@@ -257,7 +257,12 @@ export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServi
       const fail = (err: unknown) => {
         if (finished) return
         finish()
-        if (!call.cancelled) call.emit('error', toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'watch failed')))
+        if (call.cancelled) return
+        try {
+          call.emit('error', toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'watch failed')))
+        } catch (e) {
+          logger?.error({ err: e, requestId: info.requestId }, 'watch status could not be sent')
+        }
       }
       let lastSent = 0
       const shutdown = () => fail(new HubClosedError(lastSent))

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
+import { safeDetails } from './errors.js'
 
 /** The smallest logger the transport needs (pino fits). */
 export interface GrpcLogger {
@@ -45,12 +46,14 @@ export function requestIdInterceptor(logger: GrpcLogger | null): grpc.ServerInte
       sendStatus(status, next) {
         const metadata = status.metadata ?? new grpc.Metadata()
         if (requestId && !metadata.get(REQUEST_ID_KEY).length) metadata.set(REQUEST_ID_KEY, requestId)
+        // Every status leaves through here: a message grpc-js cannot encode would throw outside any handler.
+        const details = safeDetails(status.details)
         if (logger) {
           const entry = { method: method.path, requestId, code: grpc.status[status.code ?? 0], ms: Number(process.hrtime.bigint() - started) / 1e6 }
-          if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) logger.error(entry, status.details ?? 'grpc call failed')
+          if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) logger.error(entry, details || 'grpc call failed')
           else logger.info(entry, 'grpc call')
         }
-        next({ ...status, metadata })
+        next({ ...status, details, metadata })
       },
     })
   }

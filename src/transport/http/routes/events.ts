@@ -20,6 +20,7 @@ import { HubClosedError, SubscriptionLagError, type EventHub, type SubscribeOpti
 import { toLibvirtEvent } from '../../../events/libvirt-lifecycle.js'
 import type { EventRecord } from '../../../events/hub.js'
 import * as S from '../schemas.js'
+import { clip } from '../../../domain/text.js'
 
 /** Options of {@link eventRoutes}. */
 export interface EventRoutesOptions {
@@ -177,7 +178,7 @@ function errorJson(err: Error, position: number, requestId: string): Record<stri
   if (err instanceof SubscriptionLagError) return { code: 'RATE_LIMITED', detail: err.message, resumeSeq: err.resumeSeq, requestId }
   if (err instanceof HubClosedError) return { code: 'UNAVAILABLE', detail: 'server shutting down; resume from resumeSeq', resumeSeq: Math.max(err.resumeSeq, position), requestId }
   const code = err instanceof ApmatrixError ? err.code : 'UNAVAILABLE'
-  return { code, detail: `event stream failed: ${err.message}`.slice(0, 512), resumeSeq: position, requestId }
+  return { code, detail: clip(`event stream failed: ${err.message}`, 512), resumeSeq: position, requestId }
 }
 
 /** A seq from a query parameter or header; undefined when absent. INVALID_ARGUMENT when malformed. */
@@ -185,7 +186,7 @@ function parseSeq(v: string | undefined, field: string): number | undefined {
   if (v === undefined) return undefined
   const s = v.trim()
   const n = SEQ.test(s) ? Number(s) : NaN
-  if (!Number.isSafeInteger(n)) throw invalid(field, `${field} must be a non-negative integer (an event seq), not ${JSON.stringify(v.slice(0, 32))}`)
+  if (!Number.isSafeInteger(n)) throw invalid(field, `${field} must be a non-negative integer (an event seq), not ${JSON.stringify(clip(v, 32))}`)
   return n
 }
 

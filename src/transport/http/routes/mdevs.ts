@@ -4,6 +4,7 @@ import { ApmatrixError } from '../../../domain/errors.js'
 import type { ApmatrixService, MdevView, Mutation } from '../../../service/index.js'
 import { callContext, setEtag } from '../call-context.js'
 import * as S from '../schemas.js'
+import { clip } from '../../../domain/text.js'
 
 const MERGE_PATCH = 'application/merge-patch+json'
 // The few reply methods used here; route replies differ in their schema generics.
@@ -120,7 +121,7 @@ export function parseLabelSelector(s: string): Record<string, string> {
   const out: Record<string, string> = {}
   for (const part of s.split(',')) {
     const i = part.indexOf('=')
-    if (i <= 0) throw new ApmatrixError('INVALID_ARGUMENT', `label selector '${part.slice(0, 64)}' is not key=value`)
+    if (i <= 0) throw new ApmatrixError('INVALID_ARGUMENT', `label selector '${clip(part, 64)}' is not key=value`)
     out[part.slice(0, i).trim()] = part.slice(i + 1).trim()
   }
   return out
