@@ -139,6 +139,9 @@ export class SysfsBus implements BusPort {
     const bound = await this.boundDevices()
     const names = await this.fs.list(DEVICES)
     const mdevs = vfioApLoaded ? await this.observeMdevs(matrixFeatures !== null && /guest_matrix/.test(matrixFeatures)) : []
+    // V-3: available_instances counts down with every device created, whoever created it.
+    const available = vfioApLoaded ? await this.tryRead(`${MDEV_TYPE}/available_instances`) : null
+    const mdevCapacity = available !== null && /^\d+\s*$/.test(available) ? num(available) + mdevs.length : null
     const queues: ObservedQueueRef[] = []
     for (const name of names) {
       const q = parseApqnName(name)
@@ -165,6 +168,7 @@ export class SysfsBus implements BusPort {
       mdevs,
       bindings: { bound: bm ? num(bm[1]!) : 0, total: bm ? num(bm[2]!) : 0, complete: bindings.includes('(complete)') },
       vfioApLoaded,
+      mdevCapacity,
     }
   }
 

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'APQN_IN_USE'
   | 'APQN_RESERVED'
   | 'BUSY'
+  | 'INSTANCE_LIMIT'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'PAYLOAD_TOO_LARGE'

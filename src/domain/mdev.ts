@@ -25,6 +25,11 @@ export interface MdevDesired {
 export interface HostLimits {
   maxAdapterId: number
   maxDomainId: number
+  /**
+   * Most matrix devices the host can have at once (V-3: `available_instances` plus the devices that
+   * exist), or undefined when unknown (vfio_ap not loaded, or a caller that does not check it).
+   */
+  maxMdevs?: number
 }
 
 /** The limits of an APXA machine with Na = Nd = 255 (the spec fixture, ap-bus.md §6). */

@@ -81,6 +81,8 @@ export interface ObservedTopology {
   /** `bindings` (B-34): bound/total queue devices and whether the kernel says complete. */
   bindings: { bound: number; total: number; complete: boolean }
   vfioApLoaded: boolean
+  /** V-3: how many matrix devices the host can hold (`available_instances` + the existing ones); null without vfio_ap. */
+  mdevCapacity: number | null
 }
 
 /** The full inventory of a host: the topology plus every card's and queue's attributes. */

@@ -91,7 +91,9 @@ export interface DesiredState {
  * - APQN_IN_USE (rule 2, V-10 EADDRINUSE): an APQN of an mdev that an earlier mdev in `mdevs` already
  *   claims; one violation per APQN, owner = that earlier uuid. The fix removes from the later mdev either
  *   the shared domains or the shared adapters, whichever set is smaller (domains on a tie: mdevs sharing
- *   an adapter with different domains is the valid layout, T-22).
+ *   an adapter with different domains is the valid layout, T-22);
+ * - INSTANCE_LIMIT (V-3, V-4 EUSERS): more `started` devices than the host can hold (`limits.maxMdevs`:
+ *   `available_instances` plus the devices that exist); stopped devices are only definitions and do not count.
  * V-12 applies throughout: an mdev with an empty dimension claims no APQN. Violations name the mdev in
  * `field` (`mdevs[<uuid>].spec...`). To admit one new or changed mdev, pass the host's other mdevs first
  * and it last, so its conflicts are reported against it with the existing devices as owners.
@@ -161,6 +163,17 @@ export function validateDesiredState(state: DesiredState, opts: ValidationOption
         if (!more) break reserved
       }
     }
+  }
+
+  const started = mdevs.filter((m) => m.spec.state === 'started').length
+  if (limits.maxMdevs !== undefined && started > limits.maxMdevs) {
+    out.push({
+      rule: 'INSTANCE_LIMIT',
+      field: 'mdevs',
+      id: limits.maxMdevs,
+      message: `the host holds at most ${limits.maxMdevs} matrix devices (vfio_ap-passthrough available_instances plus the existing ones); this state starts ${started}`,
+      fix: `stop or delete ${started - limits.maxMdevs} matrix device${started - limits.maxMdevs === 1 ? '' : 's'}, or define new ones with state stopped`,
+    })
   }
 
   const index = new ApqnOwnerIndex()

@@ -23,7 +23,7 @@ export interface HostDesired {
 }
 
 // The error code of a rejection: the most basic rule broken wins (syntax before semantics).
-const PRIORITY: ErrorCode[] = ['INVALID_ARGUMENT', 'OUT_OF_RANGE', 'BUSY', 'APQN_IN_USE', 'APQN_RESERVED']
+const PRIORITY: ErrorCode[] = ['INVALID_ARGUMENT', 'OUT_OF_RANGE', 'BUSY', 'APQN_IN_USE', 'APQN_RESERVED', 'INSTANCE_LIMIT']
 
 /** The ApmatrixError for a non-empty violation list. */
 export function rejection(violations: Violation[], what = 'desired state', syntaxErrno?: Errno): ApmatrixError {
@@ -31,7 +31,9 @@ export function rejection(violations: Violation[], what = 'desired state', synta
   const first = violations.find((v) => v.rule === code)!.message
   const more = violations.length > 1 ? ` (${violations.length} violations in all)` : ''
   // The errno the kernel would give for the same refusal (V-10, B-24, B-21).
-  const errno = code === 'APQN_IN_USE' ? 'EADDRINUSE' : code === 'APQN_RESERVED' ? 'EADDRNOTAVAIL' : code === 'BUSY' ? 'EBUSY' : code === 'OUT_OF_RANGE' ? 'ENODEV' : syntaxErrno
+  const errno = (
+    { APQN_IN_USE: 'EADDRINUSE', APQN_RESERVED: 'EADDRNOTAVAIL', BUSY: 'EBUSY', OUT_OF_RANGE: 'ENODEV', INSTANCE_LIMIT: 'EUSERS' } as Partial<Record<ErrorCode, Errno>>
+  )[code] ?? syntaxErrno
   return new ApmatrixError(code, `${what} refused: ${first}${more}`, { violations, ...(errno ? { errno } : {}) })
 }
 

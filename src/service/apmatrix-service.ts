@@ -684,7 +684,11 @@ export class ApmatrixService {
   /** The desired state admission sees: stored masks (kernel default when never set), stored devices, foreign devices on the bus. */
   private desiredOf(observed: ObservedTopology, stored: StoredState): HostDesired {
     const known = new Set(stored.mdevs.map((m) => m.uuid))
-    const limits: HostLimits = { maxAdapterId: observed.maxAdapterId, maxDomainId: observed.maxDomainId }
+    const limits: HostLimits = {
+      maxAdapterId: observed.maxAdapterId,
+      maxDomainId: observed.maxDomainId,
+      ...(observed.mdevCapacity !== null ? { maxMdevs: observed.mdevCapacity } : {}),
+    }
     return {
       limits,
       apmask: readMask(stored.masks?.apmask ?? FULL),

@@ -18,8 +18,8 @@ const BY_ERRNO: Record<Errno, ErrorCode> = {
   EEXIST: 'ALREADY_EXISTS',
   EPERM: 'PERMISSION_DENIED',
   EACCES: 'PERMISSION_DENIED',
-  // V-29-like refusals of a device that is in use right now.
-  EUSERS: 'BUSY',
+  // V-4: no instances of the mdev type left.
+  EUSERS: 'INSTANCE_LIMIT',
   ECANCELED: 'CONFLICT',
   EAGAIN: 'UNAVAILABLE',
   EIO: 'UNAVAILABLE',

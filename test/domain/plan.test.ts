@@ -28,7 +28,7 @@ function observed(apmask: Mask, aqmask: Mask, mdevs: ObservedMdev[] = [], unboun
     features: ['APXA', 'QACT', 'guest_matrix', 'hotplug', 'ap_config'], maxAdapterId: 255, maxDomainId: 255,
     apmask: apmask.toString(), aqmask: aqmask.toString(),
     config: { adapters: ADAPTERS, domains: DOMAINS, controlDomains: DOMAINS },
-    adapters: [], queues, mdevs, bindings: { bound: 12, total: 12, complete: true }, vfioApLoaded: true,
+    adapters: [], queues, mdevs, bindings: { bound: 12, total: 12, complete: true }, vfioApLoaded: true, mdevCapacity: 256,
   }
 }
 

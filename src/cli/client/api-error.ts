@@ -54,7 +54,7 @@ export class WaitTimeoutError extends Error {
   }
 }
 
-const REFUSED_CODES = new Set(['APQN_IN_USE', 'APQN_RESERVED', 'BUSY'])
+const REFUSED_CODES = new Set(['APQN_IN_USE', 'APQN_RESERVED', 'BUSY', 'INSTANCE_LIMIT'])
 
 /** The exit code of an API error: admission refusals 3, not found 4, conflicts 5, unavailable 6, else 1. */
 export function exitCodeOf(e: ApiError): number {
