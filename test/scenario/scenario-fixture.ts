@@ -1,16 +1,25 @@
 /**
  * The whole service in this process, as `apmatrix serve` wires it (src/main.ts startService): a fresh
- * database, REST on 127.0.0.1 with an ephemeral port, the real reconciler, and the emulated host `local`
- * (spec-fixture profile, real-time clock) in process so a test can read its request counters. Requests
- * go over a real socket. Closed at t's teardown.
+ * database, REST on 127.0.0.1 with an ephemeral port, the real reconciler, and one host `local` behind
+ * one of the backends (the in-process emulator by default; see {@link ScenarioBackend}). Requests go
+ * over a real socket. Closed at t's teardown.
  */
 import type { Test } from 'tap'
 import { loadConfig } from '../../src/config.js'
 import { createLogger, startService, type RunningService } from '../../src/main.js'
 import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
+import { connectEmulator } from '../../src/emulator-remote/client.js'
 import type { EventRecord } from '../../src/store/event-repo.js'
 import { freshDatabase, type TestDatabase } from '../store/pg-helper.js'
+import { startEmulatorProcess } from '../reliability/cli-process.js'
 import { isReady, restClient, until, type RestCall } from './rest-client.js'
+import { localStats, restControls, type HostControls } from './host-controls.js'
+
+/**
+ * How host `local` is driven: `in-process` (an emulator inside the service), `remote-emulator` (an
+ * `apmatrix emulator serve` child over gRPC).
+ */
+export type ScenarioBackend = 'in-process' | 'remote-emulator'
 
 export const HOST = '/v1/hosts/local'
 export const MATRIX = '/sys/devices/vfio_ap/matrix'
@@ -18,8 +27,9 @@ export const MATRIX = '/sys/devices/vfio_ap/matrix'
 export interface Scenario {
   svc: RunningService
   call: RestCall
-  /** The in-process emulated host (request counters: `local.host.requestStats(apqn)`). */
-  local: LocalEmulatedHost
+  backend: ScenarioBackend
+  /** Root and the hypervisor on the host, behind the service's back. */
+  host: HostControls
   /** GET of one device; the object, or null on 404. */
   mdev(uuid: string): Promise<any> // eslint-disable-line @typescript-eslint/no-explicit-any
   /** Polls one device until `pred` holds; resolves to the object. */
@@ -28,7 +38,7 @@ export interface Scenario {
   waitReady(uuid: string): Promise<any> // eslint-disable-line @typescript-eslint/no-explicit-any
   /** Polls until GET answers 404 (the reconciler removed it and dropped the record). */
   waitGone(uuid: string): Promise<void>
-  /** A sysfs attribute through `GET .../emulator/sysfs`: the text, or null on 404. */
+  /** A sysfs attribute as root reads it on the host: the text, or null when it does not exist. */
   sysfs(path: string): Promise<string | null>
   /** Stored events of host `local`, optionally of some types. */
   events(...types: string[]): Promise<EventRecord[]>
@@ -39,29 +49,47 @@ export interface Scenario {
   waitEvent(type: string, pred?: (e: EventRecord) => boolean): Promise<EventRecord>
 }
 
+/** Where the host lives, the settings that make the service manage it, and how a test reaches it. */
+async function startBackend(t: Test, backend: ScenarioBackend): Promise<{ env: Record<string, string>; controls: (svc: RunningService, call: RestCall) => HostControls }> {
+  if (backend === 'in-process') {
+    return {
+      env: { APMATRIX_PROFILE: 'spec-fixture' },
+      controls: (svc, call) => {
+        const local = svc.hosts[0]
+        if (!(local instanceof LocalEmulatedHost)) throw new Error('expected the in-process emulated host local')
+        return restControls(call, HOST, localStats(local))
+      },
+    }
+  }
+  const { addr } = await startEmulatorProcess(t)
+  const emu = connectEmulator(addr)
+  t.teardown(() => emu.close())
+  return { env: { APMATRIX_EMULATOR_ADDR: addr }, controls: (_svc, call) => restControls(call, HOST, (apqn) => emu.requestStats(apqn)) }
+}
+
 /**
- * Starts the service on a fresh empty database of `db`'s provider (each scenario starts from nothing);
- * `env` overrides settings (e.g. APMATRIX_DRAIN_TIMEOUT_MS).
+ * Starts the service on a fresh empty database of `db`'s provider (each scenario starts from nothing)
+ * with host `local` behind `backend`; `env` overrides settings (e.g. APMATRIX_DRAIN_TIMEOUT_MS).
  */
-export async function startScenario(t: Test, db: TestDatabase, env: Record<string, string> = {}): Promise<Scenario> {
+export async function startScenario(t: Test, db: TestDatabase, env: Record<string, string> = {}, backend: ScenarioBackend = 'in-process'): Promise<Scenario> {
   const fresh = await freshDatabase(t, db.provider)
+  const be = await startBackend(t, backend)
   const cfg = loadConfig(
     {},
     {
       DATABASE_URL: fresh.url,
       APMATRIX_HTTP_ADDR: '127.0.0.1:0',
       APMATRIX_GRPC_ADDR: '127.0.0.1:0',
-      APMATRIX_PROFILE: 'spec-fixture',
       APMATRIX_LOG_LEVEL: 'silent',
       APMATRIX_RESYNC_MS: '1000',
+      ...be.env,
       ...env,
     },
   )
   const svc = await startService(cfg, createLogger(cfg.logLevel))
   t.teardown(() => svc.close())
-  const local = svc.hosts[0]
-  if (!(local instanceof LocalEmulatedHost)) throw new Error('expected the in-process emulated host local')
   const call = restClient(svc.httpUrl)
+  const host = be.controls(svc, call)
 
   const mdev = async (uuid: string) => {
     const r = await call('GET', `${HOST}/mdevs/${uuid}`)
@@ -80,12 +108,6 @@ export async function startScenario(t: Test, db: TestDatabase, env: Record<strin
       { timeoutMs, describe: () => last },
     )
   }
-  const sysfs = async (path: string) => {
-    const r = await call('GET', `${HOST}/emulator/sysfs?path=${encodeURIComponent(path)}`)
-    if (r.status === 404) return null
-    if (r.status !== 200) throw new Error(`GET sysfs ${path}: ${r.status} ${r.text}`)
-    return r.text
-  }
   const events: Scenario['events'] = async (...types) => {
     const all = await svc.store.events.list({ host: 'local', limit: 1000 })
     return types.length ? all.filter((e) => types.includes(e.type)) : all
@@ -93,7 +115,8 @@ export async function startScenario(t: Test, db: TestDatabase, env: Record<strin
   return {
     svc,
     call,
-    local,
+    backend,
+    host,
     mdev,
     waitMdev,
     waitReady: (uuid) => waitMdev(uuid, 'Ready=True with observedGeneration == generation', isReady),
@@ -101,7 +124,7 @@ export async function startScenario(t: Test, db: TestDatabase, env: Record<strin
       let last: unknown
       await until(`${uuid} to be gone (GET 404)`, async () => (last = await mdev(uuid)) === null, { describe: () => last })
     },
-    sysfs,
+    sysfs: (path) => host.read(path),
     events,
     waitEvent: (type, pred = () => true) =>
       until(`a ${type} event`, async () => (await events(type)).find(pred), { describe: async () => (await events()).map((e) => `${e.type}:${e.name}`) }),

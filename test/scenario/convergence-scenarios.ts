@@ -1,12 +1,13 @@
 /**
- * Convergence scenarios through the REST API (issue 3 §6, product.md §4-§5): the service as `apmatrix
- * serve` wires it, over a real socket, with the real reconciler and an emulated host, on SQLite and
- * PostgreSQL. Every wait is bounded and polls GET until the status says the bus matches.
+ * Convergence scenarios through the REST API (product.md §4-§5): the service as `apmatrix serve` wires
+ * it, over a real socket, with the real reconciler, and host `local` behind one backend. The same
+ * scenarios with the same expectations run on every backend (convergence-*.test.ts). Every wait is
+ * bounded and polls GET until the status says the bus matches.
  */
-import t, { type Test } from 'tap'
-import { forEachDatabase, type TestDatabase } from '../store/pg-helper.js'
+import type { Test } from 'tap'
+import type { TestDatabase } from '../store/pg-helper.js'
 import { condition, crossProduct, isReady, until } from './rest-client.js'
-import { HOST, MATRIX, startScenario, type Scenario } from './scenario-fixture.js'
+import { HOST, MATRIX, startScenario, type Scenario, type ScenarioBackend } from './scenario-fixture.js'
 
 const A = 'aaaaaaaa-0000-4000-8000-000000000001'
 const B = 'bbbbbbbb-0000-4000-8000-000000000002'
@@ -26,9 +27,10 @@ async function create(s: Scenario, uuid: string, spec: object): Promise<void> {
   if (r.status !== 201) throw new Error(`POST mdev ${uuid}: ${r.status} ${r.text}`)
 }
 
-function scenarios(t: Test, db: TestDatabase): void {
+/** Registers every scenario as a subtest of `t`, each on a fresh database of `db`'s provider. */
+export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): void {
   t.test('create, hot plug a domain into a running guest (PATCH), delete: each converges (V-19, V-26)', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)
     const post = await s.call('POST', `${HOST}/mdevs`, { body: { uuid: A, spec: { adapters: [5], domains: [4], controlDomains: [4] } } })
     t.equal(post.status, 201, post.text)
@@ -40,8 +42,7 @@ function scenarios(t: Test, db: TestDatabase): void {
     t.equal(await s.sysfs(`${MATRIX}/${A}/matrix`), '05.0004\n', 'the bus has the matrix')
     t.equal(await s.sysfs(`${MATRIX}/${A}/control_domains`), '0004\n')
 
-    const open = await s.call('POST', `${HOST}/emulator/guests`, { body: { uuid: A, guest: 'vm1' } })
-    t.equal(open.status, 204, open.text)
+    await s.host.guestOpen(A, 'vm1')
     await s.waitMdev(A, 'status.guest = vm1', (m) => m.status.guest === 'vm1' && condition(m, 'InUseByGuest')?.status === 'True')
 
     const patch = await s.call('PATCH', `${HOST}/mdevs/${A}`, {
@@ -57,7 +58,7 @@ function scenarios(t: Test, db: TestDatabase): void {
     t.equal(grown.status.guest, 'vm1', 'the guest kept the device open through the update')
     t.equal(await s.sysfs(`${MATRIX}/${A}/guest_matrix`), '05.0004\n05.0047\n')
 
-    t.equal((await s.call('DELETE', `${HOST}/emulator/guests/vm1`)).status, 204)
+    await s.host.guestClose('vm1')
     const del = await s.call('DELETE', `${HOST}/mdevs/${A}`)
     t.equal(del.status, 202, del.text)
     t.ok(del.body.metadata.deletionRequestedAt, 'the answer carries the deletion marker')
@@ -67,7 +68,7 @@ function scenarios(t: Test, db: TestDatabase): void {
   })
 
   t.test('rule 2 (V-10 EADDRINUSE): a device claiming APQNs of another is refused with every conflict and its owner', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)
     await create(s, A, { adapters: [5, 6], domains: [4, 0x47], controlDomains: [4] })
     await s.waitReady(A)
@@ -106,7 +107,7 @@ function scenarios(t: Test, db: TestDatabase): void {
   })
 
   t.test('rule 4 (B-24 in_use veto): a mask change that hands a held APQN back to the host is BUSY', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)
     await create(s, A, { adapters: [5], domains: [4, 0x47] })
     await s.waitReady(A)
@@ -128,18 +129,17 @@ function scenarios(t: Test, db: TestDatabase): void {
   })
 
   t.test('V-20/V-33: a manual unbind while adapter 6 is checkstopped leaves it filtered (AdapterFiltered); the drift is repaired', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)
     await create(s, A, { adapters: [5, 6], domains: [4, 0x47], controlDomains: [4] })
     const ready = await s.waitReady(A)
     t.same(ready.status.guestMatrix, crossProduct([5, 6], [4, 0x47]))
     t.equal(condition(ready, 'AdapterFiltered')?.status, 'False')
 
-    t.equal((await s.call('POST', `${HOST}/emulator/hardware`, { body: { action: 'checkstop', apid: 6 } })).status, 204)
+    await s.host.hardware({ action: 'checkstop', apid: 6 })
     // Root unbinds one queue: V-33 drops adapter 6 from the guest view and resets its queues, which fails on a
     // checkstopped card (V-39), so re-binding the queue cannot bring the adapter back (V-20).
-    const unbind = await s.call('POST', `${HOST}/emulator/sysfs`, { body: { path: '/sys/bus/ap/drivers/vfio_ap/unbind', value: '06.0047\n' } })
-    t.equal(unbind.status, 204, unbind.text)
+    await s.host.write('/sys/bus/ap/drivers/vfio_ap/unbind', '06.0047\n')
     const filtered = await s.waitMdev(A, 'AdapterFiltered=True', (m) => condition(m, 'AdapterFiltered')?.status === 'True')
     t.match(condition(filtered, 'AdapterFiltered')?.message, /adapters 06/)
     t.equal(condition(filtered, 'Degraded')?.reason, 'AdapterFiltered')
@@ -157,11 +157,10 @@ function scenarios(t: Test, db: TestDatabase): void {
 
     // The card recovers; root re-probes both queues of adapter 6 (filtering runs only on a probe, V-21); the
     // reconciler binds them back and the adapter returns to the guest.
-    t.equal((await s.call('POST', `${HOST}/emulator/hardware`, { body: { action: 'checkstop-clear', apid: 6 } })).status, 204)
+    await s.host.hardware({ action: 'checkstop-clear', apid: 6 })
     for (const apqn of ['06.0004', '06.0047']) {
       await until(`${apqn} bound to vfio_ap`, async () => (await s.call('GET', `${HOST}/queues?adapter=6`)).body.items?.some((x: { apqn: string; driver: string }) => x.apqn === apqn && x.driver === 'vfio_ap'))
-      const r = await s.call('POST', `${HOST}/emulator/sysfs`, { body: { path: '/sys/bus/ap/drivers/vfio_ap/unbind', value: `${apqn}\n` } })
-      t.equal(r.status, 204, r.text)
+      await s.host.write('/sys/bus/ap/drivers/vfio_ap/unbind', `${apqn}\n`)
     }
     const healed = await s.waitMdev(A, 'AdapterFiltered=False and the whole matrix in the guest', (m) => condition(m, 'AdapterFiltered')?.status === 'False' && m.status.guestMatrix.length === 4)
     t.same(healed.status.guestMatrix, crossProduct([5, 6], [4, 0x47]))
@@ -171,7 +170,7 @@ function scenarios(t: Test, db: TestDatabase): void {
   })
 
   t.test('V-29: DELETE of a device a guest holds waits (InUseByGuest) until the guest closes it; force does not wait', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)
     await create(s, A, { adapters: [5], domains: [4] })
     await create(s, B, { adapters: [6], domains: [4] })
@@ -181,8 +180,7 @@ function scenarios(t: Test, db: TestDatabase): void {
       [A, 'vm1'],
       [B, 'vm2'],
     ]) {
-      const r = await s.call('POST', `${HOST}/emulator/guests`, { body: { uuid, guest } })
-      t.equal(r.status, 204, r.text)
+      await s.host.guestOpen(uuid!, guest!)
     }
 
     t.equal((await s.call('DELETE', `${HOST}/mdevs/${A}`)).status, 202)
@@ -190,7 +188,7 @@ function scenarios(t: Test, db: TestDatabase): void {
     t.equal(condition(waiting, 'InUseByGuest')?.status, 'True')
     t.equal(waiting.status.guest, 'vm1')
     t.equal(await s.sysfs(`${MATRIX}/${A}/matrix`), '05.0004\n', 'still on the bus while the guest has it')
-    t.equal((await s.call('DELETE', `${HOST}/emulator/guests/vm1`)).status, 204, 'the guest closes it')
+    await s.host.guestClose('vm1')
     await s.waitGone(A)
     t.equal(await s.sysfs(`${MATRIX}/${A}`), null)
 
@@ -199,12 +197,12 @@ function scenarios(t: Test, db: TestDatabase): void {
     t.equal(force.body.metadata.force, true)
     await s.waitGone(B)
     t.equal(await s.sysfs(`${MATRIX}/${B}`), null, 'removed although vm2 had it open')
-    t.same((await s.call('GET', `${HOST}/emulator/guests`)).body.items, [], 'the guest lost the device')
+    t.same(await s.host.guests(), [], 'the guest lost the device')
     t.ok(await s.waitEvent('MdevStopped', (e) => e.name === B && /forced/.test(e.message)), 'the forced removal says so')
   })
 
   t.test('host reboot: kernel state is lost, started devices and masks come back, stopped ones stay off', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)
     await create(s, A, { adapters: [5, 6], domains: [4, 0x47], controlDomains: [4] })
     await create(s, B, { adapters: [5], domains: [0xab], state: 'stopped' })
@@ -213,9 +211,8 @@ function scenarios(t: Test, db: TestDatabase): void {
     t.equal(b.status.active, false, 'a stopped device is defined only')
     const bootBefore = (await s.call('GET', `${HOST}`)).body.bootId
 
-    const r = await s.call('POST', `${HOST}/emulator/reboot`)
-    t.equal(r.status, 200, r.text)
-    t.not(r.body.bootId, bootBefore, 'a new boot')
+    const bootAfter = await s.host.reboot()
+    t.not(bootAfter, bootBefore, 'a new boot')
     // Wait on the bus, not on the status: the status still says Ready from before the reboot until a pass runs.
     const want = '05.0004\n05.0047\n06.0004\n06.0047\n'
     await until('A back on the bus with its whole matrix', async () => (await s.sysfs(`${MATRIX}/${A}/guest_matrix`)) === want && (await s.sysfs(`${MATRIX}/${A}/control_domains`)) === '0004\n')
@@ -226,14 +223,14 @@ function scenarios(t: Test, db: TestDatabase): void {
       const e = await s.events('HostBooted')
       return e.length ? e : undefined
     }, { describe: async () => (await s.events()).map((e) => e.type) })
-    t.match(booted[0]!.message, r.body.bootId, 'it names the new boot')
+    t.match(booted[0]!.message, bootAfter, 'it names the new boot')
     const a = await s.waitMdev(A, 'Ready with the whole guest matrix', (m) => isReady(m) && m.status.guestMatrix.length === 4)
     t.equal(a.status.active, true)
     t.ok(isReady(await s.mdev(B)))
   })
 
   t.test('PUT desired: a whole-host document converges; a second one of the same owner updates one device and deletes the one it omits', async (t) => {
-    const s = await startScenario(t, db)
+    const s = await startScenario(t, db, {}, backend)
     const doc = (mdevs: Array<{ uuid: string; spec: object }>) => ({ masks: { apmask: '-5,-6' }, owner: 'ctl', mdevs: mdevs.map((m) => ({ ...m, owner: 'ctl' })) })
     const first = await s.call('PUT', `${HOST}/desired`, {
       body: doc([
@@ -269,11 +266,10 @@ function scenarios(t: Test, db: TestDatabase): void {
   })
 
   t.test('safe hand-over: busy queues move to a device through PUT desired with 0 lost; a root apmask write flushes some', async (t) => {
-    const s = await startScenario(t, db, { APMATRIX_DRAIN_TIMEOUT_MS: '60000' })
+    const s = await startScenario(t, db, { APMATRIX_DRAIN_TIMEOUT_MS: '60000' }, backend)
     // O-12: work sits on the host queues of adapter 5 (8 in flight per queue, 5 ms each: almost 4 s of work).
     for (const apqn of ['05.0004', '05.0047']) {
-      const r = await s.call('POST', `${HOST}/emulator/requests`, { body: { apqn, count: 6000 } })
-      t.same([r.status, r.body], [200, { accepted: 6000 }], r.text)
+      t.equal(await s.host.submitRequests(apqn, 6000), 6000)
     }
     const queues = (await s.call('GET', `${HOST}/queues?adapter=5`)).body.items as Array<{ apqn: string; driver: string; requestqCount: number; pendingqCount: number }>
     const busy = queues.filter((x) => ['05.0004', '05.0047'].includes(x.apqn))
@@ -294,17 +290,15 @@ function scenarios(t: Test, db: TestDatabase): void {
     await s.waitEvent('MasksApplied', (e) => /took 4 queues/.test(e.message))
     t.same(await s.events('QueueFlushed'), [], 'no QueueFlushed event')
     for (const apqn of ['05.0004', '05.0047']) {
-      const st = s.local.host.requestStats(apqn)
+      const st = await s.host.requestStats(apqn)
       t.same(st, { submitted: 6000, completed: 6000, flushed: 0, rejected: 0 }, `${apqn}: every request completed before the hand-over`)
     }
 
     // A hard change: root clears adapter 7 from apmask while its queue is busy. B-25 reprobes the queue, B-14 flushes.
-    const r = await s.call('POST', `${HOST}/emulator/requests`, { body: { apqn: '07.0004', count: 20_000 } })
-    t.equal(r.body.accepted, 20_000)
+    t.equal(await s.host.submitRequests('07.0004', 20_000), 20_000)
     const before = (await s.svc.store.events.lastSeq())
-    const w = await s.call('POST', `${HOST}/emulator/sysfs`, { body: { path: '/sys/bus/ap/apmask', value: '-7\n' } })
-    t.equal(w.status, 204, w.text)
-    const st = s.local.host.requestStats('07.0004')
+    await s.host.write('/sys/bus/ap/apmask', '-7\n')
+    const st = await s.host.requestStats('07.0004')
     t.ok(st.flushed > 0, `the manual write lost ${st.flushed} requests (B-16)`)
     // Drift: the desired state keeps adapter 7 on the host, so the reconciler gives it back.
     await until('apmask repaired to the desired -5', async () => (await s.sysfs('/sys/bus/ap/apmask')) === `0xfb${'f'.repeat(62)}\n`)
@@ -312,5 +306,3 @@ function scenarios(t: Test, db: TestDatabase): void {
     t.equal((await s.mdev(C)).status.lostRequests, 0, 'the device did not lose anything: the flushed queue was never its')
   })
 }
-
-forEachDatabase(t, async (t, db) => scenarios(t, db))
