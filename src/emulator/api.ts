@@ -100,6 +100,9 @@ export interface RequestStats {
  */
 export type SysfsStat = { type: 'dir' } | { type: 'attr'; readable: boolean; writable: boolean } | { type: 'link'; target: string }
 
+/** The sysfs part of a host: what a filesystem face (the FUSE mount) needs. */
+export type SysfsFace = Pick<EmulatedHostApi, 'read' | 'write' | 'list' | 'readlink' | 'stat' | 'exists'>
+
 /** The emulated host. Every sysfs method throws {@link SysfsError} with the kernel's errno. */
 export interface EmulatedHostApi {
   readonly kernel: KernelProfileName
