@@ -51,7 +51,8 @@ Options:
 Environment: APMATRIX_FUSE_DEVICE  the FUSE device checked before mounting (default /dev/fuse).
 
 Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be bound (or the mount
-cannot be detached at stop), 2 bad options, 69 FUSE not available for --mount (the message says why).
+cannot be detached at stop), 2 bad options, 69 when --mount cannot mount (no FUSE, no permission, a
+busy or non-empty directory: the message says why).
 `
 
 /** The first SIGTERM or SIGINT from now on; `cancel` stops listening (signals act as default again). */
@@ -96,7 +97,7 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   if (mountDir === '') throw new UsageError('--mount: a directory is required')
   const fuseDevice = io.env.APMATRIX_FUSE_DEVICE || '/dev/fuse'
   const noFuse = (e: FuseUnavailableError): number => {
-    io.stderr.write(`apmatrix emulator serve: --mount ${mountDir}: FUSE is not available: ${e.message}\n`)
+    io.stderr.write(`apmatrix emulator serve: --mount ${mountDir}: cannot mount the emulator's sysfs: ${e.message}\n`)
     return EXIT.FUSE_UNAVAILABLE
   }
   if (mountDir !== undefined) {

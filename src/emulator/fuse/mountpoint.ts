@@ -96,7 +96,8 @@ export async function inspectMountpoint(dir: string): Promise<MountpointState> {
 
 /**
  * Makes `dir` ready to mount on: creates it if missing, clears a stale FUSE mount left by a killed
- * process (logging it), refuses a live mount or a non-FUSE one. Returns the canonical directory.
+ * process (logging it), refuses a live mount, a non-FUSE one, or a directory with files in it. Returns
+ * the canonical directory.
  * Throws FuseUnavailableError when the directory cannot be used.
  */
 export async function prepareMountpoint(dir: string, log: (line: string) => void = () => undefined): Promise<string> {
@@ -122,5 +123,7 @@ export async function prepareMountpoint(dir: string, log: (line: string) => void
   } catch (e) {
     throw new FuseUnavailableError(`mount directory ${canonical}: ${(e as Error).message}`, { cause: e })
   }
+  // libfuse refuses a directory with files in it (they would be hidden); say so before it does.
+  if (fs.readdirSync(canonical).length > 0) throw new FuseUnavailableError(`mount directory ${canonical} is not empty (a FUSE mount needs an empty directory)`)
   return canonical
 }

@@ -48,6 +48,7 @@ t.test('the mount directory: canonical without touching it; created if missing; 
   await t.rejects(prepareMountpoint(path.join(base, 'no/such/parent')), { name: 'FuseUnavailableError', message: /mount directory/ })
   fs.writeFileSync(path.join(base, 'file'), '')
   await t.rejects(prepareMountpoint(path.join(base, 'file')), { name: 'FuseUnavailableError', message: /mount directory .*file/ })
+  await t.rejects(prepareMountpoint(base), { name: 'FuseUnavailableError', message: /is not empty \(a FUSE mount needs an empty directory\)/ })
 })
 
 t.test('the FUSE device: missing, or not a device, is a clear FuseUnavailableError', async (t) => {

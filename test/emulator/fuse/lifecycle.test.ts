@@ -20,7 +20,7 @@ t.test('without FUSE: a clear message, exit 69, nothing bound or mounted', async
   const exit = await cli.exited
   t.same(exit, { code: 69, signal: null })
   t.same(cli.stdout, [], 'no ready line')
-  t.match(cli.stderr.join('\n'), new RegExp(`^apmatrix emulator serve: --mount ${dir}: FUSE is not available: (/nonexistent/fuse does not exist: load the fuse kernel module|the optional npm package fuse-native is not installed)`))
+  t.match(cli.stderr.join('\n'), new RegExp(`^apmatrix emulator serve: --mount ${dir}: cannot mount the emulator's sysfs: (/nonexistent/fuse does not exist: load the fuse kernel module|the optional npm package fuse-native is not installed)`))
   t.equal(mountAt(dir), undefined)
 })
 

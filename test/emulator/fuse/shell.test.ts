@@ -47,6 +47,13 @@ function twinSays(twin: ShellSession, op: Record<string, unknown>): ShellReply {
   return r
 }
 
+/** The twin's answer to a command that must succeed (reads of the tree), as its result fields. */
+function twinOk(twin: ShellSession, op: Record<string, unknown>): Record<string, unknown> {
+  const r = twinSays(twin, op)
+  if (!r.ok) throw new Error(`twin: ${JSON.stringify(op)}: ${r.errno} ${r.message}`)
+  return r
+}
+
 /** Checks a shell run against the twin's reply: exit 0 and quiet on success, else exit 1 and the errno's message. */
 function sameOutcome(t: Test, what: string, ran: Ran, twin: ShellReply, okStdout?: string): void {
   if (twin.ok) {
@@ -163,13 +170,13 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
     )
     cat('bus/ap/apmask')
     const small = bash(m, 'dd if=bus/ap/apmask bs=1 2>/dev/null; head -c 7 bus/ap/apmask')
-    const text = twinSays(twin, { op: 'read', path: '/sys/bus/ap/apmask' })
+    const text = twinOk(twin, { op: 'read', path: '/sys/bus/ap/apmask' })
     t.equal(small.stdout, `${text.value as string}${(text.value as string).slice(0, 7)}`, 'one byte at a time, and a short read')
   })
 
   t.test('ls, ls -a, ls -l (sysfs modes and sizes), readlink, find', async (t) => {
     for (const rel of ['', 'bus', 'bus/ap', 'bus/ap/drivers/vfio_ap', 'bus/mdev/devices', 'class/mdev_bus', `devices/vfio_ap/matrix/${M1}`, TYPE, 'devices/ap/card05/05.0047']) {
-      const twinLs = twinSays(twin, { op: 'ls', path: `/sys/${rel}`.replace(/\/$/, '') })
+      const twinLs = twinOk(twin, { op: 'ls', path: `/sys/${rel}`.replace(/\/$/, '') })
       const ran = bash(m, 'ls -1 "$1"', rel || '.')
       t.equal(ran.stdout, (twinLs.entries as string[]).map((e) => `${e}\n`).join(''), `ls ${rel || '.'}`)
       t.equal(bash(m, 'ls -1a "$1"', rel || '.').stdout, ['.', '..', ...(twinLs.entries as string[])].map((e) => `${e}\n`).join(''), `ls -a ${rel || '.'}`)
@@ -195,7 +202,7 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
       )
     }
     for (const rel of ['bus/ap/devices/05.0004', `bus/mdev/devices/${M1}`, `devices/vfio_ap/matrix/${M1}/mdev_type`, `${TYPE}/devices/${M2}`, 'class/mdev_bus/matrix', 'bus/ap/devices/06.0047/driver']) {
-      const reply = twinSays(twin, { op: 'readlink', path: `/sys/${rel}` })
+      const reply = twinOk(twin, { op: 'readlink', path: `/sys/${rel}` })
       t.equal(bash(m, 'readlink "$1"', rel).stdout, `${reply.target as string}\n`, `readlink ${rel}`)
     }
     t.equal(bash(m, 'readlink -f "$1"', `bus/mdev/devices/${M1}/mdev_type`).stdout, `${m.dir}/${TYPE}\n`, 'readlink -f: the kernel resolves the chain inside the mount')
