@@ -36,7 +36,7 @@ export const EXIT = {
   UNAVAILABLE: 6,
   /** Client verbs: the devices did not become Ready before the wait timeout (`apply`, `--wait`). */
   TIMEOUT: 7,
-  /** `emulator serve --mount`: FUSE cannot be used here (no binding, no /dev/fuse, no permission, busy directory); sysexits EX_UNAVAILABLE. */
+  /** `emulator serve --mount`: it cannot mount (no binding, no /dev/fuse, no permission, a busy or non-empty directory); sysexits EX_UNAVAILABLE. */
   FUSE_UNAVAILABLE: 69,
 } as const
 
