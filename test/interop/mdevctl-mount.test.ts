@@ -12,6 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { fuseMissing, requireOrSkip, which } from '../helpers/required-tools.js'
+import { strerror } from '../helpers/strerror.js'
 import { scratchDir, startMounted } from '../emulator/fuse/mounted-emulator.js'
 
 const U1 = '11111111-2222-4333-8444-555555555555'
@@ -20,10 +21,6 @@ const U3 = '0b7a2f1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b'
 const MATRIX = '/sys/devices/vfio_ap/matrix'
 const TYPE_DIR = `${MATRIX}/mdev_supported_types/vfio_ap-passthrough`
 
-function strerror(name: string): string {
-  const n = (os.constants.errno as Record<string, number>)[name]
-  return spawnSync('perl', ['-e', '$! = shift; print "$!"', String(n)], { encoding: 'utf8' }).stdout
-}
 
 function missing(): string | undefined {
   return fuseMissing({ namespaces: true }) ?? (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl' (apt-get install -y mdevctl)")

@@ -8,24 +8,17 @@
  * log, and both faces must drive one host, also after a Reboot.
  */
 import { spawnSync } from 'node:child_process'
-import os from 'node:os'
 import t, { type Test } from 'tap'
 import { type ShellReply, type ShellSession, createShellSession, handleShellLine } from '../../../src/cli/emulator-shell.js'
 import { createHost } from '../../../src/emulator/host.js'
 import { fuseMissing, requireOrSkip } from '../../helpers/required-tools.js'
+import { strerror } from '../../helpers/strerror.js'
 import { M1, M2 } from '../helpers.js'
 import { type MountedEmulator, startMounted } from './mounted-emulator.js'
 
 const TYPE = 'devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough'
 const PAGE = 4096
 
-/** The C library's message for an errno name (what cat, bash and mdevctl print). */
-function strerror(name: string): string {
-  const n = (os.constants.errno as Record<string, number>)[name]
-  const r = spawnSync('perl', ['-e', '$! = shift; print "$!"', String(n)], { encoding: 'utf8' })
-  if (r.status !== 0 || r.stdout === '') throw new Error(`perl strerror ${name}: ${r.stderr}`)
-  return r.stdout
-}
 
 interface Ran {
   status: number | null
