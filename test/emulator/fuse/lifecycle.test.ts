@@ -6,13 +6,23 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
+import { PassThrough } from 'node:stream'
 import t from 'tap'
+import { emulatorServe } from '../../../src/cli/commands/emulator-serve.js'
 import { mountAt } from '../../../src/emulator/fuse/mountpoint.js'
 import { fuseMissing, requireOrSkip } from '../../helpers/required-tools.js'
 import { spawnCli } from '../../reliability/cli-process.js'
 import { scratchDir, startMounted } from './mounted-emulator.js'
 
 const SERVE = ['emulator', 'serve', '--addr', '127.0.0.1:0', '--profile', 'spec-fixture', '--clock', 'manual']
+
+t.test('--mount without a directory is a usage error (exit 2)', async (t) => {
+  const err = new PassThrough()
+  let text = ''
+  err.on('data', (d) => (text += String(d)))
+  t.equal(await emulatorServe(['--mount', ''], { stdin: new PassThrough(), stdout: new PassThrough(), stderr: err, env: {} }), 2)
+  t.match(text, /--mount: a directory is required/)
+})
 
 t.test('without FUSE: a clear message, exit 69, nothing bound or mounted', async (t) => {
   const dir = path.join(scratchDir(t), 'sys')

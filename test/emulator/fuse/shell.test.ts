@@ -136,6 +136,11 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
     const empty = bash(m, ': > "$1"', rel)
     t.same([empty.status, empty.stderr], [0, ''], '`: > attr` opens with O_TRUNC and writes nothing: fine')
     t.equal((await m.client.writeLog(0)).lastSeq, before, 'no store call at all for an empty write')
+    const mask = bash(m, 'cat bus/ap/apmask').stdout
+    const trunc = bash(m, 'truncate -s 0 bus/ap/apmask && perl -e \'open(my $f, "+<", $ARGV[0]) or die "$!"; truncate($f, 0) or die "$!"\' bus/ap/apmask')
+    t.same([trunc.status, trunc.stderr], [0, ''], 'truncate(2) and ftruncate(2) of an attribute succeed')
+    t.equal(bash(m, 'cat bus/ap/apmask').stdout, mask, 'and change nothing')
+    t.equal((await m.client.writeLog(0)).lastSeq, before, 'no store call either')
     await echo(rel, '') // a lone newline: EINVAL (V-6)
     await printf(rel, '71') // no newline
     cat(`devices/vfio_ap/matrix/${M1}/control_domains`)
