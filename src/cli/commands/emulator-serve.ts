@@ -28,7 +28,7 @@ With --mount DIR the same host is also a filesystem at DIR that plays /sys (DIR/
 DIR/devices/vfio_ap/matrix/...), with the kernel's texts, modes and errnos: a write(2) is one store
 call, so 'echo 5 > DIR/devices/vfio_ap/matrix/UUID/assign_adapter' fails as the kernel would. Writes
 through DIR go into the write log (origin fuse). It needs FUSE: the optional npm package fuse-native,
-/dev/fuse and root (mounting). DIR is created if missing; a stale mount left at DIR by a killed
+/dev/fuse and root (mounting). DIR is created if missing (it must be empty); a stale mount left by a killed
 server is cleared first; SIGTERM/SIGINT unmount it. To let a tool use it as /sys, bind it in a
 private mount namespace:  unshare -m sh -c 'mount --bind DIR /sys && mdevctl types'
 

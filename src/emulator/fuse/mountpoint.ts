@@ -95,7 +95,7 @@ export async function inspectMountpoint(dir: string): Promise<MountpointState> {
 }
 
 /**
- * Makes `dir` ready to mount on: creates it if missing, clears a stale FUSE mount left by a killed
+ * Makes `dir` ready to mount on: creates it (and its parents) if missing, clears a stale FUSE mount left by a killed
  * process (logging it), refuses a live mount, a non-FUSE one, or a directory with files in it. Returns
  * the canonical directory.
  * Throws FuseUnavailableError when the directory cannot be used.
@@ -103,6 +103,7 @@ export async function inspectMountpoint(dir: string): Promise<MountpointState> {
 export async function prepareMountpoint(dir: string, log: (line: string) => void = () => undefined): Promise<string> {
   let canonical: string
   try {
+    fs.mkdirSync(path.dirname(path.resolve(dir)), { recursive: true })
     canonical = canonicalMountDir(dir)
   } catch (e) {
     throw new FuseUnavailableError(`mount directory ${dir}: ${(e as Error).message}`, { cause: e })

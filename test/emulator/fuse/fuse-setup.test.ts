@@ -45,9 +45,10 @@ t.test('the mount directory: canonical without touching it; created if missing; 
   t.match(procState, { state: 'busy', reason: /a proc filesystem is mounted there/ })
   await t.rejects(prepareMountpoint('/proc'), { name: 'FuseUnavailableError', message: /cannot mount on \/proc: a proc filesystem/ })
   t.ok(fs.existsSync('/proc/self/mountinfo'), '/proc is still mounted')
-  await t.rejects(prepareMountpoint(path.join(base, 'no/such/parent')), { name: 'FuseUnavailableError', message: /mount directory/ })
+  t.equal(await prepareMountpoint(path.join(base, 'new/parents/sys')), path.join(fs.realpathSync(base), 'new/parents/sys'), 'missing parents are created')
   fs.writeFileSync(path.join(base, 'file'), '')
   await t.rejects(prepareMountpoint(path.join(base, 'file')), { name: 'FuseUnavailableError', message: /mount directory .*file/ })
+  await t.rejects(prepareMountpoint(path.join(base, 'file/below')), { name: 'FuseUnavailableError', message: /mount directory .*file\/below/ })
   await t.rejects(prepareMountpoint(base), { name: 'FuseUnavailableError', message: /is not empty \(a FUSE mount needs an empty directory\)/ })
 })
 
