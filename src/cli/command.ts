@@ -36,6 +36,8 @@ export const EXIT = {
   UNAVAILABLE: 6,
   /** Client verbs: the devices did not become Ready before the wait timeout (`apply`, `--wait`). */
   TIMEOUT: 7,
+  /** `emulator serve --mount`: it cannot mount (no binding, no /dev/fuse, no permission, a busy or non-empty directory); sysexits EX_UNAVAILABLE. */
+  FUSE_UNAVAILABLE: 69,
 } as const
 
 /** A verb of the `apmatrix` command. */

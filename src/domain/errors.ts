@@ -38,6 +38,7 @@ export type Errno =
   | 'ECANCELED'
   | 'ENOMEM'
   | 'ETIMEDOUT'
+  | 'ELOOP'
 
 /** One reason a desired state is refused (product.md §3): every violation is reported, not only the first. */
 export interface Violation {

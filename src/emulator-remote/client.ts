@@ -11,6 +11,7 @@ import { eventFromWire, hardwareToWire, statsFromWire } from './codec.js'
 import { RemoteEmulatorError, fromServiceError } from './errors.js'
 import { FENCE_METADATA_KEY, formatFence } from './fence.js'
 import { type WireEvent, type WireInfo, type WireRequestStats, type WireWriteLog, loadEmulatorProto } from './proto.js'
+import type { WriteOrigin } from './write-log.js'
 
 export { RemoteEmulatorError }
 
@@ -46,6 +47,8 @@ export interface WriteLogEntry {
   /** True when the emulator's fence check refused it (errno EACCES; the kernel never saw it). */
   fenceRefused: boolean
   bootId: string
+  /** The face of the emulator process the write came through (an older server sends none: gRPC). */
+  origin: WriteOrigin
 }
 
 /** The emulator's write log from a point on. */
@@ -250,6 +253,7 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
           ...(e.errno ? { errno: e.errno } : {}),
           fenceRefused: e.fence_refused,
           bootId: e.boot_id,
+          origin: e.origin === 'fuse' ? 'fuse' : 'grpc',
         })),
         firstSeq: Number(w.first_seq),
         lastSeq: Number(w.last_seq),

@@ -89,6 +89,7 @@ export interface WireWriteLogEntry {
   errno: string
   boot_id: string
   fence_refused: boolean
+  origin: string
 }
 
 export interface WireWriteLog {

@@ -9,7 +9,7 @@ import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation } from 'grpc-health-check'
 import { SysfsError } from '../domain/errors.js'
 import { startRealtimeClock } from '../emulator/async-host.js'
-import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName } from '../emulator/api.js'
+import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName, SysfsFace } from '../emulator/api.js'
 import { createHost } from '../emulator/host.js'
 import { eventToWire, hardwareFromWire, statsToWire } from './codec.js'
 import { toServiceError } from './errors.js'
@@ -42,6 +42,12 @@ export interface EmulatorServerOptions {
 export interface EmulatorServer {
   /** The listening address with the real port (`127.0.0.1:43121` when port 0 was asked). */
   readonly address: string
+  /**
+   * The served host's sysfs for another face of this process (the FUSE mount of `emulator serve
+   * --mount`): always the current boot (also after a Reboot); every write goes into the write log with
+   * origin `fuse`, unfenced, exactly like a gRPC Write otherwise. Throws the host's SysfsError.
+   */
+  readonly localSysfs: SysfsFace
   /** The current host's identity (changes on Reboot). */
   info(): { profile: string; kernel: KernelProfileName; bootId: string; now: number; clock: EmulatorClock }
   /** Ends the event streams and stops the server; idempotent. */
@@ -155,6 +161,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
           errno: e.errno ?? '',
           boot_id: e.bootId,
           fence_refused: e.fenceRefused,
+          origin: e.origin,
         })),
         first_seq: String(first),
         last_seq: String(last),
@@ -237,6 +244,17 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
   let closing: Promise<void> | undefined
   return {
     address,
+    localSysfs: {
+      read: (p) => host.read(p),
+      list: (p) => host.list(p),
+      readlink: (p) => host.readlink(p),
+      stat: (p) => host.stat(p),
+      exists: (p) => host.exists(p),
+      write: (p, v) => {
+        const h = host
+        writes.apply(p, v, null, h.bootId, () => h.write(p, v), 'fuse')
+      },
+    },
     info,
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -6,6 +6,12 @@
 import { SysfsError } from '../domain/errors.js'
 import type { BusFence } from '../bus/port.js'
 
+/**
+ * Which face of the emulator process the write came through: the gRPC `Write` call, or a `write(2)` on the
+ * FUSE mount (`emulator serve --mount`, root at a shell or mdevctl: never fenced).
+ */
+export type WriteOrigin = 'grpc' | 'fuse'
+
 /** One Write call as the server answered it. */
 export interface WriteRecord {
   seq: number
@@ -19,6 +25,7 @@ export interface WriteRecord {
   /** True when the fence check refused it (errno EACCES; the kernel never saw the write). */
   fenceRefused: boolean
   bootId: string
+  origin: WriteOrigin
 }
 
 /** How many writes the log keeps (the oldest are dropped first). */
@@ -40,8 +47,8 @@ export class FencedWriteLog {
    * the highest this host has seen, or the same token from another holder (tokens are unique per
    * acquisition). Throws SysfsError EACCES for a stale fence, or whatever `write` throws.
    */
-  apply(path: string, value: string, fence: BusFence | null, bootId: string, write: () => void): void {
-    const rec: WriteRecord = { seq: this.nextSeq++, wallTimeMs: this.clock(), path, value, fence, fenceRefused: false, bootId }
+  apply(path: string, value: string, fence: BusFence | null, bootId: string, write: () => void, origin: WriteOrigin = 'grpc'): void {
+    const rec: WriteRecord = { seq: this.nextSeq++, wallTimeMs: this.clock(), path, value, fence, fenceRefused: false, bootId, origin }
     this.push(rec)
     if (fence) {
       const top = this.highest.get(fence.host)

@@ -93,6 +93,16 @@ export interface RequestStats {
   rejected: number
 }
 
+/**
+ * What one sysfs path is, as `lstat` sees it: a directory, an attribute (with what its `show`/`store`
+ * can do, which is what sysfs turns into the file mode: 0444, 0200 or 0644), or a symbolic link with the
+ * relative target the kernel shows.
+ */
+export type SysfsStat = { type: 'dir' } | { type: 'attr'; readable: boolean; writable: boolean } | { type: 'link'; target: string }
+
+/** The sysfs part of a host: what a filesystem face (the FUSE mount) needs. */
+export type SysfsFace = Pick<EmulatedHostApi, 'read' | 'write' | 'list' | 'readlink' | 'stat' | 'exists'>
+
 /** The emulated host. Every sysfs method throws {@link SysfsError} with the kernel's errno. */
 export interface EmulatedHostApi {
   readonly kernel: KernelProfileName
@@ -109,6 +119,8 @@ export interface EmulatedHostApi {
   exists(path: string): boolean
   /** Target of a sysfs symlink, relative as the kernel shows it (e.g. `driver` of a queue: `../../../../bus/ap/drivers/cex4queue`). ENOENT (no link, e.g. an unbound queue's `driver`), EINVAL (not a link). */
   readlink(path: string): string
+  /** What the node at `path` is, without following a final link (lstat). ENOENT, ENOTDIR, ELOOP. */
+  stat(path: string): SysfsStat
 
   /** V-25: a guest (KVM `guest`) opens the mdev. EINVAL no guest name, ENODEV unknown mdev, EPERM guest has another vfio-ap device, EBUSY mdev already open. */
   guestOpen(uuid: string, guest: string): void

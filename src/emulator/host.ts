@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { ApmatrixError, SysfsError } from '../domain/errors.js'
 import { parseApqnName } from '../domain/ids.js'
 import { Mask, parseMaskWrite } from '../domain/mask.js'
-import type { EmulatedHostApi, EmulatorEvent, HardwareAction, HardwareProfile, KernelProfileName, RequestStats } from './api.js'
+import type { EmulatedHostApi, EmulatorEvent, HardwareAction, HardwareProfile, KernelProfileName, RequestStats, SysfsStat } from './api.js'
 import { ApBus } from './bus.js'
 import type { KernelContext } from './context.js'
 import { EventLog } from './events.js'
@@ -94,6 +94,10 @@ class EmulatedHost implements EmulatedHostApi {
 
   readlink(path: string): string {
     return this.sysfs.readlink(path)
+  }
+
+  stat(path: string): SysfsStat {
+    return this.sysfs.stat(path)
   }
 
   private needVfio(): VfioAp {

@@ -1,5 +1,6 @@
 import { SysfsError } from '../domain/errors.js'
 import { kstrtoul, parseApqnName } from '../domain/ids.js'
+import type { SysfsStat } from './api.js'
 import type { ApBus } from './bus.js'
 import type { KernelContext } from './context.js'
 import { modeOf } from './machine.js'
@@ -21,9 +22,11 @@ interface AttrNode {
 }
 interface LinkNode {
   t: 'link'
-  /** Relative target as the kernel shows it. */
+  /**
+   * Relative target as the kernel shows it. Lookups resolve it against the link's own directory, the way
+   * the VFS does, so a wrong target breaks the emulator's own paths too (and not only a FUSE mount).
+   */
   target: string
-  follow(): SysNode | undefined
 }
 
 type AttrTable = Record<string, AttrNode | undefined>
@@ -36,6 +39,9 @@ function wo(write: (v: string) => void): AttrNode {
 }
 function rw(read: () => string, write: (v: string) => void): AttrNode {
   return { t: 'attr', read, write }
+}
+function link(target: string): LinkNode {
+  return { t: 'link', target }
 }
 
 /** A directory made of attributes plus named sub-nodes (both computed on access). */
@@ -59,9 +65,23 @@ function dir(attrs: () => AttrTable, subs: () => Record<string, SysNode | undefi
   }
 }
 
+/** A directory of fixed sub-directories, each built only when it is looked up (null: absent). */
+function branches(table: Record<string, (() => SysNode) | null>): DirNode {
+  return {
+    t: 'dir',
+    entries: () => Object.keys(table).filter((k) => table[k]).sort(),
+    child: (name) => (Object.hasOwn(table, name) ? (table[name]?.() ?? undefined) : undefined),
+  }
+}
+
 /** A directory whose children are looked up by name without building the whole table (big device lists). */
 function lazyDir(entries: () => string[], child: (name: string) => SysNode | undefined): DirNode {
   return { t: 'dir', entries: () => entries().sort(), child }
+}
+
+/** The names of a path, without empty ones and `.` (`..` is kept: it depends on where the walk is). */
+function segments(path: string): string[] {
+  return path.split('/').filter((s) => s !== '' && s !== '.')
 }
 
 /** `%d` (sscanf) 0/1 used by card config and the online attributes (B-40..B-42). */
@@ -105,39 +125,35 @@ export class Sysfs {
     private readonly ctx: KernelContext,
     private readonly bus: ApBus,
     private readonly vfio: VfioAp | null,
-  ) {}
+  ) {
+    this.rootDir = this.buildRoot()
+  }
 
   // ---- public operations ----
 
   read(path: string): string {
-    const n = this.lookup(path)
-    const target = n.t === 'link' ? n.follow() : n
-    if (!target) throw new SysfsError('ENOENT', `${path}: no such file`)
+    const target = this.resolve(path, true)
     if (target.t === 'dir') throw new SysfsError('EISDIR', `${path}: is a directory`)
     if (target.t === 'link' || !target.read) throw new SysfsError('EACCES', `${path}: not readable`)
     return target.read()
   }
 
   write(path: string, value: string): void {
-    const n = this.lookup(path)
-    const target = n.t === 'link' ? n.follow() : n
-    if (!target) throw new SysfsError('ENOENT', `${path}: no such file`)
+    const target = this.resolve(path, true)
     if (target.t === 'dir') throw new SysfsError('EISDIR', `${path}: is a directory`)
     if (target.t === 'link' || !target.write) throw new SysfsError('EACCES', `${path}: not writable`)
     target.write(value)
   }
 
   list(path: string): string[] {
-    const n = this.lookup(path)
-    const target = n.t === 'link' ? n.follow() : n
-    if (!target) throw new SysfsError('ENOENT', `${path}: no such directory`)
+    const target = this.resolve(path, true)
     if (target.t !== 'dir') throw new SysfsError('ENOTDIR', `${path}: not a directory`)
     return target.entries()
   }
 
   exists(path: string): boolean {
     try {
-      this.lookup(path)
+      this.resolve(path, false)
       return true
     } catch {
       return false
@@ -145,50 +161,80 @@ export class Sysfs {
   }
 
   readlink(path: string): string {
-    const n = this.lookup(path)
+    const n = this.resolve(path, false)
     if (n.t !== 'link') throw new SysfsError('EINVAL', `${path}: not a symbolic link`)
     return n.target
   }
 
-  /** Walks the path, following links in intermediate components. ENOENT / ENOTDIR. */
-  private lookup(path: string): SysNode {
-    const segs = path.split('/').filter((s) => s !== '' && s !== '.')
-    if (segs[0] !== 'sys') throw new SysfsError('ENOENT', `${path}: not under /sys`)
-    let node = this.root() as SysNode
-    for (let i = 1; i < segs.length; i++) {
-      const cur: SysNode = node
-      const d: SysNode | undefined = cur.t === 'link' ? cur.follow() : cur
-      if (!d) throw new SysfsError('ENOENT', `${path}: no such file or directory`)
-      if (d.t !== 'dir') throw new SysfsError('ENOTDIR', `${path}: not a directory`)
-      const c = d.child(segs[i]!)
+  /** What the node at `path` is, without following a final link (lstat). ENOENT, ENOTDIR, ELOOP. */
+  stat(path: string): SysfsStat {
+    const n = this.resolve(path, false)
+    if (n.t === 'dir') return { type: 'dir' }
+    if (n.t === 'link') return { type: 'link', target: n.target }
+    return { type: 'attr', readable: n.read !== undefined, writable: n.write !== undefined }
+  }
+
+  /**
+   * Walks an absolute path the way the VFS does: `.` and `..` act on the directories actually walked,
+   * and a link met on the way (or at the end, with `followLast`) continues from its relative target
+   * resolved against the link's own directory. Only `/sys` exists above the tree.
+   * ENOENT, ENOTDIR, ELOOP (more than 40 links, as the kernel's limit).
+   */
+  private resolve(path: string, followLast: boolean): SysNode {
+    if (!path.startsWith('/')) throw new SysfsError('ENOENT', `${path}: not an absolute path`)
+    const dirs: DirNode[] = [this.top]
+    // Segments still to walk, last one first (a link's target is pushed in front of the rest).
+    const todo = segments(path).reverse()
+    let links = 0
+    let node: SysNode = this.top
+    for (let seg = todo.pop(); seg !== undefined; seg = todo.pop()) {
+      if (node.t !== 'dir') throw new SysfsError('ENOTDIR', `${path}: not a directory`)
+      if (seg === '..') {
+        if (dirs.length > 1) dirs.pop()
+        node = dirs[dirs.length - 1]!
+        continue
+      }
+      const c = node.child(seg)
       if (!c) throw new SysfsError('ENOENT', `${path}: no such file or directory`)
+      if (c.t === 'link' && (todo.length > 0 || followLast)) {
+        if (++links > 40) throw new SysfsError('ELOOP', `${path}: too many levels of symbolic links`)
+        const target = segments(c.target)
+        for (let i = target.length - 1; i >= 0; i--) todo.push(target[i]!)
+        continue
+      }
+      if (c.t === 'dir') dirs.push(c)
       node = c
     }
     return node
   }
 
+  /** The directory above `/sys`: only `sys` is in it. */
+  private readonly top: DirNode = { t: 'dir', entries: () => ['sys'], child: (name) => (name === 'sys' ? this.root() : undefined) }
+
   // ---- the tree ----
 
+  /**
+   * `/sys`. The mdev core's parts (`bus/mdev`, `class/mdev_bus`) and vfio_ap's (`bus/matrix`,
+   * `devices/vfio_ap`) exist only while vfio_ap is loaded: the mdev core registers its compatibility class
+   * with the first mdev parent, and vfio_ap is the only parent an s390 LPAR has.
+   */
   private root(): DirNode {
-    return dir(
-      () => ({}),
-      () => ({ bus: dir(() => ({}), () => ({ ap: this.busDir() })), devices: this.devicesDir() }),
-    )
+    return this.rootDir
   }
 
-  private devicesDir(): DirNode {
-    return dir(
-      () => ({}),
-      () => ({ ap: this.apRootDir(), vfio_ap: this.vfio ? this.vfioRootDir(this.vfio) : undefined }),
-    )
+  /** Built once: which of its branches exist depends only on whether vfio_ap is loaded. */
+  private readonly rootDir: DirNode
+
+  private buildRoot(): DirNode {
+    const v = this.vfio
+    const bus = branches({ ap: () => this.busDir(), matrix: v && (() => this.matrixBusDir()), mdev: v && (() => this.mdevBusDir(v)) })
+    const cls = branches({ mdev_bus: v && (() => this.mdevBusClassDir()) })
+    const devices = branches({ ap: () => this.apRootDir(), vfio_ap: v && (() => this.vfioRootDir(v)) })
+    return branches({ bus: () => bus, class: () => cls, devices: () => devices })
   }
 
   private deviceLinkTarget(dev: ApCard | ApQueue, up: number): string {
     return `${'../'.repeat(up)}devices/ap/${dev instanceof ApCard ? dev.name : `${dev.card.name}/${dev.name}`}`
-  }
-
-  private devNode(dev: ApCard | ApQueue): DirNode {
-    return dev instanceof ApCard ? this.cardDir(dev) : this.queueDir(dev)
   }
 
   private busDir(): DirNode {
@@ -263,7 +309,7 @@ export class Sysfs {
           () => [...[...b.cards.values()].map((c) => c.name), ...[...b.queues.values()].map((q) => q.name)],
           (name) => {
             const dev = b.device(name)
-            return dev ? this.link(this.deviceLinkTarget(dev, 3), () => this.devNode(dev)) : undefined
+            return dev ? link(this.deviceLinkTarget(dev, 3)) : undefined
           },
         ),
         drivers: dir(
@@ -278,10 +324,6 @@ export class Sysfs {
     )
   }
 
-  private link(target: string, follow: () => SysNode | undefined): LinkNode {
-    return { t: 'link', target, follow }
-  }
-
   private driverDir(drv: DriverName): DirNode {
     const b = this.bus
     const bound = (): (ApCard | ApQueue)[] =>
@@ -293,7 +335,7 @@ export class Sysfs {
         if (name === 'unbind') return wo((v) => b.unbind(drv, v))
         if (name === 'uevent') return wo(() => undefined)
         const dev = b.device(name)
-        return dev && dev.driver === drv ? this.link(this.deviceLinkTarget(dev, 4), () => this.devNode(dev)) : undefined
+        return dev && dev.driver === drv ? link(this.deviceLinkTarget(dev, 4)) : undefined
       },
     )
   }
@@ -325,18 +367,18 @@ export class Sysfs {
   }
 
   private cardDir(c: ApCard): DirNode {
-    const d = this.cardDirFull(c)
-    // Queue children are looked up directly so a path through a 256-queue card does not build them all.
+    // Queue children are looked up directly (and the card's own table only when needed), so a path
+    // through a 256-queue card does not build them all.
     return {
       t: 'dir',
-      entries: () => d.entries(),
+      entries: () => this.cardDirFull(c).entries(),
       child: (name) => {
         const a = parseApqnName(name)
         if (a) {
           const q = a.apid === c.apid ? c.queues.get(a.apqi) : undefined
           return q ? this.queueDir(q) : undefined
         }
-        return d.child(name)
+        return this.cardDirFull(c).child(name)
       },
     }
   }
@@ -387,8 +429,8 @@ export class Sysfs {
       }),
       () => {
         const subs: Record<string, SysNode | undefined> = {}
-        if (c.driver) subs['driver'] = this.link(`../../../bus/ap/drivers/${c.driver}`, () => this.driverDir(c.driver!))
-        subs['subsystem'] = this.link('../../../bus/ap', () => this.busDir())
+        if (c.driver) subs['driver'] = link(`../../../bus/ap/drivers/${c.driver}`)
+        subs['subsystem'] = link('../../../bus/ap')
         for (const q of c.queues.values()) subs[q.name] = this.queueDir(q)
         return subs
       },
@@ -451,12 +493,17 @@ export class Sysfs {
           : undefined,
       }),
       () => ({
-        driver: q.driver ? this.link(`../../../../bus/ap/drivers/${q.driver}`, () => this.driverDir(q.driver!)) : undefined,
-        subsystem: this.link('../../../../bus/ap', () => this.busDir()),
+        driver: q.driver ? link(`../../../../bus/ap/drivers/${q.driver}`) : undefined,
+        subsystem: link('../../../../bus/ap'),
       }),
     )
   }
 
+  /**
+   * `/sys/devices/vfio_ap` (V-1): the root device and the matrix device with its mdev type (V-3) and its
+   * mdevs (V-5). The links point where the kernel's do, into the trees of {@link matrixBusDir} and
+   * {@link mdevBusDir}.
+   */
   private vfioRootDir(v: VfioAp): DirNode {
     const kb = this.ctx.kb
     const typeDir = dir(
@@ -467,29 +514,78 @@ export class Sysfs {
         create: wo((val) => void v.create(val)),
       }),
       () => ({
+        // devices/<uuid> -> /sys/devices/vfio_ap/matrix/<uuid>
         devices: lazyDir(
           () => [...v.mdevs.keys()],
-          (name) => {
-            const m = v.mdevs.get(name)
-            return m ? this.link(`../../../${m.uuid}`, () => this.mdevDir(v, m)) : undefined
-          },
+          (name) => (v.mdevs.has(name) ? link(`../../../${name}`) : undefined),
         ),
       }),
     )
     const matrix = lazyDir(
-      () => [...(kb.matrixFeatures !== undefined ? ['features'] : []), 'mdev_supported_types', 'uevent', 'driver', ...v.mdevs.keys()],
+      () => [...(kb.matrixFeatures !== undefined ? ['features'] : []), 'mdev_supported_types', 'uevent', 'driver', 'subsystem', ...v.mdevs.keys()],
       (name) => {
         if (name === 'features') return kb.matrixFeatures !== undefined ? ro(() => `${kb.matrixFeatures}\n`) : undefined
         if (name === 'mdev_supported_types') return dir(() => ({}), () => ({ 'vfio_ap-passthrough': typeDir }))
         if (name === 'uevent') return rw(() => 'DRIVER=vfio_ap\n', () => undefined)
-        if (name === 'driver') return this.link('../../../bus/matrix/drivers/vfio_ap', () => dir(() => ({})))
+        if (name === 'driver') return link('../../../bus/matrix/drivers/vfio_ap')
+        if (name === 'subsystem') return link('../../../bus/matrix')
         const m = v.mdevs.get(name)
         return m ? this.mdevDir(v, m) : undefined
       },
     )
     return dir(
-      () => ({}),
+      () => ({ uevent: rw(() => '', () => undefined) }),
       () => ({ matrix }),
+    )
+  }
+
+  /**
+   * V-1: vfio_ap's private bus `matrix`, whose only device is the matrix device, bound to the private
+   * driver `vfio_ap` (no bind/unbind files: the driver suppresses them).
+   */
+  private matrixBusDir(): DirNode {
+    return dir(
+      () => ({ uevent: wo(() => undefined) }),
+      () => ({
+        devices: dir(() => ({}), () => ({ matrix: link('../../../devices/vfio_ap/matrix') })),
+        drivers: dir(
+          () => ({}),
+          () => ({ vfio_ap: dir(() => ({ uevent: wo(() => undefined) }), () => ({ matrix: link('../../../../devices/vfio_ap/matrix') })) }),
+        ),
+      }),
+    )
+  }
+
+  /**
+   * The mdev core's bus (what mdevctl reads: `bus/mdev/devices/<uuid>`): every mdev, bound to vfio_ap's
+   * mdev driver `vfio_ap_mdev`. Driver-core bind/unbind of mdevs is not modelled.
+   */
+  private mdevBusDir(v: VfioAp): DirNode {
+    return dir(
+      () => ({ uevent: wo(() => undefined) }),
+      () => ({
+        devices: lazyDir(
+          () => [...v.mdevs.keys()],
+          (name) => (v.mdevs.has(name) ? link(`../../../devices/vfio_ap/matrix/${name}`) : undefined),
+        ),
+        drivers: dir(
+          () => ({}),
+          () => ({
+            vfio_ap_mdev: lazyDir(
+              () => ['uevent', ...v.mdevs.keys()],
+              (name) => (name === 'uevent' ? wo(() => undefined) : v.mdevs.has(name) ? link(`../../../../devices/vfio_ap/matrix/${name}`) : undefined),
+            ),
+          }),
+        ),
+      }),
+    )
+  }
+
+  /** The mdev core's compatibility class: one link per registered mdev parent (mdevctl's list of parents). */
+  private mdevBusClassDir(): DirNode {
+    return dir(
+      () => ({}),
+      () => ({ matrix: link('../../devices/vfio_ap/matrix') }),
     )
   }
 
@@ -521,18 +617,10 @@ export class Sysfs {
         uevent: rw(() => 'MDEV_TYPE=vfio_ap-passthrough\n', () => undefined),
       }),
       () => ({
-        mdev_type: this.link('../mdev_supported_types/vfio_ap-passthrough', () =>
-          this.lookupSafe('/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough'),
-        ),
+        mdev_type: link('../mdev_supported_types/vfio_ap-passthrough'),
+        driver: link('../../../../bus/mdev/drivers/vfio_ap_mdev'),
+        subsystem: link('../../../../bus/mdev'),
       }),
     )
-  }
-
-  private lookupSafe(path: string): SysNode | undefined {
-    try {
-      return this.lookup(path)
-    } catch {
-      return undefined
-    }
   }
 }

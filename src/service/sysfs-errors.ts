@@ -8,6 +8,8 @@ const BY_ERRNO: Record<Errno, ErrorCode> = {
   ENOENT: 'NOT_FOUND',
   ENOTDIR: 'NOT_FOUND',
   EISDIR: 'INVALID_ARGUMENT',
+  // A path through more than 40 symbolic links (the VFS limit).
+  ELOOP: 'INVALID_ARGUMENT',
   EINVAL: 'INVALID_ARGUMENT',
   ERANGE: 'OUT_OF_RANGE',
   // E-3: an id above the machine's maximum.

@@ -80,6 +80,7 @@ t.test('the write-log check finds two holders driving one host', async (t) => {
     fence: { host: 'a', holder, token },
     fenceRefused,
     bootId: 'b',
+    origin: 'grpc' as const,
   })
   const clean = checkFencedLog('a', [w('r1', 1), w('r1', 1), w('r2', 2), w('r2', 2), w('r1', 1, true), w('r3', 5)])
   t.same(clean.violations, [], 'ordered tokens, one holder each: clean')

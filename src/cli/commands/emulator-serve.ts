@@ -1,12 +1,15 @@
 /**
  * `apmatrix emulator serve`: boots one emulated host in this process and serves it over gRPC
  * (proto/apmatrix/emulator/v1/emulator.proto) until SIGTERM or SIGINT, so the "kernel" state outlives
- * any client, as a real machine's does (product.md §1).
+ * any client, as a real machine's does. With `--mount DIR` the same host is also a FUSE filesystem at
+ * DIR that plays `/sys`, for real tools (mdevctl, a shell) and for the `sysfs` host driver.
  */
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../../domain/errors.js'
 import type { KernelProfileName } from '../../emulator/api.js'
-import { type EmulatorClock, startEmulatorServer } from '../../emulator-remote/server.js'
+import { type EmulatorClock, type EmulatorServer, startEmulatorServer } from '../../emulator-remote/server.js'
+import { FuseUnavailableError, loadFuseBinding } from '../../emulator/fuse/fuse-binding.js'
+import { type SysfsMount, checkFuseDevice, mountSysfs } from '../../emulator/fuse/sysfs-mount.js'
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
 import { clip } from '../../domain/text.js'
 
@@ -16,14 +19,24 @@ const DEFAULT_ADDR = '127.0.0.1:50151'
 const DEFAULT_PROFILE = 'demo'
 const MAX_TICK_MS = 60_000
 
-const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N]
+const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N] [--mount DIR]
 
 Boots one emulated s390 AP bus host and serves it over gRPC (service apmatrix.emulator.v1.Emulator,
 plus grpc.health.v1 and server reflection) until SIGTERM or SIGINT. The host lives as long as this
 process: clients (the apmatrix service) may crash and reconnect without losing its state.
 
+With --mount DIR the same host is also a filesystem at DIR that plays /sys (DIR/bus/ap/apmask,
+DIR/devices/vfio_ap/matrix/...), with the kernel's texts, modes and errnos: a write(2) is one store
+call, so 'echo 5 > DIR/devices/vfio_ap/matrix/UUID/assign_adapter' fails as the kernel would. Writes
+through DIR go into the write log (origin fuse). It needs FUSE: the optional npm package fuse-native,
+/dev/fuse and root (mounting). DIR is created if missing (it must be empty); a stale mount left by a killed
+server is cleared first; SIGTERM/SIGINT unmount it. To let a tool use it as /sys, bind it in a
+private mount namespace:  unshare -m sh -c 'mount --bind DIR /sys && mdevctl types'
+
 When ready it prints one line on stdout:
   apmatrix emulator listening on HOST:PORT (profile NAME, kernel PROFILE, bootId UUID)
+With --mount, this line comes after the mount is up and is preceded by:
+  apmatrix emulator sysfs mounted at DIR
 Log lines go to stderr.
 
 Options:
@@ -33,9 +46,14 @@ Options:
   --clock MODE         realtime: virtual time follows wall time (default);
                        manual: time moves only through the Advance call (deterministic tests)
   --tick-ms N          realtime clock tick in milliseconds, 1..${MAX_TICK_MS} (default: 100)
+  --mount DIR          also serve the host's sysfs as a FUSE filesystem at DIR
   -h, --help           this text
 
-Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be bound, 2 bad options.
+Environment: APMATRIX_FUSE_DEVICE  the FUSE device checked before mounting (default /dev/fuse).
+
+Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be bound (or the mount
+cannot be detached at stop), 2 bad options, 69 when --mount cannot mount (no FUSE, no permission, a
+busy or non-empty directory: the message says why).
 `
 
 /** The first SIGTERM or SIGINT from now on; `cancel` stops listening (signals act as default again). */
@@ -76,10 +94,28 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   const tickMs = Number(tickText)
   if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS) throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${clip(tickText, 20)}'`)
 
+  const mountDir = args.values.mount as string | undefined
+  if (mountDir === '') throw new UsageError('--mount: a directory is required')
+  const fuseDevice = io.env.APMATRIX_FUSE_DEVICE || '/dev/fuse'
+  const noFuse = (e: FuseUnavailableError): number => {
+    io.stderr.write(`apmatrix emulator serve: --mount ${mountDir}: cannot mount the emulator's sysfs: ${e.message}\n`)
+    return EXIT.FUSE_UNAVAILABLE
+  }
+  if (mountDir !== undefined) {
+    // Before anything is bound: a machine without FUSE fails at once, with the reason.
+    try {
+      loadFuseBinding()
+      checkFuseDevice(fuseDevice)
+    } catch (e) {
+      if (e instanceof FuseUnavailableError) return noFuse(e)
+      throw e
+    }
+  }
+
   // Listen for signals before binding, so a stop that arrives during start-up is not lost.
   const stop = stopSignal()
   const log = (line: string): void => void io.stderr.write(`${new Date().toISOString()} ${line}\n`)
-  let server
+  let server: EmulatorServer
   try {
     server = await startEmulatorServer({ addr, profile, clock: clock as EmulatorClock, tickMs, log, ...(kernel ? { kernel: kernel as KernelProfileName } : {}) })
   } catch (e) {
@@ -88,12 +124,34 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
     if (e instanceof ApmatrixError && (e.code === 'INVALID_ARGUMENT' || e.code === 'NOT_FOUND')) throw new UsageError(`--profile: ${e.message}`)
     throw new ApmatrixError('UNAVAILABLE', `emulator serve: cannot listen on ${addr}: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
   }
+  let mount: SysfsMount | undefined
+  if (mountDir !== undefined) {
+    try {
+      mount = await mountSysfs(mountDir, server.localSysfs, { device: fuseDevice, log })
+    } catch (e) {
+      stop.cancel()
+      await server.close()
+      if (e instanceof FuseUnavailableError) return noFuse(e)
+      throw e
+    }
+    io.stdout.write(`apmatrix emulator sysfs mounted at ${mount.dir}\n`)
+  }
   const i = server.info()
   io.stdout.write(`apmatrix emulator listening on ${server.address} (profile ${i.profile}, kernel ${i.kernel}, bootId ${i.bootId})\n`)
   const sig = await stop.next
   log(`${sig}: stopping`)
+  let code: number = EXIT.OK
+  if (mount) {
+    // First the mount, so that no file operation waits on a host that is going away.
+    try {
+      await mount.unmount()
+    } catch (e) {
+      log(`cannot unmount ${mount.dir}: ${(e as Error).message}`)
+      code = EXIT.FAILURE
+    }
+  }
   await server.close()
-  return EXIT.OK
+  return code
 }
 
 /** The `emulator serve` verb (for src/cli/registry.ts). */
@@ -107,6 +165,7 @@ export const emulatorServeCommand: CliCommand = {
     kernel: { type: 'string' },
     clock: { type: 'string' },
     'tick-ms': { type: 'string' },
+    mount: { type: 'string' },
   },
   run: serve,
 }
