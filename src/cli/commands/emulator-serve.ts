@@ -12,6 +12,7 @@ import { FuseUnavailableError, loadFuseBinding } from '../../emulator/fuse/fuse-
 import { type SysfsMount, checkFuseDevice, mountSysfs } from '../../emulator/fuse/sysfs-mount.js'
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
 import { clip } from '../../domain/text.js'
+import { keepServingOnStrayErrors } from '../process-guard.js'
 
 const KERNELS: readonly KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
 const CLOCKS: readonly EmulatorClock[] = ['realtime', 'manual']
@@ -138,7 +139,9 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   }
   const i = server.info()
   io.stdout.write(`apmatrix emulator listening on ${server.address} (profile ${i.profile}, kernel ${i.kernel}, bootId ${i.bootId})\n`)
+  const guard = keepServingOnStrayErrors({ error: (obj, msg) => log(`${msg ?? 'error'}: ${JSON.stringify(obj)}`) })
   const sig = await stop.next
+  guard.remove()
   log(`${sig}: stopping`)
   let code: number = EXIT.OK
   if (mount) {
