@@ -565,7 +565,7 @@ export class ApmatrixService {
     await this.emulatorAction(host, ctx, `emulator.hardware.${input.action}`, `hosts/${host}`, (e) => e.hardware(input as Parameters<typeof e.hardware>[0]))
   }
 
-  /** A guest opens a matrix device (V-24). NOT_FOUND (ENODEV) when no such device is on the bus. */
+  /** A guest opens a matrix device (V-25). NOT_FOUND (ENODEV) when no such device is on the bus. */
   async openGuest(host: string, uuid: string, guest: string, ctx: CallContext = {}): Promise<void> {
     const id = normalizeUuid(uuid)
     await this.emulatorAction(host, ctx, 'emulator.guest.open', `hosts/${host}/guests/${guest}`, (e) => e.guestOpen(id, guest), { ENODEV: 'NOT_FOUND' })

@@ -281,7 +281,7 @@ forEachDatabase(t, async (t, db) => {
     t.equal(missing.err?.metadata.get('errno')[0], 'ENOENT')
     isError(t, await unary(call.read, { host: 'local', path: '' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
 
-    // Create a foreign device the way root would, and open it from a guest (V-24).
+    // Create a foreign device the way root would, and open it from a guest (V-25).
     await ok(t, call.write, { host: 'local', path: `${MATRIX}/mdev_supported_types/vfio_ap-passthrough/create`, value: '44444444-4444-4444-8444-444444444444' })
     t.ok((await ok(t, call.read, { host: 'local', path: `${MATRIX}/44444444-4444-4444-8444-444444444444/matrix` })), 'device exists')
     const bad = await unary(call.write, { host: 'local', path: `${MATRIX}/44444444-4444-4444-8444-444444444444/assign_adapter`, value: 'zz' })
@@ -310,6 +310,13 @@ forEachDatabase(t, async (t, db) => {
     t.ok(farApid.err && farApid.err.code !== grpc.status.INTERNAL, `apid 4000: ${farApid.err?.details}`)
     const submitBad = await unary(call.submit, { host: 'local', apqn: 'zz.zzzz', count: 1 })
     t.ok(submitBad.err && submitBad.err.code !== grpc.status.INTERNAL, `bad apqn: ${submitBad.err?.details}`)
+
+    // B-43: notify false leaves the change for the next scan (a proto3 optional: false is not "absent").
+    await ok(t, call.hardware, { host: 'local', action: 'remove-adapter', apid: { value: 7 }, notify: false })
+    const apids = async () => (await ok(t, call.adapters, { host: 'local' })).items.map((x) => x.apid)
+    t.ok((await apids()).includes(7), 'adapter 7 is still on the bus until a scan')
+    await ok(t, call.write, { host: 'local', path: '/sys/bus/ap/scans', value: '1\n' })
+    t.notOk((await apids()).includes(7), 'the scan removes it')
 
     const boot = (await ok(t, call.getHost, { host: 'local' })).boot_id
     const rb = await ok(t, call.reboot, { host: 'local' })
