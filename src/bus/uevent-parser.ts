@@ -29,7 +29,8 @@ export interface MonitorUevent {
 /** What one line meant. */
 export type MonitorItem = { kind: 'event'; event: MonitorUevent } | { kind: 'banner'; line: string }
 
-const HEADER = /^(KERNEL|UDEV)\s*\[(\d+)\.(\d+)\]\s+(\S+)\s+(\S+)\s+\((.*)\)\s*$/
+// UEVENT is what udevmonitor printed for kernel events before udevadm (udev < 128); same meaning as KERNEL.
+const HEADER = /^(KERNEL|UDEV|UEVENT)\s*\[(\d+)\.(\d+)\]\s+(\S+)\s+(\S+)\s+\((.*)\)\s*$/
 const PROPERTY = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/
 /** Longest line kept: a uevent buffer is at most 2048 bytes (UEVENT_BUFFER_SIZE); more is noise. */
 const MAX_LINE = 8192
@@ -69,7 +70,7 @@ export class UeventParser {
     if (h) {
       this.flush(out)
       this.current = {
-        source: h[1] as MonitorUevent['source'],
+        source: h[1] === 'UDEV' ? 'UDEV' : 'KERNEL',
         timestamp: Number(`${h[2]}.${h[3]}`),
         action: h[4]!,
         devpath: h[5]!,
