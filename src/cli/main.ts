@@ -7,14 +7,13 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../domain/errors.js'
-import { projectRoot } from '../paths.js'
+import { appVersion } from '../version.js'
 import { type CliCommand, type CliIo, EXIT, UsageError } from './command.js'
 import { commands } from './registry.js'
 
 /** The version of package.json. */
 export function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version?: string }
-  return pkg.version ?? '0.0.0'
+  return appVersion()
 }
 
 /** The text of `apmatrix --help`. */
