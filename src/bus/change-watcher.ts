@@ -104,7 +104,7 @@ export class ChangeWatcher {
     const m = new UdevMonitor({
       command,
       log: this.o.log,
-      onEvent: (e) => this.emit({ source: 'uevent', summary: `${e.action} ${e.devpath}` }),
+      onEvent: (e) => this.emit({ source: 'uevent', summary: `${e.action} ${e.devpath}`, uevent: { action: e.action, devpath: e.devpath, env: e.env } }),
       // Events are lost while the child is down: one nudge after each restart makes up for them.
       onReady: ({ restarts }) => {
         if (restarts > 0) this.emit({ source: 'uevent', summary: 'udev monitor restarted: events may have been missed' })

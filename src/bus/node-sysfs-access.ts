@@ -50,8 +50,11 @@ function fsError(e: unknown, op: string, p: string): SysfsError {
 export class NodeSysfsAccess implements SysfsAccess {
   /** The root directory (absolute). */
   readonly root: string
-  /** Present when the access has a lock (see SysfsAccess.exclusive). */
-  readonly exclusive?: <T>(fn: (locked: SysfsAccess) => Promise<T>) => Promise<T>
+  /**
+   * Present when the access has a lock (see SysfsAccess.exclusive). `opts` overrides the wait for this
+   * section and lets a caller give up early (an agent whose client went away).
+   */
+  readonly exclusive?: <T>(fn: (locked: SysfsAccess) => Promise<T>, opts?: { waitMs?: number; signal?: AbortSignal }) => Promise<T>
   /** Present when change detection is configured (see SysfsAccess.watch). */
   readonly watch?: (listener: (change: BusChange) => void) => () => void
   private readonly lock: ApConfigLock | null
@@ -65,8 +68,8 @@ export class NodeSysfsAccess implements SysfsAccess {
     if (!(Number.isFinite(this.lockWaitMs) && this.lockWaitMs >= 0)) throw new RangeError(`lock wait must be >= 0 ms, got ${this.lockWaitMs}`)
     if (this.lock) {
       const lock = this.lock
-      this.exclusive = async (fn) => {
-        const hold = await lock.acquire(this.lockWaitMs)
+      this.exclusive = async (fn, opts = {}) => {
+        const hold = await lock.acquire(opts.waitMs ?? this.lockWaitMs, opts.signal)
         try {
           return await fn(this.locked)
         } finally {

@@ -24,8 +24,10 @@ export interface BusFence {
  */
 export interface BusChange {
   source: 'uevent' | 'apcb' | 'poll'
-  /** One line for logs, e.g. `add /devices/ap/card05/05.0004` or `bus/ap/bindings`. */
+  /** One line for logs, e.g. `add /devices/ap/card05/05.0004` or `changed: bindings`. */
   summary: string
+  /** The kernel uevent itself, when the change is one (an agent forwards it to the service). */
+  uevent?: { action: string; devpath: string; env: Record<string, string> }
 }
 
 /** The four file operations the bus port needs. Errors are thrown as SysfsError (with `errno`). */

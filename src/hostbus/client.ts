@@ -7,6 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import type { BusChange, BusFence, SysfsAccess } from '../bus/port.js'
+import { SysfsError } from '../domain/errors.js'
 import { eventFromWire, type HostBusEvent } from './codec.js'
 import { RemoteHostError, fromServiceError } from './errors.js'
 import { FENCE_METADATA_KEY, formatFence } from './fence.js'
@@ -272,9 +273,17 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
     // Errors after the grant (a server-side hold limit, a broken connection) surface on the writes (ECANCELED, UNAVAILABLE).
     lockCall.on('error', () => undefined)
     const session: Array<[string, string]> = [...headers, [LOCK_SESSION_METADATA_KEY, grant.session]]
+    const sessionWrite = writeWith(session)
+    let ended = false
+    // A view kept past its section must not write as if it held the lock (the host refuses such a write too).
+    const write = async (path: string, value: string): Promise<void> => {
+      if (ended) throw new SysfsError('ECANCELED', `lock session ${grant.session} has ended: the write was not made`)
+      await sessionWrite(path, value)
+    }
     try {
-      return await fn({ read, list, readlink, write: writeWith(session) })
+      return await fn({ read, list, readlink, write })
     } finally {
+      ended = true
       lockCall.cancel()
     }
   }

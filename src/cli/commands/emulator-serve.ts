@@ -1,13 +1,14 @@
 /**
  * `apmatrix emulator serve`: boots one emulated host in this process and serves it over gRPC
- * (proto/apmatrix/emulator/v1/emulator.proto) until SIGTERM or SIGINT, so the "kernel" state outlives
- * any client, as a real machine's does (product.md §1).
+ * (proto/apmatrix/hostbus/v1/hostbus.proto and emulator/v1/emulator.proto) until SIGTERM or SIGINT,
+ * so the "kernel" state outlives any client, as a real machine's does (product.md §1).
  */
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../../domain/errors.js'
 import type { KernelProfileName } from '../../emulator/api.js'
 import { type EmulatorClock, startEmulatorServer } from '../../emulator-remote/server.js'
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
+import { stopSignal } from '../stop-signal.js'
 
 const KERNELS: readonly KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
 const CLOCKS: readonly EmulatorClock[] = ['realtime', 'manual']
@@ -17,9 +18,10 @@ const MAX_TICK_MS = 60_000
 
 const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N]
 
-Boots one emulated s390 AP bus host and serves it over gRPC (service apmatrix.emulator.v1.Emulator,
-plus grpc.health.v1 and server reflection) until SIGTERM or SIGINT. The host lives as long as this
-process: clients (the apmatrix service) may crash and reconnect without losing its state.
+Boots one emulated s390 AP bus host and serves it over gRPC until SIGTERM or SIGINT: its sysfs face
+(apmatrix.hostbus.v1.HostBus, as an apmatrix agent serves a real host) and its controls
+(apmatrix.emulator.v1.EmulatorControl), plus grpc.health.v1 and server reflection. The host lives as
+long as this process: clients (the apmatrix service) may crash and reconnect without losing its state.
 
 When ready it prints one line on stdout:
   apmatrix emulator listening on HOST:PORT (profile NAME, kernel PROFILE, bootId UUID)
@@ -36,24 +38,6 @@ Options:
 
 Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be bound, 2 bad options.
 `
-
-/** The first SIGTERM or SIGINT from now on; `cancel` stops listening (signals act as default again). */
-function stopSignal(): { next: Promise<NodeJS.Signals>; cancel: () => void } {
-  let cancel = (): void => undefined
-  const next = new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      cancel()
-      resolve(sig)
-    }
-    cancel = () => {
-      process.off('SIGTERM', on)
-      process.off('SIGINT', on)
-    }
-    process.on('SIGTERM', on)
-    process.on('SIGINT', on)
-  })
-  return { next, cancel }
-}
 
 function checkAddr(addr: string): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr)
