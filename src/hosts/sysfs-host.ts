@@ -5,9 +5,13 @@
  * changes are noticed by udev or polling (src/bus/node-sysfs-access.ts). No emulator controls.
  */
 import type { NodeSysfsAccess } from '../bus/node-sysfs-access.js'
+import type { SysfsAccess } from '../bus/port.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
 import type { HostIdentity } from './host-identity.js'
 import type { HostInfo, ManagedHost } from './managed-host.js'
+
+/** What a sysfs host needs of its access: the file operations (a NodeSysfsAccess, or a wrapper of one), its root, and close. */
+export type LocalSysfsAccess = SysfsAccess & Pick<NodeSysfsAccess, 'root' | 'close'>
 
 /** A managed host over a local sysfs tree. */
 export class SysfsHost implements ManagedHost {
@@ -16,7 +20,7 @@ export class SysfsHost implements ManagedHost {
 
   constructor(
     readonly name: string,
-    private readonly access: NodeSysfsAccess,
+    private readonly access: LocalSysfsAccess,
     private readonly identity: HostIdentity,
   ) {
     this.bus = new SysfsBus(access)
