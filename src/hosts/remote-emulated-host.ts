@@ -5,6 +5,7 @@
  */
 import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
 import { SysfsError } from '../domain/errors.js'
+import type { BusFence, SysfsAccess } from '../bus/port.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
 import { connectEmulator, type EventSubscription, type RemoteEmulator, type RemoteEmulatorOptions } from '../emulator-remote/client.js'
 import type { HostBusInfo } from '../hostbus/client.js'
@@ -24,7 +25,7 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
   ) {
     // Fenced writes (withFence) and change reports (watch) from the host-bus face; no exclusive section:
     // nothing but apmatrix configures an emulated host, so there is no AP configuration lock to take.
-    this.bus = new SysfsBus({ read: client.read, write: client.write, list: client.list, readlink: client.readlink, withFence: client.withFence, watch: client.watch })
+    this.bus = new SysfsBus({ ...withoutLock(client), watch: client.watch })
   }
 
   /** Connects to the emulator at `addr` and waits until it answers (throws UNAVAILABLE after `timeoutMs`). */
@@ -100,6 +101,12 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
     this.sub?.close()
     this.client.close()
   }
+}
+
+/** The file operations and fenced views of a host-bus client, without lock sessions (at any depth of fencing). */
+function withoutLock(a: SysfsAccess): SysfsAccess {
+  const withFence = a.withFence
+  return { read: a.read, write: a.write, list: a.list, readlink: a.readlink, ...(withFence ? { withFence: (f: BusFence) => withoutLock(withFence(f)) } : {}) }
 }
 
 /** The HostInfo of a host-bus server's Info (remote emulator or agent). */

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap'
 import { ApmatrixError, SysfsError } from '../../src/domain/errors.js'
 import { createHost } from '../../src/emulator/host.js'
 import { RemoteHostError, connectEmulator } from '../../src/emulator-remote/client.js'
+import { RemoteEmulatedHost } from '../../src/hosts/remote-emulated-host.js'
 import { projectRoot } from '../../src/paths.js'
 import { BUS, M1, type Outcome, TYPE_DIR, freePort, outcome, startRemote, waitFor } from './helpers.js'
 
@@ -221,4 +222,19 @@ t.test('untrusted input is bounded: long paths and values, huge advances, oversi
   const huge = await client.write(`${BUS}/apmask`, 'x'.repeat(300_000)).catch((e: unknown) => e)
   t.match(huge, { name: 'RemoteHostError', status: 'RESOURCE_EXHAUSTED' })
   t.equal(await client.read(`${BUS}/apmask`), `0x${'f'.repeat(64)}\n`, 'the server still answers')
+})
+
+t.test('a remote emulated host: no AP configuration lock section (fenced or not), and its watch reports kernel uevents', async (t) => {
+  const { server } = await startRemote(t)
+  const host = await RemoteEmulatedHost.connect('e', server.address, 3000)
+  t.teardown(() => host.close())
+  t.equal(host.bus.exclusive, undefined, 'nothing but apmatrix configures an emulator: no lock to take')
+  t.equal(host.bus.withFence({ host: 'e', holder: 'A', token: 1 }).exclusive, undefined, 'fenced views have none either')
+  t.match(await host.info(), { name: 'e', driver: 'remote-emulator', profile: 'spec-fixture', kernel: 'current-6.x' })
+  const seen: string[] = []
+  const stop = host.bus.watch((c) => void seen.push(`${c.source} ${c.summary}`))
+  t.teardown(stop)
+  await host.write(`${BUS}/apmask`, '-5\n')
+  await waitFor('the bind uevent of 05.0004', () => seen.some((s) => /^uevent bind .*05\.0004$/.test(s)))
+  t.pass(`${seen.length} changes reported`)
 })
