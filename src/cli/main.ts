@@ -3,8 +3,6 @@
  * options strictly with node:util parseArgs, prints help and version, and turns failures into exit
  * codes and one-line messages (no stack traces unless APMATRIX_DEBUG is set).
  */
-import fs from 'node:fs'
-import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../domain/errors.js'
 import { appVersion } from '../version.js'
