@@ -107,22 +107,23 @@ if (straceSkip) console.error(`\n*** the write(2) shape test is SKIPPED: ${strac
 
 t.test('one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one write(2) per write (strace)', { skip: straceSkip }, async (t) => {
   const root = fixtureTree(t)
-  const trace = path.join(tempDir(t), 'trace')
+  const traceDir = tempDir(t)
   const loader = pathToFileURL(path.join(projectRoot, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')).href
   const entry = path.join(projectRoot, 'test/bus/one-write-entry.ts')
-  const r = spawnSync('strace', ['-f', '-qq', '-o', trace, '-e', 'trace=openat,open,write,pwrite64,writev,pwritev,close', process.execPath, `--import=${loader}`, entry, root, '/sys/bus/ap/apmask', '-5,-6\n'], { encoding: 'utf8', timeout: 60_000 })
+  // -ff: one trace file per thread, so no call is split into "unfinished" and "resumed" halves.
+  const r = spawnSync('strace', ['-f', '-ff', '-qq', '-o', path.join(traceDir, 't'), '-e', 'trace=openat,open,write,pwrite64,writev,pwritev,close', process.execPath, `--import=${loader}`, entry, root, '/sys/bus/ap/apmask', '-5,-6\n'], { encoding: 'utf8', timeout: 60_000 })
   t.equal(r.status, 0, r.stderr)
-  const lines = fs.readFileSync(trace, 'utf8').split('\n')
+  const lines = fs.readdirSync(traceDir).flatMap((f) => fs.readFileSync(path.join(traceDir, f), 'utf8').split('\n'))
   const target = path.join(root, 'bus/ap/apmask')
   const opens = lines.filter((l) => l.includes(`"${target}"`))
   t.equal(opens.length, 1, `one open: ${opens.join(' | ')}`)
   t.match(opens[0], /O_WRONLY/)
   t.notMatch(opens[0], /O_CREAT|O_TRUNC|O_APPEND/)
   const fd = /= (\d+)$/.exec(opens[0]!.trim())?.[1]
-  const writes = lines.filter((l) => new RegExp(`\\b(write|pwrite64|writev|pwritev)\\(${fd},`).test(l) && l.includes('-5,-6'))
+  t.ok(fd, `the descriptor of the open: ${fd}`)
+  const writes = lines.filter((l) => new RegExp(`^(write|pwrite64|writev|pwritev)\\(${fd},`).test(l) && l.includes('-5,-6'))
   t.equal(writes.length, 1, `one write(2) of the value: ${writes.join(' | ')}`, { trace: lines.filter((l) => l.includes(`(${fd},`)) })
-  // strace may split a call of another thread into "<unfinished ...>" and "<... resumed>" lines.
-  t.match(writes[0], /\bwrite\(\d+, "-5,-6\\n", 6/, 'write(2), not pwrite, of the 6 exact bytes')
+  t.match(writes[0], /^write\(\d+, "-5,-6\\n", 6\)\s+= 6$/, 'write(2), not pwrite, of the 6 exact bytes, all taken')
   t.equal(fs.readFileSync(target, 'utf8').slice(0, 6), '-5,-6\n')
 })
 

@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
-import { ChangeWatcher } from '../../src/bus/change-watcher.js'
+import { ChangeWatcher, findExecutable } from '../../src/bus/change-watcher.js'
 import type { BusChange } from '../../src/bus/port.js'
 import { UDEVADM_MONITOR_ARGS, UdevMonitor } from '../../src/bus/udev-monitor.js'
 import { UeventParser, type MonitorItem, type MonitorUevent } from '../../src/bus/uevent-parser.js'
@@ -215,4 +215,14 @@ t.test('watcher in udev mode: each uevent is a change; a restart is one extra ch
   t.same(changes.slice(0, 3), [change, { source: 'uevent', summary: 'udev monitor restarted: events may have been missed' }, change], 'the uevent itself travels with the change (an agent forwards it)')
   stop()
   t.equal(w.activeMode, undefined)
+})
+
+t.test('udevadm is looked up on PATH (auto mode decides by it)', async (t) => {
+  const dir = tempDir(t)
+  const fake = fakeUdevadm(dir, 'exit 0')
+  t.equal(findExecutable('udevadm', `/nonexistent:${dir}`), fake, 'found in the second PATH entry')
+  t.equal(findExecutable('udevadm', '/nonexistent'), undefined)
+  fs.chmodSync(fake, 0o644)
+  t.equal(findExecutable('udevadm', dir), undefined, 'not executable: not found')
+  t.equal(findExecutable(dir), undefined, 'a directory is no program')
 })
