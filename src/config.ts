@@ -2,13 +2,21 @@
  * Service configuration (product.md §7): environment variables, each also a flag of `apmatrix serve`
  * (flags win). Validated once at start; a bad value stops the process with a message naming the setting.
  */
+import path from 'node:path'
 import { parseDatabaseUrl } from './store/config.js'
 import type { KernelProfileName } from './emulator/api.js'
+import { AP_CONFIG_LOCK_PATH } from './bus/ap-config-lock.js'
+import { WATCH_MODES, type WatchMode } from './bus/change-watcher.js'
 
-/** One host this process manages. */
+/**
+ * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
+ * `apmatrix agent` or `apmatrix emulator serve`; which one, its Info says), `name=sysfs:/path` (a /sys
+ * of this machine, or a mount of one, through node:fs).
+ */
 export type HostSpec =
   | { name: string; kind: 'emulator'; profile: string; kernel: KernelProfileName }
-  | { name: string; kind: 'remote-emulator'; addr: string }
+  | { name: string; kind: 'remote'; addr: string }
+  | { name: string; kind: 'sysfs'; root: string }
 
 export interface ServiceConfig {
   databaseUrl: string
@@ -20,6 +28,10 @@ export interface ServiceConfig {
   drainTimeoutMs: number
   resyncMs: number
   leaseTtlMs: number
+  /** `sysfs` hosts: the s390-tools lock, how long a pass waits for it, and change detection. */
+  sysfs: { lockPath: string; watch: WatchMode; pollMs: number }
+  /** How long a pass waits for a host's AP configuration lock (sysfs hosts and agents) before it is retried later. */
+  lockWaitMs: number
   /** Test hook for crash-safety tests: `point:n` kills the process (SIGKILL) at the n-th time a reconcile reaches `point`. */
   crashAt: { point: 'beforeBusWrite' | 'afterBusWrite' | 'beforeStatusWrite'; nth: number } | undefined
 }
@@ -40,7 +52,11 @@ export const SETTINGS = {
   profile: { env: 'APMATRIX_PROFILE', flag: 'profile', def: 'demo', help: 'hardware profile of the emulated host `local`: spec-fixture, demo, full or a JSON file' },
   kernel: { env: 'APMATRIX_KERNEL', flag: 'kernel', def: 'current-6.x', help: 'kernel profile of emulated hosts: current-6.x, legacy-5.x, 6.19-override' },
   emulatorAddr: { env: 'APMATRIX_EMULATOR_ADDR', flag: 'emulator-addr', def: '', help: 'host:port of an `apmatrix emulator serve` process to manage as host `local` instead of an in-process emulator' },
-  hosts: { env: 'APMATRIX_HOSTS', flag: 'hosts', def: '', help: 'several hosts: name=PROFILE or name@host:port, comma separated (overrides --profile/--emulator-addr)' },
+  hosts: { env: 'APMATRIX_HOSTS', flag: 'hosts', def: '', help: 'several hosts, comma separated: name=PROFILE (emulator in this process), name@host:port (apmatrix agent or emulator serve), name=sysfs:/path (a /sys through node:fs); overrides --profile/--emulator-addr' },
+  sysfsLockPath: { env: 'APMATRIX_SYSFS_LOCK_PATH', flag: 'sysfs-lock-path', def: AP_CONFIG_LOCK_PATH, help: 'sysfs hosts: the s390-tools AP configuration lock taken around every pass of bus writes' },
+  sysfsWatch: { env: 'APMATRIX_SYSFS_WATCH', flag: 'sysfs-watch', def: 'auto', help: `sysfs hosts: change detection, ${WATCH_MODES.join('|')} (auto: udevadm monitor for this machine's /sys, else polling)` },
+  sysfsPollMs: { env: 'APMATRIX_SYSFS_POLL_MS', flag: 'sysfs-poll-ms', def: '2000', help: 'sysfs hosts: poll period of bus/ap/scans, bindings, masks and the matrix device list' },
+  lockWaitMs: { env: 'APMATRIX_LOCK_WAIT_MS', flag: 'lock-wait-ms', def: '5000', help: 'sysfs hosts and agents: how long a pass waits for the AP configuration lock before it is retried later' },
   logLevel: { env: 'APMATRIX_LOG_LEVEL', flag: 'log-level', def: 'info', help: 'fatal, error, warn, info, debug, trace, silent' },
   replicaId: { env: 'APMATRIX_REPLICA_ID', flag: 'replica-id', def: '', help: 'lease holder id of this replica (default: generated per process)' },
   drainTimeoutMs: { env: 'APMATRIX_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', def: '30000', help: 'how long a queue may drain before it is handed over anyway' },
@@ -60,6 +76,14 @@ function parseAddr(name: string, v: string): { host: string; port: number } {
   const port = m ? Number(m[2]) : NaN
   if (!m || port > 65535) throw new ConfigError(`${name}: '${v}' is not host:port (e.g. 127.0.0.1:8080)`)
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port }
+}
+
+/** The root of `name=sysfs:ROOT`: an absolute path, normalised; not `/` (that would be a whole file system, not a sysfs). */
+function parseSysfsRoot(setting: string, host: string, root: string): string {
+  if (!root.startsWith('/') || root.includes('\0')) throw new ConfigError(`${setting}: host ${host}: 'sysfs:${root.slice(0, 200)}' needs an absolute path (e.g. ${host}=sysfs:/sys)`)
+  const norm = path.posix.normalize(root).replace(/(.)\/+$/, '$1')
+  if (norm === '/') throw new ConfigError(`${setting}: host ${host}: the sysfs root cannot be '/' (the machine's sysfs is ${host}=sysfs:/sys)`)
+  return norm
 }
 
 function parseMs(name: string, v: string, min: number, max: number): number {
@@ -89,21 +113,22 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
   let hosts: HostSpec[]
   const list = get('hosts')
   if (list) {
-    hosts = list.split(',').map((item) => {
+    hosts = list.split(',').map((item): HostSpec => {
       const m = /^([^=@]+)(?:=(.+)|@(.+))?$/.exec(item.trim())
       const name = m?.[1] ?? ''
-      if (!m || !HOST_NAME.test(name)) throw new ConfigError(`${label('hosts')}: '${item}' is not name=PROFILE or name@host:port (names: lowercase letters, digits, '-')`)
+      if (!m || !HOST_NAME.test(name)) throw new ConfigError(`${label('hosts')}: '${item.slice(0, 200)}' is not name=PROFILE, name@host:port or name=sysfs:/path (names: lowercase letters, digits, '-')`)
       if (m[3]) {
         parseAddr(label('hosts'), m[3])
-        return { name, kind: 'remote-emulator', addr: m[3] }
+        return { name, kind: 'remote', addr: m[3] }
       }
+      if (m[2]?.startsWith('sysfs:')) return { name, kind: 'sysfs', root: parseSysfsRoot(label('hosts'), name, m[2].slice('sysfs:'.length)) }
       return { name, kind: 'emulator', profile: m[2] ?? get('profile'), kernel }
     })
     const names = new Set(hosts.map((h) => h.name))
     if (names.size !== hosts.length) throw new ConfigError(`${label('hosts')}: a host name appears twice`)
   } else if (get('emulatorAddr')) {
     parseAddr(label('emulatorAddr'), get('emulatorAddr'))
-    hosts = [{ name: 'local', kind: 'remote-emulator', addr: get('emulatorAddr') }]
+    hosts = [{ name: 'local', kind: 'remote', addr: get('emulatorAddr') }]
   } else {
     hosts = [{ name: 'local', kind: 'emulator', profile: get('profile'), kernel }]
   }
@@ -116,6 +141,11 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     crashAt = { point: m[1] as 'beforeBusWrite', nth: Number(m[2]) }
   }
 
+  const lockPath = get('sysfsLockPath')
+  if (!lockPath.startsWith('/') || lockPath.endsWith('/')) throw new ConfigError(`${label('sysfsLockPath')}: '${lockPath.slice(0, 200)}' is not an absolute file path (default ${AP_CONFIG_LOCK_PATH})`)
+  const watch = get('sysfsWatch')
+  if (!(WATCH_MODES as readonly string[]).includes(watch)) throw new ConfigError(`${label('sysfsWatch')}: '${watch.slice(0, 60)}' is not one of ${WATCH_MODES.join(', ')}`)
+
   return {
     databaseUrl,
     http: parseAddr(label('http'), get('http')),
@@ -126,6 +156,8 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     drainTimeoutMs: parseMs(label('drainTimeoutMs'), get('drainTimeoutMs'), 0, 3_600_000),
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
+    sysfs: { lockPath, watch: watch as WatchMode, pollMs: parseMs(label('sysfsPollMs'), get('sysfsPollMs'), 50, 3_600_000) },
+    lockWaitMs: parseMs(label('lockWaitMs'), get('lockWaitMs'), 0, 600_000),
     crashAt,
   }
 }

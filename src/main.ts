@@ -51,16 +51,45 @@ function crashHook(cfg: ServiceConfig, log: PinoLogger): ((point: ReconcilePoint
   }
 }
 
-async function buildHosts(cfg: ServiceConfig): Promise<ManagedHost[]> {
+async function buildHosts(cfg: ServiceConfig, log: PinoLogger): Promise<ManagedHost[]> {
   const out: ManagedHost[] = []
-  for (const h of cfg.hosts) {
-    if (h.kind === 'emulator') out.push(new LocalEmulatedHost({ name: h.name, profile: h.profile, kernel: h.kernel }))
-    else {
-      const { RemoteEmulatedHost } = await import('./hosts/remote-emulated-host.js')
-      out.push(await RemoteEmulatedHost.connect(h.name, h.addr))
+  try {
+    for (const h of cfg.hosts) {
+      if (h.kind === 'emulator') out.push(new LocalEmulatedHost({ name: h.name, profile: h.profile, kernel: h.kernel }))
+      else if (h.kind === 'remote') {
+        const { connectRemoteHost } = await import('./hosts/connect-remote-host.js')
+        out.push(await connectRemoteHost(h.name, h.addr, 10_000, { lockWaitMs: cfg.lockWaitMs }))
+      } else out.push(await buildSysfsHost(cfg, h.name, h.root, log))
     }
+  } catch (e) {
+    for (const h of out) await h.close().catch(() => undefined)
+    throw e
   }
   return out
+}
+
+/** A `sysfs` host: node:fs over `root`, the s390-tools lock, change detection; refuses a root without an AP bus. */
+async function buildSysfsHost(cfg: ServiceConfig, name: string, root: string, log: PinoLogger): Promise<ManagedHost> {
+  const [{ NodeSysfsAccess }, { ApConfigLock }, { SysfsHost }, { HostIdentity }, fs] = await Promise.all([
+    import('./bus/node-sysfs-access.js'),
+    import('./bus/ap-config-lock.js'),
+    import('./hosts/sysfs-host.js'),
+    import('./hosts/host-identity.js'),
+    import('node:fs/promises'),
+  ])
+  try {
+    await fs.access(`${root}/bus/ap/apmask`)
+  } catch (e) {
+    throw new Error(`host ${name}: ${root} is not a sysfs with an AP bus (no ${root}/bus/ap/apmask: ${(e as Error).message})`)
+  }
+  const hostLog = log.child({ host: name })
+  const access = new NodeSysfsAccess({
+    root,
+    lock: new ApConfigLock({ path: cfg.sysfs.lockPath }),
+    lockWaitMs: cfg.lockWaitMs,
+    watch: { mode: cfg.sysfs.watch, pollMs: cfg.sysfs.pollMs, log: (line) => hostLog.info(line) },
+  })
+  return new SysfsHost(name, access, new HostIdentity({ root }))
 }
 
 /** Starts everything the configuration names. Throws on a bad database or a host that cannot be reached. */
@@ -70,7 +99,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   const migrated = await applyMigrations(cfg.databaseUrl)
   log.info({ database: redact(cfg.databaseUrl), applied: migrated.applied }, 'store migrated')
   const store = await createStore(cfg.databaseUrl)
-  const hosts = await buildHosts(cfg)
+  const hosts = await buildHosts(cfg, log)
   const registry = new StaticHostRegistry(hosts)
   const hook = crashHook(cfg, log)
   // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).

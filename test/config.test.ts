@@ -21,10 +21,41 @@ t.test('several hosts, remote emulators, and the crash hook', async (t) => {
   const c = loadConfig({}, { APMATRIX_HOSTS: 'a=spec-fixture,b@127.0.0.1:50151', APMATRIX_CRASH_AT: 'afterBusWrite:3' })
   t.same(c.hosts, [
     { name: 'a', kind: 'emulator', profile: 'spec-fixture', kernel: 'current-6.x' },
-    { name: 'b', kind: 'remote-emulator', addr: '127.0.0.1:50151' },
+    { name: 'b', kind: 'remote', addr: '127.0.0.1:50151' },
   ])
   t.same(c.crashAt, { point: 'afterBusWrite', nth: 3 })
-  t.same(loadConfig({}, { APMATRIX_EMULATOR_ADDR: '[::1]:5000' }).hosts, [{ name: 'local', kind: 'remote-emulator', addr: '[::1]:5000' }])
+  t.same(loadConfig({}, { APMATRIX_EMULATOR_ADDR: '[::1]:5000' }).hosts, [{ name: 'local', kind: 'remote', addr: '[::1]:5000' }])
+})
+
+t.test('sysfs hosts: name=sysfs:/path beside name=PROFILE and name@host:port, with their settings', async (t) => {
+  const c = loadConfig({}, { APMATRIX_HOSTS: 'lpar1=sysfs:/sys, lpar2@lpar2.example:50152,emu=demo,mnt=sysfs:/mnt/emu//sys/' })
+  t.same(c.hosts, [
+    { name: 'lpar1', kind: 'sysfs', root: '/sys' },
+    { name: 'lpar2', kind: 'remote', addr: 'lpar2.example:50152' },
+    { name: 'emu', kind: 'emulator', profile: 'demo', kernel: 'current-6.x' },
+    { name: 'mnt', kind: 'sysfs', root: '/mnt/emu/sys' },
+  ], 'the root is normalised')
+  t.same(c.sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'auto', pollMs: 2000 }, 'defaults: the s390-tools lock, auto detection')
+  t.equal(c.lockWaitMs, 5000)
+  const f = loadConfig({ sysfsLockPath: '/tmp/x.lock', sysfsWatch: 'poll', sysfsPollMs: '100', lockWaitMs: '0' }, { APMATRIX_SYSFS_WATCH: 'udev' })
+  t.same([f.sysfs, f.lockWaitMs], [{ lockPath: '/tmp/x.lock', watch: 'poll', pollMs: 100 }, 0], 'flags win')
+  t.same(loadConfig({}, { APMATRIX_SYSFS_WATCH: 'udev', APMATRIX_SYSFS_POLL_MS: '50' }).sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'udev', pollMs: 50 })
+})
+
+t.test('bad sysfs settings name the setting and what is accepted', async (t) => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ APMATRIX_HOSTS: 'lpar1=sysfs:' }, /APMATRIX_HOSTS \/ --hosts: host lpar1: 'sysfs:' needs an absolute path \(e\.g\. lpar1=sysfs:\/sys\)/],
+    [{ APMATRIX_HOSTS: 'lpar1=sysfs:relative/sys' }, /APMATRIX_HOSTS.*host lpar1: 'sysfs:relative\/sys' needs an absolute path/],
+    [{ APMATRIX_HOSTS: 'lpar1=sysfs:/' }, /APMATRIX_HOSTS.*cannot be '\/'/],
+    [{ APMATRIX_HOSTS: 'lpar1=sysfs:/sys,lpar1=sysfs:/mnt' }, /APMATRIX_HOSTS.*twice/],
+    [{ APMATRIX_HOSTS: 'LPAR1=sysfs:/sys' }, /APMATRIX_HOSTS.*name=sysfs:\/path/],
+    [{ APMATRIX_SYSFS_LOCK_PATH: 'run/lock/x' }, /APMATRIX_SYSFS_LOCK_PATH \/ --sysfs-lock-path: 'run\/lock\/x' is not an absolute file path/],
+    [{ APMATRIX_SYSFS_LOCK_PATH: '/run/lock/' }, /APMATRIX_SYSFS_LOCK_PATH/],
+    [{ APMATRIX_SYSFS_WATCH: 'inotify' }, /APMATRIX_SYSFS_WATCH \/ --sysfs-watch: 'inotify' is not one of auto, udev, poll/],
+    [{ APMATRIX_SYSFS_POLL_MS: '10' }, /APMATRIX_SYSFS_POLL_MS \/ --sysfs-poll-ms: '10' must be an integer number of milliseconds in 50\.\.3600000/],
+    [{ APMATRIX_LOCK_WAIT_MS: 'soon' }, /APMATRIX_LOCK_WAIT_MS/],
+  ]
+  for (const [env, re] of cases) t.throws(() => loadConfig({}, env), { name: 'ConfigError', message: re }, JSON.stringify(env))
 })
 
 t.test('bad settings stop with a message naming the setting', async (t) => {

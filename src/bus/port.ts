@@ -1,7 +1,7 @@
 /**
  * The bus port (product.md §1): the typed interface the reconciler uses to observe and drive one AP bus.
  * It is implemented once, over sysfs paths ({@link SysfsAccess}), so the in-process emulator, a remote
- * emulator and (later) the real /sys of an s390x host are interchangeable.
+ * emulator, an `apmatrix agent` and the real /sys of an s390x host (node:fs) are interchangeable.
  */
 import type { Errno } from '../domain/errors.js'
 
@@ -17,6 +17,19 @@ export interface BusFence {
   token: number
 }
 
+/**
+ * A change on the bus that may be drift: a kernel uevent (from the emulator or `udevadm monitor`), a guest
+ * APCB change (emulator), or a changed attribute a poll noticed. Only a nudge to look again: the
+ * reconciler is level-triggered and never relies on what a change says.
+ */
+export interface BusChange {
+  source: 'uevent' | 'apcb' | 'poll'
+  /** One line for logs, e.g. `add /devices/ap/card05/05.0004` or `changed: bindings`. */
+  summary: string
+  /** The kernel uevent itself, when the change is one (an agent forwards it to the service). */
+  uevent?: { action: string; devpath: string; env: Record<string, string> }
+}
+
 /** The four file operations the bus port needs. Errors are thrown as SysfsError (with `errno`). */
 export interface SysfsAccess {
   read(path: string): Promise<string>
@@ -28,6 +41,19 @@ export interface SysfsAccess {
    * in-process emulator) cannot check fences, and its writes go unfenced.
    */
   withFence?(fence: BusFence): SysfsAccess
+  /**
+   * Runs `fn` with a view whose writes happen while this process holds the host's AP configuration lock
+   * (s390-tools `/run/lock/s390apconfig.lock`, src/bus/ap-config-lock.ts), held from before `fn` starts
+   * until it settles, so a whole pass of writes never interleaves with chzdev, mdevctl or ap-check.
+   * Waits a bounded time for another holder; then rejects with {@link ConfigLockBusyError} without
+   * calling `fn`. Optional: a host no other tool configures (the emulators) has no lock.
+   */
+  exclusive?<T>(fn: (locked: SysfsAccess) => Promise<T>): Promise<T>
+  /**
+   * Calls `listener` for every change the host reports (uevents, polled attributes); returns a function
+   * that stops watching. Optional: without it only the reconciler's periodic resync notices drift.
+   */
+  watch?(listener: (change: BusChange) => void): () => void
 }
 
 export type { QueueDriver, ObservedAdapter, ObservedQueue, ObservedQueueRef, ObservedMdev, ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
@@ -42,6 +68,22 @@ export class BusError extends Error {
     this.name = 'BusError'
     this.errno = errno
     this.path = path
+  }
+}
+
+/**
+ * The host's AP configuration lock is held by another process (chzdev, mdevctl's ap-check callout, ...)
+ * and was not released within the wait bound: nothing was written; retry the pass later.
+ */
+export class ConfigLockBusyError extends BusError {
+  /** Pid written in the lock file ('' when it could not be read, e.g. the holder has not written it yet). */
+  readonly holderPid: string
+  readonly waitedMs: number
+  constructor(lockPath: string, holderPid: string, waitedMs: number, message?: string) {
+    super('EBUSY', lockPath, message ?? `AP configuration lock ${lockPath} is held by ${holderPid ? `pid ${holderPid}` : 'another process'} (waited ${waitedMs} ms)`)
+    this.name = 'ConfigLockBusyError'
+    this.holderPid = holderPid
+    this.waitedMs = waitedMs
   }
 }
 
@@ -75,4 +117,12 @@ export interface BusPort {
   rescan(): Promise<void>
   /** A view of this bus whose every write carries `fence` (see {@link BusFence}); optional for fakes. */
   withFence?(fence: BusFence): BusPort
+  /**
+   * Present only on hosts with an AP configuration lock ({@link SysfsAccess.exclusive}): runs `fn` with a
+   * view of this bus whose writes are all made under one hold of the lock. Rejects with
+   * {@link ConfigLockBusyError} when the lock stays held by someone else past the wait bound.
+   */
+  exclusive?<T>(fn: (locked: BusPort) => Promise<T>): Promise<T>
+  /** Reports changes that may be drift (see {@link BusChange}); returns an unsubscribe function. */
+  watch?(listener: (change: BusChange) => void): () => void
 }

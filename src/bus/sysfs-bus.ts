@@ -8,6 +8,7 @@ import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { parseMatrix } from '../domain/matrix.js'
 import {
   BusError,
+  type BusChange,
   type BusFence,
   type BusPort,
   type MatrixConfig,
@@ -76,11 +77,22 @@ function bool01(text: string): boolean {
 
 /** Implements {@link BusPort} over sysfs. Stateless: every call reads what it needs. */
 export class SysfsBus implements BusPort {
-  constructor(private readonly fs: SysfsAccess) {}
+  /** Defined only when the access has an AP configuration lock (a real /sys, an agent): see BusPort.exclusive. */
+  readonly exclusive?: <T>(fn: (locked: SysfsBus) => Promise<T>) => Promise<T>
+
+  constructor(private readonly fs: SysfsAccess) {
+    const exclusive = fs.exclusive?.bind(fs)
+    if (exclusive) this.exclusive = (fn) => exclusive((locked) => fn(new SysfsBus(locked)))
+  }
 
   /** The same bus with every write fenced; unfenced when the access cannot carry a fence (in-process emulator). */
   withFence(fence: BusFence): SysfsBus {
     return this.fs.withFence ? new SysfsBus(this.fs.withFence(fence)) : this
+  }
+
+  /** The host's change reports (uevents, polls); a no-op subscription when the access has none. */
+  watch(listener: (change: BusChange) => void): () => void {
+    return this.fs.watch ? this.fs.watch(listener) : () => undefined
   }
 
   private async tryRead(path: string): Promise<string | null> {

@@ -3,19 +3,16 @@
  * options strictly with node:util parseArgs, prints help and version, and turns failures into exit
  * codes and one-line messages (no stack traces unless APMATRIX_DEBUG is set).
  */
-import fs from 'node:fs'
-import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../domain/errors.js'
-import { projectRoot } from '../paths.js'
+import { appVersion } from '../version.js'
 import { type CliCommand, type CliIo, EXIT, UsageError } from './command.js'
 import { commands } from './registry.js'
 import { clip } from '../domain/text.js'
 
 /** The version of package.json. */
 export function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { version?: string }
-  return pkg.version ?? '0.0.0'
+  return appVersion()
 }
 
 /** The text of `apmatrix --help`. */

@@ -3,6 +3,7 @@
  * {@link CliCommand}, plus one line here; the order is the order of `apmatrix --help`.
  */
 import type { CliCommand } from './command.js'
+import { agentCommand } from './commands/agent.js'
 import { applyCommand } from './commands/apply.js'
 import { emulatorServeCommand } from './commands/emulator-serve.js'
 import { emulatorShellCommand } from './commands/emulator-shell.js'
@@ -19,6 +20,7 @@ export const commands: readonly CliCommand[] = [
   serveCommand,
   emulatorShellCommand,
   emulatorServeCommand,
+  agentCommand,
   inventoryCommand,
   mdevListCommand,
   mdevGetCommand,

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'APQN_RESERVED'
   | 'BUSY'
   | 'INSTANCE_LIMIT'
+  /** The host cannot do this at all, e.g. emulator controls on a host that is not emulated. */
+  | 'FAILED_PRECONDITION'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'PAYLOAD_TOO_LARGE'
@@ -38,7 +40,15 @@ export type Errno =
   | 'ECANCELED'
   | 'ENOMEM'
   | 'ETIMEDOUT'
+  // What a real /sys (or a mount of one) can answer besides the AP bus's own errnos (src/bus/node-sysfs-access.ts).
+  | 'EROFS'
+  | 'ENXIO'
+  | 'ENOSPC'
+  | 'EOPNOTSUPP'
   | 'ELOOP'
+  | 'ENAMETOOLONG'
+  | 'EFAULT'
+  | 'EINTR'
 
 /** One reason a desired state is refused (product.md §3): every violation is reported, not only the first. */
 export interface Violation {

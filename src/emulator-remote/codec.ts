@@ -1,38 +1,10 @@
 /**
- * Conversions between the emulator's own types (src/emulator/api.ts) and the wire messages of
- * emulator.proto. Both directions live here so a field added to one side is added to the other.
+ * Conversions between the emulator's control types (src/emulator/api.ts) and the wire messages of
+ * emulator.proto (events are host-bus messages: src/hostbus/codec.ts). Both directions live here so a
+ * field added to one side is added to the other.
  */
-import type { EmulatorEvent, HardwareAction, RequestStats } from '../emulator/api.js'
-import type { WireEvent, WireHardwareAction, WireRequestStats } from './proto.js'
-
-/** An event as the wire carries it, with the boot it belongs to (seq restarts at every boot). */
-export function eventToWire(e: EmulatorEvent, bootId: string): WireEvent {
-  const head = { seq: String(e.seq), time: e.time, kind: e.kind, boot_id: bootId }
-  switch (e.kind) {
-    case 'uevent':
-      return { ...head, uevent: { action: e.action, devpath: e.devpath, env: { ...e.env } } }
-    case 'log':
-      return { ...head, log: { level: e.level, message: e.message } }
-    case 'apcb':
-      return { ...head, apcb: { uuid: e.uuid, guest: e.guest, apm: e.apm, aqm: e.aqm, adm: e.adm } }
-    case 'request':
-      return { ...head, request: { apqn: e.apqn, result: e.result } }
-  }
-}
-
-/** The emulator event of a wire message; throws for a body this client does not know (a newer server). */
-export function eventFromWire(w: WireEvent): EmulatorEvent {
-  const seq = Number(w.seq)
-  const time = w.time
-  if (w.uevent) {
-    const action = w.uevent.action as Extract<EmulatorEvent, { kind: 'uevent' }>['action']
-    return { seq, time, kind: 'uevent', action, devpath: w.uevent.devpath, env: { ...w.uevent.env } }
-  }
-  if (w.log) return { seq, time, kind: 'log', level: w.log.level as 'info' | 'warn' | 'err', message: w.log.message }
-  if (w.apcb) return { seq, time, kind: 'apcb', uuid: w.apcb.uuid, guest: w.apcb.guest, apm: w.apcb.apm, aqm: w.apcb.aqm, adm: w.apcb.adm }
-  if (w.request) return { seq, time, kind: 'request', apqn: w.request.apqn, result: w.request.result as 'ok' | 'EAGAIN' }
-  throw new Error(`emulator event ${seq}: unknown kind '${w.kind}'`)
-}
+import type { HardwareAction, RequestStats } from '../emulator/api.js'
+import type { WireHardwareAction, WireRequestStats } from './proto.js'
 
 /** A hardware action on the wire: only the fields that are set. */
 export function hardwareToWire(a: HardwareAction): WireHardwareAction {

@@ -1,21 +1,26 @@
 /**
- * One emulated host (ap-bus.md X-7) served over gRPC (proto/apmatrix/emulator/v1/emulator.proto), so
- * the host lives in its own process and survives a crash of the service that drives it
- * (product.md §1). The core is synchronous and every handler runs to completion on Node's one
- * thread, which keeps X-5's one global lock per host across concurrent remote callers.
+ * One emulated host (ap-bus.md X-7) served over gRPC, so the host lives in its own process and survives
+ * a crash of the service that drives it (product.md §1): its sysfs face as the host-bus service every
+ * remote host offers (proto/apmatrix/hostbus/v1/hostbus.proto, src/hostbus/server.ts) and the emulator's
+ * own controls (proto/apmatrix/emulator/v1/emulator.proto). The core is synchronous and every handler
+ * runs to completion on Node's one thread, which keeps X-5's one global lock per host across concurrent
+ * remote callers.
  */
+import { createHash } from 'node:crypto'
+import os from 'node:os'
 import * as grpc from '@grpc/grpc-js'
 import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation } from 'grpc-health-check'
 import { SysfsError } from '../domain/errors.js'
 import { startRealtimeClock } from '../emulator/async-host.js'
-import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName, SysfsFace } from '../emulator/api.js'
+import type { EmulatedHostApi, HardwareProfile, KernelProfileName, SysfsFace } from '../emulator/api.js'
 import { createHost } from '../emulator/host.js'
-import { eventToWire, hardwareFromWire, statsToWire } from './codec.js'
-import { toServiceError } from './errors.js'
-import { FENCE_METADATA_KEY, parseFence } from './fence.js'
-import { EMULATOR_SERVICE_NAME, type WireEvent, type WireHardwareAction, type WireInfo, type WireU64, type WireWriteLog, loadEmulatorProto } from './proto.js'
-import { FencedWriteLog, WRITE_LOG_CAPACITY } from './write-log.js'
+import { toServiceError } from '../hostbus/errors.js'
+import { HOSTBUS_SERVICE_NAME, loadHostBusProto, type WireInfo } from '../hostbus/proto.js'
+import { createHostBusService, MAX_PATH_BYTES, MAX_VALUE_BYTES } from '../hostbus/server.js'
+import { appVersion } from '../version.js'
+import { hardwareFromWire, statsToWire } from './codec.js'
+import { EMULATOR_CONTROL_SERVICE_NAME, type WireEmulatorInfo, type WireHardwareAction, loadEmulatorProto } from './proto.js'
 
 /** How virtual time moves: with wall time, or only through the `Advance` call (deterministic tests). */
 export type EmulatorClock = 'realtime' | 'manual'
@@ -54,25 +59,9 @@ export interface EmulatorServer {
   close(): Promise<void>
 }
 
-interface EventStream {
-  call: grpc.ServerWritableStream<{ since_seq: WireU64; boot_id: string }, WireEvent>
-  detach: () => void
-}
-
-/** Bounds of untrusted input (the emulator shell's limits): PATH_MAX, one shell line, one hour of virtual time per call. */
-export const MAX_PATH_BYTES = 4096
-export const MAX_VALUE_BYTES = 64 * 1024
+export { MAX_PATH_BYTES, MAX_VALUE_BYTES }
+/** Bound of one Advance call: one hour of virtual time. */
 export const MAX_ADVANCE_MS = 3_600_000
-
-function boundedPath(p: string): string {
-  if (Buffer.byteLength(p, 'utf8') > MAX_PATH_BYTES) throw new SysfsError('EINVAL', `path longer than ${MAX_PATH_BYTES} bytes`)
-  return p
-}
-
-function boundedValue(v: string): string {
-  if (Buffer.byteLength(v, 'utf8') > MAX_VALUE_BYTES) throw new SysfsError('EINVAL', `value longer than ${MAX_VALUE_BYTES} bytes`)
-  return v
-}
 
 /** Kernel and argument errors are the emulator's normal answers; only these statuses are worth a log line. */
 const UNEXPECTED = new Set<grpc.status>([grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.RESOURCE_EXHAUSTED])
@@ -96,25 +85,44 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     createHost({ profile, ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.traceRequests ? { traceRequests: true } : {}) })
 
   let host = boot(opts.profile)
+  /** The listening address, once bound (part of the machine id). */
+  let boundAddress = opts.addr
   let stopClock = clock === 'realtime' ? startRealtimeClock(host, { intervalMs: tickMs }) : () => undefined
-  const streams = new Set<EventStream>()
-  const writes = new FencedWriteLog()
 
   const info = () => ({ profile: host.profile.name, kernel: host.kernel, bootId: host.bootId, now: host.now(), clock })
-  const infoToWire = (): WireInfo => {
+  const infoToWire = (): WireEmulatorInfo => {
     const i = info()
     return { profile: i.profile, kernel: i.kernel, boot_id: i.bootId, now: i.now, clock: i.clock }
   }
+  const hostBusInfo = (): WireInfo => ({
+    driver: 'emulator',
+    // The machine is this server and its profile: the same after every reboot, apart from other emulators.
+    machine_id: createHash('sha256').update(`emulator/${os.hostname()}/${boundAddress}/${host.profile.name}`).digest('hex').slice(0, 16),
+    boot_id: host.bootId,
+    kernel: host.kernel,
+    profile: host.profile.name,
+    services: [HOSTBUS_SERVICE_NAME, EMULATOR_CONTROL_SERVICE_NAME],
+    config_lock: '',
+    hostname: os.hostname(),
+    sysfs_root: '',
+    version: appVersion(),
+  })
 
-  /** Sends the kept events after `since`, then live ones; snapshot and subscribe in one tick, so no gap and no repeat. */
-  const attach = (s: EventStream, h: EmulatedHostApi, since: number): void => {
-    const bootId = h.bootId
-    const send = (e: EmulatorEvent): void => {
-      s.call.write(eventToWire(e, bootId))
-    }
-    for (const e of h.events(since)) send(e)
-    s.detach = h.subscribe(send)
-  }
+  const bus = createHostBusService(
+    {
+      read: (p) => host.read(p),
+      list: (p) => host.list(p),
+      exists: (p) => host.exists(p),
+      readlink: (p) => host.readlink(p),
+      write: (p, v) => host.write(p, v),
+      synchronous: true,
+      bootId: () => host.bootId,
+      info: hostBusInfo,
+      // The emulator's sequence restarts at every boot: its epoch is the boot id.
+      events: { epoch: () => host.bootId, since: (seq) => host.events(seq), subscribe: (fn) => host.subscribe(fn) },
+    },
+    { log },
+  )
 
   const unary =
     <Req, Res>(fn: (req: Req) => Res): grpc.handleUnaryCall<Req, Res> =>
@@ -130,47 +138,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     }
 
   const empty = {}
-  const handlers = {
-    Read: unary((r: { path: string }) => ({ text: host.read(boundedPath(r.path)) })),
-    Write: (call: grpc.ServerUnaryCall<{ path: string; value: string }, object>, cb: grpc.sendUnaryData<object>) => {
-      try {
-        const path = boundedPath(call.request.path)
-        const value = boundedValue(call.request.value)
-        const header = call.metadata.get(FENCE_METADATA_KEY)[0]
-        const fence = header === undefined ? null : parseFence(String(header))
-        // Check and write in one synchronous run: no other call can slip between them (X-5).
-        writes.apply(path, value, fence, host.bootId, () => host.write(path, value))
-      } catch (e) {
-        cb(toServiceError(e))
-        return
-      }
-      cb(null, empty)
-    },
-    WriteLog: unary((r: { since_seq: WireU64; limit: number }): WireWriteLog => {
-      const limit = r.limit > 0 ? Math.min(r.limit, WRITE_LOG_CAPACITY) : WRITE_LOG_CAPACITY
-      const { first, last } = writes.bounds()
-      return {
-        entries: writes.since(Number(r.since_seq), limit).map((e) => ({
-          seq: String(e.seq),
-          wall_time_ms: e.wallTimeMs,
-          path: e.path,
-          value: e.value,
-          fence_host: e.fence?.host ?? '',
-          fence_holder: e.fence?.holder ?? '',
-          fence_token: String(e.fence?.token ?? 0),
-          errno: e.errno ?? '',
-          boot_id: e.bootId,
-          fence_refused: e.fenceRefused,
-          origin: e.origin,
-        })),
-        first_seq: String(first),
-        last_seq: String(last),
-        highest_token: Object.fromEntries([...writes.highestTokens()].map(([h, t]) => [h, String(t)])),
-      }
-    }),
-    List: unary((r: { path: string }) => ({ entries: host.list(boundedPath(r.path)) })),
-    Exists: unary((r: { path: string }) => ({ exists: host.exists(boundedPath(r.path)) })),
-    Readlink: unary((r: { path: string }) => ({ target: host.readlink(boundedPath(r.path)) })),
+  const control = {
     GuestOpen: unary((r: { uuid: string; guest: string }) => (host.guestOpen(r.uuid, r.guest), empty)),
     GuestClose: unary((r: { uuid: string }) => (host.guestClose(r.uuid), empty)),
     Guests: unary(() => ({ guests: host.guests() })),
@@ -194,23 +162,10 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
       host = boot(old.profile)
       stopClock()
       stopClock = clock === 'realtime' ? startRealtimeClock(host, { intervalMs: tickMs }) : () => undefined
-      for (const s of streams) {
-        s.detach()
-        attach(s, host, 0)
-      }
+      bus.reattachStreams()
       log(`emulator rebooted: bootId ${old.bootId} -> ${host.bootId}`)
       return infoToWire()
     }),
-    Events: (call: EventStream['call']) => {
-      const s: EventStream = { call, detach: () => undefined }
-      const since = call.request.boot_id !== '' && call.request.boot_id !== host.bootId ? 0 : Number(call.request.since_seq)
-      streams.add(s)
-      call.on('cancelled', () => {
-        s.detach()
-        streams.delete(s)
-      })
-      attach(s, host, since)
-    },
   }
 
   const logFailures: grpc.ServerInterceptor = (method, call) =>
@@ -221,12 +176,14 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
       },
     })
 
-  const { definition, Emulator } = loadEmulatorProto()
+  const { definition: emulatorDefinition, EmulatorControl } = loadEmulatorProto()
+  const { definition: hostBusDefinition, HostBus } = loadHostBusProto()
   const server = new grpc.Server({ interceptors: [logFailures], 'grpc.max_receive_message_length': 2 * MAX_VALUE_BYTES })
-  server.addService(Emulator.service, handlers as unknown as grpc.UntypedServiceImplementation)
-  const health = new HealthImplementation({ '': 'SERVING', [EMULATOR_SERVICE_NAME]: 'SERVING' })
+  server.addService(HostBus.service, bus.handlers)
+  server.addService(EmulatorControl.service, control as unknown as grpc.UntypedServiceImplementation)
+  const health = new HealthImplementation({ '': 'SERVING', [HOSTBUS_SERVICE_NAME]: 'SERVING', [EMULATOR_CONTROL_SERVICE_NAME]: 'SERVING' })
   health.addToServer(server)
-  new ReflectionService(definition).addToServer(server)
+  new ReflectionService({ ...hostBusDefinition, ...emulatorDefinition }).addToServer(server)
 
   let port: number
   try {
@@ -239,6 +196,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     throw e
   }
   const address = `${bindHost}:${port}`
+  boundAddress = address
   log(`emulator serving ${address}: profile ${host.profile.name}, kernel ${host.kernel}, clock ${clock}, bootId ${host.bootId}`)
 
   let closing: Promise<void> | undefined
@@ -252,20 +210,15 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
       exists: (p) => host.exists(p),
       write: (p, v) => {
         const h = host
-        writes.apply(p, v, null, h.bootId, () => h.write(p, v), 'fuse')
+        bus.writes.apply(p, v, null, h.bootId, () => h.write(p, v), 'fuse')
       },
     },
     info,
     close() {
       closing ??= new Promise<void>((resolve) => {
         stopClock()
-        health.setStatus('', 'NOT_SERVING')
-        health.setStatus(EMULATOR_SERVICE_NAME, 'NOT_SERVING')
-        for (const s of streams) {
-          s.detach()
-          s.call.end()
-        }
-        streams.clear()
+        for (const name of ['', HOSTBUS_SERVICE_NAME, EMULATOR_CONTROL_SERVICE_NAME]) health.setStatus(name, 'NOT_SERVING')
+        bus.close()
         // A client that keeps a call open must not hold the process: force after a grace period.
         const force = setTimeout(() => server.forceShutdown(), 1000)
         server.tryShutdown(() => {

@@ -1,6 +1,8 @@
 /**
  * An emulated host inside the service process: the emulator core with a real-time clock, behind the bus
  * port. A reboot replaces the core with a fresh one built from the same profile (kernel state is lost).
+ * Like a remote emulator, it keeps a log of every bus write (not fenced: there is no other process to
+ * fence off), so tests can prove what the service wrote.
  */
 import { createHash } from 'node:crypto'
 import { createHost } from '../emulator/host.js'
@@ -9,6 +11,7 @@ import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName
 import { SysfsError } from '../domain/errors.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
 import type { SysfsAccess } from '../bus/port.js'
+import { FencedWriteLog, type WriteRecord } from '../hostbus/write-log.js'
 import type { EmulatorControl, HostInfo, ManagedHost } from './managed-host.js'
 
 export interface LocalEmulatedHostOptions {
@@ -29,17 +32,29 @@ export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
   private stopClock: () => void = () => {}
   private readonly listeners = new Set<(e: EmulatorEvent) => void>()
   private unsubscribeCore: () => void = () => {}
+  private readonly writes = new FencedWriteLog()
 
   constructor(private readonly opts: LocalEmulatedHostOptions) {
     this.name = opts.name
     this.core = this.boot()
     const access: SysfsAccess = {
       read: async (p) => this.core.read(p),
-      write: async (p, v) => this.core.write(p, v),
+      write: async (p, v) => this.writes.apply(p, v, null, this.core.bootId, () => this.core.write(p, v)),
       list: async (p) => this.core.list(p),
       readlink: async (p) => this.core.readlink(p),
+      // Kernel changes (uevents, guest APCB changes) may be drift; log lines and request completions are not.
+      watch: (listener) =>
+        this.subscribe((e) => {
+          if (e.kind === 'uevent') listener({ source: 'uevent', summary: `${e.action} ${e.devpath}` })
+          else if (e.kind === 'apcb') listener({ source: 'apcb', summary: `guest ${e.guest} of ${e.uuid}: apm ${e.apm}` })
+        }),
     }
     this.bus = new SysfsBus(access)
+  }
+
+  /** Every bus write through {@link bus} (the reconciler's), oldest first, with seq > `sinceSeq`. Emulator controls are not bus writes. */
+  writeLog(sinceSeq = 0): WriteRecord[] {
+    return this.writes.since(sinceSeq)
   }
 
   private boot(): EmulatedHostApi {

@@ -1,7 +1,11 @@
 /**
  * A host apmatrix manages: its bus (for the reconciler and inventory) and, for emulated hosts, the
  * emulator controls (REST `/v1/hosts/{host}/emulator/...`). The composition root builds them; the service
- * and the reconciler only see this interface.
+ * and the reconciler only see this interface. Drivers (HostInfo.driver):
+ * - `emulator`: the emulator core in this process (src/hosts/local-emulated-host.ts);
+ * - `remote-emulator`: `apmatrix emulator serve` over gRPC (src/hosts/remote-emulated-host.ts);
+ * - `agent`: `apmatrix agent` on an LPAR over gRPC (src/hosts/agent-host.ts);
+ * - `sysfs`: a /sys of this machine, or a mount of one, through node:fs (src/hosts/sysfs-host.ts).
  */
 import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
 import type { BusPort } from '../bus/port.js'
@@ -26,21 +30,29 @@ export interface EmulatorControl {
   subscribe(listener: (e: EmulatorEvent) => void): () => void
 }
 
+/** How apmatrix reaches a host. */
+export type HostDriver = 'emulator' | 'remote-emulator' | 'agent' | 'sysfs'
+
 /** Identity and capabilities of a host (product.md §2 Host). */
 export interface HostInfo {
   name: string
-  driver: 'emulator' | 'remote-emulator'
-  profile: string
+  driver: HostDriver
+  /** The emulator's hardware profile; null for a real host. */
+  profile: string | null
+  /** Kernel release (real host) or kernel profile (emulator); '' when unknown. */
   kernel: string
-  /** Stable per machine (the emulator derives it from the profile name). */
+  /** Stable per machine (docs/hosts.md "Identity"; the emulator derives it from the profile name). */
   machineId: string
-  /** Changes at every (emulated) reboot. */
+  /** Changes at every reboot (for a mount without a boot id: stable, and a reboot is found as drift). */
   bootId: string
 }
 
+/** One managed host. */
 export interface ManagedHost {
   readonly name: string
+  /** The bus port; its `watch` reports changes that may be drift, its `exclusive` exists when the host has an AP configuration lock. */
   readonly bus: BusPort
+  /** The emulator controls; null for a host that is not emulated (agent, sysfs). */
   readonly emulator: EmulatorControl | null
   info(): Promise<HostInfo>
   /** Which guest holds which device open (the hypervisor's view; empty when unknown). */

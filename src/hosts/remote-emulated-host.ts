@@ -1,12 +1,14 @@
 /**
- * A host whose emulated kernel runs in another process (`apmatrix emulator serve`), reached over gRPC.
+ * A host whose emulated kernel runs in another process (`apmatrix emulator serve`), reached over gRPC:
+ * its host-bus face drives the bus port, its emulator controls serve the REST/gRPC emulator routes.
  * A service crash leaves that "kernel" state intact, as on a real machine (product.md §1).
  */
-import { createHash } from 'node:crypto'
 import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
 import { SysfsError } from '../domain/errors.js'
+import type { BusFence, SysfsAccess } from '../bus/port.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
-import { connectEmulator, type EventSubscription, type RemoteEmulator } from '../emulator-remote/client.js'
+import { connectEmulator, type EventSubscription, type RemoteEmulator, type RemoteEmulatorOptions } from '../emulator-remote/client.js'
+import type { HostBusInfo } from '../hostbus/client.js'
 import type { EmulatorControl, HostInfo, ManagedHost } from './managed-host.js'
 
 /** A managed host backed by a remote emulator process. */
@@ -16,31 +18,31 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
   private readonly listeners = new Set<(e: EmulatorEvent) => void>()
   private sub: EventSubscription | undefined
 
-  private constructor(
+  /** `client` must reach an emulator (its Info lists the emulator-control service): see src/main.ts. */
+  constructor(
     readonly name: string,
     private readonly client: RemoteEmulator,
   ) {
-    // The client carries fences (withFence), so the reconciler's writes reach the emulator fenced.
-    this.bus = new SysfsBus(client)
+    // Fenced writes (withFence) and change reports (watch) from the host-bus face; no exclusive section:
+    // nothing but apmatrix configures an emulated host, so there is no AP configuration lock to take.
+    this.bus = new SysfsBus({ ...withoutLock(client), watch: client.watch })
   }
 
-  /** Connects and waits until the emulator answers (throws UNAVAILABLE after `timeoutMs`). */
-  static async connect(name: string, addr: string, timeoutMs = 10_000): Promise<RemoteEmulatedHost> {
-    const client = connectEmulator(addr)
-    await client.waitForReady(timeoutMs)
+  /** Connects to the emulator at `addr` and waits until it answers (throws UNAVAILABLE after `timeoutMs`). */
+  static async connect(name: string, addr: string, timeoutMs = 10_000, opts: RemoteEmulatorOptions = {}): Promise<RemoteEmulatedHost> {
+    const client = connectEmulator(addr, opts)
+    try {
+      await client.waitForReady(timeoutMs)
+    } catch (e) {
+      client.close()
+      throw e
+    }
     return new RemoteEmulatedHost(name, client)
   }
 
   async info(): Promise<HostInfo> {
-    const i = await this.client.info()
-    return {
-      name: this.name,
-      driver: 'remote-emulator',
-      profile: i.profile,
-      kernel: i.kernel,
-      machineId: createHash('sha256').update(`${this.client.address}/${i.profile}`).digest('hex').slice(0, 16),
-      bootId: i.bootId,
-    }
+    const [bus, emu] = await Promise.all([this.client.hostInfo(), this.client.info()])
+    return hostInfoOf(this.name, 'remote-emulator', bus, emu.profile)
   }
 
   read(path: string) {
@@ -99,4 +101,15 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
     this.sub?.close()
     this.client.close()
   }
+}
+
+/** The file operations and fenced views of a host-bus client, without lock sessions (at any depth of fencing). */
+function withoutLock(a: SysfsAccess): SysfsAccess {
+  const withFence = a.withFence
+  return { read: a.read, write: a.write, list: a.list, readlink: a.readlink, ...(withFence ? { withFence: (f: BusFence) => withoutLock(withFence(f)) } : {}) }
+}
+
+/** The HostInfo of a host-bus server's Info (remote emulator or agent). */
+export function hostInfoOf(name: string, driver: 'remote-emulator' | 'agent', i: HostBusInfo, profile: string | null): HostInfo {
+  return { name, driver, profile, kernel: i.kernel, machineId: i.machineId, bootId: i.bootId }
 }

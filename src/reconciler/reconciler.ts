@@ -9,7 +9,7 @@ import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { planHost, type Deferred, type DesiredHost, type Plan, type PlanOp } from '../domain/plan.js'
 import type { ObservedTopology } from '../domain/observed.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
-import type { BusPort } from '../bus/port.js'
+import { ConfigLockBusyError, type BusPort } from '../bus/port.js'
 import type { Store } from '../store/store.js'
 import type { EventInput } from '../store/event-repo.js'
 import type { MdevRecord } from '../store/mdev-repo.js'
@@ -53,7 +53,13 @@ export interface ReconcileOutcome {
   host: string
   /** True when the bus equals the desired state after this pass and nothing is deferred. */
   converged: boolean
-  skipped?: 'lease-held-elsewhere' | 'unknown-host'
+  /**
+   * Why the pass did not drive the bus: another replica holds the lease; the host is unknown; or the host
+   * is only observed (first contact, no desired state given yet: see {@link Reconciler.reconcile}).
+   */
+  skipped?: 'lease-held-elsewhere' | 'unknown-host' | 'observe-only'
+  /** The host's AP configuration lock stayed held by another process (chzdev, mdevctl): nothing was written; retried later. */
+  lockBusy?: { lockPath: string; holderPid: string; waitedMs: number }
   plan?: Plan
   execution?: ExecutionResult
   drift: boolean
@@ -76,6 +82,8 @@ export class Reconciler implements ReconcileTrigger {
   private readonly tokens = new Map<string, number>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
   private readonly seenBoot = new Map<string, string>()
+  /** Hosts whose last pass found the AP configuration lock held (one event per episode, not per retry). */
+  private readonly lockBlocked = new Set<string>()
   private readonly listeners = new Set<(o: ReconcileOutcome) => void>()
   private readonly unsubscribes: Array<() => void> = []
   private resyncTimer: NodeJS.Timeout | undefined
@@ -122,14 +130,9 @@ export class Reconciler implements ReconcileTrigger {
     this.running = true
     for (const h of this.o.hosts.list()) {
       this.enqueue(h.name)
-      if (h.emulator) {
-        this.unsubscribes.push(
-          h.emulator.subscribe((e) => {
-            // Kernel changes (uevents, guest APCB) may be drift: look again.
-            if (e.kind === 'uevent' || e.kind === 'apcb') this.enqueue(h.name)
-          }),
-        )
-      }
+      // Kernel changes (uevents, guest APCB changes, polled attributes) may be drift: look again.
+      const stop = h.bus.watch?.(() => this.enqueue(h.name))
+      if (stop) this.unsubscribes.push(stop)
     }
     this.resyncTimer = setInterval(() => {
       for (const h of this.o.hosts.list()) this.enqueue(h.name)
@@ -187,7 +190,18 @@ export class Reconciler implements ReconcileTrigger {
     }
   }
 
-  /** One reconcile pass for `host` (also used directly by tests). */
+  /**
+   * One reconcile pass for `host` (also used directly by tests).
+   *
+   * First contact changes nothing (product.md §2 "Host masks"): while a host's desired state is only what
+   * apmatrix adopted from it (masks at generation 0, no matrix device defined), the pass observes and
+   * records status but writes nothing, and adopted masks follow the host (chzdev) until a caller sets them.
+   *
+   * On a host with an AP configuration lock (sysfs, agent), the bus writes of a pass are made under one
+   * hold of the s390-tools lock, and the plan is made again from what the bus shows once it is held (chzdev
+   * or mdevctl may have changed it while the pass waited). A lock that stays held past the wait bound ends
+   * the pass without a write (outcome `lockBusy`, retried with backoff).
+   */
   async reconcile(hostName: string): Promise<ReconcileOutcome> {
     const host = this.o.hosts.get(hostName)
     if (!host) return { host: hostName, converged: false, skipped: 'unknown-host', drift: false }
@@ -200,25 +214,69 @@ export class Reconciler implements ReconcileTrigger {
     this.tokens.set(hostName, lease.fencingToken)
     const events: EventInput[] = []
     const ev = (e: Omit<EventInput, 'host'>) => events.push({ host: hostName, actor: 'reconciler', ...e })
+    let outcome: ReconcileOutcome
+    try {
+      outcome = await this.pass(host, lease.fencingToken, ev)
+      this.lockBlocked.delete(hostName)
+    } catch (e) {
+      if (!(e instanceof ConfigLockBusyError)) throw e
+      const lockBusy = { lockPath: e.path, holderPid: e.holderPid, waitedMs: e.waitedMs }
+      this.o.log.info({ host: hostName, ...lockBusy }, 'AP configuration lock held by another process; pass postponed')
+      if (!this.lockBlocked.has(hostName)) {
+        this.lockBlocked.add(hostName)
+        ev({ kind: 'host', name: hostName, type: 'ReconcileFailed', message: `waiting for the AP configuration lock ${e.path}, held by ${e.holderPid ? `pid ${e.holderPid}` : 'another process'} (chzdev, mdevctl or ap-check): nothing was written, the pass is retried`, data: { errno: 'EBUSY', ...lockBusy } })
+      }
+      outcome = { host: hostName, converged: false, drift: false, lockBusy }
+    }
+    if (events.length) {
+      await store.transaction(async (tx) => {
+        for (const e of events) await tx.events.append(e)
+      })
+      this.o.onEvents?.()
+    }
+    return outcome
+  }
+
+  /** Everything of a pass after the lease: see {@link reconcile}. Events go to `ev`; throws ConfigLockBusyError before any write. */
+  private async pass(host: ManagedHost, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ReconcileOutcome> {
+    const { store } = this.o
+    const hostName = host.name
 
     await this.closeAbandonedJournal(host)
     await this.checkBoot(host, ev)
 
     const rows = await store.mdevs.listAll(hostName)
-    const masks = await store.masks.get(hostName)
-    const desired: DesiredHost = {
-      apmask: maskOrFull(masks?.apmask),
-      aqmask: maskOrFull(masks?.aqmask),
+    let masks = await store.masks.get(hostName)
+    const desiredOf = (m: typeof masks): DesiredHost => ({
+      apmask: maskOrFull(m?.apmask),
+      aqmask: maskOrFull(m?.aqmask),
       mdevs: rows.map((r) => ({
         uuid: r.uuid,
         ...r.spec,
         deleting: r.deletionRequestedAt !== null,
         force: r.force,
       })),
+    })
+    let desired = desiredOf(masks)
+    let before = await host.bus.observeTopology()
+    let guests = new Map((await host.guests()).map((g) => [g.uuid, g.guest]))
+    let plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
+
+    if (masks?.generation === 0 && rows.length === 0) {
+      // Observe only: the masks follow the host until a caller sets them, so they never go stale.
+      if (masks.apmask !== before.apmask || masks.aqmask !== before.aqmask) {
+        const { outcome, record } = await store.masks.adopt(hostName, { apmask: before.apmask, aqmask: before.aqmask })
+        if (outcome === 'refreshed') {
+          masks = record
+          desired = desiredOf(masks)
+          plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
+          ev({ kind: 'masks', name: 'masks', type: 'MasksAdopted', message: `the host's masks changed (apmask ${record.apmask}, aqmask ${record.aqmask}) before a desired state was given: adopted again`, data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation } })
+        }
+      }
+      await this.o.hook?.('beforeStatusWrite', hostName)
+      await this.writeStatus(hostName, rows, masks?.generation, before, guests, plan.deferred, undefined, ev)
+      return { host: hostName, converged: plan.converged, skipped: 'observe-only', plan, drift: false }
     }
-    const before = await host.bus.observeTopology()
-    const guests = new Map((await host.guests()).map((g) => [g.uuid, g.guest]))
-    const plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
 
     // Drift: the store says everything was converged at these generations, yet the bus differs.
     const wasConverged =
@@ -230,20 +288,33 @@ export class Reconciler implements ReconcileTrigger {
     }
 
     let execution: ExecutionResult | undefined
-    if (plan.operations.length > 0) execution = await this.execute(host, plan, lease.fencingToken, ev)
+    if (plan.operations.length > 0) {
+      const r = await this.underConfigLock(this.fencedBus(host, token), async (bus, locked) => {
+        if (locked) {
+          // While this pass waited for the lock, chzdev or mdevctl may have changed the bus: plan from what it is now.
+          before = await bus.observeTopology()
+          guests = new Map((await host.guests()).map((g) => [g.uuid, g.guest]))
+          plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
+        }
+        return plan.operations.length > 0 ? this.execute(host, bus, plan, token, ev) : undefined
+      })
+      execution = r
+    }
 
     const after = execution ? await host.bus.observeTopology() : before
     const guestsAfter = execution ? new Map((await host.guests()).map((g) => [g.uuid, g.guest])) : guests
     await this.o.hook?.('beforeStatusWrite', hostName)
     await this.writeStatus(hostName, rows, masks?.generation, after, guestsAfter, plan.deferred, execution, ev)
     const convergedNow = planHost(desired, after, (uuid) => guestsAfter.get(uuid) ?? null)
-    if (events.length) {
-      await store.transaction(async (tx) => {
-        for (const e of events) await tx.events.append(e)
-      })
-      this.o.onEvents?.()
-    }
     return { host: hostName, converged: convergedNow.converged, plan, execution, drift }
+  }
+
+  /**
+   * Runs `fn` with the bus it should write through: on a host with an AP configuration lock, inside one
+   * hold of it (`locked` true); elsewhere directly. Rejects with ConfigLockBusyError, `fn` not called.
+   */
+  private underConfigLock<T>(bus: BusPort, fn: (bus: BusPort, locked: boolean) => Promise<T>): Promise<T> {
+    return bus.exclusive ? bus.exclusive((b) => fn(b, true)) : fn(bus, false)
   }
 
   /** The host's bus with every write fenced by this replica's lease on it (`token`: the one of this pass). */
@@ -251,14 +322,15 @@ export class Reconciler implements ReconcileTrigger {
     return token === undefined ? host.bus : (host.bus.withFence?.({ host: host.name, holder: this.o.holder, token }) ?? host.bus)
   }
 
-  private async execute(host: ManagedHost, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
+  /**
+   * Executes `plan` through `bus`: the host's bus with every write fenced by this pass's lease (holder,
+   * token), so the host itself refuses it once a newer lease wrote, even if the assertHeld below raced with
+   * a takeover (remote hosts; in-process and sysfs hosts cannot check a fence and get unfenced writes).
+   */
+  private async execute(host: ManagedHost, bus: BusPort, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
     const { store } = this.o
     const reconcileId = randomUUID()
     const entries = await store.journal.append(plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: op as unknown as Record<string, unknown> })))
-    // Every bus write of this pass carries the lease (holder, token): the host itself refuses it once a
-    // newer lease wrote, even if the assertHeld below raced with a takeover (remote hosts; in-process
-    // emulated hosts cannot check a fence and get unfenced writes).
-    const bus = this.fencedBus(host, token)
     const result = await executePlan(
       bus,
       plan,
@@ -385,10 +457,13 @@ export class Reconciler implements ReconcileTrigger {
       if (e.operation.kind === 'drainQueues' && Array.isArray(e.operation.apqns)) for (const q of e.operation.apqns) drained.add(String(q))
     }
     if (drained.size) {
-      const topo = await host.bus.observeTopology()
-      for (const q of topo.queues) {
-        if (q.driver === 'cex4queue' && drained.has(q.apqn)) await this.fencedBus(host).setQueueOnline(q.apqn, true).catch(() => undefined)
-      }
+      // Bus writes: under the AP configuration lock like every other write of a pass.
+      await this.underConfigLock(this.fencedBus(host), async (bus) => {
+        const topo = await bus.observeTopology()
+        for (const q of topo.queues) {
+          if (q.driver === 'cex4queue' && drained.has(q.apqn)) await bus.setQueueOnline(q.apqn, true).catch(() => undefined)
+        }
+      })
     }
     // Closed together with their event: a crash later in this pass must not lose the record that steps were abandoned.
     await this.o.store.transaction(async (tx) => {

@@ -111,16 +111,30 @@ export class ApmatrixService {
   }
 
   /**
-   * Registers every host of the registry in the store (identity, features, maxima, bootId) and gives
-   * it the kernel's default masks (all ones) if it has none. Idempotent; call at start and after a reboot.
+   * Registers every host of the registry in the store (identity, features, maxima, bootId). First contact
+   * changes nothing (product.md §2 "Host masks"): a host without stored masks adopts the masks it has now
+   * as the desired ones (generation 0, event `MasksAdopted`), so the first reconcile hands no queue back to
+   * the host drivers that an admin set aside; foreign matrix devices stay as they are. Idempotent; call at
+   * start and after a reboot.
    */
   async syncHosts(): Promise<HostView[]> {
     const out: HostView[] = []
     for (const h of this.hosts.list()) {
-      await this.registerHost(h)
+      const observed = await this.registerHost(h)
       // In one transaction: a replica starting at the same time cannot overwrite masks set meanwhile.
       await this.store.transaction(async (tx) => {
-        if (!(await tx.masks.get(h.name))) await tx.masks.set(h.name, { apmask: FULL, aqmask: FULL })
+        const { outcome, record } = await tx.masks.adopt(h.name, { apmask: observed.apmask, aqmask: observed.aqmask })
+        if (outcome !== 'created') return
+        const foreign = observed.mdevs.length
+        await tx.events.append({
+          host: h.name,
+          kind: 'masks',
+          name: 'masks',
+          type: 'MasksAdopted',
+          actor: 'apmatrix',
+          message: `first contact with ${h.name}: its masks (apmask ${record.apmask}, aqmask ${record.aqmask}) are adopted as the desired ones; ${foreign} matrix device${foreign === 1 ? '' : 's'} on the bus left as ${foreign === 1 ? 'it is' : 'they are'}; nothing is written to the host until a desired state is given`,
+          data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation, foreignMdevs: observed.mdevs.map((m) => m.uuid) },
+        })
       })
       out.push(await this.getHost(h.name))
     }
@@ -604,7 +618,7 @@ export class ApmatrixService {
    * Stores the host's identity, features and maxima. The stored bootId is kept when there is one: the
    * reconciler compares it with the host's, reports the reboot (HostBooted) and then records the new one.
    */
-  private async registerHost(h: ManagedHost): Promise<void> {
+  private async registerHost(h: ManagedHost): Promise<ObservedTopology> {
     const [info, observed, prev] = await Promise.all([h.info(), this.observe(h), this.store.hosts.get(h.name).catch(() => null)])
     await this.store.hosts.upsert({
       name: h.name,
@@ -616,6 +630,7 @@ export class ApmatrixService {
       maxAdapterId: observed.maxAdapterId,
       maxDomainId: observed.maxDomainId,
     })
+    return observed
   }
 
   private managed(name: string): ManagedHost {
@@ -645,7 +660,8 @@ export class ApmatrixService {
 
   private async emulated<T>(host: string, fn: (e: NonNullable<ManagedHost['emulator']>) => Promise<T>, overrides?: Parameters<typeof fromSysfsError>[1]): Promise<T> {
     const h = this.managed(host)
-    if (!h.emulator) throw new ApmatrixError('NOT_FOUND', `host ${host} is not emulated: no emulator controls`)
+    // A real host (driver sysfs or agent) exists but has no emulator: a precondition, not a missing resource.
+    if (!h.emulator) throw new ApmatrixError('FAILED_PRECONDITION', `host ${host} is not emulated: emulator controls exist only for emulated hosts`)
     try {
       return await fn(h.emulator)
     } catch (e) {
@@ -833,13 +849,12 @@ export class ApmatrixService {
 // ---- helpers --------------------------------------------------------------------------------------
 
 /**
- * Serialises admission per host: every mutating transaction first writes the host's masks row
- * unchanged, which takes its row lock on PostgreSQL (SQLite runs one writer at a time anyway), so two
- * concurrent creates cannot both pass admission against the same old state.
+ * Serialises admission per host: every mutating transaction first takes the host's masks row lock on
+ * PostgreSQL (SQLite runs one writer at a time anyway), so two concurrent creates cannot both pass
+ * admission against the same old state. The masks and their generation are left as they are.
  */
 async function lockHost(tx: Repos, host: string): Promise<void> {
-  const m = await tx.masks.get(host)
-  await tx.masks.set(host, m ? { apmask: m.apmask, aqmask: m.aqmask } : { apmask: FULL, aqmask: FULL })
+  await tx.masks.lockForAdmission(host)
 }
 
 function planned(uuid: string, spec: MdevSpec): PlannedMdev {

@@ -27,6 +27,14 @@ const BY_ERRNO: Record<Errno, ErrorCode> = {
   EIO: 'UNAVAILABLE',
   ETIMEDOUT: 'UNAVAILABLE',
   ENOMEM: 'RATE_LIMITED',
+  // A real /sys or a mount of one: the attribute cannot be used this way, or the file system refused.
+  EROFS: 'PERMISSION_DENIED',
+  ENXIO: 'NOT_FOUND',
+  ENOSPC: 'UNAVAILABLE',
+  EOPNOTSUPP: 'INVALID_ARGUMENT',
+  ENAMETOOLONG: 'INVALID_ARGUMENT',
+  EFAULT: 'INVALID_ARGUMENT',
+  EINTR: 'UNAVAILABLE',
 }
 
 /**

@@ -19,7 +19,10 @@ export interface HostMasksRecord {
   host: string
   apmask: string
   aqmask: string
-  /** Bumped when apmask or aqmask change. */
+  /**
+   * Bumped when apmask or aqmask change. 0: adopted from the host at first contact and never set through
+   * apmatrix (see {@link MasksRepo.adopt}); the first set makes it 1 even when the masks stay the same.
+   */
   generation: number
   /** Opaque; changes on every write, status included. */
   resourceVersion: string
@@ -45,8 +48,37 @@ export class MasksRepo {
   }
 
   /**
+   * First contact (product.md §2 "Host masks"): a host apmatrix has never seen adopts its observed masks as
+   * the desired ones, so nothing is handed back to the host drivers that an admin set aside (chzdev). Creates
+   * the row at generation 0 when there is none, or refreshes adopted masks (generation still 0) that the
+   * host changed since. Returns what happened; `unchanged` also when a caller already set the masks
+   * (generation > 0: those are never overwritten). INVALID_ARGUMENT for masks not in canonical form.
+   */
+  async adopt(host: string, masks: { apmask: string; aqmask: string }): Promise<{ outcome: 'created' | 'refreshed' | 'unchanged'; record: HostMasksRecord }> {
+    for (const m of [masks.apmask, masks.aqmask]) {
+      if (!MASK_TEXT.test(m)) throw new ApmatrixError('INVALID_ARGUMENT', `mask must be 0x + 64 lowercase hex digits, got ${m}`)
+    }
+    return this.ctx.write(`masks of ${host}`, async (db) => {
+      await lockMasksRow(this.ctx, db, host)
+      const cur = await db.hostMasks.findUnique({ where: { host } })
+      if (!cur) {
+        try {
+          return { outcome: 'created' as const, record: toRecord(await db.hostMasks.create({ data: { host, ...masks, generation: 0, resourceVersion: newResourceVersion() } })) }
+        } catch (e) {
+          if (prismaCode(e) === 'P2002') throw new RetryTransaction(`masks of ${host}: concurrent create`)
+          throw e
+        }
+      }
+      if (cur.generation !== 0 || (cur.apmask === masks.apmask && cur.aqmask === masks.aqmask)) return { outcome: 'unchanged' as const, record: toRecord(cur) }
+      const n = await db.hostMasks.updateMany({ where: { host, generation: 0, resourceVersion: cur.resourceVersion }, data: { ...masks, resourceVersion: newResourceVersion() } })
+      if (n.count === 0) throw new RetryTransaction(`masks of ${host}: concurrent write`)
+      return { outcome: 'refreshed' as const, record: toRecord((await db.hostMasks.findUnique({ where: { host } }))!) }
+    })
+  }
+
+  /**
    * Stores the desired masks (creating the row on first use). The generation is bumped only when
-   * a mask changes; an unchanged write returns the stored record. Masks must be in canonical form
+   * a mask changes, or when they were only adopted so far (generation 0); an unchanged write returns the stored record. Masks must be in canonical form
    * (`INVALID_ARGUMENT` otherwise). A precondition that does not match, or that names a version
    * when none is stored: `CONFLICT`. An unregistered host: `NOT_FOUND`.
    */
@@ -66,13 +98,32 @@ export class MasksRepo {
           throw e
         }
       }
-      if (cur.apmask === masks.apmask && cur.aqmask === masks.aqmask) return toRecord(cur)
+      if (cur.apmask === masks.apmask && cur.aqmask === masks.aqmask && cur.generation > 0) return toRecord(cur)
       const n = await db.hostMasks.updateMany({
         where: { host, resourceVersion: cur.resourceVersion },
         data: { ...masks, generation: cur.generation + 1, resourceVersion: newResourceVersion() },
       })
       if (n.count === 0) lostRace(host, pre)
       return toRecord((await db.hostMasks.findUnique({ where: { host } }))!)
+    })
+  }
+
+  /**
+   * Serialises admission per host: takes the masks row lock until the transaction ends (PostgreSQL;
+   * SQLite has one writer anyway) without changing the masks or their generation. A host with no masks
+   * yet (never registered through the service) gets the kernel default, all ones, at generation 1.
+   */
+  lockForAdmission(host: string): Promise<void> {
+    return this.ctx.write(`masks of ${host}`, async (db) => {
+      await lockMasksRow(this.ctx, db, host)
+      if (await db.hostMasks.findUnique({ where: { host } })) return
+      const full = `0x${'f'.repeat(64)}`
+      try {
+        await db.hostMasks.create({ data: { host, apmask: full, aqmask: full, generation: 1, resourceVersion: newResourceVersion() } })
+      } catch (e) {
+        if (prismaCode(e) === 'P2002') throw new RetryTransaction(`masks of ${host}: concurrent create`)
+        throw e
+      }
     })
   }
 

@@ -9,6 +9,7 @@ import type { CliIo } from '../../src/cli/command.js'
 import type { EmulatorEvent } from '../../src/emulator/api.js'
 import { connectEmulator } from '../../src/emulator-remote/client.js'
 import { EMULATOR_PROTO_FILE } from '../../src/emulator-remote/proto.js'
+import { HOSTBUS_PROTO_FILE } from '../../src/hostbus/proto.js'
 import { projectRoot } from '../../src/paths.js'
 import { BUS, M1, waitFor } from './helpers.js'
 
@@ -54,7 +55,7 @@ t.test('product.md §1: the emulated kernel state outlives a crashed client proc
   t.equal(kernel, 'current-6.x')
   t.match(addr, /^127\.0\.0\.1:[1-9]\d*$/, 'the real port, not 0')
 
-  const crash = spawn(process.execPath, [path.join(here, 'crash-client.mjs'), addr, EMULATOR_PROTO_FILE], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'] })
+  const crash = spawn(process.execPath, [path.join(here, 'crash-client.mjs'), addr, HOSTBUS_PROTO_FILE, EMULATOR_PROTO_FILE], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => void (crash.exitCode === null && crash.kill('SIGKILL')))
   const crashOut = lines(crash.stdout!)
   await waitFor('the client to finish its writes', () => crashOut.includes('done') || crash.exitCode !== null, 15_000)

@@ -5,7 +5,8 @@ import * as protoLoader from '@grpc/proto-loader'
 import t, { type Test } from 'tap'
 import { ApmatrixError, SysfsError } from '../../src/domain/errors.js'
 import { createHost } from '../../src/emulator/host.js'
-import { RemoteEmulatorError, connectEmulator } from '../../src/emulator-remote/client.js'
+import { RemoteHostError, connectEmulator } from '../../src/emulator-remote/client.js'
+import { RemoteEmulatedHost } from '../../src/hosts/remote-emulated-host.js'
 import { projectRoot } from '../../src/paths.js'
 import { BUS, M1, type Outcome, TYPE_DIR, freePort, outcome, startRemote, waitFor } from './helpers.js'
 
@@ -151,15 +152,16 @@ function standardClient(t: Test, file: string, service: string, address: string)
   return c as unknown as Record<string, (...args: unknown[]) => unknown>
 }
 
-t.test('grpc.health.v1 reports the emulator service SERVING', async (t) => {
+t.test('grpc.health.v1 reports the host-bus and emulator-control services SERVING', async (t) => {
   const { server } = await startRemote(t)
   const hc = standardClient(t, 'grpc-health-check/proto/health/v1/health.proto', 'grpc.health.v1.Health', server.address)
   const check = (service: string) => new Promise<unknown>((resolve, reject) => hc['Check']!.call(hc, { service }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))))
-  t.same(await check('apmatrix.emulator.v1.Emulator'), { status: 'SERVING' })
+  t.same(await check('apmatrix.hostbus.v1.HostBus'), { status: 'SERVING' })
+  t.same(await check('apmatrix.emulator.v1.EmulatorControl'), { status: 'SERVING' })
   t.same(await check(''), { status: 'SERVING' })
 })
 
-t.test('server reflection (v1) lists the emulator service', async (t) => {
+t.test('server reflection (v1) lists the host-bus and emulator-control services', async (t) => {
   const { server } = await startRemote(t)
   const rc = standardClient(t, '@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto', 'grpc.reflection.v1.ServerReflection', server.address)
   const call = rc['ServerReflectionInfo']!.call(rc) as grpc.ClientDuplexStream<object, { list_services_response?: { service: { name: string }[] } }>
@@ -170,15 +172,15 @@ t.test('server reflection (v1) lists the emulator service', async (t) => {
   call.write({ list_services: '' })
   const names = (await reply).list_services_response?.service.map((s) => s.name) ?? []
   call.end()
-  t.ok(names.includes('apmatrix.emulator.v1.Emulator'), `listed: ${names.join(', ')}`)
+  t.ok(names.includes('apmatrix.hostbus.v1.HostBus') && names.includes('apmatrix.emulator.v1.EmulatorControl'), `listed: ${names.join(', ')}`)
 })
 
-t.test('a server that is down gives RemoteEmulatorError UNAVAILABLE, not a SysfsError', async (t) => {
+t.test('a server that is down gives RemoteHostError UNAVAILABLE, not a SysfsError', async (t) => {
   const port = await freePort()
   const client = connectEmulator(`127.0.0.1:${port}`, { timeoutMs: 2000 })
   t.teardown(() => client.close())
   const err = await client.read(`${BUS}/apmask`).catch((e: unknown) => e)
-  t.ok(err instanceof RemoteEmulatorError)
+  t.ok(err instanceof RemoteHostError)
   t.notOk(err instanceof SysfsError)
   t.match(err, { code: 'UNAVAILABLE', status: 'UNAVAILABLE', message: /is not reachable/ })
   t.ok(err instanceof ApmatrixError, 'part of the one error hierarchy')
@@ -197,7 +199,7 @@ t.test('a server that never answers hits the call deadline', async (t) => {
   t.teardown(() => client.close())
   const started = Date.now()
   const err = await client.now().catch((e: unknown) => e)
-  t.match(err, { name: 'RemoteEmulatorError', code: 'UNAVAILABLE', status: 'DEADLINE_EXCEEDED' })
+  t.match(err, { name: 'RemoteHostError', code: 'UNAVAILABLE', status: 'DEADLINE_EXCEEDED' })
   t.ok(Date.now() - started < 2000, 'the deadline is the configured one')
 })
 
@@ -218,6 +220,21 @@ t.test('untrusted input is bounded: long paths and values, huge advances, oversi
   t.match(await outcome(() => client.advance(3_600_001)), { ok: false, errno: 'EINVAL' })
   t.equal(await client.now(), 0, 'the refused advance did not move time')
   const huge = await client.write(`${BUS}/apmask`, 'x'.repeat(300_000)).catch((e: unknown) => e)
-  t.match(huge, { name: 'RemoteEmulatorError', status: 'RESOURCE_EXHAUSTED' })
+  t.match(huge, { name: 'RemoteHostError', status: 'RESOURCE_EXHAUSTED' })
   t.equal(await client.read(`${BUS}/apmask`), `0x${'f'.repeat(64)}\n`, 'the server still answers')
+})
+
+t.test('a remote emulated host: no AP configuration lock section (fenced or not), and its watch reports kernel uevents', async (t) => {
+  const { server } = await startRemote(t)
+  const host = await RemoteEmulatedHost.connect('e', server.address, 3000)
+  t.teardown(() => host.close())
+  t.equal(host.bus.exclusive, undefined, 'nothing but apmatrix configures an emulator: no lock to take')
+  t.equal(host.bus.withFence({ host: 'e', holder: 'A', token: 1 }).exclusive, undefined, 'fenced views have none either')
+  t.match(await host.info(), { name: 'e', driver: 'remote-emulator', profile: 'spec-fixture', kernel: 'current-6.x' })
+  const seen: string[] = []
+  const stop = host.bus.watch((c) => void seen.push(`${c.source} ${c.summary}`))
+  t.teardown(stop)
+  await host.write(`${BUS}/apmask`, '-5\n')
+  await waitFor('the bind uevent of 05.0004', () => seen.some((s) => /^uevent bind .*05\.0004$/.test(s)))
+  t.pass(`${seen.length} changes reported`)
 })

@@ -2,7 +2,7 @@
  * What an emulator's write log (the `WriteLog` RPC) says about who drove its host: the check of the
  * replicas test that no two lease holders drove one host at once (product.md §4).
  */
-import type { WriteLogEntry } from '../../src/emulator-remote/client.js'
+import type { WriteLogEntry } from '../../src/hostbus/client.js'
 
 /** The writes of one lease (one fencing token). */
 export interface TokenRun {

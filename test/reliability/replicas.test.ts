@@ -23,10 +23,10 @@ import { SysfsError } from '../../src/domain/errors.js'
 import { BusError } from '../../src/bus/port.js'
 import { SysfsBus } from '../../src/bus/sysfs-bus.js'
 import { connectEmulator, type RemoteEmulator, type WriteLog } from '../../src/emulator-remote/client.js'
-import { FENCE_METADATA_KEY, formatFence, parseFence } from '../../src/emulator-remote/fence.js'
-import { loadEmulatorProto } from '../../src/emulator-remote/proto.js'
+import { FENCE_METADATA_KEY, formatFence, parseFence } from '../../src/hostbus/fence.js'
+import { loadHostBusProto } from '../../src/hostbus/proto.js'
 import { startEmulatorServer } from '../../src/emulator-remote/server.js'
-import { FencedWriteLog } from '../../src/emulator-remote/write-log.js'
+import { FencedWriteLog } from '../../src/hostbus/write-log.js'
 import { createHost } from '../../src/emulator/host.js'
 import { emulatorAccess } from '../../src/bus/emulator-access.js'
 import { createStore } from '../../src/store/store.js'
@@ -132,8 +132,8 @@ t.test('the emulator server checks fences and logs every write (in-process serve
   t.equal(local.withFence({ host: 'h', holder: 'A', token: 1 }), local, 'an in-process host cannot carry a fence: the same, unfenced bus')
 
   // A malformed fence is a bad argument, not a kernel errno.
-  const { Emulator } = loadEmulatorProto()
-  const raw = new Emulator(server.address, grpc.credentials.createInsecure())
+  const { HostBus } = loadHostBusProto()
+  const raw = new HostBus(server.address, grpc.credentials.createInsecure())
   t.teardown(() => raw.close())
   const md = new grpc.Metadata()
   md.set(FENCE_METADATA_KEY, 'h/A/notanumber')

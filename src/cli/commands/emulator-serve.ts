@@ -1,8 +1,9 @@
 /**
  * `apmatrix emulator serve`: boots one emulated host in this process and serves it over gRPC
- * (proto/apmatrix/emulator/v1/emulator.proto) until SIGTERM or SIGINT, so the "kernel" state outlives
- * any client, as a real machine's does. With `--mount DIR` the same host is also a FUSE filesystem at
- * DIR that plays `/sys`, for real tools (mdevctl, a shell) and for the `sysfs` host driver.
+ * (proto/apmatrix/hostbus/v1/hostbus.proto and emulator/v1/emulator.proto) until SIGTERM or SIGINT,
+ * so the "kernel" state outlives any client, as a real machine's does. With `--mount DIR` the same host
+ * is also a FUSE filesystem at DIR that plays `/sys`, for real tools (mdevctl, a shell) and for the
+ * `sysfs` host driver.
  */
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../../domain/errors.js'
@@ -13,6 +14,7 @@ import { type SysfsMount, checkFuseDevice, mountSysfs } from '../../emulator/fus
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
 import { clip } from '../../domain/text.js'
 import { keepServingOnStrayErrors } from '../process-guard.js'
+import { stopSignal } from '../stop-signal.js'
 
 const KERNELS: readonly KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
 const CLOCKS: readonly EmulatorClock[] = ['realtime', 'manual']
@@ -22,9 +24,10 @@ const MAX_TICK_MS = 60_000
 
 const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N] [--mount DIR]
 
-Boots one emulated s390 AP bus host and serves it over gRPC (service apmatrix.emulator.v1.Emulator,
-plus grpc.health.v1 and server reflection) until SIGTERM or SIGINT. The host lives as long as this
-process: clients (the apmatrix service) may crash and reconnect without losing its state.
+Boots one emulated s390 AP bus host and serves it over gRPC until SIGTERM or SIGINT: its sysfs face
+(apmatrix.hostbus.v1.HostBus, as an apmatrix agent serves a real host) and its controls
+(apmatrix.emulator.v1.EmulatorControl), plus grpc.health.v1 and server reflection. The host lives as
+long as this process: clients (the apmatrix service) may crash and reconnect without losing its state.
 
 With --mount DIR the same host is also a filesystem at DIR that plays /sys (DIR/bus/ap/apmask,
 DIR/devices/vfio_ap/matrix/...), with the kernel's texts, modes and errnos: a write(2) is one store
@@ -56,24 +59,6 @@ Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be
 cannot be detached at stop), 2 bad options, 69 when --mount cannot mount (no FUSE, no permission, a
 busy or non-empty directory: the message says why).
 `
-
-/** The first SIGTERM or SIGINT from now on; `cancel` stops listening (signals act as default again). */
-function stopSignal(): { next: Promise<NodeJS.Signals>; cancel: () => void } {
-  let cancel = (): void => undefined
-  const next = new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      cancel()
-      resolve(sig)
-    }
-    cancel = () => {
-      process.off('SIGTERM', on)
-      process.off('SIGINT', on)
-    }
-    process.on('SIGTERM', on)
-    process.on('SIGINT', on)
-  })
-  return { next, cancel }
-}
 
 function checkAddr(addr: string): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr)

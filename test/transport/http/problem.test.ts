@@ -15,6 +15,7 @@ t.test('every code maps to the status of the product table', async (t) => {
     APQN_RESERVED: 409,
     BUSY: 409,
     INSTANCE_LIMIT: 409,
+    FAILED_PRECONDITION: 409,
     UNAUTHENTICATED: 401,
     PERMISSION_DENIED: 403,
     PAYLOAD_TOO_LARGE: 413,

@@ -1,10 +1,14 @@
 /**
- * The emulator server's record of bus writes: the fencing check (one replica drives a host, product.md
- * §4) and a bounded log of every Write with its fence and wall time (the `WriteLog` RPC), from which a
- * test can prove that no two lease holders drove the host at once.
+ * A host-bus server's record of bus writes (agent and emulator alike): the fencing check (one replica
+ * drives a host, product.md §4) and a bounded log of every Write with its fence and wall time (the
+ * `WriteLog` RPC), from which a test can prove that no two lease holders drove the host at once.
  */
 import { SysfsError } from '../domain/errors.js'
-import type { BusFence } from '../bus/port.js'
+import { BusError, type BusFence } from '../bus/port.js'
+
+function errnoOf(e: unknown): string {
+  return e instanceof SysfsError || e instanceof BusError ? e.errno : 'EIO'
+}
 
 /**
  * Which face of the emulator process the write came through: the gRPC `Write` call, or a `write(2)` on the
@@ -31,11 +35,13 @@ export interface WriteRecord {
 /** How many writes the log keeps (the oldest are dropped first). */
 export const WRITE_LOG_CAPACITY = 10_000
 
-/** Fencing check and bounded write log of one emulator server. Not thread-safe: used on Node's one thread. */
+/** Fencing check and bounded write log of one host-bus server. Not thread-safe: used on Node's one thread. */
 export class FencedWriteLog {
   private readonly entries: WriteRecord[] = []
   private nextSeq = 1
   private readonly highest = new Map<string, { token: number; holder: string }>()
+  /** Tail of the chain that runs asynchronous writes one at a time. */
+  private tail: Promise<unknown> = Promise.resolve()
 
   constructor(
     private readonly capacity = WRITE_LOG_CAPACITY,
@@ -48,6 +54,35 @@ export class FencedWriteLog {
    * acquisition). Throws SysfsError EACCES for a stale fence, or whatever `write` throws.
    */
   apply(path: string, value: string, fence: BusFence | null, bootId: string, write: () => void, origin: WriteOrigin = 'grpc'): void {
+    const rec = this.check(path, value, fence, bootId, origin)
+    try {
+      write()
+    } catch (e) {
+      rec.errno = errnoOf(e)
+      throw e
+    }
+  }
+
+  /**
+   * {@link apply} for a write that completes later (a real sysfs write through node:fs): calls run one at
+   * a time in arrival order, so no other write can come between a fence check and its write.
+   */
+  applyAsync(path: string, value: string, fence: BusFence | null, bootId: string, write: () => Promise<void>): Promise<void> {
+    const run = this.tail.then(async () => {
+      const rec = this.check(path, value, fence, bootId, 'grpc')
+      try {
+        await write()
+      } catch (e) {
+        rec.errno = errnoOf(e)
+        throw e
+      }
+    })
+    this.tail = run.catch(() => undefined)
+    return run
+  }
+
+  /** Records the call and checks its fence: throws SysfsError EACCES (recorded) for a stale one. */
+  private check(path: string, value: string, fence: BusFence | null, bootId: string, origin: WriteOrigin): WriteRecord {
     const rec: WriteRecord = { seq: this.nextSeq++, wallTimeMs: this.clock(), path, value, fence, fenceRefused: false, bootId, origin }
     this.push(rec)
     if (fence) {
@@ -62,12 +97,7 @@ export class FencedWriteLog {
       }
       this.highest.set(fence.host, { token: fence.token, holder: fence.holder })
     }
-    try {
-      write()
-    } catch (e) {
-      rec.errno = e instanceof SysfsError ? e.errno : 'EIO'
-      throw e
-    }
+    return rec
   }
 
   /** Entries with seq > `sinceSeq`, oldest first, at most `limit`. */

@@ -1,5 +1,5 @@
 /**
- * The wire form of a bus write's fence (proto/apmatrix/emulator/v1/emulator.proto, "Fencing"):
+ * The wire form of a bus write's fence (proto/apmatrix/hostbus/v1/hostbus.proto, "Fencing"):
  * request metadata `x-apmatrix-fence: <host>/<holder>/<token>`, host and holder percent-encoded so a
  * holder id with `/` or non-ASCII characters survives, token the lease's decimal fencing token.
  */
