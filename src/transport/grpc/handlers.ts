@@ -207,7 +207,7 @@ export function emulatorHandlers({ service, logger }: HandlerDeps): EmulatorServ
         ...(req.type ? { type: req.type } : {}),
         ...(req.mode ? { mode: enumIn(req.mode, ['cca', 'ep11', 'accel'] as const, 'mode') } : {}),
         ...(req.control ? { control: true } : {}),
-        ...(typeof req.notify === 'boolean' ? { notify: req.notify } : {}),
+        ...(req.notify ? { notify: req.notify.value } : {}),
       } as HardwareInput
       await service.hardware(hostIn(req.host), input, callContextIn(info, {}))
       return {}

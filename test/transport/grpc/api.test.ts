@@ -312,7 +312,7 @@ forEachDatabase(t, async (t, db) => {
     t.ok(submitBad.err && submitBad.err.code !== grpc.status.INTERNAL, `bad apqn: ${submitBad.err?.details}`)
 
     // B-43: notify false leaves the change for the next scan (a proto3 optional: false is not "absent").
-    await ok(t, call.hardware, { host: 'local', action: 'remove-adapter', apid: { value: 7 }, notify: false })
+    await ok(t, call.hardware, { host: 'local', action: 'remove-adapter', apid: { value: 7 }, notify: { value: false } })
     const apids = async () => (await ok(t, call.adapters, { host: 'local' })).items.map((x) => x.apid)
     t.ok((await apids()).includes(7), 'adapter 7 is still on the bus until a scan')
     await ok(t, call.write, { host: 'local', path: '/sys/bus/ap/scans', value: '1\n' })
