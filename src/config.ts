@@ -7,6 +7,7 @@ import { parseDatabaseUrl } from './store/config.js'
 import type { KernelProfileName } from './emulator/api.js'
 import { AP_CONFIG_LOCK_PATH } from './bus/ap-config-lock.js'
 import { WATCH_MODES, type WatchMode } from './bus/change-watcher.js'
+import { clip } from './domain/text.js'
 
 /**
  * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
@@ -29,7 +30,7 @@ export interface ServiceConfig {
   resyncMs: number
   leaseTtlMs: number
   /** `sysfs` hosts: the s390-tools lock, how long a pass waits for it, and change detection. */
-  sysfs: { lockPath: string; watch: WatchMode; pollMs: number }
+  sysfs: { lockPath: string; watch: WatchMode; pollMs: number; bootIdFile: string | undefined }
   /** How long a pass waits for a host's AP configuration lock (sysfs hosts and agents) before it is retried later. */
   lockWaitMs: number
   /** Test hook for crash-safety tests: `point:n` kills the process (SIGKILL) at the n-th time a reconcile reaches `point`. */
@@ -54,6 +55,7 @@ export const SETTINGS = {
   emulatorAddr: { env: 'APMATRIX_EMULATOR_ADDR', flag: 'emulator-addr', def: '', help: 'host:port of an `apmatrix emulator serve` process to manage as host `local` instead of an in-process emulator' },
   hosts: { env: 'APMATRIX_HOSTS', flag: 'hosts', def: '', help: 'several hosts, comma separated: name=PROFILE (emulator in this process), name@host:port (apmatrix agent or emulator serve), name=sysfs:/path (a /sys through node:fs); overrides --profile/--emulator-addr' },
   sysfsLockPath: { env: 'APMATRIX_SYSFS_LOCK_PATH', flag: 'sysfs-lock-path', def: AP_CONFIG_LOCK_PATH, help: 'sysfs hosts: the s390-tools AP configuration lock taken around every pass of bus writes' },
+  sysfsBootIdFile: { env: 'APMATRIX_SYSFS_BOOT_ID_FILE', flag: 'sysfs-boot-id-file', def: '', help: "sysfs hosts: file holding the boot id (default: the kernel's /proc/sys/kernel/random/boot_id for /sys; a stable id for a mount, so a reboot behind it shows as drift only)" },
   sysfsWatch: { env: 'APMATRIX_SYSFS_WATCH', flag: 'sysfs-watch', def: 'auto', help: `sysfs hosts: change detection, ${WATCH_MODES.join('|')} (auto: udevadm monitor for this machine's /sys, else polling)` },
   sysfsPollMs: { env: 'APMATRIX_SYSFS_POLL_MS', flag: 'sysfs-poll-ms', def: '2000', help: 'sysfs hosts: poll period of bus/ap/scans, bindings, masks and the matrix device list' },
   lockWaitMs: { env: 'APMATRIX_LOCK_WAIT_MS', flag: 'lock-wait-ms', def: '5000', help: 'sysfs hosts and agents: how long a pass waits for the AP configuration lock before it is retried later' },
@@ -143,6 +145,8 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
 
   const lockPath = get('sysfsLockPath')
   if (!lockPath.startsWith('/') || lockPath.endsWith('/')) throw new ConfigError(`${label('sysfsLockPath')}: '${lockPath.slice(0, 200)}' is not an absolute file path (default ${AP_CONFIG_LOCK_PATH})`)
+  const bootIdFile = get('sysfsBootIdFile')
+  if (bootIdFile !== '' && (!bootIdFile.startsWith('/') || bootIdFile.endsWith('/'))) throw new ConfigError(`${label('sysfsBootIdFile')}: '${clip(bootIdFile, 200)}' is not an absolute file path`)
   const watch = get('sysfsWatch')
   if (!(WATCH_MODES as readonly string[]).includes(watch)) throw new ConfigError(`${label('sysfsWatch')}: '${watch.slice(0, 60)}' is not one of ${WATCH_MODES.join(', ')}`)
 
@@ -156,7 +160,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     drainTimeoutMs: parseMs(label('drainTimeoutMs'), get('drainTimeoutMs'), 0, 3_600_000),
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
-    sysfs: { lockPath, watch: watch as WatchMode, pollMs: parseMs(label('sysfsPollMs'), get('sysfsPollMs'), 50, 3_600_000) },
+    sysfs: { lockPath, watch: watch as WatchMode, pollMs: parseMs(label('sysfsPollMs'), get('sysfsPollMs'), 50, 3_600_000), bootIdFile: bootIdFile || undefined },
     lockWaitMs: parseMs(label('lockWaitMs'), get('lockWaitMs'), 0, 600_000),
     crashAt,
   }

@@ -89,7 +89,7 @@ async function buildSysfsHost(cfg: ServiceConfig, name: string, root: string, lo
     lockWaitMs: cfg.lockWaitMs,
     watch: { mode: cfg.sysfs.watch, pollMs: cfg.sysfs.pollMs, log: (line) => hostLog.info(line) },
   })
-  return new SysfsHost(name, access, new HostIdentity({ root }))
+  return new SysfsHost(name, access, new HostIdentity({ root, ...(cfg.sysfs.bootIdFile ? { bootIdFile: cfg.sysfs.bootIdFile } : {}) }))
 }
 
 /** Starts everything the configuration names. Throws on a bad database or a host that cannot be reached. */

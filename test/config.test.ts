@@ -35,11 +35,12 @@ t.test('sysfs hosts: name=sysfs:/path beside name=PROFILE and name@host:port, wi
     { name: 'emu', kind: 'emulator', profile: 'demo', kernel: 'current-6.x' },
     { name: 'mnt', kind: 'sysfs', root: '/mnt/emu/sys' },
   ], 'the root is normalised')
-  t.same(c.sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'auto', pollMs: 2000 }, 'defaults: the s390-tools lock, auto detection')
+  t.same(c.sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'auto', pollMs: 2000, bootIdFile: undefined }, 'defaults: the s390-tools lock, auto detection, the kernel\'s boot id')
   t.equal(c.lockWaitMs, 5000)
   const f = loadConfig({ sysfsLockPath: '/tmp/x.lock', sysfsWatch: 'poll', sysfsPollMs: '100', lockWaitMs: '0' }, { APMATRIX_SYSFS_WATCH: 'udev' })
-  t.same([f.sysfs, f.lockWaitMs], [{ lockPath: '/tmp/x.lock', watch: 'poll', pollMs: 100 }, 0], 'flags win')
-  t.same(loadConfig({}, { APMATRIX_SYSFS_WATCH: 'udev', APMATRIX_SYSFS_POLL_MS: '50' }).sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'udev', pollMs: 50 })
+  t.same([f.sysfs, f.lockWaitMs], [{ lockPath: '/tmp/x.lock', watch: 'poll', pollMs: 100, bootIdFile: undefined }, 0], 'flags win')
+  t.equal(loadConfig({}, { APMATRIX_SYSFS_BOOT_ID_FILE: '/run/emu/boot_id' }).sysfs.bootIdFile, '/run/emu/boot_id')
+  t.same(loadConfig({}, { APMATRIX_SYSFS_WATCH: 'udev', APMATRIX_SYSFS_POLL_MS: '50' }).sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'udev', pollMs: 50, bootIdFile: undefined })
 })
 
 t.test('bad sysfs settings name the setting and what is accepted', async (t) => {
@@ -51,6 +52,7 @@ t.test('bad sysfs settings name the setting and what is accepted', async (t) => 
     [{ APMATRIX_HOSTS: 'LPAR1=sysfs:/sys' }, /APMATRIX_HOSTS.*name=sysfs:\/path/],
     [{ APMATRIX_SYSFS_LOCK_PATH: 'run/lock/x' }, /APMATRIX_SYSFS_LOCK_PATH \/ --sysfs-lock-path: 'run\/lock\/x' is not an absolute file path/],
     [{ APMATRIX_SYSFS_LOCK_PATH: '/run/lock/' }, /APMATRIX_SYSFS_LOCK_PATH/],
+    [{ APMATRIX_SYSFS_BOOT_ID_FILE: 'boot_id' }, /APMATRIX_SYSFS_BOOT_ID_FILE \/ --sysfs-boot-id-file: 'boot_id' is not an absolute file path/],
     [{ APMATRIX_SYSFS_WATCH: 'inotify' }, /APMATRIX_SYSFS_WATCH \/ --sysfs-watch: 'inotify' is not one of auto, udev, poll/],
     [{ APMATRIX_SYSFS_POLL_MS: '10' }, /APMATRIX_SYSFS_POLL_MS \/ --sysfs-poll-ms: '10' must be an integer number of milliseconds in 50\.\.3600000/],
     [{ APMATRIX_LOCK_WAIT_MS: 'soon' }, /APMATRIX_LOCK_WAIT_MS/],

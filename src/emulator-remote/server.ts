@@ -7,6 +7,7 @@
  * remote callers.
  */
 import { createHash } from 'node:crypto'
+import fs from 'node:fs'
 import os from 'node:os'
 import * as grpc from '@grpc/grpc-js'
 import { ReflectionService } from '@grpc/reflection'
@@ -41,6 +42,11 @@ export interface EmulatorServerOptions {
   traceRequests?: boolean
   /** One line per lifecycle step or unexpected failure (the CLI sends it to stderr). */
   log?: (line: string) => void
+  /**
+   * A file that holds the current boot id (with a newline), written at start and at every Reboot: what
+   * `/proc/sys/kernel/random/boot_id` is to a real host, for a `sysfs` driver or agent behind the FUSE view.
+   */
+  bootIdFile?: string
 }
 
 /** A running emulator server. */
@@ -85,6 +91,14 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     createHost({ profile, ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.traceRequests ? { traceRequests: true } : {}) })
 
   let host = boot(opts.profile)
+  // Replaced in one rename, so a reader never sees a half-written id.
+  const publishBootId = (): void => {
+    if (!opts.bootIdFile) return
+    const tmp = `${opts.bootIdFile}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, `${host.bootId}\n`)
+    fs.renameSync(tmp, opts.bootIdFile)
+  }
+  publishBootId()
   /** The listening address, once bound (part of the machine id). */
   let boundAddress = opts.addr
   let stopClock = clock === 'realtime' ? startRealtimeClock(host, { intervalMs: tickMs }) : () => undefined
@@ -163,6 +177,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
       stopClock()
       stopClock = clock === 'realtime' ? startRealtimeClock(host, { intervalMs: tickMs }) : () => undefined
       bus.reattachStreams()
+      publishBootId()
       log(`emulator rebooted: bootId ${old.bootId} -> ${host.bootId}`)
       return infoToWire()
     }),

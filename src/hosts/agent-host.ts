@@ -4,6 +4,7 @@
  * agent's `Lock` sessions) and the agent's change reports (uevents or polls). No emulator controls.
  */
 import { SysfsBus } from '../bus/sysfs-bus.js'
+import { guestsFromQueueStatus } from '../bus/sysfs-guests.js'
 import type { HostBusClient } from '../hostbus/client.js'
 import type { HostInfo, ManagedHost } from './managed-host.js'
 import { hostInfoOf } from './remote-emulated-host.js'
@@ -25,9 +26,9 @@ export class AgentHost implements ManagedHost {
     return hostInfoOf(this.name, 'agent', await this.client.info(), null)
   }
 
-  /** The agent sees sysfs only; which guest holds a device is the hypervisor's knowledge (libvirt), not reported here. */
+  /** Devices whose queues sysfs shows `in use` (V-31); by whom is the hypervisor's knowledge, so the guest reads `unknown`. */
   async guests(): Promise<Array<{ uuid: string; guest: string }>> {
-    return []
+    return guestsFromQueueStatus(this.client)
   }
 
   async close(): Promise<void> {

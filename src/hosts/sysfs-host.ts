@@ -7,6 +7,7 @@
 import type { NodeSysfsAccess } from '../bus/node-sysfs-access.js'
 import type { SysfsAccess } from '../bus/port.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
+import { guestsFromQueueStatus } from '../bus/sysfs-guests.js'
 import type { HostIdentity } from './host-identity.js'
 import type { HostInfo, ManagedHost } from './managed-host.js'
 
@@ -36,9 +37,9 @@ export class SysfsHost implements ManagedHost {
     return { name: this.name, driver: 'sysfs', profile: null, kernel, machineId, bootId }
   }
 
-  /** sysfs shows a queue `in use` but not by whom: which guest holds a device is the hypervisor's (libvirt's) knowledge. */
+  /** Devices whose queues sysfs shows `in use` (V-31); by whom is the hypervisor's knowledge, so the guest reads `unknown`. */
   async guests(): Promise<Array<{ uuid: string; guest: string }>> {
-    return []
+    return guestsFromQueueStatus(this.access)
   }
 
   async close(): Promise<void> {

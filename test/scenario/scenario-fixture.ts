@@ -11,15 +11,24 @@ import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
 import { connectEmulator } from '../../src/emulator-remote/client.js'
 import type { EventRecord } from '../../src/store/event-repo.js'
 import { freshDatabase, type TestDatabase } from '../store/pg-helper.js'
-import { startEmulatorProcess } from '../reliability/cli-process.js'
+import path from 'node:path'
+import { UNKNOWN_GUEST } from '../../src/bus/sysfs-guests.js'
+import { readyLine, spawnCli, startEmulatorProcess } from '../reliability/cli-process.js'
+import { scratchDir, startMounted } from '../emulator/fuse/mounted-emulator.js'
 import { isReady, restClient, until, type RestCall } from './rest-client.js'
-import { localStats, restControls, type HostControls } from './host-controls.js'
+import { emulatorControls, localStats, restControls, type HostControls } from './host-controls.js'
 
 /**
  * How host `local` is driven: `in-process` (an emulator inside the service), `remote-emulator` (an
- * `apmatrix emulator serve` child over gRPC).
+ * `apmatrix emulator serve` child over gRPC), `sysfs` (the `sysfs` driver over that child's FUSE mount,
+ * plain file I/O as on an LPAR) or `agent` (an `apmatrix agent` child serving that mount).
  */
-export type ScenarioBackend = 'in-process' | 'remote-emulator'
+export type ScenarioBackend = 'in-process' | 'remote-emulator' | 'sysfs' | 'agent'
+
+/** The guest name the service can know: sysfs shows a device in use, not by whom (src/bus/sysfs-guests.ts). */
+export function seenGuest(backend: ScenarioBackend, guest: string): string {
+  return backend === 'sysfs' || backend === 'agent' ? UNKNOWN_GUEST : guest
+}
 
 export const HOST = '/v1/hosts/local'
 export const MATRIX = '/sys/devices/vfio_ap/matrix'
@@ -61,10 +70,29 @@ async function startBackend(t: Test, backend: ScenarioBackend): Promise<{ env: R
       },
     }
   }
-  const { addr } = await startEmulatorProcess(t)
-  const emu = connectEmulator(addr)
-  t.teardown(() => emu.close())
-  return { env: { APMATRIX_EMULATOR_ADDR: addr }, controls: (_svc, call) => restControls(call, HOST, (apqn) => emu.requestStats(apqn)) }
+  if (backend === 'remote-emulator') {
+    const { addr } = await startEmulatorProcess(t)
+    const emu = connectEmulator(addr)
+    t.teardown(() => emu.close())
+    return { env: { APMATRIX_EMULATOR_ADDR: addr }, controls: (_svc, call) => restControls(call, HOST, (apqn) => emu.requestStats(apqn)) }
+  }
+  // The emulated LPAR as a filesystem; root and the hypervisor reach it through its own gRPC face.
+  const scratch = scratchDir(t)
+  // The emulator keeps its boot id in a file, as a kernel does in /proc: the service tells a reboot by it.
+  const bootIdFile = path.join(scratch, 'boot_id')
+  const m = await startMounted(t, { clock: 'realtime', tickMs: 10, bootIdFile })
+  const lock = path.join(scratch, 's390apconfig.lock')
+  const controls = () => emulatorControls(m.client)
+  if (backend === 'sysfs') {
+    return {
+      env: { APMATRIX_HOSTS: `local=sysfs:${m.dir}`, APMATRIX_SYSFS_WATCH: 'poll', APMATRIX_SYSFS_POLL_MS: '100', APMATRIX_SYSFS_LOCK_PATH: lock, APMATRIX_SYSFS_BOOT_ID_FILE: bootIdFile },
+      controls,
+    }
+  }
+  const agent = spawnCli(t, ['agent', '--sysfs-root', m.dir, '--addr', '127.0.0.1:0', '--watch', 'poll', '--poll-ms', '100', '--lock-path', lock, '--boot-id-file', bootIdFile])
+  const ready = await readyLine(agent, /^apmatrix agent listening on (\S+) /, 'the agent ready line')
+  if (!ready) throw new Error(`the agent did not start: ${agent.stderr.join('\n')}`)
+  return { env: { APMATRIX_HOSTS: `local@${ready[1]}` }, controls }
 }
 
 /**

@@ -22,7 +22,7 @@ const DEFAULT_ADDR = '127.0.0.1:50151'
 const DEFAULT_PROFILE = 'demo'
 const MAX_TICK_MS = 60_000
 
-const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N] [--mount DIR]
+const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N] [--mount DIR] [--boot-id-file FILE]
 
 Boots one emulated s390 AP bus host and serves it over gRPC until SIGTERM or SIGINT: its sysfs face
 (apmatrix.hostbus.v1.HostBus, as an apmatrix agent serves a real host) and its controls
@@ -51,6 +51,9 @@ Options:
                        manual: time moves only through the Advance call (deterministic tests)
   --tick-ms N          realtime clock tick in milliseconds, 1..${MAX_TICK_MS} (default: 100)
   --mount DIR          also serve the host's sysfs as a FUSE filesystem at DIR
+  --boot-id-file FILE  keep the current boot id in FILE (rewritten at every Reboot): what
+                       /proc/sys/kernel/random/boot_id is on a real host, for the sysfs driver
+                       (APMATRIX_SYSFS_BOOT_ID_FILE) or an agent (--boot-id-file) behind the mount
   -h, --help           this text
 
 Environment: APMATRIX_FUSE_DEVICE  the FUSE device checked before mounting (default /dev/fuse).
@@ -80,6 +83,8 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   const tickMs = Number(tickText)
   if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS) throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${clip(tickText, 20)}'`)
 
+  const bootIdFile = args.values['boot-id-file'] as string | undefined
+  if (bootIdFile !== undefined && !bootIdFile.startsWith('/')) throw new UsageError(`--boot-id-file: '${clip(bootIdFile, 100)}' is not an absolute file path`)
   const mountDir = args.values.mount as string | undefined
   if (mountDir === '') throw new UsageError('--mount: a directory is required')
   const fuseDevice = io.env.APMATRIX_FUSE_DEVICE || '/dev/fuse'
@@ -103,7 +108,7 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   const log = (line: string): void => void io.stderr.write(`${new Date().toISOString()} ${line}\n`)
   let server: EmulatorServer
   try {
-    server = await startEmulatorServer({ addr, profile, clock: clock as EmulatorClock, tickMs, log, ...(kernel ? { kernel: kernel as KernelProfileName } : {}) })
+    server = await startEmulatorServer({ addr, profile, clock: clock as EmulatorClock, tickMs, log, ...(kernel ? { kernel: kernel as KernelProfileName } : {}), ...(bootIdFile ? { bootIdFile } : {}) })
   } catch (e) {
     stop.cancel()
     // A bad profile name or file is a command-line mistake (exit 2); a bind failure is a runtime one (exit 1).
@@ -154,6 +159,7 @@ export const emulatorServeCommand: CliCommand = {
     clock: { type: 'string' },
     'tick-ms': { type: 'string' },
     mount: { type: 'string' },
+    'boot-id-file': { type: 'string' },
   },
   run: serve,
 }

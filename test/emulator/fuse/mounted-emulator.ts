@@ -55,16 +55,18 @@ export function scratchDir(t: Teardown): string {
 }
 
 /**
- * Starts the emulator with `--mount dir` (default: `sys` in a new scratch directory) and a manual clock,
+ * Starts the emulator with `--mount dir` (default: `sys` in a new scratch directory) and a manual clock (or `opts.clock`),
  * waits until it is mounted and listening, and connects a client. Rejects with the child's stderr when
  * it exits first.
  */
 export async function startMounted(
   t: Teardown,
-  opts: { dir?: string; profile?: string; kernel?: string; env?: Record<string, string> } = {},
+  opts: { dir?: string; profile?: string; kernel?: string; env?: Record<string, string>; clock?: 'manual' | 'realtime'; tickMs?: number; bootIdFile?: string } = {},
 ): Promise<MountedEmulator> {
   const dir = opts.dir ?? path.join(scratchDir(t), 'sys')
-  const args = ['emulator', 'serve', '--addr', '127.0.0.1:0', '--profile', opts.profile ?? 'spec-fixture', '--clock', 'manual', '--mount', dir]
+  const args = ['emulator', 'serve', '--addr', '127.0.0.1:0', '--profile', opts.profile ?? 'spec-fixture', '--clock', opts.clock ?? 'manual', '--mount', dir]
+  if (opts.tickMs !== undefined) args.push('--tick-ms', String(opts.tickMs))
+  if (opts.bootIdFile !== undefined) args.push('--boot-id-file', opts.bootIdFile)
   if (opts.kernel) args.push('--kernel', opts.kernel)
   const cli = spawnCli(t, args, opts.env)
   await until('the listening line', () => cli.stdout.some((l) => LISTENING.test(l)) || cli.dead).catch(() => undefined)
