@@ -4,11 +4,12 @@
  * (style.md habit 6). A new suite is one file exporting a {@link BenchSuite} plus one line below.
  */
 import { emulatorSuite } from './emulator.js'
+import { fuseSuite } from './fuse.js'
 import { grpcSuite } from './grpc.js'
 import { serviceSuite } from './service.js'
 import type { BenchSuite } from './suite.js'
 
-const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, grpcSuite]
+const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, grpcSuite, fuseSuite]
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list') || argv.includes('--help') || argv.includes('-h')) {

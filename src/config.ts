@@ -1,5 +1,5 @@
 /**
- * Service configuration (product.md §7): environment variables, each also a flag of `apmatrix serve`
+ * Service configuration (README (Configuration)): environment variables, each also a flag of `apmatrix serve`
  * (flags win). Validated once at start; a bad value stops the process with a message naming the setting.
  */
 import path from 'node:path'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config.js'
 
-t.test('defaults are the embedded setup of product.md §7', async (t) => {
+t.test('defaults are the embedded setup of README (Configuration)', async (t) => {
   const c = loadConfig({}, {})
   t.equal(c.databaseUrl, 'file:./data/apmatrix.db')
   t.same(c.http, { host: '127.0.0.1', port: 8080 })

@@ -1,6 +1,6 @@
 /**
  * The AP configuration lock of s390-tools, so that apmatrix never changes a host's AP configuration while
- * chzdev (zdev), mdevctl's vfio-ap callout ap-check, or another apmatrix does (product.md §9).
+ * chzdev (zdev), mdevctl's vfio-ap callout ap-check, or another apmatrix does (README).
  *
  * The protocol is s390-tools' `libutil/util_lockfile.c`, used by `libap` with the path
  * `/run/lock/s390apconfig.lock` (`AP_LOCKFILE` in include/lib/ap.h), reproduced here from reading it:

@@ -1,6 +1,6 @@
 /**
  * The errno name of a failed node:fs call, as the bus port reports it: the kernel's answer to a sysfs
- * `write(2)` (EADDRINUSE, EBUSY, ENODEV, EINVAL, ...) reaches the reconciler unchanged (ap-bus.md §4).
+ * `write(2)` (EADDRINUSE, EBUSY, ENODEV, EINVAL, ...) reaches the reconciler unchanged (docs/kernel-model.md §4).
  */
 import type { Errno } from '../domain/errors.js'
 

@@ -5,7 +5,7 @@
  *
  * A write is exactly what `echo -n VALUE > ATTR` does to sysfs: open(2) O_WRONLY (no O_CREAT, no O_TRUNC:
  * an attribute exists or the write fails), ONE write(2) of the exact bytes, close(2). The kernel's store
- * function sees the value once and answers with its errno (ap-bus.md §4: EADDRINUSE, EBUSY, ENODEV, ...),
+ * function sees the value once and answers with its errno (docs/kernel-model.md §4: EADDRINUSE, EBUSY, ENODEV, ...),
  * which becomes the SysfsError errno the bus port and the reconciler already understand. No retry, no
  * loop over a short write: a short count is the kernel's answer too.
  *

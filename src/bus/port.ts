@@ -1,12 +1,12 @@
 /**
- * The bus port (product.md §1): the typed interface the reconciler uses to observe and drive one AP bus.
+ * The bus port (docs/api.md): the typed interface the reconciler uses to observe and drive one AP bus.
  * It is implemented once, over sysfs paths ({@link SysfsAccess}), so the in-process emulator, a remote
  * emulator, an `apmatrix agent` and the real /sys of an s390x host (node:fs) are interchangeable.
  */
 import type { Errno } from '../domain/errors.js'
 
 /**
- * The lease a reconcile holds while it drives a host (product.md §4: one replica per host). Carried on
+ * The lease a reconcile holds while it drives a host (docs/api.md (Reconcile): one replica per host). Carried on
  * every bus write so the host can refuse a write from a replica whose lease was taken over: the classic
  * fencing token check, which holds even when the replica's own lease check raced with the takeover.
  */
@@ -111,7 +111,10 @@ export interface BusPort {
   /** B-30/B-31: bind or unbind a queue to/from a driver. */
   bindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void>
   unbindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void>
-  /** O-12: `requestq_count` + `pendingq_count` of each queue (missing queues are left out). */
+  /**
+   * O-12: `requestq_count` + `pendingq_count` of each queue (missing queues are left out; the queues of a
+   * card whose own totals are 0 read as 0 without being visited).
+   */
   queueLoad(apqns: string[]): Promise<Map<string, number>>
   /** B-34: forces a bus scan. */
   rescan(): Promise<void>

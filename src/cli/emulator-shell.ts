@@ -315,7 +315,7 @@ class Fields {
     return v
   }
 
-  /** An adapter or domain id (product.md §2: integer, or decimal / 0x hex string), 0..max. */
+  /** An adapter or domain id (docs/api.md (Resources): integer, or decimal / 0x hex string), 0..max. */
   id(name: string, max = 255): number {
     if (!this.has(name)) throw new BadLine(`'${name}' is required`)
     try {

@@ -1,5 +1,5 @@
 /**
- * Stable error codes of apmatrix (product.md §5). Domain code throws {@link ApmatrixError};
+ * Stable error codes of apmatrix (docs/api.md (REST)). Domain code throws {@link ApmatrixError};
  * each transport maps `code` to its status in exactly one place.
  */
 export type ErrorCode =
@@ -20,7 +20,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
 
-/** Kernel errno names that sysfs writes can fail with (ap-bus.md §4). */
+/** Kernel errno names that sysfs writes can fail with (docs/kernel-model.md §4). */
 export type Errno =
   | 'EINVAL'
   | 'ENODEV'
@@ -50,7 +50,7 @@ export type Errno =
   | 'EFAULT'
   | 'EINTR'
 
-/** One reason a desired state is refused (product.md §3): every violation is reported, not only the first. */
+/** One reason a desired state is refused (docs/api.md (Admission)): every violation is reported, not only the first. */
 export interface Violation {
   /** Rule id: the product rule (`APQN_IN_USE`, ...) that was broken. */
   rule: ErrorCode

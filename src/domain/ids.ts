@@ -10,7 +10,7 @@ export interface Apqn {
   apqi: Apqi
 }
 
-/** The largest id the architecture can address (APXA, ap-bus.md O-2). */
+/** The largest id the architecture can address (APXA, docs/kernel-model.md O-2). */
 export const MAX_ID = 255
 
 /** True for an integer in 0..255. */
@@ -73,7 +73,7 @@ export function parseApqn(s: string, field = 'apqn'): Apqn {
 }
 
 /**
- * Parses an id given by an API caller (product.md §2): a JSON integer, or a string in decimal or `0x` hex.
+ * Parses an id given by an API caller (docs/api.md (Resources)): a JSON integer, or a string in decimal or `0x` hex.
  * Throws INVALID_ARGUMENT for anything else and OUT_OF_RANGE above `max`.
  */
 export function parseId(v: unknown, field: string, max: number = MAX_ID): number {

@@ -5,7 +5,7 @@ export const MASK_BITS = 256
 
 /**
  * An immutable 256-bit AP mask, MSB-first as the kernel prints it: bit 0 is the leftmost bit
- * (`0x80…` is index 0, ap-bus.md 0.3). Backed by 32 bytes; byte i holds bits 8i..8i+7.
+ * (`0x80…` is index 0, docs/kernel-model.md 0.3). Backed by 32 bytes; byte i holds bits 8i..8i+7.
  */
 export class Mask {
   /** @internal */

@@ -1,5 +1,5 @@
 /**
- * The observed status of a matrix device (product.md §2), as the reconciler computes it, the store keeps it
+ * The observed status of a matrix device (docs/api.md (Resources)), as the reconciler computes it, the store keeps it
  * and the APIs show it. One definition for all three layers. Pure types.
  */
 

@@ -2,10 +2,10 @@ import { ApmatrixError, type Violation } from './errors.js'
 import { MAX_ID, normalizeIds, parseId } from './ids.js'
 import { clip } from './text.js'
 
-/** Whether a matrix device must exist on the bus (`started`) or is only defined (`stopped`), product.md §2. */
+/** Whether a matrix device must exist on the bus (`started`) or is only defined (`stopped`), docs/api.md (Resources). */
 export type MdevState = 'started' | 'stopped'
 
-/** The desired configuration of one matrix device: sorted, de-duplicated id lists (product.md §2). */
+/** The desired configuration of one matrix device: sorted, de-duplicated id lists (docs/api.md (Resources)). */
 export interface MdevSpec {
   adapters: number[]
   domains: number[]
@@ -32,7 +32,7 @@ export interface HostLimits {
   maxMdevs?: number
 }
 
-/** The limits of an APXA machine with Na = Nd = 255 (the spec fixture, ap-bus.md §6). */
+/** The limits of an APXA machine with Na = Nd = 255 (the spec fixture, docs/kernel-model.md §7). */
 export const FULL_LIMITS: HostLimits = { maxAdapterId: MAX_ID, maxDomainId: MAX_ID }
 
 /**
@@ -66,7 +66,7 @@ export function normalizeUuid(s: unknown, field = 'uuid'): string {
 const SPEC_KEYS = new Set(['adapters', 'domains', 'controlDomains', 'state'])
 
 /**
- * Parses an mdev spec from API input (product.md §2): ids are JSON integers or decimal / `0x` strings
+ * Parses an mdev spec from API input (docs/api.md (Resources)): ids are JSON integers or decimal / `0x` strings
  * ({@link parseId}); each list is sorted and de-duplicated; a missing list is empty; a missing `state` is
  * `started` (a defined device is meant to exist on the bus unless the caller says otherwise). With `limits`,
  * adapters are checked against `maxAdapterId` and usage and control domains against `maxDomainId` (E-3).

@@ -6,7 +6,7 @@
 /** Driver a queue is bound to. */
 export type QueueDriver = 'cex4queue' | 'vfio_ap' | 'none'
 
-/** An adapter as lszcrypt would show it, plus what the product API exposes (product.md §2 Inventory). */
+/** An adapter as lszcrypt would show it, plus what the product API exposes (docs/api.md (Resources) Inventory). */
 export interface ObservedAdapter {
   apid: number
   /** Compatibility type (O-6): 10 = CEX4 .. 14 = CEX8. */

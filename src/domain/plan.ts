@@ -1,5 +1,5 @@
 /**
- * The planner (product.md §4): turns (desired, observed) into an ordered list of bus operations such that
+ * The planner (docs/api.md (Reconcile)): turns (desired, observed) into an ordered list of bus operations such that
  * the kernel never refuses a step the desired state allows. Pure: no I/O; the reconciler executes the plan.
  *
  * Order: 1 shrink matrix devices, 2 remove deleted/stopped ones, 3 return APQNs to the host (set mask
@@ -105,7 +105,7 @@ export function planHost(desired: DesiredHost, observed: ObservedTopology, guest
     const dm = desiredByUuid.get(om.uuid)
     const current = configOf(om)
     if (!dm) {
-      // Not ours: never touched (product.md §4), but what it holds counts.
+      // Not ours: never touched (docs/api.md (Reconcile)), but what it holds counts.
       heldAfter.set(om.uuid, current)
       continue
     }
@@ -129,7 +129,7 @@ export function planHost(desired: DesiredHost, observed: ObservedTopology, guest
     if (!sameMatrix(shrunk, current)) ops.push({ kind: 'shrinkMdev', uuid: om.uuid, from: current, to: shrunk })
     heldAfter.set(om.uuid, shrunk)
   }
-  // Shrinks before removals: product.md §4 order 1 then 2.
+  // Shrinks before removals: docs/api.md (Reconcile) order 1 then 2.
   ops.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'shrinkMdev' ? -1 : b.kind === 'shrinkMdev' ? 1 : 0))
 
   const held = new Set<number>()

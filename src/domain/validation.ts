@@ -1,5 +1,5 @@
 /**
- * Admission rules of product.md §3 as pure functions over desired state. Every function returns ALL
+ * Admission rules of docs/api.md (Admission) as pure functions over desired state. Every function returns ALL
  * violations it finds (up to a cap, see {@link ValidationOptions}); an empty array means valid.
  */
 import type { Violation } from './errors.js'
@@ -77,7 +77,7 @@ export interface DesiredState {
 }
 
 /**
- * Checks a host's whole desired state (product.md §3). Rules, all applied to every defined mdev whether
+ * Checks a host's whole desired state (docs/api.md (Admission)). Rules, all applied to every defined mdev whether
  * `started` or `stopped` (like ap-check, which checks a definition against the other definitions too: a
  * stopped device must stay startable without editing another one):
  * - INVALID_ARGUMENT: a uuid that is not canonical ({@link isUuid}), a uuid listed twice, control domains

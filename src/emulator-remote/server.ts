@@ -1,6 +1,6 @@
 /**
- * One emulated host (ap-bus.md X-7) served over gRPC, so the host lives in its own process and survives
- * a crash of the service that drives it (product.md §1): its sysfs face as the host-bus service every
+ * One emulated host (docs/kernel-model.md X-7) served over gRPC, so the host lives in its own process and survives
+ * a crash of the service that drives it (docs/api.md): its sysfs face as the host-bus service every
  * remote host offers (proto/apmatrix/hostbus/v1/hostbus.proto, src/hostbus/server.ts) and the emulator's
  * own controls (proto/apmatrix/emulator/v1/emulator.proto). The core is synchronous and every handler
  * runs to completion on Node's one thread, which keeps X-5's one global lock per host across concurrent

@@ -1,5 +1,5 @@
 /**
- * The public contract of the AP bus emulator core (ap-bus.md; X-7 model). Everything outside
+ * The public contract of the AP bus emulator core (docs/kernel-model.md; X-7 model). Everything outside
  * src/emulator/ uses only what this file exports (plus `createHost` in host.ts), so the bus port,
  * the shell, the tests and the benchmark all drive the emulator the same way: through sysfs paths.
  *
@@ -9,7 +9,7 @@
  */
 import type { Errno } from '../domain/errors.js'
 
-/** Kernel behaviour profiles (ap-bus.md §7, X-1..X-3). */
+/** Kernel behaviour profiles (docs/kernel-model.md §5, X-1..X-3). */
 export type KernelProfileName = 'current-6.x' | 'legacy-5.x' | '6.19-override'
 
 /** Adapter mode (O-7). */
@@ -66,7 +66,7 @@ export interface HardwareProfile {
   resetMs?: number
 }
 
-/** An event the emulated kernel emits (ap-bus.md B-44, E-4, V-26). Sequence numbers are per host. */
+/** An event the emulated kernel emits (docs/kernel-model.md B-44, E-4, V-26). Sequence numbers are per host. */
 export type EmulatorEvent =
   | { seq: number; time: number; kind: 'uevent'; action: 'add' | 'remove' | 'change' | 'bind' | 'unbind'; devpath: string; env: Record<string, string> }
   | { seq: number; time: number; kind: 'log'; level: 'info' | 'warn' | 'err'; message: string }

@@ -15,7 +15,7 @@ const MAX_TYPE = 14
 export const AP_ROOT = '/devices/ap'
 
 /**
- * The AP bus (ap-bus.md §2): the device tree of cards and queues, the masks, driver binding and the scan.
+ * The AP bus (docs/kernel-model.md §2): the device tree of cards and queues, the masks, driver binding and the scan.
  * All state changes go through here so the counters behind `bindings` stay exact.
  */
 export class ApBus {

@@ -25,7 +25,7 @@ export interface CreateHostOptions {
 }
 
 /**
- * Boots an emulated host (ap-bus.md X-7): builds the machine, applies the boot parameters (B-20, B-36),
+ * Boots an emulated host (docs/kernel-model.md X-7): builds the machine, applies the boot parameters (B-20, B-36),
  * loads cex4card, cex4queue and vfio_ap (unless `modules.vfio_ap === false`) and runs the first bus scan
  * synchronously. Throws ApmatrixError INVALID_ARGUMENT / NOT_FOUND for a bad profile or kernel name.
  */

@@ -2,7 +2,7 @@ import type { Errno } from '../domain/errors.js'
 import type { KernelProfileName } from './api.js'
 
 /**
- * Everything that differs between the kernel versions the emulator models (ap-bus.md §7, X-1..X-3,
+ * Everything that differs between the kernel versions the emulator models (docs/kernel-model.md §5, X-1..X-3,
  * V-2, V-4, V-29, B-12). Code asks this table instead of testing the profile name.
  */
 export interface KernelBehaviour {

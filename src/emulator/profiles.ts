@@ -10,10 +10,10 @@ const FULL_QCI = { apxa: true, qact: true, apsc: true, rc8a: true, apsb: false, 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i)
 
 function specFixture(): HardwareProfile {
-  // ap-bus.md §6 setup.
+  // docs/kernel-model.md §7 setup.
   return {
     name: 'spec-fixture',
-    description: 'ap-bus.md §6: CEX8 adapters 0x05 (CCA), 0x06 (accel), 0x07 (EP11); domains 0x04, 0x47, 0xab, 0xff',
+    description: 'docs/kernel-model.md §7: CEX8 adapters 0x05 (CCA), 0x06 (accel), 0x07 (EP11); domains 0x04, 0x47, 0xab, 0xff',
     qci: { ...FULL_QCI },
     adapters: [
       { apid: 0x05, rawType: 14, mode: 'cca' },

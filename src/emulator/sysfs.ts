@@ -116,7 +116,7 @@ function zcryptType(c: ApCard): string {
 const hex2 = (n: number): string => n.toString(16).toUpperCase().padStart(2, '0')
 
 /**
- * Path routing and attribute formats of the emulated sysfs (ap-bus.md B-34, O-9, O-12, O-13, V-3, V-5,
+ * Path routing and attribute formats of the emulated sysfs (docs/kernel-model.md B-34, O-9, O-12, O-13, V-3, V-5,
  * V-18, V-19, V-22, V-31). Both `/sys/bus/ap/devices/X/...` (through the link) and the real
  * `/sys/devices/ap/cardXX/XX.YYYY/...` work.
  */

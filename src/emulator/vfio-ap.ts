@@ -73,7 +73,7 @@ export function matrixText(apm: Mask, aqm: Mask): string {
 }
 
 /**
- * The vfio_ap driver (ap-bus.md §3): the matrix device, mdevs, the APQN -> mdev index, guests,
+ * The vfio_ap driver (docs/kernel-model.md §3): the matrix device, mdevs, the APQN -> mdev index, guests,
  * filtering (shadow APCB) and the AP bus callbacks (in_use, on_config_changed, on_scan_complete).
  */
 export class VfioAp {

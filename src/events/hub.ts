@@ -1,5 +1,5 @@
 /**
- * In-process fan-out of the store's event log (product.md §2 Event) to many watchers: gRPC
+ * In-process fan-out of the store's event log (docs/api.md (Resources) Event) to many watchers: gRPC
  * `EventService.Watch` and REST `GET /v1/events` both subscribe here.
  *
  * One poller reads `events.list({ since: position, limit: 1000 })` (every `pollIntervalMs`, or at once

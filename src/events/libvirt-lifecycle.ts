@@ -1,5 +1,5 @@
 /**
- * libvirt node-device lifecycle names (product.md §2 Event, issue 4 §2) and the apmatrix event types they
+ * libvirt node-device lifecycle names (docs/api.md (Resources) Event, issue 4 §2) and the apmatrix event types they
  * stand for. One-to-one on a subset of our types:
  *
  * | libvirt (virNodeDeviceEventLifecycleType / event id) | apmatrix type  | emitted by                                   |

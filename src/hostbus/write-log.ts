@@ -1,6 +1,6 @@
 /**
  * A host-bus server's record of bus writes (agent and emulator alike): the fencing check (one replica
- * drives a host, product.md §4) and a bounded log of every Write with its fence and wall time (the
+ * drives a host, docs/api.md (Reconcile)) and a bounded log of every Write with its fence and wall time (the
  * `WriteLog` RPC), from which a test can prove that no two lease holders drove the host at once.
  */
 import { SysfsError } from '../domain/errors.js'

@@ -1,5 +1,5 @@
 /**
- * Who a real host is (product.md §2 Host: machineId, bootId), for the `sysfs` driver and `apmatrix agent`
+ * Who a real host is (docs/api.md (Resources) Host: machineId, bootId), for the `sysfs` driver and `apmatrix agent`
  * (docs/hosts.md "Identity"):
  *
  * machineId, stable across reboots, first that applies:

@@ -24,7 +24,7 @@ export interface EmulatorControl {
   submitRequests(apqn: string, count: number): Promise<number>
   /** A steady host workload on a queue (requests per second of virtual time; 0 stops it). */
   setWorkload(apqn: string, perSecond: number): Promise<void>
-  /** Restarts the host: kernel state is lost, a new bootId (product.md §5 `POST reboot`). */
+  /** Restarts the host: kernel state is lost, a new bootId (docs/api.md (REST) `POST reboot`). */
   reboot(): Promise<void>
   /** Every kernel event (uevents, log lines, APCB changes) as it happens; returns an unsubscribe function. */
   subscribe(listener: (e: EmulatorEvent) => void): () => void
@@ -33,7 +33,7 @@ export interface EmulatorControl {
 /** How apmatrix reaches a host. */
 export type HostDriver = 'emulator' | 'remote-emulator' | 'agent' | 'sysfs'
 
-/** Identity and capabilities of a host (product.md §2 Host). */
+/** Identity and capabilities of a host (docs/api.md (Resources) Host). */
 export interface HostInfo {
   name: string
   driver: HostDriver

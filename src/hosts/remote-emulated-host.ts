@@ -1,7 +1,7 @@
 /**
  * A host whose emulated kernel runs in another process (`apmatrix emulator serve`), reached over gRPC:
  * its host-bus face drives the bus port, its emulator controls serve the REST/gRPC emulator routes.
- * A service crash leaves that "kernel" state intact, as on a real machine (product.md §1).
+ * A service crash leaves that "kernel" state intact, as on a real machine (docs/api.md).
  */
 import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
 import { SysfsError } from '../domain/errors.js'

@@ -5,7 +5,7 @@ import { formatLibvirtNodedev, importLibvirtNodedev, type LibvirtNodedevImportOp
 import { formatMdevctlDefinition, importMdevctlDump, mdevctlDefinitionPath, type SkippedDefinition } from './mdevctl.js'
 import { clip } from '../domain/text.js'
 
-/** The `format` values of `GET .../mdevs/{uuid}/export` and gRPC `ExportMdev` (product.md §4, §6). */
+/** The `format` values of `GET .../mdevs/{uuid}/export` and gRPC `ExportMdev` (docs/api.md (Reconcile), §6). */
 export const EXPORT_FORMATS = ['mdevctl', 'libvirt-nodedev', 'libvirt-hostdev'] as const
 export type ExportFormat = (typeof EXPORT_FORMATS)[number]
 

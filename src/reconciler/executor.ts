@@ -1,6 +1,6 @@
 /**
  * Executes a plan (src/domain/plan.ts) against a bus, one step at a time, in order. Every step is
- * idempotent, so re-running a plan after a crash is safe. The safe hand-over (product.md §4 step 4) lives
+ * idempotent, so re-running a plan after a crash is safe. The safe hand-over (docs/api.md (Reconcile) step 4) lives
  * here: queues leaving the host's default drivers are drained (bounded wait) before the mask changes, and
  * any request still on them when the mask moves them is counted as lost.
  */
@@ -102,7 +102,7 @@ export async function executePlan(
 }
 
 /**
- * The safe hand-over's first half (product.md §4 step 4): each queue is taken offline for new work as soon
+ * The safe hand-over's first half (docs/api.md (Reconcile) step 4): each queue is taken offline for new work as soon
  * as it is idle, then the rest are waited for, up to the timeout. zcrypt's `online=0` flushes (B-42), so it is
  * written only to a queue with nothing queued or pending: nothing is lost, and from then on the zcrypt
  * dispatcher gives the queue no new work (new requests are refused, not lost). Queues still busy at the

@@ -1,5 +1,5 @@
 /**
- * The reconciler (product.md §4): level-triggered per host. `reconcile(host)` reads the desired state
+ * The reconciler (docs/api.md (Reconcile)): level-triggered per host. `reconcile(host)` reads the desired state
  * (store) and the observed state (bus), plans, executes safely, writes status and conditions, and emits
  * events. The same path serves create, update, delete, periodic resync, drift, host reboot and restart
  * after a crash: it never relies on what a previous run did, only on what it reads now.
@@ -193,7 +193,7 @@ export class Reconciler implements ReconcileTrigger {
   /**
    * One reconcile pass for `host` (also used directly by tests).
    *
-   * First contact changes nothing (product.md §2 "Host masks"): while a host's desired state is only what
+   * First contact changes nothing (docs/api.md (Resources) "Host masks"): while a host's desired state is only what
    * apmatrix adopted from it (masks at generation 0, no matrix device defined), the pass observes and
    * records status but writes nothing, and adopted masks follow the host (chzdev) until a caller sets them.
    *
@@ -337,7 +337,7 @@ export class Reconciler implements ReconcileTrigger {
       { drainTimeoutMs: this.o.drainTimeoutMs, drainPollMs: this.o.drainPollMs, hard: this.o.hardHandOver, sleep: this.o.sleep },
       async (phase, step) => {
         if (phase === 'planned') {
-          // Fencing: only the live lease holder may touch the bus (product.md §4, one replica per host).
+          // Fencing: only the live lease holder may touch the bus (docs/api.md (Reconcile), one replica per host).
           await store.leases.assertHeld(host.name, this.o.holder, token)
           await this.o.hook?.('beforeBusWrite', host.name, step.op)
           return

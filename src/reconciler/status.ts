@@ -1,5 +1,5 @@
 /**
- * Status of a matrix device from what the bus shows (product.md §2): observedGeneration, active, matrix,
+ * Status of a matrix device from what the bus shows (docs/api.md (Resources)): observedGeneration, active, matrix,
  * guestMatrix, controlDomains, guest and Kubernetes-style conditions. Pure: the reconciler feeds it.
  */
 import { formatApqn } from '../domain/ids.js'

@@ -1,5 +1,5 @@
 /**
- * Admission (product.md §3): checks a proposed whole-host desired state against the current one and
+ * Admission (docs/api.md (Admission)): checks a proposed whole-host desired state against the current one and
  * throws one ApmatrixError listing every violation the change introduces. Pure.
  */
 import { ApmatrixError, type Errno, type ErrorCode, type Violation } from '../domain/errors.js'
@@ -87,7 +87,7 @@ export function admit(before: HostDesired, after: HostDesired, what?: string): v
 export const MAX_MASK_IDS = 1024
 
 /**
- * Parses a mask input (product.md §2): any kernel write syntax (B-21: absolute hex, relative
+ * Parses a mask input (docs/api.md (Resources)): any kernel write syntax (B-21: absolute hex, relative
  * `+n,-m,+a-b`, applied to `current`), or a JSON array of ids (integers or decimal / `0x` strings),
  * which is the absolute set. INVALID_ARGUMENT with one violation naming `field` on a syntax error.
  */

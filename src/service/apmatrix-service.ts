@@ -1,5 +1,5 @@
 /**
- * The application service (product.md §1 "service layer"): the one place that REST and gRPC call.
+ * The application service (docs/api.md "service layer"): the one place that REST and gRPC call.
  * Inputs and outputs are plain objects (types.ts); every failure is an ApmatrixError with a stable code.
  *
  * Every mutating operation: reads the bus (foreign devices, limits) outside the transaction, then in ONE
@@ -112,7 +112,7 @@ export class ApmatrixService {
 
   /**
    * Registers every host of the registry in the store (identity, features, maxima, bootId). First contact
-   * changes nothing (product.md §2 "Host masks"): a host without stored masks adopts the masks it has now
+   * changes nothing (docs/api.md (Resources) "Host masks"): a host without stored masks adopts the masks it has now
    * as the desired ones (generation 0, event `MasksAdopted`), so the first reconcile hands no queue back to
    * the host drivers that an admin set aside; foreign matrix devices stay as they are. Idempotent; call at
    * start and after a reboot.
@@ -496,7 +496,7 @@ export class ApmatrixService {
    * parsed JSON; one libvirt node-device XML text), all or nothing, through the admission of a create
    * over the whole host (every violation reported). Per device: new → created with `origin: imported`
    * and an MdevDefined event; a device on the bus that the store does not know → adopted (it becomes
-   * ours, product.md §4); stored with the same spec → left as is; stored with another spec, or being
+   * ours, docs/api.md (Reconcile)); stored with the same spec → left as is; stored with another spec, or being
    * deleted → ALREADY_EXISTS (every such device listed). INVALID_ARGUMENT / OUT_OF_RANGE for a malformed
    * document or format. Honours dryRun and idempotencyKey; `created` is true when any device was stored.
    */
@@ -562,7 +562,7 @@ export class ApmatrixService {
     })
   }
 
-  // ---- emulator controls (product.md §5 /emulator/...) -------------------------------------------
+  // ---- emulator controls (docs/api.md (REST) /emulator/...) -------------------------------------------
 
   /** Raw sysfs read as root would do it: the attribute text. Errno errors (ENOENT → NOT_FOUND, ...). */
   async readSysfs(host: string, path: string): Promise<string> {

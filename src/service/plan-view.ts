@@ -1,5 +1,5 @@
 /**
- * The dry-run plan of a proposed desired state (product.md §4 last paragraph): the planner's ordered
+ * The dry-run plan of a proposed desired state (docs/api.md (Reconcile) last paragraph): the planner's ordered
  * operations plus what a caller wants to know before applying: the APQNs the proposal pulls in with
  * their current owners, the adapters a guest would lose to filtering (V-20), the host queues drained.
  */

@@ -1,5 +1,5 @@
 /**
- * What a refused sysfs operation on an emulated host means for a caller: the kernel errno (ap-bus.md §4)
+ * What a refused sysfs operation on an emulated host means for a caller: the kernel errno (docs/kernel-model.md §4)
  * mapped to a stable error code, so REST and gRPC answer alike and keep the errno.
  */
 import { ApmatrixError, SysfsError, type ErrorCode, type Errno } from '../domain/errors.js'

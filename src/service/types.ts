@@ -1,5 +1,5 @@
 /**
- * Plain data shapes of the application service (product.md §2): what every transport receives and
+ * Plain data shapes of the application service (docs/api.md (Resources)): what every transport receives and
  * returns. JSON-safe throughout (dates as ISO strings), so a stored idempotent response replays
  * byte for byte. No transport concepts here.
  */
@@ -23,7 +23,7 @@ export interface CallContext {
   idempotencyKey?: string
 }
 
-/** A host (product.md §2 Host). */
+/** A host (docs/api.md (Resources) Host). */
 export interface HostView {
   name: string
   machineId: string
@@ -65,7 +65,7 @@ export interface DomainsView {
   hostDomains: number[]
 }
 
-/** A matrix device as the bus shows it, and whether apmatrix manages it (product.md §4: foreign devices show). */
+/** A matrix device as the bus shows it, and whether apmatrix manages it (docs/api.md (Reconcile): foreign devices show). */
 export interface BusMdevView {
   uuid: string
   /** True when a stored matrix device has this uuid (apmatrix created or adopted it). */
@@ -103,7 +103,7 @@ export interface MasksInput {
   aqmask?: MaskInput
 }
 
-/** Spec as given by a caller: ids as integers or decimal / `0x` strings (product.md §2). */
+/** Spec as given by a caller: ids as integers or decimal / `0x` strings (docs/api.md (Resources)). */
 export interface MdevSpecInput {
   adapters?: Array<number | string>
   domains?: Array<number | string>
@@ -129,7 +129,7 @@ export interface MdevReplaceInput {
 /** Condition as stored by the reconciler. */
 export type ConditionView = MdevCondition
 
-/** A matrix device (product.md §2). */
+/** A matrix device (docs/api.md (Resources)). */
 export interface MdevView {
   metadata: {
     uuid: string
@@ -185,7 +185,7 @@ export interface FilteredAdapter {
   apqns: string[]
 }
 
-/** A dry-run plan (product.md §4, §5 `POST plan`). */
+/** A dry-run plan (docs/api.md (Reconcile), §5 `POST plan`). */
 export interface PlanView {
   operations: PlanOp[]
   violations: Violation[]

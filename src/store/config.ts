@@ -6,7 +6,7 @@ import { projectRoot } from '../paths.js'
 /** The two supported databases: each has its own schema, generated client and migrations folder. */
 export type Provider = 'sqlite' | 'postgres'
 
-/** The embedded default (product.md §7); relative paths resolve against the working directory. */
+/** The embedded default (README (Configuration)); relative paths resolve against the working directory. */
 export const DEFAULT_DATABASE_URL = 'file:./data/apmatrix.db'
 
 /** A parsed DATABASE_URL. */

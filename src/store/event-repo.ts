@@ -3,7 +3,7 @@ import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
 import { pageSize } from './page-token.js'
 
-/** What a caller records (product.md §2, Event). */
+/** What a caller records (docs/api.md (Resources), Event). */
 export interface EventInput {
   host: string
   /** What the event is about: `mdev`, `masks`, `queue`, `host`, ... */

@@ -2,7 +2,7 @@ import { ApmatrixError } from '../domain/errors.js'
 import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
 
-/** A registered AP bus (product.md §2). */
+/** A registered AP bus (docs/api.md (Resources)). */
 export interface HostRecord {
   name: string
   driver: string

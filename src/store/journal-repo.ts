@@ -2,7 +2,7 @@ import { ApmatrixError } from '../domain/errors.js'
 import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
 
-/** planned: written before the bus operation runs; done/failed: after (product.md §4, "journaled"). */
+/** planned: written before the bus operation runs; done/failed: after (docs/api.md (Reconcile), "journaled"). */
 export type JournalState = 'planned' | 'done' | 'failed'
 
 /** One planned bus operation of a reconcile. */

@@ -2,7 +2,7 @@ import { ApmatrixError } from '../domain/errors.js'
 import { RetryTransaction, type StoreContext } from './context.js'
 import { prismaCode } from './store-errors.js'
 
-/** The lease of a host: which replica reconciles it (product.md §4). */
+/** The lease of a host: which replica reconciles it (docs/api.md (Reconcile)). */
 export interface LeaseRecord {
   host: string
   holder: string

@@ -14,7 +14,7 @@ export interface MasksStatus {
   readAt?: string
 }
 
-/** Desired host masks (product.md §2), `0x` + 64 lowercase hex digits each. */
+/** Desired host masks (docs/api.md (Resources)), `0x` + 64 lowercase hex digits each. */
 export interface HostMasksRecord {
   host: string
   apmask: string
@@ -48,7 +48,7 @@ export class MasksRepo {
   }
 
   /**
-   * First contact (product.md §2 "Host masks"): a host apmatrix has never seen adopts its observed masks as
+   * First contact (docs/api.md (Resources) "Host masks"): a host apmatrix has never seen adopts its observed masks as
    * the desired ones, so nothing is handed back to the host drivers that an admin set aside (chzdev). Creates
    * the row at generation 0 when there is none, or refreshes adopted masks (generation still 0) that the
    * host changed since. Returns what happened; `unchanged` also when a caller already set the masks

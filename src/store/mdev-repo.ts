@@ -12,7 +12,7 @@ import { prismaCode } from './store-errors.js'
 
 export type { MdevSpec, MdevState }
 
-/** A Kubernetes-style condition (product.md §2; src/domain/mdev-status.ts). */
+/** A Kubernetes-style condition (docs/api.md (Resources); src/domain/mdev-status.ts). */
 export type MdevCondition = Condition
 
 /** Observed state, written by the reconciler and stored as given (JSON). `{}` until the first status write. */
@@ -133,7 +133,7 @@ function toRecord(r: MdevRow): MdevRecord {
 const labelRows = (labels: Record<string, string>) => Object.entries(labels).map(([key, value]) => ({ key, value }))
 
 /**
- * Matrix devices (product.md §2). Every write gives a new resourceVersion; writes that take a
+ * Matrix devices (docs/api.md (Resources)). Every write gives a new resourceVersion; writes that take a
  * {@link Precondition} fail with `CONFLICT` when the stored version differs (If-Match).
  * Writes without one still never lose a concurrent write: they re-run on the fresh row.
  */

@@ -1,6 +1,6 @@
 import { ApmatrixError } from '../domain/errors.js'
 
-/** Largest page a list call returns (product.md §5). */
+/** Largest page a list call returns (docs/api.md (REST)). */
 export const MAX_PAGE_SIZE = 500
 /** Page size when the caller gives none. */
 export const DEFAULT_PAGE_SIZE = 100

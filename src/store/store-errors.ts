@@ -1,7 +1,7 @@
 /**
  * Maps database and Prisma errors to {@link ApmatrixError} codes in one place: unique violation →
  * ALREADY_EXISTS, missing row or parent → NOT_FOUND, a database that cannot be reached, is busy or
- * went away → UNAVAILABLE (product.md §8: 503, never 500). Anything else is a bug and is rethrown.
+ * went away → UNAVAILABLE (docs/api.md (Errors): 503, never 500). Anything else is a bug and is rethrown.
  */
 import { ApmatrixError } from '../domain/errors.js'
 

@@ -52,7 +52,7 @@ function repos(ctx: StoreContext): Repos {
 /**
  * The persistent store: repositories over SQLite or PostgreSQL, and {@link Store.transaction}.
  * The schema must already be migrated (see applyMigrations). Every method maps database failures
- * to `UNAVAILABLE`, so callers answer 503, never 500 (product.md §8).
+ * to `UNAVAILABLE`, so callers answer 503, never 500 (docs/api.md (Errors)).
  */
 export class Store implements Repos {
   readonly hosts: HostRepo

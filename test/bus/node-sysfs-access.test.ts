@@ -81,7 +81,7 @@ t.test('errno of failed calls: the node error code becomes the SysfsError errno'
   fs.symlinkSync('/dev/full', path.join(root, 'bus/ap/scans'))
   t.match(await new SysfsBus(fsx).rescan().catch((e: unknown) => e), { name: 'BusError', errno: 'ENOSPC', path: '/sys/bus/ap/scans' })
 
-  // The errnos of ap-bus.md §4 map to themselves; unknown ones become EIO with the original kept.
+  // The errnos of docs/kernel-model.md §4 map to themselves; unknown ones become EIO with the original kept.
   for (const code of ['EADDRINUSE', 'EADDRNOTAVAIL', 'EBUSY', 'ENODEV', 'EINVAL', 'ERANGE', 'EUSERS', 'EEXIST', 'EAGAIN']) {
     t.same(errnoFromNode(Object.assign(new Error(code), { code })), { errno: code, original: code })
   }

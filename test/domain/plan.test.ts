@@ -7,7 +7,7 @@ import { planHost, type DesiredHost, type PlannedMdev } from '../../src/domain/p
 const ADAPTERS = [5, 6, 7]
 const DOMAINS = [4, 0x47, 0xab, 0xff]
 
-/** An observed host shaped like the ap-bus.md §6 fixture, with the given masks and devices. */
+/** An observed host shaped like the docs/kernel-model.md §7 fixture, with the given masks and devices. */
 function observed(apmask: Mask, aqmask: Mask, mdevs: ObservedMdev[] = [], unbound: string[] = []): ObservedHost {
   const owner = new Map<string, string>()
   for (const m of mdevs) for (const apqn of m.matrix) owner.set(apqn, m.uuid)
@@ -66,7 +66,7 @@ t.test('a new device: drain the host queues, clear mask bits, then create and co
   t.same(cfg.kind === 'configureMdev' && cfg.to, { adapters: [5, 6], domains: [4, 0x47], controlDomains: [] })
 })
 
-t.test('product.md §4: shrink before the mask gives APQNs back, so the in_use veto (B-24) never fires', async (t) => {
+t.test('docs/api.md (Reconcile): shrink before the mask gives APQNs back, so the in_use veto (B-24) never fires', async (t) => {
   const desired: DesiredHost = { apmask: without(5), aqmask: full, mdevs: [mdev(U1, [5], [4])] }
   const plan = planHost(desired, observed(without(5, 6), full, [obsMdev(U1, [5, 6], [4])]))
   t.same(plan.operations.map((o) => o.kind), ['shrinkMdev', 'returnToHost'])

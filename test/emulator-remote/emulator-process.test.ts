@@ -38,7 +38,7 @@ function exited(p: ChildProcess): Promise<{ code: number | null; signal: NodeJS.
   return new Promise((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })))
 }
 
-t.test('product.md §1: the emulated kernel state outlives a crashed client process; SIGTERM exits 0', async (t) => {
+t.test('docs/api.md: the emulated kernel state outlives a crashed client process; SIGTERM exits 0', async (t) => {
   const server = spawn(process.execPath, [`--import=${TS_LOADER}`, path.join(here, 'serve-entry.ts'), '--addr', '127.0.0.1:0', '--profile', 'spec-fixture', '--clock', 'manual'], {
     cwd: projectRoot,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 /**
- * Shared fixtures for the kernel-behaviour scenario tests T-01..T-64 (ap-bus.md §6). Everything here
+ * Shared fixtures for the kernel-behaviour scenario tests T-01..T-64 (docs/kernel-model.md §7). Everything here
  * goes through the emulator's public contract (src/emulator/api.ts): sysfs paths plus the host
  * controls. Expected values (mask strings, APQN names) are computed here independently of
  * src/domain so that a bug shared by the emulator and the domain code cannot hide.

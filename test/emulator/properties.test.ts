@@ -1,5 +1,5 @@
 /**
- * Property-based tests over random operation sequences on the emulator (`spec-fixture`, ap-bus.md §6),
+ * Property-based tests over random operation sequences on the emulator (`spec-fixture`, docs/kernel-model.md §7),
  * driven only through its public contract (src/emulator/api.ts): sysfs writes in valid and invalid
  * syntaxes, mdev life cycle, bind/unbind, queue resets, requests, guests, hardware events and time.
  * After every step the kernel invariants below must hold; fast-check prints the seed and the shrunk

@@ -1,5 +1,5 @@
 /**
- * ap-bus.md §6 scenarios for the AP bus masks and attributes: T-01..T-14, T-54..T-56, T-61..T-64.
+ * docs/kernel-model.md §7 scenarios for the AP bus masks and attributes: T-01..T-14, T-54..T-56, T-61..T-64.
  * Each test boots a fresh host of the §6 setup and drives it only through sysfs and the host controls.
  */
 import t from 'tap'

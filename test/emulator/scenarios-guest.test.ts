@@ -1,5 +1,5 @@
 /**
- * ap-bus.md §6 scenarios for guests, bind/unbind, mdev removal and ap_config: T-33..T-47 and T-58..T-60.
+ * docs/kernel-model.md §7 scenarios for guests, bind/unbind, mdev removal and ap_config: T-33..T-47 and T-58..T-60.
  * Setup unless stated: the §6 host with the T-15 masks (apmask -5,-6; aqmask -4,-0x47), see `vfioMasks`.
  */
 import t from 'tap'

@@ -1,5 +1,5 @@
 /**
- * ap-bus.md §6 scenarios for queue resets and hardware changes: T-48..T-53.
+ * docs/kernel-model.md §7 scenarios for queue resets and hardware changes: T-48..T-53.
  * Each test boots a fresh §6 host; hardware changes go through `host.hardware(...)` (B-43: notify runs a scan).
  */
 import path from 'node:path'

@@ -1,5 +1,5 @@
 /**
- * ap-bus.md §6 scenarios for mdev creation and assignment: T-15..T-32.
+ * docs/kernel-model.md §7 scenarios for mdev creation and assignment: T-15..T-32.
  * Setup unless stated: the §6 host with the T-15 masks (apmask -5,-6; aqmask -4,-0x47), see `vfioMasks`.
  */
 import t from 'tap'

@@ -1,5 +1,5 @@
 /**
- * ap-bus.md §6 scenario T-57: queue `driver_override` under the v6.19 profile (B-12, B-28, B-33).
+ * docs/kernel-model.md §7 scenario T-57: queue `driver_override` under the v6.19 profile (B-12, B-28, B-33).
  */
 import t from 'tap'
 import { BUS, DRIVERS, dev, driverOf, echo, errnoOf, newHost, statusOf, tryEcho } from './helpers.js'

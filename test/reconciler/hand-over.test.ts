@@ -1,5 +1,5 @@
 /**
- * The safe hand-over (product.md §4 step 4) end to end on the real emulator: planner + executor + bus port.
+ * The safe hand-over (docs/api.md (Reconcile) step 4) end to end on the real emulator: planner + executor + bus port.
  * Virtual time: the executor's sleep advances the emulator clock, so the drain is deterministic.
  */
 import t from 'tap'

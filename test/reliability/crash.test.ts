@@ -1,5 +1,5 @@
 /**
- * Crash safety (issue 3 §6, product.md §8): the emulated host runs in its own process (`apmatrix emulator
+ * Crash safety (issue 3 §6, docs/api.md (Errors)): the emulated host runs in its own process (`apmatrix emulator
  * serve`, real-time clock), so its "kernel" state survives the service; the service (`apmatrix serve`) is a
  * child process that is SIGKILLed at named points inside reconcile (APMATRIX_CRASH_AT) and at seeded random
  * times while a client writes through REST. After each restart and convergence:

@@ -1,5 +1,5 @@
 /**
- * Crash safety of the safe hand-over (product.md §4 step 4, §8): the service is SIGKILLed while it drains
+ * Crash safety of the safe hand-over (docs/api.md (Reconcile) step 4, §8): the service is SIGKILLed while it drains
  * busy host queues that a desired state moves to a matrix device. The emulated host runs in its own process
  * (`apmatrix emulator serve`, real-time clock), so the queues keep working through the outage. The restarted
  * service must finish the hand-over without flushing a single request (B-16): it drains again before the

@@ -1,6 +1,6 @@
 /**
  * What an emulator's write log (the `WriteLog` RPC) says about who drove its host: the check of the
- * replicas test that no two lease holders drove one host at once (product.md §4).
+ * replicas test that no two lease holders drove one host at once (docs/api.md (Reconcile)).
  */
 import type { WriteLogEntry } from '../../src/hostbus/client.js'
 

@@ -1,5 +1,5 @@
 /**
- * More than one replica (issue 4 §5, product.md §4): several `apmatrix serve` processes share one
+ * More than one replica (issue 4 §5, docs/api.md (Reconcile)): several `apmatrix serve` processes share one
  * PostgreSQL store and the same hosts, each host an `apmatrix emulator serve` process. Exactly one
  * replica holds a host's lease and drives its bus; any replica answers reads and writes; a killed
  * replica's hosts move to another within about the lease time.

@@ -1,5 +1,5 @@
 /**
- * Convergence scenarios through the REST API (product.md §4-§5): the service as `apmatrix serve` wires
+ * Convergence scenarios through the REST API (docs/api.md (Reconcile)-§5): the service as `apmatrix serve` wires
  * it, over a real socket, with the real reconciler, and host `local` behind one backend. The same
  * scenarios with the same expectations run on every backend (convergence-*.test.ts). Every wait is
  * bounded and polls GET until the status says the bus matches.

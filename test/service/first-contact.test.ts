@@ -1,5 +1,5 @@
 /**
- * First contact changes nothing (product.md §2 "Host masks", issue 7 §3), on every driver: a host that an
+ * First contact changes nothing (docs/api.md (Resources) "Host masks", issue 7 §3), on every driver: a host that an
  * admin prepared by hand (chzdev took adapter 5 from the host drivers; a foreign matrix device holds
  * 05.0004) is registered and reconciled again and again, and not one bus write reaches it until a desired
  * state is given. Proven by what each host records: the in-process emulator's write log, the remote

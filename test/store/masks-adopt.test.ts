@@ -1,5 +1,5 @@
 /**
- * First contact in the store (product.md §2 "Host masks"): masks adopted from the host are generation 0,
+ * First contact in the store (docs/api.md (Resources) "Host masks"): masks adopted from the host are generation 0,
  * follow the host while still adopted, are never overwritten once a caller set them, and taking the
  * admission lock changes nothing, on SQLite and PostgreSQL, also when replicas register a host at once.
  */

@@ -40,7 +40,7 @@ export async function readDocument(file: unknown, io: CliIo): Promise<Record<str
 }
 
 /** Help text of the document format. */
-export const DOCUMENT_HELP = `The document is the body of PUT /v1/hosts/{host}/desired (product.md §5):
+export const DOCUMENT_HELP = `The document is the body of PUT /v1/hosts/{host}/desired (docs/api.md (REST)):
   {"masks": {"apmask": "-5,-6", "aqmask": "-4"},
    "mdevs": [{"uuid": "...", "spec": {"adapters": [5, 6], "domains": [4], "controlDomains": [],
               "state": "started"}, "labels": {}, "owner": "team-a"}],

@@ -1,6 +1,6 @@
 /**
  * Adapter and domain ids on the command line: comma-separated, each decimal or `0x` hex, ranges `4-7`
- * (product.md §2 accepts decimal and 0x strings; ranges are a convenience of the CLI, expanded here).
+ * (docs/api.md (Resources) accepts decimal and 0x strings; ranges are a convenience of the CLI, expanded here).
  * Range checks against the host's maxima are the server's (E-3: OUT_OF_RANGE), so the only local
  * limit is the id space of the architecture (0..255).
  */

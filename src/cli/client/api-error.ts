@@ -1,13 +1,13 @@
 /**
  * Failures of a REST call as the `apmatrix` client verbs see them, and the exit code each maps to
- * (src/cli/EXIT-CODES.md). The server's problem body (product.md §5) is kept whole so the verb can print
+ * (src/cli/EXIT-CODES.md). The server's problem body (docs/api.md (REST)) is kept whole so the verb can print
  * its detail and every violation with its fix.
  */
 import type { Violation } from '../../domain/errors.js'
 import { EXIT } from '../command.js'
 
 /**
- * One violation of a problem body (product.md §3: rule, APQN or id, current owner, suggested fix): the
+ * One violation of a problem body (docs/api.md (Admission): rule, APQN or id, current owner, suggested fix): the
  * domain's Violation, with `rule` any string since a newer server may know more rules.
  */
 export type ProblemViolation = Omit<Violation, 'rule'> & { rule: string }

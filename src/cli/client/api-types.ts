@@ -1,5 +1,5 @@
 /**
- * The shapes of the REST answers the client verbs read (product.md §5; the server's schemas are in
+ * The shapes of the REST answers the client verbs read (docs/api.md (REST); the server's schemas are in
  * src/transport/http/schemas.ts). `--json` prints bodies as the server sent them, so nothing is lost.
  * Type-only imports: the CLI loads none of the service's code.
  */
@@ -24,7 +24,7 @@ export interface DryRun {
   plan: Plan
 }
 
-/** An event of `GET /v1/events` (product.md §2 Event). */
+/** An event of `GET /v1/events` (docs/api.md (Resources) Event). */
 export interface ApiEvent {
   seq: number
   time: string

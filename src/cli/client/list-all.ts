@@ -1,4 +1,4 @@
-/** Reads every page of a paginated list (product.md §5: `limit` at most 500, `nextPageToken`). */
+/** Reads every page of a paginated list (docs/api.md (REST): `limit` at most 500, `nextPageToken`). */
 import type { Page } from './api-types.js'
 import type { RequestOptions, RestClient } from './rest-client.js'
 

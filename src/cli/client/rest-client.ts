@@ -1,5 +1,5 @@
 /**
- * A small client of the apmatrix REST API (product.md §5) over the global `fetch`: JSON in and out, a
+ * A small client of the apmatrix REST API (docs/api.md (REST)) over the global `fetch`: JSON in and out, a
  * timeout on every request, problem+json errors as {@link ApiError}, network failures and timeouts as
  * {@link UnreachableError}. It holds no state besides its options, so one instance serves a whole verb.
  */

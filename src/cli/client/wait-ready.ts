@@ -1,6 +1,6 @@
 /**
  * Waiting for convergence after a write (`apply`): polls the host's device list until every target is
- * Ready with `observedGeneration == generation` (product.md §2 conditions), and every deleted target is
+ * Ready with `observedGeneration == generation` (docs/api.md (Resources) conditions), and every deleted target is
  * gone from the store, or the deadline passes. Level-based, like the reconciler: a poll that sees the
  * final state ends the wait however it got there.
  */

@@ -8,7 +8,7 @@ import { createHost } from '../../emulator/host.js'
 import { type CliCommand, EXIT, UsageError } from '../command.js'
 import { MAX_ADVANCE_MS, MAX_LINE_BYTES, createShellSession, runShell } from '../emulator-shell.js'
 
-/** The kernel profiles of ap-bus.md §7; a Record so a new KernelProfileName is a compile error here. */
+/** The kernel profiles of docs/kernel-model.md §5; a Record so a new KernelProfileName is a compile error here. */
 const KERNELS: Record<KernelProfileName, string> = {
   'current-6.x': 'mainline v6.10..v6.18 (default)',
   'legacy-5.x': '5.13..5.19 vfio_ap rules (EBUSY on remove in use, EPERM on create)',

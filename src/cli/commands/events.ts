@@ -1,5 +1,5 @@
 /**
- * `apmatrix events`: the event log (product.md §2 Event) from `GET /v1/events` (server-sent events).
+ * `apmatrix events`: the event log (docs/api.md (Resources) Event) from `GET /v1/events` (server-sent events).
  * Without `--follow` it prints the events stored so far and exits; with `--follow` it keeps printing
  * and, when the stream ends (server restart, too slow a reader), reconnects from the last seq it printed,
  * so nothing is lost or printed twice.

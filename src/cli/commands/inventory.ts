@@ -1,6 +1,6 @@
 /**
  * `apmatrix inventory`: the AP cards (and with `--queues` their queues) of a host as a table in the
- * habit of `lszcrypt` (product.md §2 Inventory: "this replaces scraping lszcrypt"), or the raw JSON.
+ * habit of `lszcrypt` (docs/api.md (Resources) Inventory: "this replaces scraping lszcrypt"), or the raw JSON.
  */
 import { CLIENT_OPTIONS, clientContext, clientOptionsHelp } from '../args/client-options.js'
 import type { Adapter, Queue } from '../client/api-types.js'

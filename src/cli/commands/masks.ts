@@ -1,5 +1,5 @@
 /**
- * `apmatrix masks get|set`: the host's apmask and aqmask (product.md §5), desired and observed. `set`
+ * `apmatrix masks get|set`: the host's apmask and aqmask (docs/api.md (REST)), desired and observed. `set`
  * passes the kernel's write syntax through unchanged (B-21: `0x...` absolute, `+n,-m,+a-b` relative to
  * the current desired mask), so what works with `echo ... > /sys/bus/ap/apmask` works here.
  */

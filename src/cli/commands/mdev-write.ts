@@ -1,6 +1,6 @@
 /**
  * The writing `mdev` verbs in the habits of mdevctl: `define`, `start`, `stop`, `modify`, `undefine`.
- * Each is one REST call (product.md §5) except `modify`, which reads the device, changes the lists it
+ * Each is one REST call (docs/api.md (REST)) except `modify`, which reads the device, changes the lists it
  * was told to, and writes a merge patch with If-Match of the version it read, retrying once from a fresh
  * read when someone else wrote in between (409 CONFLICT).
  */

@@ -6,7 +6,7 @@ import { withClientErrors } from '../client/report-error.js'
 import { type CliCommand, type CliIo, EXIT } from '../command.js'
 import { renderPlan } from '../format/plan-view.js'
 
-/** Prints a plan (text or JSON) and returns its exit code: 0 without violations, 3 with (product.md §3). */
+/** Prints a plan (text or JSON) and returns its exit code: 0 without violations, 3 with (docs/api.md (Admission)). */
 export function printPlan(io: CliIo, json: boolean, plan: Plan): number {
   io.stdout.write(json ? JSON.stringify(plan, null, 2) + '\n' : renderPlan(plan))
   return plan.violations.length ? EXIT.REFUSED : EXIT.OK

@@ -1,5 +1,5 @@
 /**
- * `apmatrix serve` (what `npm start` runs): the service with its embedded defaults (product.md §7).
+ * `apmatrix serve` (what `npm start` runs): the service with its embedded defaults (README (Configuration)).
  * Every setting is an environment variable and a flag; bad settings stop it at start with exit 2.
  */
 import { ConfigError, loadConfig, SETTINGS, type SettingName } from '../../config.js'

@@ -1,5 +1,5 @@
 /**
- * A dry-run plan for people (product.md §4: the ordered operations, the APQNs the cross product pulls in
+ * A dry-run plan for people (docs/api.md (Reconcile): the ordered operations, the APQNs the cross product pulls in
  * with their current owners, adapters a guest would lose to filtering (V-20), the host queues that would
  * be drained, and every violation with its fix).
  */

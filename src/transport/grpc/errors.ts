@@ -1,5 +1,5 @@
 /**
- * The one place where errors become gRPC statuses (product.md §5 table, §6): the status code of the
+ * The one place where errors become gRPC statuses (docs/api.md (REST) table, §6): the status code of the
  * ApmatrixError code, trailing metadata `code`, `errno`, `violations` (a JSON array) and
  * `violations-bin` (an encoded `apmatrix.v1.Violations`), and `x-request-id`. Anything that is not an
  * ApmatrixError is INTERNAL with a generic message: no stack trace or internal text leaks.

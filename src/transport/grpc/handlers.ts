@@ -1,5 +1,5 @@
 /**
- * The gRPC handlers of product.md §6: each maps its request to ONE service call and the result back;
+ * The gRPC handlers of docs/api.md (gRPC): each maps its request to ONE service call and the result back;
  * no rules live here (src/service/ has them all, so REST and gRPC cannot diverge).
  */
 import { drainedOrEnded } from '../stream-drain.js'

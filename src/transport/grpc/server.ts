@@ -1,5 +1,5 @@
 /**
- * The gRPC server (product.md §6): the apmatrix.v1 services over the application service, the event
+ * The gRPC server (docs/api.md (gRPC)): the apmatrix.v1 services over the application service, the event
  * hub for Watch, `grpc.health.v1.Health` driven by a readiness callback, and server reflection.
  * It is the only file here that binds a socket; the composition root (serve command) or a test calls it.
  */

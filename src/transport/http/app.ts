@@ -1,5 +1,5 @@
 /**
- * The REST app (product.md §5): a fastify instance with every route, schema validation, problem+json
+ * The REST app (docs/api.md (REST)): a fastify instance with every route, schema validation, problem+json
  * errors, request ids, health, readiness, metrics and the OpenAPI document. It never listens: the
  * process entry (serve command) or a test calls `listen`.
  */

@@ -1,12 +1,12 @@
 /**
- * The one place where errors become HTTP answers (product.md §5): `application/problem+json` with a
+ * The one place where errors become HTTP answers (docs/api.md (REST)): `application/problem+json` with a
  * stable `code`, the kernel `errno` when there is one, every violation, and the request id. Bad input
  * of any kind is a 4xx; only a bug is a 500.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApmatrixError, type ErrorCode, type Violation } from '../../domain/errors.js'
 
-/** HTTP status of each error code (product.md §5 table). */
+/** HTTP status of each error code (docs/api.md (REST) table). */
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
   OUT_OF_RANGE: 400,

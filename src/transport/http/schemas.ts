@@ -1,5 +1,5 @@
 /**
- * TypeBox schemas of the REST API (product.md §5), for input validation, response serialisation and the
+ * TypeBox schemas of the REST API (docs/api.md (REST)), for input validation, response serialisation and the
  * OpenAPI document. Inputs: every string, array, number and map bounded; unknown fields rejected
  * (additionalProperties false). Deeper rules (id syntax, masks, uuids, labels) are the service's.
  */

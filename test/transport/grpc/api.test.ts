@@ -1,6 +1,6 @@
 /**
  * Every apmatrix.v1 method over a real socket with a grpc-js client built from the same protos:
- * the success path and each error path, with the product.md §5 status mapping and the `code`,
+ * the success path and each error path, with the docs/api.md (REST) status mapping and the `code`,
  * `errno`, `violations` and `violations-bin` trailers. SQLite and PostgreSQL.
  */
 import * as grpc from '@grpc/grpc-js'

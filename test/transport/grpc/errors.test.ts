@@ -1,4 +1,4 @@
-/** The error mapper (product.md §5 table): every ApmatrixError code, trailers, INTERNAL without leaks. */
+/** The error mapper (docs/api.md (REST) table): every ApmatrixError code, trailers, INTERNAL without leaks. */
 import * as grpc from '@grpc/grpc-js'
 import path from 'node:path'
 import t from 'tap'
@@ -24,7 +24,7 @@ const TABLE: Array<[ErrorCode, keyof typeof grpc.status]> = [
   ['UNAVAILABLE', 'UNAVAILABLE'],
 ]
 
-t.test('product.md §5: every code to its gRPC status, with code and errno trailers', async (t) => {
+t.test('docs/api.md (REST): every code to its gRPC status, with code and errno trailers', async (t) => {
   for (const [code, status] of TABLE) {
     const e = toGrpcError(new ApmatrixError(code, `m ${code}`, { errno: 'EBUSY' }), 'rid')
     t.equal(e.code, grpc.status[status], `${code} → ${status}`)

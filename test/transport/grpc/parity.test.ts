@@ -150,6 +150,6 @@ forEachDatabase(t, async (t, db) => {
     t.same(gr, r, `${s.name}: REST ${r.code} = gRPC ${gr.code}`)
     codes.push(r.code)
   }
-  // The table covers the success path and every error class of product.md §5 that a request can cause.
+  // The table covers the success path and every error class of docs/api.md (REST) that a request can cause.
   for (const c of ['OK', 'ALREADY_EXISTS', 'APQN_RESERVED', 'OUT_OF_RANGE', 'INVALID_ARGUMENT', 'NOT_FOUND', 'CONFLICT', 'BUSY']) t.ok(codes.includes(c), `the table exercises ${c}`)
 })

@@ -1,6 +1,6 @@
 /**
  * REST bad input, emulator controls, operations endpoints and store failure, over a real socket on
- * SQLite and PostgreSQL (product.md §5, §8: never a 500 for bad input; 503 + Retry-After when the store is down).
+ * SQLite and PostgreSQL (docs/api.md (REST), §8: never a 500 for bad input; 503 + Retry-After when the store is down).
  */
 import t, { type Test } from 'tap'
 import fc from 'fast-check'

@@ -1,5 +1,5 @@
 /**
- * REST routes of product.md §5 over a real socket, on SQLite and PostgreSQL: hosts, inventory, masks,
+ * REST routes of docs/api.md (REST) over a real socket, on SQLite and PostgreSQL: hosts, inventory, masks,
  * matrix devices, desired state and plan. Demo profile: adapters 0,1,2,5,6,7; domains 1,2,4,5,0x0a,0x47.
  */
 import t from 'tap'

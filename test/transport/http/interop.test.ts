@@ -1,5 +1,5 @@
 /**
- * Interop routes over a real socket, on SQLite and PostgreSQL (issue 4 §4, product.md §5): export in each
+ * Interop routes over a real socket, on SQLite and PostgreSQL (issue 4 §4, docs/api.md (REST)): export in each
  * format with exact bodies, import of an mdevctl dump and of a node-device XML (stored objects, events,
  * audit, enqueue), idempotent re-import, adoption of a foreign device on the bus, and the refusals
  * (malformed documents, unknown attributes, every APQN violation at once, all or nothing, dry run).
@@ -218,7 +218,7 @@ forEachDatabase(t, async (t, db) => {
     t.match(round, { status: 200, body: { actions: [{ uuid: U5, action: 'unchanged' }] } })
   })
 
-  t.test('import adopts a foreign device found on the bus (product.md §4)', async (t) => {
+  t.test('import adopts a foreign device found on the bus (docs/api.md (Reconcile))', async (t) => {
     // A root user defines a device directly on the bus (07.0002 is free: adapter 7 left the host).
     await host.write('/sys/bus/ap/apmask', '-7\n')
     await host.write('/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create', FOREIGN)

@@ -1,4 +1,4 @@
-/** The error → problem+json mapping (product.md §5 table), in isolation. */
+/** The error → problem+json mapping (docs/api.md (REST) table), in isolation. */
 import t from 'tap'
 import { ApmatrixError, SysfsError, type ErrorCode } from '../../../src/domain/errors.js'
 import { fromSysfsError } from '../../../src/service/sysfs-errors.js'

@@ -1,4 +1,4 @@
-/** Whole-host desired state: declarative apply and dry-run plan (product.md §5). */
+/** Whole-host desired state: declarative apply and dry-run plan (docs/api.md (REST)). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ApmatrixService } from '../../../service/index.js'
 import { callContext } from '../call-context.js'

@@ -1,4 +1,4 @@
-/** Emulator controls of emulated hosts (product.md §5 `/v1/hosts/{host}/emulator/...`); 409 FAILED_PRECONDITION on a host that is not emulated. */
+/** Emulator controls of emulated hosts (docs/api.md (REST) `/v1/hosts/{host}/emulator/...`); 409 FAILED_PRECONDITION on a host that is not emulated. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ApmatrixService } from '../../../service/index.js'
 import { callContext } from '../call-context.js'

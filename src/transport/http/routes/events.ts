@@ -1,5 +1,5 @@
 /**
- * `GET /v1/events`: the event log as server-sent events (product.md §5, issue 4 §2), over the
+ * `GET /v1/events`: the event log as server-sent events (docs/api.md (REST), issue 4 §2), over the
  * {@link EventHub} (replay, then live; no gap, no duplicate). `curl -N` works.
  *
  * Each event is one SSE message: `id: <seq>`, `event: <type>`, `data: <the event as JSON>`.

@@ -1,4 +1,4 @@
-/** Hosts, inventory and host masks (product.md §5). */
+/** Hosts, inventory and host masks (docs/api.md (REST)). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ApmatrixService } from '../../../service/index.js'
 import { callContext, setEtag } from '../call-context.js'

@@ -1,5 +1,5 @@
 /**
- * Interop routes (product.md §5, issue 4 §4): export a matrix device as an mdevctl definition, a libvirt
+ * Interop routes (docs/api.md (REST), issue 4 §4): export a matrix device as an mdevctl definition, a libvirt
  * node-device XML or a libvirt guest hostdev snippet; import an `mdevctl list --defined --dumpjson`
  * document (JSON) or a node-device XML (`application/xml`, `text/xml`). Thin: the service does the work.
  */

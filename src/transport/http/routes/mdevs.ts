@@ -1,4 +1,4 @@
-/** Matrix devices (product.md §5): CRUD, merge patch, If-Match, Idempotency-Key, dryRun. */
+/** Matrix devices (docs/api.md (REST)): CRUD, merge patch, If-Match, Idempotency-Key, dryRun. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApmatrixError } from '../../../domain/errors.js'
 import type { ApmatrixService, MdevView, Mutation } from '../../../service/index.js'
