@@ -19,6 +19,7 @@ import { createHost } from '../../src/emulator/host.js'
 import { projectRoot } from '../../src/paths.js'
 import { holdLockInOtherProcess } from './lock-holder.js'
 import { materializeSysfs, tempDir } from './sysfs-tree.js'
+import { requireOrSkip } from '../helpers/required-tools.js'
 
 const FULL = `0x${'f'.repeat(64)}`
 
@@ -102,10 +103,9 @@ t.test('a write puts exactly the given bytes at offset 0, without truncating (sy
 })
 
 const straceProbe = spawnSync('strace', ['-f', '-qq', '-e', 'trace=none', 'true'], { encoding: 'utf8' })
-const straceSkip = straceProbe.error || straceProbe.status !== 0 ? `strace cannot trace here (${straceProbe.error?.message ?? straceProbe.stderr.trim()})` : false
-if (straceSkip) console.error(`\n*** the write(2) shape test is SKIPPED: ${straceSkip} ***\n`)
+const straceMissing = straceProbe.error || straceProbe.status !== 0 ? `strace cannot trace here, install Debian package 'strace' (${straceProbe.error?.message ?? straceProbe.stderr.trim()})` : undefined
 
-t.test('one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one write(2) per write (strace)', { skip: straceSkip }, async (t) => {
+requireOrSkip(t, 'one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one write(2) per write (strace)', straceMissing, async (t) => {
   const root = fixtureTree(t)
   const traceDir = tempDir(t)
   const loader = pathToFileURL(path.join(projectRoot, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')).href
