@@ -84,7 +84,10 @@ function createMdev(host: EmulatedHostApi, uuid: string, adapters: number[], dom
 }
 
 function guestMatrixLines(host: EmulatedHostApi, uuid: string): number {
-  return host.read(`${MATRIX}/${uuid}/guest_matrix`).split('\n').filter((l) => l !== '').length
+  return host
+    .read(`${MATRIX}/${uuid}/guest_matrix`)
+    .split('\n')
+    .filter((l) => l !== '').length
 }
 
 function benchProfile(profile: string, withMemory: boolean): ProfileFigures {
@@ -189,15 +192,24 @@ export const emulatorSuite: BenchSuite = {
       [`apmask <- 0xff..ff (every queue -> cex4queue), median of ${MASK_ROUNDS}`, fmtMs(full.maskOnMs), fmtMs(fix.maskOnMs), ''],
       ['bus scan, nothing changed', fmtMs(full.scanMs), fmtMs(fix.scanMs), ''],
       [`assign/unassign adapter (mdev with ${full.toggleShape})`, fmtRate(full.toggle), fmtRate(fix.toggle), ratio(full.toggle, fix.toggle)],
-      [`guest_matrix read (${full.smallShape} mdev, ${full.smallLines}/${fix.smallLines} lines)`, fmtRate(full.smallRead), fmtRate(fix.smallRead), ratio(full.smallRead, fix.smallRead)],
+      [
+        `guest_matrix read (${full.smallShape} mdev, ${full.smallLines}/${fix.smallLines} lines)`,
+        fmtRate(full.smallRead),
+        fmtRate(fix.smallRead),
+        ratio(full.smallRead, fix.smallRead),
+      ],
       [`guest_matrix read (${full.bigShape ?? '16x16'} mdev, ${full.bigLines ?? 0} lines)`, fmtRate(full.bigRead), fmtRate(fix.bigRead), ''],
     ])
     const q = full.queues || 1
     console.log(`\nper queue on full: apmask 0x ${((full.maskOffMs * 1000) / q).toFixed(2)} µs, apmask all ones ${((full.maskOnMs * 1000) / q).toFixed(2)} µs`)
     if (full.memory) {
       const m = full.memory
-      console.log(`memory after full bring-up: rss ${m.rssMiB.toFixed(0)} MiB, peak rss ${m.maxRssMiB.toFixed(0)} MiB, heap used ${m.heapUsedMiB.toFixed(0)} MiB`)
+      console.log(
+        `memory after full bring-up: rss ${m.rssMiB.toFixed(0)} MiB, peak rss ${m.maxRssMiB.toFixed(0)} MiB, heap used ${m.heapUsedMiB.toFixed(0)} MiB`,
+      )
     }
-    console.log(`rates: ${WARMUP_OPS} warm-up ops, then at least ${MIN_OPS} ops and ${MIN_MS} ms each; node ${process.version}, ${process.platform}/${process.arch}`)
+    console.log(
+      `rates: ${WARMUP_OPS} warm-up ops, then at least ${MIN_OPS} ops and ${MIN_MS} ms each; node ${process.version}, ${process.platform}/${process.arch}`,
+    )
   },
 }

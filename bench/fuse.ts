@@ -56,9 +56,13 @@ function fuseMissing(): string | undefined {
 
 /** `apmatrix emulator serve --mount` as a child; resolves once it is mounted. */
 async function startMountedEmulator(profile: string, dir: string): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [path.join(projectRoot, 'bin/apmatrix.mjs'), 'emulator', 'serve', '--addr', '127.0.0.1:0', '--profile', profile, '--mount', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const proc = spawn(
+    process.execPath,
+    [path.join(projectRoot, 'bin/apmatrix.mjs'), 'emulator', 'serve', '--addr', '127.0.0.1:0', '--profile', profile, '--mount', dir],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let out = ''
   let err = ''
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()))
@@ -92,12 +96,28 @@ async function writeRate(fs: SysfsAccess): Promise<{ ops: number; ms: number }> 
 /** One PUT desired of the full host, then polls until every device is Ready (or the cap). */
 async function fullBringUp(env: Record<string, string>, capMs: number): Promise<{ putMs: number; readyMs?: number; rssPeak: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-bench-fuse-'))
-  const cfg = loadConfig({}, { DATABASE_URL: `file:${path.join(dir, 'bench.db')}`, APMATRIX_HTTP_ADDR: '127.0.0.1:0', APMATRIX_GRPC_ADDR: '127.0.0.1:0', APMATRIX_LOG_LEVEL: 'silent', ...env })
+  const cfg = loadConfig(
+    {},
+    {
+      DATABASE_URL: `file:${path.join(dir, 'bench.db')}`,
+      APMATRIX_HTTP_ADDR: '127.0.0.1:0',
+      APMATRIX_GRPC_ADDR: '127.0.0.1:0',
+      APMATRIX_LOG_LEVEL: 'silent',
+      ...env,
+    },
+  )
   const rss = sampleRss()
   const svc = await startService(cfg)
   try {
     const domains = Array.from({ length: FULL }, (_, d) => d)
-    const doc = { owner: 'bench', masks: { apmask: '0x' }, mdevs: Array.from({ length: FULL }, (_, a) => ({ uuid: `00000000-0000-4000-8000-${(0xf000 + a).toString(16).padStart(12, '0')}`, spec: { adapters: [a], domains } })) }
+    const doc = {
+      owner: 'bench',
+      masks: { apmask: '0x' },
+      mdevs: Array.from({ length: FULL }, (_, a) => ({
+        uuid: `00000000-0000-4000-8000-${(0xf000 + a).toString(16).padStart(12, '0')}`,
+        spec: { adapters: [a], domains },
+      })),
+    }
     const t0 = performance.now()
     const put = await callJson(svc.httpUrl, 'PUT', '/v1/hosts/local/desired', doc, capMs)
     expectStatus('PUT desired', put, 200)
@@ -123,7 +143,12 @@ async function run(): Promise<void> {
     const core = createHost({ profile: 'spec-fixture' })
     core.write('/sys/bus/ap/apmask', '-5\n')
     core.write(CREATE, `${DEV}\n`)
-    const inProcess: SysfsAccess = { read: async (p) => core.read(p), write: async (p, v) => core.write(p, v), list: async (p) => core.list(p), readlink: async (p) => core.readlink(p) }
+    const inProcess: SysfsAccess = {
+      read: async (p) => core.read(p),
+      write: async (p, v) => core.write(p, v),
+      list: async (p) => core.list(p),
+      readlink: async (p) => core.readlink(p),
+    }
     const local = await writeRate(inProcess)
 
     const dir = path.join(scratch, 'sys')
@@ -143,8 +168,8 @@ async function run(): Promise<void> {
     console.log('\n1. single attribute writes (assign_adapter/unassign_adapter on one device, one awaited write at a time)')
     printTable([
       ['target', 'writes', 'writes/s', 'us/write', 'ratio'],
-      ['in-process emulator core (baseline)', fmtInt(local.ops), fmtInt(rLocal), (1000 / rLocal * 1000).toFixed(1), '1'],
-      ['sysfs driver access over the FUSE mount', fmtInt(mounted.ops), fmtInt(rMount), (1000 / rMount * 1000).toFixed(1), `${(rMount / rLocal).toFixed(4)}x`],
+      ['in-process emulator core (baseline)', fmtInt(local.ops), fmtInt(rLocal), ((1000 / rLocal) * 1000).toFixed(1), '1'],
+      ['sysfs driver access over the FUSE mount', fmtInt(mounted.ops), fmtInt(rMount), ((1000 / rMount) * 1000).toFixed(1), `${(rMount / rLocal).toFixed(4)}x`],
     ])
 
     // 2. full bring-up
@@ -153,11 +178,16 @@ async function run(): Promise<void> {
     const fullEmu = await startMountedEmulator('full', fullDir)
     let viaMount: Awaited<ReturnType<typeof fullBringUp>>
     try {
-      viaMount = await fullBringUp({ APMATRIX_HOSTS: `local=sysfs:${fullDir}`, APMATRIX_SYSFS_WATCH: 'poll', APMATRIX_SYSFS_LOCK_PATH: path.join(scratch, 'ap.lock') }, capMs)
+      viaMount = await fullBringUp(
+        { APMATRIX_HOSTS: `local=sysfs:${fullDir}`, APMATRIX_SYSFS_WATCH: 'poll', APMATRIX_SYSFS_LOCK_PATH: path.join(scratch, 'ap.lock') },
+        capMs,
+      )
     } finally {
       await fullEmu.stop()
     }
-    console.log(`\n2. full profile (${FULL} x ${FULL}) through one PUT desired: ${FULL} devices of 1 adapter x ${FULL} domains, until all Ready (cap ${capMs / 1000} s)`)
+    console.log(
+      `\n2. full profile (${FULL} x ${FULL}) through one PUT desired: ${FULL} devices of 1 adapter x ${FULL} domains, until all Ready (cap ${capMs / 1000} s)`,
+    )
     const ratio = inProc.readyMs && viaMount.readyMs ? `${(viaMount.readyMs / inProc.readyMs).toFixed(2)}x the time` : 'n/a'
     printTable([
       ['host local', 'PUT answered', 'all Ready', 'peak rss of this process', 'vs in-process'],

@@ -77,17 +77,27 @@ interface MethodCodec {
 function rawUnary(target: string, path: string, req: Buffer): Promise<Buffer> {
   const c = new grpc.Client(target, grpc.credentials.createInsecure())
   return new Promise<Buffer>((resolve, reject) => {
-    c.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, req, (err, res) => (err ? reject(err) : resolve(res!)))
+    c.makeUnaryRequest(
+      path,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      req,
+      (err, res) => (err ? reject(err) : resolve(res!)),
+    )
   }).finally(() => c.close())
 }
 
 /** Frees the demo adapters from the host drivers (B-21: `0x` clears the mask) so a device can hold one. */
 async function freeAdapters(svc: RunningService): Promise<void> {
   expectStatus('PUT masks', await callJson(svc.httpUrl, 'PUT', `/v1/hosts/${HOST}/masks`, { apmask: '0x' }), 200)
-  const w = await waitUntil(svc, async () => {
-    const m = await svc.store.masks.get(HOST)
-    return !!m && m.status.observedGeneration === m.generation && (await svc.hosts[0]!.bus.observeTopology()).apmask === m.apmask
-  }, { timeoutMs: 30_000 })
+  const w = await waitUntil(
+    svc,
+    async () => {
+      const m = await svc.store.masks.get(HOST)
+      return !!m && m.status.observedGeneration === m.generation && (await svc.hosts[0]!.bus.observeTopology()).apmask === m.apmask
+    },
+    { timeoutMs: 30_000 },
+  )
   if (!w.ok) throw new Error('masks did not converge')
 }
 
@@ -126,10 +136,14 @@ async function benchUnary(svc: RunningService): Promise<UnaryFigures> {
   await freeAdapters(svc)
   // demo: adapter 0 and usage domain 1 exist (src/emulator/PROFILES.md).
   expectStatus('POST mdev', await callJson(svc.httpUrl, 'POST', `/v1/hosts/${HOST}/mdevs`, { uuid, spec: { adapters: [0], domains: [1] } }), 201)
-  const ready = await waitUntil(svc, async () => {
-    const r = await findMdev(svc, HOST, uuid)
-    return !!r && isReady(r)
-  }, { timeoutMs: 30_000 })
+  const ready = await waitUntil(
+    svc,
+    async () => {
+      const r = await findMdev(svc, HOST, uuid)
+      return !!r && isReady(r)
+    },
+    { timeoutMs: 30_000 },
+  )
   if (!ready.ok) throw new Error(`${uuid} did not become Ready`)
 
   const { definition, v1 } = loadApiProto()
@@ -140,8 +154,12 @@ async function benchUnary(svc: RunningService): Promise<UnaryFigures> {
   // The baseline: the same proto, a handler answering the decoded reply with nothing behind it.
   const fixed = codec.responseDeserialize(reply)
   const bare = new grpc.Server()
-  bare.addService(v1.MdevService.service, { GetMdev: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, fixed) } as unknown as grpc.UntypedServiceImplementation)
-  const port = await new Promise<number>((resolve, reject) => bare.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))))
+  bare.addService(v1.MdevService.service, {
+    GetMdev: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, fixed),
+  } as unknown as grpc.UntypedServiceImplementation)
+  const port = await new Promise<number>((resolve, reject) =>
+    bare.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  )
   const bareTarget = `127.0.0.1:${port}`
   try {
     const check = await rawUnary(bareTarget, GET_PATH, request)
@@ -171,11 +189,18 @@ function printUnary(f: UnaryFigures): void {
   }
   const b = merge(f.bare)
   const s = merge(f.service)
-  console.log(`\nGetMdev, one stored device, ${CONCURRENCY} calls in flight over ${CHANNELS} channels, ${ROUNDS} x ${LOAD_S} s per target (after ${WARMUP_S} s warm-up),`)
+  console.log(
+    `\nGetMdev, one stored device, ${CONCURRENCY} calls in flight over ${CHANNELS} channels, ${ROUNDS} x ${LOAD_S} s per target (after ${WARMUP_S} s warm-up),`,
+  )
   console.log(`client in a worker thread sending pre-encoded requests; reply ${f.replyBytes} bytes from both servers (same bytes).`)
   printTable([
     ['target', 'calls/s', 'p50', 'p99', 'max', 'calls', 'errors', 'per round calls/s'],
-    ...([['bare grpc-js handler', b, f.bare], ['apmatrix GetMdev', s, f.service]] as const).map(([name, m, rs]) => [
+    ...(
+      [
+        ['bare grpc-js handler', b, f.bare],
+        ['apmatrix GetMdev', s, f.service],
+      ] as const
+    ).map(([name, m, rs]) => [
       name,
       fmtInt(m.rate),
       fmtMs(pct(m.lat, 50)),
@@ -186,10 +211,16 @@ function printUnary(f: UnaryFigures): void {
       rs.map((r) => fmtInt(r.calls / r.seconds)).join(' / '),
     ]),
   ])
-  console.log(`ratio apmatrix/bare: ${((s.rate / b.rate) * 100).toFixed(1)}% of the calls/s; p50 x${(pct(s.lat, 50) / pct(b.lat, 50)).toFixed(2)}, p99 x${(pct(s.lat, 99) / pct(b.lat, 99)).toFixed(2)}`)
+  console.log(
+    `ratio apmatrix/bare: ${((s.rate / b.rate) * 100).toFixed(1)}% of the calls/s; p50 x${(pct(s.lat, 50) / pct(b.lat, 50)).toFixed(2)}, p99 x${(pct(s.lat, 99) / pct(b.lat, 99)).toFixed(2)}`,
+  )
   const us = (rate: number) => `${((1000 / rate) * 1000).toFixed(0)} µs`
-  console.log(`wall time per call at these rates (1/rate): bare ${us(b.rate)}, apmatrix ${us(s.rate)}. store.mdevs.get alone on the server thread, ${CONCURRENCY} loops:`)
-  console.log(`  issued in the same tick ${fmtInt(f.storeGetPerSec)}/s (${us(f.storeGetPerSec)}; Prisma coalesces them), one per event-loop turn ${fmtInt(f.storeGetSpreadPerSec)}/s (${us(f.storeGetSpreadPerSec)}; what a gRPC call gets)`)
+  console.log(
+    `wall time per call at these rates (1/rate): bare ${us(b.rate)}, apmatrix ${us(s.rate)}. store.mdevs.get alone on the server thread, ${CONCURRENCY} loops:`,
+  )
+  console.log(
+    `  issued in the same tick ${fmtInt(f.storeGetPerSec)}/s (${us(f.storeGetPerSec)}; Prisma coalesces them), one per event-loop turn ${fmtInt(f.storeGetSpreadPerSec)}/s (${us(f.storeGetSpreadPerSec)}; what a gRPC call gets)`,
+  )
   if (b.firstError || s.firstError) console.log(`first errors: bare ${b.firstError ?? '-'}; apmatrix ${s.firstError ?? '-'}`)
 }
 
@@ -277,7 +308,14 @@ function hubPool(svc: RunningService, watchers: number): FanoutPool {
 
 async function appendBench(svc: RunningService, n: number): Promise<{ start: number; commit: number }> {
   const start = epochMs()
-  await svc.store.events.append({ host: HOST, kind: EVENT_KIND, name: 'fanout', type: 'BenchFanout', message: 'bench fan-out probe', data: { n, stampedAt: start } })
+  await svc.store.events.append({
+    host: HOST,
+    kind: EVENT_KIND,
+    name: 'fanout',
+    type: 'BenchFanout',
+    message: 'bench fan-out probe',
+    data: { n, stampedAt: start },
+  })
   return { start, commit: epochMs() }
 }
 
@@ -300,11 +338,20 @@ async function benchFanout(svc: RunningService, transport: 'hub' | 'grpc' | 'sse
   const pool: FanoutPool =
     transport === 'hub'
       ? hubPool(svc, watchers)
-      : await WatcherPool.open({ transport, target: transport === 'grpc' ? svc.grpcAddr : svc.httpUrl, watchers, channels: WATCH_CHANNELS, eventKind: EVENT_KIND })
+      : await WatcherPool.open({
+          transport,
+          target: transport === 'grpc' ? svc.grpcAddr : svc.httpUrl,
+          watchers,
+          channels: WATCH_CHANNELS,
+          eventKind: EVENT_KIND,
+        })
   const rows: FanoutRow[] = []
   try {
     const primed = await primeAll(svc, pool, 60_000)
-    const how = transport === 'hub' ? 'in-process hub.subscribe, no transport' : `opened from one worker thread${transport === 'grpc' ? ` over ${WATCH_CHANNELS} channels` : ', one TCP connection each'}`
+    const how =
+      transport === 'hub'
+        ? 'in-process hub.subscribe, no transport'
+        : `opened from one worker thread${transport === 'grpc' ? ` over ${WATCH_CHANNELS} channels` : ', one TCP connection each'}`
     console.log(`${transport}: ${primed}/${watchers} watchers live after ${fmtMs(performance.now() - t0)} (${how})`)
     for (const path of ['append + hub.notify()', `append only (hub poll ${HUB_POLL_MS} ms)`]) {
       const first = nextN
@@ -355,7 +402,9 @@ async function benchFanout(svc: RunningService, transport: 'hub' | 'grpc' | 'sse
 }
 
 function printFanout(rows: FanoutRow[]): void {
-  console.log(`\nEvent fan-out: ${EVENTS} events per row, one every ${GAP_MS}-${GAP_MS + JITTER_MS} ms, appended with store.events.append (SQLite) on the server's thread;`)
+  console.log(
+    `\nEvent fan-out: ${EVENTS} events per row, one every ${GAP_MS}-${GAP_MS + JITTER_MS} ms, appended with store.events.append (SQLite) on the server's thread;`,
+  )
   console.log(`latency = receipt in the watcher thread − return of the append (commit), both epoch clocks. Hub poll period ${HUB_POLL_MS} ms (src/main.ts:`)
   console.log(`default EventHub pollIntervalMs); writers in the service call hub.notify() after a commit, the reconciler via onEvents.`)
   printTable([
@@ -375,7 +424,7 @@ function printFanout(rows: FanoutRow[]): void {
       fmtInt(r.ended),
     ]),
   ])
-  console.log('hub rows: listeners in the server thread (no serialisation, no socket): the hub\'s own floor.')
+  console.log("hub rows: listeners in the server thread (no serialisation, no socket): the hub's own floor.")
   console.log('deliv = every (event, watcher) delivery; all-by = per event, until the last of the watchers had it; missing = deliveries never seen.')
   for (const r of rows) if (r.firstError) console.log(`${r.transport}: first stream end: ${r.firstError}`)
 }

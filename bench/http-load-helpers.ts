@@ -305,7 +305,12 @@ if (job?.kind === 'apmatrix-rest-client') serveRestClient()
 export function printTable(rows: string[][]): void {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)))
   for (const [i, r] of rows.entries()) {
-    console.log(widths.map((w, c) => (c === 0 ? (r[c] ?? '').padEnd(w) : (r[c] ?? '').padStart(w))).join('   ').trimEnd())
+    console.log(
+      widths
+        .map((w, c) => (c === 0 ? (r[c] ?? '').padEnd(w) : (r[c] ?? '').padStart(w)))
+        .join('   ')
+        .trimEnd(),
+    )
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('   '))
   }
 }

@@ -63,7 +63,11 @@ export function expectStatus(what: string, r: JsonReply, ...ok: number[]): void 
 
 /** Ready: the reconciler saw this generation and the `Ready` condition is True; not being deleted. */
 export function isReady(r: MdevRecord): boolean {
-  return r.deletionRequestedAt === null && r.status.observedGeneration === r.generation && !!r.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+  return (
+    r.deletionRequestedAt === null &&
+    r.status.observedGeneration === r.generation &&
+    !!r.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+  )
 }
 
 /** The stored device, or undefined once its row is gone (the reconciler removed it from the bus). */

@@ -16,8 +16,32 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import type { RunningService } from '../src/main.js'
-import { chooseClient, epochNow, httpLoad, percentile, printTable, rps, RestClient, type LoadClient, type LoadResult, type OffThreadReply } from './http-load-helpers.js'
-import { benchUuid, benchUuidPrefix, callJson, expectStatus, findMdev, isReady, sampleRss, startBenchService, timePasses, waitUntil, type BenchService, type WaitResult } from './service-helpers.js'
+import {
+  chooseClient,
+  epochNow,
+  httpLoad,
+  percentile,
+  printTable,
+  rps,
+  RestClient,
+  type LoadClient,
+  type LoadResult,
+  type OffThreadReply,
+} from './http-load-helpers.js'
+import {
+  benchUuid,
+  benchUuidPrefix,
+  callJson,
+  expectStatus,
+  findMdev,
+  isReady,
+  sampleRss,
+  startBenchService,
+  timePasses,
+  waitUntil,
+  type BenchService,
+  type WaitResult,
+} from './service-helpers.js'
 import type { BenchSuite } from './suite.js'
 
 const HOST = 'local'
@@ -61,10 +85,14 @@ function clientOverride(): LoadClient | undefined {
 }
 
 async function waitReady(svc: RunningService, uuid: string, timeoutMs = CONVERGE_TIMEOUT_MS) {
-  return waitUntil(svc, async () => {
-    const r = await findMdev(svc, HOST, uuid)
-    return !!r && isReady(r)
-  }, { timeoutMs })
+  return waitUntil(
+    svc,
+    async () => {
+      const r = await findMdev(svc, HOST, uuid)
+      return !!r && isReady(r)
+    },
+    { timeoutMs },
+  )
 }
 
 async function waitGone(svc: RunningService, uuid: string, timeoutMs = CONVERGE_TIMEOUT_MS) {
@@ -80,10 +108,14 @@ async function freeAdapters(b: BenchService): Promise<void> {
   const { svc } = b
   const r = await callJson(svc.httpUrl, 'PUT', `/v1/hosts/${HOST}/masks`, { apmask: '0x' })
   expectStatus('PUT masks', r, 200)
-  const w = await waitUntil(svc, async () => {
-    const m = await svc.store.masks.get(HOST)
-    return !!m && m.status.observedGeneration === m.generation && (await svc.hosts[0]!.bus.observeTopology()).apmask === m.apmask
-  }, { timeoutMs: CONVERGE_TIMEOUT_MS })
+  const w = await waitUntil(
+    svc,
+    async () => {
+      const m = await svc.store.masks.get(HOST)
+      return !!m && m.status.observedGeneration === m.generation && (await svc.hosts[0]!.bus.observeTopology()).apmask === m.apmask
+    },
+    { timeoutMs: CONVERGE_TIMEOUT_MS },
+  )
   if (!w.ok) throw new Error('masks did not converge')
 }
 
@@ -261,7 +293,17 @@ interface LatencyFigures {
  */
 async function benchLatency(b: BenchService, client: RestClient, run: number): Promise<LatencyFigures> {
   const { svc } = b
-  const f: LatencyFigures = { devices: 0, postAccept: [], postReady: [], putAccept: [], putReady: [], deleteAccept: [], deleteGone: [], timeouts: 0, passes: [] }
+  const f: LatencyFigures = {
+    devices: 0,
+    postAccept: [],
+    postReady: [],
+    putAccept: [],
+    putReady: [],
+    deleteAccept: [],
+    deleteGone: [],
+    timeouts: 0,
+    passes: [],
+  }
   const passes = timePasses(svc)
   const step = async (waiter: Promise<WaitResult>, method: string, route: string, body: unknown, accept: number[], done: number[]): Promise<boolean> => {
     const r = await client.call(method, svc.httpUrl + route, body)
@@ -283,10 +325,14 @@ async function benchLatency(b: BenchService, client: RestClient, run: number): P
     const spec = { adapters: [a], domains: [d1] }
     // Each waiter starts before its request so a fast convergence cannot slip by unseen.
     if (!(await step(waitReady(svc, uuid), 'POST', mdevsPath, { uuid, spec }, f.postAccept, f.postReady))) break
-    const ready2 = waitUntil(svc, async () => {
-      const r = await findMdev(svc, HOST, uuid)
-      return !!r && r.generation === 2 && isReady(r)
-    }, { timeoutMs: CONVERGE_TIMEOUT_MS })
+    const ready2 = waitUntil(
+      svc,
+      async () => {
+        const r = await findMdev(svc, HOST, uuid)
+        return !!r && r.generation === 2 && isReady(r)
+      },
+      { timeoutMs: CONVERGE_TIMEOUT_MS },
+    )
     if (!(await step(ready2, 'PUT', mdevPath(uuid), { spec: { ...spec, domains: [d1, d2] } }, f.putAccept, f.putReady))) break
     if (!(await step(waitGone(svc, uuid), 'DELETE', mdevPath(uuid), undefined, f.deleteAccept, f.deleteGone))) break
     f.devices++
@@ -418,7 +464,19 @@ async function benchFull(client: RestClient, capS: number): Promise<FullFigures>
   const b = await startBenchService('full')
   const { svc } = b
   const doc = fullDocument()
-  const f: FullFigures = { startMs: b.startMs, observeMs: 0, topologyMs: 0, docBytes: Buffer.byteLength(JSON.stringify(doc)), readyCount: 0, capped: false, capS, rssBefore, rssPeak: 0, passes: [], loopMaxMs: 0 }
+  const f: FullFigures = {
+    startMs: b.startMs,
+    observeMs: 0,
+    topologyMs: 0,
+    docBytes: Buffer.byteLength(JSON.stringify(doc)),
+    readyCount: 0,
+    capped: false,
+    capS,
+    rssBefore,
+    rssPeak: 0,
+    passes: [],
+    loopMaxMs: 0,
+  }
   const capMs = capS * 1000
   const loop = monitorEventLoopDelay({ resolution: 20 })
   let putStart = 0
@@ -428,7 +486,13 @@ async function benchFull(client: RestClient, capS: number): Promise<FullFigures>
   // The worker announces an outcome right after `reconcile` returned, so the last duration is this pass's.
   const unsubscribe = svc.reconciler.onOutcome((o) => {
     lastOutcome = performance.now()
-    if (putStart && bringUp) f.passes.push({ endMs: epochNow() - putStart, durationMs: passTimes.durations.at(-1) ?? NaN, operations: o.plan?.operations.length ?? 0, converged: o.converged })
+    if (putStart && bringUp)
+      f.passes.push({
+        endMs: epochNow() - putStart,
+        durationMs: passTimes.durations.at(-1) ?? NaN,
+        operations: o.plan?.operations.length ?? 0,
+        converged: o.converged,
+      })
   })
   const caller = new FullCaller(svc, client)
   try {
@@ -512,13 +576,20 @@ function printGet(g: GetFigures): void {
   const mean = (rs: LoadResult[]) => rs.reduce((a, r) => a + rps(r), 0) / rs.length
   const bare = mean(g.bare)
   const svc = mean(g.service)
-  console.log(`\n1. GET one matrix device (${g.bodyBytes} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`)
+  console.log(
+    `\n1. GET one matrix device (${g.bodyBytes} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
+  )
   const rows = [['target', 'req/s (mean)', 'rounds', 'p50', 'p99', 'errors']]
   const row = (name: string, rs: LoadResult[], m: number) => [
     name,
     fmtInt(m),
     rs.map((r) => fmtInt(rps(r))).join(' / '),
-    fmtMs(percentile(rs.map((r) => r.p50Ms), 50)),
+    fmtMs(
+      percentile(
+        rs.map((r) => r.p50Ms),
+        50,
+      ),
+    ),
     fmtMs(Math.max(...rs.map((r) => r.p99Ms))),
     String(rs.reduce((a, r) => a + r.errors, 0)),
   ]
@@ -526,7 +597,7 @@ function printGet(g: GetFigures): void {
   rows.push(row('apmatrix GET /v1/hosts/local/mdevs/{uuid}', g.service, svc))
   rows.push(['store.mdevs.get alone (in process, no HTTP)', fmtInt(g.storeGetPerSec), '', '', '', ''])
   printTable(rows)
-  console.log(`ratio apmatrix/bare: ${(svc / bare).toFixed(3)} (${((bare / svc)).toFixed(1)}x slower than the bare route)`)
+  console.log(`ratio apmatrix/bare: ${(svc / bare).toFixed(3)} (${(bare / svc).toFixed(1)}x slower than the bare route)`)
 }
 
 function printCrud(rs: CrudFigures[]): void {
@@ -552,7 +623,9 @@ function printCrud(rs: CrudFigures[]): void {
 }
 
 function printLatency(f: LatencyFigures): void {
-  console.log(`\n3. convergence latency on demo, ${f.devices} devices one at a time${f.timeouts ? ` (${f.timeouts} TIMED OUT after ${CONVERGE_TIMEOUT_MS / 1000} s)` : ''}`)
+  console.log(
+    `\n3. convergence latency on demo, ${f.devices} devices one at a time${f.timeouts ? ` (${f.timeouts} TIMED OUT after ${CONVERGE_TIMEOUT_MS / 1000} s)` : ''}`,
+  )
   const rows = [['step', 'n', 'p50', 'p99', 'max']]
   const row = (name: string, xs: number[]) => [name, String(xs.length), fmtMs(percentile(xs, 50)), fmtMs(percentile(xs, 99)), fmtMs(Math.max(...xs))]
   rows.push(row('POST accepted (201 received)', f.postAccept))
@@ -567,21 +640,36 @@ function printLatency(f: LatencyFigures): void {
 }
 
 function printLoop(h: IntervalHistogram): void {
-  console.log(`event-loop delay of the service process meanwhile: p50 ${fmtMs(h.percentile(50) / 1e6)}, p99 ${fmtMs(h.percentile(99) / 1e6)}, max ${fmtMs(h.max / 1e6)}`)
+  console.log(
+    `event-loop delay of the service process meanwhile: p50 ${fmtMs(h.percentile(50) / 1e6)}, p99 ${fmtMs(h.percentile(99) / 1e6)}, max ${fmtMs(h.max / 1e6)}`,
+  )
 }
 
 function printFull(f: FullFigures): void {
-  console.log(`\n4. bring-up of the full profile (${FULL_ADAPTERS} adapters x ${FULL_DOMAINS} domains) through one PUT desired: apmask 0x, ${FULL_ADAPTERS} devices of 1 adapter x ${FULL_DOMAINS} domains (document ${fmtInt(f.docBytes / 1024)} KiB), cap ${f.capS} s`)
+  console.log(
+    `\n4. bring-up of the full profile (${FULL_ADAPTERS} adapters x ${FULL_DOMAINS} domains) through one PUT desired: apmask 0x, ${FULL_ADAPTERS} devices of 1 adapter x ${FULL_DOMAINS} domains (document ${fmtInt(f.docBytes / 1024)} KiB), cap ${f.capS} s`,
+  )
   const opt = (ms: number | undefined) => (ms === undefined ? 'n/a' : fmtMs(ms))
   const rows = [['step (client in a worker thread; times from sending)', 'committed', 'headers', 'body done', 'converged', 'outcome']]
   const call = (name: string, c: CallFigures | undefined, convergedText: string, extra = '') => {
     if (!c) return rows.push([name, 'not reached', '', '', '', ''])
-    const outcome = c.status === 0 ? `no answer: ${c.head}${extra}` : `HTTP ${c.status}, ${fmtInt(c.bytes / 1024)} KiB${extra}${c.status >= 300 ? ` ${c.head}` : ''}`
+    const outcome =
+      c.status === 0 ? `no answer: ${c.head}${extra}` : `HTTP ${c.status}, ${fmtInt(c.bytes / 1024)} KiB${extra}${c.status >= 300 ? ` ${c.head}` : ''}`
     rows.push([name, opt(c.committedMs), fmtMs(c.headersMs), fmtMs(c.doneMs), c.convergedMs === undefined ? convergedText : fmtMs(c.convergedMs), outcome])
   }
-  call('POST /plan (dry-run of the document)', f.plan, '', f.plan ? `, ${f.plan.arrays.operations ?? '?'} operations, ${f.plan.arrays.violations ?? '?'} violations` : '')
+  call(
+    'POST /plan (dry-run of the document)',
+    f.plan,
+    '',
+    f.plan ? `, ${f.plan.arrays.operations ?? '?'} operations, ${f.plan.arrays.violations ?? '?'} violations` : '',
+  )
   call('PUT desired?dryRun=true', f.dryRun, '')
-  call('PUT desired -> every device Ready', f.put, `> ${f.capS} s (CAPPED)`, `, ${f.readyCount}/${FULL_ADAPTERS} Ready at the end${f.capped ? `, OVER THE ${f.capS} s CAP` : ''}`)
+  call(
+    'PUT desired -> every device Ready',
+    f.put,
+    `> ${f.capS} s (CAPPED)`,
+    `, ${f.readyCount}/${FULL_ADAPTERS} Ready at the end${f.capped ? `, OVER THE ${f.capS} s CAP` : ''}`,
+  )
   call('then: DELETE one device -> gone', f.oneDelete, f.oneDelete ? 'NOT within the cap' : '')
   call('then: POST it again (1 x 256) -> Ready', f.oneCreate, f.oneCreate ? 'NOT within the cap' : '')
   printTable(rows)
@@ -595,8 +683,12 @@ function printFull(f: FullFigures): void {
   ])
   const passes = f.passes.map((p) => `ended ${fmtMs(p.endMs)}, took ${fmtMs(p.durationMs)}, ${p.operations} ops${p.converged ? ', converged' : ''}`)
   console.log(`reconcile passes during the bring-up (times from the PUT's send): ${passes.length ? passes.join('; ') : 'none finished'}`)
-  console.log(`longest event-loop stall of the service process: ${fmtMs(f.loopMaxMs)} from the plan call until all Ready${f.steadyLoopMaxMs === undefined ? '' : `, ${fmtMs(f.steadyLoopMaxMs)} in the steps after`} (REST, /healthz included, answers nothing meanwhile)`)
-  console.log(`rss before the full service: ${mib(f.rssBefore)}; peak rss during phase 4 (sampled every 50 ms): ${mib(f.rssPeak)} (+${mib(f.rssPeak - f.rssBefore)}); process peak rss: ${mib(process.resourceUsage().maxRSS * 1024)}`)
+  console.log(
+    `longest event-loop stall of the service process: ${fmtMs(f.loopMaxMs)} from the plan call until all Ready${f.steadyLoopMaxMs === undefined ? '' : `, ${fmtMs(f.steadyLoopMaxMs)} in the steps after`} (REST, /healthz included, answers nothing meanwhile)`,
+  )
+  console.log(
+    `rss before the full service: ${mib(f.rssBefore)}; peak rss during phase 4 (sampled every 50 ms): ${mib(f.rssPeak)} (+${mib(f.rssPeak - f.rssBefore)}); process peak rss: ${mib(process.resourceUsage().maxRSS * 1024)}`,
+  )
 }
 
 /** The `service` suite. */
@@ -645,6 +737,8 @@ export const serviceSuite: BenchSuite = {
     } finally {
       await rest.close()
     }
-    console.log(`\nnode ${process.version}, ${process.platform}/${process.arch}; SQLite in a temp folder; emulated host in process; machine shared (2 cores), so absolute figures are noisy: compare ratios`)
+    console.log(
+      `\nnode ${process.version}, ${process.platform}/${process.arch}; SQLite in a temp folder; emulated host in process; machine shared (2 cores), so absolute figures are noisy: compare ratios`,
+    )
   },
 }

@@ -37,9 +37,16 @@ const target = check ? fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-grpc-type
 if (!check) fs.rmSync(outDir, { recursive: true, force: true })
 execFileSync(bin, args(target), { stdio: 'inherit' })
 if (check) {
-  const list = (d) => fs.readdirSync(d, { recursive: true }).filter((f) => fs.statSync(path.join(d, f)).isFile()).sort()
+  const list = (d) =>
+    fs
+      .readdirSync(d, { recursive: true })
+      .filter((f) => fs.statSync(path.join(d, f)).isFile())
+      .sort()
   const a = list(target)
-  const same = fs.existsSync(outDir) && JSON.stringify(a) === JSON.stringify(list(outDir)) && a.every((f) => fs.readFileSync(path.join(target, f), 'utf8') === fs.readFileSync(path.join(outDir, f), 'utf8'))
+  const same =
+    fs.existsSync(outDir) &&
+    JSON.stringify(a) === JSON.stringify(list(outDir)) &&
+    a.every((f) => fs.readFileSync(path.join(target, f), 'utf8') === fs.readFileSync(path.join(outDir, f), 'utf8'))
   fs.rmSync(target, { recursive: true, force: true })
   if (!same) {
     console.error('src/generated/grpc is out of date: run node scripts/gen-grpc-types.mjs')

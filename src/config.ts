@@ -50,21 +50,71 @@ export const SETTINGS = {
   databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', def: 'file:./data/apmatrix.db', help: 'file:PATH (SQLite) or postgresql://...' },
   http: { env: 'APMATRIX_HTTP_ADDR', flag: 'http-addr', def: '127.0.0.1:8080', help: 'REST listen address host:port' },
   grpc: { env: 'APMATRIX_GRPC_ADDR', flag: 'grpc-addr', def: '127.0.0.1:50051', help: 'gRPC listen address host:port' },
-  profile: { env: 'APMATRIX_PROFILE', flag: 'profile', def: 'demo', help: 'hardware profile of the emulated host `local`: spec-fixture, demo, full or a JSON file' },
+  profile: {
+    env: 'APMATRIX_PROFILE',
+    flag: 'profile',
+    def: 'demo',
+    help: 'hardware profile of the emulated host `local`: spec-fixture, demo, full or a JSON file',
+  },
   kernel: { env: 'APMATRIX_KERNEL', flag: 'kernel', def: 'current-6.x', help: 'kernel profile of emulated hosts: current-6.x, legacy-5.x, 6.19-override' },
-  emulatorAddr: { env: 'APMATRIX_EMULATOR_ADDR', flag: 'emulator-addr', def: '', help: 'host:port of an `apmatrix emulator serve` process to manage as host `local` instead of an in-process emulator' },
-  hosts: { env: 'APMATRIX_HOSTS', flag: 'hosts', def: '', help: 'several hosts, comma separated: name=PROFILE (emulator in this process), name@host:port (apmatrix agent or emulator serve), name=sysfs:/path (a /sys through node:fs); overrides --profile/--emulator-addr' },
-  sysfsLockPath: { env: 'APMATRIX_SYSFS_LOCK_PATH', flag: 'sysfs-lock-path', def: AP_CONFIG_LOCK_PATH, help: 'sysfs hosts: the s390-tools AP configuration lock taken around every pass of bus writes' },
-  sysfsBootIdFile: { env: 'APMATRIX_SYSFS_BOOT_ID_FILE', flag: 'sysfs-boot-id-file', def: '', help: "sysfs hosts: file holding the boot id (default: the kernel's /proc/sys/kernel/random/boot_id for /sys; a stable id for a mount, so a reboot behind it shows as drift only)" },
-  sysfsWatch: { env: 'APMATRIX_SYSFS_WATCH', flag: 'sysfs-watch', def: 'auto', help: `sysfs hosts: change detection, ${WATCH_MODES.join('|')} (auto: udevadm monitor for this machine's /sys, else polling)` },
-  sysfsPollMs: { env: 'APMATRIX_SYSFS_POLL_MS', flag: 'sysfs-poll-ms', def: '2000', help: 'sysfs hosts: poll period of bus/ap/scans, bindings, masks and the matrix device list' },
-  lockWaitMs: { env: 'APMATRIX_LOCK_WAIT_MS', flag: 'lock-wait-ms', def: '5000', help: 'sysfs hosts and agents: how long a pass waits for the AP configuration lock before it is retried later' },
+  emulatorAddr: {
+    env: 'APMATRIX_EMULATOR_ADDR',
+    flag: 'emulator-addr',
+    def: '',
+    help: 'host:port of an `apmatrix emulator serve` process to manage as host `local` instead of an in-process emulator',
+  },
+  hosts: {
+    env: 'APMATRIX_HOSTS',
+    flag: 'hosts',
+    def: '',
+    help: 'several hosts, comma separated: name=PROFILE (emulator in this process), name@host:port (apmatrix agent or emulator serve), name=sysfs:/path (a /sys through node:fs); overrides --profile/--emulator-addr',
+  },
+  sysfsLockPath: {
+    env: 'APMATRIX_SYSFS_LOCK_PATH',
+    flag: 'sysfs-lock-path',
+    def: AP_CONFIG_LOCK_PATH,
+    help: 'sysfs hosts: the s390-tools AP configuration lock taken around every pass of bus writes',
+  },
+  sysfsBootIdFile: {
+    env: 'APMATRIX_SYSFS_BOOT_ID_FILE',
+    flag: 'sysfs-boot-id-file',
+    def: '',
+    help: "sysfs hosts: file holding the boot id (default: the kernel's /proc/sys/kernel/random/boot_id for /sys; a stable id for a mount, so a reboot behind it shows as drift only)",
+  },
+  sysfsWatch: {
+    env: 'APMATRIX_SYSFS_WATCH',
+    flag: 'sysfs-watch',
+    def: 'auto',
+    help: `sysfs hosts: change detection, ${WATCH_MODES.join('|')} (auto: udevadm monitor for this machine's /sys, else polling)`,
+  },
+  sysfsPollMs: {
+    env: 'APMATRIX_SYSFS_POLL_MS',
+    flag: 'sysfs-poll-ms',
+    def: '2000',
+    help: 'sysfs hosts: poll period of bus/ap/scans, bindings, masks and the matrix device list',
+  },
+  lockWaitMs: {
+    env: 'APMATRIX_LOCK_WAIT_MS',
+    flag: 'lock-wait-ms',
+    def: '5000',
+    help: 'sysfs hosts and agents: how long a pass waits for the AP configuration lock before it is retried later',
+  },
   logLevel: { env: 'APMATRIX_LOG_LEVEL', flag: 'log-level', def: 'info', help: 'fatal, error, warn, info, debug, trace, silent' },
   replicaId: { env: 'APMATRIX_REPLICA_ID', flag: 'replica-id', def: '', help: 'lease holder id of this replica (default: generated per process)' },
-  drainTimeoutMs: { env: 'APMATRIX_DRAIN_TIMEOUT_MS', flag: 'drain-timeout-ms', def: '30000', help: 'how long a queue may drain before it is handed over anyway' },
+  drainTimeoutMs: {
+    env: 'APMATRIX_DRAIN_TIMEOUT_MS',
+    flag: 'drain-timeout-ms',
+    def: '30000',
+    help: 'how long a queue may drain before it is handed over anyway',
+  },
   resyncMs: { env: 'APMATRIX_RESYNC_MS', flag: 'resync-ms', def: '30000', help: 'periodic full reconcile of every host' },
-  leaseTtlMs: { env: 'APMATRIX_LEASE_TTL_MS', flag: 'lease-ttl-ms', def: '15000', help: 'host lease time (a dead replica\'s hosts move after this)' },
-  crashAt: { env: 'APMATRIX_CRASH_AT', flag: 'crash-at', def: '', help: 'TEST ONLY: point:n, SIGKILL at the n-th beforeBusWrite|afterBusWrite|beforeStatusWrite' },
+  leaseTtlMs: { env: 'APMATRIX_LEASE_TTL_MS', flag: 'lease-ttl-ms', def: '15000', help: "host lease time (a dead replica's hosts move after this)" },
+  crashAt: {
+    env: 'APMATRIX_CRASH_AT',
+    flag: 'crash-at',
+    def: '',
+    help: 'TEST ONLY: point:n, SIGKILL at the n-th beforeBusWrite|afterBusWrite|beforeStatusWrite',
+  },
 } as const
 
 export type SettingName = keyof typeof SETTINGS
@@ -82,14 +132,16 @@ function parseAddr(name: string, v: string): { host: string; port: number } {
 
 /** The root of `name=sysfs:ROOT`: an absolute path, normalised; not `/` (that would be a whole file system, not a sysfs). */
 function parseSysfsRoot(setting: string, host: string, root: string): string {
-  if (!root.startsWith('/') || root.includes('\0')) throw new ConfigError(`${setting}: host ${host}: 'sysfs:${root.slice(0, 200)}' needs an absolute path (e.g. ${host}=sysfs:/sys)`)
+  if (!root.startsWith('/') || root.includes('\0'))
+    throw new ConfigError(`${setting}: host ${host}: 'sysfs:${root.slice(0, 200)}' needs an absolute path (e.g. ${host}=sysfs:/sys)`)
   const norm = path.posix.normalize(root).replace(/(.)\/+$/, '$1')
   if (norm === '/') throw new ConfigError(`${setting}: host ${host}: the sysfs root cannot be '/' (the machine's sysfs is ${host}=sysfs:/sys)`)
   return norm
 }
 
 function parseMs(name: string, v: string, min: number, max: number): number {
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new ConfigError(`${name}: '${v}' must be an integer number of milliseconds in ${min}..${max}`)
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new ConfigError(`${name}: '${v}' must be an integer number of milliseconds in ${min}..${max}`)
   return Number(v)
 }
 
@@ -118,7 +170,10 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     hosts = list.split(',').map((item): HostSpec => {
       const m = /^([^=@]+)(?:=(.+)|@(.+))?$/.exec(item.trim())
       const name = m?.[1] ?? ''
-      if (!m || !HOST_NAME.test(name)) throw new ConfigError(`${label('hosts')}: '${item.slice(0, 200)}' is not name=PROFILE, name@host:port or name=sysfs:/path (names: lowercase letters, digits, '-')`)
+      if (!m || !HOST_NAME.test(name))
+        throw new ConfigError(
+          `${label('hosts')}: '${item.slice(0, 200)}' is not name=PROFILE, name@host:port or name=sysfs:/path (names: lowercase letters, digits, '-')`,
+        )
       if (m[3]) {
         parseAddr(label('hosts'), m[3])
         return { name, kind: 'remote', addr: m[3] }
@@ -139,16 +194,20 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
   const c = get('crashAt')
   if (c) {
     const m = /^(beforeBusWrite|afterBusWrite|beforeStatusWrite):(\d+)$/.exec(c)
-    if (!m || Number(m[2]) < 1) throw new ConfigError(`${label('crashAt')}: '${c}' is not point:n (point: beforeBusWrite, afterBusWrite, beforeStatusWrite; n >= 1)`)
+    if (!m || Number(m[2]) < 1)
+      throw new ConfigError(`${label('crashAt')}: '${c}' is not point:n (point: beforeBusWrite, afterBusWrite, beforeStatusWrite; n >= 1)`)
     crashAt = { point: m[1] as 'beforeBusWrite', nth: Number(m[2]) }
   }
 
   const lockPath = get('sysfsLockPath')
-  if (!lockPath.startsWith('/') || lockPath.endsWith('/')) throw new ConfigError(`${label('sysfsLockPath')}: '${lockPath.slice(0, 200)}' is not an absolute file path (default ${AP_CONFIG_LOCK_PATH})`)
+  if (!lockPath.startsWith('/') || lockPath.endsWith('/'))
+    throw new ConfigError(`${label('sysfsLockPath')}: '${lockPath.slice(0, 200)}' is not an absolute file path (default ${AP_CONFIG_LOCK_PATH})`)
   const bootIdFile = get('sysfsBootIdFile')
-  if (bootIdFile !== '' && (!bootIdFile.startsWith('/') || bootIdFile.endsWith('/'))) throw new ConfigError(`${label('sysfsBootIdFile')}: '${clip(bootIdFile, 200)}' is not an absolute file path`)
+  if (bootIdFile !== '' && (!bootIdFile.startsWith('/') || bootIdFile.endsWith('/')))
+    throw new ConfigError(`${label('sysfsBootIdFile')}: '${clip(bootIdFile, 200)}' is not an absolute file path`)
   const watch = get('sysfsWatch')
-  if (!(WATCH_MODES as readonly string[]).includes(watch)) throw new ConfigError(`${label('sysfsWatch')}: '${watch.slice(0, 60)}' is not one of ${WATCH_MODES.join(', ')}`)
+  if (!(WATCH_MODES as readonly string[]).includes(watch))
+    throw new ConfigError(`${label('sysfsWatch')}: '${watch.slice(0, 60)}' is not one of ${WATCH_MODES.join(', ')}`)
 
   return {
     databaseUrl,
@@ -160,7 +219,12 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     drainTimeoutMs: parseMs(label('drainTimeoutMs'), get('drainTimeoutMs'), 0, 3_600_000),
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
-    sysfs: { lockPath, watch: watch as WatchMode, pollMs: parseMs(label('sysfsPollMs'), get('sysfsPollMs'), 50, 3_600_000), bootIdFile: bootIdFile || undefined },
+    sysfs: {
+      lockPath,
+      watch: watch as WatchMode,
+      pollMs: parseMs(label('sysfsPollMs'), get('sysfsPollMs'), 50, 3_600_000),
+      bootIdFile: bootIdFile || undefined,
+    },
     lockWaitMs: parseMs(label('lockWaitMs'), get('lockWaitMs'), 0, 600_000),
     crashAt,
   }

@@ -143,7 +143,13 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   }
   let grpc: GrpcServer
   try {
-    grpc = await startGrpcServer({ service, hub, addr: `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${cfg.grpc.port}`, logger: log.child({ component: 'grpc' }), readiness })
+    grpc = await startGrpcServer({
+      service,
+      hub,
+      addr: `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${cfg.grpc.port}`,
+      logger: log.child({ component: 'grpc' }),
+      readiness,
+    })
   } catch (e) {
     await app.close()
     throw e

@@ -29,18 +29,31 @@ t.test('several hosts, remote emulators, and the crash hook', async (t) => {
 
 t.test('sysfs hosts: name=sysfs:/path beside name=PROFILE and name@host:port, with their settings', async (t) => {
   const c = loadConfig({}, { APMATRIX_HOSTS: 'lpar1=sysfs:/sys, lpar2@lpar2.example:50152,emu=demo,mnt=sysfs:/mnt/emu//sys/' })
-  t.same(c.hosts, [
-    { name: 'lpar1', kind: 'sysfs', root: '/sys' },
-    { name: 'lpar2', kind: 'remote', addr: 'lpar2.example:50152' },
-    { name: 'emu', kind: 'emulator', profile: 'demo', kernel: 'current-6.x' },
-    { name: 'mnt', kind: 'sysfs', root: '/mnt/emu/sys' },
-  ], 'the root is normalised')
-  t.same(c.sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'auto', pollMs: 2000, bootIdFile: undefined }, 'defaults: the s390-tools lock, auto detection, the kernel\'s boot id')
+  t.same(
+    c.hosts,
+    [
+      { name: 'lpar1', kind: 'sysfs', root: '/sys' },
+      { name: 'lpar2', kind: 'remote', addr: 'lpar2.example:50152' },
+      { name: 'emu', kind: 'emulator', profile: 'demo', kernel: 'current-6.x' },
+      { name: 'mnt', kind: 'sysfs', root: '/mnt/emu/sys' },
+    ],
+    'the root is normalised',
+  )
+  t.same(
+    c.sysfs,
+    { lockPath: '/run/lock/s390apconfig.lock', watch: 'auto', pollMs: 2000, bootIdFile: undefined },
+    "defaults: the s390-tools lock, auto detection, the kernel's boot id",
+  )
   t.equal(c.lockWaitMs, 5000)
   const f = loadConfig({ sysfsLockPath: '/tmp/x.lock', sysfsWatch: 'poll', sysfsPollMs: '100', lockWaitMs: '0' }, { APMATRIX_SYSFS_WATCH: 'udev' })
   t.same([f.sysfs, f.lockWaitMs], [{ lockPath: '/tmp/x.lock', watch: 'poll', pollMs: 100, bootIdFile: undefined }, 0], 'flags win')
   t.equal(loadConfig({}, { APMATRIX_SYSFS_BOOT_ID_FILE: '/run/emu/boot_id' }).sysfs.bootIdFile, '/run/emu/boot_id')
-  t.same(loadConfig({}, { APMATRIX_SYSFS_WATCH: 'udev', APMATRIX_SYSFS_POLL_MS: '50' }).sysfs, { lockPath: '/run/lock/s390apconfig.lock', watch: 'udev', pollMs: 50, bootIdFile: undefined })
+  t.same(loadConfig({}, { APMATRIX_SYSFS_WATCH: 'udev', APMATRIX_SYSFS_POLL_MS: '50' }).sysfs, {
+    lockPath: '/run/lock/s390apconfig.lock',
+    watch: 'udev',
+    pollMs: 50,
+    bootIdFile: undefined,
+  })
 })
 
 t.test('bad sysfs settings name the setting and what is accepted', async (t) => {

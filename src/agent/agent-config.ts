@@ -8,13 +8,48 @@ import { ConfigError } from '../config.js'
 
 /** The agent's settings: env name, flag, default, help. */
 export const AGENT_SETTINGS = {
-  addr: { env: 'APMATRIX_AGENT_ADDR', flag: 'addr', def: '127.0.0.1:50152', help: 'listen address HOST:PORT; port 0 picks a free port. Loopback by default: until TLS and client authentication arrive, expose it only on a network you trust' },
-  sysfsRoot: { env: 'APMATRIX_AGENT_SYSFS_ROOT', flag: 'sysfs-root', def: '/sys', help: "the directory served as /sys: this LPAR's /sys, or a mount of one (the emulator's FUSE view)" },
-  lockPath: { env: 'APMATRIX_AGENT_LOCK_PATH', flag: 'lock-path', def: AP_CONFIG_LOCK_PATH, help: 'the s390-tools AP configuration lock (chzdev, mdevctl/ap-check) taken around writes; "none" disables it' },
-  pollMs: { env: 'APMATRIX_AGENT_POLL_MS', flag: 'poll-ms', def: '1000', help: 'poll period of bus/ap/scans, bindings, masks and the matrix device list (poll mode)' },
-  watch: { env: 'APMATRIX_AGENT_WATCH', flag: 'watch', def: 'auto', help: `change detection: ${WATCH_MODES.join('|')} (auto: udevadm monitor when the root is /sys and udevadm exists, else polling)` },
-  bootIdFile: { env: 'APMATRIX_AGENT_BOOT_ID_FILE', flag: 'boot-id-file', def: '', help: 'file holding the boot id (default /proc/sys/kernel/random/boot_id for /sys; a stable id for other roots)' },
-  lockMaxHoldMs: { env: 'APMATRIX_AGENT_LOCK_MAX_HOLD_MS', flag: 'lock-max-hold-ms', def: '120000', help: 'longest a service may hold the AP configuration lock in one session before the agent releases it' },
+  addr: {
+    env: 'APMATRIX_AGENT_ADDR',
+    flag: 'addr',
+    def: '127.0.0.1:50152',
+    help: 'listen address HOST:PORT; port 0 picks a free port. Loopback by default: until TLS and client authentication arrive, expose it only on a network you trust',
+  },
+  sysfsRoot: {
+    env: 'APMATRIX_AGENT_SYSFS_ROOT',
+    flag: 'sysfs-root',
+    def: '/sys',
+    help: "the directory served as /sys: this LPAR's /sys, or a mount of one (the emulator's FUSE view)",
+  },
+  lockPath: {
+    env: 'APMATRIX_AGENT_LOCK_PATH',
+    flag: 'lock-path',
+    def: AP_CONFIG_LOCK_PATH,
+    help: 'the s390-tools AP configuration lock (chzdev, mdevctl/ap-check) taken around writes; "none" disables it',
+  },
+  pollMs: {
+    env: 'APMATRIX_AGENT_POLL_MS',
+    flag: 'poll-ms',
+    def: '1000',
+    help: 'poll period of bus/ap/scans, bindings, masks and the matrix device list (poll mode)',
+  },
+  watch: {
+    env: 'APMATRIX_AGENT_WATCH',
+    flag: 'watch',
+    def: 'auto',
+    help: `change detection: ${WATCH_MODES.join('|')} (auto: udevadm monitor when the root is /sys and udevadm exists, else polling)`,
+  },
+  bootIdFile: {
+    env: 'APMATRIX_AGENT_BOOT_ID_FILE',
+    flag: 'boot-id-file',
+    def: '',
+    help: 'file holding the boot id (default /proc/sys/kernel/random/boot_id for /sys; a stable id for other roots)',
+  },
+  lockMaxHoldMs: {
+    env: 'APMATRIX_AGENT_LOCK_MAX_HOLD_MS',
+    flag: 'lock-max-hold-ms',
+    def: '120000',
+    help: 'longest a service may hold the AP configuration lock in one session before the agent releases it',
+  },
 } as const
 
 /** Reserved for the security issue (TLS on the agent's gRPC port, client certificates): accepted nowhere yet. */
@@ -35,7 +70,8 @@ export interface AgentConfig {
 }
 
 function ms(label: string, v: string, min: number, max: number): number {
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new ConfigError(`${label}: '${v.slice(0, 40)}' must be an integer number of milliseconds in ${min}..${max}`)
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new ConfigError(`${label}: '${v.slice(0, 40)}' must be an integer number of milliseconds in ${min}..${max}`)
   return Number(v)
 }
 
@@ -48,13 +84,17 @@ export function loadAgentConfig(flags: Partial<Record<AgentSettingName, string>>
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr)
   if (!m || Number(m[2]) > 65535) throw new ConfigError(`${label('addr')}: '${addr.slice(0, 100)}' is not HOST:PORT (port 0..65535)`)
   const sysfsRoot = get('sysfsRoot')
-  if (!sysfsRoot.startsWith('/') || sysfsRoot.includes('\0')) throw new ConfigError(`${label('sysfsRoot')}: '${sysfsRoot.slice(0, 200)}' is not an absolute directory path`)
+  if (!sysfsRoot.startsWith('/') || sysfsRoot.includes('\0'))
+    throw new ConfigError(`${label('sysfsRoot')}: '${sysfsRoot.slice(0, 200)}' is not an absolute directory path`)
   const lock = get('lockPath')
-  if (lock !== 'none' && (!lock.startsWith('/') || lock.endsWith('/'))) throw new ConfigError(`${label('lockPath')}: '${lock.slice(0, 200)}' is not an absolute file path or 'none'`)
+  if (lock !== 'none' && (!lock.startsWith('/') || lock.endsWith('/')))
+    throw new ConfigError(`${label('lockPath')}: '${lock.slice(0, 200)}' is not an absolute file path or 'none'`)
   const watch = get('watch')
-  if (!(WATCH_MODES as readonly string[]).includes(watch)) throw new ConfigError(`${label('watch')}: '${watch.slice(0, 40)}' is not one of ${WATCH_MODES.join(', ')}`)
+  if (!(WATCH_MODES as readonly string[]).includes(watch))
+    throw new ConfigError(`${label('watch')}: '${watch.slice(0, 40)}' is not one of ${WATCH_MODES.join(', ')}`)
   const bootIdFile = get('bootIdFile')
-  if (bootIdFile !== '' && !bootIdFile.startsWith('/')) throw new ConfigError(`${label('bootIdFile')}: '${bootIdFile.slice(0, 200)}' is not an absolute file path`)
+  if (bootIdFile !== '' && !bootIdFile.startsWith('/'))
+    throw new ConfigError(`${label('bootIdFile')}: '${bootIdFile.slice(0, 200)}' is not an absolute file path`)
   return {
     addr,
     sysfsRoot,

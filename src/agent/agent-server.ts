@@ -69,7 +69,9 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   try {
     await fs.access(`${opts.sysfsRoot}/bus/ap/apmask`)
   } catch (e) {
-    throw new Error(`${opts.sysfsRoot} is not a sysfs with an AP bus (no ${opts.sysfsRoot}/bus/ap/apmask: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw new Error(
+      `${opts.sysfsRoot} is not a sysfs with an AP bus (no ${opts.sysfsRoot}/bus/ap/apmask: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    )
   }
   const identity = new HostIdentity({ root: opts.sysfsRoot, ...(opts.bootIdFile ? { bootIdFile: opts.bootIdFile } : {}) })
   const [machineId, bootId, kernel] = await Promise.all([identity.machineId(), identity.bootId(), identity.kernel()])

@@ -34,7 +34,9 @@ export class AgentEventLog implements HostBusEventSource {
   /** Records a change reported by the watcher and sends it to every subscriber. */
   add(c: BusChange): void {
     const head = { seq: this.nextSeq++, time: Date.now() - this.started }
-    const e: HostBusEvent = c.uevent ? { ...head, kind: 'uevent', ...c.uevent, env: { ...c.uevent.env } } : { ...head, kind: 'changed', source: c.source, summary: c.summary }
+    const e: HostBusEvent = c.uevent
+      ? { ...head, kind: 'uevent', ...c.uevent, env: { ...c.uevent.env } }
+      : { ...head, kind: 'changed', source: c.source, summary: c.summary }
     this.kept.push(e)
     if (this.kept.length > this.capacity) this.kept.splice(0, this.kept.length - this.capacity)
     for (const l of [...this.listeners]) l(e)

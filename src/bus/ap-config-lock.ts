@@ -110,7 +110,13 @@ export class ApConfigLock {
     this.tail = previous.then(() => mine)
     try {
       const turn = await this.within(previous, deadline, signal)
-      if (!turn) throw new ConfigLockBusyError(this.path, String(this.pid), Date.now() - started, `AP configuration lock ${this.path} is held by this process (pid ${this.pid}) for another pass (waited ${Date.now() - started} ms)`)
+      if (!turn)
+        throw new ConfigLockBusyError(
+          this.path,
+          String(this.pid),
+          Date.now() - started,
+          `AP configuration lock ${this.path} is held by this process (pid ${this.pid}) for another pass (waited ${Date.now() - started} ms)`,
+        )
       for (;;) {
         signal?.throwIfAborted()
         if (await this.tryOnce()) break

@@ -31,7 +31,12 @@ export interface ChangeWatcherOptions {
 
 /** Absolute path of an executable `cmd` on PATH (or `cmd` itself when it contains a slash), or undefined. */
 export function findExecutable(cmd: string, envPath = process.env.PATH ?? ''): string | undefined {
-  const candidates = cmd.includes('/') ? [cmd] : envPath.split(':').filter(Boolean).map((d) => path.join(d, cmd))
+  const candidates = cmd.includes('/')
+    ? [cmd]
+    : envPath
+        .split(':')
+        .filter(Boolean)
+        .map((d) => path.join(d, cmd))
   return candidates.find((c) => {
     try {
       fs.accessSync(c, fs.constants.X_OK)

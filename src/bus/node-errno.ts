@@ -5,9 +5,32 @@
 import type { Errno } from '../domain/errors.js'
 
 const KNOWN: ReadonlySet<string> = new Set<Errno>([
-  'EINVAL', 'ENODEV', 'ENOENT', 'EBUSY', 'EEXIST', 'EPERM', 'EUSERS', 'EAGAIN', 'ERANGE', 'EIO', 'EADDRINUSE',
-  'EADDRNOTAVAIL', 'EACCES', 'ENOTDIR', 'EISDIR', 'ECANCELED', 'ENOMEM', 'ETIMEDOUT', 'EROFS', 'ENXIO', 'ENOSPC',
-  'EOPNOTSUPP', 'ELOOP', 'ENAMETOOLONG', 'EFAULT', 'EINTR',
+  'EINVAL',
+  'ENODEV',
+  'ENOENT',
+  'EBUSY',
+  'EEXIST',
+  'EPERM',
+  'EUSERS',
+  'EAGAIN',
+  'ERANGE',
+  'EIO',
+  'EADDRINUSE',
+  'EADDRNOTAVAIL',
+  'EACCES',
+  'ENOTDIR',
+  'EISDIR',
+  'ECANCELED',
+  'ENOMEM',
+  'ETIMEDOUT',
+  'EROFS',
+  'ENXIO',
+  'ENOSPC',
+  'EOPNOTSUPP',
+  'ELOOP',
+  'ENAMETOOLONG',
+  'EFAULT',
+  'EINTR',
 ])
 
 /**

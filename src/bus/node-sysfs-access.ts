@@ -98,7 +98,10 @@ export class NodeSysfsAccess implements SysfsAccess {
     if (typeof p !== 'string' || p.includes('\0') || (p !== SYS && !p.startsWith(`${SYS}/`))) {
       throw new SysfsError('EACCES', `${String(p).slice(0, 200)}: not a path under ${SYS}`)
     }
-    const segments = p.slice(SYS.length).split('/').filter((s) => s !== '')
+    const segments = p
+      .slice(SYS.length)
+      .split('/')
+      .filter((s) => s !== '')
     if (segments.some((s) => s === '.' || s === '..')) throw new SysfsError('EACCES', `${p.slice(0, 200)}: '.' and '..' are not allowed in sysfs paths`)
     return segments.length ? path.join(this.root, ...segments) : this.root
   }

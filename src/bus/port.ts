@@ -56,7 +56,16 @@ export interface SysfsAccess {
   watch?(listener: (change: BusChange) => void): () => void
 }
 
-export type { QueueDriver, ObservedAdapter, ObservedQueue, ObservedQueueRef, ObservedMdev, ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
+export type {
+  QueueDriver,
+  ObservedAdapter,
+  ObservedQueue,
+  ObservedQueueRef,
+  ObservedMdev,
+  ObservedHost,
+  ObservedTopology,
+  MatrixConfig,
+} from '../domain/observed.js'
 import type { ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
 
 /** What a bus write refused, with the kernel errno. */
@@ -80,7 +89,11 @@ export class ConfigLockBusyError extends BusError {
   readonly holderPid: string
   readonly waitedMs: number
   constructor(lockPath: string, holderPid: string, waitedMs: number, message?: string) {
-    super('EBUSY', lockPath, message ?? `AP configuration lock ${lockPath} is held by ${holderPid ? `pid ${holderPid}` : 'another process'} (waited ${waitedMs} ms)`)
+    super(
+      'EBUSY',
+      lockPath,
+      message ?? `AP configuration lock ${lockPath} is held by ${holderPid ? `pid ${holderPid}` : 'another process'} (waited ${waitedMs} ms)`,
+    )
     this.name = 'ConfigLockBusyError'
     this.holderPid = holderPid
     this.waitedMs = waitedMs

@@ -162,7 +162,10 @@ export class SysfsBus implements BusPort {
     queues.sort((a, b) => a.apid - b.apid || a.apqi - b.apqi)
     const bm = /^(\d+)\/(\d+)/.exec(bindings.trim())
     const features = [
-      ...(busFeatures ?? '').trim().split(/\s+/).filter((f) => f && f !== '-'),
+      ...(busFeatures ?? '')
+        .trim()
+        .split(/\s+/)
+        .filter((f) => f && f !== '-'),
       ...(matrixFeatures ?? '').trim().split(/\s+/).filter(Boolean),
     ]
     return {
@@ -276,7 +279,10 @@ export class SysfsBus implements BusPort {
         adapters: m.adapters,
         domains: m.domains,
         // V-18: one `%04lx` line per control domain.
-        controlDomains: (cds ?? '').split('\n').filter(Boolean).map((l) => Number.parseInt(l, 16)),
+        controlDomains: (cds ?? '')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => Number.parseInt(l, 16)),
         matrix: m.apqns.map((q) => formatApqn(q.apid, q.apqi)),
         guestMatrix: parseMatrix(guest ?? '').apqns.map((q) => formatApqn(q.apid, q.apqi)),
       })

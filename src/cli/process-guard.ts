@@ -19,7 +19,10 @@ export function keepServingOnStrayErrors(log: StrayErrorLog): { remove(): void; 
   let caught = 0
   const onError = (kind: string) => (err: unknown) => {
     caught++
-    log.error({ err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err), kind }, 'stray error caught; still serving')
+    log.error(
+      { err: err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : String(err), kind },
+      'stray error caught; still serving',
+    )
   }
   const onException = onError('uncaughtException')
   const onRejection = onError('unhandledRejection')

@@ -142,7 +142,11 @@ export function parseAbsoluteMask(str: string): MaskParse {
   }
   if (str[i] === '\n') i++
   if (i < str.length) {
-    return { ok: false, errno: 'EINVAL', reason: bit >= MASK_BITS ? 'more than 64 hex digits' : `unexpected '${printable(String.fromCodePoint(str.codePointAt(i)!))}'` }
+    return {
+      ok: false,
+      errno: 'EINVAL',
+      reason: bit >= MASK_BITS ? 'more than 64 hex digits' : `unexpected '${printable(String.fromCodePoint(str.codePointAt(i)!))}'`,
+    }
   }
   return { ok: true, mask: Mask.fromBytes(b) }
 }

@@ -97,4 +97,3 @@ export interface MatrixConfig {
   domains: number[]
   controlDomains: number[]
 }
-

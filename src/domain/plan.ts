@@ -113,7 +113,11 @@ export function planHost(desired: DesiredHost, observed: ObservedTopology, guest
     if (wanted === null) {
       const guest = guestOf(om.uuid)
       if (guest && !dm.force) {
-        deferred.push({ reason: 'InUseByGuest', uuid: om.uuid, message: `matrix device ${om.uuid} is open by guest ${guest}; waiting for it to close (or delete with force)` })
+        deferred.push({
+          reason: 'InUseByGuest',
+          uuid: om.uuid,
+          message: `matrix device ${om.uuid} is open by guest ${guest}; waiting for it to close (or delete with force)`,
+        })
         heldAfter.set(om.uuid, current)
       } else {
         ops.push({ kind: 'removeMdev', uuid: om.uuid, force: dm.force, guest })
@@ -193,7 +197,11 @@ export function planHost(desired: DesiredHost, observed: ObservedTopology, guest
     const apqns: string[] = []
     for (const a of stillAp) for (const q of aq5.ids()) if (held.has((a << 8) | q)) apqns.push(formatApqn(a, q))
     for (const q of stillAq) for (const a of ap5.ids()) if (held.has((a << 8) | q)) apqns.push(formatApqn(a, q))
-    deferred.push({ reason: 'HeldByOtherDevice', apqns, message: `mask bits deferred: APQNs still assigned to a matrix device (${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? ', ...' : ''})` })
+    deferred.push({
+      reason: 'HeldByOtherDevice',
+      apqns,
+      message: `mask bits deferred: APQNs still assigned to a matrix device (${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? ', ...' : ''})`,
+    })
   }
 
   // Step 5: repair queues a root user unbound (B-32: a rescan does not re-probe them).

@@ -50,7 +50,11 @@ export interface RemoteEmulator extends Omit<HostBusClient, 'events' | 'info'> {
    * `sinceSeq`, then live ones, resumed across broken connections (see HostBusClient.events). The epoch
    * of an emulator is its boot: after a reboot the stream continues from the new boot's first event.
    */
-  events(sinceSeq: number, onEvent: (e: EmulatorEvent, meta: { bootId: string }) => void, opts?: Omit<EventsOptions, 'epoch'> & { bootId?: string }): EventSubscription
+  events(
+    sinceSeq: number,
+    onEvent: (e: EmulatorEvent, meta: { bootId: string }) => void,
+    opts?: Omit<EventsOptions, 'epoch'> & { bootId?: string },
+  ): EventSubscription
 }
 
 type Callback = (err: grpc.ServiceError | null, res: unknown) => void
@@ -71,7 +75,9 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
     new Promise<Res>((resolve, reject) => {
       const fn = (control as unknown as Record<string, UnaryMethod>)[method]!.bind(control)
       try {
-        fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(fromServiceError(err, addr, method)) : resolve(res as Res)))
+        fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+          err ? reject(fromServiceError(err, addr, method)) : resolve(res as Res),
+        )
       } catch (e) {
         reject(new RemoteHostError('UNAVAILABLE', `emulator at ${addr}: ${method}: ${(e as Error).message}`, e))
       }

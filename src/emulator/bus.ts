@@ -314,7 +314,10 @@ export class ApBus {
     const m = this.ctx.machine
     const maxD = m.maxDomainId()
     const maxA = m.maxAdapterId()
-    const adapters = m.apm.and(this.apmask).ids().filter((a) => a <= maxA)
+    const adapters = m.apm
+      .and(this.apmask)
+      .ids()
+      .filter((a) => a <= maxA)
     for (const apqi of m.aqm.and(this.aqmask).ids()) {
       if (apqi > maxD) break
       for (const apid of adapters) {

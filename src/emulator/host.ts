@@ -143,7 +143,8 @@ class EmulatedHost implements EmulatedHostApi {
 
   setWorkload(apqn: string, perSecond: number): void {
     const q = this.queue(apqn)
-    if (!Number.isFinite(perSecond) || perSecond < 0 || perSecond > 1_000_000) throw new SysfsError('EINVAL', `workload: ${perSecond} is not a rate in 0..1000000 per second`)
+    if (!Number.isFinite(perSecond) || perSecond < 0 || perSecond > 1_000_000)
+      throw new SysfsError('EINVAL', `workload: ${perSecond} is not a rate in 0..1000000 per second`)
     if (perSecond === 0) this.workloads.delete(q)
     else this.workloads.set(q, { everyMs: 1000 / perSecond, nextAt: this.time + 1000 / perSecond })
   }

@@ -69,7 +69,10 @@ function dir(attrs: () => AttrTable, subs: () => Record<string, SysNode | undefi
 function branches(table: Record<string, (() => SysNode) | null>): DirNode {
   return {
     t: 'dir',
-    entries: () => Object.keys(table).filter((k) => table[k]).sort(),
+    entries: () =>
+      Object.keys(table)
+        .filter((k) => table[k])
+        .sort(),
     child: (name) => (Object.hasOwn(table, name) ? (table[name]?.() ?? undefined) : undefined),
   }
 }
@@ -345,7 +348,11 @@ export class Sysfs {
     return lazyDir(
       () => ['uevent', ...[...b.cards.values()].map((c) => c.name)],
       (name) => {
-        if (name === 'uevent') return rw(() => '', () => undefined)
+        if (name === 'uevent')
+          return rw(
+            () => '',
+            () => undefined,
+          )
         const dev = b.device(name)
         return dev instanceof ApCard ? this.cardDir(dev) : undefined
       },
@@ -452,13 +459,10 @@ export class Sysfs {
         requestq_count: ro(() => `${q.waiting}\n`),
         pendingq_count: ro(() => `${q.pending.length}\n`),
         reset: rw(
-          () =>
-            q.resetInProgress() ? 'Reset in progress.\n' : q.sm === 'WORKING' || q.sm === 'QUEUE_FULL' ? 'Reset Timer armed.\n' : 'No Reset Timer set.\n',
+          () => (q.resetInProgress() ? 'Reset in progress.\n' : q.sm === 'WORKING' || q.sm === 'QUEUE_FULL' ? 'Reset Timer armed.\n' : 'No Reset Timer set.\n'),
           () => b.writeQueueReset(q),
         ),
-        interrupt: ro(() =>
-          q.irq === 'pending' ? 'Enable Interrupt pending.\n' : q.irq === 'enabled' ? 'Interrupts enabled.\n' : 'Interrupts disabled.\n',
-        ),
+        interrupt: ro(() => (q.irq === 'pending' ? 'Enable Interrupt pending.\n' : q.irq === 'enabled' ? 'Interrupts enabled.\n' : 'Interrupts disabled.\n')),
         config: ro(() => `${q.config ? 1 : 0}\n`),
         chkstop: ro(() => `${q.chkstop ? 1 : 0}\n`),
         ap_functions: ro(() => {
@@ -525,8 +529,16 @@ export class Sysfs {
       () => [...(kb.matrixFeatures !== undefined ? ['features'] : []), 'mdev_supported_types', 'uevent', 'driver', 'subsystem', ...v.mdevs.keys()],
       (name) => {
         if (name === 'features') return kb.matrixFeatures !== undefined ? ro(() => `${kb.matrixFeatures}\n`) : undefined
-        if (name === 'mdev_supported_types') return dir(() => ({}), () => ({ 'vfio_ap-passthrough': typeDir }))
-        if (name === 'uevent') return rw(() => 'DRIVER=vfio_ap\n', () => undefined)
+        if (name === 'mdev_supported_types')
+          return dir(
+            () => ({}),
+            () => ({ 'vfio_ap-passthrough': typeDir }),
+          )
+        if (name === 'uevent')
+          return rw(
+            () => 'DRIVER=vfio_ap\n',
+            () => undefined,
+          )
         if (name === 'driver') return link('../../../bus/matrix/drivers/vfio_ap')
         if (name === 'subsystem') return link('../../../bus/matrix')
         const m = v.mdevs.get(name)
@@ -534,7 +546,12 @@ export class Sysfs {
       },
     )
     return dir(
-      () => ({ uevent: rw(() => '', () => undefined) }),
+      () => ({
+        uevent: rw(
+          () => '',
+          () => undefined,
+        ),
+      }),
       () => ({ matrix }),
     )
   }
@@ -547,10 +564,18 @@ export class Sysfs {
     return dir(
       () => ({ uevent: wo(() => undefined) }),
       () => ({
-        devices: dir(() => ({}), () => ({ matrix: link('../../../devices/vfio_ap/matrix') })),
+        devices: dir(
+          () => ({}),
+          () => ({ matrix: link('../../../devices/vfio_ap/matrix') }),
+        ),
         drivers: dir(
           () => ({}),
-          () => ({ vfio_ap: dir(() => ({ uevent: wo(() => undefined) }), () => ({ matrix: link('../../../../devices/vfio_ap/matrix') })) }),
+          () => ({
+            vfio_ap: dir(
+              () => ({ uevent: wo(() => undefined) }),
+              () => ({ matrix: link('../../../../devices/vfio_ap/matrix') }),
+            ),
+          }),
         ),
       }),
     )
@@ -614,7 +639,10 @@ export class Sysfs {
             )
           : undefined,
         remove: wo(live((val) => v.remove(m, val))),
-        uevent: rw(() => 'MDEV_TYPE=vfio_ap-passthrough\n', () => undefined),
+        uevent: rw(
+          () => 'MDEV_TYPE=vfio_ap-passthrough\n',
+          () => undefined,
+        ),
       }),
       () => ({
         mdev_type: link('../mdev_supported_types/vfio_ap-passthrough'),

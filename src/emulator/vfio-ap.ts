@@ -151,9 +151,10 @@ export class VfioAp {
       }
       throw new SysfsError('EADDRNOTAVAIL', `no queue of ${id} is bound to vfio_ap`)
     }
-    for (const a of apids) for (const d of apqis) {
-      if (this.bus.queues.get((a << 8) | d)?.driver !== 'vfio_ap') throw new SysfsError('EADDRNOTAVAIL', `${formatApqn(a, d)} is not bound to vfio_ap`)
-    }
+    for (const a of apids)
+      for (const d of apqis) {
+        if (this.bus.queues.get((a << 8) | d)?.driver !== 'vfio_ap') throw new SysfsError('EADDRNOTAVAIL', `${formatApqn(a, d)} is not bound to vfio_ap`)
+      }
   }
 
   /**

@@ -65,7 +65,10 @@ export type EndListener = (err: Error) => void
 
 /** The subscriber fell too far behind; resume with `sinceSeq = resumeSeq`. */
 export class SubscriptionLagError extends Error {
-  constructor(readonly resumeSeq: number, lag: number) {
+  constructor(
+    readonly resumeSeq: number,
+    lag: number,
+  ) {
     super(`event watcher fell ${lag} events behind; resume from seq ${resumeSeq}`)
     this.name = 'SubscriptionLagError'
   }

@@ -249,12 +249,18 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
 
   /** Runs `fn` in a lock session; its writes carry `headers` and the session. */
   const exclusiveWith = async <T>(headers: Array<[string, string]>, fn: (locked: SysfsAccess) => Promise<T>): Promise<T> => {
-    const lockCall = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions) => grpc.ClientReadableStream<WireLockGrant>>)['Lock']!({ wait_ms: lockWaitMs }, {})
+    const lockCall = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions) => grpc.ClientReadableStream<WireLockGrant>>)['Lock']!(
+      { wait_ms: lockWaitMs },
+      {},
+    )
     let grant: WireLockGrant
     try {
       grant = await new Promise<WireLockGrant>((resolve, reject) => {
         // The server answers within the wait it was given; more than that plus a margin: the host is stuck.
-        const timer = setTimeout(() => reject(new RemoteHostError('DEADLINE_EXCEEDED', `host at ${addr} did not answer Lock within ${lockWaitMs + timeoutMs} ms`)), lockWaitMs + timeoutMs)
+        const timer = setTimeout(
+          () => reject(new RemoteHostError('DEADLINE_EXCEEDED', `host at ${addr} did not answer Lock within ${lockWaitMs + timeoutMs} ms`)),
+          lockWaitMs + timeoutMs,
+        )
         lockCall.once('data', (g: WireLockGrant) => {
           clearTimeout(timer)
           resolve(g)

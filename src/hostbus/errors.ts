@@ -62,7 +62,12 @@ export function fromServiceError(err: grpc.ServiceError, addr: string, method: s
   const errno = first(err.metadata, ERRNO_KEY) as Errno | undefined
   const lockPath = first(err.metadata, LOCK_PATH_KEY)
   if (lockPath !== undefined && err.code === grpc.status.FAILED_PRECONDITION) {
-    return new ConfigLockBusyError(lockPath, first(err.metadata, LOCK_HOLDER_KEY) ?? '', Number(first(err.metadata, LOCK_WAITED_KEY) ?? 0), `host at ${addr}: ${err.details}`)
+    return new ConfigLockBusyError(
+      lockPath,
+      first(err.metadata, LOCK_HOLDER_KEY) ?? '',
+      Number(first(err.metadata, LOCK_WAITED_KEY) ?? 0),
+      `host at ${addr}: ${err.details}`,
+    )
   }
   if (code !== undefined) return new ApmatrixError(code as ErrorCode, err.details, errno ? { errno } : {})
   if (errno !== undefined && err.code === grpc.status.FAILED_PRECONDITION) return new SysfsError(errno, err.details)

@@ -137,7 +137,9 @@ export function createHostBusService(backend: HostBusBackend, opts: HostBusServi
       if (sessionId !== undefined) {
         const session = sessions.get(String(sessionId))
         // A pass whose hold ended (client gone, server limit) must not go on writing as if it held the lock.
-        const run = session ? () => session.write(path, value) : () => Promise.reject(new SysfsError('ECANCELED', `lock session ${String(sessionId).slice(0, 64)} has ended: the write was not made`))
+        const run = session
+          ? () => session.write(path, value)
+          : () => Promise.reject(new SysfsError('ECANCELED', `lock session ${String(sessionId).slice(0, 64)} has ended: the write was not made`))
         done = writes.applyAsync(path, value, fence, backend.bootId(), run)
       } else if (backend.synchronous) {
         // Check and write in one synchronous run: no other call can slip between them (X-5).

@@ -13,7 +13,12 @@ import { RemoteEmulatedHost } from './remote-emulated-host.js'
  * Connects to the host-bus server at `addr`, waits until it answers (RemoteHostError UNAVAILABLE after
  * `timeoutMs`) and returns the managed host its Info calls for.
  */
-export async function connectRemoteHost(name: string, addr: string, timeoutMs = 10_000, opts: HostBusClientOptions = {}): Promise<RemoteEmulatedHost | AgentHost> {
+export async function connectRemoteHost(
+  name: string,
+  addr: string,
+  timeoutMs = 10_000,
+  opts: HostBusClientOptions = {},
+): Promise<RemoteEmulatedHost | AgentHost> {
   const client = connectHostBus(addr, opts)
   let info
   try {

@@ -127,4 +127,3 @@ export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
     this.listeners.clear()
   }
 }
-

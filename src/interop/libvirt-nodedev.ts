@@ -72,7 +72,7 @@ export function importLibvirtNodedev(xml: string, opts: LibvirtNodedevImportOpti
   }
 
   if (root.name !== 'device') {
-    bad(root, "the root element of a node-device XML must be <device>")
+    bad(root, 'the root element of a node-device XML must be <device>')
     throwIfViolations(violations, 'nodedev XML')
   }
   noAttrs(root)

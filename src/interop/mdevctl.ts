@@ -108,7 +108,12 @@ export function importMdevctlDump(doc: unknown, opts: InteropImportOptions = {})
         const dpath = `${epath}[${JSON.stringify(uuidText)}]`
         if (parent !== MDEVCTL_PARENT) {
           const mdevType = isObject(def) && typeof def.mdev_type === 'string' ? def.mdev_type : undefined
-          skipped.push({ parent, uuid: uuidText, ...(mdevType === undefined ? {} : { mdevType }), reason: `parent '${parent}' is not the vfio_ap matrix device` })
+          skipped.push({
+            parent,
+            uuid: uuidText,
+            ...(mdevType === undefined ? {} : { mdevType }),
+            reason: `parent '${parent}' is not the vfio_ap matrix device`,
+          })
           return
         }
         let uuid: string
@@ -143,13 +148,7 @@ export function importMdevctlDefinition(uuid: string, doc: unknown, opts: Intero
   return device!
 }
 
-function definitionToDevice(
-  uuid: string,
-  def: unknown,
-  path: string,
-  r: Reporter,
-  limits: HostLimits,
-): MdevDesired | undefined {
+function definitionToDevice(uuid: string, def: unknown, path: string, r: Reporter, limits: HostLimits): MdevDesired | undefined {
   const bad = r.bad.bind(r)
   if (!isObject(def)) {
     bad(def, path, 'a definition must be an object { mdev_type, start, attrs }')

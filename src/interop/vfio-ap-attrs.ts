@@ -58,12 +58,7 @@ export const KNOWN_ATTRS: readonly string[] = [...Object.keys(WRITES), 'ap_confi
  * syntax and unknown attributes, OUT_OF_RANGE with the kernel's ENODEV for ids above `limits`) and the
  * offending write is skipped, so one pass reports them all.
  */
-export function specFromAttrs(
-  attrs: readonly LocatedAttr[],
-  state: MdevState,
-  violations: Violation[],
-  limits: HostLimits = FULL_LIMITS,
-): MdevSpec {
+export function specFromAttrs(attrs: readonly LocatedAttr[], state: MdevState, violations: Violation[], limits: HostLimits = FULL_LIMITS): MdevSpec {
   const sets: Record<Dimension, Set<number>> = { adapters: new Set(), domains: new Set(), controlDomains: new Set() }
   const max: Record<Dimension, number> = {
     adapters: limits.maxAdapterId,
@@ -84,7 +79,8 @@ export function specFromAttrs(
     if (w) {
       const n = kstrtoul(a.value)
       if (!n.ok) {
-        const why = n.errno === 'ERANGE' ? 'overflows an unsigned long (ERANGE)' : 'is not a number kstrtoul accepts: decimal, 0x hex or 0-prefixed octal (EINVAL, V-6)'
+        const why =
+          n.errno === 'ERANGE' ? 'overflows an unsigned long (ERANGE)' : 'is not a number kstrtoul accepts: decimal, 0x hex or 0-prefixed octal (EINVAL, V-6)'
         bad(a, why)
         continue
       }

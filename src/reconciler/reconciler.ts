@@ -224,7 +224,13 @@ export class Reconciler implements ReconcileTrigger {
       this.o.log.info({ host: hostName, ...lockBusy }, 'AP configuration lock held by another process; pass postponed')
       if (!this.lockBlocked.has(hostName)) {
         this.lockBlocked.add(hostName)
-        ev({ kind: 'host', name: hostName, type: 'ReconcileFailed', message: `waiting for the AP configuration lock ${e.path}, held by ${e.holderPid ? `pid ${e.holderPid}` : 'another process'} (chzdev, mdevctl or ap-check): nothing was written, the pass is retried`, data: { errno: 'EBUSY', ...lockBusy } })
+        ev({
+          kind: 'host',
+          name: hostName,
+          type: 'ReconcileFailed',
+          message: `waiting for the AP configuration lock ${e.path}, held by ${e.holderPid ? `pid ${e.holderPid}` : 'another process'} (chzdev, mdevctl or ap-check): nothing was written, the pass is retried`,
+          data: { errno: 'EBUSY', ...lockBusy },
+        })
       }
       outcome = { host: hostName, converged: false, drift: false, lockBusy }
     }
@@ -270,7 +276,13 @@ export class Reconciler implements ReconcileTrigger {
           masks = record
           desired = desiredOf(masks)
           plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
-          ev({ kind: 'masks', name: 'masks', type: 'MasksAdopted', message: `the host's masks changed (apmask ${record.apmask}, aqmask ${record.aqmask}) before a desired state was given: adopted again`, data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation } })
+          ev({
+            kind: 'masks',
+            name: 'masks',
+            type: 'MasksAdopted',
+            message: `the host's masks changed (apmask ${record.apmask}, aqmask ${record.aqmask}) before a desired state was given: adopted again`,
+            data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation },
+          })
         }
       }
       await this.o.hook?.('beforeStatusWrite', hostName)
@@ -284,7 +296,13 @@ export class Reconciler implements ReconcileTrigger {
       (!masks || masks.status.observedGeneration === masks.generation)
     const drift = wasConverged && plan.operations.length > 0 && (rows.length > 0 || masks !== null)
     if (drift) {
-      ev({ kind: 'host', name: hostName, type: 'DriftDetected', message: `the bus differs from the desired state: ${plan.operations.map((o) => o.kind).join(', ')}`, data: { operations: plan.operations.map(summarizeOp) } })
+      ev({
+        kind: 'host',
+        name: hostName,
+        type: 'DriftDetected',
+        message: `the bus differs from the desired state: ${plan.operations.map((o) => o.kind).join(', ')}`,
+        data: { operations: plan.operations.map(summarizeOp) },
+      })
     }
 
     let execution: ExecutionResult | undefined
@@ -330,7 +348,9 @@ export class Reconciler implements ReconcileTrigger {
   private async execute(host: ManagedHost, bus: BusPort, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
     const { store } = this.o
     const reconcileId = randomUUID()
-    const entries = await store.journal.append(plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: op as unknown as Record<string, unknown> })))
+    const entries = await store.journal.append(
+      plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: op as unknown as Record<string, unknown> })),
+    )
     const result = await executePlan(
       bus,
       plan,
@@ -353,7 +373,13 @@ export class Reconciler implements ReconcileTrigger {
   private stepEvents(step: StepResult, ev: (e: Omit<EventInput, 'host'>) => void): void {
     const op = step.op
     if (step.state === 'failed') {
-      ev({ kind: opTarget(op) ? 'mdev' : 'host', name: opTarget(op) ?? '', type: 'ReconcileFailed', message: `${op.kind} failed: ${step.message}`, data: { errno: step.errno ?? null, op: summarizeOp(op) } })
+      ev({
+        kind: opTarget(op) ? 'mdev' : 'host',
+        name: opTarget(op) ?? '',
+        type: 'ReconcileFailed',
+        message: `${op.kind} failed: ${step.message}`,
+        data: { errno: step.errno ?? null, op: summarizeOp(op) },
+      })
       return
     }
     switch (op.kind) {
@@ -361,21 +387,51 @@ export class Reconciler implements ReconcileTrigger {
         ev({ kind: 'mdev', name: op.uuid, type: 'MdevStarted', message: `matrix device ${op.uuid} created on the bus` })
         break
       case 'removeMdev':
-        ev({ kind: 'mdev', name: op.uuid, type: 'MdevStopped', message: `matrix device ${op.uuid} removed from the bus${op.guest ? ` (guest ${op.guest} was detached: forced)` : ''}` })
+        ev({
+          kind: 'mdev',
+          name: op.uuid,
+          type: 'MdevStopped',
+          message: `matrix device ${op.uuid} removed from the bus${op.guest ? ` (guest ${op.guest} was detached: forced)` : ''}`,
+        })
         break
       case 'shrinkMdev':
       case 'configureMdev':
-        ev({ kind: 'mdev', name: op.uuid, type: 'MdevReconfigured', message: `matrix of ${op.uuid} set to ${op.to.adapters.length} adapters x ${op.to.domains.length} domains, ${op.to.controlDomains.length} control domains`, data: { to: op.to } })
+        ev({
+          kind: 'mdev',
+          name: op.uuid,
+          type: 'MdevReconfigured',
+          message: `matrix of ${op.uuid} set to ${op.to.adapters.length} adapters x ${op.to.domains.length} domains, ${op.to.controlDomains.length} control domains`,
+          data: { to: op.to },
+        })
         break
       case 'returnToHost':
       case 'takeFromHost':
-        ev({ kind: 'masks', name: 'masks', type: 'MasksApplied', message: `${op.kind === 'returnToHost' ? 'returned' : 'took'} ${op.apqns.length} queues ${op.kind === 'returnToHost' ? 'to' : 'from'} the host drivers`, data: { apmask: op.apmask, aqmask: op.aqmask, queues: op.apqns.length } })
+        ev({
+          kind: 'masks',
+          name: 'masks',
+          type: 'MasksApplied',
+          message: `${op.kind === 'returnToHost' ? 'returned' : 'took'} ${op.apqns.length} queues ${op.kind === 'returnToHost' ? 'to' : 'from'} the host drivers`,
+          data: { apmask: op.apmask, aqmask: op.aqmask, queues: op.apqns.length },
+        })
         for (const [apqn, n] of Object.entries(step.lostByApqn ?? {})) {
-          ev({ kind: 'queue', name: apqn, type: 'QueueFlushed', message: `${n} requests on ${apqn} were lost to the flush (drain ${step.lostRequests ? 'incomplete' : 'complete'})`, data: { lost: n } })
+          ev({
+            kind: 'queue',
+            name: apqn,
+            type: 'QueueFlushed',
+            message: `${n} requests on ${apqn} were lost to the flush (drain ${step.lostRequests ? 'incomplete' : 'complete'})`,
+            data: { lost: n },
+          })
         }
         break
       case 'drainQueues':
-        if (step.drain?.timedOut) ev({ kind: 'host', name: '', type: 'DrainTimedOut', message: `queues still busy after ${step.drain.waitedMs} ms: ${Object.keys(step.drain.remaining).join(', ')}`, data: { remaining: step.drain.remaining } })
+        if (step.drain?.timedOut)
+          ev({
+            kind: 'host',
+            name: '',
+            type: 'DrainTimedOut',
+            message: `queues still busy after ${step.drain.waitedMs} ms: ${Object.keys(step.drain.remaining).join(', ')}`,
+            data: { remaining: step.drain.remaining },
+          })
         break
       case 'bindQueue':
         ev({ kind: 'queue', name: op.apqn, type: 'QueueBound', message: `${op.apqn} bound to ${op.driver} again` })
@@ -405,7 +461,8 @@ export class Reconciler implements ReconcileTrigger {
       }
       const failedStep = execution?.failed && opTarget(execution.failed.op) === r.uuid ? execution.failed : undefined
       let lost = 0
-      for (const a of r.spec.adapters) for (const d of r.spec.domains) lost += lostByApqn.get(`${a.toString(16).padStart(2, '0')}.${d.toString(16).padStart(4, '0')}`) ?? 0
+      for (const a of r.spec.adapters)
+        for (const d of r.spec.domains) lost += lostByApqn.get(`${a.toString(16).padStart(2, '0')}.${d.toString(16).padStart(4, '0')}`) ?? 0
       const previous = (r.status.observedGeneration !== undefined ? r.status : null) as MdevStatus | null
       const status = computeMdevStatus({
         generation: r.generation,
@@ -422,7 +479,9 @@ export class Reconciler implements ReconcileTrigger {
       })
       this.transitionEvents(r, previous, status, ev)
       if (JSON.stringify(status) !== JSON.stringify(r.status)) {
-        await store.mdevs.updateStatus(r.host, r.uuid, status).catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'status write lost a race; next pass rewrites it'))
+        await store.mdevs
+          .updateStatus(r.host, r.uuid, status)
+          .catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'status write lost a race; next pass rewrites it'))
       }
     }
     const maskStatus = { apmask: after.apmask, aqmask: after.aqmask, observedGeneration: masksGeneration, readAt: new Date().toISOString() }
@@ -468,7 +527,14 @@ export class Reconciler implements ReconcileTrigger {
     // Closed together with their event: a crash later in this pass must not lose the record that steps were abandoned.
     await this.o.store.transaction(async (tx) => {
       for (const e of open) await tx.journal.update(e.id, 'failed', 'abandoned: the reconcile that planned it did not finish (crash or lease loss)')
-      await tx.events.append({ host: host.name, kind: 'host', name: host.name, type: 'ReconcileResumed', actor: 'reconciler', message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus` })
+      await tx.events.append({
+        host: host.name,
+        kind: 'host',
+        name: host.name,
+        type: 'ReconcileResumed',
+        actor: 'reconciler',
+        message: `${open.length} steps of an interrupted reconcile were abandoned; re-planning from the bus`,
+      })
     })
   }
 

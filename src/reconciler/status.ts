@@ -37,7 +37,11 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
   const matrix = o?.matrix ?? []
   const guestMatrix = o?.guestMatrix ?? []
   const converged = wantActive
-    ? !!o && sameList(matrix, wantMatrix) && sameList(o.controlDomains, i.spec.controlDomains) && sameList(o.adapters, i.spec.adapters) && sameList(o.domains, i.spec.domains)
+    ? !!o &&
+      sameList(matrix, wantMatrix) &&
+      sameList(o.controlDomains, i.spec.controlDomains) &&
+      sameList(o.adapters, i.spec.adapters) &&
+      sameList(o.domains, i.spec.domains)
     : !o
   // V-20: an adapter of the matrix that the machine has but the guest does not get was filtered.
   const inGuest = new Set(guestMatrix.map((q) => Number.parseInt(q.slice(0, 2), 16)))
@@ -60,7 +64,12 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
   const hex = (a: number) => a.toString(16).padStart(2, '0')
   const conditions: Condition[] = [
     converged
-      ? cond('Ready', 'True', wantActive ? 'Active' : 'Stopped', wantActive ? 'the matrix device exists on the bus with the desired matrix' : 'the matrix device is defined and not on the bus')
+      ? cond(
+          'Ready',
+          'True',
+          wantActive ? 'Active' : 'Stopped',
+          wantActive ? 'the matrix device exists on the bus with the desired matrix' : 'the matrix device is defined and not on the bus',
+        )
       : i.failure
         ? cond('Ready', 'False', 'ReconcileFailed', i.failure.message)
         : inUse
@@ -73,9 +82,16 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
         ? cond('Degraded', 'True', 'AdapterFiltered', `the guest does not get adapters ${filtered.map(hex).join(', ')}`)
         : cond('Degraded', 'False', 'Healthy', 'no fault'),
     filtered.length
-      ? cond('AdapterFiltered', 'True', 'QueueNotBound', `adapters ${filtered.map(hex).join(', ')} are filtered out of the guest: some of their queues are not bound to vfio_ap or failed a reset (V-20)`)
+      ? cond(
+          'AdapterFiltered',
+          'True',
+          'QueueNotBound',
+          `adapters ${filtered.map(hex).join(', ')} are filtered out of the guest: some of their queues are not bound to vfio_ap or failed a reset (V-20)`,
+        )
       : cond('AdapterFiltered', 'False', 'AllAdaptersPassed', 'every configured adapter of the matrix reaches the guest'),
-    i.guest ? cond('InUseByGuest', 'True', 'GuestAttached', `open by guest ${i.guest}`) : cond('InUseByGuest', 'False', 'NoGuest', 'no guest has the device open'),
+    i.guest
+      ? cond('InUseByGuest', 'True', 'GuestAttached', `open by guest ${i.guest}`)
+      : cond('InUseByGuest', 'False', 'NoGuest', 'no guest has the device open'),
   ]
   return {
     observedGeneration: i.generation,

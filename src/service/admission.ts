@@ -31,16 +31,22 @@ export function rejection(violations: Violation[], what = 'desired state', synta
   const first = violations.find((v) => v.rule === code)!.message
   const more = violations.length > 1 ? ` (${violations.length} violations in all)` : ''
   // The errno the kernel would give for the same refusal (V-10, B-24, B-21).
-  const errno = (
-    { APQN_IN_USE: 'EADDRINUSE', APQN_RESERVED: 'EADDRNOTAVAIL', BUSY: 'EBUSY', OUT_OF_RANGE: 'ENODEV', INSTANCE_LIMIT: 'EUSERS' } as Partial<Record<ErrorCode, Errno>>
-  )[code] ?? syntaxErrno
+  const errno =
+    (
+      { APQN_IN_USE: 'EADDRINUSE', APQN_RESERVED: 'EADDRNOTAVAIL', BUSY: 'EBUSY', OUT_OF_RANGE: 'ENODEV', INSTANCE_LIMIT: 'EUSERS' } as Partial<
+        Record<ErrorCode, Errno>
+      >
+    )[code] ?? syntaxErrno
   return new ApmatrixError(code, `${what} refused: ${first}${more}`, { violations, ...(errno ? { errno } : {}) })
 }
 
 // Devices that are being deleted are on their way off the bus (plan step 2 runs before any create or
 // grow), so they hold nothing a new device cannot take; foreign devices count as started.
 function holders(s: HostDesired): MdevDesired[] {
-  const foreign = s.foreign.map((f) => ({ uuid: f.uuid, spec: { adapters: f.spec.adapters, domains: f.spec.domains, controlDomains: [], state: 'started' as const } }))
+  const foreign = s.foreign.map((f) => ({
+    uuid: f.uuid,
+    spec: { adapters: f.spec.adapters, domains: f.spec.domains, controlDomains: [], state: 'started' as const },
+  }))
   const own = s.mdevs
     .filter((m) => !m.deleting)
     .map((m) => ({ uuid: m.uuid, spec: { adapters: m.adapters, domains: m.domains, controlDomains: m.controlDomains, state: m.state } }))
@@ -116,6 +122,8 @@ export function parseMaskInput(input: MaskInput, current: Mask, field: string): 
 function invalid(field: string, message: string, errno?: 'EINVAL'): ApmatrixError {
   return new ApmatrixError('INVALID_ARGUMENT', `${field}: ${message}`, {
     ...(errno ? { errno } : {}),
-    violations: [{ rule: 'INVALID_ARGUMENT', field, message: `${field}: ${message}`, fix: 'use 0x + up to 64 hex digits, +n,-m,+a-b terms, or an array of ids' }],
+    violations: [
+      { rule: 'INVALID_ARGUMENT', field, message: `${field}: ${message}`, fix: 'use 0x + up to 64 hex digits, +n,-m,+a-b terms, or an array of ids' },
+    ],
   })
 }

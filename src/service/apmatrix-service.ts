@@ -282,7 +282,18 @@ export class ApmatrixService {
             const changed = !state.apmask.equals(apmask) || !state.aqmask.equals(aqmask)
             return {
               result: { generation: rec.generation },
-              events: changed ? [{ host, kind: 'masks', name: 'masks', type: 'MasksChanged', message: `apmask ${rec.apmask} aqmask ${rec.aqmask}`, data: { generation: rec.generation } }] : [],
+              events: changed
+                ? [
+                    {
+                      host,
+                      kind: 'masks',
+                      name: 'masks',
+                      type: 'MasksChanged',
+                      message: `apmask ${rec.apmask} aqmask ${rec.aqmask}`,
+                      data: { generation: rec.generation },
+                    },
+                  ]
+                : [],
             }
           },
         }
@@ -359,7 +370,11 @@ export class ApmatrixService {
     if (isPlainObject(meta)) for (const k of Object.keys(meta)) if (!['labels', 'owner'].includes(k)) bad.push(`metadata.${k}`)
     if (patch.spec === null) bad.push('spec (cannot be removed)')
     if (bad.length) {
-      const violations = bad.map((f) => ({ rule: 'INVALID_ARGUMENT' as const, field: f, message: `${f} cannot be changed by a patch (only spec, labels, owner)` }))
+      const violations = bad.map((f) => ({
+        rule: 'INVALID_ARGUMENT' as const,
+        field: f,
+        message: `${f} cannot be changed by a patch (only spec, labels, owner)`,
+      }))
       throw new ApmatrixError('INVALID_ARGUMENT', `patch changes read-only fields: ${bad.join(', ')}`, { violations })
     }
     const labelsPatch = isPlainObject(meta) && 'labels' in meta ? meta.labels : patch.labels
@@ -390,7 +405,11 @@ export class ApmatrixService {
           apply: async (tx) => {
             const rec = await tx.mdevs.markDeleted(host, id, { force: !!ctx.force, ...precondition(ctx) })
             const changed = !cur.deletionRequestedAt || rec.force !== cur.force
-            return { result: mdevView(rec), events: changed ? [mdevEvent(rec, 'MdevUndefined', `deletion requested${rec.force ? ' (force)' : ''}`)] : [], detail: { force: rec.force } }
+            return {
+              result: mdevView(rec),
+              events: changed ? [mdevEvent(rec, 'MdevUndefined', `deletion requested${rec.force ? ' (force)' : ''}`)] : [],
+              detail: { force: rec.force },
+            }
           },
         }
       },
@@ -419,7 +438,14 @@ export class ApmatrixService {
             const result: ApplyResult = { plan, masks: { generation: 0, resourceVersion: '' }, mdevs: [] }
             const masks = await tx.masks.set(host, { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() }, precondition(ctx))
             if (!state.apmask.equals(after.apmask) || !state.aqmask.equals(after.aqmask)) {
-              events.push({ host, kind: 'masks', name: 'masks', type: 'MasksChanged', message: `apmask ${masks.apmask} aqmask ${masks.aqmask}`, data: { generation: masks.generation } })
+              events.push({
+                host,
+                kind: 'masks',
+                name: 'masks',
+                type: 'MasksChanged',
+                message: `apmask ${masks.apmask} aqmask ${masks.aqmask}`,
+                data: { generation: masks.generation },
+              })
             }
             result.masks = { generation: masks.generation, resourceVersion: masks.resourceVersion }
             for (const m of listed) {
@@ -502,7 +528,8 @@ export class ApmatrixService {
    */
   async importMdevs(host: string, format: string, document: unknown, ctx: CallContext & ImportOptions = {}): Promise<Mutation<ImportView>> {
     checkFormat(format, IMPORT_FORMATS)
-    if (ctx.state !== undefined && format !== 'libvirt-nodedev') throw invalid('state', 'only a libvirt-nodedev import takes a state (mdevctl documents carry start auto|manual)')
+    if (ctx.state !== undefined && format !== 'libvirt-nodedev')
+      throw invalid('state', 'only a libvirt-nodedev import takes a state (mdevctl documents carry start auto|manual)')
     if (ctx.state !== undefined && ctx.state !== 'started' && ctx.state !== 'stopped') throw invalid('state', 'must be started or stopped')
     const owner = ctx.owner === undefined ? null : checkOwner(ctx.owner)
     return this.mutate<ImportView>(ctx, {
@@ -518,9 +545,19 @@ export class ApmatrixService {
         for (const d of doc.devices) {
           const cur = stored.mdevs.find((m) => m.uuid === d.uuid)
           if (cur?.deletionRequestedAt) {
-            violations.push({ rule: 'ALREADY_EXISTS', field: d.uuid, message: `matrix device ${d.uuid} exists and is being deleted`, fix: 'wait until it is gone, or import it under another uuid' })
+            violations.push({
+              rule: 'ALREADY_EXISTS',
+              field: d.uuid,
+              message: `matrix device ${d.uuid} exists and is being deleted`,
+              fix: 'wait until it is gone, or import it under another uuid',
+            })
           } else if (cur && !sameSpec(cur.spec, d.spec)) {
-            violations.push({ rule: 'ALREADY_EXISTS', field: d.uuid, message: `matrix device ${d.uuid} already exists with a different spec`, fix: 'change it with PUT or PATCH, or import it under another uuid' })
+            violations.push({
+              rule: 'ALREADY_EXISTS',
+              field: d.uuid,
+              message: `matrix device ${d.uuid} already exists with a different spec`,
+              fix: 'change it with PUT or PATCH, or import it under another uuid',
+            })
           } else if (cur) {
             actions.push({ uuid: d.uuid, action: 'unchanged' })
           } else {
@@ -531,7 +568,11 @@ export class ApmatrixService {
           }
         }
         if (violations.length) {
-          throw new ApmatrixError('ALREADY_EXISTS', `import refused: ${violations[0]!.message}${violations.length > 1 ? ` (${violations.length} devices in all)` : ''}`, { violations })
+          throw new ApmatrixError(
+            'ALREADY_EXISTS',
+            `import refused: ${violations[0]!.message}${violations.length > 1 ? ` (${violations.length} devices in all)` : ''}`,
+            { violations },
+          )
         }
         const specOf = new Map(doc.devices.map((d) => [d.uuid, d.spec]))
         return {
@@ -546,7 +587,9 @@ export class ApmatrixService {
                 continue
               }
               const { mdev } = await tx.mdevs.create({ host, uuid: a.uuid, spec: specOf.get(a.uuid)!, owner, origin: 'imported' })
-              events.push(mdevEvent(mdev, 'MdevDefined', a.action === 'adopted' ? `adopted from the bus by a ${format} import` : `defined by a ${format} import`))
+              events.push(
+                mdevEvent(mdev, 'MdevDefined', a.action === 'adopted' ? `adopted from the bus by a ${format} import` : `defined by a ${format} import`),
+              )
               items.push(mdevView(mdev))
             }
             const count = (x: ImportAction['action']) => actions.filter((a) => a.action === x).length
@@ -554,7 +597,13 @@ export class ApmatrixService {
               result: { items, actions, skipped: doc.skipped },
               created: events.length > 0,
               events,
-              detail: { format, createdDevices: count('created'), adoptedDevices: count('adopted'), unchangedDevices: count('unchanged'), skippedDefinitions: doc.skipped.length },
+              detail: {
+                format,
+                createdDevices: count('created'),
+                adoptedDevices: count('adopted'),
+                unchangedDevices: count('unchanged'),
+                skippedDefinitions: doc.skipped.length,
+              },
             }
           },
         }
@@ -658,7 +707,11 @@ export class ApmatrixService {
     }
   }
 
-  private async emulated<T>(host: string, fn: (e: NonNullable<ManagedHost['emulator']>) => Promise<T>, overrides?: Parameters<typeof fromSysfsError>[1]): Promise<T> {
+  private async emulated<T>(
+    host: string,
+    fn: (e: NonNullable<ManagedHost['emulator']>) => Promise<T>,
+    overrides?: Parameters<typeof fromSysfsError>[1],
+  ): Promise<T> {
     const h = this.managed(host)
     // A real host (driver sysfs or agent) exists but has no emulator: a precondition, not a missing resource.
     if (!h.emulator) throw new ApmatrixError('FAILED_PRECONDITION', `host ${host} is not emulated: emulator controls exist only for emulated hosts`)
@@ -726,8 +779,10 @@ export class ApmatrixService {
         return fallback
       }
     }
-    const apmask = doc.masks?.apmask === undefined ? state.apmask : collect(() => parseMaskInput(doc.masks!.apmask!, state.apmask, 'masks.apmask'), state.apmask)
-    const aqmask = doc.masks?.aqmask === undefined ? state.aqmask : collect(() => parseMaskInput(doc.masks!.aqmask!, state.aqmask, 'masks.aqmask'), state.aqmask)
+    const apmask =
+      doc.masks?.apmask === undefined ? state.apmask : collect(() => parseMaskInput(doc.masks!.apmask!, state.apmask, 'masks.apmask'), state.apmask)
+    const aqmask =
+      doc.masks?.aqmask === undefined ? state.aqmask : collect(() => parseMaskInput(doc.masks!.aqmask!, state.aqmask, 'masks.aqmask'), state.aqmask)
     const owner = doc.owner === undefined || doc.owner === null ? null : collect(() => checkOwner(doc.owner), null)
     const listed: Array<{ uuid: string; spec: MdevSpec; labels: Record<string, string>; owner: string | null }> = []
     const seen = new Set<string>()
@@ -741,7 +796,12 @@ export class ApmatrixService {
       }
       seen.add(uuid)
       if (stored.mdevs.find((r) => r.uuid === uuid)?.deletionRequestedAt) {
-        violations.push({ rule: 'INVALID_ARGUMENT', field: `mdevs[${i}].uuid`, message: `matrix device ${uuid} is being deleted`, fix: 'wait until it is gone, or use another uuid' })
+        violations.push({
+          rule: 'INVALID_ARGUMENT',
+          field: `mdevs[${i}].uuid`,
+          message: `matrix device ${uuid} is being deleted`,
+          fix: 'wait until it is gone, or use another uuid',
+        })
         return
       }
       const labels = collect(() => checkLabels(m.labels ?? {}), {})
@@ -824,9 +884,23 @@ export class ApmatrixService {
         admit(state, p.after)
         const r = await p.apply(tx, planView(p.after, observed, guests, [], p.focus))
         const outcome: Mutation<T> = { dryRun: false, result: r.result, ...(r.created !== undefined ? { created: r.created } : {}) }
-        await tx.audit.append({ actor, action: op.action, target: op.target, outcome: 'ok', requestId: ctx.requestId ?? null, detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}) } })
+        await tx.audit.append({
+          actor,
+          action: op.action,
+          target: op.target,
+          outcome: 'ok',
+          requestId: ctx.requestId ?? null,
+          detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}) },
+        })
         if (ctx.idempotencyKey) {
-          await tx.idempotency.put({ scope, key: ctx.idempotencyKey, requestHash: hash, responseStatus: r.created ? 201 : 200, responseBody: { result: r.result, created: r.created }, ttlMs: this.idempotencyTtlMs })
+          await tx.idempotency.put({
+            scope,
+            key: ctx.idempotencyKey,
+            requestHash: hash,
+            responseStatus: r.created ? 201 : 200,
+            responseBody: { result: r.result, created: r.created },
+            ttlMs: this.idempotencyTtlMs,
+          })
         }
         // Events last: appending serialises writers until commit (event-repo.ts).
         for (const e of r.events) await tx.events.append({ ...e, requestId: ctx.requestId ?? null, actor })
@@ -838,7 +912,14 @@ export class ApmatrixService {
       if (e instanceof ApmatrixError && e.code !== 'UNAVAILABLE') {
         // A refusal is audited too; it cannot share the (rolled back) transaction.
         await this.store.audit
-          .append({ actor, action: op.action, target: op.target, outcome: e.code, requestId: ctx.requestId ?? null, detail: { violations: e.violations.length } })
+          .append({
+            actor,
+            action: op.action,
+            target: op.target,
+            outcome: e.code,
+            requestId: ctx.requestId ?? null,
+            detail: { violations: e.violations.length },
+          })
           .catch(() => undefined)
       }
       throw e

@@ -201,9 +201,7 @@ export interface PlanView {
  * `created` (creates only) tells a new object from an idempotent repeat; `replayed` that the result
  * came from an earlier request with the same idempotency key.
  */
-export type Mutation<T> =
-  | { dryRun: false; result: T; created?: boolean; replayed?: boolean }
-  | { dryRun: true; plan: PlanView }
+export type Mutation<T> = { dryRun: false; result: T; created?: boolean; replayed?: boolean } | { dryRun: true; plan: PlanView }
 
 /** Result of a whole-host apply. */
 export interface ApplyResult {
@@ -214,16 +212,7 @@ export interface ApplyResult {
 
 /** Emulator hardware action body (the emulator shell's actions). */
 export interface HardwareInput {
-  action:
-    | 'config-off'
-    | 'config-on'
-    | 'checkstop'
-    | 'checkstop-clear'
-    | 'add-adapter'
-    | 'remove-adapter'
-    | 'add-domain'
-    | 'remove-domain'
-    | 'set-mode'
+  action: 'config-off' | 'config-on' | 'checkstop' | 'checkstop-clear' | 'add-adapter' | 'remove-adapter' | 'add-domain' | 'remove-domain' | 'set-mode'
   apid?: number
   apqi?: number
   rawType?: number

@@ -89,9 +89,7 @@ export function readMigrationFiles(migrationsDir: string): Migration[] {
 function plan(migrations: Migration[], rows: AppliedRow[]): { pending: Migration[]; edited: string[] } {
   const failed = rows.filter((r) => r.finished_at == null && r.rolled_back_at == null).map((r) => r.migration_name)
   if (failed.length) {
-    throw new Error(
-      `migrations failed earlier and need manual resolution (prisma migrate resolve): ${failed.join(', ')}`,
-    )
+    throw new Error(`migrations failed earlier and need manual resolution (prisma migrate resolve): ${failed.join(', ')}`)
   }
   const done = new Map(rows.filter((r) => r.finished_at != null && r.rolled_back_at == null).map((r) => [r.migration_name, r.checksum]))
   return {
@@ -137,10 +135,11 @@ async function applyPostgres(url: string, migrations: Migration[]): Promise<Migr
       for (const m of pending) {
         await client.query('BEGIN')
         try {
-          await client.query(
-            'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)',
-            [crypto.randomUUID(), m.checksum, m.name],
-          )
+          await client.query('INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)', [
+            crypto.randomUUID(),
+            m.checksum,
+            m.name,
+          ])
           await client.query(m.sql)
           await client.query(
             'UPDATE "_prisma_migrations" SET finished_at = clock_timestamp(), applied_steps_count = 1 WHERE migration_name = $1 AND finished_at IS NULL',
@@ -195,9 +194,12 @@ async function applySqlite(url: string, migrations: Migration[]): Promise<Migrat
             break
           }
           const id = crypto.randomUUID()
-          db.prepare(
-            'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, 0)',
-          ).run(id, m.checksum, m.name, now())
+          db.prepare('INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, 0)').run(
+            id,
+            m.checksum,
+            m.name,
+            now(),
+          )
           try {
             db.exec(m.sql)
           } catch (e) {
@@ -205,7 +207,10 @@ async function applySqlite(url: string, migrations: Migration[]): Promise<Migrat
           }
           const dangling = db.prepare('PRAGMA foreign_key_check').all() as Array<{ table: string; rowid: number; parent: string }>
           if (dangling.length) {
-            const sample = dangling.slice(0, 5).map((d) => `${d.table} row ${d.rowid} -> ${d.parent}`).join(', ')
+            const sample = dangling
+              .slice(0, 5)
+              .map((d) => `${d.table} row ${d.rowid} -> ${d.parent}`)
+              .join(', ')
             throw migrationFailed(m, new Error(`it leaves ${dangling.length} foreign key violation(s): ${sample}`))
           }
           db.prepare('UPDATE "_prisma_migrations" SET finished_at = ?, applied_steps_count = 1 WHERE id = ?').run(now(), id)

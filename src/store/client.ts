@@ -16,10 +16,7 @@ export type DbTx = Prisma.TransactionClient
  */
 export async function createPrismaClient(cfg: DatabaseConfig): Promise<Db> {
   if (cfg.provider === 'postgres') {
-    const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
-      import('../generated/prisma-postgres/client.js'),
-      import('@prisma/adapter-pg'),
-    ])
+    const [{ PrismaClient }, { PrismaPg }] = await Promise.all([import('../generated/prisma-postgres/client.js'), import('@prisma/adapter-pg')])
     const adapter = new PrismaPg({ connectionString: cfg.url, connectionTimeoutMillis: 5_000 })
     return new PrismaClient({ adapter }) as unknown as Db
   }

@@ -37,10 +37,7 @@ export function parseDatabaseUrl(url: string = process.env.DATABASE_URL || DEFAU
     if (!file) throw new ApmatrixError('INVALID_ARGUMENT', 'DATABASE_URL file: needs a path, e.g. file:./data/apmatrix.db')
     return { provider: 'sqlite', url: `file:${file}`, file: file === ':memory:' ? file : path.resolve(file) }
   }
-  throw new ApmatrixError(
-    'INVALID_ARGUMENT',
-    `DATABASE_URL must be file:PATH (SQLite) or postgresql://USER@HOST:PORT/DB (PostgreSQL), got ${redact(url)}`,
-  )
+  throw new ApmatrixError('INVALID_ARGUMENT', `DATABASE_URL must be file:PATH (SQLite) or postgresql://USER@HOST:PORT/DB (PostgreSQL), got ${redact(url)}`)
 }
 
 /** Creates the folder of a SQLite file (better-sqlite3 does not); no-op for PostgreSQL and `:memory:`. */

@@ -32,9 +32,7 @@ export class HostRepo {
   /** Creates or replaces the host's fields (idempotent; a new bootId after a reboot is just an update). */
   upsert(h: HostInput): Promise<HostRecord> {
     const data = { ...h, profile: h.profile ?? null, features: toJson([...h.features].sort()) }
-    return this.ctx.write(`host ${h.name}`, async (db) =>
-      toRecord(await db.host.upsert({ where: { name: h.name }, create: data, update: data })),
-    )
+    return this.ctx.write(`host ${h.name}`, async (db) => toRecord(await db.host.upsert({ where: { name: h.name }, create: data, update: data })))
   }
 
   /** The host; `NOT_FOUND` if it is not registered. */

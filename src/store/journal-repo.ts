@@ -40,7 +40,13 @@ export class JournalRepo {
     return this.ctx.write('journal entries', async (db) => {
       const out: JournalRecord[] = []
       for (const e of entries) {
-        out.push(toRecord(await db.journalEntry.create({ data: { ...e, operation: toJson(e.operation), state: 'planned', time: this.ctx.clock(), updatedAt: this.ctx.clock() } })))
+        out.push(
+          toRecord(
+            await db.journalEntry.create({
+              data: { ...e, operation: toJson(e.operation), state: 'planned', time: this.ctx.clock(), updatedAt: this.ctx.clock() },
+            }),
+          ),
+        )
       }
       return out
     })
@@ -64,8 +70,9 @@ export class JournalRepo {
 
   /** Deletes the host's finished entries (done or failed) last updated before `before` (store clock); returns how many. */
   prune(host: string, before: Date): Promise<number> {
-    return this.ctx.write(`journal of ${host}`, async (db) =>
-      (await db.journalEntry.deleteMany({ where: { host, state: { in: ['done', 'failed'] }, updatedAt: { lt: before } } })).count,
+    return this.ctx.write(
+      `journal of ${host}`,
+      async (db) => (await db.journalEntry.deleteMany({ where: { host, state: { in: ['done', 'failed'] }, updatedAt: { lt: before } } })).count,
     )
   }
 }

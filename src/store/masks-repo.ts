@@ -63,14 +63,20 @@ export class MasksRepo {
       const cur = await db.hostMasks.findUnique({ where: { host } })
       if (!cur) {
         try {
-          return { outcome: 'created' as const, record: toRecord(await db.hostMasks.create({ data: { host, ...masks, generation: 0, resourceVersion: newResourceVersion() } })) }
+          return {
+            outcome: 'created' as const,
+            record: toRecord(await db.hostMasks.create({ data: { host, ...masks, generation: 0, resourceVersion: newResourceVersion() } })),
+          }
         } catch (e) {
           if (prismaCode(e) === 'P2002') throw new RetryTransaction(`masks of ${host}: concurrent create`)
           throw e
         }
       }
       if (cur.generation !== 0 || (cur.apmask === masks.apmask && cur.aqmask === masks.aqmask)) return { outcome: 'unchanged' as const, record: toRecord(cur) }
-      const n = await db.hostMasks.updateMany({ where: { host, generation: 0, resourceVersion: cur.resourceVersion }, data: { ...masks, resourceVersion: newResourceVersion() } })
+      const n = await db.hostMasks.updateMany({
+        where: { host, generation: 0, resourceVersion: cur.resourceVersion },
+        data: { ...masks, resourceVersion: newResourceVersion() },
+      })
       if (n.count === 0) throw new RetryTransaction(`masks of ${host}: concurrent write`)
       return { outcome: 'refreshed' as const, record: toRecord((await db.hostMasks.findUnique({ where: { host } }))!) }
     })

@@ -14,12 +14,7 @@ import { randomUUID } from 'node:crypto'
 import { bindMigrationAwareSqlAdapterFactory } from '@prisma/driver-adapter-utils'
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils'
 import { ensureSqliteFolder, parseDatabaseUrl, prismaPaths, type Provider } from './config.js'
-import type {
-  SchemaEngine,
-  MigrationList,
-  SchemaFilter,
-  SchemaContainer,
-} from '@prisma/schema-engine-wasm/schema_engine_bg'
+import type { SchemaEngine, MigrationList, SchemaFilter, SchemaContainer } from '@prisma/schema-engine-wasm/schema_engine_bg'
 
 /** What the engine works on. */
 export interface MigrateOptions {
@@ -52,10 +47,13 @@ function loadEngineModule(): Promise<EngineModule> {
     const glue: EngineModule = await import('@prisma/schema-engine-wasm/schema_engine_bg')
     // SCHEMA_ENGINE_WASM: use another build of the engine with the same glue (e.g. the one the
     // prisma CLI ships in node_modules/prisma/build/schema_engine_bg.wasm).
-    const wasmFile =
-      process.env.SCHEMA_ENGINE_WASM ?? require.resolve('@prisma/schema-engine-wasm/schema_engine_bg').replace(/\.js$/, '.wasm')
+    const wasmFile = process.env.SCHEMA_ENGINE_WASM ?? require.resolve('@prisma/schema-engine-wasm/schema_engine_bg').replace(/\.js$/, '.wasm')
     const g = globalThis as { PRISMA_WASM_PANIC_REGISTRY?: { set_message(m: string): void } }
-    g.PRISMA_WASM_PANIC_REGISTRY ??= { set_message: (m: string) => { lastPanic = m } }
+    g.PRISMA_WASM_PANIC_REGISTRY ??= {
+      set_message: (m: string) => {
+        lastPanic = m
+      },
+    }
     // The engine arms setTimeout()s (e.g. 10 s) and never clears them, which keeps a
     // CLI or test process alive for that long after the work is done: unref them.
     const imports: Record<string, unknown> = { ...glue }
@@ -215,9 +213,7 @@ export function readMigrations(migrationsDir: string): MigrationList {
         path: name,
         migrationFile: {
           path: 'migration.sql',
-          content: fs.existsSync(file)
-            ? { tag: 'ok' as const, value: fs.readFileSync(file, 'utf8') }
-            : { tag: 'error' as const, value: `${file} is missing` },
+          content: fs.existsSync(file) ? { tag: 'ok' as const, value: fs.readFileSync(file, 'utf8') } : { tag: 'error' as const, value: `${file} is missing` },
         },
       }
     }),
@@ -323,9 +319,7 @@ export async function migrateCreate(opts: MigrateOptions & { name: string; allow
 export async function migrateStatus(opts: MigrateOptions) {
   const migrationsList = readMigrations(opts.migrationsDir)
   try {
-    return await withEngine(opts, (engine) =>
-      engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters }),
-    )
+    return await withEngine(opts, (engine) => engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters }))
   } catch (e) {
     // The binary engine reports a database without _prisma_migrations as
     // hasMigrationsTable: false; through a driver adapter the wasm engine throws P1014.

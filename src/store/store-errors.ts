@@ -18,7 +18,8 @@ const UNAVAILABLE_KINDS = new Set([
   'TransactionAlreadyClosed',
 ])
 // Node socket errors, PostgreSQL SQLSTATE classes 08 (connection) and 57P (shutdown), 53300, SQLite I/O.
-const UNAVAILABLE_SYSTEM = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|08...|57P0[1-4]|53300|SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB)\w*)$/
+const UNAVAILABLE_SYSTEM =
+  /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|08...|57P0[1-4]|53300|SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB)\w*)$/
 
 interface ErrorLike {
   name?: string
@@ -49,8 +50,7 @@ export function isUnavailable(e: unknown): boolean {
       x.name === 'PrismaClientRustPanicError' ||
       (typeof x.code === 'string' && (UNAVAILABLE_PRISMA.has(x.code) || UNAVAILABLE_SYSTEM.test(x.code))) ||
       (typeof x.kind === 'string' && UNAVAILABLE_KINDS.has(x.kind)) ||
-      (typeof (x as { originalCode?: unknown }).originalCode === 'string' &&
-        UNAVAILABLE_SYSTEM.test((x as { originalCode: string }).originalCode)),
+      (typeof (x as { originalCode?: unknown }).originalCode === 'string' && UNAVAILABLE_SYSTEM.test((x as { originalCode: string }).originalCode)),
   )
 }
 
@@ -82,6 +82,9 @@ export function toStoreError(e: unknown, what: string): unknown {
 }
 
 function firstLine(e: unknown): string {
-  const lines = String((e as Error)?.message ?? e).split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = String((e as Error)?.message ?? e)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
   return lines[lines.length - 1] ?? 'unknown error'
 }

@@ -82,8 +82,7 @@ export class Store implements Repos {
       provider,
       clock,
       write: (what, fn) => this.run(what, fn),
-      read: (what, fn) =>
-        reader ? mapped(what, async () => (this.assertOpen(), fn(reader as unknown as DbTx))) : this.run(what, fn),
+      read: (what, fn) => (reader ? mapped(what, async () => (this.assertOpen(), fn(reader as unknown as DbTx))) : this.run(what, fn)),
     }
     ;({
       hosts: this.hosts,

@@ -50,7 +50,11 @@ t.test('an agent process managed by the service as lpar1@host:port', async (t) =
   const [, addr, servedRoot, machineId, bootId] = m as unknown as string[]
   t.equal(servedRoot, root)
   t.match(addr, /^127\.0\.0\.1:[1-9]\d*$/)
-  t.ok(agent.stderr.some((l) => /agent serving .*watch poll/.test(l)), 'a log line on stderr like the emulator serve command', { stderr: agent.stderr })
+  t.ok(
+    agent.stderr.some((l) => /agent serving .*watch poll/.test(l)),
+    'a log line on stderr like the emulator serve command',
+    { stderr: agent.stderr },
+  )
   const bus = connectHostBus(addr!, { timeoutMs: 3000 })
   t.teardown(() => bus.close())
 
@@ -81,7 +85,10 @@ t.test('an agent process managed by the service as lpar1@host:port', async (t) =
 
   t.test('first contact: the observed masks are adopted, the foreign device stays, nothing is written', async (t) => {
     await until('three passes over lpar1', async () => outcomes.filter((o) => o.host === 'lpar1').length >= 3 || undefined, { timeoutMs: 15_000 })
-    t.ok(outcomes.every((o) => o.skipped === 'observe-only'), 'every pass only observed')
+    t.ok(
+      outcomes.every((o) => o.skipped === 'observe-only'),
+      'every pass only observed',
+    )
     t.same((await bus.writeLog()).entries, [], "the agent's write log is empty: not a single write")
     const masks = (await call('GET', '/v1/hosts/lpar1/masks')).body
     t.match(masks, { metadata: { generation: 0 }, spec: { apmask: FB, aqmask: FULL }, status: { apmask: FB } }, 'desired = observed, generation 0 (adopted)')
@@ -114,7 +121,10 @@ t.test('an agent process managed by the service as lpar1@host:port', async (t) =
     const emulator = new v1.EmulatorService(svc.grpcAddr, grpc.credentials.createInsecure())
     t.teardown(() => emulator.close())
     const err = await new Promise<grpc.ServiceError | null>((resolve) =>
-      (emulator as unknown as { ReadSysfs: (r: object, cb: (e: grpc.ServiceError | null) => void) => void }).ReadSysfs({ host: 'lpar1', path: '/sys/bus/ap/apmask' }, (e) => resolve(e)),
+      (emulator as unknown as { ReadSysfs: (r: object, cb: (e: grpc.ServiceError | null) => void) => void }).ReadSysfs(
+        { host: 'lpar1', path: '/sys/bus/ap/apmask' },
+        (e) => resolve(e),
+      ),
     )
     t.equal(err?.code, grpc.status.FAILED_PRECONDITION)
     t.match(err?.details, /host lpar1 is not emulated/)
@@ -136,11 +146,19 @@ t.test('an agent process managed by the service as lpar1@host:port', async (t) =
     t.match(failed[0]!.message, new RegExp(`waiting for the AP configuration lock .* held by pid ${holder.pid}`))
 
     await holder.release()
-    await until('apmask written to the tree', async () => fs.readFileSync(path.join(root, 'bus/ap/apmask'), 'utf8') === `${F9}\n` || undefined, { timeoutMs: 15_000 })
+    await until('apmask written to the tree', async () => fs.readFileSync(path.join(root, 'bus/ap/apmask'), 'utf8') === `${F9}\n` || undefined, {
+      timeoutMs: 15_000,
+    })
     const log = await bus.writeLog()
     t.ok(log.entries.length >= 1, `${log.entries.length} writes`)
-    t.ok(log.entries.every((e) => e.fence?.host === 'lpar1' && e.fence.holder === svc.reconciler.holder && !e.fenceRefused), 'every write carries the lease of this service')
-    t.ok(log.entries.some((e) => e.path === '/sys/bus/ap/apmask' && e.value === `${F9}\n`), 'the mask write, one write(2) of the kernel syntax')
+    t.ok(
+      log.entries.every((e) => e.fence?.host === 'lpar1' && e.fence.holder === svc.reconciler.holder && !e.fenceRefused),
+      'every write carries the lease of this service',
+    )
+    t.ok(
+      log.entries.some((e) => e.path === '/sys/bus/ap/apmask' && e.value === `${F9}\n`),
+      'the mask write, one write(2) of the kernel syntax',
+    )
     t.notOk(fs.existsSync(lockPath), 'the lock was released after the pass')
     const masks = await until('masks converged', async () => {
       const r = (await call('GET', '/v1/hosts/lpar1/masks')).body
@@ -169,7 +187,11 @@ t.test('bad agent options exit 2 naming the option; an unusable root exits 1; --
     [['agent', '--lock-path', 'lock'], 2, /--lock-path .*'lock' is not an absolute file path or 'none'/],
     [['agent', '--tls-cert', '/etc/x.pem'], 2, /--tls-cert: TLS and client authentication are not available yet/],
     [['agent', '--bogus'], 2, /Unknown option '--bogus'/],
-    [['agent', '--sysfs-root', '/nonexistent-apmatrix-root', '--addr', '127.0.0.1:0'], 1, /agent: cannot start on 127\.0\.0\.1:0: \/nonexistent-apmatrix-root is not a sysfs with an AP bus/],
+    [
+      ['agent', '--sysfs-root', '/nonexistent-apmatrix-root', '--addr', '127.0.0.1:0'],
+      1,
+      /agent: cannot start on 127\.0\.0\.1:0: \/nonexistent-apmatrix-root is not a sysfs with an AP bus/,
+    ],
   ]
   for (const [argv, code, re] of cases) {
     const m = memIo()

@@ -101,7 +101,14 @@ t.test('fencing: the agent refuses a stale token exactly as the emulator does', 
   const log = await agent.writeLog()
   t.same(
     log.entries.map((e) => [e.fence ? `${e.fence.holder}/${e.fence.token}` : '-', e.errno ?? 'ok', e.fenceRefused]),
-    [['A/2', 'ok', false], ['B/1', 'EACCES', true], ['B/2', 'EACCES', true], ['B/3', 'ok', false], ['A/2', 'EACCES', true], ['-', 'ok', false]],
+    [
+      ['A/2', 'ok', false],
+      ['B/1', 'EACCES', true],
+      ['B/2', 'EACCES', true],
+      ['B/3', 'ok', false],
+      ['A/2', 'EACCES', true],
+      ['-', 'ok', false],
+    ],
     'the write log, as the emulator keeps it',
   )
   t.same(Object.fromEntries(log.highestToken), { lpar1: 3 })
@@ -151,7 +158,11 @@ t.test('lock sessions end: a write naming an ended session never reaches sysfs (
   t.equal(fs.readFileSync(path.join(root, 'bus/ap/apmask'), 'utf8'), mask('f'), 'neither write was made')
   await waitFor('the lock released by the agent', () => !fs.existsSync(lockPath))
   const log = await client.writeLog()
-  t.same(log.entries.map((e) => e.errno), ['ECANCELED'], "the host's refusal of the late write is in the write log (the first never left the client)")
+  t.same(
+    log.entries.map((e) => e.errno),
+    ['ECANCELED'],
+    "the host's refusal of the late write is in the write log (the first never left the client)",
+  )
 })
 
 t.test('changes: the poll reports a changed attribute as a `changed` event, and watch() as a poll change', async (t) => {
@@ -165,7 +176,10 @@ t.test('changes: the poll reports a changed attribute as a `changed` event, and 
   await new Promise((r) => setTimeout(r, 200))
   fs.writeFileSync(path.join(root, 'bus/ap/bindings'), '11/12\n')
   await waitFor('a changed event', () => events.some((e) => e.kind === 'changed'))
-  t.match(events.find((e) => e.kind === 'changed'), { kind: 'changed', source: 'poll', summary: 'changed: bindings' })
+  t.match(
+    events.find((e) => e.kind === 'changed'),
+    { kind: 'changed', source: 'poll', summary: 'changed: bindings' },
+  )
   await waitFor('the watch', () => changes.length > 0)
   t.same(changes[0], 'poll: changed: bindings')
   t.equal(sub.epoch.split('/')[0], (await client.info()).bootId, 'the epoch names the boot and this agent process')

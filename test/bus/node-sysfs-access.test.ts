@@ -53,7 +53,16 @@ t.test('the root guard: nothing outside the root, no dot segments, no NUL', asyn
   fs.writeFileSync(path.join(path.dirname(root), 'outside-secret'), 'secret')
   t.teardown(() => fs.rmSync(path.join(path.dirname(root), 'outside-secret'), { force: true }))
   const fsx = new NodeSysfsAccess({ root, lock: null })
-  for (const bad of ['/etc/passwd', '/sysx/bus', 'sys/bus/ap/apmask', '/sys/../outside-secret', '/sys/bus/../../outside-secret', '/sys/bus/./ap/apmask', '/sys/bus/ap/apmask\0x', '']) {
+  for (const bad of [
+    '/etc/passwd',
+    '/sysx/bus',
+    'sys/bus/ap/apmask',
+    '/sys/../outside-secret',
+    '/sys/bus/../../outside-secret',
+    '/sys/bus/./ap/apmask',
+    '/sys/bus/ap/apmask\0x',
+    '',
+  ]) {
     const err = await fsx.read(bad).catch((e: unknown) => e)
     t.ok(err instanceof SysfsError && err.errno === 'EACCES', `refused: ${JSON.stringify(bad)}`)
     t.match(await fsx.write(bad, '1\n').catch((e: unknown) => e), { errno: 'EACCES' })
@@ -103,7 +112,10 @@ t.test('a write puts exactly the given bytes at offset 0, without truncating (sy
 })
 
 const straceProbe = spawnSync('strace', ['-f', '-qq', '-e', 'trace=none', 'true'], { encoding: 'utf8' })
-const straceMissing = straceProbe.error || straceProbe.status !== 0 ? `strace cannot trace here, install Debian package 'strace' (${straceProbe.error?.message ?? straceProbe.stderr.trim()})` : undefined
+const straceMissing =
+  straceProbe.error || straceProbe.status !== 0
+    ? `strace cannot trace here, install Debian package 'strace' (${straceProbe.error?.message ?? straceProbe.stderr.trim()})`
+    : undefined
 
 requireOrSkip(t, 'one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one write(2) per write (strace)', straceMissing, async (t) => {
   const root = fixtureTree(t)
@@ -111,7 +123,25 @@ requireOrSkip(t, 'one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one w
   const loader = pathToFileURL(path.join(projectRoot, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')).href
   const entry = path.join(projectRoot, 'test/bus/one-write-entry.ts')
   // -ff: one trace file per thread, so no call is split into "unfinished" and "resumed" halves.
-  const r = spawnSync('strace', ['-f', '-ff', '-qq', '-o', path.join(traceDir, 't'), '-e', 'trace=openat,open,write,pwrite64,writev,pwritev,close', process.execPath, `--import=${loader}`, entry, root, '/sys/bus/ap/apmask', '-5,-6\n'], { encoding: 'utf8', timeout: 60_000 })
+  const r = spawnSync(
+    'strace',
+    [
+      '-f',
+      '-ff',
+      '-qq',
+      '-o',
+      path.join(traceDir, 't'),
+      '-e',
+      'trace=openat,open,write,pwrite64,writev,pwritev,close',
+      process.execPath,
+      `--import=${loader}`,
+      entry,
+      root,
+      '/sys/bus/ap/apmask',
+      '-5,-6\n',
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  )
   t.equal(r.status, 0, r.stderr)
   const lines = fs.readdirSync(traceDir).flatMap((f) => fs.readFileSync(path.join(traceDir, f), 'utf8').split('\n'))
   const target = path.join(root, 'bus/ap/apmask')
@@ -177,7 +207,7 @@ t.test('poll watcher: a change of a polled attribute is reported, a quiet bus re
   t.equal(fsx.watchMode, undefined, 'the last listener gone stops the poll')
 })
 
-t.test('auto mode polls a root that is not this machine\'s /sys', async (t) => {
+t.test("auto mode polls a root that is not this machine's /sys", async (t) => {
   const root = fixtureTree(t)
   const fsx = new NodeSysfsAccess({ root, lock: null, watch: { mode: 'auto', pollMs: 50 } })
   t.teardown(() => fsx.close())

@@ -78,14 +78,18 @@ t.test('parser: the documented output, whole', async (t) => {
       ['change', '/devices/ap/card06', 'ap'],
     ],
   )
-  t.same(ev[0], {
-    source: 'KERNEL',
-    timestamp: 8412.112233,
-    action: 'change',
-    devpath: '/devices/ap',
-    subsystem: 'ap',
-    env: { ACTION: 'change', DEVPATH: '/devices/ap', SUBSYSTEM: 'ap', APMASK: `0xfb${'f'.repeat(62)}`, SEQNUM: '5120' },
-  }, 'B-25: the APMASK= uevent of the AP root device')
+  t.same(
+    ev[0],
+    {
+      source: 'KERNEL',
+      timestamp: 8412.112233,
+      action: 'change',
+      devpath: '/devices/ap',
+      subsystem: 'ap',
+      env: { ACTION: 'change', DEVPATH: '/devices/ap', SUBSYSTEM: 'ap', APMASK: `0xfb${'f'.repeat(62)}`, SEQNUM: '5120' },
+    },
+    'B-25: the APMASK= uevent of the AP root device',
+  )
   t.equal(ev[2]!.env['DRIVER'], 'vfio_ap')
   t.equal(ev[3]!.env['MDEV_TYPE'], 'vfio_ap-passthrough')
   t.equal(ev[4]!.env['CONFIG'], '0', 'B-40: CONFIG=0')
@@ -102,10 +106,21 @@ t.test('parser: any chunking gives the same events; CRLF, a missing final blank 
   }
   const p = new UeventParser()
   const crlf = events([...p.push('KERNEL[1.000001] remove /devices/ap/card07 (ap)\r\nACTION=remove\r\nSEQNUM=9\r\n'), ...p.end()])
-  t.same(crlf.map((e) => [e.action, e.env['SEQNUM']]), [['remove', '9']], 'CRLF, and the last event without its blank line at end()')
+  t.same(
+    crlf.map((e) => [e.action, e.env['SEQNUM']]),
+    [['remove', '9']],
+    'CRLF, and the last event without its blank line at end()',
+  )
   const q = new UeventParser()
   const two = events(q.push('UDEV  [5.000000] add      /devices/ap/card07 (ap)\nACTION=add\nKERNEL[5.000001] add      /devices/ap/card08 (ap)\nACTION=add\n\n'))
-  t.same(two.map((e) => [e.source, e.devpath]), [['UDEV', '/devices/ap/card07'], ['KERNEL', '/devices/ap/card08']], 'a header ends the previous event')
+  t.same(
+    two.map((e) => [e.source, e.devpath]),
+    [
+      ['UDEV', '/devices/ap/card07'],
+      ['KERNEL', '/devices/ap/card08'],
+    ],
+    'a header ends the previous event',
+  )
   const old = events(new UeventParser().push('UEVENT[1191251184.382314] add      /devices/ap/card05 (ap)\nACTION=add\n\n'))
   t.equal(old[0]?.source, 'KERNEL', 'the pre-udevadm UEVENT prefix')
 })
@@ -114,8 +129,14 @@ t.test('parser: junk is ignored, huge lines are dropped, values keep their = sig
   const p = new UeventParser()
   const items = p.push(`garbage line\nKERNEL[1.5] change /devices/ap (ap)\nnot a property\nX=a=b\n\n${'y'.repeat(20_000)}`)
   const ev = events(items)
-  t.same(ev.map((e) => e.env), [{ X: 'a=b' }])
-  t.same(items.filter((i) => i.kind === 'banner').map((i) => (i as { line: string }).line), ['garbage line'])
+  t.same(
+    ev.map((e) => e.env),
+    [{ X: 'a=b' }],
+  )
+  t.same(
+    items.filter((i) => i.kind === 'banner').map((i) => (i as { line: string }).line),
+    ['garbage line'],
+  )
   t.same(p.push('\n'), [], 'the runaway line was dropped, not parsed')
 })
 
@@ -150,18 +171,34 @@ t.test('monitor: runs udevadm with the documented arguments, delivers events, re
   const got: MonitorUevent[] = []
   const ready: number[] = []
   const logs: string[] = []
-  const m = new UdevMonitor({ command: cmd, onEvent: (e) => void got.push(e), onReady: (i) => void ready.push(i.restarts), log: (l) => void logs.push(l), minBackoffMs: 50, maxBackoffMs: 200 })
+  const m = new UdevMonitor({
+    command: cmd,
+    onEvent: (e) => void got.push(e),
+    onReady: (i) => void ready.push(i.restarts),
+    log: (l) => void logs.push(l),
+    minBackoffMs: 50,
+    maxBackoffMs: 200,
+  })
   t.teardown(() => m.stop())
   m.start()
   await until('three starts', () => starts(dir).length >= 3)
   const s = starts(dir)
   t.match(s[0], new RegExp(` ${UDEVADM_MONITOR_ARGS.join(' ')}$`), 'udevadm monitor --kernel --property --subsystem-match=ap --subsystem-match=mdev')
   await until('the events of three runs', () => got.length >= 15)
-  t.same(got.slice(0, 5).map((e) => e.env['SEQNUM']), ['5120', '5121', '5122', '5123', '5124'])
+  t.same(
+    got.slice(0, 5).map((e) => e.env['SEQNUM']),
+    ['5120', '5121', '5122', '5123', '5124'],
+  )
   t.same(ready.slice(0, 3), [0, 1, 2], 'ready after the first start and after every restart')
   t.ok(m.restarts >= 2)
-  t.ok(logs.some((l) => /exited \(code 3\); restarting in 50 ms/.test(l)), 'first restart after the minimum backoff')
-  t.ok(logs.some((l) => /restarting in 100 ms/.test(l)), 'then doubled')
+  t.ok(
+    logs.some((l) => /exited \(code 3\); restarting in 50 ms/.test(l)),
+    'first restart after the minimum backoff',
+  )
+  t.ok(
+    logs.some((l) => /restarting in 100 ms/.test(l)),
+    'then doubled',
+  )
   await m.stop()
   const n = starts(dir).length
   await new Promise((r) => setTimeout(r, 400))
@@ -185,12 +222,23 @@ t.test('monitor: a child that never gets set up is given up after maxStartFailur
   const cmd = fakeUdevadm(dir, `echo "Failed to create sd-device monitor: Operation not permitted" >&2\nexit 1`)
   const why: string[] = []
   const logs: string[] = []
-  const m = new UdevMonitor({ command: cmd, onEvent: () => undefined, minBackoffMs: 10, maxBackoffMs: 20, maxStartFailures: 3, onGiveUp: (w) => void why.push(w), log: (l) => void logs.push(l) })
+  const m = new UdevMonitor({
+    command: cmd,
+    onEvent: () => undefined,
+    minBackoffMs: 10,
+    maxBackoffMs: 20,
+    maxStartFailures: 3,
+    onGiveUp: (w) => void why.push(w),
+    log: (l) => void logs.push(l),
+  })
   m.start()
   await until('give up', () => why.length === 1)
   t.equal(starts(dir).length, 3)
   t.match(why[0], /exited 3 times before it was set up/)
-  t.ok(logs.some((l) => /udevadm: Failed to create sd-device monitor/.test(l)), "the child's stderr is logged")
+  t.ok(
+    logs.some((l) => /udevadm: Failed to create sd-device monitor/.test(l)),
+    "the child's stderr is logged",
+  )
 
   // The same through the watcher in auto mode on this machine's /sys: it ends up polling.
   const root = tempDir(t)
@@ -212,7 +260,11 @@ t.test('watcher in udev mode: each uevent is a change; a restart is one extra ch
   const stop = w.subscribe((c) => void changes.push(c))
   await until('two runs', () => changes.length >= 3, 10_000)
   const change = { source: 'uevent', summary: 'change /devices/ap', uevent: { action: 'change', devpath: '/devices/ap', env: { ACTION: 'change' } } }
-  t.same(changes.slice(0, 3), [change, { source: 'uevent', summary: 'udev monitor restarted: events may have been missed' }, change], 'the uevent itself travels with the change (an agent forwards it)')
+  t.same(
+    changes.slice(0, 3),
+    [change, { source: 'uevent', summary: 'udev monitor restarted: events may have been missed' }, change],
+    'the uevent itself travels with the change (an agent forwards it)',
+  )
   stop()
   t.equal(w.activeMode, undefined)
 })

@@ -52,7 +52,13 @@ function streamOf(chunks: string[]): ReadableStream<Uint8Array> {
 }
 
 t.test('SSE reader: ids, event names, multi-line data, comments, CRLF split across chunks', async (t) => {
-  const chunks = ['retry: 2000\n: apmatrix events\n\n', 'id: 7\nevent: MdevDefined\ndata: {"seq":7}\n\n', 'id: 8\r', '\nevent: X\r\ndata: a\r\ndata: b\r\n\r\n', ': ping\n\ndata: tail\n\n']
+  const chunks = [
+    'retry: 2000\n: apmatrix events\n\n',
+    'id: 7\nevent: MdevDefined\ndata: {"seq":7}\n\n',
+    'id: 8\r',
+    '\nevent: X\r\ndata: a\r\ndata: b\r\n\r\n',
+    ': ping\n\ndata: tail\n\n',
+  ]
   const got = []
   for await (const m of readSse(streamOf(chunks))) got.push(m)
   t.same(got, [
@@ -63,5 +69,14 @@ t.test('SSE reader: ids, event names, multi-line data, comments, CRLF split acro
 })
 
 t.test('tables: aligned columns, no trailing spaces', async (t) => {
-  t.equal(renderTable(['A', 'BB', 'C'], [['xxx', '', 'z'], ['y', 'w', '']]), 'A    BB  C\nxxx      z\ny    w\n')
+  t.equal(
+    renderTable(
+      ['A', 'BB', 'C'],
+      [
+        ['xxx', '', 'z'],
+        ['y', 'w', ''],
+      ],
+    ),
+    'A    BB  C\nxxx      z\ny    w\n',
+  )
 })

@@ -57,8 +57,15 @@ t.test('inventory: lszcrypt-like table, --queues, --json', async (t) => {
   t.equal(r.code, 0, r.stderr)
   const lines = r.stdout.trimEnd().split('\n')
   t.match(lines[0], /^CARD\.DOMAIN\s+TYPE\s+MODE\s+STATUS\s+REQUESTS\s+DRIVER\s+OWNER$/)
-  t.same(lines.slice(1).map((l) => l.split(/\s+/)[0]), ['00', '01', '02', '05', '06', '07'], 'one row per card of the demo profile')
-  t.match(lines.find((l) => l.startsWith('05')), /^05\s+CEX8C\s+CCA-Coproc\s+online\s+\d+\s+cex4card\s+-$/)
+  t.same(
+    lines.slice(1).map((l) => l.split(/\s+/)[0]),
+    ['00', '01', '02', '05', '06', '07'],
+    'one row per card of the demo profile',
+  )
+  t.match(
+    lines.find((l) => l.startsWith('05')),
+    /^05\s+CEX8C\s+CCA-Coproc\s+online\s+\d+\s+cex4card\s+-$/,
+  )
   const q = await $('inventory', '--queues')
   t.match(q.stdout, /^05\.0004\s+CEX8C\s+CCA-Coproc\s+online\s+\d+\s+cex4queue\s+-$/m, 'a queue row under its card')
   const j = await $('inventory', '--json')
@@ -189,7 +196,11 @@ t.test('mdev modify: edits lists with If-Match; stale version exits 5; retries o
   globalThis.fetch = (async (input: string | URL | Request, init?: RequestInit) => {
     if (!raced && init?.method === 'PATCH') {
       raced = true
-      await realFetch(`${fx.url}/v1/hosts/local/mdevs/${U1}`, { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json' }, body: JSON.stringify({ labels: { raced: 'yes' } }) })
+      await realFetch(`${fx.url}/v1/hosts/local/mdevs/${U1}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/merge-patch+json' },
+        body: JSON.stringify({ labels: { raced: 'yes' } }),
+      })
     }
     return realFetch(input, init)
   }) as typeof fetch
@@ -204,7 +215,7 @@ t.test('mdev modify: edits lists with If-Match; stale version exits 5; retries o
   t.match(retry.stderr, /retrying/)
   const after = (await fx.api('GET', `/v1/hosts/local/mdevs/${U1}`)).body
   t.same(after.spec.domains, [4, 71], 'the retry applied the edit')
-  t.equal(after.metadata.labels.raced, 'yes', 'and kept the other writer\'s change')
+  t.equal(after.metadata.labels.raced, 'yes', "and kept the other writer's change")
   const lbl = await $('mdev', 'modify', U1, '-l', 'raced-')
   t.equal(lbl.code, 0)
   t.notOk('raced' in (await fx.api('GET', `/v1/hosts/local/mdevs/${U1}`)).body.metadata.labels, 'k- removes a label')
@@ -260,7 +271,10 @@ t.test('apply: waits until Ready; --no-wait; refused (3); timeout (7) on a state
   // Read right after the command returned: the wait is what made it Ready.
   const dev = (await fx.api('GET', `/v1/hosts/local/mdevs/${U3}`)).body
   t.equal(dev.status.observedGeneration, dev.metadata.generation)
-  t.match(dev.status.conditions.find((c: any) => c.type === 'Ready'), { status: 'True', observedGeneration: dev.metadata.generation })
+  t.match(
+    dev.status.conditions.find((c: any) => c.type === 'Ready'),
+    { status: 'True', observedGeneration: dev.metadata.generation },
+  )
   t.same(dev.status.matrix, ['07.0005'])
 
   const grown = { ...doc, masks: { aqmask: '-5,-10' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [5, 10] } }] }
@@ -317,11 +331,20 @@ t.test('events: the log so far, --json lines, --follow with --since and live', a
   t.match(r.stdout, new RegExp(`MdevDefined\\s+mdev/${U1}`))
   const j = await $('events', '--json', '--host', 'local', '--kind', 'mdev')
   t.equal(j.code, 0, j.stderr)
-  const events = j.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  const events = j.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
   t.ok(events.length > 3)
-  t.ok(events.every((e, i) => e.kind === 'mdev' && (i === 0 || e.seq > events[i - 1].seq)), 'only mdev events, seq increasing')
+  t.ok(
+    events.every((e, i) => e.kind === 'mdev' && (i === 0 || e.seq > events[i - 1].seq)),
+    'only mdev events, seq increasing',
+  )
   const typed = await $('events', '--json', '--type', 'MdevDefined')
-  const defined = typed.stdout.trim().split('\n').map((l) => JSON.parse(l))
+  const defined = typed.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
   t.ok(defined.length >= 2 && defined.every((e) => e.type === 'MdevDefined'), '--type filters')
   const mid = events[1].seq
   const since = await $('events', '--json', '--since', String(mid), '--follow', '--max-events', '1')
@@ -346,7 +369,8 @@ t.test('events --follow resumes after the stream ends, from the last seq printed
   // reader falls behind or the server shuts down (a last `event: error` with resumeSeq).
   const http = await import('node:http')
   const seen: string[] = []
-  const ev = (seq: number) => `id: ${seq}\nevent: MdevUpdated\ndata: ${JSON.stringify({ seq, time: 't', host: 'local', kind: 'mdev', name: `m${seq}`, type: 'MdevUpdated' })}\n\n`
+  const ev = (seq: number) =>
+    `id: ${seq}\nevent: MdevUpdated\ndata: ${JSON.stringify({ seq, time: 't', host: 'local', kind: 'mdev', name: `m${seq}`, type: 'MdevUpdated' })}\n\n`
   const srv = http.createServer((req, res) => {
     seen.push(req.url ?? '')
     res.writeHead(200, { 'content-type': 'text/event-stream' })
@@ -357,7 +381,13 @@ t.test('events --follow resumes after the stream ends, from the last seq printed
   t.teardown(() => srv.close())
   const r = await cli(`http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`, ['events', '--follow', '--since', '0', '--json', '--max-events', '3'])
   t.equal(r.code, 0, r.stderr)
-  t.same(r.stdout.trim().split('\n').map((l) => JSON.parse(l).seq), [1, 2, 3])
+  t.same(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).seq),
+    [1, 2, 3],
+  )
   t.match(r.stderr, /server shutting down \[UNAVAILABLE\]; resuming after seq 2/)
   t.same(seen, ['/v1/events?since=0', '/v1/events?since=2'])
 })
@@ -388,7 +418,8 @@ t.test('server unreachable exits 6 (flag and APMATRIX_SERVER)', async (t) => {
 })
 
 t.test('exit code of each problem class', async (t) => {
-  const p = (status: number, code: string, violations?: unknown[]) => exitCodeOf(new ApiError(status, { status, code, detail: code, ...(violations ? { violations } : {}) } as never))
+  const p = (status: number, code: string, violations?: unknown[]) =>
+    exitCodeOf(new ApiError(status, { status, code, detail: code, ...(violations ? { violations } : {}) } as never))
   t.equal(p(409, 'APQN_RESERVED'), 3)
   t.equal(p(409, 'BUSY'), 3)
   t.equal(p(400, 'OUT_OF_RANGE', [{ rule: 'OUT_OF_RANGE', message: 'x' }]), 3)

@@ -135,7 +135,10 @@ t.test('events: each call returns only what is new', async (t) => {
   const next = ok(t, sh(s, json({ op: 'events' })), 'next').events as { seq: number }[]
   t.ok(next.length > 0, 'the mask change emitted events')
   const last = first[first.length - 1]!.seq
-  t.ok(next.every((e) => e.seq > last), 'all newer than the previous call')
+  t.ok(
+    next.every((e) => e.seq > last),
+    'all newer than the previous call',
+  )
   errno(t, sh(s, json({ op: 'events', since: 0 })), 'EINVAL', 'events takes no fields')
 })
 
@@ -246,7 +249,11 @@ t.test('every class of bad line is EINVAL and the session goes on', async (t) =>
   ]
   for (const [line, why] of bad) errno(t, sh(s, line), 'EINVAL', why)
   t.same(sh(s, `read ${APMASK}`), { ok: true, value: ONES }, 'still answering, and nothing changed')
-  t.same(sh(s, json({ op: 'stats', apqn: '05.0004' })), { ok: true, stats: { submitted: 0, completed: 0, flushed: 0, rejected: 0 } }, 'no request was submitted')
+  t.same(
+    sh(s, json({ op: 'stats', apqn: '05.0004' })),
+    { ok: true, stats: { submitted: 0, completed: 0, flushed: 0, rejected: 0 } },
+    'no request was submitted',
+  )
   ok(t, sh(s, `write ${APMASK} 0x${'f'.repeat(60)}`), 'a line just under the limit is fine')
 })
 
@@ -254,7 +261,10 @@ t.test('an unexpected exception becomes EIO', async (t) => {
   const real = createHost({ profile: 'spec-fixture' })
   const broken = new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop === 'scan') return () => { throw new TypeError('boom') }
+      if (prop === 'scan')
+        return () => {
+          throw new TypeError('boom')
+        }
       return Reflect.get(target, prop, receiver)
     },
   }) as EmulatedHostApi
@@ -356,8 +366,15 @@ t.test('run(): help, version, and usage errors exit 2 with one clear line', asyn
 t.test('run(): emulator shell in-process answers stdin and exits 0 at EOF', async (t) => {
   const m = memIo(`read ${APMASK}\n{"op":"bad"}\n`)
   t.equal(await run(['emulator', 'shell', '--profile', 'spec-fixture', '--kernel', 'legacy-5.x'], m.io), 0)
-  const lines = m.out().split('\n').slice(0, -1).map((l) => JSON.parse(l) as ShellReply)
-  t.same(lines, [{ ok: true, value: ONES }, { ok: false, errno: 'EINVAL', message: "unknown op 'bad'" }])
+  const lines = m
+    .out()
+    .split('\n')
+    .slice(0, -1)
+    .map((l) => JSON.parse(l) as ShellReply)
+  t.same(lines, [
+    { ok: true, value: ONES },
+    { ok: false, errno: 'EINVAL', message: "unknown op 'bad'" },
+  ])
 })
 
 // ---- the real command, as a process ----

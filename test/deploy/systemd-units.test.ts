@@ -47,11 +47,22 @@ t.test('hardening of apmatrix-agent.service', async (t) => {
   t.same(s.get('ExecStart'), ['/usr/local/bin/apmatrix agent'])
   t.same(s.get('Restart'), ['on-failure'])
   t.same(s.get('StateDirectory'), ['apmatrix-agent'], 'a dedicated state directory')
-  for (const [k, v] of [['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['NoNewPrivileges', 'yes'], ['PrivateTmp', 'yes'], ['ProtectKernelTunables', 'yes'], ['User', 'root']]) {
+  for (const [k, v] of [
+    ['ProtectSystem', 'strict'],
+    ['ProtectHome', 'yes'],
+    ['NoNewPrivileges', 'yes'],
+    ['PrivateTmp', 'yes'],
+    ['ProtectKernelTunables', 'yes'],
+    ['User', 'root'],
+  ]) {
     t.same(s.get(k!), [v], `${k}=${v}`)
   }
   const rw = (s.get('ReadWritePaths') ?? []).join(' ').split(/\s+/)
-  t.same(rw.sort(), ['/run/lock', '/sys/bus/ap', '/sys/devices/ap', '/sys/devices/vfio_ap'], 'writable: the AP bus, AP devices, vfio_ap, and the s390-tools lock directory')
+  t.same(
+    rw.sort(),
+    ['/run/lock', '/sys/bus/ap', '/sys/devices/ap', '/sys/devices/vfio_ap'],
+    'writable: the AP bus, AP devices, vfio_ap, and the s390-tools lock directory',
+  )
   t.same(s.get('CapabilityBoundingSet'), [''], 'no capability: root owns the sysfs attributes')
   t.match(s.get('RestrictAddressFamilies')?.[0], /AF_NETLINK/, 'udevadm monitor needs netlink')
   t.notOk(s.has('PrivatePIDs'), 'the host pid namespace: the s390-tools lock names holders by pid')
@@ -63,7 +74,13 @@ t.test('hardening of apmatrix.service', async (t) => {
   t.same(s.get('Restart'), ['on-failure'])
   t.same(s.get('StateDirectory'), ['apmatrix'])
   t.same(s.get('DynamicUser'), ['yes'], 'no root for the service itself')
-  for (const [k, v] of [['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['NoNewPrivileges', 'yes'], ['PrivateTmp', 'yes']]) t.same(s.get(k!), [v], `${k}=${v}`)
+  for (const [k, v] of [
+    ['ProtectSystem', 'strict'],
+    ['ProtectHome', 'yes'],
+    ['NoNewPrivileges', 'yes'],
+    ['PrivateTmp', 'yes'],
+  ])
+    t.same(s.get(k!), [v], `${k}=${v}`)
   t.same(s.get('Environment'), ['DATABASE_URL=file:/var/lib/apmatrix/apmatrix.db'], 'the SQLite store in the state directory')
 })
 
@@ -75,7 +92,12 @@ withTools(t, 'systemd-analyze verify accepts both units without a warning', ['sy
     t.equal(`${r.stdout}${r.stderr}`.trim(), '', `${unit}: no warning`)
   }
   // The check can fail: a misspelt key and a bad value are reported.
-  const bad = run('systemd-analyze', ['verify', verifiableCopy(t, dir, 'apmatrix-agent.service', (x) => x.replace('PrivateTmp=yes', 'PrivateTempDir=yes').replace('ProtectSystem=strict', 'ProtectSystem=very'))])
+  const bad = run('systemd-analyze', [
+    'verify',
+    verifiableCopy(t, dir, 'apmatrix-agent.service', (x) =>
+      x.replace('PrivateTmp=yes', 'PrivateTempDir=yes').replace('ProtectSystem=strict', 'ProtectSystem=very'),
+    ),
+  ])
   t.match(bad.stderr, /Unknown key 'PrivateTempDir'/)
   t.match(bad.stderr, /Failed to parse protect system value/)
 })

@@ -1,18 +1,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { ApmatrixError } from '../../src/domain/errors.js'
-import {
-  formatApqn,
-  formatCard,
-  kstrtoul,
-  normalizeIds,
-  parseApqn,
-  parseApqnName,
-  parseCardName,
-  parseId,
-  qid,
-  simpleStrtoul,
-} from '../../src/domain/ids.js'
+import { formatApqn, formatCard, kstrtoul, normalizeIds, parseApqn, parseApqnName, parseCardName, parseId, qid, simpleStrtoul } from '../../src/domain/ids.js'
 
 t.test('O-10 queue and card names', async (t) => {
   t.equal(formatApqn(5, 4), '05.0004')

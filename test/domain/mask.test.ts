@@ -25,9 +25,24 @@ t.test('0.3 / B-20 read format and MSB-first numbering', async (t) => {
   t.notOk(Mask.of([3]).has(4))
   t.notOk(Mask.full().has(256))
   t.same(Mask.range(2, 4).ids(), [2, 3, 4])
-  t.same(Mask.of([1, 2]).minus(Mask.of([2, 3])).ids(), [1])
-  t.same(Mask.of([1, 2]).and(Mask.of([2, 3])).ids(), [2])
-  t.same(Mask.of([1, 2]).or(Mask.of([2, 3])).ids(), [1, 2, 3])
+  t.same(
+    Mask.of([1, 2])
+      .minus(Mask.of([2, 3]))
+      .ids(),
+    [1],
+  )
+  t.same(
+    Mask.of([1, 2])
+      .and(Mask.of([2, 3]))
+      .ids(),
+    [2],
+  )
+  t.same(
+    Mask.of([1, 2])
+      .or(Mask.of([2, 3]))
+      .ids(),
+    [1, 2, 3],
+  )
   t.same(Mask.of([1]).with(2).with(1, false).ids(), [2])
   t.ok(Mask.full().isFull())
   t.ok(Mask.empty().isEmpty())
@@ -64,7 +79,13 @@ t.test('B-21 relative mode', async (t) => {
   const cur = Mask.of([5, 100])
   t.same(ids(parseMaskWrite('+1', cur)), [1, 5, 100])
   t.same(ids(parseMaskWrite('-5', cur)), [100])
-  t.same(ids(parseMaskWrite('-5,-6', Mask.full())), Mask.full().ids().filter((i) => i !== 5 && i !== 6), 'T-03')
+  t.same(
+    ids(parseMaskWrite('-5,-6', Mask.full())),
+    Mask.full()
+      .ids()
+      .filter((i) => i !== 5 && i !== 6),
+    'T-03',
+  )
   t.same(ids(parseMaskWrite('+010', Mask.empty())), [8], 'T-07 +010 is octal 8')
   t.same(ids(parseMaskWrite('+0x10', Mask.empty())), [16], 'hex in relative mode')
   t.same(ids(parseMaskWrite('+0X10', Mask.empty())), [16], 'simple_strtoul takes 0X too')
@@ -81,7 +102,13 @@ t.test('B-21 relative mode', async (t) => {
   t.equal(ids(parseMaskWrite('+1-300', cur)), 'EINVAL', 'range end >= 256')
   t.equal(ids(parseMaskWrite('+x', cur)), 'EINVAL')
   t.same(ids(parseMaskWrite('+3-3', Mask.empty())), [3], 'N = M')
-  t.same(ids(parseMaskWrite('+0-255,-128', Mask.empty())), Mask.full().ids().filter((i) => i !== 128), 'last term wins')
+  t.same(
+    ids(parseMaskWrite('+0-255,-128', Mask.empty())),
+    Mask.full()
+      .ids()
+      .filter((i) => i !== 128),
+    'last term wins',
+  )
   t.same(ids(parseMaskWrite('-128,+0-255', Mask.empty())), Mask.full().ids(), 'order matters')
   t.same(ids(parseMaskWrite('+1,,,+2', Mask.empty())), [1, 2], 'repeated commas')
   t.same(ids(parseMaskWrite('+1\n+2\n', Mask.empty())), [1, 2], 'newlines between terms')

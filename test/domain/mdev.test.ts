@@ -39,9 +39,7 @@ t.test('normalizeSpec parses, sorts and de-duplicates', async (t) => {
 })
 
 t.test('normalizeSpec reports ALL violations', async (t) => {
-  const e = violationsOf(() =>
-    normalizeSpec({ adapters: [5, 'x', -1], domains: [300], controlDomains: 'nope', state: 'running', extra: 1 }),
-  )
+  const e = violationsOf(() => normalizeSpec({ adapters: [5, 'x', -1], domains: [300], controlDomains: 'nope', state: 'running', extra: 1 }))
   t.equal(e.code, 'INVALID_ARGUMENT', 'syntax errors win over range errors')
   t.match(
     e.violations.map((v) => [v.rule, v.field]),

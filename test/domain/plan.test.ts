@@ -17,18 +17,33 @@ function observed(apmask: Mask, aqmask: Mask, mdevs: ObservedMdev[] = [], unboun
       const apqn = formatApqn(a, d)
       const host = apmask.has(a) && aqmask.has(d)
       queues.push({
-        apqn, apid: a, apqi: d,
+        apqn,
+        apid: a,
+        apqi: d,
         driver: unbound.includes(apqn) ? 'none' : host ? 'cex4queue' : 'vfio_ap',
         vfioStatus: host ? null : owner.has(apqn) ? 'assigned' : 'unassigned',
-        config: true, chkstop: false, online: host ? true : null,
-        requestqCount: 0, pendingqCount: 0, requestCount: 0, owner: owner.get(apqn) ?? null,
+        config: true,
+        chkstop: false,
+        online: host ? true : null,
+        requestqCount: 0,
+        pendingqCount: 0,
+        requestCount: 0,
+        owner: owner.get(apqn) ?? null,
       })
     }
   return {
-    features: ['APXA', 'QACT', 'guest_matrix', 'hotplug', 'ap_config'], maxAdapterId: 255, maxDomainId: 255,
-    apmask: apmask.toString(), aqmask: aqmask.toString(),
+    features: ['APXA', 'QACT', 'guest_matrix', 'hotplug', 'ap_config'],
+    maxAdapterId: 255,
+    maxDomainId: 255,
+    apmask: apmask.toString(),
+    aqmask: aqmask.toString(),
     config: { adapters: ADAPTERS, domains: DOMAINS, controlDomains: DOMAINS },
-    adapters: [], queues, mdevs, bindings: { bound: 12, total: 12, complete: true }, vfioApLoaded: true, mdevCapacity: 256,
+    adapters: [],
+    queues,
+    mdevs,
+    bindings: { bound: 12, total: 12, complete: true },
+    vfioApLoaded: true,
+    mdevCapacity: 256,
   }
 }
 
@@ -58,7 +73,10 @@ t.test('a bus that equals the desired state needs no operation', async (t) => {
 t.test('a new device: drain the host queues, clear mask bits, then create and configure', async (t) => {
   const desired: DesiredHost = { apmask: without(5, 6), aqmask: full, mdevs: [mdev(U1, [5, 6], [4, 0x47])] }
   const plan = planHost(desired, observed(full, full))
-  t.same(plan.operations.map((o) => o.kind), ['drainQueues', 'takeFromHost', 'createMdev', 'configureMdev'])
+  t.same(
+    plan.operations.map((o) => o.kind),
+    ['drainQueues', 'takeFromHost', 'createMdev', 'configureMdev'],
+  )
   t.same(plan.drainedQueues, ['05.0004', '05.0047', '05.00ab', '05.00ff', '06.0004', '06.0047', '06.00ab', '06.00ff'])
   const take = plan.operations[1]!
   t.equal(take.kind === 'takeFromHost' && take.apmask, without(5, 6).toString())
@@ -69,7 +87,10 @@ t.test('a new device: drain the host queues, clear mask bits, then create and co
 t.test('docs/api.md (Reconcile): shrink before the mask gives APQNs back, so the in_use veto (B-24) never fires', async (t) => {
   const desired: DesiredHost = { apmask: without(5), aqmask: full, mdevs: [mdev(U1, [5], [4])] }
   const plan = planHost(desired, observed(without(5, 6), full, [obsMdev(U1, [5, 6], [4])]))
-  t.same(plan.operations.map((o) => o.kind), ['shrinkMdev', 'returnToHost'])
+  t.same(
+    plan.operations.map((o) => o.kind),
+    ['shrinkMdev', 'returnToHost'],
+  )
   const ret = plan.operations[1]!
   t.same(ret.kind === 'returnToHost' && ret.apqns, ['06.0004', '06.0047', '06.00ab', '06.00ff'])
   t.equal(ret.kind === 'returnToHost' && ret.apmask, without(5).toString())
@@ -86,7 +107,10 @@ t.test('V-29: a device a guest holds open is not removed without force; its APQN
 
   desired.mdevs[0]!.force = true
   const forced = planHost(desired, obs, () => 'guest-a')
-  t.same(forced.operations.map((o) => o.kind), ['removeMdev', 'returnToHost'])
+  t.same(
+    forced.operations.map((o) => o.kind),
+    ['removeMdev', 'returnToHost'],
+  )
   t.same(forced.deferred, [])
 })
 
@@ -123,7 +147,10 @@ t.test('T-13 order: a set bit that is only blocked by a bit the plan clears is s
   // M1 holds (5,4). Desired: adapter 5 back to the host and domain 4 away from it, so (5,4) stays outside apmask x aqmask.
   const desired: DesiredHost = { apmask: full, aqmask: without(4), mdevs: [mdev(U1, [5], [4])] }
   const plan = planHost(desired, observed(without(5), full, [obsMdev(U1, [5], [4])]))
-  t.same(plan.operations.map((o) => o.kind), ['drainQueues', 'takeFromHost', 'returnToHost'])
+  t.same(
+    plan.operations.map((o) => o.kind),
+    ['drainQueues', 'takeFromHost', 'returnToHost'],
+  )
   const last = plan.operations[2]!
   t.equal(last.kind === 'returnToHost' && last.apmask, full.toString())
   t.equal(last.kind === 'returnToHost' && last.aqmask, without(4).toString())

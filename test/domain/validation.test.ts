@@ -78,9 +78,11 @@ t.test('APQN_IN_USE: one violation per APQN, owner = the earlier mdev, fix remov
 
 t.test('APQN_RESERVED: owner host, fix clears the cheaper mask bit', async (t) => {
   const full = { limits: FULL_LIMITS, apmask: Mask.full(), aqmask: Mask.full() }
-  t.same(brief(validateDesiredState({ ...full, mdevs: [mdev(M1, [5], [4])] })), [
-    ['APQN_RESERVED', '05.0004', 'host', 'clear bit 4 in aqmask: -4'],
-  ], 'tie: aqmask')
+  t.same(
+    brief(validateDesiredState({ ...full, mdevs: [mdev(M1, [5], [4])] })),
+    [['APQN_RESERVED', '05.0004', 'host', 'clear bit 4 in aqmask: -4']],
+    'tie: aqmask',
+  )
   t.same(
     validateDesiredState({ ...full, mdevs: [mdev(M1, [5], [4, 0x47, 0xab])] }).map((v) => v.fix),
     ['clear bit 5 in apmask: -5', 'clear bit 5 in apmask: -5', 'clear bit 5 in apmask: -5'],
@@ -96,7 +98,10 @@ t.test('APQN_RESERVED: owner host, fix clears the cheaper mask bit', async (t) =
     'only APQNs inside apmask x aqmask',
   )
   t.same(validateDesiredState({ ...full, mdevs: [mdev(M1, [5], [])] }), [], 'V-12: T-20 an adapter alone is fine')
-  t.same(validateDesiredState({ ...base, mdevs: [mdev(M1, [7], [0xab])] }).map((v) => v.rule), ['APQN_RESERVED'])
+  t.same(
+    validateDesiredState({ ...base, mdevs: [mdev(M1, [7], [0xab])] }).map((v) => v.rule),
+    ['APQN_RESERVED'],
+  )
 })
 
 t.test('INVALID_ARGUMENT and OUT_OF_RANGE', async (t) => {
@@ -128,12 +133,15 @@ t.test('every rule at once: all violations are reported', async (t) => {
     aqmask,
     mdevs: [mdev(M1, [5, 100], [4]), mdev(M2, [5, 7], [4, 0xab], [1]), mdev(M3, [], [], [4])],
   })
-  t.same(vs.map((v) => [v.rule, v.apqn ?? v.id]), [
-    ['OUT_OF_RANGE', 100],
-    ['INVALID_ARGUMENT', undefined],
-    ['APQN_RESERVED', '07.00ab'],
-    ['APQN_IN_USE', '05.0004'],
-  ])
+  t.same(
+    vs.map((v) => [v.rule, v.apqn ?? v.id]),
+    [
+      ['OUT_OF_RANGE', 100],
+      ['INVALID_ARGUMENT', undefined],
+      ['APQN_RESERVED', '07.00ab'],
+      ['APQN_IN_USE', '05.0004'],
+    ],
+  )
 })
 
 t.test('the violation list is capped with a summary entry', async (t) => {
@@ -164,10 +172,11 @@ t.test('validateMaskChange: B-24 in_use veto', async (t) => {
     [['BUSY', '05.0004', M1, `unassign adapter 5 from ${M1} first`]],
     'T-12',
   )
-  t.match(
-    validateMaskChange({ oldApmask: mask('-5'), oldAqmask: Mask.full(), newApmask: Mask.full(), newAqmask: Mask.full(), mdevs: held })[0],
-    { field: 'apmask', id: 5, message: /05\.0004/ },
-  )
+  t.match(validateMaskChange({ oldApmask: mask('-5'), oldAqmask: Mask.full(), newApmask: Mask.full(), newAqmask: Mask.full(), mdevs: held })[0], {
+    field: 'apmask',
+    id: 5,
+    message: /05\.0004/,
+  })
   const t13 = { oldApmask: mask('-5'), oldAqmask: mask('-4'), mdevs: held }
   t.same(validateMaskChange({ ...t13, newApmask: Mask.full(), newAqmask: mask('-4') }), [], 'T-13 +5 is fine while aqmask bit 4 is clear')
   t.same(
@@ -186,7 +195,13 @@ t.test('validateMaskChange: B-24 in_use veto', async (t) => {
     'T-14 needs an assigned APQN: an adapter without domains holds none (V-12)',
   )
   t.same(
-    validateMaskChange({ oldApmask: mask('-5'), oldAqmask: mask('-4'), newApmask: mask('-6'), newAqmask: mask('-7'), mdevs: [mdev(M1, [5], [7]), mdev(M2, [6], [4])] }),
+    validateMaskChange({
+      oldApmask: mask('-5'),
+      oldAqmask: mask('-4'),
+      newApmask: mask('-6'),
+      newAqmask: mask('-7'),
+      mdevs: [mdev(M1, [5], [7]), mdev(M2, [6], [4])],
+    }),
     [],
     'end-state check: +5,-6 with +4,-7 hands back nothing held',
   )
@@ -196,7 +211,15 @@ t.test('validateMaskChange: B-24 in_use veto', async (t) => {
 const POOL = 12
 const ids = fc.uniqueArray(fc.integer({ min: 0, max: POOL - 1 }), { maxLength: 5 })
 const uuidOf = (i: number): string => `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`
-const mdevsArb = fc.array(fc.tuple(ids, ids), { maxLength: 6 }).map((xs) => xs.map(([a, d], i) => mdev(uuidOf(i), a.sort((x, y) => x - y), d.sort((x, y) => x - y))))
+const mdevsArb = fc.array(fc.tuple(ids, ids), { maxLength: 6 }).map((xs) =>
+  xs.map(([a, d], i) =>
+    mdev(
+      uuidOf(i),
+      a.sort((x, y) => x - y),
+      d.sort((x, y) => x - y),
+    ),
+  ),
+)
 const maskArb = fc.uniqueArray(fc.integer({ min: 0, max: POOL - 1 })).map((xs) => Mask.of(xs))
 
 t.test('property: validation finds exactly the overlaps and reservations a brute-force reference finds', async () => {
@@ -240,9 +263,7 @@ t.test('property: validateMaskChange reports exactly the held APQNs a kernel wri
         const bySetAq = newAq.has(d) && !aq1.has(d) && newAp.has(a)
         if (bySetAp || bySetAq) vetoed.add(key)
       }
-      const got = validateMaskChange({ oldApmask: oldAp, oldAqmask: oldAq, newApmask: newAp, newAqmask: newAq, mdevs }).map(
-        (v) => `${v.apqn} ${v.owner}`,
-      )
+      const got = validateMaskChange({ oldApmask: oldAp, oldAqmask: oldAq, newApmask: newAp, newAqmask: newAq, mdevs }).map((v) => `${v.apqn} ${v.owner}`)
       return JSON.stringify(got.sort()) === JSON.stringify([...vetoed].sort())
     }),
     { numRuns: 300 },

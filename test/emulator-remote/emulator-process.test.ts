@@ -39,10 +39,14 @@ function exited(p: ChildProcess): Promise<{ code: number | null; signal: NodeJS.
 }
 
 t.test('docs/api.md: the emulated kernel state outlives a crashed client process; SIGTERM exits 0', async (t) => {
-  const server = spawn(process.execPath, [`--import=${TS_LOADER}`, path.join(here, 'serve-entry.ts'), '--addr', '127.0.0.1:0', '--profile', 'spec-fixture', '--clock', 'manual'], {
-    cwd: projectRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const server = spawn(
+    process.execPath,
+    [`--import=${TS_LOADER}`, path.join(here, 'serve-entry.ts'), '--addr', '127.0.0.1:0', '--profile', 'spec-fixture', '--clock', 'manual'],
+    {
+      cwd: projectRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   t.teardown(() => void (server.exitCode === null && server.kill('SIGKILL')))
   const out = lines(server.stdout!)
   const err = lines(server.stderr!)
@@ -55,7 +59,10 @@ t.test('docs/api.md: the emulated kernel state outlives a crashed client process
   t.equal(kernel, 'current-6.x')
   t.match(addr, /^127\.0\.0\.1:[1-9]\d*$/, 'the real port, not 0')
 
-  const crash = spawn(process.execPath, [path.join(here, 'crash-client.mjs'), addr, HOSTBUS_PROTO_FILE, EMULATOR_PROTO_FILE], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'] })
+  const crash = spawn(process.execPath, [path.join(here, 'crash-client.mjs'), addr, HOSTBUS_PROTO_FILE, EMULATOR_PROTO_FILE], {
+    cwd: projectRoot,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   t.teardown(() => void (crash.exitCode === null && crash.kill('SIGKILL')))
   const crashOut = lines(crash.stdout!)
   await waitFor('the client to finish its writes', () => crashOut.includes('done') || crash.exitCode !== null, 15_000)
@@ -70,7 +77,11 @@ t.test('docs/api.md: the emulated kernel state outlives a crashed client process
   t.equal(info.now, 25, 'manual clock: the crashed client advanced it, nobody else')
   t.equal(await client.read(`${BUS}/apmask`), `0xfb${'f'.repeat(62)}\n`)
   t.equal(await client.read(`/sys/devices/vfio_ap/matrix/${M1}/guest_matrix`), '05.0004\n')
-  t.match(await client.guestOpen(M1, 'vm2').catch((e: unknown) => e), { name: 'SysfsError', errno: 'EBUSY' }, 'V-25: the crashed client left the guest attached')
+  t.match(
+    await client.guestOpen(M1, 'vm2').catch((e: unknown) => e),
+    { name: 'SysfsError', errno: 'EBUSY' },
+    'V-25: the crashed client left the guest attached',
+  )
   const seen: EmulatorEvent[] = []
   const sub = client.events(0, (e) => void seen.push(e))
   await waitFor('the apcb event of the guest open', () => seen.some((e) => e.kind === 'apcb' && e.guest === 'vm1'))
@@ -79,7 +90,10 @@ t.test('docs/api.md: the emulated kernel state outlives a crashed client process
   server.kill('SIGTERM')
   t.same(await exited(server), { code: 0, signal: null }, 'exit 0 on SIGTERM')
   t.equal(out.length, 1, 'exactly one line on stdout')
-  t.ok(err.some((l) => /SIGTERM: stopping/.test(l)), 'logs go to stderr')
+  t.ok(
+    err.some((l) => /SIGTERM: stopping/.test(l)),
+    'logs go to stderr',
+  )
 })
 
 function memIo(): { io: CliIo; stdout: () => string; stderr: () => string } {

@@ -114,7 +114,10 @@ t.test('Reboot during a stream: the stream goes on with the new boot from seq 1'
   const sub2 = client.events(n, (e) => void replay.push(e), { bootId: oldBoot })
   t.teardown(() => sub2.close())
   await waitFor('replay', () => replay.length >= after.length)
-  t.same(replay.slice(0, after.length), after.map((x) => x.e))
+  t.same(
+    replay.slice(0, after.length),
+    after.map((x) => x.e),
+  )
 })
 
 t.test('resuming behind the 10,000 kept events reports the gap instead of hiding it', async (t) => {
@@ -136,5 +139,8 @@ t.test('resuming behind the 10,000 kept events reports the gap instead of hiding
   await waitFor('the kept events', () => second.length >= 10_000, 10_000)
   t.equal(second.length, 10_000, 'exactly the kept events')
   t.same(gaps, [[resumeAt + 1, second[0]!.seq - 1]], 'one gap, exactly the dropped seqs')
-  t.ok(second.every((e, i) => i === 0 || e.seq === second[i - 1]!.seq + 1), 'contiguous after the gap')
+  t.ok(
+    second.every((e, i) => i === 0 || e.seq === second[i - 1]!.seq + 1),
+    'contiguous after the gap',
+  )
 })

@@ -146,7 +146,9 @@ t.test('kernel option and clocks: manual time moves only with Advance, realtime 
 function standardClient(t: Test, file: string, service: string, address: string): Record<string, (...args: unknown[]) => unknown> {
   const def = protoLoader.loadSync(path.join(projectRoot, 'node_modules', file), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })
   type Tree = Record<string, unknown>
-  const Ctor = service.split('.').reduce((o: Tree, k) => o[k] as Tree, grpc.loadPackageDefinition(def) as unknown as Tree) as unknown as grpc.ServiceClientConstructor
+  const Ctor = service
+    .split('.')
+    .reduce((o: Tree, k) => o[k] as Tree, grpc.loadPackageDefinition(def) as unknown as Tree) as unknown as grpc.ServiceClientConstructor
   const c = new Ctor(address, grpc.credentials.createInsecure())
   t.teardown(() => c.close())
   return c as unknown as Record<string, (...args: unknown[]) => unknown>
@@ -155,7 +157,8 @@ function standardClient(t: Test, file: string, service: string, address: string)
 t.test('grpc.health.v1 reports the host-bus and emulator-control services SERVING', async (t) => {
   const { server } = await startRemote(t)
   const hc = standardClient(t, 'grpc-health-check/proto/health/v1/health.proto', 'grpc.health.v1.Health', server.address)
-  const check = (service: string) => new Promise<unknown>((resolve, reject) => hc['Check']!.call(hc, { service }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))))
+  const check = (service: string) =>
+    new Promise<unknown>((resolve, reject) => hc['Check']!.call(hc, { service }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))))
   t.same(await check('apmatrix.hostbus.v1.HostBus'), { status: 'SERVING' })
   t.same(await check('apmatrix.emulator.v1.EmulatorControl'), { status: 'SERVING' })
   t.same(await check(''), { status: 'SERVING' })

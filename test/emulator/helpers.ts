@@ -213,7 +213,10 @@ export const NO_RESET = 'No Reset Timer set.\n'
  */
 export class ResetProbe {
   private readonly before = new Map<string, number>()
-  constructor(private readonly host: EmulatedHostApi, readonly apqns: string[]) {
+  constructor(
+    private readonly host: EmulatedHostApi,
+    readonly apqns: string[],
+  ) {
     for (const q of apqns) {
       try {
         host.submitRequests(q, 2)

@@ -40,7 +40,10 @@ t.test('B-21/B-25 T-03 a mask write moves queues to vfio_ap; T-64 a repeated wri
   t.equal(h.read('/sys/bus/ap/devices/06.00ab/status'), 'unassigned\n')
   t.equal(h.readlink('/sys/bus/ap/devices/card05/driver'), '../../../bus/ap/drivers/cex4card')
   t.equal(h.read('/sys/bus/ap/bindings'), '12/12 (complete)\n')
-  t.equal(errno(() => h.write('/sys/bus/ap/apmask', '0X41\n')), 'EINVAL')
+  t.equal(
+    errno(() => h.write('/sys/bus/ap/apmask', '0X41\n')),
+    'EINVAL',
+  )
   h.write('/sys/bus/ap/apmask', '0x80\n')
   const seq = h.events().at(-1)!.seq
   h.write('/sys/bus/ap/apmask', '0x80\n')
@@ -54,13 +57,21 @@ t.test('V-4/V-10/V-19 create and assign; T-20 reservation; T-12 in_use veto', as
   const M = `/sys/devices/vfio_ap/matrix/${U1}`
   h.write(`${M}/assign_adapter`, '5\n')
   t.equal(h.read(`${M}/matrix`), '05.\n')
-  t.equal(errno(() => h.write(`${M}/assign_domain`, '4\n')), 'EADDRNOTAVAIL', 'T-20')
+  t.equal(
+    errno(() => h.write(`${M}/assign_domain`, '4\n')),
+    'EADDRNOTAVAIL',
+    'T-20',
+  )
   h.write('/sys/bus/ap/apmask', '-5\n')
   h.write(`${M}/assign_domain`, '4\n')
   t.equal(h.read(`${M}/matrix`), '05.0004\n')
   t.equal(h.read(`${M}/guest_matrix`), '05.0004\n')
   t.equal(h.read('/sys/bus/ap/devices/05.0004/status'), 'assigned\n')
-  t.equal(errno(() => h.write('/sys/bus/ap/apmask', '+5\n')), 'EBUSY', 'T-12')
+  t.equal(
+    errno(() => h.write('/sys/bus/ap/apmask', '+5\n')),
+    'EBUSY',
+    'T-12',
+  )
   const log = h.events().filter((e) => e.kind === 'log')
   t.ok(log.some((e) => e.kind === 'log' && e.message === `Userspace may not re-assign queue 05.0004 already assigned to ${U1}`))
 })
@@ -110,10 +121,7 @@ t.test('profiles: a JSON profile file with boot params; validation names the bad
     'bad.json': JSON.stringify({ name: 'bad', qci: null, adapters: [{ apid: 1, rawType: 14, mode: 'cex' }], domains: [] }),
   })
   const h = createHost({ profile: `${dir}/ok.json` })
-  t.same(
-    h.list('/sys/bus/ap/devices'),
-    ['03.0004', '03.0005', 'card03'],
-  )
+  t.same(h.list('/sys/bus/ap/devices'), ['03.0004', '03.0005', 'card03'])
   t.equal(h.read('/sys/bus/ap/ap_domain'), '5\n', 'B-36: lowest aqmask-owned configured domain')
   t.equal(h.read('/sys/bus/ap/aqmask'), `0x${'f'.repeat(64)}\n`.replace(/^0xff/, '0xf7'))
   t.equal(h.read('/sys/bus/ap/devices/card03/type'), 'CEX7P\n')
@@ -133,8 +141,16 @@ t.test('X-1..X-3 kernel profiles: legacy-5.x has no ap_config/guest_matrix and r
   h.write(`${M}/assign_adapter`, '5\n')
   h.write(`${M}/assign_domain`, '4\n')
   h.guestOpen(U1, 'g1')
-  t.equal(errno(() => h.write(`${M}/assign_domain`, '0x47\n')), 'EBUSY', 'X-3: no assign while a guest is attached')
-  t.equal(errno(() => h.write(`${M}/remove`, '1\n')), 'EBUSY', 'X-2/V-29 (a)')
+  t.equal(
+    errno(() => h.write(`${M}/assign_domain`, '0x47\n')),
+    'EBUSY',
+    'X-3: no assign while a guest is attached',
+  )
+  t.equal(
+    errno(() => h.write(`${M}/remove`, '1\n')),
+    'EBUSY',
+    'X-2/V-29 (a)',
+  )
   const cur = createHost({ profile: 'spec-fixture' })
   t.equal(cur.read('/sys/devices/vfio_ap/matrix/features'), 'guest_matrix hotplug ap_config\n')
 })

@@ -129,14 +129,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: mdevWrite('ap_config', apConfigValue) },
   {
     weight: 3,
-    arbitrary: fc
-      .tuple(fc.constantFrom('cex4queue', 'vfio_ap', 'cex4card'), fc.constantFrom('bind', 'unbind'), fc.oneof(queueArb, cardArb))
-      .map(([drv, verb, dev]): Op => ({
+    arbitrary: fc.tuple(fc.constantFrom('cex4queue', 'vfio_ap', 'cex4card'), fc.constantFrom('bind', 'unbind'), fc.oneof(queueArb, cardArb)).map(
+      ([drv, verb, dev]): Op => ({
         op: 'write',
         path: `${DRIVERS}/${drv}/${verb}`,
         value: `${dev}\n`,
         ...(verb === 'unbind' && !dev.startsWith('card') ? { flushes: [dev] } : {}),
-      })),
+      }),
+    ),
   },
   { weight: 2, arbitrary: queueArb.map((q): Op => ({ op: 'write', path: `${DEVICES}/${q}/reset`, value: '1\n', flushes: [q] })) },
   {
@@ -147,27 +147,29 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc
-      .tuple(cardArb, fc.constantFrom('online', 'config'), fc.constantFrom('0\n', '1\n', '2\n'))
-      .map(([c, attr, v]): Op => ({
+    arbitrary: fc.tuple(cardArb, fc.constantFrom('online', 'config'), fc.constantFrom('0\n', '1\n', '2\n')).map(
+      ([c, attr, v]): Op => ({
         op: 'write',
         path: `${DEVICES}/${c}/${attr}`,
         value: v,
         ...(attr === 'online' && v === '0\n' ? { flushes: adapterOfCard(c) } : {}),
-      })),
+      }),
+    ),
   },
   { weight: 1, arbitrary: fc.constant<Op>({ op: 'write', path: `${BUS}/scans`, value: '1\n' }) },
   { weight: 2, arbitrary: fc.tuple(queueArb, fc.integer({ min: 1, max: 5 })).map(([apqn, count]): Op => ({ op: 'requests', apqn, count })) },
   { weight: 4, arbitrary: fc.tuple(hostQueueArb, fc.integer({ min: 1, max: 5 })).map(([apqn, count]): Op => ({ op: 'requests', apqn, count })) },
   {
     weight: 2,
-    arbitrary: fc.tuple(hostQueueArb, fc.constantFrom('reset', 'online', 'unbind'), fc.integer({ min: 0, max: 4 })).map(([q, what, prime]): Op => ({
-      op: 'write',
-      path: what === 'unbind' ? `${DRIVERS}/cex4queue/unbind` : `${DEVICES}/${q}/${what}`,
-      value: what === 'unbind' ? `${q}\n` : what === 'online' ? '0\n' : '1\n',
-      flushes: [q],
-      prime,
-    })),
+    arbitrary: fc.tuple(hostQueueArb, fc.constantFrom('reset', 'online', 'unbind'), fc.integer({ min: 0, max: 4 })).map(
+      ([q, what, prime]): Op => ({
+        op: 'write',
+        path: what === 'unbind' ? `${DRIVERS}/cex4queue/unbind` : `${DEVICES}/${q}/${what}`,
+        value: what === 'unbind' ? `${q}\n` : what === 'online' ? '0\n' : '1\n',
+        flushes: [q],
+        prime,
+      }),
+    ),
   },
   { weight: 3, arbitrary: fc.tuple(uuidArb, fc.constantFrom('g1', 'g1', 'g2', '')).map(([uuid, guest]): Op => ({ op: 'guestOpen', uuid, guest })) },
   { weight: 1, arbitrary: uuidArb.map((uuid): Op => ({ op: 'guestClose', uuid })) },
@@ -288,12 +290,20 @@ function invariantViolations(host: EmulatedHostApi): string[] {
   for (const [u, m] of assigned) {
     // V-18: one %04lx line per control domain, ascending; V-22: ap_config shows the assigned matrix.
     const cd = host.read(`${MATRIX}/${u}/control_domains`)
-    const cds = cd === '' ? [] : cd.slice(0, -1).split('\n').map((l) => (/^[0-9a-f]{4}$/.test(l) ? parseInt(l, 16) : NaN))
+    const cds =
+      cd === ''
+        ? []
+        : cd
+            .slice(0, -1)
+            .split('\n')
+            .map((l) => (/^[0-9a-f]{4}$/.test(l) ? parseInt(l, 16) : NaN))
     if (!cd.endsWith('\n') && cd !== '') problems.push(`${u} control_domains ${JSON.stringify(cd)} lacks the final newline`)
-    if (cds.some((x, i) => Number.isNaN(x) || (i > 0 && x <= cds[i - 1]!))) problems.push(`${u} control_domains ${JSON.stringify(cd)} is not ascending %04lx lines`)
+    if (cds.some((x, i) => Number.isNaN(x) || (i > 0 && x <= cds[i - 1]!)))
+      problems.push(`${u} control_domains ${JSON.stringify(cd)} is not ascending %04lx lines`)
     const apConfig = readOrNull(host, `${MATRIX}/${u}/ap_config`)
     const expected = `${Mask.of(m.adapters).toString()},${Mask.of(m.domains).toString()},${Mask.of(cds.filter((x) => !Number.isNaN(x))).toString()}\n`
-    if (apConfig !== null && apConfig !== expected) problems.push(`${u} ap_config ${JSON.stringify(apConfig)} is not the assigned matrix ${JSON.stringify(expected)}`)
+    if (apConfig !== null && apConfig !== expected)
+      problems.push(`${u} ap_config ${JSON.stringify(apConfig)} is not the assigned matrix ${JSON.stringify(expected)}`)
   }
 
   // V-20: the guest view is a sub-matrix of the assigned one, made of queues bound to vfio_ap.
@@ -463,6 +473,11 @@ t.test('the checks notice broken hosts', async (t) => {
   const badBindings = wrap(host, { read: (p: string) => (p === `${BUS}/bindings` ? '11/12 (complete)\n' : host.read(p)) })
   t.match(invariantViolations(badBindings).join('\n'), /bindings reads "11\/12 \(complete\)\\n" with 12 of 12/)
 
-  const crashing = (k: KernelProfileName): EmulatedHostApi => wrap(bootHost(k), { scan: () => { throw new TypeError('boom') } })
+  const crashing = (k: KernelProfileName): EmulatedHostApi =>
+    wrap(bootHost(k), {
+      scan: () => {
+        throw new TypeError('boom')
+      },
+    })
   t.throws(() => runSequence('current-6.x', [{ op: 'scan' }], crashing), /threw TypeError: boom/)
 })

@@ -4,9 +4,35 @@
  */
 import t from 'tap'
 import {
-  ALL_ONES, ALL_ZEROS, BUS, DRIVERS, FIXTURE_ADAPTERS, M1, NO_RESET, ResetProbe,
-  allBut, assign, busSnapshot, cardName, createMdev, dev, driverOf, echo, errnoOf, hasUevent, lastSeq,
-  loadProfile, logs, maskHex, newHost, queuesOf, readOrNull, settle, statusOf, tryEcho, uevents,
+  ALL_ONES,
+  ALL_ZEROS,
+  BUS,
+  DRIVERS,
+  FIXTURE_ADAPTERS,
+  M1,
+  NO_RESET,
+  ResetProbe,
+  allBut,
+  assign,
+  busSnapshot,
+  cardName,
+  createMdev,
+  dev,
+  driverOf,
+  echo,
+  errnoOf,
+  hasUevent,
+  lastSeq,
+  loadProfile,
+  logs,
+  maskHex,
+  newHost,
+  queuesOf,
+  readOrNull,
+  settle,
+  statusOf,
+  tryEcho,
+  uevents,
 } from './helpers.js'
 
 const APMASK = `${BUS}/apmask`
@@ -129,7 +155,11 @@ t.test('T-11 echo 0x > apmask gives all zeros; complete only because vfio_ap is 
   t.equal(host.read(`${BUS}/bindings`), '12/12 (complete)\n')
 
   const h1 = newHost()
-  t.equal(errnoOf(() => h1.write(APMASK, '\n')), 'OK', 'echo > apmask (empty line)')
+  t.equal(
+    errnoOf(() => h1.write(APMASK, '\n')),
+    'OK',
+    'echo > apmask (empty line)',
+  )
   t.equal(h1.read(APMASK), ALL_ZEROS + '\n', 'an empty line is an all-zero mask too (B-21)')
 
   t.test('without vfio_ap loaded the same write leaves every queue unbound', async (t) => {
@@ -154,8 +184,15 @@ t.test('T-12 echo +5 > apmask with (5,4) assigned to an attached mdev is EBUSY w
   t.same(busSnapshot(host), before, 'nothing changed')
   t.equal(host.read(APMASK), maskHex(allBut(5)) + '\n')
   const msg = `Userspace may not re-assign queue 05.0004 already assigned to ${M1}`
-  t.ok(logs(host.events(seq)).some((l) => l.message.includes(msg)), `log: ${msg}`)
-  t.same(uevents(host.events(seq)).filter((e) => 'APMASK' in e.env), [], 'no APMASK uevent')
+  t.ok(
+    logs(host.events(seq)).some((l) => l.message.includes(msg)),
+    `log: ${msg}`,
+  )
+  t.same(
+    uevents(host.events(seq)).filter((e) => 'APMASK' in e.env),
+    [],
+    'no APMASK uevent',
+  )
   t.equal(host.read(`/sys/devices/vfio_ap/matrix/${M1}/matrix`), '05.0004\n')
 })
 
@@ -175,8 +212,10 @@ t.test('T-13 the veto looks only at apmask x aqmask: +5 OK while aqmask bit 4 is
   t.equal(tryEcho(host, AQMASK, '+4'), 'EBUSY')
   t.same(busSnapshot(host), before, 'nothing changed')
   t.equal(host.read(AQMASK), maskHex(allBut(4)) + '\n')
-  t.ok(logs(host.events(seq)).some((l) => l.message.includes(`Userspace may not re-assign queue 05.0004 already assigned to ${M1}`)),
-    'E-4 log line on the aqmask veto too')
+  t.ok(
+    logs(host.events(seq)).some((l) => l.message.includes(`Userspace may not re-assign queue 05.0004 already assigned to ${M1}`)),
+    'E-4 log line on the aqmask veto too',
+  )
 })
 
 t.test('T-14 an assigned but never opened mdev still vetoes +5 > apmask with EBUSY (V-41)', async (t) => {
@@ -290,7 +329,10 @@ t.test('T-64 the same apmask written twice: the second write is OK and a no-op (
   t.same(busSnapshot(host), before)
   t.same(uevents(host.events(seq)), [], 'no APMASK uevent, no unbind/bind uevents')
   for (const q of queuesOf()) t.equal(host.read(`${dev(q)}/reset`), NO_RESET, `${q} was not reprobed (no reset)`)
-  t.equal(errnoOf(() => host.write(APMASK, '0x80')), 'OK', 'echo -n form is a no-op as well')
+  t.equal(
+    errnoOf(() => host.write(APMASK, '0x80')),
+    'OK',
+    'echo -n form is a no-op as well',
+  )
   t.same(uevents(host.events(seq)), [])
 })
-

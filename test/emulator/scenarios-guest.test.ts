@@ -6,9 +6,33 @@ import t from 'tap'
 import { AsyncHost } from '../../src/emulator/async-host.js'
 import type { EmulatedHostApi } from '../../src/emulator/api.js'
 import {
-  ALL_ZEROS, DRIVERS, M1, M2, ResetProbe, TYPE_DIR,
-  assign, bare, busSnapshot, createMdev, driverOf, errnoOf, errnoOfAsync, lastApcb, lastSeq, loadProfile, logs,
-  maskHex, matrixText, mdevPath, mdevSnapshot, newHost, queuesOf, settle, statusOf, tryEcho, vfioMasks,
+  ALL_ZEROS,
+  DRIVERS,
+  M1,
+  M2,
+  ResetProbe,
+  TYPE_DIR,
+  assign,
+  bare,
+  busSnapshot,
+  createMdev,
+  driverOf,
+  errnoOf,
+  errnoOfAsync,
+  lastApcb,
+  lastSeq,
+  loadProfile,
+  logs,
+  maskHex,
+  matrixText,
+  mdevPath,
+  mdevSnapshot,
+  newHost,
+  queuesOf,
+  settle,
+  statusOf,
+  tryEcho,
+  vfioMasks,
 } from './helpers.js'
 
 const VFIO_BIND = `${DRIVERS}/vfio_ap/bind`
@@ -126,11 +150,18 @@ t.test('T-39 a second mdev for the same KVM is EPERM (V-25)', async (t) => {
   assign(host, M2, { adapters: [6], domains: [4] })
   host.guestOpen(M1, 'guest1')
   const seq = lastSeq(host)
-  t.equal(errnoOf(() => host.guestOpen(M2, 'guest1')), 'EPERM')
+  t.equal(
+    errnoOf(() => host.guestOpen(M2, 'guest1')),
+    'EPERM',
+  )
   t.equal(statusOf(host, '06.0004'), 'assigned', 'M2 not attached')
   t.equal(statusOf(host, '05.0004'), 'in use', 'M1 unaffected')
   t.equal(lastApcb(host.events(seq), M2), undefined, 'no APCB loaded for M2')
-  t.equal(errnoOf(() => host.guestOpen(M2, 'guest2')), 'OK', 'another guest may open M2')
+  t.equal(
+    errnoOf(() => host.guestOpen(M2, 'guest2')),
+    'OK',
+    'another guest may open M2',
+  )
   t.equal(statusOf(host, '06.0004'), 'in use')
 })
 
@@ -148,34 +179,43 @@ t.test('T-40 removing an attached mdev: legacy-5.x EBUSY (V-29 a, X-2)', async (
   t.equal(host.read(`${TYPE_DIR}/available_instances`), avail)
 })
 
-t.test('T-40 removing an attached mdev: current-6.x blocks until the simulated QEMU releases it, then OK [emulator: QEMU releases at once] (V-29 b, V-27)', async (t) => {
-  const host = newHost({ kernel: 'current-6.x' })
-  vfioMasks(host)
-  createMdev(host, M1)
-  assign(host, M1, { adapters: [5, 6], domains: [4] })
-  host.guestOpen(M1, 'guest1')
-  settle(host)
-  t.comment('the write "blocks" only in virtual terms: the simulated QEMU answers the request at once, so the write returns OK after the detach')
-  const avail = Number(host.read(`${TYPE_DIR}/available_instances`))
-  const probe = new ResetProbe(host, ['05.0004', '06.0004'])
-  const seq = lastSeq(host)
-  t.equal(tryEcho(host, `${mdevPath(M1)}/remove`, 1), 'OK')
-  const evs = host.events(seq)
-  t.ok(logs(evs).some((l) => /Relaying device request to user \(#\d+\)/.test(l.message)),
-    'request eventfd relayed to the (simulated) user (E-4)')
-  const relayIdx = evs.findIndex((e) => e.kind === 'log' && e.message.startsWith('Relaying device request'))
-  t.ok(relayIdx >= 0 && relayIdx < evs.findIndex((e) => e.kind === 'apcb'), 'request relayed before the APCB is cleared')
-  const last = lastApcb(evs, M1)
-  t.ok(last, 'guest APCB cleared')
-  if (last) t.same([bare(last.apm), bare(last.aqm), bare(last.adm)], [ALL_ZEROS, ALL_ZEROS, ALL_ZEROS])
-  for (const q of ['05.0004', '06.0004']) {
-    t.ok(probe.wasReset(q), `${q} reset`)
-    t.equal(statusOf(host, q), 'unassigned')
-  }
-  t.notOk(host.exists(mdevPath(M1)), 'mdev gone')
-  t.equal(host.read(`${TYPE_DIR}/available_instances`), `${avail + 1}\n`)
-  t.equal(errnoOf(() => host.guestClose(M1)), 'ENODEV', 'guest no longer holds it')
-})
+t.test(
+  'T-40 removing an attached mdev: current-6.x blocks until the simulated QEMU releases it, then OK [emulator: QEMU releases at once] (V-29 b, V-27)',
+  async (t) => {
+    const host = newHost({ kernel: 'current-6.x' })
+    vfioMasks(host)
+    createMdev(host, M1)
+    assign(host, M1, { adapters: [5, 6], domains: [4] })
+    host.guestOpen(M1, 'guest1')
+    settle(host)
+    t.comment('the write "blocks" only in virtual terms: the simulated QEMU answers the request at once, so the write returns OK after the detach')
+    const avail = Number(host.read(`${TYPE_DIR}/available_instances`))
+    const probe = new ResetProbe(host, ['05.0004', '06.0004'])
+    const seq = lastSeq(host)
+    t.equal(tryEcho(host, `${mdevPath(M1)}/remove`, 1), 'OK')
+    const evs = host.events(seq)
+    t.ok(
+      logs(evs).some((l) => /Relaying device request to user \(#\d+\)/.test(l.message)),
+      'request eventfd relayed to the (simulated) user (E-4)',
+    )
+    const relayIdx = evs.findIndex((e) => e.kind === 'log' && e.message.startsWith('Relaying device request'))
+    t.ok(relayIdx >= 0 && relayIdx < evs.findIndex((e) => e.kind === 'apcb'), 'request relayed before the APCB is cleared')
+    const last = lastApcb(evs, M1)
+    t.ok(last, 'guest APCB cleared')
+    if (last) t.same([bare(last.apm), bare(last.aqm), bare(last.adm)], [ALL_ZEROS, ALL_ZEROS, ALL_ZEROS])
+    for (const q of ['05.0004', '06.0004']) {
+      t.ok(probe.wasReset(q), `${q} reset`)
+      t.equal(statusOf(host, q), 'unassigned')
+    }
+    t.notOk(host.exists(mdevPath(M1)), 'mdev gone')
+    t.equal(host.read(`${TYPE_DIR}/available_instances`), `${avail + 1}\n`)
+    t.equal(
+      errnoOf(() => host.guestClose(M1)),
+      'ENODEV',
+      'guest no longer holds it',
+    )
+  },
+)
 
 t.test('T-41 removing a detached mdev resets its queues; echo 0 > remove is a no-op (V-29)', async (t) => {
   const host = newHost()
@@ -215,7 +255,10 @@ t.test('T-43 ap_config accepts short masks, padded on the right (V-23)', async (
   const host = newHost()
   vfioMasks(host)
   createMdev(host, M1)
-  t.equal(errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, '0x04,0x08,0x08\n')), 'OK')
+  t.equal(
+    errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, '0x04,0x08,0x08\n')),
+    'OK',
+  )
   t.equal(host.read(`${mdevPath(M1)}/ap_config`), T42)
   t.equal(host.read(`${mdevPath(M1)}/matrix`), '05.0004\n')
   t.equal(host.read(`${mdevPath(M1)}/control_domains`), '0004\n')
@@ -232,7 +275,10 @@ t.test('T-44 ap_config touching an APQN of M2 is EADDRINUSE and leaves M1 comple
   const snap = mdevSnapshot(host, M1)
   const bus = busSnapshot(host)
   const cfg = `${maskHex([5, 6])},${maskHex([4, 0x47])},${maskHex([4])}\n`
-  t.equal(errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, cfg)), 'EADDRINUSE')
+  t.equal(
+    errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, cfg)),
+    'EADDRINUSE',
+  )
   t.same(mdevSnapshot(host, M1), snap, 'M1 unchanged, also the valid parts')
   t.equal(host.read(`${mdevPath(M1)}/matrix`), '06.0047\n')
   t.equal(host.read(`${mdevPath(M1)}/control_domains`), '00ab\n')
@@ -249,7 +295,10 @@ t.test('T-45 ap_config ",," clears everything and hot-unplugs an attached guest 
   settle(host)
   const probe = new ResetProbe(host, ['05.0004'])
   const seq = lastSeq(host)
-  t.equal(errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, ',,\n')), 'OK')
+  t.equal(
+    errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, ',,\n')),
+    'OK',
+  )
   t.equal(host.read(`${mdevPath(M1)}/ap_config`), `${ALL_ZEROS},${ALL_ZEROS},${ALL_ZEROS}\n`)
   t.equal(host.read(`${mdevPath(M1)}/matrix`), '')
   t.equal(host.read(`${mdevPath(M1)}/guest_matrix`), '')
@@ -267,9 +316,16 @@ t.test('T-46 two ap_config tokens: EINVAL without the newline, OK with it (empty
   createMdev(host, M1)
   assign(host, M1, { adapters: [5], domains: [4], control: [4] })
   const p = `${mdevPath(M1)}/ap_config`
-  t.equal(errnoOf(() => host.write(p, '0x04,0x08')), 'EINVAL', 'echo -n: third token missing')
+  t.equal(
+    errnoOf(() => host.write(p, '0x04,0x08')),
+    'EINVAL',
+    'echo -n: third token missing',
+  )
   t.equal(host.read(p), T42, 'unchanged')
-  t.equal(errnoOf(() => host.write(p, '0x04,0x08\n')), 'OK')
+  t.equal(
+    errnoOf(() => host.write(p, '0x04,0x08\n')),
+    'OK',
+  )
   t.equal(host.read(p), `${maskHex([5])},${maskHex([4])},${ALL_ZEROS}\n`, 'control domains cleared')
   t.equal(host.read(`${mdevPath(M1)}/control_domains`), '')
   t.equal(host.read(`${mdevPath(M1)}/matrix`), '05.0004\n')
@@ -285,7 +341,10 @@ t.test('T-47 ap_config with a domain above Nd=15 is ENODEV and nothing changes (
   assign(host, M1, { adapters: [5], domains: [4] })
   const snap = mdevSnapshot(host, M1)
   const cfg = `${maskHex([5])},${maskHex([4, 0x20])},\n`
-  t.equal(errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, cfg)), 'ENODEV')
+  t.equal(
+    errnoOf(() => host.write(`${mdevPath(M1)}/ap_config`, cfg)),
+    'ENODEV',
+  )
   t.same(mdevSnapshot(host, M1), snap)
   t.equal(tryEcho(host, `${mdevPath(M1)}/assign_domain`, '0x20'), 'ENODEV', 'assign_domain agrees (V-11)')
   t.equal(tryEcho(host, `${mdevPath(M1)}/assign_domain`, 15), 'OK', '15 is in range')
@@ -310,10 +369,7 @@ t.test('T-59 two concurrent assigns of one APQN: exactly one wins, the other EAD
   assign(host, M1, { adapters: [5] })
   assign(host, M2, { adapters: [5] })
   const ah = new AsyncHost(host)
-  const results = await Promise.allSettled([
-    ah.write(`${mdevPath(M1)}/assign_domain`, '4\n'),
-    ah.write(`${mdevPath(M2)}/assign_domain`, '4\n'),
-  ])
+  const results = await Promise.allSettled([ah.write(`${mdevPath(M1)}/assign_domain`, '4\n'), ah.write(`${mdevPath(M2)}/assign_domain`, '4\n')])
   t.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'exactly one fulfils')
   const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
   t.equal(rejected.length, 1)
@@ -348,4 +404,3 @@ t.test('T-60 assign then unassign on an attached mdev: adapter 5 ends out of the
   }
   t.equal(host.read(`${mdevPath(M1)}/guest_matrix`), matrixText([6], [4, 0x47]))
 })
-

@@ -5,9 +5,33 @@
 import path from 'node:path'
 import t from 'tap'
 import {
-  ALL_ZEROS, BUS, M1, NO_RESET, RESET_IN_PROGRESS, ResetProbe,
-  apcbs, assign, bare, createMdev, dev, driverOf, echo, errnoOf, hasUevent, lastApcb, lastSeq, maskHex,
-  mdevPath, newHost, queuesOf, readOrNull, settle, statusOf, tryEcho, uevents, vfioMasks,
+  ALL_ZEROS,
+  BUS,
+  M1,
+  NO_RESET,
+  RESET_IN_PROGRESS,
+  ResetProbe,
+  apcbs,
+  assign,
+  bare,
+  createMdev,
+  dev,
+  driverOf,
+  echo,
+  errnoOf,
+  hasUevent,
+  lastApcb,
+  lastSeq,
+  maskHex,
+  mdevPath,
+  newHost,
+  queuesOf,
+  readOrNull,
+  settle,
+  statusOf,
+  tryEcho,
+  uevents,
+  vfioMasks,
 } from './helpers.js'
 
 t.test('T-48 echo 1 > reset flushes 3 pending requests with EAGAIN and shows "Reset in progress." (O-13, B-16)', async (t) => {
@@ -27,7 +51,11 @@ t.test('T-48 echo 1 > reset flushes 3 pending requests with EAGAIN and shows "Re
   settle(host)
   t.equal(host.read(`${dev('05.0004')}/reset`), NO_RESET, 'reset completed')
   t.equal(host.submitRequests('05.0004', 1), 1, 'queue usable again')
-  t.equal(errnoOf(() => host.write(`${dev('05.0004')}/reset`, 'anything')), 'OK', 'any content, never fails')
+  t.equal(
+    errnoOf(() => host.write(`${dev('05.0004')}/reset`, 'anything')),
+    'OK',
+    'any content, never fails',
+  )
 })
 
 t.test('T-49 card config 0: after the scan the queues are config 0, flushed, CONFIG=0, online 1 is ENODEV, still bound (B-40, B-4, B-5, B-42)', async (t) => {
@@ -65,7 +93,11 @@ t.test('T-50 checkstop: chkstop 1, queues in ERROR with requests flushed; cleari
   const states = readOrNull(host, `${dev('05.0004')}/states`)
   if (states !== null) t.match(states, /^ERROR/, 'debug states attribute shows ERROR')
   else t.comment('no debug `states` attribute: ERROR observed through B-17 only')
-  t.equal(errnoOf(() => host.submitRequests('05.0004', 1)), 'ENODEV', 'not OPERATING: new requests refused (B-17)')
+  t.equal(
+    errnoOf(() => host.submitRequests('05.0004', 1)),
+    'ENODEV',
+    'not OPERATING: new requests refused (B-17)',
+  )
   t.equal(host.read(`${dev('06.0004')}/chkstop`), '0\n')
   host.hardware({ action: 'checkstop-clear', apid: 5 })
   t.equal(host.read(`${dev('card05')}/chkstop`), '0\n')
@@ -160,4 +192,3 @@ t.test('T-53 an adapter with raw type 9 (CEX3C) gets no card device and is not h
   if (last) t.equal(bare(last.apm), maskHex([5]), 'any push keeps APM = {5}')
   t.equal(host.read(`${BUS}/bindings`), '12/12 (complete)\n')
 })
-

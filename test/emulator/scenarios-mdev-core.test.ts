@@ -37,7 +37,11 @@ t.test('V-3/V-5: the mdev core parts exist with exactly the kernel link targets'
   t.same(host.list(`${CLASS}/matrix/mdev_supported_types`), ['vfio_ap-passthrough'], 'the type through the class link')
   t.same(host.list(`${MDEV_BUS}/devices`), [], 'no mdev yet')
 
-  t.equal(errnoOf(() => host.write(`${CLASS}/matrix/mdev_supported_types/vfio_ap-passthrough/create`, M1)), 'OK', 'V-4: 36 bytes, no newline (what mdevctl writes)')
+  t.equal(
+    errnoOf(() => host.write(`${CLASS}/matrix/mdev_supported_types/vfio_ap-passthrough/create`, M1)),
+    'OK',
+    'V-4: 36 bytes, no newline (what mdevctl writes)',
+  )
   t.same(host.list(`${MDEV_BUS}/devices`), [M1])
   t.equal(host.readlink(`${MDEV_BUS}/devices/${M1}`), `../../../devices/vfio_ap/matrix/${M1}`)
   t.equal(host.readlink(`${TYPE_DIR}/devices/${M1}`), `../../../${M1}`)
@@ -56,26 +60,57 @@ t.test('V-3/V-5: the mdev core parts exist with exactly the kernel link targets'
   echo(host, `${MDEV_BUS}/devices/${M1}/assign_domain`, 4)
   t.equal(host.read(`${mdevPath(M1)}/matrix`), '05.0004\n', 'writes through the bus link reach the mdev')
   t.equal(host.read(`${MDEV_BUS}/devices/${M1}/mdev_type/name`), 'VFIO AP Passthrough Device\n')
-  t.same(host.stat(`${MDEV_BUS}/devices/${M1}/mdev_type`), { type: 'link', target: '../mdev_supported_types/vfio_ap-passthrough' }, 'stat does not follow the last link')
+  t.same(
+    host.stat(`${MDEV_BUS}/devices/${M1}/mdev_type`),
+    { type: 'link', target: '../mdev_supported_types/vfio_ap-passthrough' },
+    'stat does not follow the last link',
+  )
   t.same(host.stat(`${MDEV_BUS}/devices/${M1}/remove`), { type: 'attr', readable: false, writable: true })
 
   echo(host, `${MDEV_BUS}/devices/${M1}/remove`, 1)
   t.same(host.list(`${MDEV_BUS}/devices`), [], 'V-29: removed from the mdev bus')
   t.same(host.list(`${TYPE_DIR}/devices`), [])
   t.same(host.list(`${MDEV_BUS}/drivers/vfio_ap_mdev`), ['uevent'])
-  t.equal(errnoOf(() => host.readlink(`${MDEV_BUS}/devices/${M1}`)), 'ENOENT')
+  t.equal(
+    errnoOf(() => host.readlink(`${MDEV_BUS}/devices/${M1}`)),
+    'ENOENT',
+  )
 })
 
 t.test('V-4: create takes the UUID with or without one trailing newline, nothing else', async (t) => {
   const host = newHost()
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, M1)), 'OK', '36 bytes')
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, `${M2}\n`)), 'OK', '37 bytes ending in a newline')
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, M1)),
+    'OK',
+    '36 bytes',
+  )
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, `${M2}\n`)),
+    'OK',
+    '37 bytes ending in a newline',
+  )
   t.same(host.list(`${MDEV_BUS}/devices`), [M1, M2].sort())
   const third = '0b7a2f1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b'
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, `${third}\n\n`)), 'EINVAL', '38 bytes')
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, `${third} `)), 'EINVAL', '37 bytes not ending in a newline')
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, `\n${third}`)), 'EINVAL', 'a leading newline')
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, third.toUpperCase())), 'OK', 'upper-case hex is a UUID too')
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, `${third}\n\n`)),
+    'EINVAL',
+    '38 bytes',
+  )
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, `${third} `)),
+    'EINVAL',
+    '37 bytes not ending in a newline',
+  )
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, `\n${third}`)),
+    'EINVAL',
+    'a leading newline',
+  )
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, third.toUpperCase())),
+    'OK',
+    'upper-case hex is a UUID too',
+  )
   t.ok(host.list(`${MDEV_BUS}/devices`).includes(third), 'and the device is named in lower case')
   t.equal(host.read(`${TYPE_DIR}/available_instances`), '253\n')
 })
@@ -87,7 +122,11 @@ t.test('V-1: without vfio_ap there is no matrix device, no mdev bus and no mdev_
   t.same(host.list('/sys/class'), [], '/sys/class itself exists, as on any Linux')
   t.same(host.list('/sys/devices'), ['ap'])
   for (const p of [CLASS, MDEV_BUS, '/sys/bus/matrix', '/sys/devices/vfio_ap', `${BUS}/drivers/vfio_ap`]) {
-    t.equal(errnoOf(() => host.stat(p)), 'ENOENT', p)
+    t.equal(
+      errnoOf(() => host.stat(p)),
+      'ENOENT',
+      p,
+    )
   }
 })
 
@@ -100,7 +139,11 @@ t.test('V-2: matrix/features exists where the kernel profile has it', async (t) 
   for (const [kernel, text] of Object.entries(want) as Array<[KernelProfileName, string | null]>) {
     const host = newHost({ kernel })
     if (text === null) {
-      t.equal(errnoOf(() => host.read(`${MATRIX}/features`)), 'ENOENT', `${kernel}: no features attribute`)
+      t.equal(
+        errnoOf(() => host.read(`${MATRIX}/features`)),
+        'ENOENT',
+        `${kernel}: no features attribute`,
+      )
       t.notOk(host.list(MATRIX).includes('features'), `${kernel}: not listed`)
     } else {
       t.equal(host.read(`${MATRIX}/features`), text, kernel)
@@ -129,8 +172,15 @@ t.test('every link in the tree resolves, relative to its own directory, to an ex
       else if (host.stat(to).type === 'dir' && JSON.stringify(host.list(p)) !== JSON.stringify(host.list(to))) bad.push(`${p}: lists differently from ${to}`)
     }
     t.same(bad, [], `${kernel}: no dangling or escaping link`)
-    t.notOk(nodes.some(([p]) => p.startsWith(`${BUS}/devices/06.0004/`)), 'the walk does not go through links')
-    t.equal(errnoOf(() => host.readlink(`${BUS}/devices/06.0004/driver`)), 'ENOENT', 'the unbound queue has no driver link')
+    t.notOk(
+      nodes.some(([p]) => p.startsWith(`${BUS}/devices/06.0004/`)),
+      'the walk does not go through links',
+    )
+    t.equal(
+      errnoOf(() => host.readlink(`${BUS}/devices/06.0004/driver`)),
+      'ENOENT',
+      'the unbound queue has no driver link',
+    )
   }
 })
 
@@ -139,9 +189,20 @@ t.test('paths walk like the VFS: .. after a link goes up from where the link led
   t.ok(host.list(`${BUS}/devices/05.0004/..`).includes('05.0047'), '.. of a queue reached through bus/ap/devices is its card')
   t.equal(host.read(`${BUS}/devices/05.0004/../hwtype`), host.read(`${BUS}/devices/card05/hwtype`))
   t.equal(host.read(`/sys/../sys/./bus/ap/apmask`), host.read(`${BUS}/apmask`), '.. above /sys stays at the top')
-  t.equal(errnoOf(() => host.read('sys/bus/ap/apmask')), 'ENOENT', 'relative paths are not paths of this tree')
-  t.equal(errnoOf(() => host.read(`${BUS}/apmask/x`)), 'ENOTDIR')
+  t.equal(
+    errnoOf(() => host.read('sys/bus/ap/apmask')),
+    'ENOENT',
+    'relative paths are not paths of this tree',
+  )
+  t.equal(
+    errnoOf(() => host.read(`${BUS}/apmask/x`)),
+    'ENOTDIR',
+  )
   const hops = (n: number): string => `${BUS}/devices/card05` + '/subsystem/devices/card05'.repeat(n)
   t.ok(host.list(hops(19)).includes('hwtype'), '39 links')
-  t.equal(errnoOf(() => host.list(hops(20))), 'ELOOP', '41 links')
+  t.equal(
+    errnoOf(() => host.list(hops(20))),
+    'ELOOP',
+    '41 links',
+  )
 })

@@ -4,9 +4,33 @@
  */
 import t from 'tap'
 import {
-  BUS, DRIVERS, M1, M2, ResetProbe, TYPE_DIR,
-  allBut, assign, bare, createMdev, driverOf, errnoOf, lastApcb, lastSeq, loadProfile, logs, maskHex,
-  matrixText, mdevPath, mdevSnapshot, newHost, queuesOf, settle, statusOf, tryEcho, apcbs, vfioMasks,
+  BUS,
+  DRIVERS,
+  M1,
+  M2,
+  ResetProbe,
+  TYPE_DIR,
+  allBut,
+  assign,
+  bare,
+  createMdev,
+  driverOf,
+  errnoOf,
+  lastApcb,
+  lastSeq,
+  loadProfile,
+  logs,
+  maskHex,
+  matrixText,
+  mdevPath,
+  mdevSnapshot,
+  newHost,
+  queuesOf,
+  settle,
+  statusOf,
+  tryEcho,
+  apcbs,
+  vfioMasks,
 } from './helpers.js'
 
 const AVAIL = `${TYPE_DIR}/available_instances`
@@ -35,7 +59,11 @@ t.test('T-16 creating the same UUID twice is EEXIST (V-4)', async (t) => {
   const avail = host.read(AVAIL)
   t.equal(tryEcho(host, `${TYPE_DIR}/create`, M1), 'EEXIST')
   t.equal(host.read(AVAIL), avail, 'available_instances unchanged')
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, M1)), 'EEXIST', 'also without the newline')
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, M1)),
+    'EEXIST',
+    'also without the newline',
+  )
 })
 
 t.test('T-17 create with a 35-character string is EINVAL (V-4)', async (t) => {
@@ -43,7 +71,11 @@ t.test('T-17 create with a 35-character string is EINVAL (V-4)', async (t) => {
   const short = M1.slice(0, 35)
   t.equal(short.length, 35)
   const avail = host.read(AVAIL)
-  t.equal(errnoOf(() => host.write(`${TYPE_DIR}/create`, short)), 'EINVAL', 'echo -n: 35 characters')
+  t.equal(
+    errnoOf(() => host.write(`${TYPE_DIR}/create`, short)),
+    'EINVAL',
+    'echo -n: 35 characters',
+  )
   t.equal(tryEcho(host, `${TYPE_DIR}/create`, short), 'EINVAL', 'echo: 35 characters + newline (newline is no UUID digit)')
   t.equal(tryEcho(host, `${TYPE_DIR}/create`, M1 + 'a'), 'EINVAL', '37 characters without a final newline')
   t.equal(host.read(AVAIL), avail)
@@ -97,7 +129,10 @@ t.test('T-21 M2 may take adapter 5 alone, but domain 4 then collides with M1 (5,
   t.equal(host.read(`${mdevPath(M1)}/matrix`), '05.0004\n')
   t.equal(statusOf(host, '05.0004'), 'assigned', 'still linked to M1')
   const msg = `Userspace may not re-assign queue 05.0004 already assigned to ${M1}`
-  t.ok(logs(host.events(seq)).some((l) => l.message.includes(msg)), `log: ${msg}`)
+  t.ok(
+    logs(host.events(seq)).some((l) => l.message.includes(msg)),
+    `log: ${msg}`,
+  )
 })
 
 t.test('T-22 M1 (5,4) and M2 (5,0x47) share adapter 5: valid (V-10 exclusivity is per APQN)', async (t) => {

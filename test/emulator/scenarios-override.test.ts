@@ -21,7 +21,11 @@ t.test('T-57 driver_override is EINVAL while masks are in use; with all-ones mas
   t.equal(tryEcho(host, `${DRIVERS}/vfio_ap/bind`, '05.0004'), 'OK', 'mask gate skipped for the override driver')
   t.equal(driverOf(host, '05.0004'), 'vfio_ap')
   t.equal(statusOf(host, '05.0004'), 'unassigned')
-  t.equal(errnoOf(() => host.write(ovr, '\n')), 'OK', 'a bare newline clears it')
+  t.equal(
+    errnoOf(() => host.write(ovr, '\n')),
+    'OK',
+    'a bare newline clears it',
+  )
   t.equal(host.read(ovr), '\n')
 })
 

@@ -109,7 +109,11 @@ forEachDatabase(t, async (t, db) => {
     const all = await expected(store, 0)
     await until(() => old.got.length === all.length && recent.got.length === 10, 'catch-up')
     t.same(old.got, all, 'from the store, then the ring, then live')
-    t.same(recent.got, all.filter((s) => s > from + 35), 'from the ring')
+    t.same(
+      recent.got,
+      all.filter((s) => s > from + 35),
+      'from the ring',
+    )
   })
 
   await t.test('a slow consumer stalls neither the others nor the writers; it catches up exactly', async (t) => {
@@ -152,7 +156,13 @@ forEachDatabase(t, async (t, db) => {
   await t.test('random interleavings of writes and subscriptions (fast-check)', async (t) => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.oneof(fc.record({ write: fc.integer({ min: 1, max: 30 }), host: fc.constantFrom('h1', 'h2') }), fc.record({ sub: fc.integer({ min: 0, max: 60 }), host: fc.constantFrom(undefined, 'h1') })), { minLength: 1, maxLength: 8 }),
+        fc.array(
+          fc.oneof(
+            fc.record({ write: fc.integer({ min: 1, max: 30 }), host: fc.constantFrom('h1', 'h2') }),
+            fc.record({ sub: fc.integer({ min: 0, max: 60 }), host: fc.constantFrom(undefined, 'h1') }),
+          ),
+          { minLength: 1, maxLength: 8 },
+        ),
         fc.integer({ min: 1, max: 8 }),
         async (ops, bufferLimit) => {
           const hub = new EventHub({ source: store.events, pollIntervalMs: 5, bufferLimit, ringSize: 16 })
@@ -164,7 +174,13 @@ forEachDatabase(t, async (t, db) => {
               if ('write' in op) await append(store, op.write, { host: op.host })
               else {
                 const since = Math.max(0, base - 20 + op.sub)
-                subs.push({ since, ...(op.host ? { host: op.host } : {}), c: collect(hub, { sinceSeq: since, ...(op.host ? { host: op.host } : {}) }, () => (Math.random() < 0.1 ? new Promise((r) => setTimeout(r, 1)) : undefined)) })
+                subs.push({
+                  since,
+                  ...(op.host ? { host: op.host } : {}),
+                  c: collect(hub, { sinceSeq: since, ...(op.host ? { host: op.host } : {}) }, () =>
+                    Math.random() < 0.1 ? new Promise((r) => setTimeout(r, 1)) : undefined,
+                  ),
+                })
               }
             }
             for (const s of subs) {

@@ -57,7 +57,8 @@ export function fuseMissing(opts: { namespaces?: boolean } = {}): string | undef
   if (which('fusermount3') === undefined) return "fusermount3 not found: install Debian package 'fuse3' (apt-get install -y fuse3)"
   if (opts.namespaces) {
     const r = spawnSync('unshare', ['-m', 'true'], { encoding: 'utf8' })
-    if (r.error || r.status !== 0) return `'unshare -m' does not work here (util-linux; a private mount namespace is needed): ${r.error?.message ?? r.stderr.trim()}`
+    if (r.error || r.status !== 0)
+      return `'unshare -m' does not work here (util-linux; a private mount namespace is needed): ${r.error?.message ?? r.stderr.trim()}`
   }
   return undefined
 }

@@ -52,7 +52,7 @@ t.test('/proc/sysinfo: CEC and partition', async (t) => {
   t.equal(machineIdFromSysinfo(parseSysinfo('Type: 3931\n')), undefined, 'incomplete: no machine id from it')
 })
 
-t.test('the machine\'s own /sys: machine id from /proc/sysinfo, boot id and kernel from /proc', async (t) => {
+t.test("the machine's own /sys: machine id from /proc/sysinfo, boot id and kernel from /proc", async (t) => {
   const { proc, etc } = fakeProc(t, LPAR_SYSINFO)
   const id = new HostIdentity({ root: '/sys', procDir: proc, etcDir: etc })
   t.equal(await id.machineId(), 'IBM-3931-00000000000DA1E7-LPAR27')

@@ -26,7 +26,9 @@ const C = 'cccccccc-0000-4000-8000-00000000000c'
 const HOST = '/v1/hosts/lpar1'
 
 function missing(): string | undefined {
-  return fuseMissing({ namespaces: true }) ?? (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl' (apt-get install -y mdevctl)")
+  return (
+    fuseMissing({ namespaces: true }) ?? (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl' (apt-get install -y mdevctl)")
+  )
 }
 
 requireOrSkip(t, 'apmatrix and mdevctl on one emulated LPAR, under the s390-tools lock', missing(), async (t) => {
@@ -36,7 +38,11 @@ requireOrSkip(t, 'apmatrix and mdevctl on one emulated LPAR, under the s390-tool
   fs.mkdirSync(path.join(etc, 'scripts.d/callouts'), { recursive: true })
   fs.mkdirSync(path.join(etc, 'scripts.d/notifiers'), { recursive: true })
   const mdevctl = (...args: string[]) => {
-    const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" /sys && mount --bind "$2" /etc/mdevctl.d && shift 2 && exec mdevctl "$@"', 'sh', m.dir, etc, ...args], { encoding: 'utf8', timeout: 20_000 })
+    const r = spawnSync(
+      'unshare',
+      ['-m', 'sh', '-c', 'mount --bind "$1" /sys && mount --bind "$2" /etc/mdevctl.d && shift 2 && exec mdevctl "$@"', 'sh', m.dir, etc, ...args],
+      { encoding: 'utf8', timeout: 20_000 },
+    )
     if (r.error) throw r.error
     return r
   }
@@ -91,7 +97,10 @@ requireOrSkip(t, 'apmatrix and mdevctl on one emulated LPAR, under the s390-tool
     const r = await call('POST', `${HOST}/mdevs`, { body: { uuid: A, spec: { adapters: [5, 6], domains: [4] } } })
     t.equal(r.status, 409, r.text)
     t.equal(r.body.code, 'APQN_IN_USE')
-    t.same(r.body.violations.map((v: { apqn: string; owner: string }) => [v.apqn, v.owner]), [['05.0004', FOREIGN]])
+    t.same(
+      r.body.violations.map((v: { apqn: string; owner: string }) => [v.apqn, v.owner]),
+      [['05.0004', FOREIGN]],
+    )
   })
 
   await t.test('while another process holds the lock, no bus write; once released, the device converges', async (t) => {
@@ -113,7 +122,10 @@ requireOrSkip(t, 'apmatrix and mdevctl on one emulated LPAR, under the s390-tool
       return isReady(m) ? m : undefined
     })
     t.same(ready.status.matrix, ['06.0004'])
-    t.ok((await writesSince(before)).some((w) => w.path.endsWith('/create') && w.value.startsWith(B)), 'then it created the device')
+    t.ok(
+      (await writesSince(before)).some((w) => w.path.endsWith('/create') && w.value.startsWith(B)),
+      'then it created the device',
+    )
     t.notOk(fs.existsSync(lockPath), 'apmatrix released the lock after its pass')
   })
 
@@ -130,11 +142,18 @@ requireOrSkip(t, 'apmatrix and mdevctl on one emulated LPAR, under the s390-tool
     const list = mdevctl('list', '--dumpjson')
     t.equal(list.status, 0, list.stderr)
     const parsed = JSON.parse(list.stdout) as Array<Record<string, Array<Record<string, unknown>>>>
-    const uuids = parsed.flatMap((p) => Object.values(p).flat().flatMap((d) => Object.keys(d)))
+    const uuids = parsed.flatMap((p) =>
+      Object.values(p)
+        .flat()
+        .flatMap((d) => Object.keys(d)),
+    )
     t.same(uuids.sort(), [B, C, FOREIGN].sort(), 'mdevctl lists every device on the bus, ours and its own')
     const stop = mdevctl('stop', '--uuid', FOREIGN)
     t.equal(stop.status, 0, stop.stderr)
-    await until('the foreign device gone from the inventory', async () => !(await call('GET', `${HOST}/bus-mdevs`)).body.items.some((x: { uuid: string }) => x.uuid === FOREIGN))
+    await until(
+      'the foreign device gone from the inventory',
+      async () => !(await call('GET', `${HOST}/bus-mdevs`)).body.items.some((x: { uuid: string }) => x.uuid === FOREIGN),
+    )
     t.ok(isReady((await call('GET', `${HOST}/mdevs/${B}`)).body), 'our devices are untouched')
   })
 })

@@ -12,13 +12,20 @@ t.test('exportMatrixDevice: one document per format, with its media type', async
   const m = exportMatrixDevice(device, 'mdevctl')
   t.equal(m.contentType, 'application/json')
   t.equal(m.path, `/etc/mdevctl.d/matrix/${U}`)
-  t.same(JSON.parse(m.body), { mdev_type: 'vfio_ap-passthrough', start: 'manual', attrs: [{ assign_adapter: '0x05' }, { assign_domain: '0x0004' }, { assign_control_domain: '0x000b' }] })
+  t.same(JSON.parse(m.body), {
+    mdev_type: 'vfio_ap-passthrough',
+    start: 'manual',
+    attrs: [{ assign_adapter: '0x05' }, { assign_domain: '0x0004' }, { assign_control_domain: '0x000b' }],
+  })
   const n = exportMatrixDevice(device, 'libvirt-nodedev')
   t.equal(n.contentType, 'application/xml')
   t.match(n.body, /^<device>\n  <name>mdev_4b0f2e7e_1a2b_4c3d_8e9f_0123456789ab<\/name>/)
   const h = exportMatrixDevice(device, 'libvirt-hostdev')
   t.match(h.body, new RegExp(`<address uuid='${U}'/>`))
-  t.throws(() => exportMatrixDevice(device, 'virsh'), { code: 'INVALID_ARGUMENT', message: /format: "virsh" is not one of mdevctl, libvirt-nodedev, libvirt-hostdev/ })
+  t.throws(() => exportMatrixDevice(device, 'virsh'), {
+    code: 'INVALID_ARGUMENT',
+    message: /format: "virsh" is not one of mdevctl, libvirt-nodedev, libvirt-hostdev/,
+  })
 })
 
 t.test('importMatrixDevices: each import format reads what the matching export wrote', async (t) => {
@@ -48,7 +55,7 @@ t.test('parseJsonWithLines: the same value as JSON.parse, plus the line of each 
   t.equal(r.lineOf(arr[0]!.a), 3)
   t.ok(Object.prototype.hasOwnProperty.call(arr[0], '__proto__'), '__proto__ stays an own key, as with JSON.parse')
   t.equal(Object.getPrototypeOf(arr[0]), Object.prototype)
-  for (const bad of ['', '[1,]', '{"a":1,}', '01', '"\\x"', '"a\nb"', 'tru', '[1] 2', '{"a" 1}', '[' .repeat(70) + ']'.repeat(70)]) {
+  for (const bad of ['', '[1,]', '{"a":1,}', '01', '"\\x"', '"a\nb"', 'tru', '[1] 2', '{"a" 1}', '['.repeat(70) + ']'.repeat(70)]) {
     t.throws(() => parseJsonWithLines(bad), { code: 'INVALID_ARGUMENT' }, JSON.stringify(bad))
   }
   t.throws(() => parseJsonWithLines('{"a": 1, "a": 2}'), { message: /line 1, column 10: duplicate key 'a'/ })

@@ -111,34 +111,52 @@ t.test('nodedev import: structure errors', async (t) => {
   const cap = (inner: string): string => `<device><capability type='mdev'>${inner}</capability></device>`
   t.match(errorOf(() => importLibvirtNodedev('<domain/>')).message, /root element of a node-device XML must be <device>/)
   t.match(errorOf(() => importLibvirtNodedev('<device><name>x</name></device>')).message, /exactly one <capability type='mdev'>, found 0/)
-  t.match(errorOf(() => importLibvirtNodedev(`<device><capability type='pci'><type id='vfio_ap-passthrough'/><uuid>${U}</uuid></capability></device>`)).message, /type 'pci' is not 'mdev'/)
+  t.match(
+    errorOf(() => importLibvirtNodedev(`<device><capability type='pci'><type id='vfio_ap-passthrough'/><uuid>${U}</uuid></capability></device>`)).message,
+    /type 'pci' is not 'mdev'/,
+  )
   t.match(errorOf(() => importLibvirtNodedev(cap(`<uuid>${U}</uuid>`))).message, /missing <type id='vfio_ap-passthrough'\/>/)
   t.match(errorOf(() => importLibvirtNodedev(cap(`<type id='vfio_ap-passthrough'/>`))).message, /missing <uuid>/)
   t.match(errorOf(() => importLibvirtNodedev(cap(`<type id='vfio_ap-passthrough'/><uuid>${U}</uuid><uuid>${U}</uuid>`))).message, /more than one <uuid>/)
-  t.match(errorOf(() => importLibvirtNodedev(`<device><parent>ap_matrix</parent><parent>ap_matrix</parent>${cap('').slice(8)}`)).message, /more than one <parent>/)
+  t.match(
+    errorOf(() => importLibvirtNodedev(`<device><parent>ap_matrix</parent><parent>ap_matrix</parent>${cap('').slice(8)}`)).message,
+    /more than one <parent>/,
+  )
   t.match(errorOf(() => importLibvirtNodedev(`<device><bogus/>${cap('').slice(8)}`)).message, /line 1: <bogus>: unknown element in <device>/)
   for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
     const xml = cap(`<type id='vfio_ap-passthrough'/><uuid>${U}</uuid><attr name='${name}' value='1'/>`)
     t.match(errorOf(() => importLibvirtNodedev(xml)).message, new RegExp(`${name} '1': unknown attribute`), `attr ${name}`)
   }
-  t.same(importLibvirtNodedev(cap(`<type id='vfio_ap-passthrough'/><uuid>${U}</uuid>`)).spec, { adapters: [], domains: [], controlDomains: [], state: 'stopped' })
-  const e = errorOf(() => importLibvirtNodedev(cap(`<type id='vfio_ap-passthrough'/><uuid>${U}</uuid><attr name='assign_adapter' value='64'/>`), { limits: { maxAdapterId: 63, maxDomainId: 15 } }))
+  t.same(importLibvirtNodedev(cap(`<type id='vfio_ap-passthrough'/><uuid>${U}</uuid>`)).spec, {
+    adapters: [],
+    domains: [],
+    controlDomains: [],
+    state: 'stopped',
+  })
+  const e = errorOf(() =>
+    importLibvirtNodedev(cap(`<type id='vfio_ap-passthrough'/><uuid>${U}</uuid><attr name='assign_adapter' value='64'/>`), {
+      limits: { maxAdapterId: 63, maxDomainId: 15 },
+    }),
+  )
   t.equal(e.code, 'OUT_OF_RANGE')
   t.equal(e.errno, 'ENODEV')
 })
 
 t.test('XML reader: well-formedness errors name line and column; no DOCTYPE, no unknown entities', async (t) => {
-  t.match(errorOf(() => importLibvirtNodedev('<device>\n  <name>x</nam>\n</device>')).message, /^nodedev XML: line 2, column 12: <\/nam> closes <name> \(line 2\)$/)
+  t.match(
+    errorOf(() => importLibvirtNodedev('<device>\n  <name>x</nam>\n</device>')).message,
+    /^nodedev XML: line 2, column 12: <\/nam> closes <name> \(line 2\)$/,
+  )
   t.match(errorOf(() => importLibvirtNodedev('<device>\n<name>x</name>')).message, /line 2, column 15: <device> \(line 1\) is not closed/)
   t.match(errorOf(() => importLibvirtNodedev('<!DOCTYPE x [<!ENTITY a "b">]><device/>')).message, /a DOCTYPE is not accepted/)
   t.match(errorOf(() => importLibvirtNodedev("<device a='&foo;'/>")).message, /unknown or malformed reference '&foo'/)
   t.match(errorOf(() => importLibvirtNodedev("<device a='1' a='2'/>")).message, /duplicate attribute a in <device>/)
-  t.match(errorOf(() => importLibvirtNodedev("<device a=1/>")).message, /attribute value must be quoted/)
+  t.match(errorOf(() => importLibvirtNodedev('<device a=1/>')).message, /attribute value must be quoted/)
   t.match(errorOf(() => importLibvirtNodedev("<device a='<'/>")).message, /'<' in an attribute value/)
   t.match(errorOf(() => importLibvirtNodedev('<device/><device/>')).message, /content after the root element/)
   t.match(errorOf(() => importLibvirtNodedev('')).message, /no root element/)
   t.match(errorOf(() => importLibvirtNodedev('<a>'.repeat(40))).message, /nested deeper than 32/)
-  t.match(errorOf(() => importLibvirtNodedev("<device><name>&#0;</name></device>")).message, /unknown or malformed reference '&#0'/)
+  t.match(errorOf(() => importLibvirtNodedev('<device><name>&#0;</name></device>')).message, /unknown or malformed reference '&#0'/)
   const ok = `<device><capability type='mdev'><type id='vfio_ap-passthrough'/><uuid><![CDATA[${U}]]></uuid><attr name='assign_domain' value='&#52;'/><!-- c --><?pi x?></capability></device>`
   t.same(importLibvirtNodedev(ok).spec.domains, [4], 'CDATA, character references, comments and PIs')
 })

@@ -21,9 +21,10 @@ const U3 = '0b7a2f1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b'
 const MATRIX = '/sys/devices/vfio_ap/matrix'
 const TYPE_DIR = `${MATRIX}/mdev_supported_types/vfio_ap-passthrough`
 
-
 function missing(): string | undefined {
-  return fuseMissing({ namespaces: true }) ?? (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl' (apt-get install -y mdevctl)")
+  return (
+    fuseMissing({ namespaces: true }) ?? (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl' (apt-get install -y mdevctl)")
+  )
 }
 
 requireOrSkip(t, 'real mdevctl on the FUSE mount of the emulator', missing(), async (t) => {
@@ -39,10 +40,14 @@ requireOrSkip(t, 'real mdevctl on the FUSE mount of the emulator', missing(), as
     return file
   }
   const mdevctl = (...args: string[]) => {
-    const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" /sys && mount --bind "$2" /etc/mdevctl.d && shift 2 && exec mdevctl "$@"', 'sh', m.dir, etc, ...args], {
-      encoding: 'utf8',
-      timeout: 20_000,
-    })
+    const r = spawnSync(
+      'unshare',
+      ['-m', 'sh', '-c', 'mount --bind "$1" /sys && mount --bind "$2" /etc/mdevctl.d && shift 2 && exec mdevctl "$@"', 'sh', m.dir, etc, ...args],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    )
     if (r.error) throw r.error
     return { status: r.status, stdout: r.stdout, stderr: r.stderr }
   }
@@ -58,16 +63,28 @@ requireOrSkip(t, 'real mdevctl on the FUSE mount of the emulator', missing(), as
     t.equal(r.stdout, 'matrix\n  vfio_ap-passthrough\n    Available instances: 256\n    Device API: vfio-ap\n    Name: VFIO AP Passthrough Device\n\n')
     const j = mdevctl('types', '--dumpjson')
     t.equal(j.status, 0, j.stderr)
-    t.same(JSON.parse(j.stdout), [{ matrix: [{ 'vfio_ap-passthrough': { available_instances: 256, device_api: 'vfio-ap', name: 'VFIO AP Passthrough Device' } }] }])
+    t.same(JSON.parse(j.stdout), [
+      { matrix: [{ 'vfio_ap-passthrough': { available_instances: 256, device_api: 'vfio-ap', name: 'VFIO AP Passthrough Device' } }] },
+    ])
   })
 
   t.test('mdevctl start --jsonfile creates the device with the matrix the emulator then reports; list reads it back', async (t) => {
-    const good = json('good', [{ assign_adapter: '5' }, { assign_adapter: '6' }, { assign_domain: '4' }, { assign_domain: '0x47' }, { assign_control_domain: '4' }])
+    const good = json('good', [
+      { assign_adapter: '5' },
+      { assign_adapter: '6' },
+      { assign_domain: '4' },
+      { assign_domain: '0x47' },
+      { assign_control_domain: '4' },
+    ])
     const r = mdevctl('start', '--parent', 'matrix', '--jsonfile', good, '--uuid', U1)
     t.same([r.status, r.stderr], [0, ''])
     t.equal(await m.client.read(`${MATRIX}/${U1}/matrix`), '05.0004\n05.0047\n06.0004\n06.0047\n')
     t.equal(await m.client.read(`${MATRIX}/${U1}/control_domains`), '0004\n')
-    t.equal(await m.client.read(`${MATRIX}/${U1}/guest_matrix`), '05.0004\n05.0047\n06.0004\n06.0047\n', 'all bound to vfio_ap: the guest would get it all (V-20)')
+    t.equal(
+      await m.client.read(`${MATRIX}/${U1}/guest_matrix`),
+      '05.0004\n05.0047\n06.0004\n06.0047\n',
+      'all bound to vfio_ap: the guest would get it all (V-20)',
+    )
     t.equal(await m.client.read(`${TYPE_DIR}/available_instances`), '255\n')
     t.equal(mdevctl('list').stdout, `${U1} matrix vfio_ap-passthrough manual\n\n`)
     const dump = mdevctl('list', '--dumpjson')
@@ -82,7 +99,11 @@ requireOrSkip(t, 'real mdevctl on the FUSE mount of the emulator', missing(), as
     const bad = json('bad', [{ assign_adapter: '7' }, { assign_domain: '0xab' }])
     const r = mdevctl('start', '--parent', 'matrix', '--jsonfile', bad, '--uuid', U2)
     t.equal(r.status, 1)
-    t.equal(r.stderr, `Error: Failed to write 0xab to attribute assign_domain\n\nCaused by:\n    ${strerror('EADDRNOTAVAIL')} (os error ${os.constants.errno.EADDRNOTAVAIL})\n`, "mdevctl's own message: the kernel's EADDRNOTAVAIL")
+    t.equal(
+      r.stderr,
+      `Error: Failed to write 0xab to attribute assign_domain\n\nCaused by:\n    ${strerror('EADDRNOTAVAIL')} (os error ${os.constants.errno.EADDRNOTAVAIL})\n`,
+      "mdevctl's own message: the kernel's EADDRNOTAVAIL",
+    )
     t.notOk((await m.client.list(MATRIX)).includes(U2), 'no device U2')
     t.equal(await m.client.read(`${TYPE_DIR}/available_instances`), '255\n')
     t.same(
@@ -107,7 +128,7 @@ requireOrSkip(t, 'real mdevctl on the FUSE mount of the emulator', missing(), as
     t.equal(mdevctl('define', '--parent', 'matrix', '--jsonfile', def, '--uuid', U3).status, 0)
     t.ok(fs.existsSync(path.join(etc, 'matrix', U3)), 'the definition is in the private /etc/mdevctl.d')
     const r = mdevctl('start', '--uuid', U3)
-    t.equal(r.status, 1, '07.00ab is still the host\'s (apmask x aqmask)')
+    t.equal(r.status, 1, "07.00ab is still the host's (apmask x aqmask)")
     t.match(r.stderr, strerror('EADDRNOTAVAIL'))
     await m.client.write('/sys/bus/ap/apmask', '-7\n')
     const r2 = mdevctl('start', '--uuid', U3)
@@ -122,10 +143,18 @@ requireOrSkip(t, 'real mdevctl on the FUSE mount of the emulator', missing(), as
   t.test('mdevctl stop removes the device', async (t) => {
     const r = mdevctl('stop', '--uuid', U1)
     t.same([r.status, r.stderr], [0, ''])
-    t.same((await m.client.list(MATRIX)).filter((e) => /^[0-9a-f]{8}-/.test(e)), [], 'no matrix device left')
+    t.same(
+      (await m.client.list(MATRIX)).filter((e) => /^[0-9a-f]{8}-/.test(e)),
+      [],
+      'no matrix device left',
+    )
     t.equal(await m.client.read(`${TYPE_DIR}/available_instances`), '256\n')
     t.equal(mdevctl('list').stdout, '\n')
     const busWrites = (await m.client.writeLog(seq0)).entries.filter((e) => !e.path.startsWith(`${MATRIX}/`))
-    t.same(busWrites.map((e) => [e.path, e.origin]), [['/sys/bus/ap/apmask', 'grpc']], 'mdevctl wrote nothing outside the matrix device (only the test changed apmask)')
+    t.same(
+      busWrites.map((e) => [e.path, e.origin]),
+      [['/sys/bus/ap/apmask', 'grpc']],
+      'mdevctl wrote nothing outside the matrix device (only the test changed apmask)',
+    )
   })
 })

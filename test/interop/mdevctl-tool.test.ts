@@ -11,13 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
-import {
-  formatMdevctlDefinition,
-  importMdevctlDefinition,
-  importMdevctlDump,
-  MDEVCTL_CONFIG_DIR,
-  mdevctlDefinitionPath,
-} from '../../src/interop/mdevctl.js'
+import { formatMdevctlDefinition, importMdevctlDefinition, importMdevctlDump, MDEVCTL_CONFIG_DIR, mdevctlDefinitionPath } from '../../src/interop/mdevctl.js'
 import { allIds, arbDevice, newDevice } from './helpers.js'
 import { canWrite, run, toolsRequired, withTools } from './tools.js'
 
@@ -77,7 +71,10 @@ withTools(t, 'real mdevctl', ['mdevctl'], 'mdevctl', async (t) => {
     for (const d of devices) defs.write(d.uuid, formatMdevctlDefinition(d))
     const ours = new Set(devices.map((d) => d.uuid))
 
-    for (const args of [['list', '--defined', '--dumpjson', '--parent', 'matrix'], ['list', '--defined', '--dumpjson']]) {
+    for (const args of [
+      ['list', '--defined', '--dumpjson', '--parent', 'matrix'],
+      ['list', '--defined', '--dumpjson'],
+    ]) {
       const imported = importMdevctlDump(mdevctl(t, args))
       const back = imported.devices.filter((d) => ours.has(d.uuid))
       t.same(

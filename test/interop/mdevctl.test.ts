@@ -2,13 +2,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { ApmatrixError } from '../../src/domain/errors.js'
 import type { MdevDesired } from '../../src/domain/mdev.js'
-import {
-  formatMdevctlDefinition,
-  importMdevctlDefinition,
-  importMdevctlDump,
-  mdevctlDefinitionPath,
-  toMdevctlDefinition,
-} from '../../src/interop/mdevctl.js'
+import { formatMdevctlDefinition, importMdevctlDefinition, importMdevctlDump, mdevctlDefinitionPath, toMdevctlDefinition } from '../../src/interop/mdevctl.js'
 import { arbDevice, errorOf } from './helpers.js'
 
 const U1 = '783e6dbb-ea0e-411f-94e2-717eaad438bf'
@@ -196,9 +190,18 @@ t.test('import: ids above the host limits are OUT_OF_RANGE (ENODEV, V-10/V-16)',
   const e = errorOf(() => importMdevctlDump(doc))
   t.equal(e.code, 'OUT_OF_RANGE')
   t.equal(e.errno, 'ENODEV')
-  t.same(e.violations.map((v) => v.id), [256])
+  t.same(
+    e.violations.map((v) => v.id),
+    [256],
+  )
   const small = errorOf(() => importMdevctlDump(doc.replace('"256"', '"63"'), { limits: { maxAdapterId: 62, maxDomainId: 15 } }))
-  t.same(small.violations.map((v) => [v.rule, v.id]), [['OUT_OF_RANGE', 63], ['OUT_OF_RANGE', 16]])
+  t.same(
+    small.violations.map((v) => [v.rule, v.id]),
+    [
+      ['OUT_OF_RANGE', 63],
+      ['OUT_OF_RANGE', 16],
+    ],
+  )
   t.match(small.violations[1]!.message, /16 is above the maximum 15/)
 })
 
@@ -208,7 +211,10 @@ t.test('import: malformed documents', async (t) => {
   t.match(errorOf(() => importMdevctlDump('[{"matrix": {}}]')).message, /must be an array of/)
   t.match(errorOf(() => importMdevctlDump(`[{"matrix": [{"${U1}": {}, "${U2}": {}}]}]`)).message, /exactly one key, the device UUID/)
   t.match(errorOf(() => importMdevctlDump(`[{"matrix": [{"${U1}": 7}]}]`)).message, /a definition must be an object/)
-  t.match(errorOf(() => importMdevctlDump(`[{"matrix": [{"${U1}": {"mdev_type": "vfio_ap-passthrough", "start": "auto", "start": "manual"}}]}]`)).message, /duplicate key 'start'/)
+  t.match(
+    errorOf(() => importMdevctlDump(`[{"matrix": [{"${U1}": {"mdev_type": "vfio_ap-passthrough", "start": "auto", "start": "manual"}}]}]`)).message,
+    /duplicate key 'start'/,
+  )
   const twice = `[{"matrix": [{"${U1}": {"mdev_type": "vfio_ap-passthrough", "start": "auto"}}]}, {"matrix": [{"${U1.toUpperCase()}": {"mdev_type": "vfio_ap-passthrough", "start": "auto"}}]}]`
   t.match(errorOf(() => importMdevctlDump(twice)).message, /defined twice \(first at \$\[0\]/)
   t.match(errorOf(() => importMdevctlDump('x'.repeat((1 << 20) + 1))).message, /longer than/)
@@ -217,7 +223,10 @@ t.test('import: malformed documents', async (t) => {
 t.test('import of one definition file (mdevctl list --dumpjson --uuid prints this shape)', async (t) => {
   const text = formatMdevctlDefinition({ spec: { adapters: [1], domains: [2], controlDomains: [], state: 'stopped' } })
   t.same(importMdevctlDefinition(U2.toUpperCase(), text), { uuid: U2, spec: { adapters: [1], domains: [2], controlDomains: [], state: 'stopped' } })
-  t.match(errorOf(() => importMdevctlDefinition(U2, '{"mdev_type": "vfio_ap-passthrough"}')).message, /invalid mdevctl definition: \$\.start \(line 1\): missing is not/)
+  t.match(
+    errorOf(() => importMdevctlDefinition(U2, '{"mdev_type": "vfio_ap-passthrough"}')).message,
+    /invalid mdevctl definition: \$\.start \(line 1\): missing is not/,
+  )
   t.throws(() => importMdevctlDefinition('nope', text), { code: 'INVALID_ARGUMENT' })
 })
 
@@ -241,9 +250,18 @@ t.test('fuzz: arbitrary JSON and text only ever fail with INVALID_ARGUMENT / OUT
       return e instanceof ApmatrixError && (e.code === 'INVALID_ARGUMENT' || e.code === 'OUT_OF_RANGE')
     }
   }
-  fc.assert(fc.property(fc.jsonValue(), (v) => known(() => importMdevctlDump(v)) && known(() => importMdevctlDump(JSON.stringify(v)))), { numRuns: 300 })
-  fc.assert(fc.property(fc.string(), (s) => known(() => importMdevctlDump(s))), { numRuns: 300 })
-  const attrsDoc = fc.array(fc.dictionary(fc.constantFrom('assign_adapter', 'unassign_domain', 'ap_config', 'x', 'constructor', '__proto__'), fc.string(), { minKeys: 1, maxKeys: 1 }), { maxLength: 6 })
+  fc.assert(
+    fc.property(fc.jsonValue(), (v) => known(() => importMdevctlDump(v)) && known(() => importMdevctlDump(JSON.stringify(v)))),
+    { numRuns: 300 },
+  )
+  fc.assert(
+    fc.property(fc.string(), (s) => known(() => importMdevctlDump(s))),
+    { numRuns: 300 },
+  )
+  const attrsDoc = fc.array(
+    fc.dictionary(fc.constantFrom('assign_adapter', 'unassign_domain', 'ap_config', 'x', 'constructor', '__proto__'), fc.string(), { minKeys: 1, maxKeys: 1 }),
+    { maxLength: 6 },
+  )
   fc.assert(
     fc.property(attrsDoc, (attrs) => known(() => importMdevctlDump([{ matrix: [{ [U1]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs } }] }]))),
     { numRuns: 300 },

@@ -4,7 +4,10 @@ import { toolsRequired, which } from './tools.js'
 t.test('the foreign tools are required under CI or APMATRIX_REQUIRE_TOOLS=1, optional elsewhere', async (t) => {
   const saved = { CI: process.env.CI, REQ: process.env.APMATRIX_REQUIRE_TOOLS }
   t.teardown(() => {
-    for (const [k, v] of [['CI', saved.CI], ['APMATRIX_REQUIRE_TOOLS', saved.REQ]] as const) {
+    for (const [k, v] of [
+      ['CI', saved.CI],
+      ['APMATRIX_REQUIRE_TOOLS', saved.REQ],
+    ] as const) {
       if (v === undefined) delete process.env[k]
       else process.env[k] = v
     }

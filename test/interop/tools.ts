@@ -23,7 +23,12 @@ export function run(cmd: string, args: string[]): { status: number | null; stdou
  */
 export function withTools(t: Test, name: string, cmds: string[], packages: string, body: (t: Test) => Promise<void>): void {
   const missing = cmds.filter((c) => which(c) === undefined)
-  requireOrSkip(t, name, missing.length === 0 ? undefined : `${missing.join(', ')} not found: install Debian packages '${packages}' (apt-get install -y ${packages})`, body)
+  requireOrSkip(
+    t,
+    name,
+    missing.length === 0 ? undefined : `${missing.join(', ')} not found: install Debian packages '${packages}' (apt-get install -y ${packages})`,
+    body,
+  )
 }
 
 /** True when this process may write `dir` (mdevctl's definitions live under /etc, normally root-only). */

@@ -90,7 +90,10 @@ t.test('while another process holds the lock, no bus write; once it is released 
   const third = await f.reconciler.reconcile('lpar1')
   t.equal(third.lockBusy, undefined)
   t.equal(apmaskFile(f), `${FD}\n`, 'the mask is written')
-  t.ok(f.writes.length >= 1 && f.writes.every((w) => w.lockHeldByUs), `every write of the pass was made while the lock held our pid (${f.writes.length} writes)`)
+  t.ok(
+    f.writes.length >= 1 && f.writes.every((w) => w.lockHeldByUs),
+    `every write of the pass was made while the lock held our pid (${f.writes.length} writes)`,
+  )
   t.notOk(fs.existsSync(f.lockPath), 'released after the pass')
 })
 

@@ -38,7 +38,10 @@ t.test('with a drain, moving busy queues to a matrix device loses no request', a
     t.equal(s.completed, 20, `${apqn}: all 20 completed`)
   }
   const after = await bus.observe()
-  t.same(after.mdevs.map((m) => [m.uuid, m.matrix, m.controlDomains]), [[U1, ['05.0004', '05.0047'], [4]]])
+  t.same(
+    after.mdevs.map((m) => [m.uuid, m.matrix, m.controlDomains]),
+    [[U1, ['05.0004', '05.0047'], [4]]],
+  )
   t.equal(planHost(desired, after).converged, true, 'a second plan finds nothing to do')
 })
 

@@ -36,7 +36,12 @@ async function setup(t: Test, db: TestDatabase) {
 }
 
 async function defineM1(store: Store, spec = { adapters: [5, 6], domains: [4, 0x47], controlDomains: [4], state: 'started' as const }) {
-  await store.masks.set('local', { apmask: Mask.full().minus(Mask.of([5, 6])).toString(), aqmask: Mask.full().toString() })
+  await store.masks.set('local', {
+    apmask: Mask.full()
+      .minus(Mask.of([5, 6]))
+      .toString(),
+    aqmask: Mask.full().toString(),
+  })
   await store.mdevs.create({ host: 'local', uuid: U1, spec })
 }
 
@@ -57,7 +62,12 @@ forEachDatabase(t, async (t, db) => {
     t.equal(m.status.observedGeneration, m.generation)
     t.same(m.status.guestMatrix, ['05.0004', '05.0047', '06.0004', '06.0047'])
     t.equal(m.status.conditions?.find((c) => c.type === 'Ready')?.status, 'True')
-    t.equal((await store.masks.get('local'))?.status.apmask, Mask.full().minus(Mask.of([5, 6])).toString())
+    t.equal(
+      (await store.masks.get('local'))?.status.apmask,
+      Mask.full()
+        .minus(Mask.of([5, 6]))
+        .toString(),
+    )
     const types = await eventTypes(store)
     t.ok(types.includes('MdevStarted') && types.includes('MasksApplied'), types.join(','))
     const again = await rec.reconcile('local')
@@ -172,7 +182,13 @@ forEachDatabase(t, async (t, db) => {
     t.ok(local.host.exists(`${MATRIX}/${FOREIGN}`), 'still there')
     t.equal(out.converged, false, 'the desired apmask cannot be reached while the foreign device holds 07.00ab')
     t.equal(out.plan?.deferred[0]?.reason, 'HeldByOtherDevice')
-    t.equal(local.host.read('/sys/bus/ap/apmask'), Mask.full().minus(Mask.of([7])).toString() + '\n', 'no vetoed write was attempted')
+    t.equal(
+      local.host.read('/sys/bus/ap/apmask'),
+      Mask.full()
+        .minus(Mask.of([7]))
+        .toString() + '\n',
+      'no vetoed write was attempted',
+    )
   })
 
   t.test('the lease: a second replica does not reconcile a host the first holds', async (t) => {

@@ -192,7 +192,10 @@ async function busMismatches(call: RestCall, emu: RemoteEmulator): Promise<strin
       out.push(`${uuid}: deletion still pending`)
       continue
     }
-    if (!isReady(m)) out.push(`${uuid}: not Ready for generation ${m.metadata.generation}: ${JSON.stringify(m.status.conditions?.find((c: { type: string }) => c.type === 'Ready'))}`)
+    if (!isReady(m))
+      out.push(
+        `${uuid}: not Ready for generation ${m.metadata.generation}: ${JSON.stringify(m.status.conditions?.find((c: { type: string }) => c.type === 'Ready'))}`,
+      )
     if (m.spec.state === 'stopped') {
       if (onBus.includes(uuid)) out.push(`${uuid}: stopped but on the bus`)
       continue
@@ -205,8 +208,12 @@ async function busMismatches(call: RestCall, emu: RemoteEmulator): Promise<strin
     const matrix = (await emu.read(`${MATRIX}/${uuid}/matrix`)).split('\n').filter(Boolean)
     const want = crossProduct(m.spec.adapters, m.spec.domains)
     if (JSON.stringify(matrix) !== JSON.stringify(want)) out.push(`${uuid}: matrix ${matrix.join(' ')} != ${want.join(' ')}`)
-    const cds = (await emu.read(`${MATRIX}/${uuid}/control_domains`)).split('\n').filter(Boolean).map((x) => parseInt(x, 16))
-    if (JSON.stringify(cds) !== JSON.stringify(m.spec.controlDomains)) out.push(`${uuid}: control domains ${cds.join(',')} != ${m.spec.controlDomains.join(',')}`)
+    const cds = (await emu.read(`${MATRIX}/${uuid}/control_domains`))
+      .split('\n')
+      .filter(Boolean)
+      .map((x) => parseInt(x, 16))
+    if (JSON.stringify(cds) !== JSON.stringify(m.spec.controlDomains))
+      out.push(`${uuid}: control domains ${cds.join(',')} != ${m.spec.controlDomains.join(',')}`)
   }
   for (const uuid of onBus) if (!started.has(uuid) && uuid !== FOREIGN) out.push(`${uuid}: orphan on the bus (no stored started spec names it)`)
   return out
@@ -219,7 +226,11 @@ async function verify(t: Test, phase: string, db: TestDatabase, emuAddr: string,
   if (!svc.url) throw new Error(`${phase}: the clean service did not start: ${svc.p.stderr.join('\n')}`)
   const call = restClient(svc.url)
   let last: string[] = []
-  await until(`${phase}: the bus to equal the desired state (seed ${SEED})`, async () => (last = await busMismatches(call, emu)).length === 0, { timeoutMs: 30_000, everyMs: 100, describe: () => last })
+  await until(`${phase}: the bus to equal the desired state (seed ${SEED})`, async () => (last = await busMismatches(call, emu)).length === 0, {
+    timeoutMs: 30_000,
+    everyMs: 100,
+    describe: () => last,
+  })
   t.pass(`${phase}: converged: the bus equals the desired state, no orphan`)
 
   // Every acknowledged write is there.
@@ -235,7 +246,8 @@ async function verify(t: Test, phase: string, db: TestDatabase, emuAddr: string,
       bad.push(`${uuid}: acknowledged write lost: GET ${r.status}`)
       continue
     }
-    if (JSON.stringify(r.body.spec) !== JSON.stringify(e.spec)) bad.push(`${uuid}: spec ${JSON.stringify(r.body.spec)} != acknowledged ${JSON.stringify(e.spec)}`)
+    if (JSON.stringify(r.body.spec) !== JSON.stringify(e.spec))
+      bad.push(`${uuid}: spec ${JSON.stringify(r.body.spec)} != acknowledged ${JSON.stringify(e.spec)}`)
   }
   t.same(bad, [], `${phase}: every acknowledged write is stored (${model.acked} acknowledged, ${model.cut} cut off; seed ${SEED})`)
   const masks = (await call('GET', `${HOST}/masks`)).body
@@ -246,7 +258,11 @@ async function verify(t: Test, phase: string, db: TestDatabase, emuAddr: string,
   const uuids = items.map((m) => m.metadata.uuid)
   t.equal(new Set(uuids).size, uuids.length, `${phase}: no duplicate record`)
   const onBus = (await emu.list(MATRIX)).filter((e) => UUID_RE.test(e))
-  t.same(onBus.sort(), [...items.filter((m) => m.spec.state === 'started').map((m) => m.metadata.uuid), FOREIGN].sort(), `${phase}: the bus holds exactly the started devices and the foreign one`)
+  t.same(
+    onBus.sort(),
+    [...items.filter((m) => m.spec.state === 'started').map((m) => m.metadata.uuid), FOREIGN].sort(),
+    `${phase}: the bus holds exactly the started devices and the foreign one`,
+  )
   t.equal(await emu.read(`${MATRIX}/${FOREIGN}/matrix`), '07.00ff\n', `${phase}: the foreign device is untouched`)
 
   await resolve(call, model)
@@ -261,7 +277,11 @@ async function checkJournal(t: Test, phase: string, db: TestDatabase, expectResu
   const store = await createStore(db.url)
   try {
     const open = await store.journal.listOpen('local')
-    t.same(open.map((e) => e.operation), [], `${phase}: no journal step left planned`)
+    t.same(
+      open.map((e) => e.operation),
+      [],
+      `${phase}: no journal step left planned`,
+    )
     if (expectResumed) {
       // A kill before a bus write leaves the step `planned`; the next replica closes it and says so.
       const resumed = (await store.events.list({ host: 'local', limit: 1000 })).filter((e) => e.type === 'ReconcileResumed')
@@ -278,7 +298,17 @@ async function checkJournal(t: Test, phase: string, db: TestDatabase, expectResu
  */
 async function crashRound(
   t: Test,
-  o: { phase: string; db: TestDatabase; emuAddr: string; model: Model; rnd: () => number; crashAt?: string; running?: ServiceProcess; killAfterMs?: number; writes: number },
+  o: {
+    phase: string
+    db: TestDatabase
+    emuAddr: string
+    model: Model
+    rnd: () => number
+    crashAt?: string
+    running?: ServiceProcess
+    killAfterMs?: number
+    writes: number
+  },
 ): Promise<void> {
   const started = Date.now()
   const svc: ServiceProcess = o.running ?? (await startServiceProcess(t, { databaseUrl: o.db.url, emulatorAddr: o.emuAddr, crashAt: o.crashAt }))
@@ -298,7 +328,8 @@ async function crashRound(
   }
   const hook = crashHookLine(svc.p)
   const diag = { exitCode: svc.p.proc.exitCode, stderr: svc.p.stderr.slice(-15), seed: SEED }
-  if (o.crashAt) t.match(hook, `SIGKILL at ${o.crashAt.split(':')[0]} #${o.crashAt.split(':')[1]}`, `${o.phase}: the process killed itself at ${o.crashAt}`, diag)
+  if (o.crashAt)
+    t.match(hook, `SIGKILL at ${o.crashAt.split(':')[0]} #${o.crashAt.split(':')[1]}`, `${o.phase}: the process killed itself at ${o.crashAt}`, diag)
   t.equal(svc.p.proc.signalCode, 'SIGKILL', `${o.phase}: the service died of SIGKILL (${svc.url ? 'after' : 'before'} its ready line)`, diag)
   t.comment(`${o.phase} (${Date.now() - started} ms): ${o.model.log.splice(0).join('; ') || 'no write answered'}`)
 }
@@ -348,5 +379,6 @@ async function crashSuite(t: Test, provider: TestDatabase['provider'], points: s
 // Each restart costs a service start (seconds on a loaded 2-core machine): PostgreSQL gets the points SQLite does not.
 t.test('sqlite', async (t) => crashSuite(t, 'sqlite', ['beforeBusWrite:1', 'afterBusWrite:2', 'beforeStatusWrite:1', 'beforeBusWrite:3'], 2))
 if (postgresAdminUrl()) t.test('postgres', async (t) => crashSuite(t, 'postgres', ['beforeBusWrite:2', 'afterBusWrite:1', 'beforeStatusWrite:1'], 1))
-else if (postgresRequired()) t.test('postgres', async (t) => void t.fail('PostgreSQL tests are required here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set'))
+else if (postgresRequired())
+  t.test('postgres', async (t) => void t.fail('PostgreSQL tests are required here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set'))
 else t.test('postgres', { skip: 'set TEST_POSTGRES_URL to run the crash tests on PostgreSQL' }, async () => {})

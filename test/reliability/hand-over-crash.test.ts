@@ -41,12 +41,16 @@ t.test('a kill in the middle of a drain loses no request: the restart drains aga
   await first.p.exited
   const atKill = await Promise.all(BUSY.map((q) => emu.requestStats(q)))
   t.equal((await emu.read('/sys/bus/ap/apmask')).trim(), FULL, 'killed before the mask moved anything')
-  for (const [i, s] of atKill.entries()) t.ok(s.completed < WORK && s.flushed === 0, `${BUSY[i]}: killed with work left (${s.completed}/${WORK} done, none flushed)`)
+  for (const [i, s] of atKill.entries())
+    t.ok(s.completed < WORK && s.flushed === 0, `${BUSY[i]}: killed with work left (${s.completed}/${WORK} done, none flushed)`)
 
   const second = await startServiceProcess(t, { databaseUrl: db.url, emulatorAddr: addr, env: ENV })
   if (!second.url) throw new Error(`the service did not restart: ${second.p.stderr.join('\n')}`)
   const atRestart = await Promise.all(BUSY.map((q) => emu.requestStats(q)))
-  t.ok(atRestart.some((s) => s.completed < WORK), `work is still queued when the restarted service takes over (${atRestart.map((s) => s.completed).join(', ')} of ${WORK} done)`)
+  t.ok(
+    atRestart.some((s) => s.completed < WORK),
+    `work is still queued when the restarted service takes over (${atRestart.map((s) => s.completed).join(', ')} of ${WORK} done)`,
+  )
 
   const call = restClient(second.url)
   let last: unknown
@@ -61,15 +65,30 @@ t.test('a kill in the middle of a drain loses no request: the restart drains aga
   )
   t.same(dev.status.matrix, ['05.0004', '05.0047'])
   t.equal(dev.status.lostRequests, 0, 'status: no request lost')
-  for (const apqn of BUSY) t.same(await emu.requestStats(apqn), { submitted: WORK, completed: WORK, flushed: 0, rejected: 0 }, `${apqn}: every request completed, none flushed`)
+  for (const apqn of BUSY)
+    t.same(await emu.requestStats(apqn), { submitted: WORK, completed: WORK, flushed: 0, rejected: 0 }, `${apqn}: every request completed, none flushed`)
   t.equal((await emu.read('/sys/bus/ap/apmask')).trim(), `0xfb${'f'.repeat(62)}`, 'adapter 5 left the host')
 
   second.p.proc.kill('SIGTERM')
-  t.same(await Promise.race([second.p.exited, new Promise((r) => setTimeout(() => r('still running after 15 s'), 15_000))]), { code: 0, signal: null }, 'graceful stop')
+  t.same(
+    await Promise.race([second.p.exited, new Promise((r) => setTimeout(() => r('still running after 15 s'), 15_000))]),
+    { code: 0, signal: null },
+    'graceful stop',
+  )
   const store = await createStore(db.url)
   t.teardown(() => store.close())
-  t.same((await store.journal.listOpen('local')).map((e) => e.operation), [], 'no journal step left planned')
+  t.same(
+    (await store.journal.listOpen('local')).map((e) => e.operation),
+    [],
+    'no journal step left planned',
+  )
   const events = await store.events.list({ host: 'local', limit: 1000 })
-  t.ok(events.some((e) => e.type === 'ReconcileResumed'), 'the interrupted reconcile is recorded as resumed')
-  t.notOk(events.some((e) => e.type === 'QueueFlushed'), 'no QueueFlushed event')
+  t.ok(
+    events.some((e) => e.type === 'ReconcileResumed'),
+    'the interrupted reconcile is recorded as resumed',
+  )
+  t.notOk(
+    events.some((e) => e.type === 'QueueFlushed'),
+    'no QueueFlushed event',
+  )
 })

@@ -117,15 +117,22 @@ export async function mismatches(via: Replica, host: string, emu: RemoteEmulator
   const bus = (await emu.read('/sys/bus/ap/apmask')).trim()
   if (bus !== apmask) out.push(`${host}: apmask ${bus} != ${apmask}`)
   const onBus = (await emu.list(MATRIX)).filter((e) => UUID_RE.test(e)).sort()
-  const started = want.mdevs.filter((m) => m.spec.state === 'started').map((m) => m.uuid).sort()
+  const started = want.mdevs
+    .filter((m) => m.spec.state === 'started')
+    .map((m) => m.uuid)
+    .sort()
   if (JSON.stringify(onBus) !== JSON.stringify(started)) out.push(`${host}: devices on the bus ${onBus.join(' ') || '(none)'} != ${started.join(' ')}`)
   for (const m of want.mdevs) {
     if (m.spec.state !== 'started' || !onBus.includes(m.uuid)) continue
     const matrix = (await emu.read(`${MATRIX}/${m.uuid}/matrix`)).split('\n').filter(Boolean)
     const wantMatrix = crossProduct(m.spec.adapters, m.spec.domains)
     if (JSON.stringify(matrix) !== JSON.stringify(wantMatrix)) out.push(`${host} ${m.uuid}: matrix ${matrix.join(' ')} != ${wantMatrix.join(' ')}`)
-    const cds = (await emu.read(`${MATRIX}/${m.uuid}/control_domains`)).split('\n').filter(Boolean).map((x) => parseInt(x, 16))
-    if (JSON.stringify(cds) !== JSON.stringify(m.spec.controlDomains)) out.push(`${host} ${m.uuid}: control domains ${cds.join(',')} != ${m.spec.controlDomains.join(',')}`)
+    const cds = (await emu.read(`${MATRIX}/${m.uuid}/control_domains`))
+      .split('\n')
+      .filter(Boolean)
+      .map((x) => parseInt(x, 16))
+    if (JSON.stringify(cds) !== JSON.stringify(m.spec.controlDomains))
+      out.push(`${host} ${m.uuid}: control domains ${cds.join(',')} != ${m.spec.controlDomains.join(',')}`)
   }
   for (const m of want.mdevs) {
     const r = await via.call('GET', `/v1/hosts/${host}/mdevs/${m.uuid}`)

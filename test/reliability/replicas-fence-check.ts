@@ -54,7 +54,9 @@ export function checkFencedLog(host: string, entries: WriteLogEntry[]): FenceRep
       refused.push(e)
       const top = runs.reduce<TokenRun | undefined>((m, r) => (!m || r.token > m.token ? r : m), undefined)
       if (!top || !(e.fence.token < top.token || (e.fence.token === top.token && e.fence.holder !== top.holder))) {
-        violations.push(`write #${e.seq} of ${e.fence.holder} with token ${e.fence.token} was refused, yet no newer token had written (${top ? `newest: ${top.token} of ${top.holder}` : 'none'})`)
+        violations.push(
+          `write #${e.seq} of ${e.fence.holder} with token ${e.fence.token} was refused, yet no newer token had written (${top ? `newest: ${top.token} of ${top.holder}` : 'none'})`,
+        )
       }
       continue
     }
@@ -69,7 +71,8 @@ export function checkFencedLog(host: string, entries: WriteLogEntry[]): FenceRep
       cur.lastWallMs = e.wallTimeMs
       continue
     }
-    if (cur && token < cur.token) violations.push(`token went backwards: write #${e.seq} by ${holder} with token ${token} after token ${cur.token} of ${cur.holder}`)
+    if (cur && token < cur.token)
+      violations.push(`token went backwards: write #${e.seq} by ${holder} with token ${token} after token ${cur.token} of ${cur.holder}`)
     if (closed.has(token)) violations.push(`writes of token ${token} (${holder}) interleave with another token's: write #${e.seq} resumes it`)
     if (cur) closed.add(cur.token)
     runs.push({ token, holder, count: 1, firstSeq: e.seq, lastSeq: e.seq, firstWallMs: e.wallTimeMs, lastWallMs: e.wallTimeMs })

@@ -39,7 +39,18 @@ import { Reconciler } from '../../src/reconciler/reconciler.js'
 import { Mask } from '../../src/domain/mask.js'
 import { until } from '../scenario/rest-client.js'
 import { crashHookLine, startEmulatorProcess } from './cli-process.js'
-import { APMASK_5_7, LEASE_TTL_MS, RESYNC_MS, desiredFor, desiredRound2, leaseHolder, mismatches, startReplica, type Desired, type Replica } from './replicas-cluster.js'
+import {
+  APMASK_5_7,
+  LEASE_TTL_MS,
+  RESYNC_MS,
+  desiredFor,
+  desiredRound2,
+  leaseHolder,
+  mismatches,
+  startReplica,
+  type Desired,
+  type Replica,
+} from './replicas-cluster.js'
 import { checkFencedLog, describeRuns } from './replicas-fence-check.js'
 
 const APMASK = '/sys/bus/ap/apmask'
@@ -64,9 +75,20 @@ t.test('the emulator write log is bounded and keeps the newest writes', async (t
   const { first, last } = log.bounds()
   t.equal(last, 25, 'seq counts every write')
   t.ok(first > 1 && last - first + 1 >= 10 && last - first + 1 <= 11, `keeps the last 10 (up to 10% more before a trim): ${first}..${last}`)
-  t.same(log.since(22).map((e) => e.value), ['23', '24', '25'], 'since()')
-  t.same(log.since(0, 2).map((e) => e.seq), [first, first + 1], 'limit')
-  t.throws(() => log.apply('/p', 'x', { host: 'h', holder: 'A', token: 3 }, 'boot', () => t.fail('the kernel must not see a stale write')), { name: 'SysfsError', errno: 'EACCES' })
+  t.same(
+    log.since(22).map((e) => e.value),
+    ['23', '24', '25'],
+    'since()',
+  )
+  t.same(
+    log.since(0, 2).map((e) => e.seq),
+    [first, first + 1],
+    'limit',
+  )
+  t.throws(() => log.apply('/p', 'x', { host: 'h', holder: 'A', token: 3 }, 'boot', () => t.fail('the kernel must not see a stale write')), {
+    name: 'SysfsError',
+    errno: 'EACCES',
+  })
   t.same(log.highestTokens(), new Map([['h', 25]]))
 })
 
@@ -84,7 +106,14 @@ t.test('the write-log check finds two holders driving one host', async (t) => {
   })
   const clean = checkFencedLog('a', [w('r1', 1), w('r1', 1), w('r2', 2), w('r2', 2), w('r1', 1, true), w('r3', 5)])
   t.same(clean.violations, [], 'ordered tokens, one holder each: clean')
-  t.same(clean.runs.map((r) => [r.token, r.holder, r.count]), [[1, 'r1', 2], [2, 'r2', 2], [5, 'r3', 1]])
+  t.same(
+    clean.runs.map((r) => [r.token, r.holder, r.count]),
+    [
+      [1, 'r1', 2],
+      [2, 'r2', 2],
+      [5, 'r3', 1],
+    ],
+  )
   t.equal(clean.refused.length, 1, 'a refused write is reported')
   seq = 0
   t.match(checkFencedLog('a', [w('r1', 2), w('r2', 1)]).violations, [/token went backwards/])
@@ -95,7 +124,11 @@ t.test('the write-log check finds two holders driving one host', async (t) => {
   seq = 0
   t.match(checkFencedLog('b', [w('r1', 1)]).violations, [/fenced for host a, not b/])
   seq = 0
-  t.match(checkFencedLog('a', [w('r1', 1), w('r2', 2, true)]).violations, [/was refused, yet no newer token/], 'a refusal without a newer token is a broken fence')
+  t.match(
+    checkFencedLog('a', [w('r1', 1), w('r2', 2, true)]).violations,
+    [/was refused, yet no newer token/],
+    'a refusal without a newer token is a broken fence',
+  )
   t.equal(checkFencedLog('a', [{ ...w('r1', 1), fence: null }]).unfenced.length, 1, 'an unfenced write is reported')
 })
 
@@ -110,8 +143,16 @@ t.test('the emulator server checks fences and logs every write (in-process serve
   const afterFirst = (await emu.read(APMASK)).trim()
   t.equal(afterFirst, `0xfb${'f'.repeat(62)}`, 'a fenced write reaches the kernel')
 
-  await t.rejects(emu.withFence({ host: 'h', holder: 'B', token: 1 }).write(APMASK, '-6\n'), { name: 'SysfsError', errno: 'EACCES' }, 'an older token is refused')
-  await t.rejects(emu.withFence({ host: 'h', holder: 'B', token: 2 }).write(APMASK, '-6\n'), { name: 'SysfsError', errno: 'EACCES' }, 'the same token from another holder is refused')
+  await t.rejects(
+    emu.withFence({ host: 'h', holder: 'B', token: 1 }).write(APMASK, '-6\n'),
+    { name: 'SysfsError', errno: 'EACCES' },
+    'an older token is refused',
+  )
+  await t.rejects(
+    emu.withFence({ host: 'h', holder: 'B', token: 2 }).write(APMASK, '-6\n'),
+    { name: 'SysfsError', errno: 'EACCES' },
+    'the same token from another holder is refused',
+  )
   t.equal((await emu.read(APMASK)).trim(), afterFirst, 'a refused write never reaches the kernel')
 
   await emu.withFence({ host: 'h2', holder: 'B', token: 1 }).write(APMASK, '-7\n')
@@ -119,8 +160,15 @@ t.test('the emulator server checks fences and logs every write (in-process serve
   await emu.write(APMASK, '+7\n')
   t.pass('an unfenced write (root, not a replica) passes')
   await emu.withFence({ host: 'h', holder: 'B', token: 3 }).write(APMASK, '+5\n')
-  await t.rejects(emu.withFence({ host: 'h', holder: 'A', token: 2 }).write(APMASK, '-5\n'), { name: 'SysfsError', errno: 'EACCES' }, 'once token 3 wrote, the holder of token 2 is fenced off')
-  const kernelRefusal = await emu.withFence({ host: 'h', holder: 'B', token: 3 }).write(APMASK, 'junk\n').catch((e: unknown) => e)
+  await t.rejects(
+    emu.withFence({ host: 'h', holder: 'A', token: 2 }).write(APMASK, '-5\n'),
+    { name: 'SysfsError', errno: 'EACCES' },
+    'once token 3 wrote, the holder of token 2 is fenced off',
+  )
+  const kernelRefusal = await emu
+    .withFence({ host: 'h', holder: 'B', token: 3 })
+    .write(APMASK, 'junk\n')
+    .catch((e: unknown) => e)
   t.ok(kernelRefusal instanceof SysfsError && kernelRefusal.errno === 'EINVAL', 'the kernel still judges a write whose fence passed (EINVAL)')
 
   // Through the bus port: a fenced SysfsBus turns the refusal into a BusError that keeps the errno.
@@ -138,7 +186,11 @@ t.test('the emulator server checks fences and logs every write (in-process serve
   const md = new grpc.Metadata()
   md.set(FENCE_METADATA_KEY, 'h/A/notanumber')
   const err = await new Promise<grpc.ServiceError | null>((resolve) =>
-    (raw as unknown as { Write: (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => void }).Write({ path: APMASK, value: '-5\n' }, md, (e) => resolve(e)),
+    (raw as unknown as { Write: (r: object, m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => void }).Write(
+      { path: APMASK, value: '-5\n' },
+      md,
+      (e) => resolve(e),
+    ),
   )
   t.equal(err?.code, grpc.status.INVALID_ARGUMENT, 'a malformed x-apmatrix-fence is INVALID_ARGUMENT')
 
@@ -161,12 +213,23 @@ t.test('the emulator server checks fences and logs every write (in-process serve
     ],
     'the log holds every write in order with its fence and outcome (the malformed one never got past parsing)',
   )
-  t.ok(log.entries.every((e, i) => e.seq === i + 1 && e.wallTimeMs >= before && e.wallTimeMs <= after && e.bootId === server.info().bootId), 'seq, wall time and boot id')
+  t.ok(
+    log.entries.every((e, i) => e.seq === i + 1 && e.wallTimeMs >= before && e.wallTimeMs <= after && e.bootId === server.info().bootId),
+    'seq, wall time and boot id',
+  )
   t.same([log.firstSeq, log.lastSeq], [1, 10])
   t.same(Object.fromEntries(log.highestToken), { h: 3, h2: 1 }, 'highest token per host')
-  t.same((await emu.writeLog(8, 1)).entries.map((e) => e.seq), [9], 'since_seq and limit')
+  t.same(
+    (await emu.writeLog(8, 1)).entries.map((e) => e.seq),
+    [9],
+    'since_seq and limit',
+  )
   await emu.reboot()
-  await t.rejects(emu.withFence({ host: 'h', holder: 'A', token: 2 }).write(APMASK, '-5\n'), { name: 'SysfsError', errno: 'EACCES' }, 'a reboot keeps the fence memory (leases belong to the store)')
+  await t.rejects(
+    emu.withFence({ host: 'h', holder: 'A', token: 2 }).write(APMASK, '-5\n'),
+    { name: 'SysfsError', errno: 'EACCES' },
+    'a reboot keeps the fence memory (leases belong to the store)',
+  )
 })
 
 /**
@@ -187,7 +250,12 @@ t.test('a replica whose lease check raced with a takeover is fenced off by the h
     const [hostA, hostB] = await Promise.all([RemoteEmulatedHost.connect('a', server.address), RemoteEmulatedHost.connect('a', server.address)])
     t.teardown(() => Promise.all([hostA.close(), hostB.close()]))
     await store.hosts.upsert({ ...(await store.hosts.get('a')), bootId: server.info().bootId })
-    await store.masks.set('a', { apmask: Mask.full().minus(Mask.of([5, 6])).toString(), aqmask: Mask.full().toString() })
+    await store.masks.set('a', {
+      apmask: Mask.full()
+        .minus(Mask.of([5, 6]))
+        .toString(),
+      aqmask: Mask.full().toString(),
+    })
     const uuid = 'a1000000-0000-4000-8000-000000000001'
     await store.mdevs.create({ host: 'a', uuid, spec: { adapters: [5, 6], domains: [0x04], controlDomains: [], state: 'started' } })
 
@@ -227,10 +295,22 @@ t.test('a replica whose lease check raced with a takeover is fenced off by the h
     const r = checkFencedLog('a', log.entries)
     t.same(r.violations, [], `the log is consistent (${describeRuns(r.runs)})`)
     t.same(r.unfenced, [], 'every write was fenced')
-    t.same(r.runs.map((x) => [x.holder, x.token]), [['B', 2]], 'only B (token 2) reached the kernel')
-    t.ok(r.refused.length >= 1 && r.refused.every((e) => e.fence?.holder === 'A' && e.fence.token === 1 && e.seq > r.runs[0]!.lastSeq), `A's late writes (token 1) came after B's and were refused: ${r.refused.map((e) => `${e.path} ${e.value.trim()}`).join('; ')}`)
+    t.same(
+      r.runs.map((x) => [x.holder, x.token]),
+      [['B', 2]],
+      'only B (token 2) reached the kernel',
+    )
+    t.ok(
+      r.refused.length >= 1 && r.refused.every((e) => e.fence?.holder === 'A' && e.fence.token === 1 && e.seq > r.runs[0]!.lastSeq),
+      `A's late writes (token 1) came after B's and were refused: ${r.refused.map((e) => `${e.path} ${e.value.trim()}`).join('; ')}`,
+    )
     t.equal((await emu.read(`${MATRIX}/${uuid}/matrix`)).trim(), '05.0004\n06.0004', 'the bus is what B made it')
-    t.equal((await emu.read(APMASK)).trim(), Mask.full().minus(Mask.of([5, 6])).toString())
+    t.equal(
+      (await emu.read(APMASK)).trim(),
+      Mask.full()
+        .minus(Mask.of([5, 6]))
+        .toString(),
+    )
     const again = await b.reconcile('a')
     t.same([again.converged, again.plan?.operations.length], [true, 0], 'nothing for B to repair')
   })
@@ -247,14 +327,27 @@ async function checkLogs(t: Test, phase: string, emus: Map<string, RemoteEmulato
   for (const [host, log] of await writeLogs(emus)) {
     t.equal(log.firstSeq <= 1, true, `${phase}: ${host}: the log still holds every write`)
     const r = checkFencedLog(host, log.entries)
-    t.same(r.unfenced.map((e) => `${e.path} ${e.value.trim()}`), [], `${phase}: ${host}: every bus write carried a fence`)
-    t.same(r.violations, [], `${phase}: ${host}: tokens never go backwards, one holder per token, no interleaving, every refusal stale (${describeRuns(r.runs)})`)
+    t.same(
+      r.unfenced.map((e) => `${e.path} ${e.value.trim()}`),
+      [],
+      `${phase}: ${host}: every bus write carried a fence`,
+    )
+    t.same(
+      r.violations,
+      [],
+      `${phase}: ${host}: tokens never go backwards, one holder per token, no interleaving, every refusal stale (${describeRuns(r.runs)})`,
+    )
     const refused = r.refused.filter((e) => !manual.has(`${host}#${e.seq}`))
     if (refused.length) {
       const ctx = log.entries.filter((e) => refused.some((x) => Math.abs(x.seq - e.seq) <= 2))
-      t.comment(`${phase}: ${host}: ${refused.length} stale replica writes refused by the fence:\n${ctx.map((e) => `  #${e.seq} ${e.wallTimeMs} ${e.fence?.holder}/${e.fence?.token} ${e.path} ${e.value.trim()} ${e.errno ?? 'ok'}`).join('\n')}`)
+      t.comment(
+        `${phase}: ${host}: ${refused.length} stale replica writes refused by the fence:\n${ctx.map((e) => `  #${e.seq} ${e.wallTimeMs} ${e.fence?.holder}/${e.fence?.token} ${e.path} ${e.value.trim()} ${e.errno ?? 'ok'}`).join('\n')}`,
+      )
     }
-    t.ok(r.runs.every((x) => holders.includes(x.holder)), `${phase}: ${host}: only replicas wrote`)
+    t.ok(
+      r.runs.every((x) => holders.includes(x.holder)),
+      `${phase}: ${host}: only replicas wrote`,
+    )
     out.set(host, r)
   }
   return out
@@ -316,7 +409,10 @@ async function replicasSuite(t: Test): Promise<void> {
   t.comment(`cluster up: 3 emulators, 3 replicas (${Date.now() - t0} ms)`)
   for (const r of [r2!, r3!]) t.same(await allHolders(r, hosts), ['replica-1', 'replica-1', 'replica-1'], `${r.id} answers reads: replica-1 holds every host`)
   const baseline = await writeLogs(emus)
-  t.ok([...baseline.values()].every((l) => l.entries.length === 0), 'no desired state yet: nobody wrote to any bus')
+  t.ok(
+    [...baseline.values()].every((l) => l.entries.length === 0),
+    'no desired state yet: nobody wrote to any bus',
+  )
 
   // Writes through the replicas that do NOT hold the leases: any replica answers writes.
   const want = new Map(hosts.map((h, i) => [h, desiredFor(i + 1)]))
@@ -337,7 +433,8 @@ async function replicasSuite(t: Test): Promise<void> {
   t.ok(midHosts.length >= 1, `replica-1 had driven ${midHosts.join(', ') || 'no host'} before it died`)
 
   const moved = await takeover(r2!, hosts, ['replica-2', 'replica-3'], diedAt)
-  for (const [h, ms] of moved) t.ok(ms <= TAKEOVER_BOUND_MS, `${h} held by another replica at most ${ms} ms after the kill (lease ${LEASE_TTL_MS} ms, bound ${TAKEOVER_BOUND_MS} ms)`)
+  for (const [h, ms] of moved)
+    t.ok(ms <= TAKEOVER_BOUND_MS, `${h} held by another replica at most ${ms} ms after the kill (lease ${LEASE_TTL_MS} ms, bound ${TAKEOVER_BOUND_MS} ms)`)
   await converge(t, 'after the kill of replica-1', r3!, emus, want)
 
   const round1 = await checkLogs(t, 'after the kill of replica-1', emus, ids)
@@ -345,11 +442,20 @@ async function replicasSuite(t: Test): Promise<void> {
     const runs = round1.get(h)!.runs
     const mine = runs.filter((r) => r.holder === 'replica-1')
     const next = runs.find((r) => r.holder !== 'replica-1' && r.firstSeq > mine.at(-1)!.lastSeq)
-    t.ok(mine.every((r) => r.lastWallMs <= diedAt), `${h}: every write of replica-1 came before its death`)
-    t.ok(next && next.token > mine.at(-1)!.token, `${h}: the plan cut in the middle was finished by ${next?.holder} with a newer token (${next?.token} > ${mine.at(-1)!.token})`)
+    t.ok(
+      mine.every((r) => r.lastWallMs <= diedAt),
+      `${h}: every write of replica-1 came before its death`,
+    )
+    t.ok(
+      next && next.token > mine.at(-1)!.token,
+      `${h}: the plan cut in the middle was finished by ${next?.holder} with a newer token (${next?.token} > ${mine.at(-1)!.token})`,
+    )
     if (next) {
       const gap = next.firstWallMs - diedAt
-      t.ok(gap >= 0 && gap <= TAKEOVER_BOUND_MS, `${h}: ${next.holder} resumed the cut plan ${gap} ms after the kill (after it, within ${TAKEOVER_BOUND_MS} ms)`)
+      t.ok(
+        gap >= 0 && gap <= TAKEOVER_BOUND_MS,
+        `${h}: ${next.holder} resumed the cut plan ${gap} ms after the kill (after it, within ${TAKEOVER_BOUND_MS} ms)`,
+      )
     }
   }
   const store = await createStore(db.url)
@@ -364,12 +470,27 @@ async function replicasSuite(t: Test): Promise<void> {
   const victim = midHosts[0]!
   const oldToken = round1.get(victim)!.runs.find((r) => r.holder === 'replica-1')!.token
   const emu = emus.get(victim)!
-  await t.rejects(emu.withFence({ host: victim, holder: 'replica-1', token: oldToken }).write(APMASK, `${FULL}\n`), { name: 'SysfsError', errno: 'EACCES' }, `${victim}: a write with replica-1's stale token ${oldToken} is refused (EACCES)`)
+  await t.rejects(
+    emu.withFence({ host: victim, holder: 'replica-1', token: oldToken }).write(APMASK, `${FULL}\n`),
+    { name: 'SysfsError', errno: 'EACCES' },
+    `${victim}: a write with replica-1's stale token ${oldToken} is refused (EACCES)`,
+  )
   const top = (await emu.writeLog()).highestToken.get(victim)!
-  await t.rejects(emu.withFence({ host: victim, holder: 'impostor', token: top }).write(APMASK, `${FULL}\n`), { name: 'SysfsError', errno: 'EACCES' }, `${victim}: the live token ${top} under another holder id is refused`)
+  await t.rejects(
+    emu.withFence({ host: victim, holder: 'impostor', token: top }).write(APMASK, `${FULL}\n`),
+    { name: 'SysfsError', errno: 'EACCES' },
+    `${victim}: the live token ${top} under another holder id is refused`,
+  )
   t.equal((await emu.read(APMASK)).trim(), APMASK_5_7, `${victim}: the refused writes changed nothing`)
   const tail = (await emu.writeLog()).entries.slice(-2)
-  t.same(tail.map((e) => [e.fence?.holder, e.fenceRefused, e.errno]), [['replica-1', true, 'EACCES'], ['impostor', true, 'EACCES']], `${victim}: the log records both refusals`)
+  t.same(
+    tail.map((e) => [e.fence?.holder, e.fenceRefused, e.errno]),
+    [
+      ['replica-1', true, 'EACCES'],
+      ['impostor', true, 'EACCES'],
+    ],
+    `${victim}: the log records both refusals`,
+  )
   const manual = new Set(tail.map((e) => `${victim}#${e.seq}`))
   t.comment(`round 1 done (${Date.now() - t0} ms)`)
 
@@ -414,17 +535,26 @@ async function replicasSuite(t: Test): Promise<void> {
   const after = runsA.find((r) => r.holder === survivor.id && doomedRun && r.firstSeq > doomedRun.lastSeq)
   t.comment(`round 2 on a: SIGKILL ${doomed.id} at uevent '${killedOnEvent}'; then ${describeRuns(runsA)}`)
   t.ok(doomedRun && doomedRun.lastWallMs <= killed2, `a: ${doomed.id} wrote only until its death`)
-  t.ok(after && after.token > doomedRun!.token && after.firstWallMs >= killed2, `a: the kill cut ${doomed.id}'s plan; ${survivor.id} finished it after the kill with a newer token`)
+  t.ok(
+    after && after.token > doomedRun!.token && after.firstWallMs >= killed2,
+    `a: the kill cut ${doomed.id}'s plan; ${survivor.id} finished it after the kill with a newer token`,
+  )
   const resumed = await store.events.list({ host: 'a', since: eventMark, limit: 1000 })
-  t.ok(resumed.some((e) => e.type === 'ReconcileResumed'), `a: ${survivor.id} found ${doomed.id}'s abandoned journal steps (ReconcileResumed)`)
+  t.ok(
+    resumed.some((e) => e.type === 'ReconcileResumed'),
+    `a: ${survivor.id} found ${doomed.id}'s abandoned journal steps (ReconcileResumed)`,
+  )
 
   survivor.p.proc.kill('SIGTERM')
   t.same(await survivor.p.exited, { code: 0, signal: null }, `${survivor.id} stops gracefully`)
   t.comment(`replicas suite: ${Date.now() - t0} ms (lease ${LEASE_TTL_MS} ms, resync ${RESYNC_MS} ms)`)
 }
 
-if (postgresAdminUrl()) t.test('three replicas on PostgreSQL: a killed holder\'s hosts move, fenced, and converge', replicasSuite)
-else if (postgresRequired()) t.test('three replicas on PostgreSQL', async (t) => t.fail('PostgreSQL is REQUIRED here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set'))
+if (postgresAdminUrl()) t.test("three replicas on PostgreSQL: a killed holder's hosts move, fenced, and converge", replicasSuite)
+else if (postgresRequired())
+  t.test('three replicas on PostgreSQL', async (t) =>
+    t.fail('PostgreSQL is REQUIRED here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set'),
+  )
 else {
   console.error('\n*** replicas test SKIPPED: set TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres) to run it ***\n')
   t.test('three replicas on PostgreSQL', { skip: 'set TEST_POSTGRES_URL to run the replicas test on PostgreSQL' }, async () => {})

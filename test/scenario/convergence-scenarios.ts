@@ -65,7 +65,8 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     t.ok(del.body.metadata.deletionRequestedAt, 'the answer carries the deletion marker')
     await s.waitGone(A)
     t.equal(await s.sysfs(`${MATRIX}/${A}`), null, 'the device is off the bus')
-    for (const ty of ['MdevDefined', 'MdevStarted', 'MdevUpdated', 'MdevReconfigured', 'MdevUndefined', 'MdevStopped']) t.ok(await s.waitEvent(ty, (e) => e.name === A), `event ${ty}`)
+    for (const ty of ['MdevDefined', 'MdevStarted', 'MdevUpdated', 'MdevReconfigured', 'MdevUndefined', 'MdevStopped'])
+      t.ok(await s.waitEvent(ty, (e) => e.name === A), `event ${ty}`)
   })
 
   t.test('rule 2 (V-10 EADDRINUSE): a device claiming APQNs of another is refused with every conflict and its owner', async (t) => {
@@ -81,11 +82,18 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
       .filter((v) => v.rule === 'APQN_IN_USE')
       .map((v) => [v.apqn, v.owner])
       .sort()
-    t.same(conflicts, [
-      ['05.0047', A],
-      ['06.0047', A],
-    ], 'both shared APQNs, each with the device that holds it')
-    t.ok(r.body.violations.every((v: { fix?: string }) => typeof v.fix === 'string' && v.fix.length > 0), 'each violation suggests a fix')
+    t.same(
+      conflicts,
+      [
+        ['05.0047', A],
+        ['06.0047', A],
+      ],
+      'both shared APQNs, each with the device that holds it',
+    )
+    t.ok(
+      r.body.violations.every((v: { fix?: string }) => typeof v.fix === 'string' && v.fix.length > 0),
+      'each violation suggests a fix',
+    )
     t.equal(await s.mdev(B), null, 'nothing was stored')
     t.equal(await s.sysfs(`${MATRIX}/${B}`), null, 'nothing reached the bus')
     // The non-overlapping part is fine: a shared adapter with other domains (T-22).
@@ -94,11 +102,17 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     t.same(b.status.matrix, ['05.00ab', '06.00ab'])
     t.same((await s.mdev(A)).status.matrix, crossProduct([5, 6], [4, 0x47]), 'A is untouched')
     // Growing A into B's APQNs is refused the same way, and A keeps its generation.
-    const grow = await s.call('PATCH', `${HOST}/mdevs/${A}`, { raw: JSON.stringify({ spec: { domains: [4, 0x47, 0xab] } }), headers: { 'content-type': 'application/merge-patch+json' } })
+    const grow = await s.call('PATCH', `${HOST}/mdevs/${A}`, {
+      raw: JSON.stringify({ spec: { domains: [4, 0x47, 0xab] } }),
+      headers: { 'content-type': 'application/merge-patch+json' },
+    })
     t.equal(grow.status, 409, grow.text)
     t.equal(grow.body.code, 'APQN_IN_USE')
     t.same(
-      grow.body.violations.filter((v: { rule: string }) => v.rule === 'APQN_IN_USE').map((v: { apqn: string; owner: string }) => [v.apqn, v.owner]).sort(),
+      grow.body.violations
+        .filter((v: { rule: string }) => v.rule === 'APQN_IN_USE')
+        .map((v: { apqn: string; owner: string }) => [v.apqn, v.owner])
+        .sort(),
       [
         ['05.00ab', B],
         ['06.00ab', B],
@@ -118,7 +132,10 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     t.equal(r.body.code, 'BUSY')
     const busy = (r.body.violations as Array<{ rule: string; apqn: string; owner: string }>).filter((v) => v.rule === 'BUSY')
     t.same(busy.map((v) => v.apqn).sort(), ['05.0004', '05.0047'], 'every held APQN the change would hand back')
-    t.ok(busy.every((v) => v.owner === A), 'owned by A')
+    t.ok(
+      busy.every((v) => v.owner === A),
+      'owned by A',
+    )
     const after = (await s.call('GET', `${HOST}/masks`)).body
     t.same(after.spec, before.spec, 'the desired masks are unchanged')
     t.equal(after.metadata.generation, before.metadata.generation)
@@ -160,10 +177,16 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     // reconciler binds them back and the adapter returns to the guest.
     await s.host.hardware({ action: 'checkstop-clear', apid: 6 })
     for (const apqn of ['06.0004', '06.0047']) {
-      await until(`${apqn} bound to vfio_ap`, async () => (await s.call('GET', `${HOST}/queues?adapter=6`)).body.items?.some((x: { apqn: string; driver: string }) => x.apqn === apqn && x.driver === 'vfio_ap'))
+      await until(`${apqn} bound to vfio_ap`, async () =>
+        (await s.call('GET', `${HOST}/queues?adapter=6`)).body.items?.some((x: { apqn: string; driver: string }) => x.apqn === apqn && x.driver === 'vfio_ap'),
+      )
       await s.host.write('/sys/bus/ap/drivers/vfio_ap/unbind', `${apqn}\n`)
     }
-    const healed = await s.waitMdev(A, 'AdapterFiltered=False and the whole matrix in the guest', (m) => condition(m, 'AdapterFiltered')?.status === 'False' && m.status.guestMatrix.length === 4)
+    const healed = await s.waitMdev(
+      A,
+      'AdapterFiltered=False and the whole matrix in the guest',
+      (m) => condition(m, 'AdapterFiltered')?.status === 'False' && m.status.guestMatrix.length === 4,
+    )
     t.same(healed.status.guestMatrix, crossProduct([5, 6], [4, 0x47]))
     t.equal(condition(healed, 'Degraded')?.status, 'False')
     t.ok(isReady(healed))
@@ -216,14 +239,21 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     t.not(bootAfter, bootBefore, 'a new boot')
     // Wait on the bus, not on the status: the status still says Ready from before the reboot until a pass runs.
     const want = '05.0004\n05.0047\n06.0004\n06.0047\n'
-    await until('A back on the bus with its whole matrix', async () => (await s.sysfs(`${MATRIX}/${A}/guest_matrix`)) === want && (await s.sysfs(`${MATRIX}/${A}/control_domains`)) === '0004\n')
+    await until(
+      'A back on the bus with its whole matrix',
+      async () => (await s.sysfs(`${MATRIX}/${A}/guest_matrix`)) === want && (await s.sysfs(`${MATRIX}/${A}/control_domains`)) === '0004\n',
+    )
     t.equal(await s.sysfs(`${MATRIX}/${A}/matrix`), want)
     t.equal(await s.sysfs('/sys/bus/ap/apmask'), `${AP_NO_5_6}\n`, 'the desired masks are restored')
     t.equal(await s.sysfs(`${MATRIX}/${B}`), null, 'the stopped device is not created')
-    const booted = await until('a HostBooted event', async () => {
-      const e = await s.events('HostBooted')
-      return e.length ? e : undefined
-    }, { describe: async () => (await s.events()).map((e) => e.type) })
+    const booted = await until(
+      'a HostBooted event',
+      async () => {
+        const e = await s.events('HostBooted')
+        return e.length ? e : undefined
+      },
+      { describe: async () => (await s.events()).map((e) => e.type) },
+    )
     t.match(booted[0]!.message, bootAfter, 'it names the new boot')
     const a = await s.waitMdev(A, 'Ready with the whole guest matrix', (m) => isReady(m) && m.status.guestMatrix.length === 4)
     t.equal(a.status.active, true)
@@ -232,7 +262,11 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
 
   t.test('PUT desired: a whole-host document converges; a second one of the same owner updates one device and deletes the one it omits', async (t) => {
     const s = await startScenario(t, db, {}, backend)
-    const doc = (mdevs: Array<{ uuid: string; spec: object }>) => ({ masks: { apmask: '-5,-6' }, owner: 'ctl', mdevs: mdevs.map((m) => ({ ...m, owner: 'ctl' })) })
+    const doc = (mdevs: Array<{ uuid: string; spec: object }>) => ({
+      masks: { apmask: '-5,-6' },
+      owner: 'ctl',
+      mdevs: mdevs.map((m) => ({ ...m, owner: 'ctl' })),
+    })
     const first = await s.call('PUT', `${HOST}/desired`, {
       body: doc([
         { uuid: A, spec: { adapters: [5], domains: [4, 0x47] } },
@@ -262,7 +296,7 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     t.equal(a.metadata.generation, 2)
     t.same(a.status.matrix, ['05.00ab', '06.00ab'], 'the old APQNs are unassigned, the new ones assigned')
     t.equal(await s.sysfs(`${MATRIX}/${A}/matrix`), '05.00ab\n06.00ab\n')
-    t.ok(isReady(await s.mdev(C)), 'the other owner\'s device stays')
+    t.ok(isReady(await s.mdev(C)), "the other owner's device stays")
     t.equal(await s.sysfs(`${MATRIX}/${C}/matrix`), '06.0047\n')
   })
 
@@ -272,18 +306,29 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
     for (const apqn of ['05.0004', '05.0047']) {
       t.equal(await s.host.submitRequests(apqn, 6000), 6000)
     }
-    const queues = (await s.call('GET', `${HOST}/queues?adapter=5`)).body.items as Array<{ apqn: string; driver: string; requestqCount: number; pendingqCount: number }>
+    const queues = (await s.call('GET', `${HOST}/queues?adapter=5`)).body.items as Array<{
+      apqn: string
+      driver: string
+      requestqCount: number
+      pendingqCount: number
+    }>
     const busy = queues.filter((x) => ['05.0004', '05.0047'].includes(x.apqn))
     t.equal(busy.length, 2, 'both queues are in the inventory')
     for (const q of busy) {
-      t.ok(q.driver === 'cex4queue' && q.requestqCount + q.pendingqCount > 0, `${q.apqn} has work on it when the hand-over is asked for (${q.pendingqCount} pending, ${q.requestqCount} waiting)`)
+      t.ok(
+        q.driver === 'cex4queue' && q.requestqCount + q.pendingqCount > 0,
+        `${q.apqn} has work on it when the hand-over is asked for (${q.pendingqCount} pending, ${q.requestqCount} waiting)`,
+      )
     }
     const put = await s.call('PUT', `${HOST}/desired`, {
       body: { masks: { apmask: '-5' }, mdevs: [{ uuid: C, spec: { adapters: [5], domains: [4, 0x47], controlDomains: [4] } }] },
     })
     t.equal(put.status, 200, put.text)
     t.same(put.body.plan.drainedQueues, ['05.0004', '05.0047', '05.00ab', '05.00ff'], 'the plan drains the queues that leave the host')
-    t.same(put.body.mdevs.map((m: { uuid: string; action: string }) => [m.uuid, m.action]), [[C, 'created']])
+    t.same(
+      put.body.mdevs.map((m: { uuid: string; action: string }) => [m.uuid, m.action]),
+      [[C, 'created']],
+    )
     const c = await s.waitReady(C)
     t.same(c.status.matrix, ['05.0004', '05.0047'])
     t.equal(c.status.lostRequests, 0, 'status: no request lost')
@@ -297,7 +342,7 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
 
     // A hard change: root clears adapter 7 from apmask while its queue is busy. B-25 reprobes the queue, B-14 flushes.
     t.equal(await s.host.submitRequests('07.0004', 20_000), 20_000)
-    const before = (await s.svc.store.events.lastSeq())
+    const before = await s.svc.store.events.lastSeq()
     await s.host.write('/sys/bus/ap/apmask', '-7\n')
     const st = await s.host.requestStats('07.0004')
     t.ok(st.flushed > 0, `the manual write lost ${st.flushed} requests (B-16)`)

@@ -50,7 +50,8 @@ export function restControls(call: RestCall, hostPath: string, stats: (apqn: str
     guestOpen: async (uuid, guest) => void (await must(`open ${uuid}`, call('POST', `${hostPath}/emulator/guests`, { body: { uuid, guest } }), [204])),
     guestClose: async (guest) => void (await must(`close ${guest}`, call('DELETE', `${hostPath}/emulator/guests/${guest}`), [204])),
     guests: async () => (await must('guests', call('GET', `${hostPath}/emulator/guests`), [200])).body.items,
-    submitRequests: async (apqn, count) => (await must(`requests ${apqn}`, call('POST', `${hostPath}/emulator/requests`, { body: { apqn, count } }), [200])).body.accepted,
+    submitRequests: async (apqn, count) =>
+      (await must(`requests ${apqn}`, call('POST', `${hostPath}/emulator/requests`, { body: { apqn, count } }), [200])).body.accepted,
     requestStats: stats,
     reboot: async () => (await must('reboot', call('POST', `${hostPath}/emulator/reboot`), [200])).body.bootId,
   }

@@ -87,6 +87,7 @@ export function isReady(mdev: any): boolean {
 /** The APQNs of the cross product `adapters x domains`, as the kernel prints them (`aa.dddd`, O-10), sorted. */
 export function crossProduct(adapters: number[], domains: number[]): string[] {
   const out: string[] = []
-  for (const a of [...adapters].sort((x, y) => x - y)) for (const d of [...domains].sort((x, y) => x - y)) out.push(`${a.toString(16).padStart(2, '0')}.${d.toString(16).padStart(4, '0')}`)
+  for (const a of [...adapters].sort((x, y) => x - y))
+    for (const d of [...domains].sort((x, y) => x - y)) out.push(`${a.toString(16).padStart(2, '0')}.${d.toString(16).padStart(4, '0')}`)
   return out
 }

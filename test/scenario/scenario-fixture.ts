@@ -59,7 +59,10 @@ export interface Scenario {
 }
 
 /** Where the host lives, the settings that make the service manage it, and how a test reaches it. */
-async function startBackend(t: Test, backend: ScenarioBackend): Promise<{ env: Record<string, string>; controls: (svc: RunningService, call: RestCall) => HostControls }> {
+async function startBackend(
+  t: Test,
+  backend: ScenarioBackend,
+): Promise<{ env: Record<string, string>; controls: (svc: RunningService, call: RestCall) => HostControls }> {
   if (backend === 'in-process') {
     return {
       env: { APMATRIX_PROFILE: 'spec-fixture' },
@@ -85,11 +88,31 @@ async function startBackend(t: Test, backend: ScenarioBackend): Promise<{ env: R
   const controls = () => emulatorControls(m.client)
   if (backend === 'sysfs') {
     return {
-      env: { APMATRIX_HOSTS: `local=sysfs:${m.dir}`, APMATRIX_SYSFS_WATCH: 'poll', APMATRIX_SYSFS_POLL_MS: '100', APMATRIX_SYSFS_LOCK_PATH: lock, APMATRIX_SYSFS_BOOT_ID_FILE: bootIdFile },
+      env: {
+        APMATRIX_HOSTS: `local=sysfs:${m.dir}`,
+        APMATRIX_SYSFS_WATCH: 'poll',
+        APMATRIX_SYSFS_POLL_MS: '100',
+        APMATRIX_SYSFS_LOCK_PATH: lock,
+        APMATRIX_SYSFS_BOOT_ID_FILE: bootIdFile,
+      },
       controls,
     }
   }
-  const agent = spawnCli(t, ['agent', '--sysfs-root', m.dir, '--addr', '127.0.0.1:0', '--watch', 'poll', '--poll-ms', '100', '--lock-path', lock, '--boot-id-file', bootIdFile])
+  const agent = spawnCli(t, [
+    'agent',
+    '--sysfs-root',
+    m.dir,
+    '--addr',
+    '127.0.0.1:0',
+    '--watch',
+    'poll',
+    '--poll-ms',
+    '100',
+    '--lock-path',
+    lock,
+    '--boot-id-file',
+    bootIdFile,
+  ])
   const ready = await readyLine(agent, /^apmatrix agent listening on (\S+) /, 'the agent ready line')
   if (!ready) throw new Error(`the agent did not start: ${agent.stderr.join('\n')}`)
   return { env: { APMATRIX_HOSTS: `local@${ready[1]}` }, controls }

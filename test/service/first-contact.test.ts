@@ -100,9 +100,16 @@ for (const [name, make] of Object.entries(drivers)) {
 
     await service.syncHosts()
     const masks = await service.getMasks('h')
-    t.match(masks, { metadata: { generation: 0 }, spec: { apmask: FB, aqmask: FULL }, status: { apmask: FB, aqmask: FULL } }, 'the observed masks are the desired ones (generation 0: adopted)')
+    t.match(
+      masks,
+      { metadata: { generation: 0 }, spec: { apmask: FB, aqmask: FULL }, status: { apmask: FB, aqmask: FULL } },
+      'the observed masks are the desired ones (generation 0: adopted)',
+    )
     const events = await store.events.list({ host: 'h' })
-    t.same(events.map((e) => e.type), ['MasksAdopted'])
+    t.same(
+      events.map((e) => e.type),
+      ['MasksAdopted'],
+    )
     t.match(events[0], { kind: 'masks', data: { apmask: FB, aqmask: FULL, generation: 0, foreignMdevs: [FOREIGN] } })
 
     for (let i = 0; i < 3; i++) {
@@ -112,7 +119,11 @@ for (const [name, make] of Object.entries(drivers)) {
     await service.syncHosts()
     t.same(await writes(), [], 'not a single bus write')
     t.match(await service.listBusMdevs('h'), { items: [{ uuid: FOREIGN, managed: false, matrix: ['05.0004'] }] }, 'the foreign device is visible, unmanaged')
-    t.same((await store.events.list({ host: 'h' })).map((e) => e.type), ['MasksAdopted'], 'one adoption event; re-registering adopts nothing again')
+    t.same(
+      (await store.events.list({ host: 'h' })).map((e) => e.type),
+      ['MasksAdopted'],
+      'one adoption event; re-registering adopts nothing again',
+    )
 
     // A desired state is given: from now on the host is driven.
     const set = await service.setMasks('h', { apmask: '-6' })
@@ -120,8 +131,14 @@ for (const [name, make] of Object.entries(drivers)) {
     const o = await reconciler.reconcile('h')
     t.equal(o.skipped, undefined, 'no longer only observed')
     const w = await writes()
-    t.ok(w.some((x) => x.path === '/sys/bus/ap/apmask' && x.value === `${F9}\n`), `the mask is written now (${w.length} writes)`)
-    t.notOk(w.some((x) => x.path.includes(FOREIGN)), 'the foreign device is still never written')
+    t.ok(
+      w.some((x) => x.path === '/sys/bus/ap/apmask' && x.value === `${F9}\n`),
+      `the mask is written now (${w.length} writes)`,
+    )
+    t.notOk(
+      w.some((x) => x.path.includes(FOREIGN)),
+      'the foreign device is still never written',
+    )
   })
 }
 
@@ -138,13 +155,19 @@ t.test('masks adopted at first contact follow the host until a caller sets them 
   await reconciler.reconcile('h')
   t.same(host.writeLog(), [], 'apmatrix did not undo it')
   t.match(await service.getMasks('h'), { metadata: { generation: 0 }, spec: { apmask: FB } }, 'adopted again')
-  t.match((await store.events.list({ host: 'h' })).map((e) => e.type), ['MasksAdopted', 'MasksAdopted'])
+  t.match(
+    (await store.events.list({ host: 'h' })).map((e) => e.type),
+    ['MasksAdopted', 'MasksAdopted'],
+  )
   // PUT of the same masks is a desired state too: generation 1, and from then on drift is repaired.
   const same = await service.setMasks('h', { apmask: FB })
   t.match(same, { result: { metadata: { generation: 1 } } })
   host.host.write('/sys/bus/ap/apmask', '+5\n')
   const o = await reconciler.reconcile('h')
   t.equal(o.skipped, undefined)
-  t.ok(host.writeLog().some((w) => w.path === '/sys/bus/ap/apmask'), 'the given masks are enforced')
+  t.ok(
+    host.writeLog().some((w) => w.path === '/sys/bus/ap/apmask'),
+    'the given masks are enforced',
+  )
   t.equal(host.host.read('/sys/bus/ap/apmask').trim(), FB)
 })

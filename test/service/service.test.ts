@@ -19,9 +19,15 @@ forEachDatabase(t, async (t, db) => {
     t.equal((await service.getHost('local')).leaseHolder, 'replica-a')
     t.equal(await codeOf(service.getHost('nope')), 'NOT_FOUND')
     const adapters = await service.listAdapters('local')
-    t.same(adapters.items.map((a) => a.apid), [0, 1, 2, 5, 6, 7])
+    t.same(
+      adapters.items.map((a) => a.apid),
+      [0, 1, 2, 5, 6, 7],
+    )
     const q = await service.listQueues('local', { adapter: '0x05' })
-    t.same(q.items.map((x) => x.apqn), ['05.0001', '05.0002', '05.0004', '05.0005', '05.000a', '05.0047'])
+    t.same(
+      q.items.map((x) => x.apqn),
+      ['05.0001', '05.0002', '05.0004', '05.0005', '05.000a', '05.0047'],
+    )
     const p1 = await service.listQueues('local', { limit: 4 })
     t.equal(p1.items.length, 4)
     const p2 = await service.listQueues('local', { limit: 500, pageToken: p1.nextPageToken })
@@ -58,12 +64,21 @@ forEachDatabase(t, async (t, db) => {
   t.test('admission: APQN_IN_USE and APQN_RESERVED report every conflict', async (t) => {
     const e = (await service.createMdev('local', { uuid: U2, spec: { adapters: [5, 6, 0], domains: [4, 1] } }).catch((x) => x)) as ApmatrixError
     t.equal(e.code, 'APQN_IN_USE', 'in-use outranks reserved')
-    const inUse = e.violations.filter((v) => v.rule === 'APQN_IN_USE').map((v) => `${v.apqn}@${v.owner}`).sort()
+    const inUse = e.violations
+      .filter((v) => v.rule === 'APQN_IN_USE')
+      .map((v) => `${v.apqn}@${v.owner}`)
+      .sort()
     t.same(inUse, [`05.0004@${U1}`, `06.0004@${U1}`])
-    const reserved = e.violations.filter((v) => v.rule === 'APQN_RESERVED').map((v) => v.apqn).sort()
+    const reserved = e.violations
+      .filter((v) => v.rule === 'APQN_RESERVED')
+      .map((v) => v.apqn)
+      .sort()
     // Adapter 0 is the host's (apmask), domains 1 and 4 too (aqmask); 05/06: apmask bits cleared.
     t.same(reserved, ['00.0001', '00.0004'])
-    t.ok(e.violations.every((v) => v.fix), 'every violation has a fix')
+    t.ok(
+      e.violations.every((v) => v.fix),
+      'every violation has a fix',
+    )
     t.equal(await codeOf(service.createMdev('local', { spec: { adapters: [300], domains: [4] } })), 'OUT_OF_RANGE')
     t.equal(await codeOf(service.createMdev('local', { spec: { adapters: ['x'], domains: [4] } })), 'INVALID_ARGUMENT')
     t.equal(await codeOf(service.createMdev('local', { spec: { adapters: [7], domains: [], controlDomains: [4] } })), 'INVALID_ARGUMENT')
@@ -93,7 +108,12 @@ forEachDatabase(t, async (t, db) => {
     t.ok(dry.dryRun)
     if (dry.dryRun) t.ok(dry.plan.claimedApqns.some((c) => c.apqn === '05.0005'))
     t.same((await service.getMdev('local', U1)).metadata.resourceVersion, cur.metadata.resourceVersion, 'dry run changed nothing')
-    const r = await service.replaceMdev('local', U1, { spec: { adapters: [5], domains: [4, 5] }, labels: { team: 'a' } }, { ifMatch: cur.metadata.resourceVersion })
+    const r = await service.replaceMdev(
+      'local',
+      U1,
+      { spec: { adapters: [5], domains: [4, 5] }, labels: { team: 'a' } },
+      { ifMatch: cur.metadata.resourceVersion },
+    )
     t.ok(!r.dryRun)
     const p = await service.patchMdev('local', U1, { spec: { domains: [4] }, metadata: { labels: { team: null, env: 'prod' } } })
     if (p.dryRun) return t.fail('not a dry run')
@@ -108,7 +128,10 @@ forEachDatabase(t, async (t, db) => {
     t.ok(events.some((e) => e.type === 'MasksChanged'))
     const audit = await store.audit.list({ target: `hosts/local/mdevs/${U1}` })
     t.ok(audit.some((a) => a.action === 'mdev.replace' && a.outcome === 'ok'))
-    t.ok(audit.some((a) => a.outcome === 'CONFLICT'), 'refusals are audited too')
+    t.ok(
+      audit.some((a) => a.outcome === 'CONFLICT'),
+      'refusals are audited too',
+    )
   })
 
   t.test('foreign devices on the bus count at admission', async (t) => {
@@ -125,29 +148,49 @@ forEachDatabase(t, async (t, db) => {
     const plan = await service.plan('local', { uuid: U3, spec: { adapters: [7], domains: [0x47] } })
     t.match(plan.violations, [{ rule: 'APQN_IN_USE', owner: foreign }])
     // V-20: adapter 3 is within the maxima but not in this machine's configuration.
-    const filtered = await service.plan('local', { owner: 'probe', masks: { apmask: '-3' }, mdevs: [{ uuid: U3, spec: { adapters: [3, 6], domains: [0x0a] } }] })
+    const filtered = await service.plan('local', {
+      owner: 'probe',
+      masks: { apmask: '-3' },
+      mdevs: [{ uuid: U3, spec: { adapters: [3, 6], domains: [0x0a] } }],
+    })
     t.same(filtered.violations, [])
     t.same(filtered.filteredAdapters, [{ uuid: U3, apid: 3, reason: 'NotInHostConfig', apqns: [] }])
-    t.same(filtered.claimedApqns.map((c) => `${c.apqn}@${c.currentOwner}`), ['03.000a@null', '06.000a@host'])
+    t.same(
+      filtered.claimedApqns.map((c) => `${c.apqn}@${c.currentOwner}`),
+      ['03.000a@null', '06.000a@host'],
+    )
   })
 
   t.test('applyDesired: atomic, deletes omitted devices of the owner, reports all violations', async (t) => {
     const bad = (await service
-      .applyDesired('local', { owner: 'fleet', mdevs: [
-        { uuid: U2, spec: { adapters: [6], domains: [0x0a] } },
-        { uuid: U3, spec: { adapters: [6], domains: [0x0a] } },
-        { uuid: 'nope', spec: { adapters: [6] } },
-      ] })
+      .applyDesired('local', {
+        owner: 'fleet',
+        mdevs: [
+          { uuid: U2, spec: { adapters: [6], domains: [0x0a] } },
+          { uuid: U3, spec: { adapters: [6], domains: [0x0a] } },
+          { uuid: 'nope', spec: { adapters: [6] } },
+        ],
+      })
       .catch((x) => x)) as ApmatrixError
     t.equal(bad.code, 'INVALID_ARGUMENT')
-    const ok = await service.applyDesired('local', { owner: 'fleet', masks: { aqmask: '-10' }, mdevs: [{ uuid: U2, spec: { adapters: [6], domains: [0x0a] } }] })
+    const ok = await service.applyDesired('local', {
+      owner: 'fleet',
+      masks: { aqmask: '-10' },
+      mdevs: [{ uuid: U2, spec: { adapters: [6], domains: [0x0a] } }],
+    })
     if (ok.dryRun) return t.fail('not a dry run')
-    t.same(ok.result.mdevs.map((m) => [m.uuid, m.action]), [[U2, 'created']])
+    t.same(
+      ok.result.mdevs.map((m) => [m.uuid, m.action]),
+      [[U2, 'created']],
+    )
     t.ok(ok.result.plan.operations.some((o) => o.kind === 'createMdev'))
     t.equal((await service.getMdev('local', U2)).metadata.owner, 'fleet')
     const next = await service.applyDesired('local', { owner: 'fleet', mdevs: [] })
     if (next.dryRun) return t.fail('not a dry run')
-    t.same(next.result.mdevs.map((m) => [m.uuid, m.action]), [[U2, 'deleted']])
+    t.same(
+      next.result.mdevs.map((m) => [m.uuid, m.action]),
+      [[U2, 'deleted']],
+    )
     t.ok((await service.getMdev('local', U2)).metadata.deletionRequestedAt, 'marked; the reconciler removes it')
     t.notOk((await service.getMdev('local', U1)).metadata.deletionRequestedAt, 'devices of other owners stay')
   })
@@ -164,9 +207,7 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('admission is serialised per host: concurrent creates of one APQN, exactly one wins', async (t) => {
     // 06.0001: adapter 6 is no longer the host's (apmask -5,-6 above).
-    const results = await Promise.allSettled(
-      Array.from({ length: 6 }, () => service.createMdev('local', { spec: { adapters: [6], domains: [1] } })),
-    )
+    const results = await Promise.allSettled(Array.from({ length: 6 }, () => service.createMdev('local', { spec: { adapters: [6], domains: [1] } })))
     t.equal(results.filter((r) => r.status === 'fulfilled').length, 1)
     t.same(
       results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as ApmatrixError).code),

@@ -46,7 +46,10 @@ t.test('page tokens and sizes', async (t) => {
 t.test('pg-helper: PostgreSQL is required under CI or APMATRIX_REQUIRE_POSTGRES=1', async (t) => {
   const saved = { CI: process.env.CI, REQ: process.env.APMATRIX_REQUIRE_POSTGRES }
   t.teardown(() => {
-    for (const [k, v] of [['CI', saved.CI], ['APMATRIX_REQUIRE_POSTGRES', saved.REQ]] as const) {
+    for (const [k, v] of [
+      ['CI', saved.CI],
+      ['APMATRIX_REQUIRE_POSTGRES', saved.REQ],
+    ] as const) {
       if (v === undefined) delete process.env[k]
       else process.env[k] = v
     }

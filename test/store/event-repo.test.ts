@@ -8,7 +8,16 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('append returns increasing seqs; list filters by since, host, kinds, limit', async (t) => {
     t.equal(await store.events.lastSeq(), 0)
-    const a = await store.events.append({ host: 'h1', kind: 'mdev', name: 'u1', type: 'MdevDefined', message: 'defined', requestId: 'r1', actor: 'alice', data: { gen: 1 } })
+    const a = await store.events.append({
+      host: 'h1',
+      kind: 'mdev',
+      name: 'u1',
+      type: 'MdevDefined',
+      message: 'defined',
+      requestId: 'r1',
+      actor: 'alice',
+      data: { gen: 1 },
+    })
     const b = await store.events.append({ host: 'h2', kind: 'masks', name: 'h2', type: 'MasksChanged' })
     const c = await store.events.append({ host: 'h1', kind: 'queue', name: '05.0004', type: 'QueueBound' })
     t.ok(a.seq < b.seq && b.seq < c.seq)
@@ -17,11 +26,26 @@ forEachDatabase(t, async (t, db) => {
     t.equal(a.actor, 'alice')
     t.equal(b.requestId, null)
     t.equal(b.message, '')
-    t.same((await store.events.list()).map((e) => e.seq), [a.seq, b.seq, c.seq])
-    t.same((await store.events.list({ since: a.seq })).map((e) => e.seq), [b.seq, c.seq])
-    t.same((await store.events.list({ host: 'h1' })).map((e) => e.seq), [a.seq, c.seq])
-    t.same((await store.events.list({ host: 'h1', kinds: ['queue', 'masks'] })).map((e) => e.seq), [c.seq])
-    t.same((await store.events.list({ limit: 2 })).map((e) => e.seq), [a.seq, b.seq])
+    t.same(
+      (await store.events.list()).map((e) => e.seq),
+      [a.seq, b.seq, c.seq],
+    )
+    t.same(
+      (await store.events.list({ since: a.seq })).map((e) => e.seq),
+      [b.seq, c.seq],
+    )
+    t.same(
+      (await store.events.list({ host: 'h1' })).map((e) => e.seq),
+      [a.seq, c.seq],
+    )
+    t.same(
+      (await store.events.list({ host: 'h1', kinds: ['queue', 'masks'] })).map((e) => e.seq),
+      [c.seq],
+    )
+    t.same(
+      (await store.events.list({ limit: 2 })).map((e) => e.seq),
+      [a.seq, b.seq],
+    )
     t.equal(await codeOf(store.events.list({ limit: 1001 })), 'INVALID_ARGUMENT')
   })
 
@@ -69,6 +93,9 @@ forEachDatabase(t, async (t, db) => {
     )
     const after = await store.events.append({ host: 'h4', kind: 'host', name: 'h4', type: 'HostBooted' })
     t.ok(after.seq > before)
-    t.same((await store.events.list({ since: before })).map((e) => e.seq), [after.seq])
+    t.same(
+      (await store.events.list({ since: before })).map((e) => e.seq),
+      [after.seq],
+    )
   })
 })

@@ -47,6 +47,9 @@ forEachDatabase(t, async (t, db) => {
     const winners = second.filter((r) => r.acquired)
     t.equal(winners.length, 1, 'one winner after expiry')
     t.equal(winners[0].fencingToken, 2)
-    t.ok(second.every((r) => r.fencingToken === 2 && r.holder === winners[0].holder), 'losers see the winner')
+    t.ok(
+      second.every((r) => r.fencingToken === 2 && r.holder === winners[0].holder),
+      'losers see the winner',
+    )
   })
 })

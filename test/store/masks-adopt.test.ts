@@ -16,7 +16,7 @@ forEachDatabase(t, async (t, db) => {
   await addHost(store, 'lpar1')
   await addHost(store, 'lpar2')
 
-  t.test('adopt: created at generation 0, refreshed while adopted, never over a caller\'s masks', async (t) => {
+  t.test("adopt: created at generation 0, refreshed while adopted, never over a caller's masks", async (t) => {
     const a = await store.masks.adopt('lpar1', { apmask: FB, aqmask: ONES })
     t.match(a, { outcome: 'created', record: { generation: 0, apmask: FB, aqmask: ONES } })
     t.match(await store.masks.adopt('lpar1', { apmask: FB, aqmask: ONES }), { outcome: 'unchanged', record: { resourceVersion: a.record.resourceVersion } })
@@ -28,7 +28,11 @@ forEachDatabase(t, async (t, db) => {
     const set = await store.masks.set('lpar1', { apmask: F9, aqmask: ONES })
     t.equal(set.generation, 1, 'a caller setting the same masks makes them theirs')
     t.same(await store.masks.set('lpar1', { apmask: F9, aqmask: ONES }), set, 'from then on an unchanged set is no write')
-    t.match(await store.masks.adopt('lpar1', { apmask: FB, aqmask: ONES }), { outcome: 'unchanged', record: { generation: 1, apmask: F9 } }, "a caller's masks are never replaced by the host's")
+    t.match(
+      await store.masks.adopt('lpar1', { apmask: FB, aqmask: ONES }),
+      { outcome: 'unchanged', record: { generation: 1, apmask: F9 } },
+      "a caller's masks are never replaced by the host's",
+    )
     t.equal(await codeOf(store.masks.adopt('lpar1', { apmask: '-5', aqmask: ONES })), 'INVALID_ARGUMENT')
   })
 

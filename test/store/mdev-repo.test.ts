@@ -74,7 +74,22 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('updateStatus keeps the generation and changes the resourceVersion', async (t) => {
     const cur = await store.mdevs.get('local', uuid(1))
-    const status = { observedGeneration: cur.generation, active: true, matrix: ['03.0004'], guestMatrix: [], conditions: [{ type: 'Ready' as const, status: 'True' as const, reason: 'Reconciled', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2 }] }
+    const status = {
+      observedGeneration: cur.generation,
+      active: true,
+      matrix: ['03.0004'],
+      guestMatrix: [],
+      conditions: [
+        {
+          type: 'Ready' as const,
+          status: 'True' as const,
+          reason: 'Reconciled',
+          message: '',
+          lastTransitionTime: '2026-01-01T00:00:00Z',
+          observedGeneration: 2,
+        },
+      ],
+    }
     const s = await store.mdevs.updateStatus('local', uuid(1), status)
     t.same(s.status, status)
     t.equal(s.generation, cur.generation)
@@ -123,13 +138,25 @@ forEachDatabase(t, async (t, db) => {
     t.same(seen, all, 'pages cover everything once, in uuid order')
     t.equal(all.length, 8)
     t.equal(pages, 3)
-    t.same((await store.mdevs.list('other', { owner: 'alpha' })).items.map((m) => m.uuid), [uuid(10), uuid(11), uuid(12)])
-    t.same((await store.mdevs.list('other', { state: 'stopped' })).items.map((m) => m.uuid), [uuid(11), uuid(13), uuid(15)])
-    t.same((await store.mdevs.list('other', { labels: { parity: 'even', special: 'yes' } })).items.map((m) => m.uuid), [uuid(12)])
+    t.same(
+      (await store.mdevs.list('other', { owner: 'alpha' })).items.map((m) => m.uuid),
+      [uuid(10), uuid(11), uuid(12)],
+    )
+    t.same(
+      (await store.mdevs.list('other', { state: 'stopped' })).items.map((m) => m.uuid),
+      [uuid(11), uuid(13), uuid(15)],
+    )
+    t.same(
+      (await store.mdevs.list('other', { labels: { parity: 'even', special: 'yes' } })).items.map((m) => m.uuid),
+      [uuid(12)],
+    )
     t.same((await store.mdevs.list('other', { labels: { parity: 'EVEN' } })).items, [], 'label values match exactly (case-sensitive on both databases)')
     const p1 = await store.mdevs.list('other', { labels: { parity: 'odd' }, limit: 2 })
     const p2 = await store.mdevs.list('other', { labels: { parity: 'odd' }, limit: 2, pageToken: p1.nextPageToken })
-    t.same([...p1.items, ...p2.items].map((m) => m.uuid), [uuid(11), uuid(13), uuid(15)])
+    t.same(
+      [...p1.items, ...p2.items].map((m) => m.uuid),
+      [uuid(11), uuid(13), uuid(15)],
+    )
     t.equal(p2.nextPageToken, undefined)
     t.equal((await store.mdevs.list('local', { limit: 500 })).items.length, 1)
     t.equal(await codeOf(store.mdevs.list('other', { limit: 501 })), 'INVALID_ARGUMENT')

@@ -13,16 +13,20 @@ import { projectRoot } from '../../src/paths.js'
 import { ApmatrixError } from '../../src/domain/errors.js'
 import { forEachDatabase, freshDatabase, type TestDatabase } from './pg-helper.js'
 
-interface SqliteStmt { get(...a: unknown[]): unknown; all(...a: unknown[]): unknown[]; run(...a: unknown[]): unknown }
+interface SqliteStmt {
+  get(...a: unknown[]): unknown
+  all(...a: unknown[]): unknown[]
+  run(...a: unknown[]): unknown
+}
 const Sqlite = createRequire(import.meta.url)('better-sqlite3') as new (file: string) => { prepare(sql: string): SqliteStmt; close(): void }
 
 /** The `_prisma_migrations` rows, whatever the provider. */
 async function history(db: TestDatabase): Promise<{ migration_name: string; checksum: string; finished: boolean; steps: number }[]> {
   const store = await createStore(db.url)
   try {
-    const rows = (await (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<Record<string, unknown>[]> } }).db.$queryRawUnsafe(
+    const rows = await (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<Record<string, unknown>[]> } }).db.$queryRawUnsafe(
       'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
-    ))
+    )
     return rows.map((r) => ({
       migration_name: String(r.migration_name),
       checksum: String(r.checksum),
@@ -51,7 +55,11 @@ forEachDatabase(t, async (t, db) => {
   t.test('applyMigrations on an empty database, then again (no-op)', async (t) => {
     t.equal((await migrateStatus(migrateOptions(db.url))).hasMigrationsTable, false, 'engine: empty before')
     const first = await applyMigrations(db.url)
-    t.same(first.applied, files.map((f) => f.name), 'all committed migrations applied in order')
+    t.same(
+      first.applied,
+      files.map((f) => f.name),
+      'all committed migrations applied in order',
+    )
     t.same((await applyMigrations(db.url)).applied, [], 'second apply is a no-op')
     const rows = await history(db)
     t.same(
@@ -59,7 +67,13 @@ forEachDatabase(t, async (t, db) => {
       files.map((f) => ({ migration_name: f.name, checksum: f.checksum, finished: true, steps: 1 })),
       'history rows as Prisma writes them (checksum = sha256 of the file)',
     )
-    t.equal(files[0].checksum, crypto.createHash('sha256').update(fs.readFileSync(path.join(prismaPaths(db.provider).migrationsDir, files[0].name, 'migration.sql'))).digest('hex'))
+    t.equal(
+      files[0].checksum,
+      crypto
+        .createHash('sha256')
+        .update(fs.readFileSync(path.join(prismaPaths(db.provider).migrationsDir, files[0].name, 'migration.sql')))
+        .digest('hex'),
+    )
     const status = await migrateStatus(migrateOptions(db.url))
     t.equal(status.history, null, 'the schema engine sees nothing pending')
     t.same(status.failedMigrationNames, [])
@@ -85,7 +99,10 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('a database migrated by the engine is up to date for the runner', async (t) => {
     const other = await freshDatabase(t, db.provider)
-    t.same(await migrateDeploy(migrateOptions(other.url)), files.map((f) => f.name))
+    t.same(
+      await migrateDeploy(migrateOptions(other.url)),
+      files.map((f) => f.name),
+    )
     t.same(await applyMigrations(other.url), { applied: [], edited: [] })
   })
 
@@ -106,7 +123,11 @@ forEachDatabase(t, async (t, db) => {
     fs.writeFileSync(path.join(dir, '20000101000001_bad', 'migration.sql'), 'CREATE TABLE "B" ("id" INTEGER NOT NULL PRIMARY KEY);\nTHIS IS NOT SQL;\n')
     await t.rejects(applyMigrations(other.url, dir), /migration 20000101000001_bad failed/)
     const rows = await history(other)
-    t.same(rows.map((r) => r.migration_name), ['20000101000000_ok'], 'only the good migration is recorded')
+    t.same(
+      rows.map((r) => r.migration_name),
+      ['20000101000000_ok'],
+      'only the good migration is recorded',
+    )
     const store = await createStore(other.url)
     t.teardown(() => store.close())
     const q = (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<unknown[]> } }).db
@@ -129,7 +150,6 @@ t.test('the runner creates the SQLite folder', async (t) => {
   t.ok(fs.existsSync(file))
 })
 
-
 /**
  * A copy of the committed SQLite migrations plus `extra` (name -> SQL) in a temp folder, so a test can
  * apply a future migration on top of a database that holds data.
@@ -150,8 +170,12 @@ function seedLabelledMdev(file: string): void {
   const db = new Sqlite(file)
   try {
     const now = new Date().toISOString()
-    db.prepare(`INSERT INTO "Host" (name, driver, machineId, bootId, maxAdapterId, maxDomainId, updatedAt) VALUES ('h', 'emulator', 'm', 'b', 255, 255, ?)`).run(now)
-    db.prepare(`INSERT INTO "Mdev" (host, uuid, adapters, domains, controlDomains, state, resourceVersion, updatedAt) VALUES ('h', 'u1', '[5]', '[4]', '[]', 'started', 'rv1', ?)`).run(now)
+    db.prepare(
+      `INSERT INTO "Host" (name, driver, machineId, bootId, maxAdapterId, maxDomainId, updatedAt) VALUES ('h', 'emulator', 'm', 'b', 255, 255, ?)`,
+    ).run(now)
+    db.prepare(
+      `INSERT INTO "Mdev" (host, uuid, adapters, domains, controlDomains, state, resourceVersion, updatedAt) VALUES ('h', 'u1', '[5]', '[4]', '[]', 'started', 'rv1', ?)`,
+    ).run(now)
     db.prepare(`INSERT INTO "MdevLabel" (host, uuid, key, value) VALUES ('h', 'u1', 'team', 'crypto')`).run()
   } finally {
     db.close()
@@ -171,7 +195,8 @@ function count(file: string, table: string): number {
 function mdevRebuildSql(): string {
   const init = readMigrationFiles(prismaPaths('sqlite').migrationsDir)[0]!.sql
   const create = /CREATE TABLE "Mdev" \([\s\S]*?\n\);/.exec(init)![0].replace('CREATE TABLE "Mdev"', 'CREATE TABLE "new_Mdev"')
-  const cols = '"host", "uuid", "adapters", "domains", "controlDomains", "state", "generation", "resourceVersion", "owner", "origin", "deletionRequestedAt", "force", "status", "createdAt", "updatedAt"'
+  const cols =
+    '"host", "uuid", "adapters", "domains", "controlDomains", "state", "generation", "resourceVersion", "owner", "origin", "deletionRequestedAt", "force", "status", "createdAt", "updatedAt"'
   return [
     '-- RedefineTables (as `prisma migrate dev` writes a SQLite table rebuild)',
     'PRAGMA defer_foreign_keys=ON;',
@@ -201,7 +226,11 @@ t.test('SQLite: a table-rebuild migration of Mdev keeps every MdevLabel row (for
   const check = new Sqlite(file)
   t.teardown(() => check.close())
   t.equal((check.prepare('PRAGMA foreign_keys').get() as { foreign_keys: number }).foreign_keys, 1, 'a new connection still enforces foreign keys')
-  t.throws(() => check.prepare(`INSERT INTO "MdevLabel" (host, uuid, key, value) VALUES ('h', 'nope', 'k', 'v')`).run(), /FOREIGN KEY/, 'the rebuilt table is still referenced')
+  t.throws(
+    () => check.prepare(`INSERT INTO "MdevLabel" (host, uuid, key, value) VALUES ('h', 'nope', 'k', 'v')`).run(),
+    /FOREIGN KEY/,
+    'the rebuilt table is still referenced',
+  )
 })
 
 t.test('SQLite: a migration that leaves dangling references is rolled back (foreign_key_check before COMMIT)', async (t) => {
@@ -215,5 +244,9 @@ t.test('SQLite: a migration that leaves dangling references is rolled back (fore
   t.equal(count(file, 'MdevLabel'), 1)
   const hist = new Sqlite(file)
   t.teardown(() => hist.close())
-  t.same(hist.prepare(`SELECT migration_name FROM "_prisma_migrations" WHERE migration_name LIKE '2999%'`).all(), [], 'no history row for the refused migration')
+  t.same(
+    hist.prepare(`SELECT migration_name FROM "_prisma_migrations" WHERE migration_name LIKE '2999%'`).all(),
+    [],
+    'no history row for the refused migration',
+  )
 })

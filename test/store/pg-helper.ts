@@ -20,8 +20,7 @@ export interface TestDatabase {
   url: string
 }
 
-const SKIP_MESSAGE =
-  'PostgreSQL tests SKIPPED: set TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres) to run them'
+const SKIP_MESSAGE = 'PostgreSQL tests SKIPPED: set TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres) to run them'
 
 /** True when PostgreSQL tests must run (CI, or APMATRIX_REQUIRE_POSTGRES=1). */
 export function postgresRequired(): boolean {

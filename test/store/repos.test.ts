@@ -11,11 +11,23 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('hosts: upsert, get, list', async (t) => {
     await addHost(store, 'local')
-    const h = await store.hosts.upsert({ name: 'local', driver: 'emulator', machineId: 'm', bootId: 'b2', features: ['qact', 'apxa'], maxAdapterId: 15, maxDomainId: 84, profile: 'demo' })
+    const h = await store.hosts.upsert({
+      name: 'local',
+      driver: 'emulator',
+      machineId: 'm',
+      bootId: 'b2',
+      features: ['qact', 'apxa'],
+      maxAdapterId: 15,
+      maxDomainId: 84,
+      profile: 'demo',
+    })
     t.equal(h.bootId, 'b2')
     t.same(h.features, ['apxa', 'qact'])
     t.same(await store.hosts.get('local'), h)
-    t.same((await store.hosts.list()).map((x) => x.name), ['local'])
+    t.same(
+      (await store.hosts.list()).map((x) => x.name),
+      ['local'],
+    )
     t.equal(await codeOf(store.hosts.get('nope')), 'NOT_FOUND')
   })
 
@@ -45,9 +57,18 @@ forEachDatabase(t, async (t, db) => {
     t.ok(b.id > a.id)
     t.same(a.detail, { x: 1 })
     t.equal(a.time.getTime(), clock.now().getTime())
-    t.same((await store.audit.list()).map((r) => r.id), [a.id, b.id])
-    t.same((await store.audit.list({ target: 't2' })).map((r) => r.actor), ['bob'])
-    t.same((await store.audit.list({ afterId: a.id })).map((r) => r.id), [b.id])
+    t.same(
+      (await store.audit.list()).map((r) => r.id),
+      [a.id, b.id],
+    )
+    t.same(
+      (await store.audit.list({ target: 't2' })).map((r) => r.actor),
+      ['bob'],
+    )
+    t.same(
+      (await store.audit.list({ afterId: a.id })).map((r) => r.id),
+      [b.id],
+    )
   })
 
   t.test('journal: append, update, list open', async (t) => {
@@ -56,14 +77,23 @@ forEachDatabase(t, async (t, db) => {
       { host: 'local', reconcileId: 'rc1', step: 1, operation: { op: 'remove', uuid: 'u' } },
       { host: 'other', reconcileId: 'rc2', step: 0, operation: { op: 'noop' } },
     ])
-    t.same(steps.map((s) => s.state), ['planned', 'planned', 'planned'])
-    t.same((await store.journal.listOpen('local')).map((s) => s.step), [0, 1])
+    t.same(
+      steps.map((s) => s.state),
+      ['planned', 'planned', 'planned'],
+    )
+    t.same(
+      (await store.journal.listOpen('local')).map((s) => s.step),
+      [0, 1],
+    )
     const done = await store.journal.update(steps[0].id, 'done')
     t.equal(done.state, 'done')
     const failed = await store.journal.update(steps[1].id, 'failed', 'EBUSY')
     t.equal(failed.error, 'EBUSY')
     t.same(await store.journal.listOpen('local'), [])
-    t.same((await store.journal.listOpen('other')).map((s) => s.operation), [{ op: 'noop' }])
+    t.same(
+      (await store.journal.listOpen('other')).map((s) => s.operation),
+      [{ op: 'noop' }],
+    )
     t.equal(await codeOf(store.journal.update(999999, 'done')), 'NOT_FOUND')
     t.equal(await codeOf(store.journal.append([{ host: 'local', reconcileId: 'rc1', step: 0, operation: {} }])), 'ALREADY_EXISTS')
     clock.advance(1000)

@@ -21,7 +21,10 @@ forEachDatabase(t, async (t, db) => {
       return e.seq
     })
     t.equal((await store.mdevs.get('local', 'u-ok')).uuid, 'u-ok')
-    t.same((await store.events.list({ host: 'local' })).map((e) => e.seq), [seq])
+    t.same(
+      (await store.events.list({ host: 'local' })).map((e) => e.seq),
+      [seq],
+    )
     t.equal((await store.audit.list({ target: 'hosts/local/mdevs/u-ok' })).length, 1)
   })
 

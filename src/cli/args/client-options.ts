@@ -68,8 +68,7 @@ export function serverUrl(args: CliArgs, io: CliIo): string {
  * `--timeout` means something else, like `apply`, pass their own request timeout).
  */
 export function clientContext(args: CliArgs, io: CliIo, requestTimeoutMs?: number): ClientContext {
-  const timeoutMs =
-    requestTimeoutMs ?? (typeof args.values.timeout === 'string' ? parseDuration(args.values.timeout, '--timeout') : DEFAULT_REQUEST_TIMEOUT_MS)
+  const timeoutMs = requestTimeoutMs ?? (typeof args.values.timeout === 'string' ? parseDuration(args.values.timeout, '--timeout') : DEFAULT_REQUEST_TIMEOUT_MS)
   const host = typeof args.values.host === 'string' ? args.values.host : 'local'
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(host)) throw new UsageError(`--host: '${clip(host, 80)}' is not a host name`)
   return {

@@ -35,7 +35,8 @@ export async function readDocument(file: unknown, io: CliIo): Promise<Record<str
   } catch (e) {
     throw new UsageError(`-f ${file}: not JSON (${(e as Error).message})`)
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`-f ${file}: the document must be a JSON object ({masks?, mdevs?, owner?})`)
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    throw new UsageError(`-f ${file}: the document must be a JSON object ({masks?, mdevs?, owner?})`)
   return doc as Record<string, unknown>
 }
 

@@ -45,7 +45,12 @@ function stateOf(t: WaitTarget, m: Mdev | undefined): TargetState {
   if (!m) return { target: t, done: false, summary: 'missing (not in the store)' }
   if (isConverged(m) && m.metadata.generation >= t.generation) return { target: t, done: true, summary: `Ready (${readyCondition(m)?.reason})` }
   const r = readyCondition(m)
-  if (m.status.observedGeneration !== m.metadata.generation || !r) return { target: t, done: false, summary: `waiting for the reconciler (generation ${m.metadata.generation}, observed ${m.status.observedGeneration ?? '-'})` }
+  if (m.status.observedGeneration !== m.metadata.generation || !r)
+    return {
+      target: t,
+      done: false,
+      summary: `waiting for the reconciler (generation ${m.metadata.generation}, observed ${m.status.observedGeneration ?? '-'})`,
+    }
   return { target: t, done: false, summary: `${r.reason}: ${r.message}` }
 }
 
@@ -76,7 +81,9 @@ export async function waitForDevices(opts: WaitOptions): Promise<TargetState[]> 
     if (Date.now() >= deadline) {
       const pending = (states ?? opts.targets.map((t) => ({ target: t, done: false, summary: 'no answer before the deadline' }))).filter((s) => !s.done)
       const list = pending.map((s) => `  ${s.target.uuid}: ${s.summary}`).join('\n')
-      throw new WaitTimeoutError(`timed out after ${formatDuration(opts.timeoutMs)} waiting for ${pending.length} of ${opts.targets.length} device(s):\n${list}`)
+      throw new WaitTimeoutError(
+        `timed out after ${formatDuration(opts.timeoutMs)} waiting for ${pending.length} of ${opts.targets.length} device(s):\n${list}`,
+      )
     }
     await new Promise((r) => setTimeout(r, Math.min(interval, Math.max(0, deadline - Date.now()))))
   }

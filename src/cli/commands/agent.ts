@@ -46,7 +46,10 @@ export const agentCommand: CliCommand = {
   },
   async run(args, io) {
     for (const f of RESERVED_TLS_FLAGS) {
-      if (args.values[f] !== undefined) throw new UsageError(`--${f}: TLS and client authentication are not available yet (they arrive with the security issue); until then run the agent on loopback or a trusted network`)
+      if (args.values[f] !== undefined)
+        throw new UsageError(
+          `--${f}: TLS and client authentication are not available yet (they arrive with the security issue); until then run the agent on loopback or a trusted network`,
+        )
     }
     const flags: Partial<Record<AgentSettingName, string>> = {}
     for (const k of names) {

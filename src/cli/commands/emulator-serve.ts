@@ -81,7 +81,8 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   if (!CLOCKS.includes(clock as EmulatorClock)) throw new UsageError(`--clock: '${clip(clock, 60)}' is not one of ${CLOCKS.join(', ')}`)
   const tickText = (args.values['tick-ms'] as string | undefined) ?? '100'
   const tickMs = Number(tickText)
-  if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS) throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${clip(tickText, 20)}'`)
+  if (!/^\d+$/.test(tickText) || tickMs < 1 || tickMs > MAX_TICK_MS)
+    throw new UsageError(`--tick-ms: expected an integer 1..${MAX_TICK_MS}, got '${clip(tickText, 20)}'`)
 
   const bootIdFile = args.values['boot-id-file'] as string | undefined
   if (bootIdFile !== undefined && !bootIdFile.startsWith('/')) throw new UsageError(`--boot-id-file: '${clip(bootIdFile, 100)}' is not an absolute file path`)
@@ -108,7 +109,15 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   const log = (line: string): void => void io.stderr.write(`${new Date().toISOString()} ${line}\n`)
   let server: EmulatorServer
   try {
-    server = await startEmulatorServer({ addr, profile, clock: clock as EmulatorClock, tickMs, log, ...(kernel ? { kernel: kernel as KernelProfileName } : {}), ...(bootIdFile ? { bootIdFile } : {}) })
+    server = await startEmulatorServer({
+      addr,
+      profile,
+      clock: clock as EmulatorClock,
+      tickMs,
+      log,
+      ...(kernel ? { kernel: kernel as KernelProfileName } : {}),
+      ...(bootIdFile ? { bootIdFile } : {}),
+    })
   } catch (e) {
     stop.cancel()
     // A bad profile name or file is a command-line mistake (exit 2); a bind failure is a runtime one (exit 1).
@@ -179,7 +188,12 @@ export async function emulatorServe(argv: string[], io: CliIo = processIo()): Pr
   }
   let args: CliArgs
   try {
-    const parsed = parseArgs({ args: argv, options: { ...emulatorServeCommand.options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false })
+    const parsed = parseArgs({
+      args: argv,
+      options: { ...emulatorServeCommand.options, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    })
     args = { values: parsed.values as CliArgs['values'], positionals: parsed.positionals }
   } catch (e) {
     return fail((e as Error).message, EXIT.USAGE)

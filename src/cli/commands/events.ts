@@ -145,7 +145,12 @@ async function streamOnce(io: CliIo, ctx: ReturnType<typeof clientContext>, o: S
       const msg = r.value
       if (msg.event === 'error') {
         const err = JSON.parse(msg.data) as { code?: string; detail?: string; resumeSeq?: number }
-        return { kind: 'error', code: err.code ?? 'UNAVAILABLE', detail: err.detail ?? 'event stream failed', ...(typeof err.resumeSeq === 'number' ? { resumeSeq: err.resumeSeq } : {}) }
+        return {
+          kind: 'error',
+          code: err.code ?? 'UNAVAILABLE',
+          detail: err.detail ?? 'event stream failed',
+          ...(typeof err.resumeSeq === 'number' ? { resumeSeq: err.resumeSeq } : {}),
+        }
       }
       const e = JSON.parse(msg.data) as ApiEvent
       io.stdout.write(o.json ? JSON.stringify(e) + '\n' : formatEventLine(e))

@@ -32,7 +32,10 @@ ${clientOptionsHelp()}
       const state = args.values.state
       if (state !== undefined && state !== 'started' && state !== 'stopped') throw new UsageError(`--state: '${String(state)}' is not started or stopped`)
       const labels = parseLabels(args.values.label as string[] | undefined, '--label')
-      const label = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',') || undefined
+      const label =
+        Object.entries(labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',') || undefined
       const items = await listAll<Mdev>(ctx.client, `${ctx.hostPath}/mdevs`, { state, owner: args.values.owner as string | undefined, label })
       if (ctx.json) io.stdout.write(JSON.stringify({ items }, null, 2) + '\n')
       else if (items.length === 0) io.stderr.write(`No matrix devices on host ${ctx.host}${label || state || args.values.owner ? ' match' : ''}.\n`)

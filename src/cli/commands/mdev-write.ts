@@ -95,7 +95,10 @@ function stateCommand(state: 'started' | 'stopped'): CliCommand {
   const verb = state === 'started' ? 'start' : 'stop'
   return {
     path: ['mdev', verb],
-    summary: state === 'started' ? 'start a defined matrix device (the reconciler creates it on the bus)' : 'stop a matrix device (removed from the bus, stays defined)',
+    summary:
+      state === 'started'
+        ? 'start a defined matrix device (the reconciler creates it on the bus)'
+        : 'stop a matrix device (removed from the bus, stays defined)',
     help: `Usage: apmatrix mdev ${verb} UUID [--json]
 
 Sets the desired state of the device to ${state} (a merge patch of spec.state) and prints the new
@@ -142,7 +145,12 @@ const FIELDS = [
 ] as const
 
 function readEdits(args: CliArgs): Edits {
-  const e: Edits = { add: { adapters: [], domains: [], controlDomains: [] }, remove: { adapters: [], domains: [], controlDomains: [] }, labels: {}, owner: undefined }
+  const e: Edits = {
+    add: { adapters: [], domains: [], controlDomains: [] },
+    remove: { adapters: [], domains: [], controlDomains: [] },
+    labels: {},
+    owner: undefined,
+  }
   for (const [field, opt] of FIELDS) {
     e.add[field] = parseIdList(strings(args.values[`add-${opt}`]), `--add-${opt}`)
     e.remove[field] = parseIdList(strings(args.values[`remove-${opt}`]), `--remove-${opt}`)

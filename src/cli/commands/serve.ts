@@ -54,10 +54,13 @@ export const serveCommand: CliCommand = {
         log.info({ signal }, 'shutting down')
         process.off('SIGTERM', onTerm)
         process.off('SIGINT', onInt)
-        void svc.close().then(() => (guard.remove(), resolve()), (e) => {
-          log.error({ err: String(e) }, 'shutdown failed')
-          resolve()
-        })
+        void svc.close().then(
+          () => (guard.remove(), resolve()),
+          (e) => {
+            log.error({ err: String(e) }, 'shutdown failed')
+            resolve()
+          },
+        )
       }
       const onTerm = () => stop('SIGTERM')
       const onInt = () => stop('SIGINT')

@@ -29,7 +29,8 @@ function matrixChange(from: Matrix, to: Matrix): string {
   ] as const) {
     const added = to[k].filter((i) => !from[k].includes(i))
     const removed = from[k].filter((i) => !to[k].includes(i))
-    if (added.length || removed.length) parts.push(`${name}${added.length ? ` +${formatRanges(added)}` : ''}${removed.length ? ` -${formatRanges(removed)}` : ''}`)
+    if (added.length || removed.length)
+      parts.push(`${name}${added.length ? ` +${formatRanges(added)}` : ''}${removed.length ? ` -${formatRanges(removed)}` : ''}`)
   }
   return parts.join('; ') || 'no change'
 }
@@ -67,7 +68,10 @@ export function renderPlan(plan: Plan): string {
   })
   if (plan.claimedApqns.length) {
     out += `Claimed APQNs (${plan.claimedApqns.length}):\n`
-    out += renderTable(['APQN', 'DEVICE', 'CURRENT OWNER'], plan.claimedApqns.map((c) => [c.apqn, c.uuid, c.currentOwner ?? '-'])).replace(/^(?=.)/gm, '  ')
+    out += renderTable(
+      ['APQN', 'DEVICE', 'CURRENT OWNER'],
+      plan.claimedApqns.map((c) => [c.apqn, c.uuid, c.currentOwner ?? '-']),
+    ).replace(/^(?=.)/gm, '  ')
   }
   if (plan.drainedQueues.length) out += `Drained queues (${plan.drainedQueues.length}): ${plan.drainedQueues.join(' ')}\n`
   if (plan.filteredAdapters.length) {

@@ -132,7 +132,9 @@ function preloadBundledLibfuse(fuseNativeEntry: string): void {
   try {
     lib = (createRequire(fuseNativeEntry)('fuse-shared-library') as { lib: string }).lib
   } catch (e) {
-    throw new FuseUnavailableError(`no libfuse.so.2 on this machine and fuse-native's own copy cannot be found: ${(e as Error).message.split('\n')[0]}`, { cause: e })
+    throw new FuseUnavailableError(`no libfuse.so.2 on this machine and fuse-native's own copy cannot be found: ${(e as Error).message.split('\n')[0]}`, {
+      cause: e,
+    })
   }
   const flags = os.constants.dlopen.RTLD_NOW | os.constants.dlopen.RTLD_GLOBAL | RTLD_NODELETE
   try {

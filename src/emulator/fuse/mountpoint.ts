@@ -89,7 +89,11 @@ export async function inspectMountpoint(dir: string): Promise<MountpointState> {
     await fs.promises.stat(dir)
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOTCONN') return { state: 'stale', mount }
-    return { state: 'busy', mount, reason: `a FUSE filesystem (${mount.source}) is mounted there and answers ${(e as NodeJS.ErrnoException).code ?? String(e)}` }
+    return {
+      state: 'busy',
+      mount,
+      reason: `a FUSE filesystem (${mount.source}) is mounted there and answers ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+    }
   }
   return { state: 'busy', mount, reason: `a live FUSE filesystem (${mount.source}) is mounted there: is another 'apmatrix emulator serve --mount' running?` }
 }

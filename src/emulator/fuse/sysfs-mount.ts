@@ -44,7 +44,10 @@ export function checkFuseDevice(device = '/dev/fuse'): void {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     if (code === 'ENOENT') {
-      throw new FuseUnavailableError(`${device} does not exist: load the fuse kernel module (modprobe fuse) or, in a container, pass the device in (--device /dev/fuse)`, { cause: e })
+      throw new FuseUnavailableError(
+        `${device} does not exist: load the fuse kernel module (modprobe fuse) or, in a container, pass the device in (--device /dev/fuse)`,
+        { cause: e },
+      )
     }
     if (code === 'EACCES' || code === 'EPERM') {
       throw new FuseUnavailableError(`no permission to open ${device} (${code}): run as root, or as a user allowed to use FUSE`, { cause: e })

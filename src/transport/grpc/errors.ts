@@ -114,7 +114,15 @@ export function encodeViolations(vs: Violation[]): Buffer {
   return Buffer.concat(
     vs.map((v) => {
       const id = v.id === undefined ? Buffer.alloc(0) : bytesField(4, Buffer.from(v.id === 0 ? [] : [0x08, ...varint(v.id)]))
-      const msg = Buffer.concat([stringField(1, v.rule), stringField(2, v.message), stringField(3, v.apqn), id, stringField(5, v.field), stringField(6, v.owner), stringField(7, v.fix)])
+      const msg = Buffer.concat([
+        stringField(1, v.rule),
+        stringField(2, v.message),
+        stringField(3, v.apqn),
+        id,
+        stringField(5, v.field),
+        stringField(6, v.owner),
+        stringField(7, v.fix),
+      ])
       return bytesField(1, msg)
     }),
   )

@@ -46,7 +46,8 @@ export function maskToPatch(req: UpdateMdevRequest__Output, currentLabels: Recor
       unknown.push(p)
     }
   }
-  if (unknown.length) throw bad(unknown, 'unknown update_mask path (spec, spec.adapters, spec.domains, spec.control_domains, spec.state, labels, labels.<key>, owner)')
+  if (unknown.length)
+    throw bad(unknown, 'unknown update_mask path (spec, spec.adapters, spec.domains, spec.control_domains, spec.state, labels, labels.<key>, owner)')
   const patch: Record<string, unknown> = {}
   if (wholeSpec) {
     const s = specIn(req.spec)

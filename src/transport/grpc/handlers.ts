@@ -146,7 +146,11 @@ export function mdevHandlers({ service, logger }: HandlerDeps): MdevServiceHandl
       const host = hostIn(req.host)
       const format = requiredIn(req.format, 'format', 32)
       const document = requiredIn(req.document, 'document', 1024 * 1024)
-      const ctx = { ...callContextIn(info, req), ...(req.owner ? { owner: req.owner } : {}), ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}) }
+      const ctx = {
+        ...callContextIn(info, req),
+        ...(req.owner ? { owner: req.owner } : {}),
+        ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}),
+      }
       const out = await service.importMdevs(host, format, document, ctx)
       if (out.dryRun) return { items: [], dry_run: true, plan: planOut(out.plan), actions: [], skipped: [], created: false, replayed: false }
       const r = out.result
@@ -232,7 +236,9 @@ function watchOptions(req: WatchRequest__Output): { sinceSeq?: number; host?: st
   const since = Number(req.since_seq)
   if (!Number.isSafeInteger(since) || since < 0) throw new ApmatrixError('INVALID_ARGUMENT', 'since_seq is out of range')
   if (req.kinds.length > MAX_KINDS || req.kinds.some((k) => !KIND.test(k))) {
-    throw new ApmatrixError('INVALID_ARGUMENT', `kinds: at most ${MAX_KINDS} names of [A-Za-z0-9._-]`, { violations: [{ rule: 'INVALID_ARGUMENT', field: 'kinds', message: 'bad kind filter' }] })
+    throw new ApmatrixError('INVALID_ARGUMENT', `kinds: at most ${MAX_KINDS} names of [A-Za-z0-9._-]`, {
+      violations: [{ rule: 'INVALID_ARGUMENT', field: 'kinds', message: 'bad kind filter' }],
+    })
   }
   return {
     ...(req.from_now ? {} : { sinceSeq: since }),
@@ -259,7 +265,10 @@ export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServi
         finish()
         if (call.cancelled) return
         try {
-          call.emit('error', toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'watch failed')))
+          call.emit(
+            'error',
+            toGrpcError(err, info.requestId, (e) => logger?.error({ err: e, requestId: info.requestId }, 'watch failed')),
+          )
         } catch (e) {
           logger?.error({ err: e, requestId: info.requestId }, 'watch status could not be sent')
         }

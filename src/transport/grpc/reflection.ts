@@ -75,7 +75,7 @@ export function withFileDependencies(definition: protoLoader.PackageDefinition):
       }
     }
     walk(f.messageType, pkg)
-    for (const s of f.service ?? []) for (const m of s.method ?? []) (ref(m.inputType, pkg), ref(m.outputType, pkg))
+    for (const s of f.service ?? []) for (const m of s.method ?? []) ref(m.inputType, pkg), ref(m.outputType, pkg)
     f.dependency = [...deps].sort()
     encoded.set(name, Buffer.from(FileDescriptorProto.encode(f).finish()))
   }

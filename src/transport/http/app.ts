@@ -59,7 +59,9 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   // TypeBox's own checker: no coercion of bodies, no silent removal of unknown fields.
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler((req, reply) => sendProblem(reply, toProblem(Object.assign(new Error(`no route ${req.method} ${clip(req.url.split('?')[0]!, 200)}`), { statusCode: 404 }), req.id)))
+  app.setNotFoundHandler((req, reply) =>
+    sendProblem(reply, toProblem(Object.assign(new Error(`no route ${req.method} ${clip(req.url.split('?')[0]!, 200)}`), { statusCode: 404 }), req.id)),
+  )
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id)
   })

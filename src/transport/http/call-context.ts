@@ -36,5 +36,7 @@ function header(req: FastifyRequest, name: string): string | undefined {
 }
 
 function bad(field: string, message: string): ApmatrixError {
-  return new ApmatrixError('INVALID_ARGUMENT', `${field} header ${message}`, { violations: [{ rule: 'INVALID_ARGUMENT', field, message: `${field} ${message}` }] })
+  return new ApmatrixError('INVALID_ARGUMENT', `${field} header ${message}`, {
+    violations: [{ rule: 'INVALID_ARGUMENT', field, message: `${field} ${message}` }],
+  })
 }

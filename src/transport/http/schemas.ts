@@ -83,7 +83,10 @@ const SpecPatch = Type.Object(
   },
   { additionalProperties: false },
 )
-const LabelsPatch = Type.Union([Type.Record(Type.String(), Type.Union([Str(256), Type.Null()]), { maxProperties: 64, propertyNames: { minLength: 1, maxLength: 128 } }), Type.Null()])
+const LabelsPatch = Type.Union([
+  Type.Record(Type.String(), Type.Union([Str(256), Type.Null()]), { maxProperties: 64, propertyNames: { minLength: 1, maxLength: 128 } }),
+  Type.Null(),
+])
 export const MdevPatchIn = Type.Object(
   {
     spec: Type.Optional(SpecPatch),
@@ -93,7 +96,10 @@ export const MdevPatchIn = Type.Object(
   },
   { additionalProperties: false },
 )
-const DesiredMdevIn = Type.Object({ uuid: UuidString, spec: SpecIn, labels: Type.Optional(Labels), owner: Type.Optional(Owner) }, { additionalProperties: false })
+const DesiredMdevIn = Type.Object(
+  { uuid: UuidString, spec: SpecIn, labels: Type.Optional(Labels), owner: Type.Optional(Owner) },
+  { additionalProperties: false },
+)
 export const DesiredIn = Type.Object(
   {
     masks: Type.Optional(MasksIn),
@@ -108,7 +114,9 @@ export const SysfsWriteIn = Type.Object({ path: Str(512, { minLength: 1 }), valu
 export const HardwareIn = Type.Object(
   {
     action: Type.Union(
-      ['config-off', 'config-on', 'checkstop', 'checkstop-clear', 'add-adapter', 'remove-adapter', 'add-domain', 'remove-domain', 'set-mode'].map((a) => Type.Literal(a)),
+      ['config-off', 'config-on', 'checkstop', 'checkstop-clear', 'add-adapter', 'remove-adapter', 'add-domain', 'remove-domain', 'set-mode'].map((a) =>
+        Type.Literal(a),
+      ),
     ),
     apid: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
     apqi: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
@@ -216,10 +224,7 @@ const MaskPairOut = Type.Object({ apmask: Type.String(), aqmask: Type.String(), 
 export const MasksOut = Type.Object({
   metadata: Type.Object({ host: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), updatedAt: Type.String() }),
   spec: MaskPairOut,
-  status: Type.Union([
-    Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids, observedAt: Type.String() }),
-    Type.Null(),
-  ]),
+  status: Type.Union([Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids, observedAt: Type.String() }), Type.Null()]),
 })
 
 const ConditionOut = Type.Object({
@@ -266,9 +271,7 @@ export const PlanOut = Type.Object({
   claimedApqns: Type.Array(Type.Object({ apqn: Type.String(), uuid: Type.String(), currentOwner: Type.Union([Type.String(), Type.Null()]) })),
   filteredAdapters: Type.Array(Type.Object({ uuid: Type.String(), apid: Type.Integer(), reason: Type.String(), apqns: Strings })),
   drainedQueues: Strings,
-  deferred: Type.Array(
-    Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() }),
-  ),
+  deferred: Type.Array(Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() })),
 })
 export const DryRunOut = Type.Object({ dryRun: Type.Literal(true), plan: PlanOut })
 export const ApplyOut = Type.Object({

@@ -20,12 +20,15 @@ const MOUNTINFO = [
 ].join('\n')
 
 t.test('mountinfo: mount point, type and source, with \\ooo escapes; the newest of stacked mounts', async (t) => {
-  t.same(parseMountinfo(MOUNTINFO).map((m) => [m.mountPoint, m.fsType, m.source]), [
-    ['/', 'ext4', '/dev/root'],
-    ['/tmp/a dir', 'fuse.apmatrix', 'apmatrix-emulator'],
-    ['/tmp/plain', 'fuse', '/dev/fuse'],
-    ['/tmp/plain', 'tmpfs', 'tmpfs'],
-  ])
+  t.same(
+    parseMountinfo(MOUNTINFO).map((m) => [m.mountPoint, m.fsType, m.source]),
+    [
+      ['/', 'ext4', '/dev/root'],
+      ['/tmp/a dir', 'fuse.apmatrix', 'apmatrix-emulator'],
+      ['/tmp/plain', 'fuse', '/dev/fuse'],
+      ['/tmp/plain', 'tmpfs', 'tmpfs'],
+    ],
+  )
   t.equal(mountAt('/tmp/a dir', MOUNTINFO)?.fsType, 'fuse.apmatrix')
   t.equal(mountAt('/tmp/plain', MOUNTINFO)?.fsType, 'tmpfs', 'the one mounted last is what the path shows')
   t.equal(mountAt('/tmp/none', MOUNTINFO), undefined)
@@ -53,12 +56,18 @@ t.test('the mount directory: canonical without touching it; created if missing; 
 })
 
 t.test('the FUSE device: missing, or not a device, is a clear FuseUnavailableError', async (t) => {
-  t.throws(() => checkFuseDevice('/nonexistent/fuse'), { name: 'FuseUnavailableError', message: /\/nonexistent\/fuse does not exist: load the fuse kernel module/ })
+  t.throws(() => checkFuseDevice('/nonexistent/fuse'), {
+    name: 'FuseUnavailableError',
+    message: /\/nonexistent\/fuse does not exist: load the fuse kernel module/,
+  })
   t.throws(() => checkFuseDevice('/'), { name: 'FuseUnavailableError', message: /cannot open \/: .*EISDIR/ })
 })
 
 t.test('the binding: a package that is not installed is a FuseUnavailableError that says how to install it', async (t) => {
-  t.throws(() => loadFuseBinding('fuse-native-not-installed'), { name: 'FuseUnavailableError', message: /optional npm package fuse-native-not-installed is not installed .*npm install/ })
+  t.throws(() => loadFuseBinding('fuse-native-not-installed'), {
+    name: 'FuseUnavailableError',
+    message: /optional npm package fuse-native-not-installed is not installed .*npm install/,
+  })
   let binding: unknown
   try {
     binding = loadFuseBinding()

@@ -61,7 +61,15 @@ export function scratchDir(t: Teardown): string {
  */
 export async function startMounted(
   t: Teardown,
-  opts: { dir?: string; profile?: string; kernel?: string; env?: Record<string, string>; clock?: 'manual' | 'realtime'; tickMs?: number; bootIdFile?: string } = {},
+  opts: {
+    dir?: string
+    profile?: string
+    kernel?: string
+    env?: Record<string, string>
+    clock?: 'manual' | 'realtime'
+    tickMs?: number
+    bootIdFile?: string
+  } = {},
 ): Promise<MountedEmulator> {
   const dir = opts.dir ?? path.join(scratchDir(t), 'sys')
   const args = ['emulator', 'serve', '--addr', '127.0.0.1:0', '--profile', opts.profile ?? 'spec-fixture', '--clock', opts.clock ?? 'manual', '--mount', dir]
@@ -71,9 +79,13 @@ export async function startMounted(
   const cli = spawnCli(t, args, opts.env)
   await until('the listening line', () => cli.stdout.some((l) => LISTENING.test(l)) || cli.dead).catch(() => undefined)
   const ready = cli.stdout.map((l) => LISTENING.exec(l)).find((m) => m)
-  if (!ready) throw new Error(`emulator serve --mount did not come up (exit ${cli.dead ? 'yes' : 'no'}):\nstdout: ${cli.stdout.join('\n')}\nstderr: ${cli.stderr.join('\n')}`)
+  if (!ready)
+    throw new Error(
+      `emulator serve --mount did not come up (exit ${cli.dead ? 'yes' : 'no'}):\nstdout: ${cli.stdout.join('\n')}\nstderr: ${cli.stderr.join('\n')}`,
+    )
   const mounted = cli.stdout.map((l) => MOUNTED.exec(l)).find((m) => m)
-  if (!mounted || mounted[1] !== fs.realpathSync(path.dirname(dir)) + '/' + path.basename(dir)) throw new Error(`no (or another) mount line: ${cli.stdout.join('\n')}`)
+  if (!mounted || mounted[1] !== fs.realpathSync(path.dirname(dir)) + '/' + path.basename(dir))
+    throw new Error(`no (or another) mount line: ${cli.stdout.join('\n')}`)
   const client = connectEmulator(ready[1]!, { timeoutMs: 5000 })
   t.teardown(() => client.close())
   return { cli, dir: mounted[1], addr: ready[1]!, bootId: ready[4]!, client }

@@ -19,7 +19,6 @@ import { type MountedEmulator, startMounted } from './mounted-emulator.js'
 const TYPE = 'devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough'
 const PAGE = 4096
 
-
 interface Ran {
   status: number | null
   stdout: string
@@ -76,22 +75,45 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
     const seq = (await m.client.writeLog(0)).lastSeq
     const ran = bash(m, script, ...args)
     const stores = (await m.client.writeLog(seq)).entries
-    t.ok(stores.every((e) => e.origin === 'fuse' && e.fence === null && e.value.length <= PAGE), `${what}: ${stores.length} store call(s) of at most a page`)
+    t.ok(
+      stores.every((e) => e.origin === 'fuse' && e.fence === null && e.value.length <= PAGE),
+      `${what}: ${stores.length} store call(s) of at most a page`,
+    )
     if (stores.length === 0) {
       sameOutcome(t, what, ran, bytes === '' ? { ok: true } : twinSays(twin, { op: 'write', path: `/sys/${rel}`, value: bytes }))
       return ran
     }
     const answers = stores.map((e) => twinSays(twin, { op: 'write', path: e.path, value: e.value }))
-    t.same(answers.map((a) => (a.ok ? 'ok' : a.errno)), stores.map((e) => e.errno ?? 'ok'), `${what}: the twin answers each store as the mount did`)
+    t.same(
+      answers.map((a) => (a.ok ? 'ok' : a.errno)),
+      stores.map((e) => e.errno ?? 'ok'),
+      `${what}: the twin answers each store as the mount did`,
+    )
     if (answers.every((a) => a.ok)) t.equal(stores.map((e) => e.value).join(''), bytes, `${what}: the stores got exactly the bytes written`)
     sameOutcome(t, what, ran, answers.find((a) => !a.ok) ?? { ok: true })
     return ran
   }
-  const echo = (rel: string, value: string) => shellWrite(`echo ${JSON.stringify(value.slice(0, 40))} > ${rel}`, rel, `${value}\n`, 'echo "$1" > "$2"', value, rel)
-  const printf = (rel: string, value: string) => shellWrite(`printf ${JSON.stringify(value.slice(0, 40))} > ${rel}`, rel, value, 'printf %s "$1" > "$2"', value, rel)
+  const echo = (rel: string, value: string) =>
+    shellWrite(`echo ${JSON.stringify(value.slice(0, 40))} > ${rel}`, rel, `${value}\n`, 'echo "$1" > "$2"', value, rel)
+  const printf = (rel: string, value: string) =>
+    shellWrite(`printf ${JSON.stringify(value.slice(0, 40))} > ${rel}`, rel, value, 'printf %s "$1" > "$2"', value, rel)
 
   t.test('cat: texts and errors', async (t) => {
-    for (const rel of ['bus/ap/apmask', 'bus/ap/aqmask', 'bus/ap/bindings', 'bus/ap/features', 'bus/ap/ap_domain', 'bus/ap/devices/card05/hwtype', 'bus/ap/devices/card05/ap_functions', 'bus/ap/devices/05.0004/online', 'devices/ap/card06/06.00ab/reset', `${TYPE}/name`, `${TYPE}/available_instances`, 'devices/vfio_ap/matrix/features']) cat(rel)
+    for (const rel of [
+      'bus/ap/apmask',
+      'bus/ap/aqmask',
+      'bus/ap/bindings',
+      'bus/ap/features',
+      'bus/ap/ap_domain',
+      'bus/ap/devices/card05/hwtype',
+      'bus/ap/devices/card05/ap_functions',
+      'bus/ap/devices/05.0004/online',
+      'devices/ap/card06/06.00ab/reset',
+      `${TYPE}/name`,
+      `${TYPE}/available_instances`,
+      'devices/vfio_ap/matrix/features',
+    ])
+      cat(rel)
     cat('bus/ap/drivers/vfio_ap/bind') // write-only: EACCES
     cat('bus/ap/nothing') // ENOENT
     const dir = bash(m, 'cat bus/ap')
@@ -122,7 +144,11 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
     const created = bash(m, 'echo x > bus/ap/no-such-attribute')
     t.same([created.status, created.stderr.trim()], [1, `bash: line 1: bus/ap/no-such-attribute: ${strerror('EACCES')}`], 'creating a file: EACCES')
     const nocreat = bash(m, 'echo x | dd of=bus/ap/no-such-attribute conv=nocreat status=none')
-    t.same([nocreat.status, nocreat.stderr.trim()], [1, `dd: failed to open 'bus/ap/no-such-attribute': ${strerror('ENOENT')}`], 'opening it without O_CREAT: ENOENT')
+    t.same(
+      [nocreat.status, nocreat.stderr.trim()],
+      [1, `dd: failed to open 'bus/ap/no-such-attribute': ${strerror('ENOENT')}`],
+      'opening it without O_CREAT: ENOENT',
+    )
     t.match(twinSays(twin, { op: 'write', path: '/sys/bus/ap/no-such-attribute', value: 'x\n' }), { ok: false, errno: 'ENOENT' }, 'as the emulator answers')
     await echo('bus/ap/drivers/cex4queue/unbind', '05.0004') // B-31: not bound to cex4queue: ENODEV
     cat(`devices/vfio_ap/matrix/${M1}/matrix`)
@@ -151,7 +177,14 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
     // writes the newline it buffered, and a lone newline is the all-zero mask (B-21). Same on a kernel.
     const seq0 = (await m.client.writeLog(0)).lastSeq
     await echo('bus/ap/apmask', `0x${'0'.repeat(PAGE - 3)}1`)
-    t.same((await m.client.writeLog(seq0)).entries.map((e) => [e.value.length, e.errno ?? 'ok']), [[PAGE, 'EINVAL'], [1, 'ok']], 'a failed page, then the newline')
+    t.same(
+      (await m.client.writeLog(seq0)).entries.map((e) => [e.value.length, e.errno ?? 'ok']),
+      [
+        [PAGE, 'EINVAL'],
+        [1, 'ok'],
+      ],
+      'a failed page, then the newline',
+    )
     t.equal(bash(m, 'cat bus/ap/apmask').stdout, `0x${'0'.repeat(64)}\n`, 'and the mask is all zeros')
     cat('bus/ap/apmask')
     const long = `+1${','.repeat(PAGE - 2)}+2`
@@ -173,7 +206,17 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
   })
 
   t.test('ls, ls -a, ls -l (sysfs modes and sizes), readlink, find', async (t) => {
-    for (const rel of ['', 'bus', 'bus/ap', 'bus/ap/drivers/vfio_ap', 'bus/mdev/devices', 'class/mdev_bus', `devices/vfio_ap/matrix/${M1}`, TYPE, 'devices/ap/card05/05.0047']) {
+    for (const rel of [
+      '',
+      'bus',
+      'bus/ap',
+      'bus/ap/drivers/vfio_ap',
+      'bus/mdev/devices',
+      'class/mdev_bus',
+      `devices/vfio_ap/matrix/${M1}`,
+      TYPE,
+      'devices/ap/card05/05.0047',
+    ]) {
       const twinLs = twinOk(twin, { op: 'ls', path: `/sys/${rel}`.replace(/\/$/, '') })
       const ran = bash(m, 'ls -1 "$1"', rel || '.')
       t.equal(ran.stdout, (twinLs.entries as string[]).map((e) => `${e}\n`).join(''), `ls ${rel || '.'}`)
@@ -187,7 +230,9 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
       return [s.readable && s.writable ? '-rw-r--r--' : s.readable ? '-r--r--r--' : '--w-------', '4096']
     }
     for (const rel of ['bus/ap', `devices/vfio_ap/matrix/${M1}`, 'bus/ap/devices/05.0004/', 'devices/vfio_ap/matrix']) {
-      const lines = bash(m, 'ls -l "$1"', rel).stdout.split('\n').filter((l) => l !== '' && !l.startsWith('total'))
+      const lines = bash(m, 'ls -l "$1"', rel)
+        .stdout.split('\n')
+        .filter((l) => l !== '' && !l.startsWith('total'))
       const got = lines.map((l) => {
         const f = l.split(/\s+/)
         return [f[f[0]!.startsWith('l') ? f.length - 3 : f.length - 1]!, f[0]!, f[4]!]
@@ -199,11 +244,22 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
         `ls -l ${rel}: modes and sizes`,
       )
     }
-    for (const rel of ['bus/ap/devices/05.0004', `bus/mdev/devices/${M1}`, `devices/vfio_ap/matrix/${M1}/mdev_type`, `${TYPE}/devices/${M2}`, 'class/mdev_bus/matrix', 'bus/ap/devices/06.0047/driver']) {
+    for (const rel of [
+      'bus/ap/devices/05.0004',
+      `bus/mdev/devices/${M1}`,
+      `devices/vfio_ap/matrix/${M1}/mdev_type`,
+      `${TYPE}/devices/${M2}`,
+      'class/mdev_bus/matrix',
+      'bus/ap/devices/06.0047/driver',
+    ]) {
       const reply = twinOk(twin, { op: 'readlink', path: `/sys/${rel}` })
       t.equal(bash(m, 'readlink "$1"', rel).stdout, `${reply.target as string}\n`, `readlink ${rel}`)
     }
-    t.equal(bash(m, 'readlink -f "$1"', `bus/mdev/devices/${M1}/mdev_type`).stdout, `${m.dir}/${TYPE}\n`, 'readlink -f: the kernel resolves the chain inside the mount')
+    t.equal(
+      bash(m, 'readlink -f "$1"', `bus/mdev/devices/${M1}/mdev_type`).stdout,
+      `${m.dir}/${TYPE}\n`,
+      'readlink -f: the kernel resolves the chain inside the mount',
+    )
     sameOutcome(t, 'readlink of an attribute', bash(m, 'readlink -v "$1"', 'bus/ap/apmask'), twinSays(twin, { op: 'readlink', path: '/sys/bus/ap/apmask' }))
 
     const walk = (dir: string, out: string[] = []): string[] => {
@@ -221,12 +277,15 @@ requireOrSkip(t, 'the shell through the FUSE mount answers what the emulator ans
     t.same(found.stdout.split('\n').filter(Boolean).sort(), roots.flatMap((r) => walk(`/sys/${r}`)).sort(), 'find sees the tree the emulator lists')
   })
 
-  t.test('two faces, one host: gRPC sees the mount\'s writes and the mount gRPC\'s, also after a Reboot', async (t) => {
+  t.test("two faces, one host: gRPC sees the mount's writes and the mount gRPC's, also after a Reboot", async (t) => {
     t.equal(await m.client.read(`/sys/devices/vfio_ap/matrix/${M1}/matrix`), bash(m, 'cat "$1"', `devices/vfio_ap/matrix/${M1}/matrix`).stdout)
     await m.client.write('/sys/bus/ap/aqmask', '+0x47\n')
     t.equal(bash(m, 'cat bus/ap/aqmask').stdout, await m.client.read('/sys/bus/ap/aqmask'), 'a gRPC write shows in the mount')
     const log = await m.client.writeLog(0)
-    t.ok(log.entries.length > 20 && log.entries.slice(0, -1).every((e) => e.origin === 'fuse' && e.fence === null), 'every write through the mount is logged, unfenced, origin fuse')
+    t.ok(
+      log.entries.length > 20 && log.entries.slice(0, -1).every((e) => e.origin === 'fuse' && e.fence === null),
+      'every write through the mount is logged, unfenced, origin fuse',
+    )
     t.equal(log.entries[log.entries.length - 1]!.origin, 'grpc')
     const info = await m.client.reboot()
     t.not(info.bootId, m.bootId, 'a new boot')

@@ -75,12 +75,31 @@ t.test('getattr: sysfs modes and sizes; readdir has . and ..; readlink is the re
   t.match(mode('/bus/ap/drivers/vfio_ap/bind'), { mode: 0o100200, size: SYSFS_PAGE }, 'store only: 0200')
   t.match(mode('/bus/ap/devices/05.0004'), { mode: 0o120777, size: 0 }, 'a link: 0777, not followed')
   t.equal(mode('/bus/ap/apmask').mtime.getTime(), 1000)
-  t.same(call((cb) => ops.getattr('/bus/ap/nothing', cb)), [-E.ENOENT, undefined])
-  t.same(call((cb) => ops.getattr('/bus/ap/apmask/x', cb)), [-E.ENOTDIR, undefined])
-  t.same(call((cb) => ops.readdir('/bus', cb)), [0, ['.', '..', 'ap', 'matrix', 'mdev']])
-  t.same(call((cb) => ops.readdir('/bus/ap/apmask', cb)), [-E.ENOTDIR, undefined])
-  t.same(call((cb) => ops.readlink('/bus/ap/devices/05.0004', cb)), [0, '../../../devices/ap/card05/05.0004'])
-  t.same(call((cb) => ops.readlink('/bus/ap/apmask', cb)), [-E.EINVAL, undefined], 'readlink of an attribute: EINVAL')
+  t.same(
+    call((cb) => ops.getattr('/bus/ap/nothing', cb)),
+    [-E.ENOENT, undefined],
+  )
+  t.same(
+    call((cb) => ops.getattr('/bus/ap/apmask/x', cb)),
+    [-E.ENOTDIR, undefined],
+  )
+  t.same(
+    call((cb) => ops.readdir('/bus', cb)),
+    [0, ['.', '..', 'ap', 'matrix', 'mdev']],
+  )
+  t.same(
+    call((cb) => ops.readdir('/bus/ap/apmask', cb)),
+    [-E.ENOTDIR, undefined],
+  )
+  t.same(
+    call((cb) => ops.readlink('/bus/ap/devices/05.0004', cb)),
+    [0, '../../../devices/ap/card05/05.0004'],
+  )
+  t.same(
+    call((cb) => ops.readlink('/bus/ap/apmask', cb)),
+    [-E.EINVAL, undefined],
+    'readlink of an attribute: EINVAL',
+  )
 })
 
 t.test('open: EACCES where the mode forbids, as sysfs checks at open even for root; O_CREAT|O_TRUNC of an attribute is fine', async (t) => {
@@ -174,7 +193,12 @@ t.test('a matrix device removed while a file of it is open: ENODEV, as kernfs an
 
 t.test('an unexpected exception is EIO and a log line, never a crash', async (t) => {
   const lines: string[] = []
-  const broken = { ...newHost(), stat: () => { throw new TypeError('boom') } } as unknown as EmulatedHostApi
+  const broken = {
+    ...newHost(),
+    stat: () => {
+      throw new TypeError('boom')
+    },
+  } as unknown as EmulatedHostApi
   const ops = sysfsOperations(broken, { log: (l) => lines.push(l) })
   t.equal(call((cb) => ops.getattr('/bus', cb))[0], -E.EIO)
   t.match(lines, [/fuse getattr \/bus: unexpected TypeError: boom/])

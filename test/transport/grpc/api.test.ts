@@ -59,7 +59,10 @@ forEachDatabase(t, async (t, db) => {
 
   await t.test('HostService', async (t) => {
     const list = await ok(t, call.listHosts, {})
-    t.same(list.hosts.map((h) => h.name), ['local'])
+    t.same(
+      list.hosts.map((h) => h.name),
+      ['local'],
+    )
     t.match(list.hosts[0], { driver: 'emulator', profile: 'demo', max_adapter_id: 255, max_domain_id: 255, boot_id: String })
     t.ok(list.hosts[0]!.features.includes('ap_config'))
 
@@ -93,8 +96,14 @@ forEachDatabase(t, async (t, db) => {
 
   await t.test('InventoryService', async (t) => {
     const a = await ok(t, call.adapters, { host: 'local' })
-    t.same(a.items.map((x) => x.apid), [0, 1, 2, 5, 6, 7])
-    t.match(a.items.find((x) => x.apid === 5), { type: 'CEX8C', mode: 'cca', config: true })
+    t.same(
+      a.items.map((x) => x.apid),
+      [0, 1, 2, 5, 6, 7],
+    )
+    t.match(
+      a.items.find((x) => x.apid === 5),
+      { type: 'CEX8C', mode: 'cca', config: true },
+    )
     isError(t, await unary(call.adapters, { host: 'nope' }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 
     const q5 = await ok(t, call.queues, { host: 'local', adapter: { value: 5 } })
@@ -115,7 +124,10 @@ forEachDatabase(t, async (t, db) => {
 
     const d = await ok(t, call.domains, { host: 'local' })
     t.same(d.usage_domains, [1, 2, 4, 5, 10, 71])
-    t.ok(d.host_domains.every((x) => d.usage_domains.includes(x)), 'host domains are usage domains')
+    t.ok(
+      d.host_domains.every((x) => d.usage_domains.includes(x)),
+      'host domains are usage domains',
+    )
   })
 
   await t.test('MdevService: create, get, list', async (t) => {
@@ -124,9 +136,18 @@ forEachDatabase(t, async (t, db) => {
     t.ok(dry.plan!.operations.some((op) => op.kind === 'createMdev' && op.uuid === U1))
     isError(t, await unary(call.get, { host: 'local', uuid: U1 }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 
-    const c = await ok(t, call.create, { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4], control_domains: [4] }, labels: { team: 'a' }, owner: 'ci' })
+    const c = await ok(t, call.create, {
+      host: 'local',
+      uuid: U1,
+      spec: { adapters: [5], domains: [4], control_domains: [4] },
+      labels: { team: 'a' },
+      owner: 'ci',
+    })
     t.equal(c.created, true)
-    t.match(c.mdev, { metadata: { uuid: U1, host: 'local', generation: '1', owner: 'ci', labels: { team: 'a' } }, spec: { adapters: [5], domains: [4], control_domains: [4], state: 'started' } })
+    t.match(c.mdev, {
+      metadata: { uuid: U1, host: 'local', generation: '1', owner: 'ci', labels: { team: 'a' } },
+      spec: { adapters: [5], domains: [4], control_domains: [4], state: 'started' },
+    })
     t.ok(c.mdev!.metadata!.resource_version)
 
     const again = await ok(t, call.create, { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4], control_domains: [4] } })
@@ -151,7 +172,9 @@ forEachDatabase(t, async (t, db) => {
     t.ok(Buffer.isBuffer(bin) && bin.includes(Buffer.from('07.0001')), 'violations-bin carries the encoded violations')
     const inUse = await unary(call.create, { host: 'local', uuid: U2, spec: { adapters: [5, 7], domains: [1, 4] } })
     isError(t, inUse, grpc.status.FAILED_PRECONDITION, /^APQN_(IN_USE|RESERVED)$/)
-    const rules = violationsOf(inUse).map((v) => `${v.rule} ${v.apqn}`).sort()
+    const rules = violationsOf(inUse)
+      .map((v) => `${v.rule} ${v.apqn}`)
+      .sort()
     t.same(rules, ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'], 'every violation, not only the first')
 
     const key = await ok(t, call.create, { host: 'local', uuid: U2, spec: { adapters: [6], domains: [4] }, idempotency_key: 'k-1' })
@@ -168,13 +191,25 @@ forEachDatabase(t, async (t, db) => {
     isError(t, await unary(call.get, { host: 'nope', uuid: U1 }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 
     const l = await ok(t, call.list, { host: 'local' })
-    t.same(l.items.map((m) => m.metadata!.uuid), [U1, U2])
-    t.same((await ok(t, call.list, { host: 'local', labels: { team: 'a' } })).items.map((m) => m.metadata!.uuid), [U1])
-    t.same((await ok(t, call.list, { host: 'local', owner: 'ci' })).items.map((m) => m.metadata!.uuid), [U1])
+    t.same(
+      l.items.map((m) => m.metadata!.uuid),
+      [U1, U2],
+    )
+    t.same(
+      (await ok(t, call.list, { host: 'local', labels: { team: 'a' } })).items.map((m) => m.metadata!.uuid),
+      [U1],
+    )
+    t.same(
+      (await ok(t, call.list, { host: 'local', owner: 'ci' })).items.map((m) => m.metadata!.uuid),
+      [U1],
+    )
     const page = await ok(t, call.list, { host: 'local', limit: 1 })
     t.equal(page.items.length, 1)
     const page2 = await ok(t, call.list, { host: 'local', limit: 1, page_token: page.next_page_token })
-    t.same(page2.items.map((m) => m.metadata!.uuid), [U2])
+    t.same(
+      page2.items.map((m) => m.metadata!.uuid),
+      [U2],
+    )
     isError(t, await unary(call.list, { host: 'local', limit: 501 }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
     isError(t, await unary(call.list, { host: 'local', state: 'running' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
   })
@@ -182,8 +217,18 @@ forEachDatabase(t, async (t, db) => {
   await t.test('MdevService: update with field mask and resource_version, delete', async (t) => {
     const cur = await ok(t, call.get, { host: 'local', uuid: U1 })
     const rv = cur.metadata!.resource_version
-    isError(t, await unary(call.update, { host: 'local', uuid: U1, spec: { domains: [4, 5] }, update_mask: { paths: ['spec.domains'] }, resource_version: 'stale' }), grpc.status.ABORTED, 'CONFLICT')
-    isError(t, await unary(call.update, { host: 'local', uuid: U1, update_mask: { paths: ['metadata.uuid'] } }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(
+      t,
+      await unary(call.update, { host: 'local', uuid: U1, spec: { domains: [4, 5] }, update_mask: { paths: ['spec.domains'] }, resource_version: 'stale' }),
+      grpc.status.ABORTED,
+      'CONFLICT',
+    )
+    isError(
+      t,
+      await unary(call.update, { host: 'local', uuid: U1, update_mask: { paths: ['metadata.uuid'] } }),
+      grpc.status.INVALID_ARGUMENT,
+      'INVALID_ARGUMENT',
+    )
     isError(t, await unary(call.update, { host: 'local', uuid: U3, spec: {}, update_mask: { paths: ['owner'] } }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 
     // Only domains change: adapters and control domains stay.
@@ -191,7 +236,13 @@ forEachDatabase(t, async (t, db) => {
     t.equal(dry.dry_run, true)
     t.equal((await ok(t, call.get, { host: 'local', uuid: U1 })).metadata!.resource_version, rv, 'dry run stored nothing')
     // 06.0004 is U2's: APQN_IN_USE naming the owner.
-    const refused = await unary(call.update, { host: 'local', uuid: U1, spec: { adapters: [5, 6] }, update_mask: { paths: ['spec.adapters'] }, resource_version: rv })
+    const refused = await unary(call.update, {
+      host: 'local',
+      uuid: U1,
+      spec: { adapters: [5, 6] },
+      update_mask: { paths: ['spec.adapters'] },
+      resource_version: rv,
+    })
     isError(t, refused, grpc.status.FAILED_PRECONDITION, 'APQN_IN_USE')
     t.match(violationsOf(refused), [{ apqn: '06.0004', owner: U2 }])
     const up = await ok(t, call.update, { host: 'local', uuid: U1, spec: { domains: [4, 5] }, update_mask: { paths: ['spec.domains'] }, resource_version: rv })
@@ -234,16 +285,27 @@ forEachDatabase(t, async (t, db) => {
     isError(t, await unary(call.exp, { host: 'local', uuid: U3, format: 'mdevctl' }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 
     const U4 = '44444444-aaaa-4aaa-8aaa-444444444444'
-    const doc = JSON.stringify([{ matrix: [{ [U1]: def }, { [U4]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '6' }, { assign_domain: '0xa' }] } }] }])
+    const doc = JSON.stringify([
+      { matrix: [{ [U1]: def }, { [U4]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '6' }, { assign_domain: '0xa' }] } }] },
+    ])
     const dry = await ok(t, call.imp, { host: 'local', format: 'mdevctl', document: doc, dry_run: true })
     t.equal(dry.dry_run, true)
     isError(t, await unary(call.get, { host: 'local', uuid: U4 }), grpc.status.NOT_FOUND, 'NOT_FOUND')
     const imp = await ok(t, call.imp, { host: 'local', format: 'mdevctl', document: doc, owner: 'importer' })
-    t.same(imp.actions.map((a) => [a.uuid, a.action]).sort(), [[U1, 'unchanged'], [U4, 'created']].sort(), 'its own export imports unchanged')
+    t.same(
+      imp.actions.map((a) => [a.uuid, a.action]).sort(),
+      [
+        [U1, 'unchanged'],
+        [U4, 'created'],
+      ].sort(),
+      'its own export imports unchanged',
+    )
     t.equal(imp.created, true)
     t.match((await ok(t, call.get, { host: 'local', uuid: U4 })).metadata, { origin: 'imported', owner: 'importer' })
     t.same((await ok(t, call.get, { host: 'local', uuid: U4 })).spec!.domains, [10])
-    const clash = JSON.stringify([{ matrix: [{ [U4]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '6' }, { assign_domain: '0x47' }] } }] }])
+    const clash = JSON.stringify([
+      { matrix: [{ [U4]: { mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '6' }, { assign_domain: '0x47' }] } }] },
+    ])
     isError(t, await unary(call.imp, { host: 'local', format: 'mdevctl', document: clash }), grpc.status.ALREADY_EXISTS, 'ALREADY_EXISTS')
     isError(t, await unary(call.imp, { host: 'local', format: 'mdevctl', document: '{"not": "a dump"}' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
     isError(t, await unary(call.imp, { host: 'local', format: 'yaml', document: '[]' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
@@ -251,7 +313,10 @@ forEachDatabase(t, async (t, db) => {
   })
 
   await t.test('DesiredStateService', async (t) => {
-    const p = await ok(t, call.plan, { host: 'local', desired: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'plan-owner' } })
+    const p = await ok(t, call.plan, {
+      host: 'local',
+      desired: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'plan-owner' },
+    })
     t.ok(p.plan!.operations.some((op) => op.kind === 'createMdev' && op.uuid === U3))
     t.same(p.plan!.violations, [])
     t.ok(p.plan!.claimed_apqns.some((c) => c.apqn === '07.0001'))
@@ -268,7 +333,10 @@ forEachDatabase(t, async (t, db) => {
     isError(t, refused, grpc.status.FAILED_PRECONDITION, 'APQN_RESERVED')
     isError(t, await unary(call.apply, { host: 'local', desired: doc, resource_version: 'stale' }), grpc.status.ABORTED, 'CONFLICT')
     const a = await ok(t, call.apply, { host: 'local', desired: doc })
-    t.same(a.mdevs.map((m) => [m.uuid, m.action]), [[U3, 'created']])
+    t.same(
+      a.mdevs.map((m) => [m.uuid, m.action]),
+      [[U3, 'created']],
+    )
     t.ok(a.masks!.resource_version)
     t.equal((await ok(t, call.get, { host: 'local', uuid: U3 })).metadata!.owner, 'fleet')
   })
@@ -283,7 +351,7 @@ forEachDatabase(t, async (t, db) => {
 
     // Create a foreign device the way root would, and open it from a guest (V-25).
     await ok(t, call.write, { host: 'local', path: `${MATRIX}/mdev_supported_types/vfio_ap-passthrough/create`, value: '44444444-4444-4444-8444-444444444444' })
-    t.ok((await ok(t, call.read, { host: 'local', path: `${MATRIX}/44444444-4444-4444-8444-444444444444/matrix` })), 'device exists')
+    t.ok(await ok(t, call.read, { host: 'local', path: `${MATRIX}/44444444-4444-4444-8444-444444444444/matrix` }), 'device exists')
     const bad = await unary(call.write, { host: 'local', path: `${MATRIX}/44444444-4444-4444-8444-444444444444/assign_adapter`, value: 'zz' })
     t.ok(bad.err && bad.err.metadata.get('errno')[0] === 'EINVAL', `bad write: errno EINVAL (${bad.err?.details})`)
     t.not(bad.err?.code, grpc.status.INTERNAL)
@@ -303,7 +371,12 @@ forEachDatabase(t, async (t, db) => {
     t.equal(a0?.config, false, 'apid 0 is sent as a value, not as "absent"')
     isError(t, await unary(call.hardware, { host: 'local', action: '' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
     isError(t, await unary(call.hardware, { host: 'local', action: 'melt' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
-    isError(t, await unary(call.hardware, { host: 'local', action: 'set-mode', apid: { value: 1 }, mode: 'turbo' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
+    isError(
+      t,
+      await unary(call.hardware, { host: 'local', action: 'set-mode', apid: { value: 1 }, mode: 'turbo' }),
+      grpc.status.INVALID_ARGUMENT,
+      'INVALID_ARGUMENT',
+    )
     const noApid = await unary(call.hardware, { host: 'local', action: 'config-on' })
     t.ok(noApid.err && noApid.err.code !== grpc.status.INTERNAL, `a missing apid is the caller's error: ${noApid.err?.details}`)
     const farApid = await unary(call.hardware, { host: 'local', action: 'config-on', apid: { value: 4000 } })

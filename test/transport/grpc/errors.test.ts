@@ -71,9 +71,13 @@ t.test('violations: JSON trailer, and violations-bin decodes as apmatrix.v1.Viol
   const Violations = root.lookupType('apmatrix.v1.Violations')
   const msg = Violations.toObject(Violations.decode(bin), { longs: String, defaults: false }) as { violations: Array<Record<string, unknown>> }
   const id = (v: Record<string, unknown>) => (v.id === undefined ? 'absent' : ((v.id as { value?: number }).value ?? 0))
-  t.same(msg.violations.map((v) => [v.rule, v.apqn ?? '', id(v)]), [
-    ['APQN_IN_USE', '05.0004', 'absent'],
-    ['OUT_OF_RANGE', '', 300],
-    ['INVALID_ARGUMENT', '', 0],
-  ], 'the id wrapper tells 0 from absent')
+  t.same(
+    msg.violations.map((v) => [v.rule, v.apqn ?? '', id(v)]),
+    [
+      ['APQN_IN_USE', '05.0004', 'absent'],
+      ['OUT_OF_RANGE', '', 300],
+      ['INVALID_ARGUMENT', '', 0],
+    ],
+    'the id wrapper tells 0 from absent',
+  )
 })

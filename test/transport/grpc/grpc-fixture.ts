@@ -55,11 +55,16 @@ export function unary<Req, Res>(m: UnaryMethod<Req, Res>, req: Req, opts: { meta
     const done = () => {
       if (++settled === 2) resolve(out)
     }
-    const call = method(req, opts.metadata ?? new grpc.Metadata(), opts.deadlineMs === undefined ? {} : { deadline: Date.now() + opts.deadlineMs }, (err, res) => {
-      if (err) out.err = err
-      else out.res = res
-      done()
-    })
+    const call = method(
+      req,
+      opts.metadata ?? new grpc.Metadata(),
+      opts.deadlineMs === undefined ? {} : { deadline: Date.now() + opts.deadlineMs },
+      (err, res) => {
+        if (err) out.err = err
+        else out.res = res
+        done()
+      },
+    )
     call.on('metadata', (md) => (out.headers = md))
     call.on('status', (s) => {
       out.trailers = s.metadata

@@ -34,22 +34,45 @@ t.test('hostile text in gRPC requests cannot end the process', async (t) => {
     t.equal(h.status, 200, `REST answers after ${after}`)
     const l = await unary(hosts.ListHosts.bind(hosts) as UnaryMethod<object, { hosts: Array<{ name: string }> }>, {})
     t.equal(l.err, undefined, `gRPC answers after ${after}`)
-    t.same(l.res?.hosts.map((x) => x.name), ['local'])
+    t.same(
+      l.res?.hosts.map((x) => x.name),
+      ['local'],
+    )
   }
 
   const cases: Array<[string, () => ReturnType<typeof unary>]> = [
-    ['SetMasks dry_run with an emoji mask', () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', apmask: 'x' + BOOM.repeat(40), dry_run: true })],
+    [
+      'SetMasks dry_run with an emoji mask',
+      () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', apmask: 'x' + BOOM.repeat(40), dry_run: true }),
+    ],
     ['SetMasks with an emoji mask', () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', aqmask: 'x' + BOOM.repeat(40) })],
-    ['ExportMdev with a control-character format', () => unary(mdevs.ExportMdev.bind(mdevs) as UnaryMethod<object, unknown>, { host: 'local', uuid: '11111111-1111-4111-8111-111111111111', format: BAD_FORMAT })],
-    ['ImportMdevs with a control-character format', () => unary(mdevs.ImportMdevs.bind(mdevs) as UnaryMethod<object, unknown>, { host: 'local', format: BAD_FORMAT, document: '{}' })],
+    [
+      'ExportMdev with a control-character format',
+      () =>
+        unary(mdevs.ExportMdev.bind(mdevs) as UnaryMethod<object, unknown>, {
+          host: 'local',
+          uuid: '11111111-1111-4111-8111-111111111111',
+          format: BAD_FORMAT,
+        }),
+    ],
+    [
+      'ImportMdevs with a control-character format',
+      () => unary(mdevs.ImportMdevs.bind(mdevs) as UnaryMethod<object, unknown>, { host: 'local', format: BAD_FORMAT, document: '{}' }),
+    ],
     ['GetMdev with an emoji host', () => unary(mdevs.GetMdev.bind(mdevs) as UnaryMethod<object, unknown>, { host: BOOM.repeat(40), uuid: 'x' })],
   ]
   for (const [what, call] of cases) {
     const o = await call()
     t.ok(o.err, `${what}: refused`)
-    t.ok(o.err && [grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND].includes(o.err.code), `${what}: ${o.err ? grpc.status[o.err.code] : 'ok'} ${o.err?.details}`)
+    t.ok(
+      o.err && [grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND].includes(o.err.code),
+      `${what}: ${o.err ? grpc.status[o.err.code] : 'ok'} ${o.err?.details}`,
+    )
     t.ok(o.err && wellFormed(o.err.details) === o.err.details, `${what}: the status message is well-formed text`)
     await alive(what)
   }
-  t.notOk(p.stderr.some((l) => /URIError|stray error/.test(l)), 'nothing escaped a handler')
+  t.notOk(
+    p.stderr.some((l) => /URIError|stray error/.test(l)),
+    'nothing escaped a handler',
+  )
 })

@@ -26,7 +26,9 @@ interface ReflectionClient extends grpc.Client {
 }
 
 function healthClient(target: string): HealthClient {
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, OPTS)) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, OPTS)) as unknown as {
+    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } }
+  }
   return new pkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure()) as unknown as HealthClient
 }
 
@@ -92,20 +94,35 @@ forEachDatabase(t, async (t, db) => {
     const list = (await reflect(refl, { list_services: '' })) as { list_services_response: { service: Array<{ name: string }> } }
     const names = list.list_services_response.service.map((s) => s.name)
     for (const s of [...API_SERVICES, 'grpc.health.v1.Health']) t.ok(names.includes(s), `lists ${s}`)
-    const file = (await reflect(refl, { file_containing_symbol: 'apmatrix.v1.MdevService' })) as { file_descriptor_response: { file_descriptor_proto: Buffer[] } }
+    const file = (await reflect(refl, { file_containing_symbol: 'apmatrix.v1.MdevService' })) as {
+      file_descriptor_response: { file_descriptor_proto: Buffer[] }
+    }
     const blobs = file.file_descriptor_response.file_descriptor_proto
     t.ok(blobs.length >= 1)
-    t.ok(blobs.some((b) => b.includes(Buffer.from('CreateMdevRequest'))), 'the descriptor describes CreateMdevRequest')
+    t.ok(
+      blobs.some((b) => b.includes(Buffer.from('CreateMdevRequest'))),
+      'the descriptor describes CreateMdevRequest',
+    )
     // Strict clients (grpcurl, Python descriptor pools) need declared dependencies and protoc's map entry names.
     const { FileDescriptorProto } = createRequire(import.meta.url)('protobufjs/ext/descriptor') as {
-      FileDescriptorProto: { decode(b: Buffer): { name: string; dependency: string[]; messageType: Array<{ name: string; nestedType: Array<{ name: string }> }> } }
+      FileDescriptorProto: {
+        decode(b: Buffer): { name: string; dependency: string[]; messageType: Array<{ name: string; nestedType: Array<{ name: string }> }> }
+      }
     }
     const files = blobs.map((b) => FileDescriptorProto.decode(b))
     const api = files.find((f) => f.messageType.some((m) => m.name === 'CreateMdevRequest'))!
     t.ok(api.dependency.length > 0, `the API file declares its dependencies: ${api.dependency.join(', ')}`)
-    for (const d of api.dependency) t.ok(files.some((f) => f.name === d), `dependency ${d} is served too`)
+    for (const d of api.dependency)
+      t.ok(
+        files.some((f) => f.name === d),
+        `dependency ${d} is served too`,
+      )
     const create = api.messageType.find((m) => m.name === 'CreateMdevRequest')!
-    t.same(create.nestedType.map((n) => n.name), ['LabelsEntry'], 'map entry named as protoc names it')
+    t.same(
+      create.nestedType.map((n) => n.name),
+      ['LabelsEntry'],
+      'map entry named as protoc names it',
+    )
   })
 
   await t.test('x-request-id is honoured, or generated, and echoed', async (t) => {

@@ -19,7 +19,13 @@ interface Result {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any
 
-const mdevRest = (b: Json) => ({ uuid: b.metadata.uuid, generation: b.metadata.generation, owner: b.metadata.owner ?? '', deleting: !!b.metadata.deletionRequestedAt, spec: [b.spec.adapters, b.spec.domains, b.spec.controlDomains, b.spec.state] })
+const mdevRest = (b: Json) => ({
+  uuid: b.metadata.uuid,
+  generation: b.metadata.generation,
+  owner: b.metadata.owner ?? '',
+  deleting: !!b.metadata.deletionRequestedAt,
+  spec: [b.spec.adapters, b.spec.domains, b.spec.controlDomains, b.spec.state],
+})
 const mdevGrpc = (m: Mdev__Output) => ({
   uuid: m.metadata!.uuid,
   generation: Number(m.metadata!.generation),
@@ -38,7 +44,10 @@ function rest(r: ApiResponse, view?: (b: Json) => unknown): Result {
 function grpcOf<R>(o: Outcome<R>, view?: (r: R) => unknown): Result {
   if (o.err) {
     const v = o.err.metadata.get('violations')[0]
-    return { code: String(o.err.metadata.get('code')[0]), view: { errno: String(o.err.metadata.get('errno')[0] ?? ''), violations: violations(typeof v === 'string' ? JSON.parse(v) : []) } }
+    return {
+      code: String(o.err.metadata.get('code')[0]),
+      view: { errno: String(o.err.metadata.get('errno')[0] ?? ''), violations: violations(typeof v === 'string' ? JSON.parse(v) : []) },
+    }
   }
   return { code: 'OK', ...(view ? { view: view(o.res as R) } : {}) }
 }
@@ -54,18 +63,29 @@ forEachDatabase(t, async (t, db) => {
   const steps: Array<{ name: string; rest: () => Promise<Result>; grpc: () => Promise<Result> }> = [
     {
       name: 'set masks (relative kernel syntax)',
-      rest: async () => rest(await api.call('PUT', '/v1/hosts/local/masks', { body: { apmask: '-5,-6', aqmask: '-4' } }), (b) => [b.spec.apmask, b.spec.aqmask]),
-      grpc: async () => grpcOf(await unary(hosts.SetMasks.bind(hosts), { host: 'local', apmask: '-5,-6', aqmask: '-4' }), (r) => [r.masks!.spec!.apmask, r.masks!.spec!.aqmask]),
+      rest: async () =>
+        rest(await api.call('PUT', '/v1/hosts/local/masks', { body: { apmask: '-5,-6', aqmask: '-4' } }), (b) => [b.spec.apmask, b.spec.aqmask]),
+      grpc: async () =>
+        grpcOf(await unary(hosts.SetMasks.bind(hosts), { host: 'local', apmask: '-5,-6', aqmask: '-4' }), (r) => [
+          r.masks!.spec!.apmask,
+          r.masks!.spec!.aqmask,
+        ]),
     },
     {
       name: 'create U1',
       rest: async () => rest(await api.call('POST', MD, { body: { uuid: U1, spec: { adapters: [5], domains: [4] }, owner: 'o1' } }), mdevRest),
-      grpc: async () => grpcOf(await unary(mdevs.CreateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, owner: 'o1' }), (r) => mdevGrpc(r.mdev!)),
+      grpc: async () =>
+        grpcOf(await unary(mdevs.CreateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, owner: 'o1' }), (r) =>
+          mdevGrpc(r.mdev!),
+        ),
     },
     {
       name: 'create U1 again, same spec (idempotent)',
       rest: async () => rest(await api.call('POST', MD, { body: { uuid: U1, spec: { adapters: [5], domains: [4] }, owner: 'o1' } }), mdevRest),
-      grpc: async () => grpcOf(await unary(mdevs.CreateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, owner: 'o1' }), (r) => mdevGrpc(r.mdev!)),
+      grpc: async () =>
+        grpcOf(await unary(mdevs.CreateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, owner: 'o1' }), (r) =>
+          mdevGrpc(r.mdev!),
+        ),
     },
     {
       name: 'create U1 with another spec',
@@ -99,13 +119,45 @@ forEachDatabase(t, async (t, db) => {
     },
     {
       name: 'update with a stale version',
-      rest: async () => rest(await api.call('PATCH', `${MD}/${U1}`, { raw: JSON.stringify({ spec: { domains: [4, 5] } }), headers: { 'content-type': 'application/merge-patch+json', 'if-match': '"stale"' } })),
-      grpc: async () => grpcOf(await unary(mdevs.UpdateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: { domains: [4, 5] }, update_mask: { paths: ['spec.domains'] }, resource_version: 'stale' })),
+      rest: async () =>
+        rest(
+          await api.call('PATCH', `${MD}/${U1}`, {
+            raw: JSON.stringify({ spec: { domains: [4, 5] } }),
+            headers: { 'content-type': 'application/merge-patch+json', 'if-match': '"stale"' },
+          }),
+        ),
+      grpc: async () =>
+        grpcOf(
+          await unary(mdevs.UpdateMdev.bind(mdevs), {
+            host: 'local',
+            uuid: U1,
+            spec: { domains: [4, 5] },
+            update_mask: { paths: ['spec.domains'] },
+            resource_version: 'stale',
+          }),
+        ),
     },
     {
       name: 'update domains with the current version',
-      rest: async () => rest(await api.call('PATCH', `${MD}/${U1}`, { raw: JSON.stringify({ spec: { domains: [4, 5] } }), headers: { 'content-type': 'application/merge-patch+json', 'if-match': await etag(U1) } }), mdevRest),
-      grpc: async () => grpcOf(await unary(mdevs.UpdateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: { domains: [4, 5] }, update_mask: { paths: ['spec.domains'] }, resource_version: await rv(U1) }), (r) => mdevGrpc(r.mdev!)),
+      rest: async () =>
+        rest(
+          await api.call('PATCH', `${MD}/${U1}`, {
+            raw: JSON.stringify({ spec: { domains: [4, 5] } }),
+            headers: { 'content-type': 'application/merge-patch+json', 'if-match': await etag(U1) },
+          }),
+          mdevRest,
+        ),
+      grpc: async () =>
+        grpcOf(
+          await unary(mdevs.UpdateMdev.bind(mdevs), {
+            host: 'local',
+            uuid: U1,
+            spec: { domains: [4, 5] },
+            update_mask: { paths: ['spec.domains'] },
+            resource_version: await rv(U1),
+          }),
+          (r) => mdevGrpc(r.mdev!),
+        ),
     },
     {
       name: 'a mask change that would take 05.0005 from U1 (B-24)',
@@ -114,13 +166,30 @@ forEachDatabase(t, async (t, db) => {
     },
     {
       name: 'plan a single device (violations in the plan)',
-      rest: async () => rest(await api.call('POST', '/v1/hosts/local/plan', { body: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (b) => violations(b.violations)),
-      grpc: async () => grpcOf(await unary(desired.Plan.bind(desired), { host: 'local', mdev: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (r) => violations(r.plan!.violations)),
+      rest: async () =>
+        rest(await api.call('POST', '/v1/hosts/local/plan', { body: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (b) => violations(b.violations)),
+      grpc: async () =>
+        grpcOf(await unary(desired.Plan.bind(desired), { host: 'local', mdev: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (r) =>
+          violations(r.plan!.violations),
+        ),
     },
     {
       name: 'apply a desired document',
-      rest: async () => rest(await api.call('PUT', '/v1/hosts/local/desired', { body: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'fleet' } }), (b) => b.mdevs.map((m: Json) => [m.uuid, m.action])),
-      grpc: async () => grpcOf(await unary(desired.Apply.bind(desired), { host: 'local', desired: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'fleet' } }), (r) => r.mdevs.map((m) => [m.uuid, m.action])),
+      rest: async () =>
+        rest(
+          await api.call('PUT', '/v1/hosts/local/desired', {
+            body: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'fleet' },
+          }),
+          (b) => b.mdevs.map((m: Json) => [m.uuid, m.action]),
+        ),
+      grpc: async () =>
+        grpcOf(
+          await unary(desired.Apply.bind(desired), {
+            host: 'local',
+            desired: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'fleet' },
+          }),
+          (r) => r.mdevs.map((m) => [m.uuid, m.action]),
+        ),
     },
     {
       name: 'delete U3',
@@ -151,5 +220,6 @@ forEachDatabase(t, async (t, db) => {
     codes.push(r.code)
   }
   // The table covers the success path and every error class of docs/api.md (REST) that a request can cause.
-  for (const c of ['OK', 'ALREADY_EXISTS', 'APQN_RESERVED', 'OUT_OF_RANGE', 'INVALID_ARGUMENT', 'NOT_FOUND', 'CONFLICT', 'BUSY']) t.ok(codes.includes(c), `the table exercises ${c}`)
+  for (const c of ['OK', 'ALREADY_EXISTS', 'APQN_RESERVED', 'OUT_OF_RANGE', 'INVALID_ARGUMENT', 'NOT_FOUND', 'CONFLICT', 'BUSY'])
+    t.ok(codes.includes(c), `the table exercises ${c}`)
 })

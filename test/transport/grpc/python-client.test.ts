@@ -17,7 +17,10 @@ import { grpcFixture, ok } from './grpc-fixture.js'
 
 const U = 'abcdefab-1234-4321-8abc-0123456789ab'
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'python/apmatrix_client.py')
-const REFLECTION_PROTO = path.join(path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto')
+const REFLECTION_PROTO = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')),
+  'build/proto/grpc/reflection/v1/reflection.proto',
+)
 
 function required(): boolean {
   const ci = process.env.CI
@@ -63,7 +66,8 @@ if (!python) {
     t.equal(out.code, 0, `python exited 0: ${out.stderr.slice(-2000)}`)
     const r = JSON.parse(out.stdout)
     t.comment(`python grpcio ${r.grpcio}`)
-    for (const s of ['apmatrix.v1.HostService', 'apmatrix.v1.MdevService', 'apmatrix.v1.EventService', 'grpc.health.v1.Health']) t.ok(r.services.includes(s), `reflection lists ${s}`)
+    for (const s of ['apmatrix.v1.HostService', 'apmatrix.v1.MdevService', 'apmatrix.v1.EventService', 'grpc.health.v1.Health'])
+      t.ok(r.services.includes(s), `reflection lists ${s}`)
     t.equal(r.descriptors_agree, true, "the server's descriptors match Debian's protoc")
     t.same(r.hosts, ['local'])
     t.same(r.create, { created: true, uuid: U, generation: 1, state: 'started' })
@@ -79,7 +83,10 @@ if (!python) {
     t.equal(r.bad_input, 'INVALID_ARGUMENT')
     // Events after `since`: the MdevDefined of the create, in seq order.
     const stored = await fx.store.events.list({ since, host: 'local', limit: 2 })
-    t.same(r.events.map((e: { seq: number }) => e.seq), stored.map((e) => e.seq))
+    t.same(
+      r.events.map((e: { seq: number }) => e.seq),
+      stored.map((e) => e.seq),
+    )
     t.match(r.events, [
       { type: 'MdevDefined', kind: 'mdev', name: U, request_id: 'py-CreateMdev' },
       { type: 'MasksChanged', kind: 'masks', request_id: 'py-SetMasks' },

@@ -105,7 +105,10 @@ forEachDatabase(t, async (t, db) => {
     for (let i = 0; i < BURST; i++) written.push((await store.events.append({ host: 'local', kind: 'mdev', name: `m${i}`, type: 'MdevUpdated' })).seq)
     const started = Date.now()
     await until(() => ws.every((w) => w.got.length >= BURST), 'every watcher has the burst', 60_000)
-    t.ok(ws.every((w) => JSON.stringify(w.seqs()) === JSON.stringify(written)), 'each got exactly the burst, in order')
+    t.ok(
+      ws.every((w) => JSON.stringify(w.seqs()) === JSON.stringify(written)),
+      'each got exactly the burst, in order',
+    )
     t.comment(`fan-out of ${BURST} events to ${N} watchers: ${Date.now() - started} ms after the last write`)
     ws.forEach((w) => w.call.cancel())
     await until(() => fx.hub.size === 0, 'every subscription released on cancel')
@@ -122,7 +125,8 @@ forEachDatabase(t, async (t, db) => {
     // ~6 MB of events: far beyond the HTTP/2 windows and the hub's per-subscriber buffer (50).
     for (let b = 0; b < 3; b++) {
       await store.transaction(async (tx) => {
-        for (let i = 0; i < 500; i++) written.push((await tx.events.append({ host: 'local', kind: 'queue', name: `s${b}.${i}`, type: 'QueueFlushed', message })).seq)
+        for (let i = 0; i < 500; i++)
+          written.push((await tx.events.append({ host: 'local', kind: 'queue', name: `s${b}.${i}`, type: 'QueueFlushed', message })).seq)
       })
     }
     await until(() => fast.got.length === written.length, 'the fast watcher has everything', 60_000)

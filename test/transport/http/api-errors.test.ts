@@ -48,7 +48,9 @@ forEachDatabase(t, async (t, db) => {
       const r = await call('POST', MDEVS, { body: { spec: { adapters: 'x' } } })
       t.ok(r.body.violations.some((v: { field: string }) => v.field.includes('adapters')))
     })
-    t.test('unsupported media type', async (t) => isProblem(t, await call('POST', MDEVS, { raw: 'spec', headers: { 'content-type': 'text/plain' } }), 415, 'INVALID_ARGUMENT'))
+    t.test('unsupported media type', async (t) =>
+      isProblem(t, await call('POST', MDEVS, { raw: 'spec', headers: { 'content-type': 'text/plain' } }), 415, 'INVALID_ARGUMENT'),
+    )
     t.test('bad masks and desired bodies', async (t) => {
       isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: 5 } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: '0X12' } }), 400, 'INVALID_ARGUMENT')
@@ -57,7 +59,19 @@ forEachDatabase(t, async (t, db) => {
       isProblem(t, await call('PUT', '/v1/hosts/local/desired', { body: { mdevs: [{ uuid: U1 }] } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('PUT', '/v1/hosts/local/desired', { body: { mdevs: {} } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('POST', '/v1/hosts/local/plan', { body: 'text' }), 400, 'INVALID_ARGUMENT')
-      isProblem(t, await call('PUT', '/v1/hosts/local/desired', { body: { mdevs: [{ uuid: U1, spec: {} }, { uuid: U1, spec: {} }] } }), 400, 'INVALID_ARGUMENT')
+      isProblem(
+        t,
+        await call('PUT', '/v1/hosts/local/desired', {
+          body: {
+            mdevs: [
+              { uuid: U1, spec: {} },
+              { uuid: U1, spec: {} },
+            ],
+          },
+        }),
+        400,
+        'INVALID_ARGUMENT',
+      )
     })
     t.test('bad headers and parameters', async (t) => {
       isProblem(t, await call('PUT', `${MDEVS}/${U1}`, { body: { spec: {} }, headers: { 'if-match': '"a", "b"' } }), 400, 'INVALID_ARGUMENT')
@@ -84,12 +98,19 @@ forEachDatabase(t, async (t, db) => {
       ['POST', '/v1/hosts/local/plan', {}],
     ]
     const spec = fc.record(
-      { adapters: fc.array(fc.oneof(fc.integer({ min: -2, max: 300 }), fc.string({ maxLength: 6 })), { maxLength: 4 }), domains: fc.anything(), state: fc.string() },
+      {
+        adapters: fc.array(fc.oneof(fc.integer({ min: -2, max: 300 }), fc.string({ maxLength: 6 })), { maxLength: 4 }),
+        domains: fc.anything(),
+        state: fc.string(),
+      },
       { requiredKeys: [] },
     )
     const body = fc.oneof(
       fc.jsonValue(),
-      fc.record({ spec, uuid: fc.oneof(fc.uuid(), fc.string()), owner: fc.anything(), labels: fc.dictionary(fc.string(), fc.jsonValue()) }, { requiredKeys: [] }),
+      fc.record(
+        { spec, uuid: fc.oneof(fc.uuid(), fc.string()), owner: fc.anything(), labels: fc.dictionary(fc.string(), fc.jsonValue()) },
+        { requiredKeys: [] },
+      ),
       fc.record({ apmask: fc.oneof(fc.string(), fc.array(fc.jsonValue())), aqmask: fc.string() }, { requiredKeys: [] }),
       fc.record({ mdevs: fc.array(fc.record({ uuid: fc.uuid(), spec }), { maxLength: 3 }), owner: fc.string() }, { requiredKeys: [] }),
     )
@@ -150,7 +171,10 @@ forEachDatabase(t, async (t, db) => {
     t.equal(again.body.errno, 'ENOENT')
 
     t.equal((await call('POST', '/v1/hosts/local/emulator/hardware', { body: { action: 'config-off', apid: 1 } })).status, 204)
-    t.match((await call('GET', '/v1/hosts/local/adapters')).body.items.find((a: { apid: number }) => a.apid === 1), { config: false })
+    t.match(
+      (await call('GET', '/v1/hosts/local/adapters')).body.items.find((a: { apid: number }) => a.apid === 1),
+      { config: false },
+    )
     isProblem(t, await call('POST', '/v1/hosts/local/emulator/hardware', { body: { action: 'explode' } }), 400, 'INVALID_ARGUMENT')
 
     const req = await call('POST', '/v1/hosts/local/emulator/requests', { body: { apqn: '00.0004', count: 5 } })

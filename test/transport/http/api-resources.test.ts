@@ -31,10 +31,16 @@ forEachDatabase(t, async (t, db) => {
 
   t.test('inventory: adapters, queues with filters and pages, domains', async (t) => {
     const a = await call('GET', '/v1/hosts/local/adapters')
-    t.same(a.body.items.map((x: { apid: number }) => x.apid), [0, 1, 2, 5, 6, 7])
+    t.same(
+      a.body.items.map((x: { apid: number }) => x.apid),
+      [0, 1, 2, 5, 6, 7],
+    )
     t.match(a.body.items[0], { type: 'CEX7C', mode: 'cca', driver: 'cex4card' })
     const q = await call('GET', '/v1/hosts/local/queues?adapter=0x05&domain=4&driver=cex4queue')
-    t.same(q.body.items.map((x: { apqn: string }) => x.apqn), ['05.0004'])
+    t.same(
+      q.body.items.map((x: { apqn: string }) => x.apqn),
+      ['05.0004'],
+    )
     const seen: string[] = []
     let token: string | undefined
     let pages = 0
@@ -86,7 +92,9 @@ forEachDatabase(t, async (t, db) => {
   })
 
   t.test('mdevs: create (201, ETag, Location), idempotent repeat, ALREADY_EXISTS', async (t) => {
-    const c = await call('POST', MDEVS, { body: { uuid: U1.toUpperCase(), spec: { adapters: [5, '0x06'], domains: ['4'] }, labels: { team: 'a' }, owner: 'ops' } })
+    const c = await call('POST', MDEVS, {
+      body: { uuid: U1.toUpperCase(), spec: { adapters: [5, '0x06'], domains: ['4'] }, labels: { team: 'a' }, owner: 'ops' },
+    })
     t.equal(c.status, 201)
     t.equal(c.body.metadata.uuid, U1, 'uuids are canonical lowercase')
     t.same(c.body.spec, { adapters: [5, 6], domains: [4], controlDomains: [], state: 'started' })
@@ -109,15 +117,28 @@ forEachDatabase(t, async (t, db) => {
     t.equal(r.status, 409)
     t.equal(r.body.code, 'APQN_IN_USE')
     t.equal(r.body.errno, 'EADDRINUSE')
-    const byRule = (rule: string) => r.body.violations.filter((v: { rule: string }) => v.rule === rule).map((v: { apqn: string; owner: string }) => `${v.apqn}@${v.owner}`).sort()
+    const byRule = (rule: string) =>
+      r.body.violations
+        .filter((v: { rule: string }) => v.rule === rule)
+        .map((v: { apqn: string; owner: string }) => `${v.apqn}@${v.owner}`)
+        .sort()
     t.same(byRule('APQN_IN_USE'), [`05.0004@${U1}`, `06.0004@${U1}`])
     t.same(byRule('APQN_RESERVED'), ['00.0001@host', '00.0004@host'])
     t.ok(r.body.violations.every((v: { fix?: string }) => typeof v.fix === 'string' && v.fix.length > 0))
     const reserved = await call('POST', MDEVS, { body: { spec: { adapters: [0], domains: [2] } } })
-    t.match(reserved, { status: 409, body: { code: 'APQN_RESERVED', errno: 'EADDRNOTAVAIL', violations: [{ apqn: '00.0002', owner: 'host', fix: /clear bit/ }] } })
+    t.match(reserved, {
+      status: 409,
+      body: { code: 'APQN_RESERVED', errno: 'EADDRNOTAVAIL', violations: [{ apqn: '00.0002', owner: 'host', fix: /clear bit/ }] },
+    })
     t.match(await call('POST', MDEVS, { body: { spec: { adapters: [300, '0x100'], domains: [4] } } }), {
       status: 400,
-      body: { code: 'OUT_OF_RANGE', violations: [{ rule: 'OUT_OF_RANGE', id: 300 }, { rule: 'OUT_OF_RANGE', id: 256 }] },
+      body: {
+        code: 'OUT_OF_RANGE',
+        violations: [
+          { rule: 'OUT_OF_RANGE', id: 300 },
+          { rule: 'OUT_OF_RANGE', id: 256 },
+        ],
+      },
     })
     t.match(await call('POST', MDEVS, { body: { spec: { adapters: [7], controlDomains: [4] } } }), { status: 400, body: { code: 'INVALID_ARGUMENT' } })
     t.equal((await store.mdevs.listAll('local')).length, 1, 'nothing stored')
@@ -133,7 +154,10 @@ forEachDatabase(t, async (t, db) => {
     t.equal(b.headers.get('idempotent-replayed'), 'true')
     t.equal(a.headers.get('idempotent-replayed'), null)
     t.equal((await store.mdevs.list('local', { owner: 'batch' })).items.length, 1)
-    t.match(await call('POST', MDEVS, { body: { ...body, owner: 'other' }, headers: { 'idempotency-key': 'key-1' } }), { status: 409, body: { code: 'CONFLICT' } })
+    t.match(await call('POST', MDEVS, { body: { ...body, owner: 'other' }, headers: { 'idempotency-key': 'key-1' } }), {
+      status: 409,
+      body: { code: 'CONFLICT' },
+    })
     t.match(await call('POST', MDEVS, { body, headers: { 'idempotency-key': 'bad key with spaces' } }), { status: 400 })
     const before = (await store.mdevs.listAll('local')).length
     const dry = await call('POST', `${MDEVS}?dryRun=true`, { body: { uuid: U3, spec: { adapters: [6], domains: [0x47] } } })
@@ -145,15 +169,23 @@ forEachDatabase(t, async (t, db) => {
   })
 
   t.test('list with filters and pages', async (t) => {
-    await call('POST', MDEVS, { body: { uuid: U3, spec: { adapters: [6], domains: [0x0a], state: 'stopped' }, labels: { team: 'b', tier: 'x' }, owner: 'ops' } })
+    await call('POST', MDEVS, {
+      body: { uuid: U3, spec: { adapters: [6], domains: [0x0a], state: 'stopped' }, labels: { team: 'b', tier: 'x' }, owner: 'ops' },
+    })
     const all = await call('GET', `${MDEVS}?limit=1`)
     t.equal(all.body.items.length, 1)
     t.ok(all.body.nextPageToken)
     const next = await call('GET', `${MDEVS}?limit=500&pageToken=${encodeURIComponent(all.body.nextPageToken)}`)
     t.ok(next.body.items.length >= 1)
     t.notOk(next.body.items.some((m: { metadata: { uuid: string } }) => m.metadata.uuid === all.body.items[0].metadata.uuid))
-    t.same((await call('GET', `${MDEVS}?state=stopped`)).body.items.map((m: { metadata: { uuid: string } }) => m.metadata.uuid), [U3])
-    t.same((await call('GET', `${MDEVS}?owner=ops&label=team%3Db,tier%3Dx`)).body.items.map((m: { metadata: { uuid: string } }) => m.metadata.uuid), [U3])
+    t.same(
+      (await call('GET', `${MDEVS}?state=stopped`)).body.items.map((m: { metadata: { uuid: string } }) => m.metadata.uuid),
+      [U3],
+    )
+    t.same(
+      (await call('GET', `${MDEVS}?owner=ops&label=team%3Db,tier%3Dx`)).body.items.map((m: { metadata: { uuid: string } }) => m.metadata.uuid),
+      [U3],
+    )
     t.same((await call('GET', `${MDEVS}?label=team%3Dnone`)).body.items, [])
     t.equal((await call('GET', `${MDEVS}?label=novalue`)).status, 400)
     t.equal((await call('GET', `${MDEVS}?state=running`)).status, 400)
@@ -162,13 +194,22 @@ forEachDatabase(t, async (t, db) => {
   t.test('PUT, PATCH (merge patch), If-Match, DELETE', async (t) => {
     const cur = await call('GET', `${MDEVS}/${U1}`)
     const tag = etagOf(cur.headers)
-    t.match(await call('PUT', `${MDEVS}/${U1}`, { body: { spec: { adapters: [5], domains: [4] } }, headers: { 'if-match': '"nope"' } }), { status: 409, body: { code: 'CONFLICT' } })
-    const put = await call('PUT', `${MDEVS}/${U1}`, { body: { spec: { adapters: [5, 6], domains: [4, 5] }, labels: { team: 'a' }, owner: 'ops' }, headers: { 'if-match': `"${tag}"` } })
+    t.match(await call('PUT', `${MDEVS}/${U1}`, { body: { spec: { adapters: [5], domains: [4] } }, headers: { 'if-match': '"nope"' } }), {
+      status: 409,
+      body: { code: 'CONFLICT' },
+    })
+    const put = await call('PUT', `${MDEVS}/${U1}`, {
+      body: { spec: { adapters: [5, 6], domains: [4, 5] }, labels: { team: 'a' }, owner: 'ops' },
+      headers: { 'if-match': `"${tag}"` },
+    })
     t.equal(put.status, 200)
     t.equal(put.body.metadata.generation, 2)
     t.not(etagOf(put.headers), tag)
     const mp = { 'content-type': 'application/merge-patch+json' }
-    const patch = await call('PATCH', `${MDEVS}/${U1}`, { raw: JSON.stringify({ spec: { domains: [4] }, metadata: { labels: { env: 'prod', team: null } } }), headers: { ...mp, 'if-match': etagOf(put.headers) } })
+    const patch = await call('PATCH', `${MDEVS}/${U1}`, {
+      raw: JSON.stringify({ spec: { domains: [4] }, metadata: { labels: { env: 'prod', team: null } } }),
+      headers: { ...mp, 'if-match': etagOf(put.headers) },
+    })
     t.equal(patch.status, 200)
     t.same(patch.body.spec, { adapters: [5, 6], domains: [4], controlDomains: [], state: 'started' })
     t.same(patch.body.metadata.labels, { env: 'prod' })
@@ -176,7 +217,10 @@ forEachDatabase(t, async (t, db) => {
     t.equal((await call('PATCH', `${MDEVS}/${U1}`, { body: { spec: { domains: [4] } } })).status, 415, 'merge patch content type required')
     t.match(await call('PATCH', `${MDEVS}/${U1}`, { raw: '{"status":{"active":true}}', headers: mp }), { status: 400, body: { code: 'INVALID_ARGUMENT' } })
     t.match(await call('PATCH', `${MDEVS}/${U1}`, { raw: '{"metadata":{"generation":9}}', headers: mp }), { status: 400 })
-    t.match(await call('PATCH', `${MDEVS}/${U1}`, { raw: '{"spec":{"domains":[5]}}', headers: { ...mp, 'if-match': '"old"' } }), { status: 409, body: { code: 'CONFLICT' } })
+    t.match(await call('PATCH', `${MDEVS}/${U1}`, { raw: '{"spec":{"domains":[5]}}', headers: { ...mp, 'if-match': '"old"' } }), {
+      status: 409,
+      body: { code: 'CONFLICT' },
+    })
     const dry = await call('PATCH', `${MDEVS}/${U1}?dryRun=true`, { raw: '{"spec":{"domains":[4,5]}}', headers: mp })
     t.equal(dry.body.dryRun, true)
     t.equal((await call('GET', `${MDEVS}/${U1}`)).body.metadata.resourceVersion, patch.body.metadata.resourceVersion, 'dry run stored nothing')
@@ -206,16 +250,14 @@ forEachDatabase(t, async (t, db) => {
     const doc = {
       owner: 'fleet',
       masks: { aqmask: '-2' },
-      mdevs: [
-        { uuid: U2, spec: { adapters: [7], domains: [2] }, labels: { vm: 'g1' } },
-      ],
+      mdevs: [{ uuid: U2, spec: { adapters: [7], domains: [2] }, labels: { vm: 'g1' } }],
     }
     const plan = await call('POST', '/v1/hosts/local/plan', { body: doc })
     t.equal(plan.status, 200)
     t.same(plan.body.violations, [])
     // The stub reconciler changed nothing on the bus: the queue still belongs to the host's driver.
     t.same(plan.body.claimedApqns, [{ apqn: '07.0002', uuid: U2, currentOwner: 'host' }])
-    t.same(plan.body.drainedQueues.filter((q: string) => q.endsWith('.0002')).length, 6, 'domain 2 leaves the host on every adapter still the host\'s')
+    t.same(plan.body.drainedQueues.filter((q: string) => q.endsWith('.0002')).length, 6, "domain 2 leaves the host on every adapter still the host's")
     t.ok(plan.body.operations.some((o: { kind: string }) => o.kind === 'createMdev'))
     t.same(plan.body.filteredAdapters, [])
     t.equal((await call('GET', `${MDEVS}/${U2}`)).status, 404, 'plan stores nothing')
@@ -238,7 +280,13 @@ forEachDatabase(t, async (t, db) => {
     t.match(u2.body.metadata, { owner: 'fleet', labels: { vm: 'g1' } })
 
     const conflicting = await call('PUT', '/v1/hosts/local/desired', {
-      body: { owner: 'fleet', mdevs: [{ uuid: U2, spec: { adapters: [7], domains: [2] } }, { uuid: U3.replace(/3/g, '9'), spec: { adapters: [7, 5], domains: [2, 4] } }] },
+      body: {
+        owner: 'fleet',
+        mdevs: [
+          { uuid: U2, spec: { adapters: [7], domains: [2] } },
+          { uuid: U3.replace(/3/g, '9'), spec: { adapters: [7, 5], domains: [2, 4] } },
+        ],
+      },
     })
     t.equal(conflicting.status, 409)
     t.same(

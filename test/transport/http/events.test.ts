@@ -69,9 +69,9 @@ function connect(base: string, path: string, headers: Record<string, string> = {
           for (const line of block.split('\n')) {
             if (line.startsWith(':')) c.comments.push(line.slice(1).trim())
             else if (line.startsWith('retry: ')) c.retry = Number(line.slice(7))
-            else if (line.startsWith('id: ')) ((ev.id = line.slice(4)), (hasField = true))
-            else if (line.startsWith('event: ')) ((ev.event = line.slice(7)), (hasField = true))
-            else if (line.startsWith('data: ')) ((ev.data += line.slice(6)), (hasField = true))
+            else if (line.startsWith('id: ')) (ev.id = line.slice(4)), (hasField = true)
+            else if (line.startsWith('event: ')) (ev.event = line.slice(7)), (hasField = true)
+            else if (line.startsWith('data: ')) (ev.data += line.slice(6)), (hasField = true)
           }
           if (hasField) c.events.push(ev)
         }
@@ -186,7 +186,10 @@ forEachDatabase(t, async (t, db) => {
     await b.until(() => seqs(a).length + seqs(b).length >= want.length, 'the rest')
     await hub.flush()
     t.same([...seqs(a), ...seqs(b)], want, 'every stored event exactly once, in order')
-    t.same(b.events.map((e) => e.event), ['MdevUpdated', 'MdevUndefined'])
+    t.same(
+      b.events.map((e) => e.event),
+      ['MdevUpdated', 'MdevUndefined'],
+    )
     // Live events keep coming on the resumed stream.
     await post('/v1/hosts/local/masks', { aqmask: '-2' }, 'PUT')
     await b.until(() => b.events.some((e) => e.event === 'MasksChanged'), 'a live event')
@@ -240,7 +243,17 @@ forEachDatabase(t, async (t, db) => {
   })
 
   t.test('bad parameters: 400 problem+json', async (t) => {
-    for (const q of ['since=abc', 'since=-1', 'since=1.5', 'since=99999999999999999', 'kind=a%20b', 'type=' + 'x'.repeat(65), 'format=xml', 'bogus=1', 'host=%2Fx']) {
+    for (const q of [
+      'since=abc',
+      'since=-1',
+      'since=1.5',
+      'since=99999999999999999',
+      'kind=a%20b',
+      'type=' + 'x'.repeat(65),
+      'format=xml',
+      'bogus=1',
+      'host=%2Fx',
+    ]) {
       const r = await get(base, `/v1/events?${q}`)
       t.equal(r.status, 400, q)
       t.match(r.type, /^application\/problem\+json/, q)
@@ -249,7 +262,11 @@ forEachDatabase(t, async (t, db) => {
     const bad = await get(base, '/v1/events', { 'last-event-id': 'seven' })
     t.match(bad, { status: 400, body: { code: 'INVALID_ARGUMENT', violations: [{ field: 'Last-Event-ID' }] } })
     t.match((await get(base, '/v1/events?since=abc')).body, { violations: [{ field: 'since' }] })
-    t.match(await get(base, '/v1/events?since=abc', { 'last-event-id': '3' }), { status: 400, body: { violations: [{ field: 'since' }] } }, 'both are checked, even when Last-Event-ID wins')
+    t.match(
+      await get(base, '/v1/events?since=abc', { 'last-event-id': '3' }),
+      { status: 400, body: { violations: [{ field: 'since' }] } },
+      'both are checked, even when Last-Event-ID wins',
+    )
     const empty = await connect(base, '/v1/events?since=0', { 'last-event-id': '' })
     t.equal(empty.status, 200, 'an empty Last-Event-ID is no position: since applies')
     await empty.until(() => empty.events.length > 0, 'the replay from since=0')

@@ -106,24 +106,42 @@ forEachDatabase(t, async (t, db) => {
       { uuid: U3, action: 'created' },
     ])
     t.match(r.body.items, [
-      { metadata: { uuid: U2, origin: 'imported', owner: 'fleet', generation: 1 }, spec: { adapters: [6], domains: [4, 5], controlDomains: [], state: 'started' } },
+      {
+        metadata: { uuid: U2, origin: 'imported', owner: 'fleet', generation: 1 },
+        spec: { adapters: [6], domains: [4, 5], controlDomains: [], state: 'started' },
+      },
       { metadata: { uuid: U3, origin: 'imported', owner: 'fleet' }, spec: { adapters: [7], domains: [1], controlDomains: [2], state: 'stopped' } },
     ])
-    t.match(r.body.skipped, [{ parent: '0000:00:02.0', uuid: 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', mdevType: 'i915-GVTg_V5_4', reason: /not the vfio_ap matrix/ }])
+    t.match(r.body.skipped, [
+      { parent: '0000:00:02.0', uuid: 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', mdevType: 'i915-GVTg_V5_4', reason: /not the vfio_ap matrix/ },
+    ])
     const stored = await store.mdevs.get('local', U3)
     t.same(stored.spec, { adapters: [7], domains: [1], controlDomains: [2], state: 'stopped' })
     t.equal(stored.origin, 'imported')
     t.match(await eventsOf(U2), [{ type: 'MdevDefined', kind: 'mdev', message: /defined by a mdevctl import/, requestId: r.headers.get('x-request-id') }])
     t.equal((await eventsOf(U3)).length, 1)
-    t.match(await store.audit.list({ target: 'hosts/local/import' }), [{ action: 'mdev.import', outcome: 'ok', detail: { format: 'mdevctl', created: true, createdDevices: 2, adoptedDevices: 0, unchangedDevices: 0, skippedDefinitions: 1 } }])
+    t.match(await store.audit.list({ target: 'hosts/local/import' }), [
+      {
+        action: 'mdev.import',
+        outcome: 'ok',
+        detail: { format: 'mdevctl', created: true, createdDevices: 2, adoptedDevices: 0, unchangedDevices: 0, skippedDefinitions: 1 },
+      },
+    ])
     t.same(enqueued.slice(n), ['local'], 'the reconciler was nudged once')
     // What apmatrix exports, mdevctl's format, imports back losslessly.
     const back = await call('GET', `/v1/hosts/local/mdevs/${U3}/export?format=mdevctl`)
-    t.same(JSON.parse(back.text), { mdev_type: 'vfio_ap-passthrough', start: 'manual', attrs: [{ assign_adapter: '0x07' }, { assign_domain: '0x0001' }, { assign_control_domain: '0x0002' }] })
+    t.same(JSON.parse(back.text), {
+      mdev_type: 'vfio_ap-passthrough',
+      start: 'manual',
+      attrs: [{ assign_adapter: '0x07' }, { assign_domain: '0x0001' }, { assign_control_domain: '0x0002' }],
+    })
 
     const again = await call('POST', `${IMPORT}?format=mdevctl`, { body: doc })
     t.equal(again.status, 200, 'nothing new: 200')
-    t.same(again.body.actions.map((a: { action: string }) => a.action), ['unchanged', 'unchanged'])
+    t.same(
+      again.body.actions.map((a: { action: string }) => a.action),
+      ['unchanged', 'unchanged'],
+    )
     t.equal(again.body.items[0].metadata.resourceVersion, r.body.items[0].metadata.resourceVersion, 'left as is')
     t.equal((await eventsOf(U2)).length, 1, 'no second MdevDefined')
   })
@@ -139,25 +157,46 @@ forEachDatabase(t, async (t, db) => {
       ]),
     })
     t.match(diff, { status: 409, body: { code: 'ALREADY_EXISTS' } })
-    t.same(diff.body.violations.map((v: { field: string }) => v.field), [U2, U3], 'every device with another spec is listed')
+    t.same(
+      diff.body.violations.map((v: { field: string }) => v.field),
+      [U2, U3],
+      'every device with another spec is listed',
+    )
 
     const malformed = await call('POST', `${IMPORT}?format=mdevctl`, { raw: '[{"matrix": [', headers: JSON_TYPE })
     t.match(malformed, { status: 400, body: { code: 'INVALID_ARGUMENT' } })
     const shape = await call('POST', `${IMPORT}?format=mdevctl`, { body: { matrix: [] } })
     t.match(shape, { status: 400, body: { code: 'INVALID_ARGUMENT', detail: /JSON array/ } })
-    const unknown = await call('POST', `${IMPORT}?format=mdevctl`, { body: dump([{ uuid: U4, attrs: [{ assign_adapter: '5' }, { assign_foo: '1' }, { bogus_attr: '2' }] }]) })
+    const unknown = await call('POST', `${IMPORT}?format=mdevctl`, {
+      body: dump([{ uuid: U4, attrs: [{ assign_adapter: '5' }, { assign_foo: '1' }, { bogus_attr: '2' }] }]),
+    })
     t.match(unknown, { status: 400, body: { code: 'INVALID_ARGUMENT' } })
     t.equal(unknown.body.violations.length, 2, 'both unknown attributes are reported')
     t.match(unknown.text, /assign_foo/)
     t.match(unknown.text, /bogus_attr/)
-    t.match(await call('POST', `${IMPORT}?format=mdevctl`, { body: dump([{ uuid: U4, attrs: [{ assign_adapter: '300' }] }]) }), { status: 400, body: { code: 'OUT_OF_RANGE' } })
+    t.match(await call('POST', `${IMPORT}?format=mdevctl`, { body: dump([{ uuid: U4, attrs: [{ assign_adapter: '300' }] }]) }), {
+      status: 400,
+      body: { code: 'OUT_OF_RANGE' },
+    })
     const badXml = await call('POST', `${IMPORT}?format=libvirt-nodedev`, { raw: '<device><name>x</name>', headers: XML_TYPE })
     t.match(badXml, { status: 400, body: { code: 'INVALID_ARGUMENT' } })
-    t.match(await call('POST', `${IMPORT}?format=libvirt-nodedev`, { body: { not: 'xml' } }), { status: 400, body: { code: 'INVALID_ARGUMENT', detail: /XML text/ } })
-    t.match(await call('POST', `${IMPORT}?format=libvirt-hostdev`, { body: [] }), { status: 400, body: { code: 'INVALID_ARGUMENT', violations: [{ field: 'format' }] } })
-    t.match(await call('POST', `${IMPORT}?format=mdevctl&state=started`, { body: [] }), { status: 400, body: { code: 'INVALID_ARGUMENT', violations: [{ field: 'state' }] } })
+    t.match(await call('POST', `${IMPORT}?format=libvirt-nodedev`, { body: { not: 'xml' } }), {
+      status: 400,
+      body: { code: 'INVALID_ARGUMENT', detail: /XML text/ },
+    })
+    t.match(await call('POST', `${IMPORT}?format=libvirt-hostdev`, { body: [] }), {
+      status: 400,
+      body: { code: 'INVALID_ARGUMENT', violations: [{ field: 'format' }] },
+    })
+    t.match(await call('POST', `${IMPORT}?format=mdevctl&state=started`, { body: [] }), {
+      status: 400,
+      body: { code: 'INVALID_ARGUMENT', violations: [{ field: 'state' }] },
+    })
     t.match(await call('POST', `${IMPORT}?format=mdevctl`, { raw: '[]', headers: { 'content-type': 'text/plain' } }), { status: 415 })
-    t.match(await call('POST', `${IMPORT}?format=libvirt-nodedev`, { raw: `<device>${' '.repeat(1 << 20)}</device>`, headers: XML_TYPE }), { status: 413, body: { code: 'PAYLOAD_TOO_LARGE' } })
+    t.match(await call('POST', `${IMPORT}?format=libvirt-nodedev`, { raw: `<device>${' '.repeat(1 << 20)}</device>`, headers: XML_TYPE }), {
+      status: 413,
+      body: { code: 'PAYLOAD_TOO_LARGE' },
+    })
     t.match(await call('POST', '/v1/hosts/nope/import?format=mdevctl', { body: [] }), { status: 404, body: { code: 'NOT_FOUND' } })
 
     // U4 alone would be fine; U5 takes 05.0004 from U1 and 00.0001, 00.0004 from the host: one answer lists all.
@@ -173,14 +212,22 @@ forEachDatabase(t, async (t, db) => {
     t.ok(seen.includes('APQN_RESERVED 00.0001 host'), seen.join('; '))
     t.ok(seen.includes('APQN_RESERVED 00.0004 host'), 'every reserved APQN of the cross product is listed')
 
-    const dry = await call('POST', `${IMPORT}?format=mdevctl&dryRun=true`, { body: dump([{ uuid: U4, attrs: [{ assign_adapter: '6' }, { assign_domain: '0x0a' }] }]) })
+    const dry = await call('POST', `${IMPORT}?format=mdevctl&dryRun=true`, {
+      body: dump([{ uuid: U4, attrs: [{ assign_adapter: '6' }, { assign_domain: '0x0a' }] }]),
+    })
     t.equal(dry.status, 200)
     t.equal(dry.body.dryRun, true)
-    t.ok(dry.body.plan.operations.some((o: { kind: string; uuid?: string }) => o.kind === 'createMdev' && o.uuid === U4), 'the plan creates U4')
-    t.match(await call('POST', `${IMPORT}?format=mdevctl&dryRun=true`, { body: dump([{ uuid: U5, attrs: [{ assign_adapter: '5' }, { assign_domain: '4' }] }]) }), {
-      status: 409,
-      body: { code: 'APQN_IN_USE' },
-    })
+    t.ok(
+      dry.body.plan.operations.some((o: { kind: string; uuid?: string }) => o.kind === 'createMdev' && o.uuid === U4),
+      'the plan creates U4',
+    )
+    t.match(
+      await call('POST', `${IMPORT}?format=mdevctl&dryRun=true`, { body: dump([{ uuid: U5, attrs: [{ assign_adapter: '5' }, { assign_domain: '4' }] }]) }),
+      {
+        status: 409,
+        body: { code: 'APQN_IN_USE' },
+      },
+    )
 
     t.equal(await countMdevs(), n, 'nothing was stored by any refused or dry-run import')
     t.equal(await store.events.lastSeq(), before, 'no event either')
@@ -196,18 +243,27 @@ forEachDatabase(t, async (t, db) => {
     const key = { ...XML_TYPE, 'idempotency-key': 'import-u4' }
     const r = await call('POST', `${IMPORT}?format=libvirt-nodedev`, { raw: xml, headers: key })
     t.equal(r.status, 201, r.text)
-    t.match(r.body.items, [{ metadata: { uuid: U4, origin: 'imported', owner: null }, spec: { adapters: [6], domains: [10], controlDomains: [], state: 'stopped' } }])
+    t.match(r.body.items, [
+      { metadata: { uuid: U4, origin: 'imported', owner: null }, spec: { adapters: [6], domains: [10], controlDomains: [], state: 'stopped' } },
+    ])
     t.same(r.body.skipped, [])
     t.match(await eventsOf(U4), [{ type: 'MdevDefined', message: /libvirt-nodedev import/ }])
     const replay = await call('POST', `${IMPORT}?format=libvirt-nodedev`, { raw: xml, headers: key })
     t.equal(replay.status, 201)
     t.equal(replay.headers.get('idempotent-replayed'), 'true')
     t.same(replay.body, r.body)
-    t.match(await call('POST', `${IMPORT}?format=libvirt-nodedev&state=started`, { raw: xml, headers: key }), { status: 409, body: { code: 'CONFLICT' } }, 'same key, another request')
+    t.match(
+      await call('POST', `${IMPORT}?format=libvirt-nodedev&state=started`, { raw: xml, headers: key }),
+      { status: 409, body: { code: 'CONFLICT' } },
+      'same key, another request',
+    )
     t.equal((await eventsOf(U4)).length, 1)
 
     const started = await call('POST', `${IMPORT}?format=libvirt-nodedev&state=started`, {
-      raw: nodedevXml(U5, [['assign_adapter', '7'], ['assign_domain', '0x47']]),
+      raw: nodedevXml(U5, [
+        ['assign_adapter', '7'],
+        ['assign_domain', '0x47'],
+      ]),
       headers: { 'content-type': 'text/xml; charset=utf-8' },
     })
     t.equal(started.status, 201, started.text)
@@ -233,14 +289,23 @@ forEachDatabase(t, async (t, db) => {
     )
     const taken = await call('POST', '/v1/hosts/local/mdevs', { body: { spec: { adapters: [7], domains: [2] } } })
     t.match(taken, { status: 409, body: { code: 'APQN_IN_USE', violations: [{ apqn: '07.0002', owner: FOREIGN }] } }, 'the foreign device holds its APQN')
-    const r = await call('POST', `${IMPORT}?format=mdevctl&owner=adopter`, { body: dump([{ uuid: FOREIGN, attrs: [{ assign_adapter: '7' }, { assign_domain: '2' }] }]) })
+    const r = await call('POST', `${IMPORT}?format=mdevctl&owner=adopter`, {
+      body: dump([{ uuid: FOREIGN, attrs: [{ assign_adapter: '7' }, { assign_domain: '2' }] }]),
+    })
     t.equal(r.status, 201, r.text)
     t.same(r.body.actions, [{ uuid: FOREIGN, action: 'adopted' }])
     t.match(r.body.items, [{ metadata: { uuid: FOREIGN, origin: 'imported', owner: 'adopter' }, spec: { adapters: [7], domains: [2] } }])
     t.match(await eventsOf(FOREIGN), [{ type: 'MdevDefined', message: /adopted from the bus/ }])
     const audit = await store.audit.list({ target: 'hosts/local/import' })
-    t.ok(audit.some((a) => a.outcome === 'ok' && (a.detail as { adoptedDevices?: number }).adoptedDevices === 1), 'audited as an adoption')
+    t.ok(
+      audit.some((a) => a.outcome === 'ok' && (a.detail as { adoptedDevices?: number }).adoptedDevices === 1),
+      'audited as an adoption',
+    )
     t.equal((await call('GET', `/v1/hosts/local/mdevs/${FOREIGN}`)).status, 200, 'now ours')
-    t.match((await call('GET', '/v1/hosts/local/bus-mdevs')).body.items.find((m: { uuid: string }) => m.uuid === FOREIGN), { managed: true }, 'and managed in the inventory')
+    t.match(
+      (await call('GET', '/v1/hosts/local/bus-mdevs')).body.items.find((m: { uuid: string }) => m.uuid === FOREIGN),
+      { managed: true },
+      'and managed in the inventory',
+    )
   })
 })

@@ -46,6 +46,9 @@ t.test('kernel errnos keep their name and get a code', async (t) => {
 
 t.test('framework errors: a bug is a 500 without details, bad input a 4xx', async (t) => {
   t.match(toProblem(new TypeError('secret internals'), 'r'), { status: 500, code: 'INTERNAL', detail: 'internal error' })
-  t.match(toProblem(Object.assign(new Error('Unexpected token'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), 'r'), { status: 400, code: 'INVALID_ARGUMENT' })
+  t.match(toProblem(Object.assign(new Error('Unexpected token'), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' }), 'r'), {
+    status: 400,
+    code: 'INVALID_ARGUMENT',
+  })
   t.match(toProblem(Object.assign(new Error('big'), { statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' }), 'r'), { status: 413, code: 'PAYLOAD_TOO_LARGE' })
 })

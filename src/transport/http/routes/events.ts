@@ -176,7 +176,8 @@ function frame(event: string, data: string, id?: number): string {
 
 function errorJson(err: Error, position: number, requestId: string): Record<string, unknown> {
   if (err instanceof SubscriptionLagError) return { code: 'RATE_LIMITED', detail: err.message, resumeSeq: err.resumeSeq, requestId }
-  if (err instanceof HubClosedError) return { code: 'UNAVAILABLE', detail: 'server shutting down; resume from resumeSeq', resumeSeq: Math.max(err.resumeSeq, position), requestId }
+  if (err instanceof HubClosedError)
+    return { code: 'UNAVAILABLE', detail: 'server shutting down; resume from resumeSeq', resumeSeq: Math.max(err.resumeSeq, position), requestId }
   const code = err instanceof ApmatrixError ? err.code : 'UNAVAILABLE'
   return { code, detail: clip(`event stream failed: ${err.message}`, 512), resumeSeq: position, requestId }
 }
@@ -193,7 +194,14 @@ function parseSeq(v: string | undefined, field: string): number | undefined {
 /** A repeatable, comma-separated filter: unique names, or undefined for none. */
 function nameList(v: string | string[] | undefined, field: string): string[] | undefined {
   if (v === undefined) return undefined
-  const names = [...new Set((Array.isArray(v) ? v : [v]).flatMap((x) => x.split(',')).map((x) => x.trim()).filter((x) => x !== ''))]
+  const names = [
+    ...new Set(
+      (Array.isArray(v) ? v : [v])
+        .flatMap((x) => x.split(','))
+        .map((x) => x.trim())
+        .filter((x) => x !== ''),
+    ),
+  ]
   if (names.length > MAX_NAMES || names.some((n) => !NAME.test(n))) {
     throw invalid(field, `${field}: at most ${MAX_NAMES} names of 1..64 characters [A-Za-z0-9._-]`)
   }
@@ -203,4 +211,3 @@ function nameList(v: string | string[] | undefined, field: string): string[] | u
 function invalid(field: string, message: string): ApmatrixError {
   return new ApmatrixError('INVALID_ARGUMENT', message, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
 }
-

@@ -88,7 +88,10 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
         response: S.responses({ 200: MdevOrDryRun }),
       },
       preValidation: async (req) => {
-        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+        const type = String(req.headers['content-type'] ?? '')
+          .split(';')[0]!
+          .trim()
+          .toLowerCase()
         if (type !== MERGE_PATCH) {
           throw Object.assign(new Error(`PATCH needs Content-Type ${MERGE_PATCH}`), { statusCode: 415 })
         }
