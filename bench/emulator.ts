@@ -78,7 +78,7 @@ interface ProfileFigures {
 const mib = (bytes: number): number => bytes / (1024 * 1024)
 
 function createMdev(host: EmulatedHostApi, uuid: string, adapters: number[], domains: number[]): void {
-  host.write(CREATE, uuid + '\n')
+  host.write(CREATE, `${uuid}\n`)
   for (const a of adapters) host.write(`${MATRIX}/${uuid}/assign_adapter`, `${a}\n`)
   for (const d of domains) host.write(`${MATRIX}/${uuid}/assign_domain`, `${d}\n`)
 }

@@ -92,7 +92,7 @@ async function unaryLoad(job: UnaryLoadJob): Promise<UnaryLoadResult> {
   await Promise.all(Array.from({ length: job.concurrency }, (_, i) => loop(i)))
   clearTimeout(warm)
   const seconds = (performance.now() - t0) / 1000
-  clients.forEach((c) => c.close())
+  for (const c of clients) c.close()
   return { calls, errors, firstError, seconds, replyBytes, latencies: Float64Array.from(lat) }
 }
 
@@ -203,7 +203,9 @@ function watchersWorker(job: WatchersJob): void {
   if (job.transport === 'grpc') {
     const { v1 } = loadApiProto()
     const clients = Array.from({ length: job.channels }, () => new v1.EventService(job.target, grpc.credentials.createInsecure()))
-    closers.push(() => clients.forEach((c) => c.close()))
+    closers.push(() => {
+      for (const c of clients) c.close()
+    })
     for (let w = 0; w < job.watchers; w++) {
       const call = clients[w % clients.length]!.Watch({ from_now: true, kinds: [job.eventKind] })
       call.on('data', (e: { data_json: string }) => onEvent(w, JSON.parse(e.data_json) as { n?: unknown }))
@@ -252,7 +254,7 @@ function watchersWorker(job: WatchersJob): void {
       for (let n = 0; n < m.n!; n++) out.push(recv.get(n) ?? new Float64Array(job.watchers).fill(NaN))
       reply({ recv: out, ended, firstError } satisfies WatchersReport)
     } else if (m.cmd === 'close') {
-      closers.forEach((c) => c())
+      for (const c of closers) c()
       reply(null)
     }
   })

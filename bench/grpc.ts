@@ -302,7 +302,9 @@ function hubPool(svc: RunningService, watchers: number): FanoutPool {
         check()
       }),
     report: async (count) => ({ recv: Array.from({ length: count }, (_, n) => recv.get(n) ?? new Float64Array(watchers).fill(NaN)), ended, firstError }),
-    close: async () => unsubs.forEach((u) => u()),
+    close: async () => {
+      for (const u of unsubs) u()
+    },
   }
 }
 

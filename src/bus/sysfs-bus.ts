@@ -177,7 +177,7 @@ export class SysfsBus implements BusPort {
       config: {
         adapters: apm ? maskIds(apm) : [],
         domains: aqm ? maskIds(aqm) : [],
-        controlDomains: adm && adm.startsWith('0x') ? maskIds(adm) : [],
+        controlDomains: adm?.startsWith('0x') ? maskIds(adm) : [],
       },
       queues,
       mdevs,
@@ -291,13 +291,13 @@ export class SysfsBus implements BusPort {
   }
 
   async setMasks(masks: { apmask?: string; aqmask?: string }): Promise<void> {
-    if (masks.apmask !== undefined) await this.write(`${AP}/apmask`, masks.apmask + '\n')
-    if (masks.aqmask !== undefined) await this.write(`${AP}/aqmask`, masks.aqmask + '\n')
+    if (masks.apmask !== undefined) await this.write(`${AP}/apmask`, `${masks.apmask}\n`)
+    if (masks.aqmask !== undefined) await this.write(`${AP}/aqmask`, `${masks.aqmask}\n`)
   }
 
   async createMdev(uuid: string): Promise<void> {
     try {
-      await this.write(`${MDEV_TYPE}/create`, uuid + '\n')
+      await this.write(`${MDEV_TYPE}/create`, `${uuid}\n`)
     } catch (e) {
       if (!(e instanceof BusError && e.errno === 'EEXIST')) throw e
     }
@@ -317,7 +317,7 @@ export class SysfsBus implements BusPort {
     if (apConfig !== null) {
       // V-23: one atomic replace-all write; all or nothing.
       const value = [target.adapters, target.domains, target.controlDomains].map((ids) => Mask.of(ids).toString()).join(',')
-      await this.write(`${dir}/ap_config`, value + '\n')
+      await this.write(`${dir}/ap_config`, `${value}\n`)
       return 'ap_config'
     }
     // docs/api.md (Reconcile) step 5: unassign before assign, so APQNs can move between devices.
@@ -343,11 +343,11 @@ export class SysfsBus implements BusPort {
   }
 
   async bindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void> {
-    await this.write(`${AP}/drivers/${driver}/bind`, apqn + '\n')
+    await this.write(`${AP}/drivers/${driver}/bind`, `${apqn}\n`)
   }
 
   async unbindQueue(apqn: string, driver: 'cex4queue' | 'vfio_ap'): Promise<void> {
-    await this.write(`${AP}/drivers/${driver}/unbind`, apqn + '\n')
+    await this.write(`${AP}/drivers/${driver}/unbind`, `${apqn}\n`)
   }
 
   /**

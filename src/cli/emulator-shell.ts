@@ -168,7 +168,7 @@ function parsePlainCommand(line: string): Command {
       const path = sp2 < 0 ? rest : rest.slice(0, sp2)
       if (path === '') throw new BadLine('usage: write PATH VALUE')
       const value = sp2 < 0 ? '' : rest.slice(sp2 + 1)
-      return { op: 'write', path: checkPath(path), value: value + '\n' }
+      return { op: 'write', path: checkPath(path), value: `${value}\n` }
     }
     default:
       throw new BadLine(`unknown command '${clip(verb, 40)}' (plain verbs: read, write, ls, readlink; other ops use the JSON form)`)
@@ -440,7 +440,7 @@ export async function runShell(session: ShellSession, input: NodeJS.ReadableStre
   output.on('close', onGone)
   const onLine = (line: string, overlong: boolean): void => {
     const reply = overlong ? fail('EINVAL', `line longer than ${MAX_LINE_BYTES} bytes`) : handleShellLine(session, line)
-    if (reply !== undefined) pending.push(JSON.stringify(reply) + '\n')
+    if (reply !== undefined) pending.push(`${JSON.stringify(reply)}\n`)
   }
   const flush = async (): Promise<void> => {
     if (pending.length === 0 || closed) return

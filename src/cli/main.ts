@@ -55,7 +55,7 @@ export async function run(argv: string[], io: CliIo = processIo()): Promise<numb
     }
     const msg = e instanceof ApmatrixError ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`
     io.stderr.write(`apmatrix: ${msg}\n`)
-    if (io.env.APMATRIX_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + '\n')
+    if (io.env.APMATRIX_DEBUG && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`)
     return EXIT.FAILURE
   }
 }

@@ -205,5 +205,6 @@ function hexDigit(c: string): number {
 function printable(c: string): string {
   if (c === '\n') return '\\n'
   if (c === ' ') return 'space'
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
   return /[\u0000-\u001f\u007f]/.test(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c
 }

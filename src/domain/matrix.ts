@@ -43,7 +43,7 @@ export function formatMatrix(adapters: Iterable<Apid>, domains: Iterable<Apqi>):
   const ds = normalizeIds(domains)
   if (as.length > 0 && ds.length > 0) {
     let s = ''
-    for (const a of as) for (const d of ds) s += formatApqn(a, d) + '\n'
+    for (const a of as) for (const d of ds) s += `${formatApqn(a, d)}\n`
     return s
   }
   if (as.length > 0) return as.map((a) => `${formatApid(a)}.\n`).join('')

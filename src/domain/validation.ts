@@ -4,7 +4,7 @@
  */
 import type { Violation } from './errors.js'
 import { type Apqn, formatApqn, isId, qid } from './ids.js'
-import { Mask } from './mask.js'
+import type { Mask } from './mask.js'
 import { crossProduct, type Matrix } from './matrix.js'
 import { type HostLimits, isUuid, type MdevDesired } from './mdev.js'
 

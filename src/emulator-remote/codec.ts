@@ -10,14 +10,14 @@ import type { WireHardwareAction, WireRequestStats } from './proto.js'
 export function hardwareToWire(a: HardwareAction): WireHardwareAction {
   const src = a as Partial<Record<string, unknown>>
   const w: WireHardwareAction = { action: a.action }
-  if (src['apid'] !== undefined) w.apid = src['apid'] as number
-  if (src['apqi'] !== undefined) w.apqi = src['apqi'] as number
-  if (src['rawType'] !== undefined) w.raw_type = src['rawType'] as number
-  if (src['type'] !== undefined) w.type = src['type'] as string
-  if (src['mode'] !== undefined) w.mode = src['mode'] as string
-  if (src['functions'] !== undefined) w.functions = src['functions'] as number
-  if (src['control'] !== undefined) w.control = src['control'] as boolean
-  if (src['notify'] !== undefined) w.notify = src['notify'] as boolean
+  if (src.apid !== undefined) w.apid = src.apid as number
+  if (src.apqi !== undefined) w.apqi = src.apqi as number
+  if (src.rawType !== undefined) w.raw_type = src.rawType as number
+  if (src.type !== undefined) w.type = src.type as string
+  if (src.mode !== undefined) w.mode = src.mode as string
+  if (src.functions !== undefined) w.functions = src.functions as number
+  if (src.control !== undefined) w.control = src.control as boolean
+  if (src.notify !== undefined) w.notify = src.notify as boolean
   return w
 }
 

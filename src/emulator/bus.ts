@@ -129,7 +129,7 @@ export class ApBus {
       DEV_TYPE: c.hwtype.toString(16).toUpperCase().padStart(4, '0'),
       MODALIAS: `ap:t${c.hwtype.toString(16).toUpperCase().padStart(2, '0')}`,
     }
-    if (mode) env['MODE'] = mode
+    if (mode) env.MODE = mode
     this.ctx.events.emit({ kind: 'uevent', action: 'add', devpath: c.devpath, env })
     this.probeCard(c)
   }

@@ -63,5 +63,5 @@ export const kernelProfiles: Record<KernelProfileName, KernelBehaviour> = {
 
 /** Looks a profile up by name; undefined for an unknown name. */
 export function kernelProfile(name: string): KernelBehaviour | undefined {
-  return Object.prototype.hasOwnProperty.call(kernelProfiles, name) ? kernelProfiles[name as KernelProfileName] : undefined
+  return Object.hasOwn(kernelProfiles, name) ? kernelProfiles[name as KernelProfileName] : undefined
 }

@@ -104,12 +104,12 @@ export class Machine {
 
   /** O-2: `ap_max_adapter_id`. */
   maxAdapterId(): number {
-    return this.qci && this.qci.apxa && this.qci.na !== 0 ? this.qci.na : 63
+    return this.qci?.apxa && this.qci.na !== 0 ? this.qci.na : 63
   }
 
   /** O-2: `ap_max_domain_id`. */
   maxDomainId(): number {
-    return this.qci && this.qci.apxa && this.qci.nd !== 0 ? this.qci.nd : 15
+    return this.qci?.apxa && this.qci.nd !== 0 ? this.qci.nd : 15
   }
 
   /** PQAP(QCI): a snapshot of the configuration masks. */

@@ -69,7 +69,7 @@ export const builtinProfiles: Record<BuiltinProfileName, HardwareProfile> = Obje
 
 /** True for the name of a builtin profile. */
 export function isBuiltinProfile(name: string): name is BuiltinProfileName {
-  return Object.prototype.hasOwnProperty.call(builders, name)
+  return Object.hasOwn(builders, name)
 }
 
 /**
@@ -133,61 +133,61 @@ function optInt(where: string, field: string, v: unknown, min: number, max: numb
 export function validateProfile(obj: unknown, where = 'profile'): HardwareProfile {
   if (!isObj(obj)) fail(where, '(root)', 'expected a JSON object')
   checkKeys(where, '', obj, ['name', 'description', 'qci', 'adapters', 'domains', 'controlDomains', 'boot', 'modules', 'resetMs'])
-  if (typeof obj['name'] !== 'string' || obj['name'].length === 0 || obj['name'].length > 100) fail(where, 'name', 'expected a string of 1..100 characters')
-  if (obj['description'] !== undefined && (typeof obj['description'] !== 'string' || obj['description'].length > 1000)) {
+  if (typeof obj.name !== 'string' || obj.name.length === 0 || obj.name.length > 100) fail(where, 'name', 'expected a string of 1..100 characters')
+  if (obj.description !== undefined && (typeof obj.description !== 'string' || obj.description.length > 1000)) {
     fail(where, 'description', 'expected a string of at most 1000 characters')
   }
   let qci: HardwareProfile['qci'] = null
-  if (obj['qci'] !== null) {
-    const q = obj['qci']
+  if (obj.qci !== null) {
+    const q = obj.qci
     if (!isObj(q)) fail(where, 'qci', 'expected an object or null (no QCI)')
     checkKeys(where, 'qci', q, ['apxa', 'qact', 'apsc', 'rc8a', 'apsb', 'na', 'nd'])
     qci = {
-      apxa: optBool(where, 'qci.apxa', q['apxa']) ?? true,
-      qact: optBool(where, 'qci.qact', q['qact']) ?? true,
-      apsc: optBool(where, 'qci.apsc', q['apsc']) ?? true,
-      rc8a: optBool(where, 'qci.rc8a', q['rc8a']) ?? true,
-      apsb: optBool(where, 'qci.apsb', q['apsb']) ?? false,
-      na: optInt(where, 'qci.na', q['na'], 0, 255) ?? 255,
-      nd: optInt(where, 'qci.nd', q['nd'], 0, 255) ?? 255,
+      apxa: optBool(where, 'qci.apxa', q.apxa) ?? true,
+      qact: optBool(where, 'qci.qact', q.qact) ?? true,
+      apsc: optBool(where, 'qci.apsc', q.apsc) ?? true,
+      rc8a: optBool(where, 'qci.rc8a', q.rc8a) ?? true,
+      apsb: optBool(where, 'qci.apsb', q.apsb) ?? false,
+      na: optInt(where, 'qci.na', q.na, 0, 255) ?? 255,
+      nd: optInt(where, 'qci.nd', q.nd, 0, 255) ?? 255,
     }
   }
-  if (!Array.isArray(obj['adapters'])) fail(where, 'adapters', 'expected an array')
-  if (obj['adapters'].length > 256) fail(where, 'adapters', 'at most 256 adapters')
+  if (!Array.isArray(obj.adapters)) fail(where, 'adapters', 'expected an array')
+  if (obj.adapters.length > 256) fail(where, 'adapters', 'at most 256 adapters')
   const seen = new Set<number>()
-  const adapters: ProfileAdapter[] = obj['adapters'].map((a: unknown, i: number) => {
+  const adapters: ProfileAdapter[] = obj.adapters.map((a: unknown, i: number) => {
     const f = `adapters[${i}]`
     if (!isObj(a)) fail(where, f, 'expected an object')
     checkKeys(where, f, a, ['apid', 'rawType', 'mode', 'functions', 'depth', 'config', 'chkstop', 'serviceMs'])
-    if (!isId(a['apid'])) fail(where, `${f}.apid`, 'expected an integer 0..255')
-    if (seen.has(a['apid'])) fail(where, `${f}.apid`, `duplicate apid ${a['apid']}`)
-    seen.add(a['apid'])
-    const rawType = optInt(where, `${f}.rawType`, a['rawType'], 0, 255)
+    if (!isId(a.apid)) fail(where, `${f}.apid`, 'expected an integer 0..255')
+    if (seen.has(a.apid)) fail(where, `${f}.apid`, `duplicate apid ${a.apid}`)
+    seen.add(a.apid)
+    const rawType = optInt(where, `${f}.rawType`, a.rawType, 0, 255)
     if (rawType === undefined) fail(where, `${f}.rawType`, 'required (10 = CEX4 .. 14 = CEX8)')
-    if (a['mode'] !== 'cca' && a['mode'] !== 'ep11' && a['mode'] !== 'accel') fail(where, `${f}.mode`, "expected 'cca', 'ep11' or 'accel'")
-    const out: ProfileAdapter = { apid: a['apid'], rawType, mode: a['mode'] }
-    const functions = optInt(where, `${f}.functions`, a['functions'], 0, 0xffffffff)
+    if (a.mode !== 'cca' && a.mode !== 'ep11' && a.mode !== 'accel') fail(where, `${f}.mode`, "expected 'cca', 'ep11' or 'accel'")
+    const out: ProfileAdapter = { apid: a.apid, rawType, mode: a.mode }
+    const functions = optInt(where, `${f}.functions`, a.functions, 0, 0xffffffff)
     if (functions !== undefined) out.functions = functions
-    const depth = optInt(where, `${f}.depth`, a['depth'], 0, 255)
+    const depth = optInt(where, `${f}.depth`, a.depth, 0, 255)
     if (depth !== undefined) out.depth = depth
-    const config = optBool(where, `${f}.config`, a['config'])
+    const config = optBool(where, `${f}.config`, a.config)
     if (config !== undefined) out.config = config
-    const chkstop = optBool(where, `${f}.chkstop`, a['chkstop'])
+    const chkstop = optBool(where, `${f}.chkstop`, a.chkstop)
     if (chkstop !== undefined) out.chkstop = chkstop
-    const serviceMs = optInt(where, `${f}.serviceMs`, a['serviceMs'], 0, 3_600_000)
+    const serviceMs = optInt(where, `${f}.serviceMs`, a.serviceMs, 0, 3_600_000)
     if (serviceMs !== undefined) out.serviceMs = serviceMs
     return out
   })
   const p: HardwareProfile = {
-    name: obj['name'],
+    name: obj.name,
     qci,
     adapters,
-    domains: idList(where, 'domains', obj['domains']),
-    controlDomains: idList(where, 'controlDomains', obj['controlDomains'] ?? []),
+    domains: idList(where, 'domains', obj.domains),
+    controlDomains: idList(where, 'controlDomains', obj.controlDomains ?? []),
   }
-  if (typeof obj['description'] === 'string') p.description = obj['description']
-  if (obj['boot'] !== undefined) {
-    const b = obj['boot']
+  if (typeof obj.description === 'string') p.description = obj.description
+  if (obj.boot !== undefined) {
+    const b = obj.boot
     if (!isObj(b)) fail(where, 'boot', 'expected an object')
     checkKeys(where, 'boot', b, ['apmask', 'aqmask', 'domain'])
     p.boot = {}
@@ -196,18 +196,18 @@ export function validateProfile(obj: unknown, where = 'profile'): HardwareProfil
       if (typeof b[k] !== 'string' || b[k].length > 300) fail(where, `boot.${k}`, 'expected a mask string like "+0-255,-4" or "0xff00"')
       p.boot[k] = b[k]
     }
-    const d = optInt(where, 'boot.domain', b['domain'], 0, 255)
+    const d = optInt(where, 'boot.domain', b.domain, 0, 255)
     if (d !== undefined) p.boot.domain = d
   }
-  if (obj['modules'] !== undefined) {
-    const m = obj['modules']
+  if (obj.modules !== undefined) {
+    const m = obj.modules
     if (!isObj(m)) fail(where, 'modules', 'expected an object')
     checkKeys(where, 'modules', m, ['vfio_ap'])
     p.modules = {}
-    const v = optBool(where, 'modules.vfio_ap', m['vfio_ap'])
+    const v = optBool(where, 'modules.vfio_ap', m.vfio_ap)
     if (v !== undefined) p.modules.vfio_ap = v
   }
-  const r = optInt(where, 'resetMs', obj['resetMs'], 0, 3_600_000)
+  const r = optInt(where, 'resetMs', obj.resetMs, 0, 3_600_000)
   if (r !== undefined) p.resetMs = r
   return p
 }

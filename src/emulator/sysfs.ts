@@ -418,10 +418,10 @@ export class Sysfs {
         chkstop: ro(() => `${c.chkstop ? 1 : 0}\n`),
         uevent: this.ueventAttr(c.devpath, () => {
           const env: Record<string, string> = {}
-          if (c.driver) env['DRIVER'] = c.driver
-          env['DEV_TYPE'] = c.hwtype.toString(16).toUpperCase().padStart(4, '0')
-          env['MODALIAS'] = `ap:t${hex2(c.hwtype)}`
-          if (mode) env['MODE'] = mode
+          if (c.driver) env.DRIVER = c.driver
+          env.DEV_TYPE = c.hwtype.toString(16).toUpperCase().padStart(4, '0')
+          env.MODALIAS = `ap:t${hex2(c.hwtype)}`
+          if (mode) env.MODE = mode
           return env
         }),
         // O-9: zcrypt attributes exist only while cex4card is bound.
@@ -436,8 +436,8 @@ export class Sysfs {
       }),
       () => {
         const subs: Record<string, SysNode | undefined> = {}
-        if (c.driver) subs['driver'] = link(`../../../bus/ap/drivers/${c.driver}`)
-        subs['subsystem'] = link('../../../bus/ap')
+        if (c.driver) subs.driver = link(`../../../bus/ap/drivers/${c.driver}`)
+        subs.subsystem = link('../../../bus/ap')
         for (const q of c.queues.values()) subs[q.name] = this.queueDir(q)
         return subs
       },
@@ -475,8 +475,8 @@ export class Sysfs {
         last_err_rc: ro(() => `${LAST_ERR_NAMES[q.lastErrRc] ?? `response code ${q.lastErrRc}`}\n`),
         uevent: this.ueventAttr(q.devpath, () => {
           const env: Record<string, string> = {}
-          if (q.driver) env['DRIVER'] = q.driver
-          if (mode) env['MODE'] = mode
+          if (q.driver) env.DRIVER = q.driver
+          if (mode) env.MODE = mode
           return env
         }),
         online:

@@ -63,8 +63,8 @@ export function matrixText(apm: Mask, aqm: Mask): string {
   if (as.length > 0 && qs.length > 0) {
     const lines: string[] = []
     for (const a of as) {
-      const p = formatApid(a) + '.'
-      for (const q of qs) lines.push(p + formatApqi(q) + '\n')
+      const p = `${formatApid(a)}.`
+      for (const q of qs) lines.push(`${p + formatApqi(q)}\n`)
     }
     return lines.join('')
   }
@@ -530,7 +530,7 @@ export class VfioAp {
   /** V-27: the guest closes the mdev. */
   close(uuid: string): void {
     const m = this.mdevs.get(uuid.toLowerCase())
-    if (!m || !m.guest) throw new SysfsError('ENODEV', `mdev ${uuid} is not open`)
+    if (!m?.guest) throw new SysfsError('ENODEV', `mdev ${uuid} is not open`)
     this.detach(m)
   }
 

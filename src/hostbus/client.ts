@@ -180,7 +180,7 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
     const open = (): void => {
       timer = undefined
       if (closed) return
-      const s = (client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<WireEvent>>)['Events']!({ since_seq: String(last), epoch })
+      const s = (client as unknown as Record<string, (req: object) => grpc.ClientReadableStream<WireEvent>>).Events!({ since_seq: String(last), epoch })
       stream = s
       s.on('data', (w: WireEvent) => {
         delay = minMs
@@ -249,7 +249,7 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
 
   /** Runs `fn` in a lock session; its writes carry `headers` and the session. */
   const exclusiveWith = async <T>(headers: Array<[string, string]>, fn: (locked: SysfsAccess) => Promise<T>): Promise<T> => {
-    const lockCall = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions) => grpc.ClientReadableStream<WireLockGrant>>)['Lock']!(
+    const lockCall = (client as unknown as Record<string, (req: object, opts: grpc.CallOptions) => grpc.ClientReadableStream<WireLockGrant>>).Lock!(
       { wait_ms: lockWaitMs },
       {},
     )

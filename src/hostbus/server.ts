@@ -127,7 +127,7 @@ export function createHostBusService(backend: HostBusBackend, opts: HostBusServi
   const empty = {}
 
   const write = (call: grpc.ServerUnaryCall<{ path: string; value: string }, object>, cb: grpc.sendUnaryData<object>): void => {
-    let done: void | Promise<void> = undefined
+    let done: Promise<void> | undefined
     try {
       const path = boundedPath(call.request.path)
       const value = boundedValue(call.request.value)

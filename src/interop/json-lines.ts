@@ -80,7 +80,7 @@ class JsonReader {
       if (this.s[this.i] !== '"') this.fail('expected a string key')
       const keyAt = this.i
       const key = this.string()
-      if (Object.prototype.hasOwnProperty.call(obj, key)) this.fail(`duplicate key '${clip(key, 64)}'`, keyAt)
+      if (Object.hasOwn(obj, key)) this.fail(`duplicate key '${clip(key, 64)}'`, keyAt)
       this.space()
       if (this.s[this.i] !== ':') this.fail(`expected ':' after key '${clip(key, 64)}'`)
       this.i++

@@ -92,7 +92,10 @@ export function importMdevctlDump(doc: unknown, opts: InteropImportOptions = {})
   }
   ;(value as unknown[]).forEach((group, gi) => {
     const gpath = `$[${gi}]`
-    if (!isObject(group)) return bad(group, gpath, 'must be an object keyed by parent device name')
+    if (!isObject(group)) {
+      bad(group, gpath, 'must be an object keyed by parent device name')
+      return
+    }
     for (const [parent, list] of Object.entries(group)) {
       const ppath = `${gpath}[${JSON.stringify(parent)}]`
       if (!Array.isArray(list)) {
@@ -102,7 +105,10 @@ export function importMdevctlDump(doc: unknown, opts: InteropImportOptions = {})
       list.forEach((entry, ei) => {
         const epath = `${ppath}[${ei}]`
         const keys = isObject(entry) ? Object.keys(entry) : []
-        if (!isObject(entry) || keys.length !== 1) return bad(entry, epath, 'must be an object with exactly one key, the device UUID')
+        if (!isObject(entry) || keys.length !== 1) {
+          bad(entry, epath, 'must be an object with exactly one key, the device UUID')
+          return
+        }
         const uuidText = keys[0]!
         const def = entry[uuidText]
         const dpath = `${epath}[${JSON.stringify(uuidText)}]`
@@ -120,10 +126,14 @@ export function importMdevctlDump(doc: unknown, opts: InteropImportOptions = {})
         try {
           uuid = normalizeUuid(uuidText, dpath)
         } catch {
-          return bad(entry, epath, `key ${quote(uuidText)} is not a UUID (8-4-4-4-12 hex digits)`)
+          bad(entry, epath, `key ${quote(uuidText)} is not a UUID (8-4-4-4-12 hex digits)`)
+          return
         }
         const first = seen.get(uuid)
-        if (first !== undefined) return bad(entry, epath, `device ${uuid} is defined twice (first at ${first})`)
+        if (first !== undefined) {
+          bad(entry, epath, `device ${uuid} is defined twice (first at ${first})`)
+          return
+        }
         seen.set(uuid, r.at(entry, epath))
         const device = definitionToDevice(uuid, def, dpath, r, opts.limits ?? FULL_LIMITS)
         if (device) devices.push(device)
@@ -169,11 +179,17 @@ function definitionToDevice(uuid: string, def: unknown, path: string, r: Reporte
       const apath = `${path}.attrs[${i}]`
       const keys = isObject(item) ? Object.keys(item) : []
       // mdevctl itself refuses an attribute object with more than one field ("too many fields").
-      if (!isObject(item) || keys.length !== 1) return bad(item, apath, 'must be an object with exactly one attribute name and its value')
+      if (!isObject(item) || keys.length !== 1) {
+        bad(item, apath, 'must be an object with exactly one attribute name and its value')
+        return
+      }
       const name = keys[0]!
       const v = item[name]
       // A non-string value makes mdevctl 1.2 panic on `list`; the kernel only ever sees strings.
-      if (typeof v !== 'string') return bad(item, `${apath}.${name}`, `the value must be a string, got ${describe(v)}`)
+      if (typeof v !== 'string') {
+        bad(item, `${apath}.${name}`, `the value must be a string, got ${describe(v)}`)
+        return
+      }
       attrs.push({ name, value: v, where: r.at(item, apath) })
     })
   }

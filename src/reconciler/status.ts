@@ -77,7 +77,7 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
           : cond('Ready', 'False', 'Converging', 'the bus does not match the desired state yet'),
     converged ? cond('Progressing', 'False', 'Converged', 'nothing left to do') : cond('Progressing', 'True', 'Reconciling', 'bus operations are pending'),
     i.failure
-      ? cond('Degraded', 'True', 'ReconcileFailed', `${i.failure.errno ? i.failure.errno + ': ' : ''}${i.failure.message}`)
+      ? cond('Degraded', 'True', 'ReconcileFailed', `${i.failure.errno ? `${i.failure.errno}: ` : ''}${i.failure.message}`)
       : filtered.length
         ? cond('Degraded', 'True', 'AdapterFiltered', `the guest does not get adapters ${filtered.map(hex).join(', ')}`)
         : cond('Degraded', 'False', 'Healthy', 'no fault'),

@@ -40,7 +40,6 @@ import type {
   MdevCreateInput,
   MdevQuery,
   MdevReplaceInput,
-  MdevSpecInput,
   MdevView,
   Mutation,
   Page,
@@ -48,7 +47,7 @@ import type {
   QueueQuery,
   QueueView,
 } from './types.js'
-import { maskPair, masksView, mdevView, readMask } from './views.js'
+import { masksView, mdevView, readMask } from './views.js'
 import { clip } from '../domain/text.js'
 
 /** Constructor arguments of {@link ApmatrixService}. */

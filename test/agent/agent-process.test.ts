@@ -159,7 +159,8 @@ t.test('an agent process managed by the service as lpar1@host:port', async (t) =
       log.entries.some((e) => e.path === '/sys/bus/ap/apmask' && e.value === `${F9}\n`),
       'the mask write, one write(2) of the kernel syntax',
     )
-    t.notOk(fs.existsSync(lockPath), 'the lock was released after the pass')
+    // The pass releases the lock when it ends, which is after its last write became visible.
+    t.ok(await until('the lock released after the pass', async () => !fs.existsSync(lockPath), { timeoutMs: 10_000 }), 'the lock was released after the pass')
     const masks = await until('masks converged', async () => {
       const r = (await call('GET', '/v1/hosts/lpar1/masks')).body
       return r.status?.apmask === F9 ? r : undefined

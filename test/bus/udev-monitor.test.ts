@@ -90,9 +90,9 @@ t.test('parser: the documented output, whole', async (t) => {
     },
     'B-25: the APMASK= uevent of the AP root device',
   )
-  t.equal(ev[2]!.env['DRIVER'], 'vfio_ap')
-  t.equal(ev[3]!.env['MDEV_TYPE'], 'vfio_ap-passthrough')
-  t.equal(ev[4]!.env['CONFIG'], '0', 'B-40: CONFIG=0')
+  t.equal(ev[2]!.env.DRIVER, 'vfio_ap')
+  t.equal(ev[3]!.env.MDEV_TYPE, 'vfio_ap-passthrough')
+  t.equal(ev[4]!.env.CONFIG, '0', 'B-40: CONFIG=0')
 })
 
 t.test('parser: any chunking gives the same events; CRLF, a missing final blank line and UDEV lines', async (t) => {
@@ -107,7 +107,7 @@ t.test('parser: any chunking gives the same events; CRLF, a missing final blank 
   const p = new UeventParser()
   const crlf = events([...p.push('KERNEL[1.000001] remove /devices/ap/card07 (ap)\r\nACTION=remove\r\nSEQNUM=9\r\n'), ...p.end()])
   t.same(
-    crlf.map((e) => [e.action, e.env['SEQNUM']]),
+    crlf.map((e) => [e.action, e.env.SEQNUM]),
     [['remove', '9']],
     'CRLF, and the last event without its blank line at end()',
   )
@@ -186,7 +186,7 @@ t.test('monitor: runs udevadm with the documented arguments, delivers events, re
   t.match(s[0], new RegExp(` ${UDEVADM_MONITOR_ARGS.join(' ')}$`), 'udevadm monitor --kernel --property --subsystem-match=ap --subsystem-match=mdev')
   await until('the events of three runs', () => got.length >= 15)
   t.same(
-    got.slice(0, 5).map((e) => e.env['SEQNUM']),
+    got.slice(0, 5).map((e) => e.env.SEQNUM),
     ['5120', '5121', '5122', '5123', '5124'],
   )
   t.same(ready.slice(0, 3), [0, 1, 2], 'ready after the first start and after every restart')

@@ -280,6 +280,7 @@ t.test('apply: waits until Ready; --no-wait; refused (3); timeout (7) on a state
   const grown = { ...doc, masks: { aqmask: '-5,-10' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [5, 10] } }] }
   const tty = await cli(fx.url, ['apply', '-f', writeDoc(fx, 'a2.json', grown)], { tty: true })
   t.equal(tty.code, 0, tty.stderr)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal escape is what is tested
   t.match(tty.stderr, /\r\x1b\[Kwaiting: \d\/1 ready/, 'an in-place status line on a terminal')
   t.same((await fx.api('GET', `/v1/hosts/local/mdevs/${U3}`)).body.status.matrix, ['07.0005', '07.000a'])
 

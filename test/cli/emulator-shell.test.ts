@@ -291,7 +291,7 @@ t.test('runShell: framing over a stream', async (t) => {
     '# comment\n\nread /sys/bus/ap/ap',
     'mask\r\n{"op":"now"}\n',
     'x'.repeat(40_000),
-    'x'.repeat(40_000) + '\nread /sys/bus/ap/a\rpmask\n',
+    `${'x'.repeat(40_000)}\nread /sys/bus/ap/a\rpmask\n`,
     `write ${APMASK} 0x`, // the last line has no newline
   ])
   t.equal(lines.length, 5, 'one answer per command line, none for the comment and the blank line')
@@ -423,7 +423,7 @@ t.test('process: the built command (node bin/apmatrix.mjs)', async (t) => {
       json({ op: 'advance', ms: 30_000 }),
       json({ op: 'events' }),
     ]
-    const script = ['# T-03 with an mdev', ...commands.flatMap((c, i) => (i === 4 ? ['', c] : [c]))].join('\n') + '\n'
+    const script = `${['# T-03 with an mdev', ...commands.flatMap((c, i) => (i === 4 ? ['', c] : [c]))].join('\n')}\n`
     const r = await runBin(['emulator', 'shell', '--profile', 'spec-fixture'], script)
     t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr})`)
     t.equal(r.stderr, '', 'nothing on stderr')

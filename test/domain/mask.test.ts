@@ -9,13 +9,13 @@ function ids(r: MaskParse): number[] | string {
 }
 
 t.test('0.3 / B-20 read format and MSB-first numbering', async (t) => {
-  t.equal(Mask.full().toString(), '0x' + 'f'.repeat(64), 'T-01')
-  t.equal(Mask.empty().toString(), '0x' + ZERO64)
-  t.equal(Mask.of([0]).toString(), '0x80' + '0'.repeat(62), '0x80 is bit 0')
-  t.equal(Mask.of([1]).toString(), '0x40' + '0'.repeat(62), '0x40 is bit 1')
-  t.equal(Mask.of([255]).toString(), '0x' + '0'.repeat(63) + '1')
-  t.equal(Mask.of([5]).toString(), '0x04' + '0'.repeat(62), 'T-42 APID 5 is 0x04 in the first byte')
-  t.equal(Mask.of([4]).toString(), '0x08' + '0'.repeat(62))
+  t.equal(Mask.full().toString(), `0x${'f'.repeat(64)}`, 'T-01')
+  t.equal(Mask.empty().toString(), `0x${ZERO64}`)
+  t.equal(Mask.of([0]).toString(), `0x80${'0'.repeat(62)}`, '0x80 is bit 0')
+  t.equal(Mask.of([1]).toString(), `0x40${'0'.repeat(62)}`, '0x40 is bit 1')
+  t.equal(Mask.of([255]).toString(), `0x${'0'.repeat(63)}1`)
+  t.equal(Mask.of([5]).toString(), `0x04${'0'.repeat(62)}`, 'T-42 APID 5 is 0x04 in the first byte')
+  t.equal(Mask.of([4]).toString(), `0x08${'0'.repeat(62)}`)
   t.match(Mask.of([3, 200]).toString(), /^0x[0-9a-f]{64}$/)
   t.same(Mask.of([7, 1, 7]).ids(), [1, 7])
   t.equal(Mask.of([1, 7]).count(), 2)
@@ -64,10 +64,10 @@ t.test('B-21 absolute mode', async (t) => {
   t.equal(ids(parseMaskWrite('0x0x1', cur)), 'EINVAL', 'a second prefix is not a hex digit')
   t.equal(ids(parseMaskWrite('xx1', cur)), 'EINVAL')
   t.equal(ids(parseMaskWrite('0xg', cur)), 'EINVAL')
-  t.equal(ids(parseMaskWrite('0x' + 'f'.repeat(65), cur)), 'EINVAL', 'T-10 65 digits')
-  t.equal(ids(parseMaskWrite('0x' + 'f'.repeat(65) + '\n', cur)), 'EINVAL', '65 digits and newline')
-  t.ok(parseMaskWrite('0x' + 'f'.repeat(64), cur).ok && (parseMaskWrite('0x' + 'f'.repeat(64), cur) as { mask: Mask }).mask.isFull(), '64 digits OK')
-  t.same(ids(parseMaskWrite('0x' + 'f'.repeat(64) + '\n', cur)), Mask.full().ids(), '64 digits and newline OK')
+  t.equal(ids(parseMaskWrite(`0x${'f'.repeat(65)}`, cur)), 'EINVAL', 'T-10 65 digits')
+  t.equal(ids(parseMaskWrite(`0x${'f'.repeat(65)}\n`, cur)), 'EINVAL', '65 digits and newline')
+  t.ok(parseMaskWrite(`0x${'f'.repeat(64)}`, cur).ok && (parseMaskWrite(`0x${'f'.repeat(64)}`, cur) as { mask: Mask }).mask.isFull(), '64 digits OK')
+  t.same(ids(parseMaskWrite(`0x${'f'.repeat(64)}\n`, cur)), Mask.full().ids(), '64 digits and newline OK')
   for (const zero of ['0x', 'x', '', '\n', '0x\n', 'x\n', '0', '0\n']) {
     t.same(ids(parseMaskWrite(zero, cur)), [], `T-11 ${JSON.stringify(zero)} gives all zeros`)
   }
@@ -132,7 +132,7 @@ t.test('T-64 / B-23 the same write twice gives an equal mask, so the second is a
 t.test('B-22 all or nothing: a failed write returns no mask and leaves current untouched', async (t) => {
   const cur = Mask.of([5, 100])
   const before = cur.toString()
-  for (const bad of ['+1,+300', '0X41', '-5-3', '+1, +2', '0x' + 'f'.repeat(65)]) {
+  for (const bad of ['+1,+300', '0X41', '-5-3', '+1, +2', `0x${'f'.repeat(65)}`]) {
     t.notOk(parseMaskWrite(bad, cur).ok, bad)
   }
   t.equal(cur.toString(), before)
@@ -149,7 +149,7 @@ const termArb = fc.record({
   sep: fc.constantFrom(',', '\n', ',,', ',\n'),
 })
 function num(n: number, base: number): string {
-  return base === 16 ? '0x' + n.toString(16) : base === 8 ? (n === 0 ? '0' : '0' + n.toString(8)) : String(n)
+  return base === 16 ? `0x${n.toString(16)}` : base === 8 ? (n === 0 ? '0' : `0${n.toString(8)}`) : String(n)
 }
 
 t.test('properties', async (t) => {
@@ -177,8 +177,8 @@ t.test('properties', async (t) => {
   t.test('short absolute strings are padded on the right (MSB-first)', async () => {
     fc.assert(
       fc.property(fc.stringMatching(/^[0-9a-f]{0,64}$/), (hex) => {
-        const r = parseAbsoluteMask('0x' + hex)
-        return r.ok && r.mask.toString() === '0x' + hex.padEnd(64, '0')
+        const r = parseAbsoluteMask(`0x${hex}`)
+        return r.ok && r.mask.toString() === `0x${hex.padEnd(64, '0')}`
       }),
       { numRuns: 300 },
     )
@@ -191,7 +191,7 @@ t.test('properties', async (t) => {
         let s = ''
         for (const term of terms) {
           const z = term.len === undefined ? term.a : Math.min(255, term.a + term.len)
-          s += term.sign + num(term.a, term.base) + (term.len === undefined ? '' : '-' + num(z, term.base)) + term.sep
+          s += term.sign + num(term.a, term.base) + (term.len === undefined ? '' : `-${num(z, term.base)}`) + term.sep
           for (let i = term.a; i <= z; i++) term.sign === '+' ? model.add(i) : model.delete(i)
         }
         const r = parseMaskWrite(s, Mask.of(start))
@@ -223,7 +223,7 @@ t.test('properties', async (t) => {
         (pre, bad, post) => {
           const render = (ts: typeof pre): string => ts.map((x) => x.sign + num(x.a, x.base) + x.sep).join('')
           // A valid first term keeps the write in relative mode whatever `bad` is.
-          const s = '+0,' + render(pre) + bad + (post.length ? ',' + render(post) : '')
+          const s = `+0,${render(pre)}${bad}${post.length ? `,${render(post)}` : ''}`
           const r = parseMaskWrite(s, Mask.empty())
           return !r.ok
         },

@@ -24,10 +24,10 @@ t.test('B-44/E-4 Events: kept events first, then live ones as the kernel emits t
     boots.push(m.bootId)
   })
   t.teardown(() => sub.close())
-  await waitFor('INITSCAN done', () => got.some((e) => e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
+  await waitFor('INITSCAN done', () => got.some((e) => e.kind === 'uevent' && e.env.INITSCAN === 'done'))
   const bootCount = got.length
   await client.write(`${BUS}/apmask`, '-5\n')
-  await waitFor('bind of 05.0004 to vfio_ap', () => got.some((e) => e.kind === 'uevent' && e.action === 'bind' && e.env['DRIVER'] === 'vfio_ap'))
+  await waitFor('bind of 05.0004 to vfio_ap', () => got.some((e) => e.kind === 'uevent' && e.action === 'bind' && e.env.DRIVER === 'vfio_ap'))
   await client.write(`${TYPE_DIR}/create`, `${M1}\n`)
   await waitFor('mdev add', () => got.some((e) => e.kind === 'uevent' && e.action === 'add' && e.devpath.includes(M1)))
   t.ok(got.length > bootCount, 'live events arrived after the kept ones')
@@ -42,9 +42,9 @@ t.test('disconnect, then resume from since_seq: no gap, no duplicate', async (t)
   const { client } = await startRemote(t)
   const first: EmulatorEvent[] = []
   const sub1 = client.events(0, (e) => void first.push(e))
-  await waitFor('boot events', () => first.some((e) => e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
+  await waitFor('boot events', () => first.some((e) => e.kind === 'uevent' && e.env.INITSCAN === 'done'))
   await client.write(`${BUS}/apmask`, '-5\n')
-  await waitFor('bind 05.0004 to vfio_ap', () => first.some((e) => e.kind === 'uevent' && e.action === 'bind' && e.env['DRIVER'] === 'vfio_ap'))
+  await waitFor('bind 05.0004 to vfio_ap', () => first.some((e) => e.kind === 'uevent' && e.action === 'bind' && e.env.DRIVER === 'vfio_ap'))
   sub1.close()
   const resumeAt = sub1.lastSeq
   t.equal(resumeAt, first.at(-1)!.seq)
@@ -58,7 +58,7 @@ t.test('disconnect, then resume from since_seq: no gap, no duplicate', async (t)
   t.teardown(() => sub2.close())
   await waitFor('mdev add', () => second.some((e) => e.kind === 'uevent' && e.action === 'add' && e.devpath.includes(M1)))
   await client.write(`${BUS}/aqmask`, '-4\n')
-  await waitFor('aqmask events', () => second.some((e) => e.kind === 'uevent' && e.env['AQMASK'] !== undefined))
+  await waitFor('aqmask events', () => second.some((e) => e.kind === 'uevent' && e.env.AQMASK !== undefined))
   t.equal(second[0]!.seq, resumeAt + 1, 'the stream restarts right after the last seen seq')
   const joined = [...first, ...second]
   t.same(seqs(joined), oneTo(joined.length))
@@ -73,7 +73,7 @@ t.test('automatic resume after the connection breaks (events emitted during the 
   const got: EmulatorEvent[] = []
   const errors: Error[] = []
   const sub = client.events(0, (e) => void got.push(e), { onError: (e) => void errors.push(e) })
-  await waitFor('boot events', () => got.some((e) => e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
+  await waitFor('boot events', () => got.some((e) => e.kind === 'uevent' && e.env.INITSCAN === 'done'))
   const before = got.length
 
   proxy.cut()
@@ -98,11 +98,11 @@ t.test('Reboot during a stream: the stream goes on with the new boot from seq 1'
   const got: { e: EmulatorEvent; boot: string }[] = []
   const sub = client.events(0, (e, m) => void got.push({ e, boot: m.bootId }))
   t.teardown(() => sub.close())
-  await waitFor('boot events', () => got.some(({ e }) => e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
+  await waitFor('boot events', () => got.some(({ e }) => e.kind === 'uevent' && e.env.INITSCAN === 'done'))
   const oldBoot = got[0]!.boot
   const n = got.length
   const info = await client.reboot()
-  await waitFor('new boot events', () => got.some(({ e, boot }) => boot === info.bootId && e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
+  await waitFor('new boot events', () => got.some(({ e, boot }) => boot === info.bootId && e.kind === 'uevent' && e.env.INITSCAN === 'done'))
   t.not(info.bootId, oldBoot)
   const after = got.slice(n)
   t.ok(after.every(({ boot }) => boot === info.bootId))
@@ -124,7 +124,7 @@ t.test('resuming behind the 10,000 kept events reports the gap instead of hiding
   const { client } = await startRemote(t, { traceRequests: true })
   const first: EmulatorEvent[] = []
   const sub1 = client.events(0, (e) => void first.push(e))
-  await waitFor('boot events', () => first.some((e) => e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
+  await waitFor('boot events', () => first.some((e) => e.kind === 'uevent' && e.env.INITSCAN === 'done'))
   sub1.close()
   const resumeAt = sub1.lastSeq
   // 12,000 traced requests complete: one `request` event each, more than the host keeps.

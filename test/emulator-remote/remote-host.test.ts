@@ -96,14 +96,14 @@ t.test('V-25/V-27/B-17/B-43 controls behave as on a local host', async (t) => {
   const remote = await run(client)
   t.same(remote, await run(local), 'every value and every error is the same')
   t.match(remote['open vm2'], { errno: 'EBUSY' }, 'V-25: mdev already open')
-  t.same(remote['guests'], { ok: true, value: [{ uuid: M1, guest: 'vm1' }] }, 'guests: the hypervisor view')
+  t.same(remote.guests, { ok: true, value: [{ uuid: M1, guest: 'vm1' }] }, 'guests: the hypervisor view')
   t.match(remote['close again'], { errno: 'ENODEV' }, 'V-27: close when not open')
   t.same(remote['stats after'], { ok: true, value: { submitted: 3, completed: 3, flushed: 0, rejected: 0 } })
   t.same(remote['card09 before scan'], { ok: true, value: false }, 'B-43: notify false, no scan yet')
   t.same(remote['card09 type'], { ok: true, value: 'CEX7A\n' }, 'B-43: the added adapter appears after the scan')
   t.match(remote['config-on unknown adapter'], { ok: false, error: 'ApmatrixError', code: 'NOT_FOUND' })
   t.match(remote['unknown action'], { ok: false, error: 'ApmatrixError', code: 'INVALID_ARGUMENT' })
-  t.same(remote['now'], { ok: true, value: 100 })
+  t.same(remote.now, { ok: true, value: 100 })
 })
 
 t.test('Info and Reboot: a reboot loses kernel state and changes the bootId', async (t) => {
@@ -158,7 +158,7 @@ t.test('grpc.health.v1 reports the host-bus and emulator-control services SERVIN
   const { server } = await startRemote(t)
   const hc = standardClient(t, 'grpc-health-check/proto/health/v1/health.proto', 'grpc.health.v1.Health', server.address)
   const check = (service: string) =>
-    new Promise<unknown>((resolve, reject) => hc['Check']!.call(hc, { service }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))))
+    new Promise<unknown>((resolve, reject) => hc.Check!.call(hc, { service }, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))))
   t.same(await check('apmatrix.hostbus.v1.HostBus'), { status: 'SERVING' })
   t.same(await check('apmatrix.emulator.v1.EmulatorControl'), { status: 'SERVING' })
   t.same(await check(''), { status: 'SERVING' })
@@ -167,7 +167,7 @@ t.test('grpc.health.v1 reports the host-bus and emulator-control services SERVIN
 t.test('server reflection (v1) lists the host-bus and emulator-control services', async (t) => {
   const { server } = await startRemote(t)
   const rc = standardClient(t, '@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto', 'grpc.reflection.v1.ServerReflection', server.address)
-  const call = rc['ServerReflectionInfo']!.call(rc) as grpc.ClientDuplexStream<object, { list_services_response?: { service: { name: string }[] } }>
+  const call = rc.ServerReflectionInfo!.call(rc) as grpc.ClientDuplexStream<object, { list_services_response?: { service: { name: string }[] } }>
   const reply = new Promise<{ list_services_response?: { service: { name: string }[] } }>((resolve, reject) => {
     call.on('data', resolve)
     call.on('error', reject)
@@ -219,7 +219,7 @@ t.test('close() ends the server even with a live event stream', async (t) => {
 t.test('untrusted input is bounded: long paths and values, huge advances, oversized messages', async (t) => {
   const { client } = await startRemote(t)
   t.match(await outcome(() => client.write(`${BUS}/apmask`, '-5,'.repeat(25_000))), { ok: false, errno: 'EINVAL', message: /value longer than 65536 bytes/ })
-  t.match(await outcome(() => client.read('/sys/' + 'a/'.repeat(3000))), { ok: false, errno: 'EINVAL', message: /path longer than 4096/ })
+  t.match(await outcome(() => client.read(`/sys/${'a/'.repeat(3000)}`)), { ok: false, errno: 'EINVAL', message: /path longer than 4096/ })
   t.match(await outcome(() => client.advance(3_600_001)), { ok: false, errno: 'EINVAL' })
   t.equal(await client.now(), 0, 'the refused advance did not move time')
   const huge = await client.write(`${BUS}/apmask`, 'x'.repeat(300_000)).catch((e: unknown) => e)

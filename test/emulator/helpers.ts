@@ -53,7 +53,7 @@ export function mdevPath(uuid: string): string {
 export function maskHex(ids: Iterable<number>): string {
   const bytes = new Array<number>(32).fill(0)
   for (const id of ids) bytes[id >> 3]! |= 0x80 >> (id & 7)
-  return '0x' + bytes.map((b) => b.toString(16).padStart(2, '0')).join('')
+  return `0x${bytes.map((b) => b.toString(16).padStart(2, '0')).join('')}`
 }
 
 /** All 256 ids except `except`. */
@@ -63,8 +63,8 @@ export function allBut(...except: number[]): number[] {
   return out
 }
 
-export const ALL_ONES = '0x' + 'f'.repeat(64)
-export const ALL_ZEROS = '0x' + '0'.repeat(64)
+export const ALL_ONES = `0x${'f'.repeat(64)}`
+export const ALL_ZEROS = `0x${'0'.repeat(64)}`
 
 export interface HostOpts {
   profile?: HardwareProfile
@@ -154,7 +154,7 @@ export function assign(host: EmulatedHostApi, uuid: string, r: { adapters?: numb
 
 /** V-19 `matrix` text for adapters × domains (both non-empty). */
 export function matrixText(apids: number[], apqis: number[]): string {
-  return apids.flatMap((a) => apqis.map((q) => apqn(a, q) + '\n')).join('')
+  return apids.flatMap((a) => apqis.map((q) => `${apqn(a, q)}\n`)).join('')
 }
 
 /** Sequence number of the newest event (0 when none): take it before an action, then read `host.events(seq)`. */

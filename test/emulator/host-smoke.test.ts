@@ -29,8 +29,8 @@ t.test('B-1/B-2 T-02 boot of spec-fixture: 3 cards, 12 queues, all bound to zcry
   t.equal(h.read('/sys/bus/ap/devices/card05/type'), 'CEX8C\n')
   t.equal(h.read('/sys/bus/ap/devices/07.00ff/online'), '1\n')
   const root = h.events().filter((e) => e.kind === 'uevent' && e.devpath === '/devices/ap')
-  t.ok(root.some((e) => e.kind === 'uevent' && e.env['INITSCAN'] === 'done'))
-  t.ok(root.some((e) => e.kind === 'uevent' && e.env['BINDINGS'] === 'complete'))
+  t.ok(root.some((e) => e.kind === 'uevent' && e.env.INITSCAN === 'done'))
+  t.ok(root.some((e) => e.kind === 'uevent' && e.env.BINDINGS === 'complete'))
 })
 
 t.test('B-21/B-25 T-03 a mask write moves queues to vfio_ap; T-64 a repeated write is a no-op', async (t) => {
@@ -202,8 +202,18 @@ t.test('V-20 guest_matrix always equals the filter recomputed from sysfs (increm
   h.write(`${TYPE}/create`, `${U1}\n`)
   h.guestOpen(U1, 'g')
   const steps: [string, () => void][] = [
-    ['assign 0,1,5,0x20', () => ['0', '1', '5', '0x20'].forEach((a) => h.write(`${M}/assign_adapter`, `${a}\n`))],
-    ['assign domains 1,2', () => ['1', '2'].forEach((d) => h.write(`${M}/assign_domain`, `${d}\n`))],
+    [
+      'assign 0,1,5,0x20',
+      () => {
+        for (const a of ['0', '1', '5', '0x20']) h.write(`${M}/assign_adapter`, `${a}\n`)
+      },
+    ],
+    [
+      'assign domains 1,2',
+      () => {
+        for (const d of ['1', '2']) h.write(`${M}/assign_domain`, `${d}\n`)
+      },
+    ],
     ['unbind 01.0002', () => h.write('/sys/bus/ap/drivers/vfio_ap/unbind', '01.0002\n')],
     ['assign domain 4', () => h.write(`${M}/assign_domain`, '4\n')],
     ['rebind 01.0002', () => h.write('/sys/bus/ap/drivers/vfio_ap/bind', '01.0002\n')],

@@ -61,12 +61,12 @@ const maskTerm = fc
   .tuple(fc.constantFrom('+', '-'), fc.constantFrom(...MASK_IDS), fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }))
   .map(([s, a, len]) => (len === undefined ? `${s}${a}` : `${s}${a}-${a + len}`))
 const maskValue = fc.oneof(
-  { weight: 6, arbitrary: fc.array(maskTerm, { minLength: 1, maxLength: 4 }).map((ts) => ts.join(',') + '\n') },
-  { weight: 2, arbitrary: fc.subarray(MASK_IDS).map((ids) => Mask.of(ids).toString() + '\n') },
-  { weight: 1, arbitrary: fc.constantFrom('0x\n', '\n', 'x', '0x41\n', '0x' + 'f'.repeat(64) + '\n', '0x80\n') },
+  { weight: 6, arbitrary: fc.array(maskTerm, { minLength: 1, maxLength: 4 }).map((ts) => `${ts.join(',')}\n`) },
+  { weight: 2, arbitrary: fc.subarray(MASK_IDS).map((ids) => `${Mask.of(ids).toString()}\n`) },
+  { weight: 1, arbitrary: fc.constantFrom('0x\n', '\n', 'x', '0x41\n', `0x${'f'.repeat(64)}\n`, '0x80\n') },
   {
     weight: 2,
-    arbitrary: fc.constantFrom('0X41\n', '+1,+300\n', '+1, +2\n', '-5-3\n', '+08\n', '0x' + 'f'.repeat(65) + '\n', '\n\n', '+5 \n'),
+    arbitrary: fc.constantFrom('0X41\n', '+1,+300\n', '+1, +2\n', '-5-3\n', '+08\n', `0x${'f'.repeat(65)}\n`, '\n\n', '+5 \n'),
   },
 )
 const maskHex = (ids: number[]): string => Mask.of(ids).toString()
@@ -88,7 +88,7 @@ const queueArb = fc.constantFrom(...QUEUES)
 /** Queues the prelude leaves with zcrypt (T-15), where host requests are accepted (B-17): flushes then have work to drop. */
 const hostQueueArb = fc.constantFrom('07.00ab', '07.00ff')
 const cardArb = fc.constantFrom(...CARDS)
-const adapterOfCard = (card: string): string[] => QUEUES.filter((q) => q.startsWith(card.slice(4) + '.'))
+const adapterOfCard = (card: string): string[] => QUEUES.filter((q) => q.startsWith(`${card.slice(4)}.`))
 
 const hardwareArb: fc.Arbitrary<HardwareAction> = fc.oneof(
   fc
@@ -326,20 +326,26 @@ function invariantViolations(host: EmulatedHostApi): string[] {
 function apply(host: EmulatedHostApi, op: Op): void {
   switch (op.op) {
     case 'write':
-      return host.write(op.path, op.value)
+      host.write(op.path, op.value)
+      return
     case 'guestOpen':
-      return host.guestOpen(op.uuid, op.guest)
+      host.guestOpen(op.uuid, op.guest)
+      return
     case 'guestClose':
-      return host.guestClose(op.uuid)
+      host.guestClose(op.uuid)
+      return
     case 'requests':
       host.submitRequests(op.apqn, op.count)
       return
     case 'hardware':
-      return host.hardware(op.action)
+      host.hardware(op.action)
+      return
     case 'advance':
-      return host.advance(op.ms)
+      host.advance(op.ms)
+      return
     case 'scan':
-      return host.scan()
+      host.scan()
+      return
   }
 }
 
@@ -429,7 +435,7 @@ t.test('the checks notice broken hosts', async (t) => {
   t.same(invariantViolations(host), [])
   const wrap = (h: EmulatedHostApi, over: Partial<EmulatedHostApi>): EmulatedHostApi => Object.assign(Object.create(h) as EmulatedHostApi, over)
 
-  const zeroMask = wrap(host, { read: (p: string) => (p === `${BUS}/apmask` ? '0x' + '0'.repeat(64) + '\n' : host.read(p)) })
+  const zeroMask = wrap(host, { read: (p: string) => (p === `${BUS}/apmask` ? `0x${'0'.repeat(64)}\n` : host.read(p)) })
   t.match(invariantViolations(zeroMask).join('\n'), /05\.0004 is bound to cex4queue but lies outside apmask x aqmask/)
 
   const u = UUIDS[0]!

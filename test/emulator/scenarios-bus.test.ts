@@ -40,9 +40,9 @@ const AQMASK = `${BUS}/aqmask`
 
 t.test('T-01 the default apmask reads 0x followed by 64 f (B-20)', async (t) => {
   const host = newHost()
-  t.equal(host.read(APMASK), ALL_ONES + '\n')
+  t.equal(host.read(APMASK), `${ALL_ONES}\n`)
   t.equal(ALL_ONES.length, 66)
-  t.equal(host.read(AQMASK), ALL_ONES + '\n', 'aqmask defaults to all ones too')
+  t.equal(host.read(AQMASK), `${ALL_ONES}\n`, 'aqmask defaults to all ones too')
 })
 
 t.test('T-02 3 cards and 12 queues; bindings counts queue devices only (O-5, O-10, B-34)', async (t) => {
@@ -63,7 +63,7 @@ t.test('T-03 echo -5,-6 > apmask reprobes 05.*/06.* to vfio_ap, cards stay on ce
   const host = newHost()
   const seq = lastSeq(host)
   t.equal(tryEcho(host, APMASK, '-5,-6'), 'OK')
-  t.equal(host.read(APMASK), maskHex(allBut(5, 6)) + '\n')
+  t.equal(host.read(APMASK), `${maskHex(allBut(5, 6))}\n`)
   t.ok(host.read(APMASK).startsWith('0xf9ff'), 'bits 5 and 6 cleared in the first byte')
   for (const q of queuesOf([5, 6])) {
     t.equal(driverOf(host, q), 'vfio_ap', `${q} bound to vfio_ap`)
@@ -83,8 +83,8 @@ t.test('T-03 echo -5,-6 > apmask reprobes 05.*/06.* to vfio_ap, cards stay on ce
 t.test('T-04 echo 0x41 > apmask sets bits 1 and 7 only (B-21 absolute, right padding)', async (t) => {
   const host = newHost()
   t.equal(tryEcho(host, APMASK, '0x41'), 'OK')
-  t.equal(host.read(APMASK), '0x41' + '0'.repeat(62) + '\n')
-  t.equal(host.read(APMASK), maskHex([1, 7]) + '\n')
+  t.equal(host.read(APMASK), `0x41${'0'.repeat(62)}\n`)
+  t.equal(host.read(APMASK), `${maskHex([1, 7])}\n`)
   for (const q of queuesOf([5, 6])) t.equal(driverOf(host, q), 'vfio_ap', `${q} moved to vfio_ap`)
   for (const q of queuesOf([7])) t.equal(driverOf(host, q), 'cex4queue', `${q} (APID 7 still in apmask) stays`)
 })
@@ -95,27 +95,27 @@ t.test('T-05 echo 0X41 > apmask (uppercase X) is EINVAL and changes nothing (B-2
   const seq = lastSeq(host)
   t.equal(tryEcho(host, APMASK, '0X41'), 'EINVAL')
   t.same(busSnapshot(host), before)
-  t.equal(host.read(APMASK), ALL_ONES + '\n')
+  t.equal(host.read(APMASK), `${ALL_ONES}\n`)
   t.same(uevents(host.events(seq)), [], 'no uevent')
 })
 
 t.test('T-06 echo +1,+300 > apmask is EINVAL and bit 1 is not set: all or nothing (B-21, B-22)', async (t) => {
   const host = newHost()
   echo(host, APMASK, '-1')
-  t.equal(host.read(APMASK), maskHex(allBut(1)) + '\n', 'precondition: bit 1 cleared')
+  t.equal(host.read(APMASK), `${maskHex(allBut(1))}\n`, 'precondition: bit 1 cleared')
   const before = busSnapshot(host)
   t.equal(tryEcho(host, APMASK, '+1,+300'), 'EINVAL')
-  t.equal(host.read(APMASK), maskHex(allBut(1)) + '\n', 'bit 1 still clear')
+  t.equal(host.read(APMASK), `${maskHex(allBut(1))}\n`, 'bit 1 still clear')
   t.same(busSnapshot(host), before)
 })
 
 t.test('T-07 echo +010 > apmask sets bit 8: octal base auto-detection (B-21)', async (t) => {
   const host = newHost()
   echo(host, APMASK, '-8,-10')
-  t.equal(host.read(APMASK), maskHex(allBut(8, 10)) + '\n')
+  t.equal(host.read(APMASK), `${maskHex(allBut(8, 10))}\n`)
   t.ok(host.read(APMASK).startsWith('0xff5f'), 'precondition: bits 8 and 10 cleared')
   t.equal(tryEcho(host, APMASK, '+010'), 'OK')
-  t.equal(host.read(APMASK), maskHex(allBut(10)) + '\n', 'bit 8 set, bit 10 (decimal reading) still clear')
+  t.equal(host.read(APMASK), `${maskHex(allBut(10))}\n`, 'bit 8 set, bit 10 (decimal reading) still clear')
 })
 
 t.test('T-08 echo "+1, +2" > apmask is EINVAL: a space invalidates the term (B-21, B-22)', async (t) => {
@@ -123,7 +123,7 @@ t.test('T-08 echo "+1, +2" > apmask is EINVAL: a space invalidates the term (B-2
   echo(host, APMASK, '-1,-2')
   const before = busSnapshot(host)
   t.equal(tryEcho(host, APMASK, '+1, +2'), 'EINVAL')
-  t.equal(host.read(APMASK), maskHex(allBut(1, 2)) + '\n', 'neither bit set')
+  t.equal(host.read(APMASK), `${maskHex(allBut(1, 2))}\n`, 'neither bit set')
   t.same(busSnapshot(host), before)
 })
 
@@ -139,17 +139,17 @@ t.test('T-10 a 65-hex-digit absolute mask is EINVAL (B-21)', async (t) => {
   const host = newHost()
   echo(host, APMASK, '-5')
   const before = busSnapshot(host)
-  t.equal(tryEcho(host, APMASK, '0x' + 'f'.repeat(65)), 'EINVAL')
+  t.equal(tryEcho(host, APMASK, `0x${'f'.repeat(65)}`), 'EINVAL')
   t.same(busSnapshot(host), before)
-  t.equal(host.read(APMASK), maskHex(allBut(5)) + '\n', 'bit 5 still clear')
-  t.equal(tryEcho(host, APMASK, '0x' + 'f'.repeat(64)), 'OK', 'exactly 64 digits is accepted')
-  t.equal(host.read(APMASK), ALL_ONES + '\n')
+  t.equal(host.read(APMASK), `${maskHex(allBut(5))}\n`, 'bit 5 still clear')
+  t.equal(tryEcho(host, APMASK, `0x${'f'.repeat(64)}`), 'OK', 'exactly 64 digits is accepted')
+  t.equal(host.read(APMASK), `${ALL_ONES}\n`)
 })
 
 t.test('T-11 echo 0x > apmask gives all zeros; complete only because vfio_ap is loaded (B-21, B-27)', async (t) => {
   const host = newHost()
   t.equal(tryEcho(host, APMASK, '0x'), 'OK')
-  t.equal(host.read(APMASK), ALL_ZEROS + '\n')
+  t.equal(host.read(APMASK), `${ALL_ZEROS}\n`)
   for (const q of queuesOf()) t.equal(driverOf(host, q), 'vfio_ap', `${q} moved off zcrypt`)
   for (const a of FIXTURE_ADAPTERS) t.equal(driverOf(host, cardName(a)), 'cex4card')
   t.equal(host.read(`${BUS}/bindings`), '12/12 (complete)\n')
@@ -160,7 +160,7 @@ t.test('T-11 echo 0x > apmask gives all zeros; complete only because vfio_ap is 
     'OK',
     'echo > apmask (empty line)',
   )
-  t.equal(h1.read(APMASK), ALL_ZEROS + '\n', 'an empty line is an all-zero mask too (B-21)')
+  t.equal(h1.read(APMASK), `${ALL_ZEROS}\n`, 'an empty line is an all-zero mask too (B-21)')
 
   t.test('without vfio_ap loaded the same write leaves every queue unbound', async (t) => {
     const p = loadProfile('spec-fixture')
@@ -182,7 +182,7 @@ t.test('T-12 echo +5 > apmask with (5,4) assigned to an attached mdev is EBUSY w
   const seq = lastSeq(host)
   t.equal(tryEcho(host, APMASK, '+5'), 'EBUSY')
   t.same(busSnapshot(host), before, 'nothing changed')
-  t.equal(host.read(APMASK), maskHex(allBut(5)) + '\n')
+  t.equal(host.read(APMASK), `${maskHex(allBut(5))}\n`)
   const msg = `Userspace may not re-assign queue 05.0004 already assigned to ${M1}`
   t.ok(
     logs(host.events(seq)).some((l) => l.message.includes(msg)),
@@ -203,7 +203,7 @@ t.test('T-13 the veto looks only at apmask x aqmask: +5 OK while aqmask bit 4 is
   assign(host, M1, { adapters: [5], domains: [4] })
   echo(host, AQMASK, '-4')
   t.equal(tryEcho(host, APMASK, '+5'), 'OK', '(5,4) is still outside apmask x aqmask')
-  t.equal(host.read(APMASK), ALL_ONES + '\n')
+  t.equal(host.read(APMASK), `${ALL_ONES}\n`)
   t.equal(driverOf(host, '05.0004'), 'vfio_ap', '05.0004 stays with vfio_ap (aqmask bit 4 clear)')
   t.equal(statusOf(host, '05.0004'), 'assigned')
   for (const q of ['05.0047', '05.00ab', '05.00ff']) t.equal(driverOf(host, q), 'cex4queue', `${q} back to zcrypt`)
@@ -211,7 +211,7 @@ t.test('T-13 the veto looks only at apmask x aqmask: +5 OK while aqmask bit 4 is
   const seq = lastSeq(host)
   t.equal(tryEcho(host, AQMASK, '+4'), 'EBUSY')
   t.same(busSnapshot(host), before, 'nothing changed')
-  t.equal(host.read(AQMASK), maskHex(allBut(4)) + '\n')
+  t.equal(host.read(AQMASK), `${maskHex(allBut(4))}\n`)
   t.ok(
     logs(host.events(seq)).some((l) => l.message.includes(`Userspace may not re-assign queue 05.0004 already assigned to ${M1}`)),
     'E-4 log line on the aqmask veto too',
@@ -309,7 +309,7 @@ t.test('T-63 boot with ap.aqmask=+0-255,-4 selects default domain 71 and keeps i
   const p = loadProfile('spec-fixture')
   p.boot = { aqmask: '+0-255,-4' }
   const host = newHost({ profile: p })
-  t.equal(host.read(AQMASK), maskHex(allBut(4)) + '\n')
+  t.equal(host.read(AQMASK), `${maskHex(allBut(4))}\n`)
   t.equal(host.read(`${BUS}/ap_domain`), '71\n')
   t.equal(driverOf(host, '05.0004'), 'vfio_ap', 'domain 4 not in aqmask: vfio_ap owns it')
   echo(host, AQMASK, '-0x47')
@@ -320,7 +320,7 @@ t.test('T-63 boot with ap.aqmask=+0-255,-4 selects default domain 71 and keeps i
 t.test('T-64 the same apmask written twice: the second write is OK and a no-op (B-23)', async (t) => {
   const host = newHost()
   t.equal(tryEcho(host, APMASK, '0x80'), 'OK')
-  t.equal(host.read(APMASK), maskHex([0]) + '\n')
+  t.equal(host.read(APMASK), `${maskHex([0])}\n`)
   for (const q of queuesOf()) t.equal(driverOf(host, q), 'vfio_ap')
   settle(host)
   const before = busSnapshot(host)

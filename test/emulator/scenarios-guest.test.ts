@@ -245,7 +245,7 @@ t.test('T-42 ap_config reads the assigned matrix as three 64-digit masks (V-22)'
   vfioMasks(host)
   createMdev(host, M1)
   assign(host, M1, { adapters: [5], domains: [4], control: [4] })
-  const expected = '0x04' + '0'.repeat(62) + ',0x08' + '0'.repeat(62) + ',0x08' + '0'.repeat(62) + '\n'
+  const expected = `0x04${'0'.repeat(62)},0x08${'0'.repeat(62)},0x08${'0'.repeat(62)}\n`
   t.equal(expected, T42)
   t.equal(host.read(`${mdevPath(M1)}/ap_config`), expected)
   t.equal(expected.length, 3 * 66 + 2 + 1)

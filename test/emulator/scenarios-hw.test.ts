@@ -170,7 +170,7 @@ t.test('T-52 hostcfg loses domain 0x47: guest AQM shrinks before the queues go, 
   t.equal(host.read(`${mdevPath(M1)}/guest_matrix`), '05.0004\n')
   t.notOk(probe.wasReset('05.0004'), '05.0004 not reset (V-35: no reset on removal from hostcfg)')
   t.equal(statusOf(host, '05.0004'), 'in use')
-  t.equal(host.read(`${BUS}/ap_usage_domain_mask`), maskHex([4, 0xab, 0xff]) + '\n')
+  t.equal(host.read(`${BUS}/ap_usage_domain_mask`), `${maskHex([4, 0xab, 0xff])}\n`)
   t.equal(host.read(`${BUS}/bindings`), '9/9 (complete)\n')
 })
 
@@ -186,7 +186,7 @@ t.test('T-53 an adapter with raw type 9 (CEX3C) gets no card device and is not h
   host.hardware({ action: 'add-adapter', apid: 8, rawType: 9, mode: 'cca' })
   t.notOk(host.exists(`${BUS}/devices/card08`), 'no card08')
   t.notOk(host.exists(`${BUS}/devices/08.0004`), 'no queue 08.0004')
-  t.equal(host.read(`${BUS}/ap_adapter_mask`), maskHex([5, 6, 7, 8]) + '\n', 'hostcfg apm does contain adapter 8')
+  t.equal(host.read(`${BUS}/ap_adapter_mask`), `${maskHex([5, 6, 7, 8])}\n`, 'hostcfg apm does contain adapter 8')
   t.equal(host.read(`${mdevPath(M1)}/guest_matrix`), '05.0004\n', 'not hot-plugged')
   const last = lastApcb(host.events(seq), M1)
   if (last) t.equal(bare(last.apm), maskHex([5]), 'any push keeps APM = {5}')

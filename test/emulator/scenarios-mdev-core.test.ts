@@ -198,7 +198,7 @@ t.test('paths walk like the VFS: .. after a link goes up from where the link led
     errnoOf(() => host.read(`${BUS}/apmask/x`)),
     'ENOTDIR',
   )
-  const hops = (n: number): string => `${BUS}/devices/card05` + '/subsystem/devices/card05'.repeat(n)
+  const hops = (n: number): string => `${BUS}/devices/card05${'/subsystem/devices/card05'.repeat(n)}`
   t.ok(host.list(hops(19)).includes('hwtype'), '39 links')
   t.equal(
     errnoOf(() => host.list(hops(20))),

@@ -38,8 +38,8 @@ const AVAIL = `${TYPE_DIR}/available_instances`
 t.test('T-15 create an mdev: OK and available_instances goes down by one (V-4, V-3)', async (t) => {
   const host = newHost()
   vfioMasks(host)
-  t.equal(host.read(`${BUS}/apmask`), maskHex(allBut(5, 6)) + '\n')
-  t.equal(host.read(`${BUS}/aqmask`), maskHex(allBut(4, 0x47)) + '\n')
+  t.equal(host.read(`${BUS}/apmask`), `${maskHex(allBut(5, 6))}\n`)
+  t.equal(host.read(`${BUS}/aqmask`), `${maskHex(allBut(4, 0x47))}\n`)
   const before = Number(host.read(AVAIL))
   t.equal(before, 256, '256 instances on a fresh host')
   t.equal(tryEcho(host, `${TYPE_DIR}/create`, M1), 'OK')
@@ -77,7 +77,7 @@ t.test('T-17 create with a 35-character string is EINVAL (V-4)', async (t) => {
     'echo -n: 35 characters',
   )
   t.equal(tryEcho(host, `${TYPE_DIR}/create`, short), 'EINVAL', 'echo: 35 characters + newline (newline is no UUID digit)')
-  t.equal(tryEcho(host, `${TYPE_DIR}/create`, M1 + 'a'), 'EINVAL', '37 characters without a final newline')
+  t.equal(tryEcho(host, `${TYPE_DIR}/create`, `${M1}a`), 'EINVAL', '37 characters without a final newline')
   t.equal(host.read(AVAIL), avail)
   t.same(host.list(`${TYPE_DIR}/devices`), [], 'nothing created')
 })

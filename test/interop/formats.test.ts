@@ -19,7 +19,7 @@ t.test('exportMatrixDevice: one document per format, with its media type', async
   })
   const n = exportMatrixDevice(device, 'libvirt-nodedev')
   t.equal(n.contentType, 'application/xml')
-  t.match(n.body, /^<device>\n  <name>mdev_4b0f2e7e_1a2b_4c3d_8e9f_0123456789ab<\/name>/)
+  t.match(n.body, /^<device>\n {2}<name>mdev_4b0f2e7e_1a2b_4c3d_8e9f_0123456789ab<\/name>/)
   const h = exportMatrixDevice(device, 'libvirt-hostdev')
   t.match(h.body, new RegExp(`<address uuid='${U}'/>`))
   t.throws(() => exportMatrixDevice(device, 'virsh'), {
@@ -53,7 +53,7 @@ t.test('parseJsonWithLines: the same value as JSON.parse, plus the line of each 
   t.equal(r.lineOf(arr), 1)
   t.equal(r.lineOf(arr[0]!), 2)
   t.equal(r.lineOf(arr[0]!.a), 3)
-  t.ok(Object.prototype.hasOwnProperty.call(arr[0], '__proto__'), '__proto__ stays an own key, as with JSON.parse')
+  t.ok(Object.hasOwn(arr[0], '__proto__'), '__proto__ stays an own key, as with JSON.parse')
   t.equal(Object.getPrototypeOf(arr[0]), Object.prototype)
   for (const bad of ['', '[1,]', '{"a":1,}', '01', '"\\x"', '"a\nb"', 'tru', '[1] 2', '{"a" 1}', '['.repeat(70) + ']'.repeat(70)]) {
     t.throws(() => parseJsonWithLines(bad), { code: 'INVALID_ARGUMENT' }, JSON.stringify(bad))

@@ -114,8 +114,8 @@ forEachDatabase(t, async (t, db) => {
     // view failed a reset (the filter resets the whole dropped adapter, V-20), so a root user re-probes both.
     local.host.hardware({ action: 'checkstop-clear', apid: 6 })
     for (const q of ['06.0004', '06.0047']) {
-      local.host.write('/sys/bus/ap/drivers/vfio_ap/unbind', q + '\n')
-      local.host.write('/sys/bus/ap/drivers/vfio_ap/bind', q + '\n')
+      local.host.write('/sys/bus/ap/drivers/vfio_ap/unbind', `${q}\n`)
+      local.host.write('/sys/bus/ap/drivers/vfio_ap/bind', `${q}\n`)
     }
     await rec.reconcile('local')
     const healed = await store.mdevs.get('local', U1)
@@ -174,7 +174,7 @@ forEachDatabase(t, async (t, db) => {
   t.test('a device apmatrix did not create is never removed, and its APQNs are respected', async (t) => {
     const { store, local, rec } = await setup(t, db)
     local.host.write('/sys/bus/ap/apmask', '-7\n')
-    local.host.write(`${MATRIX}/mdev_supported_types/vfio_ap-passthrough/create`, FOREIGN + '\n')
+    local.host.write(`${MATRIX}/mdev_supported_types/vfio_ap-passthrough/create`, `${FOREIGN}\n`)
     local.host.write(`${MATRIX}/${FOREIGN}/assign_adapter`, '7\n')
     local.host.write(`${MATRIX}/${FOREIGN}/assign_domain`, '0xab\n')
     await store.masks.set('local', { apmask: Mask.full().toString(), aqmask: Mask.full().toString() })
@@ -184,9 +184,9 @@ forEachDatabase(t, async (t, db) => {
     t.equal(out.plan?.deferred[0]?.reason, 'HeldByOtherDevice')
     t.equal(
       local.host.read('/sys/bus/ap/apmask'),
-      Mask.full()
+      `${Mask.full()
         .minus(Mask.of([7]))
-        .toString() + '\n',
+        .toString()}\n`,
       'no vetoed write was attempted',
     )
   })

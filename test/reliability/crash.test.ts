@@ -108,7 +108,7 @@ async function workload(t: Test, call: RestCall, model: Model, rnd: () => number
     let body: string
     let headers: Record<string, string> = { 'content-type': 'application/json' }
     let next: Expect
-    if (!cur || !cur.present) {
+    if (!cur?.present) {
       const spec = randomSpec(rnd, slot)
       method = 'POST'
       body = JSON.stringify({ uuid: slot.uuid, spec })
@@ -221,7 +221,7 @@ async function busMismatches(call: RestCall, emu: RemoteEmulator): Promise<strin
 
 /** Starts a clean service, waits until it converged, and checks every invariant; resolves to that running service. */
 async function verify(t: Test, phase: string, db: TestDatabase, emuAddr: string, emu: RemoteEmulator, model: Model): Promise<ServiceProcess> {
-  const started = Date.now()
+  const _started = Date.now()
   const svc = await startServiceProcess(t, { databaseUrl: db.url, emulatorAddr: emuAddr })
   if (!svc.url) throw new Error(`${phase}: the clean service did not start: ${svc.p.stderr.join('\n')}`)
   const call = restClient(svc.url)

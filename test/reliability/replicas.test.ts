@@ -20,7 +20,6 @@
 import t, { type Test } from 'tap'
 import * as grpc from '@grpc/grpc-js'
 import { SysfsError } from '../../src/domain/errors.js'
-import { BusError } from '../../src/bus/port.js'
 import { SysfsBus } from '../../src/bus/sysfs-bus.js'
 import { connectEmulator, type RemoteEmulator, type WriteLog } from '../../src/emulator-remote/client.js'
 import { FENCE_METADATA_KEY, formatFence, parseFence } from '../../src/hostbus/fence.js'
@@ -397,7 +396,9 @@ async function replicasSuite(t: Test): Promise<void> {
   const [, ...started] = await Promise.all([applyMigrations(db.url), ...hosts.map(() => startEmulatorProcess(t))])
   const addrs = new Map(hosts.map((h, i) => [h, (started[i] as { addr: string }).addr]))
   const emus = new Map(hosts.map((h) => [h, connectEmulator(addrs.get(h)!)]))
-  t.teardown(() => emus.forEach((e) => e.close()))
+  t.teardown(() => {
+    for (const e of emus.values()) e.close()
+  })
   const ids = ['replica-1', 'replica-2', 'replica-3']
 
   // replica-1 starts alone and takes every lease. Its crash hook kills it

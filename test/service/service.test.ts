@@ -56,7 +56,7 @@ forEachDatabase(t, async (t, db) => {
       ['BUSY', '05.0004', U1],
       ['BUSY', '06.0004', U1],
     ])
-    t.ok(v.every((x) => x.fix && x.fix.includes('unassign')))
+    t.ok(v.every((x) => x.fix?.includes('unassign')))
     t.equal(await codeOf(service.setMasks('local', { apmask: 'zz' })), 'INVALID_ARGUMENT')
     t.equal(await codeOf(service.setMasks('local', { aqmask: [1, 'x'] })), 'INVALID_ARGUMENT')
   })

@@ -7,9 +7,9 @@ import t from 'tap'
 import { forEachDatabase } from './pg-helper.js'
 import { addHost, codeOf, openStore } from './store-fixture.js'
 
-const ONES = '0x' + 'f'.repeat(64)
-const FB = '0xfb' + 'f'.repeat(62)
-const F9 = '0xf9' + 'f'.repeat(62)
+const ONES = `0x${'f'.repeat(64)}`
+const FB = `0xfb${'f'.repeat(62)}`
+const F9 = `0xf9${'f'.repeat(62)}`
 
 forEachDatabase(t, async (t, db) => {
   const store = await openStore(t, db)

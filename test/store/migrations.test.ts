@@ -91,7 +91,7 @@ forEachDatabase(t, async (t, db) => {
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
     const opts = migrateOptions(db.url)
     const schemaPath = path.join(dir, 'schema.prisma')
-    fs.writeFileSync(schemaPath, fs.readFileSync(opts.schemaPath, 'utf8') + '\nmodel Drift {\n  id Int @id\n}\n')
+    fs.writeFileSync(schemaPath, `${fs.readFileSync(opts.schemaPath, 'utf8')}\nmodel Drift {\n  id Int @id\n}\n`)
     const d = await migrateDiff({ ...opts, schemaPath })
     t.equal(d.changed, true)
     t.match(d.script, /CREATE TABLE "Drift"/)

@@ -2,8 +2,8 @@ import t from 'tap'
 import { forEachDatabase } from './pg-helper.js'
 import { addHost, codeOf, manualClock, openStore } from './store-fixture.js'
 
-const ONES = '0x' + 'f'.repeat(64)
-const ZEROS = '0x' + '0'.repeat(64)
+const ONES = `0x${'f'.repeat(64)}`
+const ZEROS = `0x${'0'.repeat(64)}`
 
 forEachDatabase(t, async (t, db) => {
   const clock = manualClock()

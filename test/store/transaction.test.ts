@@ -34,7 +34,7 @@ forEachDatabase(t, async (t, db) => {
     const err = await store
       .transaction(async (tx) => {
         await tx.mdevs.create({ host: 'local', uuid: 'u-rollback', spec })
-        await tx.masks.set('local', { apmask: '0x' + 'f'.repeat(64), aqmask: '0x' + 'f'.repeat(64) })
+        await tx.masks.set('local', { apmask: `0x${'f'.repeat(64)}`, aqmask: `0x${'f'.repeat(64)}` })
         await tx.events.append({ host: 'local', kind: 'mdev', name: 'u-rollback', type: 'MdevDefined' })
         await tx.audit.append({ actor: 'alice', action: 'mdev.create', target: 'x', outcome: 'ok' })
         throw new ApmatrixError('APQN_IN_USE', 'admission said no')

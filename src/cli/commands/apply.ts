@@ -39,7 +39,7 @@ ${clientOptionsHelp({ timeout: `how long to wait for Ready (default ${DEFAULT_WA
       const doc = await readDocument(args.values.file, io)
       const ctx = clientContext(args, io, Math.min(DEFAULT_REQUEST_TIMEOUT_MS, Math.max(waitMs, 5_000)))
       const { body } = await ctx.client.request<ApplyResult>('PUT', `${ctx.hostPath}/desired`, { body: doc })
-      if (ctx.json) io.stdout.write(JSON.stringify(body, null, 2) + '\n')
+      if (ctx.json) io.stdout.write(`${JSON.stringify(body, null, 2)}\n`)
       else {
         io.stdout.write(`masks: generation ${body.masks.generation}\n`)
         for (const m of body.mdevs) io.stdout.write(`${m.uuid}: ${m.action} (generation ${m.generation})\n`)

@@ -23,7 +23,7 @@ const MAX_RECONNECTS = 5
 /** One event as a line of text (fixed columns: the stream cannot be measured in advance). */
 export function formatEventLine(e: ApiEvent): string {
   const obj = `${e.kind}/${e.name}`
-  return `${String(e.seq).padStart(6)}  ${e.time}  ${e.host.padEnd(8)}  ${e.type.padEnd(16)}  ${obj.padEnd(20)}  ${e.message ?? ''}`.trimEnd() + '\n'
+  return `${`${String(e.seq).padStart(6)}  ${e.time}  ${e.host.padEnd(8)}  ${e.type.padEnd(16)}  ${obj.padEnd(20)}  ${e.message ?? ''}`.trimEnd()}\n`
 }
 
 const HEADER = `${'SEQ'.padStart(6)}  ${'TIME'.padEnd(24)}  ${'HOST'.padEnd(8)}  ${'TYPE'.padEnd(16)}  ${'OBJECT'.padEnd(20)}  MESSAGE\n`
@@ -153,7 +153,7 @@ async function streamOnce(io: CliIo, ctx: ReturnType<typeof clientContext>, o: S
         }
       }
       const e = JSON.parse(msg.data) as ApiEvent
-      io.stdout.write(o.json ? JSON.stringify(e) + '\n' : formatEventLine(e))
+      io.stdout.write(o.json ? `${JSON.stringify(e)}\n` : formatEventLine(e))
       seen(e)
       if (--left <= 0) return { kind: 'limit' }
     }

@@ -60,7 +60,7 @@ export const inventoryCommand: CliCommand = {
       ])
       if (ctx.json) {
         const { body: domains } = await ctx.client.get<unknown>(`${ctx.hostPath}/domains`)
-        io.stdout.write(JSON.stringify({ host: ctx.host, adapters: adapters.body.items, queues, domains }, null, 2) + '\n')
+        io.stdout.write(`${JSON.stringify({ host: ctx.host, adapters: adapters.body.items, queues, domains }, null, 2)}\n`)
         return EXIT.OK
       }
       const rows = inventoryRows(adapters.body.items, queues, args.values.queues === true)

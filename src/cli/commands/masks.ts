@@ -24,7 +24,7 @@ export function renderMasks(m: Masks): string {
 }
 
 function print(io: CliIo, json: boolean, m: Masks): void {
-  io.stdout.write(json ? JSON.stringify(m, null, 2) + '\n' : renderMasks(m))
+  io.stdout.write(json ? `${JSON.stringify(m, null, 2)}\n` : renderMasks(m))
 }
 
 /** The `masks get` verb. */

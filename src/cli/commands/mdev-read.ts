@@ -37,7 +37,7 @@ ${clientOptionsHelp()}
           .map(([k, v]) => `${k}=${v}`)
           .join(',') || undefined
       const items = await listAll<Mdev>(ctx.client, `${ctx.hostPath}/mdevs`, { state, owner: args.values.owner as string | undefined, label })
-      if (ctx.json) io.stdout.write(JSON.stringify({ items }, null, 2) + '\n')
+      if (ctx.json) io.stdout.write(`${JSON.stringify({ items }, null, 2)}\n`)
       else if (items.length === 0) io.stderr.write(`No matrix devices on host ${ctx.host}${label || state || args.values.owner ? ' match' : ''}.\n`)
       else io.stdout.write(renderTable(MDEV_COLUMNS, items.map(mdevRow)))
       return EXIT.OK
@@ -64,7 +64,7 @@ ${clientOptionsHelp()}
       const uuid = requireUuid(args.positionals)
       const ctx = clientContext(args, io)
       const { body } = await ctx.client.get<Mdev>(`${ctx.hostPath}/mdevs/${uuid}`)
-      io.stdout.write(ctx.json ? JSON.stringify(body, null, 2) + '\n' : describeMdev(body))
+      io.stdout.write(ctx.json ? `${JSON.stringify(body, null, 2)}\n` : describeMdev(body))
       return EXIT.OK
     }),
 }

@@ -22,7 +22,7 @@ const MERGE_PATCH = { 'content-type': 'application/merge-patch+json' }
 const strings = (v: CliArgs['values'][string]) => (v === undefined ? undefined : (Array.isArray(v) ? v : [v]).map(String))
 
 function printDevice(io: CliIo, json: boolean, m: Mdev, line: string): void {
-  io.stdout.write(json ? JSON.stringify(m, null, 2) + '\n' : line + '\n')
+  io.stdout.write(json ? `${JSON.stringify(m, null, 2)}\n` : `${line}\n`)
 }
 
 /** The `mdev define` verb. */

@@ -8,7 +8,7 @@ import { renderPlan } from '../format/plan-view.js'
 
 /** Prints a plan (text or JSON) and returns its exit code: 0 without violations, 3 with (docs/api.md (Admission)). */
 export function printPlan(io: CliIo, json: boolean, plan: Plan): number {
-  io.stdout.write(json ? JSON.stringify(plan, null, 2) + '\n' : renderPlan(plan))
+  io.stdout.write(json ? `${JSON.stringify(plan, null, 2)}\n` : renderPlan(plan))
   return plan.violations.length ? EXIT.REFUSED : EXIT.OK
 }
 

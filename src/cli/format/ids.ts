@@ -27,5 +27,5 @@ export function formatIds(ids: readonly number[]): string {
 
 /** An APQN list, or `-`. */
 export function formatApqns(apqns: readonly string[] | undefined): string {
-  return apqns && apqns.length ? apqns.join(' ') : '-'
+  return apqns?.length ? apqns.join(' ') : '-'
 }

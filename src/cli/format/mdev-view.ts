@@ -70,7 +70,7 @@ export function describeMdev(m: Mdev): string {
   )
   const conds = st.conditions ?? []
   out += 'Conditions:\n'
-  if (conds.length === 0) return out + '  (none reported yet)\n'
+  if (conds.length === 0) return `${out}  (none reported yet)\n`
   const table = renderTable(
     ['TYPE', 'STATUS', 'REASON', 'GEN', 'SINCE', 'MESSAGE'],
     conds.map((c) => [c.type, c.status, c.reason, String(c.observedGeneration), c.lastTransitionTime, c.message]),

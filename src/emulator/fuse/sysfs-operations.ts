@@ -166,7 +166,7 @@ export function sysfsOperations(face: SysfsFace, opts: SysfsOperationsOptions = 
       cb(f.text.copy(buf, 0, pos, Math.min(f.text.length, pos + len)))
     },
 
-    write(path, fd, buf, len, pos, cb) {
+    write(path, fd, buf, len, _pos, cb) {
       const f = files.get(fd)
       if (!f) return cb(EBADF)
       const n = Math.min(len, SYSFS_PAGE)
@@ -176,21 +176,21 @@ export function sysfsOperations(face: SysfsFace, opts: SysfsOperationsOptions = 
       cb(r.ok ? n : r.code)
     },
 
-    release(path, fd, cb) {
+    release(_path, fd, cb) {
       files.release(fd)
       cb(0)
     },
 
     // kernfs accepts a size change and ignores it: `> attr` (O_TRUNC) and truncate(2) succeed.
-    truncate(path, size, cb) {
+    truncate(path, _size, cb) {
       cb(attrCheck('truncate', path))
     },
-    ftruncate(path, fd, size, cb) {
+    ftruncate(_path, fd, _size, cb) {
       cb(files.get(fd) ? 0 : EBADF)
     },
 
     // touch: kernfs keeps times; this emulation does not (a no-op that succeeds, as the kernel's would).
-    utimens(path, atime, mtime, cb) {
+    utimens(path, _atime, _mtime, cb) {
       const r = attempt('utimens', path, () => face.stat(sys(path)))
       cb(r.ok ? 0 : r.code)
     },

@@ -2,7 +2,7 @@
  * Wraps a handler body so that every unary call answers exactly once, through the one error mapper,
  * and does not start work for a call that is already cancelled or past its deadline.
  */
-import * as grpc from '@grpc/grpc-js'
+import type * as grpc from '@grpc/grpc-js'
 import { toGrpcError } from './errors.js'
 import { requestIdOf, type GrpcLogger } from './interceptors.js'
 

@@ -39,7 +39,7 @@ export function maskToPatch(req: UpdateMdevRequest__Output, currentLabels: Recor
     } else if (p.startsWith('labels.') && p.length > 7) {
       touchedLabels = true
       const k = p.slice(7)
-      labels[k] = Object.prototype.hasOwnProperty.call(req.labels, k) ? req.labels[k]! : null
+      labels[k] = Object.hasOwn(req.labels, k) ? req.labels[k]! : null
     } else if (p === 'owner') {
       meta.owner = req.owner || null
     } else {

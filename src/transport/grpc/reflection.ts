@@ -89,7 +89,7 @@ export function withFileDependencies(definition: protoLoader.PackageDefinition):
 
 /** protoc's map entry name: `control_domains` → `ControlDomainsEntry`. */
 function entryName(field: string): string {
-  return field.replace(/(?:^|_)([a-z0-9])/g, (_, c: string) => c.toUpperCase()) + 'Entry'
+  return `${field.replace(/(?:^|_)([a-z0-9])/g, (_, c: string) => c.toUpperCase())}Entry`
 }
 
 function renameMapEntries(ms: MessageProto[]): void {

@@ -88,7 +88,7 @@ function problem(status: number, code: string, detail: string, requestId: string
     detail,
     code,
     ...(errno ? { errno } : {}),
-    ...(violations && violations.length ? { violations } : {}),
+    ...(violations?.length ? { violations } : {}),
     requestId,
   }
 }

@@ -84,7 +84,7 @@ export async function startMounted(
       `emulator serve --mount did not come up (exit ${cli.dead ? 'yes' : 'no'}):\nstdout: ${cli.stdout.join('\n')}\nstderr: ${cli.stderr.join('\n')}`,
     )
   const mounted = cli.stdout.map((l) => MOUNTED.exec(l)).find((m) => m)
-  if (!mounted || mounted[1] !== fs.realpathSync(path.dirname(dir)) + '/' + path.basename(dir))
+  if (!mounted || mounted[1] !== `${fs.realpathSync(path.dirname(dir))}/${path.basename(dir)}`)
     throw new Error(`no (or another) mount line: ${cli.stdout.join('\n')}`)
   const client = connectEmulator(ready[1]!, { timeoutMs: 5000 })
   t.teardown(() => client.close())

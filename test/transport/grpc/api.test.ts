@@ -73,7 +73,7 @@ forEachDatabase(t, async (t, db) => {
     isError(t, await unary(call.getHost, { host: '../etc' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')
 
     const m = await ok(t, call.getMasks, { host: 'local' })
-    t.equal(m.spec!.apmask, '0x' + 'f'.repeat(64))
+    t.equal(m.spec!.apmask, `0x${'f'.repeat(64)}`)
     t.equal(m.status!.apmask_ids.length, 256)
     t.equal(m.metadata!.host, 'local')
 

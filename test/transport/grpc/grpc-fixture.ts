@@ -112,6 +112,8 @@ export async function grpcFixture(
     await server.close()
   })
   const clients = newClients()
-  t.teardown(() => opened.forEach((c) => c.close()))
+  t.teardown(() => {
+    for (const c of opened) c.close()
+  })
   return { ...fx, hub, grpc: server, target, clients, newClients }
 }

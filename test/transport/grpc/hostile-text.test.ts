@@ -14,7 +14,7 @@ import { unary, type UnaryMethod } from './grpc-fixture.js'
 
 const BOOM = '\u{1F4A5}'
 /** Control characters and emoji, short enough (31 UTF-16 units) to pass the 32-character bound and reach the format check. */
-const BAD_FORMAT = '\u0001\u0002\u001b' + BOOM.repeat(14)
+const BAD_FORMAT = `\u0001\u0002\u001b${BOOM.repeat(14)}`
 
 t.test('hostile text in gRPC requests cannot end the process', async (t) => {
   const db = await freshDatabase(t, 'sqlite')
@@ -43,9 +43,9 @@ t.test('hostile text in gRPC requests cannot end the process', async (t) => {
   const cases: Array<[string, () => ReturnType<typeof unary>]> = [
     [
       'SetMasks dry_run with an emoji mask',
-      () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', apmask: 'x' + BOOM.repeat(40), dry_run: true }),
+      () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', apmask: `x${BOOM.repeat(40)}`, dry_run: true }),
     ],
-    ['SetMasks with an emoji mask', () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', aqmask: 'x' + BOOM.repeat(40) })],
+    ['SetMasks with an emoji mask', () => unary(hosts.SetMasks.bind(hosts) as UnaryMethod<object, unknown>, { host: 'local', aqmask: `x${BOOM.repeat(40)}` })],
     [
       'ExportMdev with a control-character format',
       () =>

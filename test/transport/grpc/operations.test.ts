@@ -210,7 +210,9 @@ forEachDatabase(t, async (t, db) => {
     const mdevs = new v1.MdevService(target, grpc.credentials.createInsecure())
     const events = new v1.EventService(target, grpc.credentials.createInsecure())
     const h = healthClient(target)
-    t.teardown(() => [mdevs, events, h].forEach((c) => c.close()))
+    t.teardown(() => {
+      for (const c of [mdevs, events, h]) c.close()
+    })
     t.equal(await check(h, ''), 'SERVING')
     await fx.store.close()
     for (const o of [

@@ -110,7 +110,7 @@ forEachDatabase(t, async (t, db) => {
       'each got exactly the burst, in order',
     )
     t.comment(`fan-out of ${BURST} events to ${N} watchers: ${Date.now() - started} ms after the last write`)
-    ws.forEach((w) => w.call.cancel())
+    for (const w of ws) w.call.cancel()
     await until(() => fx.hub.size === 0, 'every subscription released on cancel')
   })
 

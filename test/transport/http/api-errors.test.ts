@@ -54,7 +54,7 @@ forEachDatabase(t, async (t, db) => {
     t.test('bad masks and desired bodies', async (t) => {
       isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: 5 } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: '0X12' } }), 400, 'INVALID_ARGUMENT')
-      isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: '0x' + '1'.repeat(65) } }), 400, 'INVALID_ARGUMENT')
+      isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: `0x${'1'.repeat(65)}` } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('PUT', '/v1/hosts/local/masks', { body: { apmask: '-1', bogus: true } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('PUT', '/v1/hosts/local/desired', { body: { mdevs: [{ uuid: U1 }] } }), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('PUT', '/v1/hosts/local/desired', { body: { mdevs: {} } }), 400, 'INVALID_ARGUMENT')
