@@ -118,11 +118,11 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   })
   // The service enqueues right after it commits; waking the hub there too delivers its events at once.
   const trigger = { enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()) }
-  const service = new ApmatrixService({ store, hosts: registry, reconciler: trigger })
+  const service = new ApmatrixService({ store, hosts: registry, reconciler: trigger, hub })
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
   }
-  const app = buildApp({ service, hub, logger: log.child({ component: 'http' }) })
+  const app = buildApp({ service, logger: log.child({ component: 'http' }) })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port
@@ -145,7 +145,6 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   try {
     grpc = await startGrpcServer({
       service,
-      hub,
       addr: `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${cfg.grpc.port}`,
       logger: log.child({ component: 'grpc' }),
       readiness,

@@ -91,3 +91,14 @@ export class SysfsError extends Error {
     this.errno = errno
   }
 }
+
+/**
+ * The INVALID_ARGUMENT error for one bad field: message `<field>: <message>`, one violation naming the
+ * field (with `fix` and the kernel `errno` when given). The one builder every layer uses for a bad input.
+ */
+export function invalidArgument(field: string, message: string, opts: { errno?: Errno; fix?: string } = {}): ApmatrixError {
+  return new ApmatrixError('INVALID_ARGUMENT', `${field}: ${message}`, {
+    ...(opts.errno ? { errno: opts.errno } : {}),
+    violations: [{ rule: 'INVALID_ARGUMENT', field, message, ...(opts.fix ? { fix: opts.fix } : {}) }],
+  })
+}

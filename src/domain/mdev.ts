@@ -131,3 +131,13 @@ function specError(violations: Violation[]): ApmatrixError {
     ...(code === 'OUT_OF_RANGE' ? { errno: 'ENODEV' as const } : {}),
   })
 }
+
+/** True when two specs describe the same device: the same id sets (order and duplicates ignored) and state. Pure. */
+export function sameSpec(a: MdevSpec, b: MdevSpec): boolean {
+  const same = (x: number[], y: number[]) => {
+    const nx = normalizeIds(x)
+    const ny = normalizeIds(y)
+    return nx.length === ny.length && nx.every((v, i) => v === ny[i])
+  }
+  return a.state === b.state && same(a.adapters, b.adapters) && same(a.domains, b.domains) && same(a.controlDomains, b.controlDomains)
+}

@@ -2,7 +2,7 @@
  * Admission (docs/api.md (Admission)): checks a proposed whole-host desired state against the current one and
  * throws one ApmatrixError listing every violation the change introduces. Pure.
  */
-import { ApmatrixError, type Errno, type ErrorCode, type Violation } from '../domain/errors.js'
+import { ApmatrixError, invalidArgument, type Errno, type ErrorCode, type Violation } from '../domain/errors.js'
 import { parseId } from '../domain/ids.js'
 import { Mask, parseMaskWrite } from '../domain/mask.js'
 import type { HostLimits, MdevDesired } from '../domain/mdev.js'
@@ -120,10 +120,5 @@ export function parseMaskInput(input: MaskInput, current: Mask, field: string): 
 }
 
 function invalid(field: string, message: string, errno?: 'EINVAL'): ApmatrixError {
-  return new ApmatrixError('INVALID_ARGUMENT', `${field}: ${message}`, {
-    ...(errno ? { errno } : {}),
-    violations: [
-      { rule: 'INVALID_ARGUMENT', field, message: `${field}: ${message}`, fix: 'use 0x + up to 64 hex digits, +n,-m,+a-b terms, or an array of ids' },
-    ],
-  })
+  return invalidArgument(field, message, { ...(errno ? { errno } : {}), fix: 'use 0x + up to 64 hex digits, +n,-m,+a-b terms, or an array of ids' })
 }

@@ -8,6 +8,9 @@ import type { ObservedAdapter, ObservedQueue } from '../domain/observed.js'
 import type { PlanOp } from '../domain/plan.js'
 import type { MdevCondition } from '../store/index.js'
 import type { StoredMdevStatus } from '../domain/mdev-status.js'
+import type { PlanAnswer, PlanDetail } from './plan-summary.js'
+
+export type { ApqnSetSummary, FirstOf, PlanAnswer, PlanDetail, PlanOperationSummary, PlanSummary } from './plan-summary.js'
 
 /** Who calls and how: the per-request options every mutating operation takes. */
 export interface CallContext {
@@ -21,6 +24,8 @@ export interface CallContext {
   dryRun?: boolean
   /** Creates only: the same key with the same request returns the stored result. */
   idempotencyKey?: string
+  /** How a returned plan is answered (dry runs, apply): `summary` (default) or `full`. */
+  planView?: PlanDetail
 }
 
 /** A host (docs/api.md (Resources) Host). */
@@ -126,6 +131,26 @@ export interface MdevReplaceInput {
   owner?: string | null
 }
 
+/**
+ * A change of the named fields of a matrix device only (gRPC UpdateMdev with a field mask); absent
+ * fields stay as stored.
+ */
+export interface MdevFieldsUpdate {
+  /** Spec fields to set; a null field returns to its default (an empty id list, `started`). */
+  spec?: {
+    adapters?: Array<number | string> | null
+    domains?: Array<number | string> | null
+    controlDomains?: Array<number | string> | null
+    state?: 'started' | 'stopped' | null
+  }
+  /** Replaces the whole label map. */
+  labels?: Record<string, string>
+  /** Sets (a string) or removes (null) single labels, after `labels`. */
+  labelChanges?: Record<string, string | null>
+  /** The new owner; null = none. */
+  owner?: string | null
+}
+
 /** Condition as stored by the reconciler. */
 export type ConditionView = MdevCondition
 
@@ -201,11 +226,11 @@ export interface PlanView {
  * `created` (creates only) tells a new object from an idempotent repeat; `replayed` that the result
  * came from an earlier request with the same idempotency key.
  */
-export type Mutation<T> = { dryRun: false; result: T; created?: boolean; replayed?: boolean } | { dryRun: true; plan: PlanView }
+export type Mutation<T> = { dryRun: false; result: T; created?: boolean; replayed?: boolean } | { dryRun: true; plan: PlanAnswer }
 
 /** Result of a whole-host apply. */
 export interface ApplyResult {
-  plan: PlanView
+  plan: PlanAnswer
   masks: { generation: number; resourceVersion: string }
   mdevs: Array<{ uuid: string; generation: number; resourceVersion: string; action: 'created' | 'updated' | 'unchanged' | 'deleted' }>
 }

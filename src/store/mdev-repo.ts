@@ -1,7 +1,7 @@
 import { ApmatrixError } from '../domain/errors.js'
 import type { Condition, StoredMdevStatus } from '../domain/mdev-status.js'
 import { normalizeIds } from '../domain/ids.js'
-import type { MdevSpec, MdevState } from '../domain/mdev.js'
+import { sameSpec, type MdevSpec, type MdevState } from '../domain/mdev.js'
 import type { DbTx } from './client.js'
 import { RetryTransaction, type StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
@@ -96,10 +96,6 @@ type MdevRow = {
 /** The spec in canonical form (sorted unique ids), as stored and compared. */
 function canonicalSpec(s: MdevSpec): MdevSpec {
   return { adapters: normalizeIds(s.adapters), domains: normalizeIds(s.domains), controlDomains: normalizeIds(s.controlDomains), state: s.state }
-}
-
-function sameSpec(a: MdevSpec, b: MdevSpec): boolean {
-  return toJson(canonicalSpec(a)) === toJson(canonicalSpec(b))
 }
 
 function specColumns(s: MdevSpec) {

@@ -92,8 +92,8 @@ export async function eventsServer(t: Test, fx: ServerFixture): Promise<string> 
   const { StaticHostRegistry } = await import('../../src/hosts/managed-host.js')
   const hub = new EventHub({ source: fx.svc.store.events, pollIntervalMs: 50 })
   await hub.start()
-  const service = new ApmatrixService({ store: fx.svc.store, hosts: new StaticHostRegistry(fx.svc.hosts), reconciler: fx.svc.reconciler })
-  const app = buildApp({ service, hub, docs: false })
+  const service = new ApmatrixService({ store: fx.svc.store, hosts: new StaticHostRegistry(fx.svc.hosts), reconciler: fx.svc.reconciler, hub })
+  const app = buildApp({ service, docs: false })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(async () => {
     await app.close()

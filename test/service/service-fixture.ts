@@ -4,6 +4,7 @@
  * reconciler itself is tested elsewhere).
  */
 import type { Test } from 'tap'
+import { EventHub, type EventHubOptions } from '../../src/events/hub.js'
 import { StaticHostRegistry } from '../../src/hosts/managed-host.js'
 import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
 import { ApmatrixService } from '../../src/service/index.js'
@@ -17,17 +18,28 @@ export interface ServiceFixture {
   host: LocalEmulatedHost
   /** Hosts passed to reconciler.enqueue, in order. */
   enqueued: string[]
+  /** The started event hub behind `service.watch` (closed at teardown, after what was registered before it). */
+  hub: EventHub
 }
 
-/** Builds the fixture; everything is closed at t's teardown. */
-export async function serviceFixture(t: Test, db: TestDatabase, profile = 'demo'): Promise<ServiceFixture> {
+/** Builds the fixture; everything is closed at t's teardown. `hub` options tune the event hub (poll period 20 ms by default). */
+export async function serviceFixture(
+  t: Test,
+  db: TestDatabase,
+  profile = 'demo',
+  opts: { hub?: Omit<EventHubOptions, 'source'> } = {},
+): Promise<ServiceFixture> {
   const store = await openStore(t, db)
   const host = new LocalEmulatedHost({ name: 'local', profile, realtime: false })
   t.teardown(() => host.close())
+  const hub = new EventHub({ source: store.events, pollIntervalMs: 20, ...opts.hub })
+  t.teardown(() => hub.close())
   const enqueued: string[] = []
-  const service = new ApmatrixService({ store, hosts: new StaticHostRegistry([host]), reconciler: { enqueue: (h) => void enqueued.push(h) } })
+  const service = new ApmatrixService({ store, hosts: new StaticHostRegistry([host]), reconciler: { enqueue: (h) => void enqueued.push(h) }, hub })
   await service.syncHosts()
-  return { service, store, host, enqueued }
+  // Started after the first contact: a watch "from now" begins after the MasksAdopted event.
+  await hub.start()
+  return { service, store, host, enqueued, hub }
 }
 
 /** Canonical test uuids. */

@@ -7,6 +7,7 @@ import { forEachDatabase } from '../store/pg-helper.js'
 import { codeOf } from '../store/store-fixture.js'
 import { ApmatrixError } from '../../src/domain/errors.js'
 import { serviceFixture, U1, U2, U3 } from './service-fixture.js'
+import type { PlanAnswer, PlanView } from '../../src/service/index.js'
 
 forEachDatabase(t, async (t, db) => {
   const { service, store, host, enqueued } = await serviceFixture(t, db)
@@ -104,9 +105,9 @@ forEachDatabase(t, async (t, db) => {
   t.test('update, patch, If-Match, dry run stores nothing', async (t) => {
     const cur = await service.getMdev('local', U1)
     t.equal(await codeOf(service.replaceMdev('local', U1, { spec: { adapters: [5], domains: [4] } }, { ifMatch: 'stale' })), 'CONFLICT')
-    const dry = await service.replaceMdev('local', U1, { spec: { adapters: [5], domains: [4, 5] } }, { dryRun: true })
+    const dry = await service.replaceMdev('local', U1, { spec: { adapters: [5], domains: [4, 5] } }, { dryRun: true, planView: 'full' })
     t.ok(dry.dryRun)
-    if (dry.dryRun) t.ok(dry.plan.claimedApqns.some((c) => c.apqn === '05.0005'))
+    if (dry.dryRun) t.ok(fullPlan(dry.plan).claimedApqns.some((c) => c.apqn === '05.0005'))
     t.same((await service.getMdev('local', U1)).metadata.resourceVersion, cur.metadata.resourceVersion, 'dry run changed nothing')
     const r = await service.replaceMdev(
       'local',
@@ -145,14 +146,12 @@ forEachDatabase(t, async (t, db) => {
     const e = (await service.createMdev('local', { uuid: U3, spec: { adapters: [7], domains: [0x47] } }).catch((x) => x)) as ApmatrixError
     t.equal(e.code, 'APQN_IN_USE')
     t.match(e.violations, [{ apqn: '07.0047', owner: foreign }])
-    const plan = await service.plan('local', { uuid: U3, spec: { adapters: [7], domains: [0x47] } })
+    const plan = fullPlan(await service.plan('local', { uuid: U3, spec: { adapters: [7], domains: [0x47] } }, 'full'))
     t.match(plan.violations, [{ rule: 'APQN_IN_USE', owner: foreign }])
     // V-20: adapter 3 is within the maxima but not in this machine's configuration.
-    const filtered = await service.plan('local', {
-      owner: 'probe',
-      masks: { apmask: '-3' },
-      mdevs: [{ uuid: U3, spec: { adapters: [3, 6], domains: [0x0a] } }],
-    })
+    const filtered = fullPlan(
+      await service.plan('local', { owner: 'probe', masks: { apmask: '-3' }, mdevs: [{ uuid: U3, spec: { adapters: [3, 6], domains: [0x0a] } }] }, 'full'),
+    )
     t.same(filtered.violations, [])
     t.same(filtered.filteredAdapters, [{ uuid: U3, apid: 3, reason: 'NotInHostConfig', apqns: [] }])
     t.same(
@@ -173,17 +172,17 @@ forEachDatabase(t, async (t, db) => {
       })
       .catch((x) => x)) as ApmatrixError
     t.equal(bad.code, 'INVALID_ARGUMENT')
-    const ok = await service.applyDesired('local', {
-      owner: 'fleet',
-      masks: { aqmask: '-10' },
-      mdevs: [{ uuid: U2, spec: { adapters: [6], domains: [0x0a] } }],
-    })
+    const ok = await service.applyDesired(
+      'local',
+      { owner: 'fleet', masks: { aqmask: '-10' }, mdevs: [{ uuid: U2, spec: { adapters: [6], domains: [0x0a] } }] },
+      { planView: 'full' },
+    )
     if (ok.dryRun) return t.fail('not a dry run')
     t.same(
       ok.result.mdevs.map((m) => [m.uuid, m.action]),
       [[U2, 'created']],
     )
-    t.ok(ok.result.plan.operations.some((o) => o.kind === 'createMdev'))
+    t.ok(fullPlan(ok.result.plan).operations.some((o) => o.kind === 'createMdev'))
     t.equal((await service.getMdev('local', U2)).metadata.owner, 'fleet')
     const next = await service.applyDesired('local', { owner: 'fleet', mdevs: [] })
     if (next.dryRun) return t.fail('not a dry run')
@@ -225,3 +224,9 @@ forEachDatabase(t, async (t, db) => {
     t.equal(await codeOf(service.createMdev('local', { spec: { adapters: [7], domains: [1] } })), 'UNAVAILABLE')
   })
 })
+
+/** The lists of a plan answered in the full view (fails the test's type check otherwise). */
+function fullPlan(p: PlanAnswer): PlanView {
+  if (p.view !== 'full') throw new Error(`expected the full view, got ${p.view}`)
+  return p
+}

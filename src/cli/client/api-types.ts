@@ -4,7 +4,7 @@
  * Type-only imports: the CLI loads none of the service's code.
  */
 
-import type { AdapterView, ApplyResult, ConditionView, DomainsView, MasksView, MdevView, Page, PlanView, QueueView } from '../../service/types.js'
+import type { AdapterView, ApplyResult, ConditionView, DomainsView, MasksView, MdevView, Page, PlanAnswer, PlanView, QueueView } from '../../service/types.js'
 
 // The service's views are the JSON bodies of the REST API (dates already strings), so the client reads
 // them through the same types: a change of the contract breaks the CLI's build, not its users.
@@ -15,7 +15,8 @@ export type Condition = ConditionView
 export type Mdev = MdevView
 export type MdevSpec = MdevView['spec']
 export type Masks = MasksView
-export type Plan = PlanView
+/** A plan as answered: the summary, and with `view=full` every list. */
+export type Plan = PlanAnswer
 export type PlanOp = PlanView['operations'][number]
 
 /** The answer of a mutating call with `?dryRun=true`. */

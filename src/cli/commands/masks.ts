@@ -76,7 +76,10 @@ ${clientOptionsHelp()}
       if (Object.keys(body).length === 0) throw new UsageError('nothing to set: give --apmask=SPEC and/or --aqmask=SPEC')
       const ctx = clientContext(args, io)
       const dryRun = args.values['dry-run'] === true
-      const { body: out } = await ctx.client.request<Masks | DryRun>('PUT', `${ctx.hostPath}/masks`, { body, query: { dryRun: dryRun || undefined } })
+      const { body: out } = await ctx.client.request<Masks | DryRun>('PUT', `${ctx.hostPath}/masks`, {
+        body,
+        query: { dryRun: dryRun || undefined, view: dryRun ? 'full' : undefined },
+      })
       if ('dryRun' in out) return printPlan(io, ctx.json, out.plan)
       print(io, ctx.json, out)
       return EXIT.OK

@@ -82,7 +82,10 @@ ${clientOptionsHelp()}
       }
       const ctx = clientContext(args, io)
       const dryRun = args.values['dry-run'] === true
-      const res = await ctx.client.request<Mdev>('POST', `${ctx.hostPath}/mdevs`, { body, query: { dryRun: dryRun || undefined } })
+      const res = await ctx.client.request<Mdev>('POST', `${ctx.hostPath}/mdevs`, {
+        body,
+        query: { dryRun: dryRun || undefined, view: dryRun ? 'full' : undefined },
+      })
       if (dryRun) return printPlan(io, ctx.json, (res.body as unknown as DryRun).plan)
       if (res.status === 200 && !ctx.json) io.stderr.write('already defined with this spec (nothing changed)\n')
       printDevice(io, ctx.json, res.body, res.body.metadata.uuid)

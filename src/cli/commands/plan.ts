@@ -9,7 +9,7 @@ import { renderPlan } from '../format/plan-view.js'
 /** Prints a plan (text or JSON) and returns its exit code: 0 without violations, 3 with (docs/api.md (Admission)). */
 export function printPlan(io: CliIo, json: boolean, plan: Plan): number {
   io.stdout.write(json ? `${JSON.stringify(plan, null, 2)}\n` : renderPlan(plan))
-  return plan.violations.length ? EXIT.REFUSED : EXIT.OK
+  return plan.summary.violations.count ? EXIT.REFUSED : EXIT.OK
 }
 
 /** The `plan` verb. */
@@ -34,7 +34,8 @@ ${clientOptionsHelp()}
     withClientErrors(io, async () => {
       const doc = await readDocument(args.values.file, io)
       const ctx = clientContext(args, io)
-      const { body } = await ctx.client.request<Plan>('POST', `${ctx.hostPath}/plan`, { body: doc })
+      // The full view: short lists print row by row, long ones as the summary's ranges (format/plan-view.ts).
+      const { body } = await ctx.client.request<Plan>('POST', `${ctx.hostPath}/plan`, { body: doc, query: { view: 'full' } })
       return printPlan(io, ctx.json, body)
     }),
 }

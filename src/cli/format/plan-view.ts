@@ -1,8 +1,9 @@
 /**
- * A dry-run plan for people (docs/api.md (Reconcile): the ordered operations, the APQNs the cross product pulls in
+ * A dry-run plan for people (docs/api.md (Reconcile) "Plan views": the ordered operations, the APQNs the cross product pulls in
  * with their current owners, adapters a guest would lose to filtering (V-20), the host queues that would
  * be drained, and every violation with its fix).
  */
+import type { ApqnSetSummary } from '../../service/types.js'
 import type { Plan, PlanOp } from '../client/api-types.js'
 import { formatViolations } from '../client/report-error.js'
 import { formatRanges } from './ids.js'
@@ -59,29 +60,63 @@ export function describeOp(op: PlanOp): string {
   }
 }
 
-/** The whole plan as text. */
+/** Lists longer than this are printed as the summary's counts and ranges, not row by row. */
+const MAX_ROWS = 64
+
+function ranges(set: ApqnSetSummary): string {
+  return `${set.ranges.join(' ')}${set.moreRanges ? ` ... (${set.moreRanges} more ranges)` : ''}`
+}
+
+/**
+ * The whole plan as text. A full answer is printed row by row; a summary answer, or a list too long to
+ * read (more than 64 rows), is printed as the summary's counts, APQN ranges and first entries.
+ */
 export function renderPlan(plan: Plan): string {
+  const s = plan.summary
+  const full = plan.view === 'full' ? plan : null
   let out = ''
-  out += plan.operations.length ? `Operations (${plan.operations.length}):\n` : 'Operations: none (already converged)\n'
-  plan.operations.forEach((op, i) => {
-    out += `  ${String(i + 1).padStart(2)}. ${op.kind.padEnd(14)} ${describeOp(op)}\n`
-  })
-  if (plan.claimedApqns.length) {
-    out += `Claimed APQNs (${plan.claimedApqns.length}):\n`
+  if (!s.operationCount) out += 'Operations: none (already converged)\n'
+  else if (full && full.operations.length <= MAX_ROWS) {
+    out += `Operations (${full.operations.length}):\n`
+    full.operations.forEach((op, i) => {
+      out += `  ${String(i + 1).padStart(2)}. ${op.kind.padEnd(14)} ${describeOp(op)}\n`
+    })
+  } else {
+    out += `Operations (${s.operationCount}, by kind in plan order):\n`
+    for (const k of s.operations) {
+      const devices = k.deviceCount ? ` ${k.devices.join(' ')}${k.deviceCount > k.devices.length ? ` ... (${k.deviceCount} devices)` : ''}` : ''
+      const apqns = k.apqns.count ? ` APQNs ${ranges(k.apqns)}` : ''
+      out += `  ${String(k.count).padStart(5)} x ${k.kind.padEnd(14)}${devices}${apqns}\n`
+    }
+  }
+  if (full && full.claimedApqns.length && full.claimedApqns.length <= MAX_ROWS) {
+    out += `Claimed APQNs (${full.claimedApqns.length}):\n`
     out += renderTable(
       ['APQN', 'DEVICE', 'CURRENT OWNER'],
-      plan.claimedApqns.map((c) => [c.apqn, c.uuid, c.currentOwner ?? '-']),
+      full.claimedApqns.map((c) => [c.apqn, c.uuid, c.currentOwner ?? '-']),
     ).replace(/^(?=.)/gm, '  ')
+  } else if (s.claimedApqns.count) {
+    const owners = s.claimedApqns.byOwner.map((o) => `${o.currentOwner ?? '-'} ${o.count}`).join(', ')
+    out += `Claimed APQNs (${s.claimedApqns.count}; by current owner: ${owners}): ${ranges(s.claimedApqns)}\n`
   }
-  if (plan.drainedQueues.length) out += `Drained queues (${plan.drainedQueues.length}): ${plan.drainedQueues.join(' ')}\n`
-  if (plan.filteredAdapters.length) {
-    out += 'Adapters a guest would lose to filtering (V-20):\n'
-    for (const f of plan.filteredAdapters) out += `  ${f.uuid}: adapter ${f.apid} (${f.reason}): ${f.apqns.join(' ')}\n`
+  if (full && full.drainedQueues.length && full.drainedQueues.length <= MAX_ROWS)
+    out += `Drained queues (${full.drainedQueues.length}): ${full.drainedQueues.join(' ')}\n`
+  else if (s.drainedQueues.count) out += `Drained queues (${s.drainedQueues.count}): ${ranges(s.drainedQueues)}\n`
+  const filtered = full ? full.filteredAdapters : s.filteredAdapters.first
+  if (filtered.length) {
+    out += `Adapters a guest would lose to filtering (V-20)${filtered.length < s.filteredAdapters.count ? `, the first ${filtered.length} of ${s.filteredAdapters.count}` : ''}:\n`
+    for (const f of filtered.slice(0, MAX_ROWS)) out += `  ${f.uuid}: adapter ${f.apid} (${f.reason}): ${f.apqns.join(' ')}\n`
   }
-  if (plan.deferred.length) {
+  const deferred = full ? full.deferred : s.deferred.first
+  if (deferred.length) {
     out += 'Deferred:\n'
-    for (const d of plan.deferred) out += `  ${d.reason}${d.uuid ? ` ${d.uuid}` : ''}: ${d.message}\n`
+    for (const d of deferred.slice(0, MAX_ROWS)) out += `  ${d.reason}${d.uuid ? ` ${d.uuid}` : ''}: ${d.message}\n`
   }
-  out += plan.violations.length ? `Violations (${plan.violations.length}):\n${formatViolations(plan.violations)}` : 'Violations: none\n'
+  const violations = full ? full.violations : s.violations.first
+  if (!s.violations.count) out += 'Violations: none\n'
+  else {
+    const shown = violations.slice(0, MAX_ROWS)
+    out += `Violations (${s.violations.count}${shown.length < s.violations.count ? `, the first ${shown.length}` : ''}):\n${formatViolations(shown)}`
+  }
   return out
 }

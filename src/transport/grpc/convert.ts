@@ -3,7 +3,8 @@
  * service's plain shapes (camelCase, src/service/types.ts). Pure: no service calls, no rules beyond
  * proto3's "empty means absent" conventions documented in the .proto files.
  */
-import { ApmatrixError, type Violation } from '../../domain/errors.js'
+import { invalidArgument, type Violation } from '../../domain/errors.js'
+import { HOST_NAME, IDEMPOTENCY_KEY } from '../../domain/names.js'
 import type { PlanOp } from '../../domain/plan.js'
 import type {
   AdapterView,
@@ -15,10 +16,19 @@ import type {
   MasksView,
   MdevSpecInput,
   MdevView,
+  ApqnSetSummary,
+  PlanAnswer,
+  PlanDetail,
+  PlanSummary,
   PlanView,
   QueueView,
+  WatchedEvent,
 } from '../../service/index.js'
-import type { EventRecord } from '../../events/hub.js'
+import type { ApqnSet } from '../../generated/grpc/apmatrix/v1/ApqnSet.js'
+import type { DeferredStep } from '../../generated/grpc/apmatrix/v1/DeferredStep.js'
+import type { FilteredAdapter } from '../../generated/grpc/apmatrix/v1/FilteredAdapter.js'
+import type { PlanSummary as WirePlanSummary } from '../../generated/grpc/apmatrix/v1/PlanSummary.js'
+import type { PlanView as PlanViewWire } from '../../generated/grpc/apmatrix/v1/PlanView.js'
 import type { Adapter } from '../../generated/grpc/apmatrix/v1/Adapter.js'
 import type { DesiredState__Output } from '../../generated/grpc/apmatrix/v1/DesiredState.js'
 import type { Domains } from '../../generated/grpc/apmatrix/v1/Domains.js'
@@ -36,17 +46,12 @@ import type { Violation as WireViolation } from '../../generated/grpc/apmatrix/v
 
 // ---- requests ------------------------------------------------------------------------------------
 
-const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
-const KEY = /^[\x21-\x7e]{1,128}$/
-
-function invalid(field: string, message: string): ApmatrixError {
-  return new ApmatrixError('INVALID_ARGUMENT', `${field}: ${message}`, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
-}
+const invalid = invalidArgument
 
 /** A required host name (same syntax as REST); INVALID_ARGUMENT when missing or malformed. */
 export function hostIn(v: string): string {
   if (!v) throw invalid('host', 'is required')
-  if (!HOST.test(v)) throw invalid('host', 'must be 1..63 of [A-Za-z0-9._-], starting alphanumeric')
+  if (!HOST_NAME.test(v)) throw invalid('host', 'must be 1..63 of [A-Za-z0-9._-], starting alphanumeric')
   return v
 }
 
@@ -77,19 +82,29 @@ export function limitIn(v: number): number | undefined {
 /** The service's call context from the wire fields every mutating request may carry. */
 export function callContextIn(
   base: { requestId: string; actor: string },
-  req: { dry_run?: boolean; resource_version?: string; idempotency_key?: string },
+  req: { dry_run?: boolean; resource_version?: string; idempotency_key?: string; view?: PlanViewWire },
 ): CallContext {
   const ctx: CallContext = { requestId: base.requestId, actor: base.actor }
   if (req.dry_run) ctx.dryRun = true
+  const view = planViewIn(req.view)
+  if (view) ctx.planView = view
   if (req.resource_version) {
     if (req.resource_version.length > 128) throw invalid('resource_version', 'at most 128 characters')
     ctx.ifMatch = req.resource_version
   }
   if (req.idempotency_key) {
-    if (!KEY.test(req.idempotency_key)) throw invalid('idempotency_key', 'must be 1..128 visible ASCII characters')
+    if (!IDEMPOTENCY_KEY.test(req.idempotency_key)) throw invalid('idempotency_key', 'must be 1..128 visible ASCII characters')
     ctx.idempotencyKey = req.idempotency_key
   }
   return ctx
+}
+
+/** The plan view of a request (absent or UNSPECIFIED: the service's default, the summary). */
+export function planViewIn(v: PlanViewWire | undefined): PlanDetail | undefined {
+  if (v === undefined || v === 'PLAN_VIEW_UNSPECIFIED' || v === 0) return undefined
+  if (v === 'PLAN_VIEW_SUMMARY' || v === 1) return 'summary'
+  if (v === 'PLAN_VIEW_FULL' || v === 2) return 'full'
+  throw invalid('view', 'must be PLAN_VIEW_SUMMARY or PLAN_VIEW_FULL')
 }
 
 /** A spec; an empty state means the default (`started`). */
@@ -261,18 +276,51 @@ function opOut(op: PlanOp): PlanOperation {
   }
 }
 
-export function planOut(p: PlanView): Plan {
+/** A plan answer: the summary always, the lists in the full view (empty otherwise). */
+export function planOut(a: PlanAnswer): Plan {
+  const full = a.view === 'full' ? a : null
   return {
-    operations: p.operations.map(opOut),
-    violations: p.violations.map(violationOut),
-    claimed_apqns: p.claimedApqns.map((c) => ({ apqn: c.apqn, uuid: c.uuid, current_owner: c.currentOwner ?? '' })),
-    filtered_adapters: p.filteredAdapters.map((f) => ({ uuid: f.uuid, apid: f.apid, reason: f.reason, apqns: f.apqns })),
-    drained_queues: p.drainedQueues,
-    deferred: p.deferred.map((d) => ({ reason: d.reason, uuid: d.uuid ?? '', apqns: d.apqns ?? [], message: d.message })),
+    operations: full ? full.operations.map(opOut) : [],
+    violations: full ? full.violations.map(violationOut) : [],
+    claimed_apqns: full ? full.claimedApqns.map((c) => ({ apqn: c.apqn, uuid: c.uuid, current_owner: c.currentOwner ?? '' })) : [],
+    filtered_adapters: full ? full.filteredAdapters.map(filteredOut) : [],
+    drained_queues: full ? full.drainedQueues : [],
+    deferred: full ? full.deferred.map(deferredOut) : [],
+    view: a.view,
+    summary: summaryOut(a.summary),
   }
 }
 
-export function eventOut(e: EventRecord): Event {
+function filteredOut(f: PlanView['filteredAdapters'][number]): FilteredAdapter {
+  return { uuid: f.uuid, apid: f.apid, reason: f.reason, apqns: f.apqns }
+}
+
+function deferredOut(d: PlanView['deferred'][number]): DeferredStep {
+  return { reason: d.reason, uuid: d.uuid ?? '', apqns: d.apqns ?? [], message: d.message }
+}
+
+function apqnSetOut(a: ApqnSetSummary): ApqnSet {
+  return { count: a.count, ranges: a.ranges, more_ranges: a.moreRanges }
+}
+
+function summaryOut(s: PlanSummary): WirePlanSummary {
+  return {
+    operation_count: s.operationCount,
+    operations: s.operations.map((o) => ({ kind: o.kind, count: o.count, devices: o.devices, device_count: o.deviceCount, apqns: apqnSetOut(o.apqns) })),
+    violation_count: s.violations.count,
+    violations: s.violations.first.map(violationOut),
+    claimed_apqns: apqnSetOut(s.claimedApqns),
+    claimed_by_owner: s.claimedApqns.byOwner.map((o) => ({ current_owner: o.currentOwner ?? '', count: o.count })),
+    filtered_adapter_count: s.filteredAdapters.count,
+    filtered_adapters: s.filteredAdapters.first.map(filteredOut),
+    drained_queues: apqnSetOut(s.drainedQueues),
+    deferred_count: s.deferred.count,
+    deferred: s.deferred.first.map(deferredOut),
+  }
+}
+
+/** An event on a Watch stream; `libvirt` set in the libvirt format. */
+export function eventOut(e: WatchedEvent['event'], libvirt?: WatchedEvent['libvirt']): Event {
   return {
     seq: String(e.seq),
     type: e.type,
@@ -284,5 +332,7 @@ export function eventOut(e: EventRecord): Event {
     request_id: e.requestId ?? '',
     actor: e.actor ?? '',
     data_json: JSON.stringify(e.data ?? {}),
+    libvirt_lifecycle: libvirt?.lifecycle ?? '',
+    libvirt_device: libvirt?.device ?? '',
   }
 }

@@ -1,10 +1,11 @@
 /**
- * UpdateMdev's `update_mask` (google.protobuf.FieldMask) as a JSON merge patch for the service
- * (`ApmatrixService.patchMdev`), so gRPC and REST PATCH share one code path. Paths: `spec`,
+ * UpdateMdev's `update_mask` (google.protobuf.FieldMask) as a field update for the service
+ * (`ApmatrixService.updateMdevFields`, the same write path as REST PATCH). Paths: `spec`,
  * `spec.adapters`, `spec.domains`, `spec.control_domains`, `spec.state`, `labels`, `labels.<key>`, `owner`.
  */
 import { ApmatrixError } from '../../domain/errors.js'
 import type { UpdateMdevRequest__Output } from '../../generated/grpc/apmatrix/v1/UpdateMdevRequest.js'
+import type { MdevFieldsUpdate } from '../../service/index.js'
 import { specIn } from './convert.js'
 import { clip } from '../../domain/text.js'
 
@@ -12,17 +13,17 @@ const SPEC_FIELDS: Record<string, string> = { adapters: 'adapters', domains: 'do
 const MAX_PATHS = 100
 
 /**
- * The merge patch for a non-empty mask. `currentLabels` is needed only for the `labels` path (a whole
- * map replaced = the keys it drops set to null). INVALID_ARGUMENT for an unknown path.
+ * The field update of a non-empty mask: `labels` replaces the whole map (the service computes the
+ * removed keys from the device it reads under the host lock), `labels.<key>` sets or removes one label.
+ * INVALID_ARGUMENT for an unknown path.
  */
-export function maskToPatch(req: UpdateMdevRequest__Output, currentLabels: Record<string, string> | null): Record<string, unknown> {
+export function maskToUpdate(req: UpdateMdevRequest__Output): MdevFieldsUpdate {
   const paths = req.update_mask?.paths ?? []
   if (paths.length > MAX_PATHS) throw bad(['update_mask'], `at most ${MAX_PATHS} paths`)
-  const spec: Record<string, unknown> = {}
-  const labels: Record<string, string | null> = {}
-  const meta: Record<string, unknown> = {}
+  const spec: NonNullable<MdevFieldsUpdate['spec']> = {}
+  const labelChanges: Record<string, string | null> = {}
+  const update: MdevFieldsUpdate = {}
   let wholeSpec = false
-  let touchedLabels = false
   const unknown: string[] = []
   for (const p of paths) {
     if (p === 'spec') {
@@ -31,38 +32,28 @@ export function maskToPatch(req: UpdateMdevRequest__Output, currentLabels: Recor
       const f = p.slice(5)
       const v = req.spec ? (req.spec as unknown as Record<string, unknown>)[f] : undefined
       // `spec.state` empty: back to the default.
-      spec[SPEC_FIELDS[f]!] = f === 'state' ? (v ? v : null) : (v ?? [])
+      ;(spec as Record<string, unknown>)[SPEC_FIELDS[f]!] = f === 'state' ? (v ? v : null) : (v ?? [])
     } else if (p === 'labels') {
-      touchedLabels = true
-      for (const k of Object.keys(currentLabels ?? {})) labels[k] = null
-      Object.assign(labels, req.labels)
+      update.labels = { ...req.labels }
     } else if (p.startsWith('labels.') && p.length > 7) {
-      touchedLabels = true
       const k = p.slice(7)
-      labels[k] = Object.hasOwn(req.labels, k) ? req.labels[k]! : null
+      labelChanges[k] = Object.hasOwn(req.labels, k) ? req.labels[k]! : null
     } else if (p === 'owner') {
-      meta.owner = req.owner || null
+      update.owner = req.owner || null
     } else {
       unknown.push(p)
     }
   }
   if (unknown.length)
     throw bad(unknown, 'unknown update_mask path (spec, spec.adapters, spec.domains, spec.control_domains, spec.state, labels, labels.<key>, owner)')
-  const patch: Record<string, unknown> = {}
   if (wholeSpec) {
     const s = specIn(req.spec)
-    patch.spec = { adapters: s.adapters ?? [], domains: s.domains ?? [], controlDomains: s.controlDomains ?? [], state: s.state ?? 'started', ...spec }
+    update.spec = { adapters: s.adapters ?? [], domains: s.domains ?? [], controlDomains: s.controlDomains ?? [], state: s.state ?? 'started', ...spec }
   } else if (Object.keys(spec).length) {
-    patch.spec = spec
+    update.spec = spec
   }
-  if (touchedLabels) meta.labels = labels
-  if (Object.keys(meta).length) patch.metadata = meta
-  return patch
-}
-
-/** True when the mask names the whole label map (the handler must read the current labels). */
-export function maskReplacesLabels(req: UpdateMdevRequest__Output): boolean {
-  return (req.update_mask?.paths ?? []).includes('labels')
+  if (Object.keys(labelChanges).length) update.labelChanges = labelChanges
+  return update
 }
 
 function bad(paths: string[], message: string): ApmatrixError {

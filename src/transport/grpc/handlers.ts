@@ -5,8 +5,15 @@
 import { drainedOrEnded } from '../stream-drain.js'
 import type * as grpc from '@grpc/grpc-js'
 import { ApmatrixError } from '../../domain/errors.js'
-import { HubClosedError, type EventHub } from '../../events/hub.js'
-import type { ApmatrixService, HardwareInput, MdevView, Mutation, PlanView } from '../../service/index.js'
+import {
+  type ApmatrixService,
+  type HardwareInput,
+  HubClosedError,
+  type MdevView,
+  type Mutation,
+  type WatchFormat,
+  type WatchInput,
+} from '../../service/index.js'
 import type { DesiredStateServiceHandlers } from '../../generated/grpc/apmatrix/v1/DesiredStateService.js'
 import type { EmulatorServiceHandlers } from '../../generated/grpc/apmatrix/v1/EmulatorService.js'
 import type { EventServiceHandlers } from '../../generated/grpc/apmatrix/v1/EventService.js'
@@ -30,18 +37,18 @@ import {
   mdevOut,
   optionalIn,
   planOut,
+  planViewIn,
   queueOut,
   requiredIn,
   specIn,
 } from './convert.js'
 import { toGrpcError } from './errors.js'
-import { maskReplacesLabels, maskToPatch } from './field-mask.js'
+import { maskToUpdate } from './field-mask.js'
 import type { GrpcLogger } from './interceptors.js'
 
 /** Everything the handlers need. */
 export interface HandlerDeps {
   service: ApmatrixService
-  hub: EventHub
   logger: GrpcLogger | null
   /** Open Watch streams: each entry ends its stream with UNAVAILABLE and a `resume-seq` (server shutdown). */
   watches: Set<() => void>
@@ -59,8 +66,6 @@ const HARDWARE_ACTIONS: ReadonlyArray<HardwareInput['action']> = [
   'remove-domain',
   'set-mode',
 ]
-const KIND = /^[A-Za-z0-9._-]{1,64}$/
-const MAX_KINDS = 32
 
 function mutationOut<T, W>(out: Mutation<T>, map: (r: T) => W): { result: W | null; dry_run: boolean; plan: ReturnType<typeof planOut> | null } {
   return out.dryRun ? { result: null, dry_run: true, plan: planOut(out.plan) } : { result: map(out.result), dry_run: false, plan: null }
@@ -127,8 +132,7 @@ export function mdevHandlers({ service, logger }: HandlerDeps): MdevServiceHandl
       if (!req.update_mask?.paths.length) {
         out = await service.replaceMdev(host, uuid, { spec: specIn(req.spec), labels: req.labels, owner: optionalIn(req.owner) ?? null }, ctx)
       } else {
-        const current = maskReplacesLabels(req) ? (await service.getMdev(host, uuid)).metadata.labels : null
-        out = await service.patchMdev(host, uuid, maskToPatch(req, current), ctx)
+        out = await service.updateMdevFields(host, uuid, maskToUpdate(req), ctx)
       }
       const m = mutationOut(out, mdevOut)
       return { mdev: m.result, dry_run: m.dry_run, plan: m.plan }
@@ -171,14 +175,12 @@ export function desiredStateHandlers({ service, logger }: HandlerDeps): DesiredS
   return {
     Plan: unary(logger, async (req) => {
       const host = hostIn(req.host)
-      let plan: PlanView
-      if (req.proposal === 'mdev' && req.mdev) {
-        const m = req.mdev
-        plan = await service.plan(host, { ...(m.uuid ? { uuid: m.uuid } : {}), spec: specIn(m.spec), labels: m.labels, ...(m.owner ? { owner: m.owner } : {}) })
-      } else {
-        plan = await service.plan(host, desiredIn(req.desired ?? null))
-      }
-      return { plan: planOut(plan) }
+      const view = planViewIn(req.view)
+      const m = req.proposal === 'mdev' ? req.mdev : null
+      const doc = m
+        ? { ...(m.uuid ? { uuid: m.uuid } : {}), spec: specIn(m.spec), labels: m.labels, ...(m.owner ? { owner: m.owner } : {}) }
+        : desiredIn(req.desired ?? null)
+      return { plan: planOut(await service.plan(host, doc, view)) }
     }),
     Apply: unary(logger, async (req, info) => {
       const out = await service.applyDesired(hostIn(req.host), desiredIn(req.desired), callContextIn(info, req))
@@ -231,32 +233,37 @@ export function emulatorHandlers({ service, logger }: HandlerDeps): EmulatorServ
   }
 }
 
-/** Watch request → hub subscription options. INVALID_ARGUMENT for bad fields. */
-function watchOptions(req: WatchRequest__Output): { sinceSeq?: number; host?: string; kinds?: string[] } {
+const WATCH_FORMATS: Record<string, WatchFormat | undefined> = {
+  WATCH_FORMAT_UNSPECIFIED: undefined,
+  WATCH_FORMAT_APMATRIX: 'apmatrix',
+  WATCH_FORMAT_LIBVIRT: 'libvirt',
+}
+
+/** A Watch request as the service's watch input (the service checks it). INVALID_ARGUMENT for a malformed seq or format. */
+function watchInput(req: WatchRequest__Output): WatchInput {
   const since = Number(req.since_seq)
   if (!Number.isSafeInteger(since) || since < 0) throw new ApmatrixError('INVALID_ARGUMENT', 'since_seq is out of range')
-  if (req.kinds.length > MAX_KINDS || req.kinds.some((k) => !KIND.test(k))) {
-    throw new ApmatrixError('INVALID_ARGUMENT', `kinds: at most ${MAX_KINDS} names of [A-Za-z0-9._-]`, {
-      violations: [{ rule: 'INVALID_ARGUMENT', field: 'kinds', message: 'bad kind filter' }],
-    })
-  }
+  if (!Object.hasOwn(WATCH_FORMATS, req.format)) throw new ApmatrixError('INVALID_ARGUMENT', 'format: unknown WatchFormat')
+  const format = WATCH_FORMATS[req.format]
   return {
     ...(req.from_now ? {} : { sinceSeq: since }),
-    ...(req.host ? { host: hostIn(req.host) } : {}),
+    ...(req.host ? { host: req.host } : {}),
     ...(req.kinds.length ? { kinds: req.kinds } : {}),
+    ...(req.types.length ? { types: req.types } : {}),
+    ...(format ? { format } : {}),
   }
 }
 
-/** Resolves when a stream that refused a write drains, closes or is cancelled; leaves no listener behind. */
-export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServiceHandlers {
+/** `EventService.Watch` over the service's watch: maps the request, each event, and the end of the watch. */
+export function eventHandlers({ service, logger, watches }: HandlerDeps): EventServiceHandlers {
   return {
     Watch(call: grpc.ServerWritableStream<WatchRequest__Output, Event>) {
       const info = callInfo(call)
       let finished = false
-      let unsubscribe = () => {}
+      let watch: { position: number; close(): void } | null = null
       const finish = () => {
         finished = true
-        unsubscribe()
+        watch?.close()
         watches.delete(shutdown)
       }
       // The stream's 'error' becomes the call's status once the queued messages are flushed.
@@ -273,29 +280,24 @@ export function eventHandlers({ hub, logger, watches }: HandlerDeps): EventServi
           logger?.error({ err: e, requestId: info.requestId }, 'watch status could not be sent')
         }
       }
-      let lastSent = 0
-      const shutdown = () => fail(new HubClosedError(lastSent))
-      let opts: ReturnType<typeof watchOptions>
+      const shutdown = () => fail(new HubClosedError(watch?.position ?? 0))
       try {
-        opts = watchOptions(call.request)
+        watch = service.watch(
+          watchInput(call.request),
+          async ({ event, libvirt }) => {
+            if (finished) return
+            // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next event.
+            if (!call.write(eventOut(event, libvirt))) await drainedOrEnded(call, ['close', 'cancelled'])
+          },
+          fail,
+        )
       } catch (e) {
         return fail(e)
       }
-      lastSent = opts.sinceSeq ?? hub.lastSeq
       watches.add(shutdown)
       call.on('cancelled', finish)
       call.on('close', finish)
-      unsubscribe = hub.subscribe(
-        opts,
-        async (e) => {
-          if (finished) return
-          lastSent = e.seq
-          // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next event.
-          if (!call.write(eventOut(e))) await drainedOrEnded(call, ['close', 'cancelled'])
-        },
-        fail,
-      )
-      if (finished) unsubscribe()
+      if (finished) watch.close()
     },
   }
 }

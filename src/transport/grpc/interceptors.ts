@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
+import { REQUEST_ID } from '../../domain/names.js'
 import { safeDetails } from './errors.js'
 
 /** The smallest logger the transport needs (pino fits). */
@@ -15,7 +16,6 @@ export interface GrpcLogger {
 }
 
 export const REQUEST_ID_KEY = 'x-request-id'
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** The request id of a call (set by {@link requestIdInterceptor}; generated if it did not run). */
 export function requestIdOf(metadata: grpc.Metadata): string {
@@ -32,8 +32,7 @@ export function requestIdInterceptor(logger: GrpcLogger | null): grpc.ServerInte
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMd) {
-            const v = metadata.get(REQUEST_ID_KEY)[0]
-            requestId = typeof v === 'string' && REQUEST_ID.test(v) ? v : randomUUID()
+            requestId = requestIdOf(metadata)
             metadata.set(REQUEST_ID_KEY, requestId)
             nextMd(metadata)
           },

@@ -1,13 +1,12 @@
 /**
- * The gRPC server (docs/api.md (gRPC)): the apmatrix.v1 services over the application service, the event
- * hub for Watch, `grpc.health.v1.Health` driven by a readiness callback, and server reflection.
+ * The gRPC server (docs/api.md (gRPC)): the apmatrix.v1 services over the application service (Watch
+ * included), `grpc.health.v1.Health` driven by a readiness callback, and server reflection.
  * It is the only file here that binds a socket; the composition root (serve command) or a test calls it.
  */
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check'
-import type { EventHub } from '../../events/hub.js'
 import type { ApmatrixService } from '../../service/index.js'
 import { desiredStateHandlers, emulatorHandlers, eventHandlers, hostHandlers, inventoryHandlers, mdevHandlers, type HandlerDeps } from './handlers.js'
 import { requestIdInterceptor, type GrpcLogger } from './interceptors.js'
@@ -20,7 +19,6 @@ export type Readiness = () => boolean | Promise<boolean>
 /** Options of {@link startGrpcServer}. */
 export interface GrpcServerOptions {
   service: ApmatrixService
-  hub: EventHub
   /** `host:port`; port 0 picks a free one (tests). */
   addr: string
   logger?: GrpcLogger | null
@@ -55,7 +53,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     'grpc.max_send_message_length': opts.maxSendMessageBytes ?? 16 * 1024 * 1024,
     interceptors: [requestIdInterceptor(logger)],
   })
-  const deps: HandlerDeps = { service: opts.service, hub: opts.hub, logger, watches: new Set() }
+  const deps: HandlerDeps = { service: opts.service, logger, watches: new Set() }
   server.addService(v1.HostService.service, hostHandlers(deps))
   server.addService(v1.InventoryService.service, inventoryHandlers(deps))
   server.addService(v1.MdevService.service, mdevHandlers(deps))

@@ -8,7 +8,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import type { EventHub } from '../../events/hub.js'
+import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
 import { registerMetrics } from './metrics.js'
 import { errorHandler, sendProblem, toProblem } from './problem.js'
@@ -30,13 +30,9 @@ export interface AppOptions {
   bodyLimit?: number
   /** Serve `/docs` (Swagger UI). Default true. */
   docs?: boolean
-  /** The event fan-out behind `GET /v1/events` (server-sent events); without it that route answers 503. */
-  hub?: EventHub
   /** Period of the SSE `: ping` heartbeat in ms (default 15 s). */
   sseHeartbeatMs?: number
 }
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** Builds the app. Call `await app.ready()` (or `listen`) before use and `close()` after. */
 export function buildApp(opts: AppOptions): FastifyInstance {
@@ -96,7 +92,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       await v1.register(desiredRoutes, o)
       await v1.register(emulatorRoutes, o)
       await v1.register(interopRoutes, o)
-      await v1.register(eventRoutes, { ...(opts.hub ? { hub: opts.hub } : {}), ...(opts.sseHeartbeatMs ? { heartbeatMs: opts.sseHeartbeatMs } : {}) })
+      await v1.register(eventRoutes, { service: opts.service, ...(opts.sseHeartbeatMs ? { heartbeatMs: opts.sseHeartbeatMs } : {}) })
     },
     { prefix: '/v1' },
   )

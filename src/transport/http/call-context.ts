@@ -1,15 +1,16 @@
-/** Reads the per-request options of the service (If-Match, Idempotency-Key, dryRun, actor) from HTTP. */
+/** Reads the per-request options of the service (If-Match, Idempotency-Key, dryRun, plan view, actor) from HTTP. */
 import type { FastifyRequest } from 'fastify'
-import { ApmatrixError } from '../../domain/errors.js'
-import type { CallContext } from '../../service/index.js'
+import { invalidArgument } from '../../domain/errors.js'
+import { IDEMPOTENCY_KEY } from '../../domain/names.js'
+import type { CallContext, PlanDetail } from '../../service/index.js'
 
-const KEY = /^[\x21-\x7e]{1,128}$/
 const TAG = /^(?:W\/)?"([\x21\x23-\x7e]{1,128})"$|^([\x21\x23-\x7e]{1,128})$/
 
 /** The call context of a request. INVALID_ARGUMENT for a malformed If-Match or Idempotency-Key. */
-export function callContext(req: FastifyRequest, opts: { dryRun?: boolean } = {}): CallContext {
+export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?: PlanDetail } = {}): CallContext {
   const ctx: CallContext = { actor: `http:${req.ip}`, requestId: req.id }
   if (opts.dryRun) ctx.dryRun = true
+  if (opts.view) ctx.planView = opts.view
   const ifMatch = header(req, 'if-match')
   if (ifMatch !== undefined) {
     // One entity tag; a list would need matching against several versions, which no client of ours sends.
@@ -19,7 +20,7 @@ export function callContext(req: FastifyRequest, opts: { dryRun?: boolean } = {}
   }
   const key = header(req, 'idempotency-key')
   if (key !== undefined) {
-    if (!KEY.test(key)) throw bad('Idempotency-Key', 'must be 1..128 visible ASCII characters')
+    if (!IDEMPOTENCY_KEY.test(key)) throw bad('Idempotency-Key', 'must be 1..128 visible ASCII characters')
     ctx.idempotencyKey = key
   }
   return ctx
@@ -35,8 +36,6 @@ function header(req: FastifyRequest, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-function bad(field: string, message: string): ApmatrixError {
-  return new ApmatrixError('INVALID_ARGUMENT', `${field} header ${message}`, {
-    violations: [{ rule: 'INVALID_ARGUMENT', field, message: `${field} ${message}` }],
-  })
+function bad(field: string, message: string) {
+  return invalidArgument(field, `header ${message}`)
 }

@@ -3,7 +3,8 @@
  * OpenAPI document. Inputs: every string, array, number and map bounded; unknown fields rejected
  * (additionalProperties false). Deeper rules (id syntax, masks, uuids, labels) are the service's.
  */
-import { Type, type TSchema } from 'typebox'
+import { type Static, type TBoolean, type TInteger, type TSchema, type TString, Type } from 'typebox'
+import { HOST_NAME_PATTERN } from '../../domain/names.js'
 
 const Str = (max: number, extra: Record<string, unknown> = {}) => Type.String({ maxLength: max, ...extra })
 // Integers above the host maximum are the service's OUT_OF_RANGE (E-3), not a schema error.
@@ -13,7 +14,7 @@ const Id = Type.Union([Type.Integer({ minimum: 0, maximum: 0xffff_ffff }), Type.
 /** Id lists: up to 1024 entries (duplicates are folded). */
 const IdList = Type.Array(Id, { maxItems: 1024 })
 export const UuidString = Str(36, { minLength: 36, pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' })
-const HostName = Str(63, { minLength: 1, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })
+const HostName = Str(63, { minLength: 1, pattern: HOST_NAME_PATTERN })
 const Labels = Type.Record(Type.String(), Str(256), {
   maxProperties: 64,
   propertyNames: { minLength: 1, maxLength: 128 },
@@ -40,8 +41,16 @@ export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Str(128, { minLength: 1, description: 'the same key and request again returns the stored response' })),
 })
 
-export const DryRunQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()) }, { additionalProperties: false })
-export const DeleteQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()), force: Type.Optional(Type.Boolean()) }, { additionalProperties: false })
+/** How a returned plan is answered: `summary` (default) or `full` (the summary and every list). */
+export const PlanViewParam = Type.Optional(
+  Type.Union([Type.Literal('summary'), Type.Literal('full')], { description: 'how a returned plan is answered: summary (default) or full' }),
+)
+export const DryRunQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()), view: PlanViewParam }, { additionalProperties: false })
+export const DeleteQuery = Type.Object(
+  { dryRun: Type.Optional(Type.Boolean()), force: Type.Optional(Type.Boolean()), view: PlanViewParam },
+  { additionalProperties: false },
+)
+export const PlanQuery = Type.Object({ view: PlanViewParam }, { additionalProperties: false })
 const Limit = Type.Integer({ minimum: 1, maximum: 500 })
 const PageToken = Str(512)
 export const QueueQuery = Type.Object(
@@ -140,6 +149,16 @@ export const RequestsIn = Type.Object(
 
 // ---- outputs ------------------------------------------------------------------------------------
 
+/**
+ * A nullable primitive written as `type: [T, 'null']`: fast-json-stringify compiles it to a null check,
+ * where a `Type.Union([T, Type.Null()])` (`anyOf`) costs an ajv validation per value serialised.
+ * @fastify/swagger writes it as `nullable: true` in the OpenAPI 3.0 document.
+ */
+function Nullable<T extends TString | TInteger | TBoolean>(t: T) {
+  return Type.Unsafe<Static<T> | null>({ ...t, type: [t.type, 'null'] })
+}
+const NullableString = Nullable(Type.String())
+
 const Ids = Type.Array(Type.Integer())
 const Strings = Type.Array(Type.String())
 export const ViolationOut = Type.Object({
@@ -166,16 +185,16 @@ export const HostOut = Type.Object({
   name: Type.String(),
   machineId: Type.String(),
   driver: Type.String(),
-  profile: Type.Union([Type.String(), Type.Null()]),
+  profile: NullableString,
   features: Strings,
   maxAdapterId: Type.Integer(),
   maxDomainId: Type.Integer(),
   bootId: Type.String(),
-  leaseHolder: Type.Union([Type.String(), Type.Null()]),
+  leaseHolder: NullableString,
 })
 export const HostListOut = Type.Object({ items: Type.Array(HostOut) })
 
-const NullableBool = Type.Union([Type.Boolean(), Type.Null()])
+const NullableBool = Nullable(Type.Boolean())
 export const AdapterOut = Type.Object({
   apid: Type.Integer(),
   hwtype: Type.Integer(),
@@ -193,14 +212,14 @@ export const QueueOut = Type.Object({
   apid: Type.Integer(),
   apqi: Type.Integer(),
   driver: Type.String(),
-  vfioStatus: Type.Union([Type.String(), Type.Null()]),
+  vfioStatus: NullableString,
   config: Type.Boolean(),
   chkstop: Type.Boolean(),
   online: NullableBool,
   requestqCount: Type.Integer(),
   pendingqCount: Type.Integer(),
-  requestCount: Type.Union([Type.Integer(), Type.Null()]),
-  owner: Type.Union([Type.String(), Type.Null()]),
+  requestCount: Nullable(Type.Integer()),
+  owner: NullableString,
 })
 export const AdapterListOut = Type.Object({ items: Type.Array(AdapterOut) })
 export const QueuePageOut = Type.Object({ items: Type.Array(QueueOut), nextPageToken: Type.Optional(Type.String()) })
@@ -215,7 +234,7 @@ export const BusMdevListOut = Type.Object({
       controlDomains: Ids,
       matrix: Strings,
       guestMatrix: Strings,
-      guest: Type.Union([Type.String(), Type.Null()]),
+      guest: NullableString,
     }),
   ),
 })
@@ -244,9 +263,9 @@ export const MdevOut = Type.Object({
     createdAt: Type.String(),
     updatedAt: Type.String(),
     labels: Type.Record(Type.String(), Type.String()),
-    owner: Type.Union([Type.String(), Type.Null()]),
+    owner: NullableString,
     origin: Type.String(),
-    deletionRequestedAt: Type.Union([Type.String(), Type.Null()]),
+    deletionRequestedAt: NullableString,
     force: Type.Boolean(),
   }),
   spec: Type.Object({ adapters: Ids, domains: Ids, controlDomains: Ids, state: Type.String() }),
@@ -256,7 +275,7 @@ export const MdevOut = Type.Object({
     matrix: Type.Optional(Strings),
     guestMatrix: Type.Optional(Strings),
     controlDomains: Type.Optional(Ids),
-    guest: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    guest: Type.Optional(NullableString),
     lostRequests: Type.Optional(Type.Integer()),
     conditions: Type.Optional(Type.Array(ConditionOut)),
   }),
@@ -265,13 +284,35 @@ export const MdevPageOut = Type.Object({ items: Type.Array(MdevOut), nextPageTok
 
 // Plan operations are a tagged union (domain/plan.ts PlanOp); documented by `kind`, fields passed through.
 const PlanOpOut = Type.Object({ kind: Type.String() }, { additionalProperties: true })
+const ClaimedApqnOut = Type.Object({ apqn: Type.String(), uuid: Type.String(), currentOwner: NullableString })
+const FilteredAdapterOut = Type.Object({ uuid: Type.String(), apid: Type.Integer(), reason: Type.String(), apqns: Strings })
+const DeferredOut = Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() })
+const ApqnSetOut = Type.Object({ count: Type.Integer(), ranges: Strings, moreRanges: Type.Integer() })
+const firstOf = <T extends TSchema>(item: T) => Type.Object({ count: Type.Integer(), first: Type.Array(item) })
+const PlanSummaryOut = Type.Object({
+  operationCount: Type.Integer(),
+  operations: Type.Array(Type.Object({ kind: Type.String(), count: Type.Integer(), devices: Strings, deviceCount: Type.Integer(), apqns: ApqnSetOut })),
+  violations: firstOf(ViolationOut),
+  claimedApqns: Type.Object({
+    count: Type.Integer(),
+    ranges: Strings,
+    moreRanges: Type.Integer(),
+    byOwner: Type.Array(Type.Object({ currentOwner: NullableString, count: Type.Integer() })),
+  }),
+  filteredAdapters: firstOf(FilteredAdapterOut),
+  drainedQueues: ApqnSetOut,
+  deferred: firstOf(DeferredOut),
+})
+/** A plan answer: the summary always; the lists only in the full view (docs/api.md (Reconcile) "Plan views"). */
 export const PlanOut = Type.Object({
-  operations: Type.Array(PlanOpOut),
-  violations: Type.Array(ViolationOut),
-  claimedApqns: Type.Array(Type.Object({ apqn: Type.String(), uuid: Type.String(), currentOwner: Type.Union([Type.String(), Type.Null()]) })),
-  filteredAdapters: Type.Array(Type.Object({ uuid: Type.String(), apid: Type.Integer(), reason: Type.String(), apqns: Strings })),
-  drainedQueues: Strings,
-  deferred: Type.Array(Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() })),
+  view: Type.Union([Type.Literal('summary'), Type.Literal('full')]),
+  summary: PlanSummaryOut,
+  operations: Type.Optional(Type.Array(PlanOpOut)),
+  violations: Type.Optional(Type.Array(ViolationOut)),
+  claimedApqns: Type.Optional(Type.Array(ClaimedApqnOut)),
+  filteredAdapters: Type.Optional(Type.Array(FilteredAdapterOut)),
+  drainedQueues: Type.Optional(Strings),
+  deferred: Type.Optional(Type.Array(DeferredOut)),
 })
 export const DryRunOut = Type.Object({ dryRun: Type.Literal(true), plan: PlanOut })
 export const ApplyOut = Type.Object({

@@ -131,9 +131,13 @@ forEachDatabase(t, async (t, db) => {
   })
 
   await t.test('MdevService: create, get, list', async (t) => {
-    const dry = await ok(t, call.create, { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, dry_run: true })
+    const dry = await ok(t, call.create, { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, dry_run: true, view: 'PLAN_VIEW_FULL' })
     t.equal(dry.dry_run, true)
     t.ok(dry.plan!.operations.some((op) => op.kind === 'createMdev' && op.uuid === U1))
+    const summary = await ok(t, call.create, { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, dry_run: true })
+    t.equal(summary.plan!.view, 'summary', 'the summary by default')
+    t.same(summary.plan!.operations, [], 'no lists in the summary')
+    t.ok(summary.plan!.summary!.operations.some((o) => o.kind === 'createMdev' && o.count === 1 && o.devices.includes(U1)))
     isError(t, await unary(call.get, { host: 'local', uuid: U1 }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 
     const c = await ok(t, call.create, {
@@ -316,11 +320,12 @@ forEachDatabase(t, async (t, db) => {
     const p = await ok(t, call.plan, {
       host: 'local',
       desired: { masks: { apmask: '-7' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [1] } }], owner: 'plan-owner' },
+      view: 'PLAN_VIEW_FULL',
     })
     t.ok(p.plan!.operations.some((op) => op.kind === 'createMdev' && op.uuid === U3))
     t.same(p.plan!.violations, [])
     t.ok(p.plan!.claimed_apqns.some((c) => c.apqn === '07.0001'))
-    const bad = await ok(t, call.plan, { host: 'local', mdev: { uuid: U3, spec: { adapters: [7], domains: [1] } } })
+    const bad = await ok(t, call.plan, { host: 'local', mdev: { uuid: U3, spec: { adapters: [7], domains: [1] } }, view: 'PLAN_VIEW_FULL' })
     t.match(bad.plan!.violations, [{ rule: 'APQN_RESERVED', apqn: '07.0001' }], 'violations are in the plan, not an error')
     isError(t, await unary(call.plan, { host: 'nope', mdev: { spec: {} } }), grpc.status.NOT_FOUND, 'NOT_FOUND')
     isError(t, await unary(call.plan, { host: 'local' }), grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT')

@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import type { Test } from 'tap'
-import { EventHub, type EventHubOptions } from '../../../src/events/hub.js'
+import type { EventHub, EventHubOptions } from '../../../src/events/hub.js'
 import { loadApiProto, type ApiProto } from '../../../src/transport/grpc/proto.js'
 import { startGrpcServer, type GrpcServer, type GrpcServerOptions } from '../../../src/transport/grpc/server.js'
 import type { TestDatabase } from '../../store/pg-helper.js'
@@ -86,10 +86,9 @@ export async function grpcFixture(
   db: TestDatabase,
   opts: { hub?: Omit<EventHubOptions, 'source'>; server?: Partial<GrpcServerOptions> } = {},
 ): Promise<GrpcFixture> {
-  const fx = await serviceFixture(t, db)
-  const hub = new EventHub({ source: fx.store.events, pollIntervalMs: 20, ...opts.hub })
-  await hub.start()
-  const server = await startGrpcServer({ service: fx.service, hub, addr: '127.0.0.1:0', shutdownGraceMs: 500, ...opts.server })
+  const fx = await serviceFixture(t, db, 'demo', opts.hub ? { hub: opts.hub } : {})
+  const hub = fx.hub
+  const server = await startGrpcServer({ service: fx.service, addr: '127.0.0.1:0', shutdownGraceMs: 500, ...opts.server })
   const target = `127.0.0.1:${server.port}`
   const { v1 } = loadApiProto()
   const opened: grpc.Client[] = []

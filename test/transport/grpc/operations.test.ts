@@ -9,7 +9,8 @@ import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { protoPath as healthProtoPath } from 'grpc-health-check'
 import t from 'tap'
-import type { ApmatrixService } from '../../../src/service/index.js'
+import { ApmatrixService } from '../../../src/service/index.js'
+import { StaticHostRegistry } from '../../../src/hosts/managed-host.js'
 import { EventHub } from '../../../src/events/hub.js'
 import { API_SERVICES } from '../../../src/transport/grpc/proto.js'
 import { startGrpcServer } from '../../../src/transport/grpc/server.js'
@@ -160,7 +161,7 @@ forEachDatabase(t, async (t, db) => {
       await new Promise((r) => setTimeout(r, 300))
       return []
     })
-    const s = await startGrpcServer({ service: slow, hub: fx.hub, addr: '127.0.0.1:0' })
+    const s = await startGrpcServer({ service: slow, addr: '127.0.0.1:0' })
     t.teardown(() => s.close())
     const { v1 } = (await import('../../../src/transport/grpc/proto.js')).loadApiProto()
     const hosts = new v1.HostService(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure())
@@ -174,7 +175,7 @@ forEachDatabase(t, async (t, db) => {
     const broken = tamper(fx.service, 'getHost', async () => {
       throw new Error('secret: db password in /etc/apmatrix')
     })
-    const s = await startGrpcServer({ service: broken, hub: fx.hub, addr: '127.0.0.1:0' })
+    const s = await startGrpcServer({ service: broken, addr: '127.0.0.1:0' })
     t.teardown(() => s.close())
     const { v1 } = (await import('../../../src/transport/grpc/proto.js')).loadApiProto()
     const hosts = new v1.HostService(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure())
@@ -188,7 +189,7 @@ forEachDatabase(t, async (t, db) => {
   })
 
   await t.test('close is graceful and idempotent', async (t) => {
-    const s = await startGrpcServer({ service: fx.service, hub: fx.hub, addr: '127.0.0.1:0' })
+    const s = await startGrpcServer({ service: fx.service, addr: '127.0.0.1:0' })
     const { v1 } = (await import('../../../src/transport/grpc/proto.js')).loadApiProto()
     const hosts = new v1.HostService(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure())
     const list = await ok(t, hosts.ListHosts.bind(hosts), {})
@@ -203,7 +204,8 @@ forEachDatabase(t, async (t, db) => {
     // A hub of its own that has not read the log yet: with the store down it cannot start.
     const hub = new EventHub({ source: fx.store.events })
     t.teardown(() => hub.close())
-    const s = await startGrpcServer({ service: fx.service, hub, addr: '127.0.0.1:0', readiness: () => fx.service.ping().then(() => true) })
+    const service = new ApmatrixService({ store: fx.store, hosts: new StaticHostRegistry([fx.host]), reconciler: { enqueue: () => undefined }, hub })
+    const s = await startGrpcServer({ service, addr: '127.0.0.1:0', readiness: () => service.ping().then(() => true) })
     t.teardown(() => s.close())
     const { v1 } = (await import('../../../src/transport/grpc/proto.js')).loadApiProto()
     const target = `127.0.0.1:${s.port}`

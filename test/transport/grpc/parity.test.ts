@@ -167,10 +167,12 @@ forEachDatabase(t, async (t, db) => {
     {
       name: 'plan a single device (violations in the plan)',
       rest: async () =>
-        rest(await api.call('POST', '/v1/hosts/local/plan', { body: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (b) => violations(b.violations)),
+        rest(await api.call('POST', '/v1/hosts/local/plan', { body: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (b) =>
+          violations(b.summary.violations.first),
+        ),
       grpc: async () =>
         grpcOf(await unary(desired.Plan.bind(desired), { host: 'local', mdev: { uuid: U3, spec: { adapters: [7], domains: [1] } } }), (r) =>
-          violations(r.plan!.violations),
+          violations(r.plan!.summary!.violations),
         ),
     },
     {

@@ -72,7 +72,7 @@ forEachDatabase(t, async (t, db) => {
     t.same(g.body.status.apmaskIds.length, 256)
     const stale = await call('PUT', '/v1/hosts/local/masks', { body: { apmask: '-5' }, headers: { 'if-match': '"stale"' } })
     t.match(stale, { status: 409, body: { code: 'CONFLICT' } })
-    const dry = await call('PUT', '/v1/hosts/local/masks?dryRun=true', { body: { apmask: '-5,-6' } })
+    const dry = await call('PUT', '/v1/hosts/local/masks?dryRun=true&view=full', { body: { apmask: '-5,-6' } })
     t.equal(dry.status, 200)
     t.equal(dry.body.dryRun, true)
     t.ok(dry.body.plan.operations.some((o: { kind: string }) => o.kind === 'takeFromHost'))
@@ -160,7 +160,7 @@ forEachDatabase(t, async (t, db) => {
     })
     t.match(await call('POST', MDEVS, { body, headers: { 'idempotency-key': 'bad key with spaces' } }), { status: 400 })
     const before = (await store.mdevs.listAll('local')).length
-    const dry = await call('POST', `${MDEVS}?dryRun=true`, { body: { uuid: U3, spec: { adapters: [6], domains: [0x47] } } })
+    const dry = await call('POST', `${MDEVS}?dryRun=true&view=full`, { body: { uuid: U3, spec: { adapters: [6], domains: [0x47] } } })
     t.equal(dry.status, 200)
     t.ok(dry.body.plan.operations.some((o: { kind: string; uuid?: string }) => o.kind === 'createMdev' && o.uuid === U3))
     t.equal((await store.mdevs.listAll('local')).length, before, 'dry run stored nothing')
@@ -252,7 +252,7 @@ forEachDatabase(t, async (t, db) => {
       masks: { aqmask: '-2' },
       mdevs: [{ uuid: U2, spec: { adapters: [7], domains: [2] }, labels: { vm: 'g1' } }],
     }
-    const plan = await call('POST', '/v1/hosts/local/plan', { body: doc })
+    const plan = await call('POST', '/v1/hosts/local/plan?view=full', { body: doc })
     t.equal(plan.status, 200)
     t.same(plan.body.violations, [])
     // The stub reconciler changed nothing on the bus: the queue still belongs to the host's driver.
@@ -264,8 +264,9 @@ forEachDatabase(t, async (t, db) => {
 
     const bad = await call('POST', '/v1/hosts/local/plan', { body: { mdevs: [{ uuid: U2, spec: { adapters: [5], domains: [4, 1] } }] } })
     t.equal(bad.status, 200)
-    t.same(bad.body.violations.map((v: { rule: string; apqn: string }) => `${v.rule}:${v.apqn}`).sort(), ['APQN_IN_USE:05.0004'])
-    const single = await call('POST', '/v1/hosts/local/plan', { body: { spec: { adapters: [5], domains: [0x47] } } })
+    t.equal(bad.body.summary.violations.count, 1, 'the summary (default view) counts the violations')
+    t.same(bad.body.summary.violations.first.map((v: { rule: string; apqn: string }) => `${v.rule}:${v.apqn}`).sort(), ['APQN_IN_USE:05.0004'])
+    const single = await call('POST', '/v1/hosts/local/plan?view=full', { body: { spec: { adapters: [5], domains: [0x47] } } })
     t.match(single.body.claimedApqns, [{ apqn: '05.0047', currentOwner: 'host' }])
 
     const dry = await call('PUT', '/v1/hosts/local/desired?dryRun=true', { body: doc })
@@ -275,7 +276,9 @@ forEachDatabase(t, async (t, db) => {
     t.equal(applied.status, 200)
     t.match(applied.body.mdevs, [{ uuid: U2, action: 'created', generation: 1 }])
     t.ok(applied.body.masks.generation > 1)
-    t.ok(applied.body.plan.operations.length > 0)
+    t.equal(applied.body.plan.view, 'summary', 'an apply answers the summary by default')
+    t.ok(applied.body.plan.summary.operationCount > 0)
+    t.equal(applied.body.plan.operations, undefined, 'no lists in the summary')
     const u2 = await call('GET', `${MDEVS}/${U2}`)
     t.match(u2.body.metadata, { owner: 'fleet', labels: { vm: 'g1' } })
 

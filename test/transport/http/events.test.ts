@@ -10,6 +10,8 @@ import t, { type Test } from 'tap'
 import { EventHub, type EventHubOptions } from '../../../src/events/hub.js'
 import { LIBVIRT_TO_EVENT_TYPE, libvirtLifecycleOf, toLibvirtEvent } from '../../../src/events/libvirt-lifecycle.js'
 import { buildApp } from '../../../src/transport/http/app.js'
+import { StaticHostRegistry } from '../../../src/hosts/managed-host.js'
+import { ApmatrixService } from '../../../src/service/index.js'
 import type { EventQuery, Store } from '../../../src/store/index.js'
 import { forEachDatabase, type TestDatabase } from '../../store/pg-helper.js'
 import { serviceFixture, U1, U2, U3 } from '../../service/service-fixture.js'
@@ -104,14 +106,11 @@ async function storedSeqs(store: Store, since: number, q: Omit<EventQuery, 'sinc
 }
 
 async function fixture(t: Test, db: TestDatabase, hubOpts: Omit<EventHubOptions, 'source'> = {}) {
-  const fx = await serviceFixture(t, db)
-  const hub = new EventHub({ source: fx.store.events, pollIntervalMs: 10, ...hubOpts })
-  await hub.start()
-  const app = buildApp({ service: fx.service, hub, sseHeartbeatMs: 200 })
+  const fx = await serviceFixture(t, db, 'demo', { hub: { pollIntervalMs: 10, ...hubOpts } })
+  const hub = fx.hub
+  const app = buildApp({ service: fx.service, sseHeartbeatMs: 200 })
   await app.listen({ host: '127.0.0.1', port: 0 })
-  // Teardowns run in order: the app first (its preClose ends open streams), then the hub.
   t.teardown(() => app.close())
-  t.teardown(() => hub.close())
   const addr = app.server.address()
   if (!addr || typeof addr === 'string') throw new Error('no address')
   const base = `http://127.0.0.1:${addr.port}`
@@ -389,7 +388,8 @@ forEachDatabase(t, async (t, db) => {
 t.test('without a hub the route answers 503', async (t) => {
   const { freshDatabase } = await import('../../store/pg-helper.js')
   const fx = await serviceFixture(t, await freshDatabase(t, 'sqlite'))
-  const app = buildApp({ service: fx.service })
+  const service = new ApmatrixService({ store: fx.store, hosts: new StaticHostRegistry([fx.host]), reconciler: { enqueue: () => undefined } })
+  const app = buildApp({ service })
   t.teardown(() => app.close())
   const r = await app.inject({ method: 'GET', url: '/v1/events' })
   t.equal(r.statusCode, 503)

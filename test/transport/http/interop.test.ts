@@ -212,7 +212,7 @@ forEachDatabase(t, async (t, db) => {
     t.ok(seen.includes('APQN_RESERVED 00.0001 host'), seen.join('; '))
     t.ok(seen.includes('APQN_RESERVED 00.0004 host'), 'every reserved APQN of the cross product is listed')
 
-    const dry = await call('POST', `${IMPORT}?format=mdevctl&dryRun=true`, {
+    const dry = await call('POST', `${IMPORT}?format=mdevctl&dryRun=true&view=full`, {
       body: dump([{ uuid: U4, attrs: [{ assign_adapter: '6' }, { assign_domain: '0x0a' }] }]),
     })
     t.equal(dry.status, 200)

@@ -31,10 +31,11 @@ export const desiredRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService
         tags: ['desired'],
         summary: 'Dry-run plan of a desired document or of one device change; never stores',
         params: S.HostParams,
+        querystring: S.PlanQuery,
         body: S.PlanIn,
         response: S.responses({ 200: S.PlanOut }),
       },
     },
-    async (req) => service.plan(req.params.host, req.body),
+    async (req) => service.plan(req.params.host, req.body, req.query.view),
   )
 }

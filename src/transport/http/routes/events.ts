@@ -1,6 +1,7 @@
 /**
  * `GET /v1/events`: the event log as server-sent events (docs/api.md (REST), issue 4 §2), over the
- * {@link EventHub} (replay, then live; no gap, no duplicate). `curl -N` works.
+ * service's watch (replay, then live; no gap, no duplicate; the same filters and views as gRPC's
+ * `Watch`). `curl -N` works.
  *
  * Each event is one SSE message: `id: <seq>`, `event: <type>`, `data: <the event as JSON>`.
  * Position: `Last-Event-ID` (what an EventSource sends when it reconnects, with the URL it first used)
@@ -13,19 +14,25 @@
  * `since=<resumeSeq>`. A client that goes away is unsubscribed at once.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { drainedOrEnded } from '../../stream-drain.js'
 import { Type } from 'typebox'
-import { ApmatrixError } from '../../../domain/errors.js'
-import { HubClosedError, SubscriptionLagError, type EventHub, type SubscribeOptions } from '../../../events/hub.js'
-import { toLibvirtEvent } from '../../../events/libvirt-lifecycle.js'
-import type { EventRecord } from '../../../events/hub.js'
-import * as S from '../schemas.js'
+import { ApmatrixError, invalidArgument } from '../../../domain/errors.js'
+import { HOST_NAME_PATTERN } from '../../../domain/names.js'
 import { clip } from '../../../domain/text.js'
+import {
+  type ApmatrixService,
+  HubClosedError,
+  MAX_WATCH_NAMES,
+  SubscriptionLagError,
+  type Watch,
+  type WatchedEvent,
+  WATCH_FORMATS,
+} from '../../../service/index.js'
+import { drainedOrEnded } from '../../stream-drain.js'
+import * as S from '../schemas.js'
 
 /** Options of {@link eventRoutes}. */
 export interface EventRoutesOptions {
-  /** The fan-out; without one the route answers 503 UNAVAILABLE. */
-  hub?: EventHub
+  service: ApmatrixService
   /** Period of the `: ping` comment (default 15 s). */
   heartbeatMs?: number
 }
@@ -34,25 +41,23 @@ export interface EventRoutesOptions {
 export const SSE_HEARTBEAT_MS = 15_000
 /** The reconnect delay an EventSource should use (the SSE `retry:` field). */
 const RETRY_MS = 2000
-const MAX_NAMES = 32
-const NAME = /^[A-Za-z0-9._-]{1,64}$/
 const SEQ = /^[0-9]{1,16}$/
 
-const NameList = Type.Union([Type.String({ maxLength: 2048 }), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: MAX_NAMES })])
+const NameList = Type.Union([Type.String({ maxLength: 2048 }), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: MAX_WATCH_NAMES })])
 const EventsQuery = Type.Object(
   {
     since: Type.Optional(Type.String({ maxLength: 16, description: 'deliver events with seq > since (0 = the whole log); Last-Event-ID wins' })),
-    host: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' })),
+    host: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: HOST_NAME_PATTERN })),
     kind: Type.Optional(NameList),
     type: Type.Optional(NameList),
-    format: Type.Optional(Type.Union([Type.Literal('apmatrix'), Type.Literal('libvirt')])),
+    format: Type.Optional(Type.Union(WATCH_FORMATS.map((f) => Type.Literal(f)))),
   },
   { additionalProperties: false },
 )
 const EventsHeaders = Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64, description: 'the last seq received; wins over since' })) })
 
 /** The JSON of an event on the stream (the same fields as gRPC's Event, camelCase). */
-export function eventJson(e: EventRecord): Record<string, unknown> {
+export function eventJson(e: WatchedEvent['event']): Record<string, unknown> {
   return {
     seq: e.seq,
     time: e.time.toISOString(),
@@ -67,7 +72,7 @@ export function eventJson(e: EventRecord): Record<string, unknown> {
   }
 }
 
-export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, { hub, heartbeatMs = SSE_HEARTBEAT_MS }) => {
+export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async (app, { service, heartbeatMs = SSE_HEARTBEAT_MS }) => {
   /** Ends every open stream (server shutdown): fastify's close would otherwise wait for them forever. */
   const open = new Set<(err: Error) => void>()
   app.addHook('preClose', async () => {
@@ -86,24 +91,53 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       },
     },
     async (req, reply) => {
-      if (!hub) throw new ApmatrixError('UNAVAILABLE', 'the event stream is not enabled on this server')
       const lastEventId = req.headers['last-event-id']
       // An empty Last-Event-ID means "no id seen yet" (the SSE spec's reset), as if it were absent.
       const resumeAfter = parseSeq(typeof lastEventId === 'string' && lastEventId.trim() !== '' ? lastEventId : undefined, 'Last-Event-ID')
+      // Both are checked, even when Last-Event-ID wins.
       const since = parseSeq(req.query.since, 'since')
       const sinceSeq = resumeAfter ?? since
-      const kinds = nameList(req.query.kind, 'kind')
-      const types = nameList(req.query.type, 'type')
-      const libvirt = req.query.format === 'libvirt'
-      const opts: SubscribeOptions = {
-        ...(sinceSeq !== undefined ? { sinceSeq } : {}),
-        ...(req.query.host ? { host: req.query.host } : {}),
-        ...(kinds ? { kinds } : {}),
+      const kinds = nameList(req.query.kind)
+      const types = nameList(req.query.type)
+
+      let done = false
+      let watch: Watch | null = null
+      const res = reply.raw
+      const finish = () => {
+        if (done) return
+        done = true
+        clearInterval(ping)
+        open.delete(fail)
+        watch?.close()
       }
-      const typeSet = types ? new Set(types) : null
+      const fail = (err: Error) => {
+        if (done) return
+        finish()
+        if (res.writableEnded || res.destroyed) return
+        res.end(frame('error', JSON.stringify(errorJson(err, watch?.position ?? sinceSeq ?? 0, req.id))))
+      }
+      let ping: NodeJS.Timeout | undefined
+      // Opened before the headers go out, so a refused watch (bad filter, no hub) is a plain problem answer.
+      watch = service.watch(
+        {
+          ...(sinceSeq !== undefined ? { sinceSeq } : {}),
+          ...(req.query.host ? { host: req.query.host } : {}),
+          ...(kinds ? { kinds } : {}),
+          ...(types ? { types } : {}),
+          ...(req.query.format ? { format: req.query.format } : {}),
+        },
+        async ({ event: e, libvirt: lv }) => {
+          if (done) return
+          const text = lv
+            ? frame(lv.lifecycle, JSON.stringify({ ...eventJson(e), lifecycle: lv.lifecycle, device: lv.device }), e.seq)
+            : frame(e.type, JSON.stringify(eventJson(e)), e.seq)
+          // Backpressure: a full socket buffer holds this subscriber's next event; the hub keeps the others going.
+          if (!res.write(text)) await drainedOrEnded(res)
+        },
+        (err) => fail(err),
+      )
 
       reply.hijack()
-      const res = reply.raw
       res.writeHead(200, {
         ...(reply.getHeaders() as Record<string, string>),
         'content-type': 'text/event-stream; charset=utf-8',
@@ -114,30 +148,13 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       })
       // HEAD (fastify adds it for every GET): the headers, and no stream that nobody reads.
       if (req.method === 'HEAD') {
+        finish()
         res.end()
         return
       }
       // Something at once, so clients (and curl -N) see the stream open before the first event.
       res.write(`retry: ${RETRY_MS}\n: apmatrix events${sinceSeq !== undefined ? ` after seq ${sinceSeq}` : ' from now'}\n\n`)
-
-      let done = false
-      // Highest seq the hub handed us (sent, or filtered out here): where a client resumes losing nothing it asked for.
-      let position = sinceSeq ?? hub.lastSeq
-      let unsubscribe = () => {}
-      const finish = () => {
-        if (done) return
-        done = true
-        clearInterval(ping)
-        open.delete(fail)
-        unsubscribe()
-      }
-      const fail = (err: Error) => {
-        if (done) return
-        finish()
-        if (res.writableEnded || res.destroyed) return
-        res.end(frame('error', JSON.stringify(errorJson(err, position, req.id))))
-      }
-      const ping = setInterval(() => {
+      ping = setInterval(() => {
         if (!done && !res.destroyed) res.write(': ping\n\n')
       }, heartbeatMs)
       ping.unref()
@@ -145,26 +162,6 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       // 'close' on the response: the client went away (or we ended it).
       res.on('close', finish)
       res.on('error', finish)
-      unsubscribe = hub.subscribe(
-        opts,
-        async (e) => {
-          if (done) return
-          position = e.seq
-          if (typeSet && !typeSet.has(e.type)) return
-          let text: string
-          if (libvirt) {
-            const lv = toLibvirtEvent(e)
-            if (!lv) return
-            text = frame(lv.lifecycle, JSON.stringify({ ...eventJson(e), lifecycle: lv.lifecycle, device: lv.device }), e.seq)
-          } else {
-            text = frame(e.type, JSON.stringify(eventJson(e)), e.seq)
-          }
-          // Backpressure: a full socket buffer holds this subscriber's next event; the hub keeps the others going.
-          if (!res.write(text)) await drainedOrEnded(res)
-        },
-        (err) => fail(err),
-      )
-      if (done) unsubscribe()
     },
   )
 }
@@ -187,27 +184,16 @@ function parseSeq(v: string | undefined, field: string): number | undefined {
   if (v === undefined) return undefined
   const s = v.trim()
   const n = SEQ.test(s) ? Number(s) : NaN
-  if (!Number.isSafeInteger(n)) throw invalid(field, `${field} must be a non-negative integer (an event seq), not ${JSON.stringify(clip(v, 32))}`)
+  if (!Number.isSafeInteger(n)) throw invalidArgument(field, `must be a non-negative integer (an event seq), not ${JSON.stringify(clip(v, 32))}`)
   return n
 }
 
-/** A repeatable, comma-separated filter: unique names, or undefined for none. */
-function nameList(v: string | string[] | undefined, field: string): string[] | undefined {
+/** A repeatable, comma-separated filter as a list of names (the service checks them), or undefined for none. */
+function nameList(v: string | string[] | undefined): string[] | undefined {
   if (v === undefined) return undefined
-  const names = [
-    ...new Set(
-      (Array.isArray(v) ? v : [v])
-        .flatMap((x) => x.split(','))
-        .map((x) => x.trim())
-        .filter((x) => x !== ''),
-    ),
-  ]
-  if (names.length > MAX_NAMES || names.some((n) => !NAME.test(n))) {
-    throw invalid(field, `${field}: at most ${MAX_NAMES} names of 1..64 characters [A-Za-z0-9._-]`)
-  }
+  const names = (Array.isArray(v) ? v : [v])
+    .flatMap((x) => x.split(','))
+    .map((x) => x.trim())
+    .filter((x) => x !== '')
   return names.length ? names : undefined
-}
-
-function invalid(field: string, message: string): ApmatrixError {
-  return new ApmatrixError('INVALID_ARGUMENT', message, { violations: [{ rule: 'INVALID_ARGUMENT', field, message }] })
 }

@@ -19,6 +19,7 @@ const ImportQuery = Type.Object(
   {
     format: Format(['mdevctl', 'libvirt-nodedev']),
     dryRun: Type.Optional(Type.Boolean()),
+    view: S.PlanViewParam,
     owner: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'owner of the devices the import creates' })),
     state: Type.Optional(
       Type.Union([Type.Literal('started'), Type.Literal('stopped')], { description: 'libvirt-nodedev only (the XML has no state); default stopped' }),
@@ -67,8 +68,8 @@ export const interopRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService
       },
     },
     async (req, reply) => {
-      const { format, dryRun, owner, state } = req.query
-      const ctx = { ...callContext(req, { dryRun }), ...(owner !== undefined ? { owner } : {}), ...(state !== undefined ? { state } : {}) }
+      const { format, dryRun, view, owner, state } = req.query
+      const ctx = { ...callContext(req, { dryRun, view }), ...(owner !== undefined ? { owner } : {}), ...(state !== undefined ? { state } : {}) }
       const out = await service.importMdevs(req.params.host, format, req.body, ctx)
       if (out.dryRun) return reply.code(200).send({ dryRun: true, plan: out.plan })
       if (out.replayed) reply.header('idempotent-replayed', 'true')

@@ -1,0 +1,156 @@
+/**
+ * Watching the event log (docs/api.md (Resources) Event): the one subscription life cycle behind REST's
+ * server-sent events and gRPC's `EventService.Watch`, so both offer the same filters and views and
+ * deliver the same events for the same request. Transports only parse their wire input and map the
+ * delivered events and the end of the watch.
+ *
+ * Over the {@link EventHub} (replay, then live; no gap, no duplicate, seq strictly increasing). Filters:
+ * `host`, `kinds` (applied by the hub, also on its store reads) and `types`; format `libvirt` delivers
+ * only the events that have a libvirt node-device lifecycle name (events/libvirt-lifecycle.ts), with it.
+ */
+import { ApmatrixError, invalidArgument } from '../domain/errors.js'
+import { EVENT_NAME, HOST_NAME } from '../domain/names.js'
+import { clip } from '../domain/text.js'
+import type { EventHub, EventRecord } from '../events/hub.js'
+import { type LibvirtLifecycleName, toLibvirtEvent } from '../events/libvirt-lifecycle.js'
+
+/** How events are delivered: as stored (`apmatrix`), or only those libvirt has a name for, with it (`libvirt`). */
+export const WATCH_FORMATS = ['apmatrix', 'libvirt'] as const
+/** A {@link WATCH_FORMATS} member. */
+export type WatchFormat = (typeof WATCH_FORMATS)[number]
+
+/** Most names in a `kinds` or `types` filter. */
+export const MAX_WATCH_NAMES = 32
+
+/** What a watcher asks for (checked by {@link EventWatch.watch}). */
+export interface WatchInput {
+  /** Only this host's events. */
+  host?: string
+  /** Only these kinds (`mdev`, `masks`, `queue`, `host`, ...); absent or empty = all. */
+  kinds?: readonly string[]
+  /** Only these types (`MdevDefined`, ...); absent or empty = all. */
+  types?: readonly string[]
+  /** Events with seq > sinceSeq (0 = the whole log); absent = only events stored from now on. */
+  sinceSeq?: number
+  /** Default `apmatrix`. */
+  format?: string
+}
+
+/** One delivered event; `libvirt` is set exactly when the format is `libvirt`. */
+export interface WatchedEvent {
+  event: EventRecord
+  libvirt?: { lifecycle: LibvirtLifecycleName; device: string }
+}
+
+/** An open watch. */
+export interface Watch {
+  /**
+   * The highest seq this watch has passed (delivered, or skipped by a filter): resuming with
+   * `sinceSeq = position` loses nothing the watcher asked for. Starts at `sinceSeq` (or the newest seq).
+   */
+  readonly position: number
+  /** Ends the watch (idempotent); `onEnd` is not called for it. */
+  close(): void
+}
+
+/** Receives one event; a returned promise delays the next one until it settles (backpressure). */
+export type WatchListener = (e: WatchedEvent) => void | Promise<void>
+
+/**
+ * Told once when the watch ends on its own: `SubscriptionLagError` (too slow, with `resumeSeq`),
+ * `HubClosedError` (shutdown), or the store's error (UNAVAILABLE).
+ */
+export type WatchEndListener = (err: Error) => void
+
+/** The event watching of the service. */
+export class EventWatch {
+  constructor(private readonly hub: EventHub | undefined) {}
+
+  /**
+   * Opens a watch. INVALID_ARGUMENT (before anything is opened) for a malformed host, a filter with more
+   * than {@link MAX_WATCH_NAMES} names or a name outside `[A-Za-z0-9._-]{1,64}`, a negative or unsafe
+   * `sinceSeq`, an unknown format; UNAVAILABLE when this server has no event hub.
+   */
+  watch(input: WatchInput, onEvent: WatchListener, onEnd: WatchEndListener): Watch {
+    const opts = checkWatch(input)
+    const hub = this.hub
+    if (!hub) throw new ApmatrixError('UNAVAILABLE', 'the event stream is not enabled on this server')
+    const types = opts.types ? new Set(opts.types) : null
+    const libvirt = opts.format === 'libvirt'
+    let position = opts.sinceSeq ?? hub.lastSeq
+    let closed = false
+    const unsubscribe = hub.subscribe(
+      {
+        ...(opts.sinceSeq !== undefined ? { sinceSeq: opts.sinceSeq } : {}),
+        ...(opts.host ? { host: opts.host } : {}),
+        ...(opts.kinds ? { kinds: opts.kinds } : {}),
+      },
+      (e) => {
+        if (closed) return
+        position = e.seq
+        if (types && !types.has(e.type)) return
+        if (!libvirt) return onEvent({ event: e })
+        const lv = toLibvirtEvent(e)
+        return lv ? onEvent({ event: e, libvirt: lv }) : undefined
+      },
+      (err) => {
+        if (closed) return
+        closed = true
+        onEnd(err)
+      },
+    )
+    return {
+      get position() {
+        return position
+      },
+      close() {
+        closed = true
+        unsubscribe()
+      },
+    }
+  }
+}
+
+/** The checked options of a watch. */
+interface CheckedWatch {
+  host?: string
+  kinds?: string[]
+  types?: string[]
+  sinceSeq?: number
+  format: WatchFormat
+}
+
+function checkWatch(input: WatchInput): CheckedWatch {
+  const out: CheckedWatch = { format: 'apmatrix' }
+  if (input.host !== undefined) {
+    if (typeof input.host !== 'string' || !HOST_NAME.test(input.host)) {
+      throw invalidArgument('host', 'must be 1..63 of [A-Za-z0-9._-], starting alphanumeric')
+    }
+    out.host = input.host
+  }
+  const kinds = names(input.kinds, 'kinds')
+  if (kinds) out.kinds = kinds
+  const types = names(input.types, 'types')
+  if (types) out.types = types
+  if (input.sinceSeq !== undefined) {
+    if (!Number.isSafeInteger(input.sinceSeq) || input.sinceSeq < 0) throw invalidArgument('since', 'must be a non-negative integer (an event seq)')
+    out.sinceSeq = input.sinceSeq
+  }
+  if (input.format !== undefined) {
+    if (!(WATCH_FORMATS as readonly string[]).includes(input.format)) {
+      throw invalidArgument('format', `${JSON.stringify(clip(String(input.format), 32))} is not one of ${WATCH_FORMATS.join(', ')}`)
+    }
+    out.format = input.format as WatchFormat
+  }
+  return out
+}
+
+/** Unique names, or undefined for none. */
+function names(v: readonly string[] | undefined, field: string): string[] | undefined {
+  if (v === undefined) return undefined
+  const unique = [...new Set(v)]
+  if (unique.length > MAX_WATCH_NAMES || unique.some((n) => typeof n !== 'string' || !EVENT_NAME.test(n))) {
+    throw invalidArgument(field, `at most ${MAX_WATCH_NAMES} names of 1..64 characters [A-Za-z0-9._-]`)
+  }
+  return unique.length ? unique : undefined
+}

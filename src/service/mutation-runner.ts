@@ -1,0 +1,149 @@
+/**
+ * The one path of every mutating operation (docs/api.md (Admission)). In order: read the bus (foreign
+ * devices, limits) outside the transaction; then in ONE store transaction: idempotency check, host lock,
+ * whole-host admission (every violation reported), the change with its optimistic-concurrency
+ * precondition, the audit record and the events; only after the commit is the reconciler nudged.
+ * `dryRun` runs the same admission and returns the plan instead.
+ *
+ * The plan view (src/service/plan-view.ts: the planner over the whole host plus the claimed, filtered
+ * and drained lists) is computed only for an answer that returns it (a dry run, or an operation that
+ * asks for it with `withPlan`), and outside the write transaction: on a large host it costs far more than
+ * the write itself, and the transaction serialises writers.
+ */
+import { ApmatrixError } from '../domain/errors.js'
+import type { ReconcileTrigger } from '../hosts/managed-host.js'
+import type { EventInput, Repos, Store } from '../store/index.js'
+import { admit, type HostDesired } from './admission.js'
+import type { HostAccess } from './host-access.js'
+import { desiredOf, loadStored, type StoredState } from './host-state.js'
+import { planAnswer, type PlanAnswer } from './plan-summary.js'
+import { planView } from './plan-view.js'
+import { requestHash } from './request-hash.js'
+import type { CallContext, Mutation } from './types.js'
+
+/** What an operation makes of the current state: the state after it, and how to store it. */
+export interface Prepared<T> {
+  /** The whole host's desired state after the change: admission judges it against the state before. */
+  after: HostDesired
+  /** Devices the request touches (the plan's focus). */
+  focus: Set<string>
+  /** Stores the change inside the transaction; returns the result and the events to append. */
+  apply(tx: Repos): Promise<{ result: T; created?: boolean; events: EventInput[]; detail?: Record<string, unknown> }>
+}
+
+/** One mutating operation, as the runner takes it. */
+export interface Operation<T> {
+  host: string
+  /** Audit action (`mdev.create`) and idempotency scope. */
+  action: string
+  /** Audit target (`hosts/<host>/mdevs/<uuid>`). */
+  target: string
+  /** The request, hashed for idempotency keys. */
+  request?: unknown
+  /** Judges the request against the current state (inside the transaction, under the host lock); throws to refuse. */
+  prepare(state: HostDesired, stored: StoredState): Prepared<T>
+  /** For an operation whose result carries the plan of `after`: puts it there. */
+  withPlan?(result: T, plan: PlanAnswer): T
+}
+
+/** Constructor arguments of {@link MutationRunner}. */
+export interface MutationRunnerOptions {
+  store: Store
+  access: HostAccess
+  reconciler: ReconcileTrigger
+  /** How long an idempotency key is remembered. */
+  idempotencyTtlMs: number
+}
+
+/** Runs mutating operations; see the file comment. */
+export class MutationRunner {
+  constructor(private readonly opts: MutationRunnerOptions) {}
+
+  /**
+   * Runs `op` for the caller `ctx`. Throws the operation's refusal (audited), CONFLICT for an
+   * idempotency key reused with another request, NOT_FOUND for an unknown host, UNAVAILABLE.
+   */
+  async run<T>(ctx: CallContext, op: Operation<T>): Promise<Mutation<T>> {
+    const { store, access, reconciler } = this.opts
+    const h = access.managed(op.host)
+    const actor = ctx.actor ?? 'anonymous'
+    const [observed, guests] = await Promise.all([access.observe(h), h.guests()])
+    const planOf = (p: Prepared<T>) => planAnswer(planView(p.after, observed, guests, [], p.focus), ctx.planView)
+    if (ctx.dryRun) {
+      const stored = await loadStored(store, op.host)
+      const state = desiredOf(observed, stored)
+      const p = op.prepare(state, stored)
+      admit(state, p.after)
+      return { dryRun: true, plan: planOf(p) }
+    }
+    const scope = `${op.action} ${op.host} ${actor}`
+    const hash = ctx.idempotencyKey ? requestHash({ host: op.host, action: op.action, request: op.request ?? null }) : ''
+    // Set when the plan is still to be added after the commit.
+    let pending: Prepared<T> | null = null
+    try {
+      let out = await store.transaction(async (tx): Promise<Mutation<T>> => {
+        pending = null
+        if (ctx.idempotencyKey) {
+          const prior = await tx.idempotency.get(scope, ctx.idempotencyKey)
+          if (prior) {
+            if (prior.requestHash !== hash) throw new ApmatrixError('CONFLICT', `Idempotency-Key ${ctx.idempotencyKey} was used for a different request`)
+            const body = prior.responseBody as { result: T; created?: boolean }
+            return { dryRun: false, result: body.result, ...(body.created !== undefined ? { created: body.created } : {}), replayed: true }
+          }
+        }
+        // Serialises admission per host: on PostgreSQL the host's masks row lock (SQLite has one writer
+        // anyway), so two concurrent creates cannot both pass admission against the same old state.
+        await tx.masks.lockForAdmission(op.host)
+        const stored = await loadStored(tx, op.host)
+        const state = desiredOf(observed, stored)
+        const p = op.prepare(state, stored)
+        admit(state, p.after)
+        const r = await p.apply(tx)
+        let result = r.result
+        // A replayed answer must be the stored one, plan included: only then is the plan computed in here.
+        if (op.withPlan && ctx.idempotencyKey) result = op.withPlan(result, planOf(p))
+        else if (op.withPlan) pending = p
+        await tx.audit.append({
+          actor,
+          action: op.action,
+          target: op.target,
+          outcome: 'ok',
+          requestId: ctx.requestId ?? null,
+          detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}) },
+        })
+        if (ctx.idempotencyKey) {
+          await tx.idempotency.put({
+            scope,
+            key: ctx.idempotencyKey,
+            requestHash: hash,
+            responseStatus: r.created ? 201 : 200,
+            responseBody: { result, created: r.created },
+            ttlMs: this.opts.idempotencyTtlMs,
+          })
+        }
+        // Events last: appending serialises writers until commit (event-repo.ts).
+        for (const e of r.events) await tx.events.append({ ...e, requestId: ctx.requestId ?? null, actor })
+        return { dryRun: false, result, ...(r.created !== undefined ? { created: r.created } : {}) }
+      })
+      if (!out.dryRun && !out.replayed) reconciler.enqueue(op.host)
+      const p = pending as Prepared<T> | null
+      if (p && op.withPlan && !out.dryRun) out = { ...out, result: op.withPlan(out.result, planOf(p)) }
+      return out
+    } catch (e) {
+      if (e instanceof ApmatrixError && e.code !== 'UNAVAILABLE') {
+        // A refusal is audited too; it cannot share the (rolled back) transaction.
+        await store.audit
+          .append({
+            actor,
+            action: op.action,
+            target: op.target,
+            outcome: e.code,
+            requestId: ctx.requestId ?? null,
+            detail: { violations: e.violations.length },
+          })
+          .catch(() => undefined)
+      }
+      throw e
+    }
+  }
+}
