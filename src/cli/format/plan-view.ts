@@ -89,7 +89,7 @@ export function renderPlan(plan: Plan): string {
       out += `  ${String(k.count).padStart(5)} x ${k.kind.padEnd(14)}${devices}${apqns}\n`
     }
   }
-  if (full && full.claimedApqns.length && full.claimedApqns.length <= MAX_ROWS) {
+  if (full?.claimedApqns.length && full.claimedApqns.length <= MAX_ROWS) {
     out += `Claimed APQNs (${full.claimedApqns.length}):\n`
     out += renderTable(
       ['APQN', 'DEVICE', 'CURRENT OWNER'],
@@ -99,7 +99,7 @@ export function renderPlan(plan: Plan): string {
     const owners = s.claimedApqns.byOwner.map((o) => `${o.currentOwner ?? '-'} ${o.count}`).join(', ')
     out += `Claimed APQNs (${s.claimedApqns.count}; by current owner: ${owners}): ${ranges(s.claimedApqns)}\n`
   }
-  if (full && full.drainedQueues.length && full.drainedQueues.length <= MAX_ROWS)
+  if (full?.drainedQueues.length && full.drainedQueues.length <= MAX_ROWS)
     out += `Drained queues (${full.drainedQueues.length}): ${full.drainedQueues.join(' ')}\n`
   else if (s.drainedQueues.count) out += `Drained queues (${s.drainedQueues.count}): ${ranges(s.drainedQueues)}\n`
   const filtered = full ? full.filteredAdapters : s.filteredAdapters.first

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process'
 import http from 'node:http'
 import t, { type Test } from 'tap'
-import { EventHub, type EventHubOptions } from '../../../src/events/hub.js'
+import type { EventHubOptions } from '../../../src/events/hub.js'
 import { LIBVIRT_TO_EVENT_TYPE, libvirtLifecycleOf, toLibvirtEvent } from '../../../src/events/libvirt-lifecycle.js'
 import { buildApp } from '../../../src/transport/http/app.js'
 import { StaticHostRegistry } from '../../../src/hosts/managed-host.js'
