@@ -5,11 +5,10 @@ import type { KernelContext } from './context.js'
 import { type HostCfg, RC_CHECKSTOP, RC_DECONFIGURED, RC_NORMAL, modeOf } from './machine.js'
 import { stripNewline } from './parse.js'
 import { ApCard, ApQueue, type DriverName, flushQueue, initQueue, startReset, zapq } from './queue.js'
-import type { VfioAp } from './vfio-ap.js'
+import type { ApDriverHooks } from './driver-hooks.js'
+import { compatType } from './hw-type.js'
 
 /** O-6: raw types the current AP bus supports (CEX4..CEX8). */
-const MIN_TYPE = 10
-const MAX_TYPE = 14
 
 /** The AP root device's devpath (B-44 root uevents). */
 export const AP_ROOT = '/devices/ap'
@@ -43,7 +42,8 @@ export class ApBus {
   private walkedVersion = -1
   /** The previous QCI copy (B-2 step 1). */
   private lastQci: HostCfg
-  vfio: VfioAp | null = null
+  /** The vfio_ap driver once loaded: the bus calls its hooks and knows nothing else of it. */
+  vfio: ApDriverHooks | null = null
 
   constructor(private readonly ctx: KernelContext) {
     this.lastQci = ctx.machine.readQci()
@@ -483,12 +483,4 @@ export class ApBus {
   device(name: string): ApCard | ApQueue | undefined {
     return this.findDevice(name)
   }
-}
-
-/** O-6: compatibility type for a raw type, or undefined when no card is created. */
-export function compatType(rawType: number, qact: boolean): number | undefined {
-  if (rawType >= MIN_TYPE && rawType <= MAX_TYPE) return rawType
-  // O-6: above CEX8, PQAP(QACT) maps to the highest compatible known type when the facility exists.
-  if (rawType > MAX_TYPE && qact) return MAX_TYPE
-  return undefined
 }

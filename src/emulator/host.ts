@@ -38,7 +38,7 @@ class EmulatedHost implements EmulatedHostApi {
   readonly profile: HardwareProfile
   readonly bootId = randomUUID()
   private time = 0
-  private readonly ctx: KernelContext
+  private readonly ctx: KernelContext<ApQueue>
   private readonly bus: ApBus
   private readonly vfio: VfioAp | null
   private readonly sysfs: Sysfs

@@ -2,7 +2,6 @@ import { formatApqn, formatCard } from '../domain/ids.js'
 import type { RequestStats } from './api.js'
 import type { KernelContext } from './context.js'
 import { RC_DECONFIGURED, RC_NORMAL } from './machine.js'
-import type { Mdev } from './vfio-ap.js'
 
 /** O-11 device states. */
 export type DevState = 'UNINITIATED' | 'OPERATING' | 'SHUTDOWN' | 'ERROR'
@@ -60,8 +59,6 @@ export class ApQueue {
   /** Completion times of the sent requests (the pending list), ascending. */
   pending: number[] = []
   readonly stats: RequestStats = { submitted: 0, completed: 0, flushed: 0, rejected: 0 }
-  /** V-30/V-32: the mdev this vfio_ap-bound queue is linked to. */
-  mdev: Mdev | null = null
   /** V-39: response code of the last vfio_ap reset. */
   lastResetRc = 0
   /** V-40: guest notification byte address registered through AQIC (0 = none). */

@@ -2,8 +2,9 @@ import { SysfsError } from '../domain/errors.js'
 import { formatApid, formatApqi, formatApqn, kstrtoul, parseApqnName } from '../domain/ids.js'
 import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import type { ApBus } from './bus.js'
-import { compatType } from './bus.js'
 import type { KernelContext } from './context.js'
+import type { ApDriverHooks } from './driver-hooks.js'
+import { compatType } from './hw-type.js'
 import type { HostCfg } from './machine.js'
 import { type ApQueue, zapq } from './queue.js'
 
@@ -76,11 +77,13 @@ export function matrixText(apm: Mask, aqm: Mask): string {
  * The vfio_ap driver (docs/kernel-model.md §3): the matrix device, mdevs, the APQN -> mdev index, guests,
  * filtering (shadow APCB) and the AP bus callbacks (in_use, on_config_changed, on_scan_complete).
  */
-export class VfioAp {
+export class VfioAp implements ApDriverHooks {
   readonly mdevs = new Map<string, Mdev>()
   /** Every assigned APQN (qid, O-4) -> the mdev holding it; exclusivity (V-10) keeps it a function. */
   private readonly owner = new Map<number, Mdev>()
   private readonly guests = new Map<string, Mdev>()
+  /** V-30/V-32: the mdev each vfio_ap-bound queue is linked to (kept here: the bus knows no driver's state). */
+  private readonly linkOf = new WeakMap<ApQueue, Mdev>()
   /** V-1/V-35: vfio_ap's own copy of hostcfg. */
   hostcfg: HostCfg
 
@@ -289,11 +292,16 @@ export class VfioAp {
     this.refilter(m)
   }
 
+  /** The mdev a queue is linked to, or null. */
+  private mdevOf(q: ApQueue): Mdev | null {
+    return this.linkOf.get(q) ?? null
+  }
+
   // ---- text attributes ----
 
   /** V-31: the vfio_ap `status` of a bound queue. */
   status(q: ApQueue): string {
-    const m = q.mdev
+    const m = this.mdevOf(q)
     if (!m) return 'unassigned\n'
     // V-31: "in use" whenever the linked mdev has a guest, even if filtering keeps the APQN out of its view (T-33).
     return m.guest ? 'in use\n' : 'assigned\n'
@@ -325,7 +333,7 @@ export class VfioAp {
         const qid = (a << 8) | d
         this.owner.set(qid, m)
         const q = this.bus.queues.get(qid)
-        if (q && q.driver === 'vfio_ap' && q.mdev !== m) this.link(q, m)
+        if (q && q.driver === 'vfio_ap' && this.mdevOf(q) !== m) this.link(q, m)
       }
     }
   }
@@ -337,7 +345,7 @@ export class VfioAp {
         const qid = (a << 8) | d
         if (this.owner.get(qid) === m) this.owner.delete(qid)
         const q = this.bus.queues.get(qid)
-        if (q && q.mdev === m) this.unlink(q)
+        if (q && this.mdevOf(q) === m) this.unlink(q)
       }
     }
   }
@@ -348,18 +356,18 @@ export class VfioAp {
   }
 
   private link(q: ApQueue, m: Mdev): void {
-    if (q.mdev) this.unlink(q)
-    q.mdev = m
+    if (this.linkOf.has(q)) this.unlink(q)
+    this.linkOf.set(q, m)
     m.linked.add(q)
     if (this.passable(q)) m.passable[q.apid]!++
   }
 
   private unlink(q: ApQueue): void {
-    const m = q.mdev
+    const m = this.mdevOf(q)
     if (!m) return
     if (this.passable(q)) m.passable[q.apid]!--
     m.linked.delete(q)
-    q.mdev = null
+    this.linkOf.delete(q)
   }
 
   /** Recounts `passable` of every mdev (after hostcfg changed). O(linked queues). */
@@ -406,7 +414,7 @@ export class VfioAp {
 
   /** V-39: vfio_ap's ZAPQ of a queue it holds; records the response code. */
   private resetQueue(q: ApQueue): void {
-    const m = q.mdev
+    const m = this.mdevOf(q)
     const before = m !== null && this.passable(q)
     q.lastResetRc = zapq(this.ctx, q)
     if (m && before !== this.passable(q)) m.passable[q.apid]! += before ? -1 : 1
@@ -433,7 +441,7 @@ export class VfioAp {
 
   /** V-33: a queue leaves vfio_ap (cannot fail). */
   removeQueue(q: ApQueue): void {
-    const m = q.mdev
+    const m = this.mdevOf(q)
     if (m) {
       this.unlink(q)
       const old = m.shadow
@@ -551,7 +559,7 @@ export class VfioAp {
     const a = parseApqnName(apqn)
     if (!a) throw new SysfsError('EINVAL', `'${apqn}' is not an APQN`)
     const q = this.bus.queues.get((a.apid << 8) | a.apqi)
-    if (!q || q.mdev !== m) return 0x01
+    if (!q || this.mdevOf(q) !== m) return 0x01
     if (nib === 0) return 0x06 // V-40: the NIB address cannot be pinned
     const rc = this.ctx.machine.tapq(a.apid, a.apqi).rc
     if (rc !== 0) return rc

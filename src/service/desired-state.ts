@@ -11,11 +11,11 @@ import type { HostAccess } from './host-access.js'
 import { desiredOf, loadStored, planned, withMdev, type StoredState } from './host-state.js'
 import { checkLabels, checkOwner } from './mdev-input.js'
 import type { MutationRunner } from './mutation-runner.js'
-import { planAnswer, type PlanAnswer, type PlanDetail } from './plan-summary.js'
+import { planAnswer } from './plan-summary.js'
 import { planView } from './plan-view.js'
 import { precondition } from './preconditions.js'
 import { masksChangedEvent, mdevEvent } from './resource-events.js'
-import type { ApplyResult, CallContext, DesiredInput, MdevCreateInput, Mutation, PlanView } from './types.js'
+import type { ApplyResult, CallContext, DesiredInput, MdevCreateInput, Mutation, PlanAnswer, PlanDetail, PlanView } from './types.js'
 
 /** A device a desired document lists, checked. */
 interface ListedMdev {

@@ -16,10 +16,10 @@ import type { EventInput, Repos, Store } from '../store/index.js'
 import { admit, type HostDesired } from './admission.js'
 import type { HostAccess } from './host-access.js'
 import { desiredOf, loadStored, type StoredState } from './host-state.js'
-import { planAnswer, type PlanAnswer } from './plan-summary.js'
+import { planAnswer } from './plan-summary.js'
 import { planView } from './plan-view.js'
 import { requestHash } from './request-hash.js'
-import type { CallContext, Mutation } from './types.js'
+import type { CallContext, Mutation, PlanAnswer } from './types.js'
 
 /** What an operation makes of the current state: the state after it, and how to store it. */
 export interface Prepared<T> {

@@ -6,62 +6,15 @@
  */
 import { formatApqn, parseApqnName } from '../domain/ids.js'
 import type { PlanOp } from '../domain/plan.js'
-import type { PlanView } from './types.js'
+import type { ApqnSetSummary, FirstOf, PlanAnswer, PlanDetail, PlanSummary, PlanView } from './types.js'
 
 /** The views of a plan: `summary` (the default) or `full` (the summary and every list). */
-export const PLAN_VIEWS = ['summary', 'full'] as const
-/** A {@link PLAN_VIEWS} member. */
-export type PlanDetail = (typeof PLAN_VIEWS)[number]
+export const PLAN_VIEWS: readonly PlanDetail[] = ['summary', 'full']
 
 /** How many violations, deferrals, filtered adapters and device uuids a summary lists. */
 export const SUMMARY_FIRST = 20
 /** How many APQN ranges a summary lists per set. */
 export const SUMMARY_RANGES = 64
-
-/**
- * A set of APQNs: its size and its ranges, each `aa.dddd-aa.dddd` (consecutive domains of one adapter)
- * or `aa.dddd`, in APQN order; `moreRanges` counts the ranges left out after {@link SUMMARY_RANGES}.
- */
-export interface ApqnSetSummary {
-  count: number
-  ranges: string[]
-  moreRanges: number
-}
-
-/** The operations of one kind, in the order the plan first runs the kind. */
-export interface PlanOperationSummary {
-  kind: PlanOp['kind']
-  count: number
-  /** Matrix devices the operations name (the first {@link SUMMARY_FIRST}), and how many in all. */
-  devices: string[]
-  deviceCount: number
-  /** APQNs the operations name (mask changes, drains, binds). */
-  apqns: ApqnSetSummary
-}
-
-/** The first entries of a list, and its length. */
-export interface FirstOf<T> {
-  count: number
-  first: T[]
-}
-
-/** The summary of a plan. */
-export interface PlanSummary {
-  /** Every operation (the length of the full `operations` list). */
-  operationCount: number
-  operations: PlanOperationSummary[]
-  violations: FirstOf<PlanView['violations'][number]>
-  claimedApqns: ApqnSetSummary & {
-    /** Claimed APQNs by their current owner (`host`, a device uuid, or null: no queue or unbound), largest first. */
-    byOwner: Array<{ currentOwner: string | null; count: number }>
-  }
-  filteredAdapters: FirstOf<PlanView['filteredAdapters'][number]>
-  drainedQueues: ApqnSetSummary
-  deferred: FirstOf<PlanView['deferred'][number]>
-}
-
-/** A plan as answered: always the summary; with `view: full` also every list of {@link PlanView}. */
-export type PlanAnswer = { view: 'summary'; summary: PlanSummary } | ({ view: 'full'; summary: PlanSummary } & PlanView)
 
 /** The answer of `plan` in the requested view (default `summary`). */
 export function planAnswer(plan: PlanView, view: PlanDetail = 'summary'): PlanAnswer {

@@ -8,9 +8,6 @@ import type { ObservedAdapter, ObservedQueue } from '../domain/observed.js'
 import type { PlanOp } from '../domain/plan.js'
 import type { MdevCondition } from '../store/index.js'
 import type { StoredMdevStatus } from '../domain/mdev-status.js'
-import type { PlanAnswer, PlanDetail } from './plan-summary.js'
-
-export type { ApqnSetSummary, FirstOf, PlanAnswer, PlanDetail, PlanOperationSummary, PlanSummary } from './plan-summary.js'
 
 /** Who calls and how: the per-request options every mutating operation takes. */
 export interface CallContext {
@@ -278,3 +275,51 @@ export interface ImportView {
   /** Definitions the document holds that are not matrix devices (mdevctl: other parents), with the reason. */
   skipped: Array<{ parent: string; uuid: string; mdevType?: string; reason: string }>
 }
+
+/** How a plan is answered: `summary` (the default) or `full` (the summary and every list). */
+export type PlanDetail = 'summary' | 'full'
+
+/**
+ * A set of APQNs: its size and its ranges, each `aa.dddd-aa.dddd` (consecutive domains of one adapter)
+ * or `aa.dddd`, in APQN order, the first 64; `moreRanges` counts the ranges left out.
+ */
+export interface ApqnSetSummary {
+  count: number
+  ranges: string[]
+  moreRanges: number
+}
+
+/** The operations of one kind of a plan, in the order the plan first runs the kind. */
+export interface PlanOperationSummary {
+  kind: PlanOp['kind']
+  count: number
+  /** Matrix devices the operations name (the first 20), and how many in all. */
+  devices: string[]
+  deviceCount: number
+  /** APQNs the operations name (mask changes, drains, binds). */
+  apqns: ApqnSetSummary
+}
+
+/** The first entries of a list (at most 20), and its length. */
+export interface FirstOf<T> {
+  count: number
+  first: T[]
+}
+
+/** The summary of a plan (docs/api.md (Reconcile) "Plan views"): its counts are the lengths of the full lists. */
+export interface PlanSummary {
+  /** Every operation (the length of the full `operations` list). */
+  operationCount: number
+  operations: PlanOperationSummary[]
+  violations: FirstOf<Violation>
+  claimedApqns: ApqnSetSummary & {
+    /** Claimed APQNs by their current owner (`host`, a device uuid, or null: no queue or unbound), largest first. */
+    byOwner: Array<{ currentOwner: string | null; count: number }>
+  }
+  filteredAdapters: FirstOf<FilteredAdapter>
+  drainedQueues: ApqnSetSummary
+  deferred: FirstOf<PlanView['deferred'][number]>
+}
+
+/** A plan as answered: always the summary; with view `full` also every list of {@link PlanView}. */
+export type PlanAnswer = { view: 'summary'; summary: PlanSummary } | ({ view: 'full'; summary: PlanSummary } & PlanView)

@@ -1,17 +1,17 @@
 /**
- * Tests that need something from the machine (a Debian tool, FUSE, a mount namespace) run when it is
- * there, are SKIPPED loudly when it is not, and FAIL instead of skipping under CI=... or
- * APMATRIX_REQUIRE_TOOLS=1, where the machine is supposed to have everything.
+ * What the tests that need something from the machine (a Debian tool, FUSE, a mount namespace) check;
+ * the rule itself (run, loud skip, or fail in CI) is test/helpers/required.ts.
  */
 import { spawnSync } from 'node:child_process'
-import type { Test } from 'tap'
 import { FuseUnavailableError, loadFuseBinding } from '../../src/emulator/fuse/fuse-binding.js'
 import { checkFuseDevice } from '../../src/emulator/fuse/sysfs-mount.js'
+import { requiredHere, requireOrSkip } from './required.js'
 
-/** True when the machine must have what the tests need (CI, or APMATRIX_REQUIRE_TOOLS=1). */
+export { requireOrSkip }
+
+/** True when the machine must have the tools the tests need (CI, or APMATRIX_REQUIRE_TOOLS=1). */
 export function toolsRequired(): boolean {
-  const ci = process.env.CI
-  return (ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false') || process.env.APMATRIX_REQUIRE_TOOLS === '1'
+  return requiredHere('tools')
 }
 
 /** Absolute path of `cmd` on PATH, or undefined. */
@@ -19,25 +19,6 @@ export function which(cmd: string): string | undefined {
   const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { encoding: 'utf8' })
   const p = r.stdout.trim()
   return r.status === 0 && p !== '' ? p : undefined
-}
-
-/**
- * Registers `body` as subtest `name` when `missing` is undefined. Otherwise the subtest is skipped with
- * `missing` printed loudly on stderr, or fails with it when {@link toolsRequired}.
- */
-export function requireOrSkip(t: Test, name: string, missing: string | undefined, body: (t: Test) => Promise<void>): void {
-  if (missing === undefined) {
-    t.test(name, body)
-    return
-  }
-  if (toolsRequired()) {
-    t.test(name, async (t) => {
-      t.fail(`REQUIRED here (CI or APMATRIX_REQUIRE_TOOLS=1): ${missing}`)
-    })
-  } else {
-    console.error(`\n*** test '${name}' SKIPPED: ${missing} ***\n`)
-    t.test(name, { skip: missing }, async () => {})
-  }
 }
 
 /**

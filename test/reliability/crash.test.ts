@@ -12,7 +12,8 @@
 import t, { type Test } from 'tap'
 import { connectEmulator, type RemoteEmulator } from '../../src/emulator-remote/client.js'
 import { createStore } from '../../src/store/store.js'
-import { freshDatabase, postgresAdminUrl, postgresRequired, type TestDatabase } from '../store/pg-helper.js'
+import { requireOrSkip } from '../helpers/required.js'
+import { freshDatabase, postgresMissing, type TestDatabase } from '../store/pg-helper.js'
 import { crossProduct, isReady, restClient, until, type RestCall } from '../scenario/rest-client.js'
 import { crashHookLine, startEmulatorProcess, startServiceProcess, type ServiceProcess } from './cli-process.js'
 
@@ -378,7 +379,10 @@ async function crashSuite(t: Test, provider: TestDatabase['provider'], points: s
 
 // Each restart costs a service start (seconds on a loaded 2-core machine): PostgreSQL gets the points SQLite does not.
 t.test('sqlite', async (t) => crashSuite(t, 'sqlite', ['beforeBusWrite:1', 'afterBusWrite:2', 'beforeStatusWrite:1', 'beforeBusWrite:3'], 2))
-if (postgresAdminUrl()) t.test('postgres', async (t) => crashSuite(t, 'postgres', ['beforeBusWrite:2', 'afterBusWrite:1', 'beforeStatusWrite:1'], 1))
-else if (postgresRequired())
-  t.test('postgres', async (t) => void t.fail('PostgreSQL tests are required here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set'))
-else t.test('postgres', { skip: 'set TEST_POSTGRES_URL to run the crash tests on PostgreSQL' }, async () => {})
+requireOrSkip(
+  t,
+  'postgres',
+  postgresMissing(),
+  async (t) => crashSuite(t, 'postgres', ['beforeBusWrite:2', 'afterBusWrite:1', 'beforeStatusWrite:1'], 1),
+  'postgres',
+)

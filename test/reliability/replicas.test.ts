@@ -30,7 +30,8 @@ import { createHost } from '../../src/emulator/host.js'
 import { emulatorAccess } from '../../src/bus/emulator-access.js'
 import { createStore } from '../../src/store/store.js'
 import { applyMigrations } from '../../src/store/apply-migrations.js'
-import { forEachDatabase, freshDatabase, postgresAdminUrl, postgresRequired } from '../store/pg-helper.js'
+import { requireOrSkip } from '../helpers/required.js'
+import { forEachDatabase, freshDatabase, postgresMissing } from '../store/pg-helper.js'
 import { addHost, manualClock, openStore } from '../store/store-fixture.js'
 import { RemoteEmulatedHost } from '../../src/hosts/remote-emulated-host.js'
 import { StaticHostRegistry } from '../../src/hosts/managed-host.js'
@@ -551,12 +552,4 @@ async function replicasSuite(t: Test): Promise<void> {
   t.comment(`replicas suite: ${Date.now() - t0} ms (lease ${LEASE_TTL_MS} ms, resync ${RESYNC_MS} ms)`)
 }
 
-if (postgresAdminUrl()) t.test("three replicas on PostgreSQL: a killed holder's hosts move, fenced, and converge", replicasSuite)
-else if (postgresRequired())
-  t.test('three replicas on PostgreSQL', async (t) =>
-    t.fail('PostgreSQL is REQUIRED here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set'),
-  )
-else {
-  console.error('\n*** replicas test SKIPPED: set TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres) to run it ***\n')
-  t.test('three replicas on PostgreSQL', { skip: 'set TEST_POSTGRES_URL to run the replicas test on PostgreSQL' }, async () => {})
-}
+requireOrSkip(t, "three replicas on PostgreSQL: a killed holder's hosts move, fenced, and converge", postgresMissing(), replicasSuite, 'postgres')

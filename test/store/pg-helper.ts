@@ -4,7 +4,7 @@
  * PostgreSQL runs when TEST_POSTGRES_URL names a role that may CREATE DATABASE
  * (e.g. postgresql://postgres@127.0.0.1:5432/postgres): each call gets a fresh database with a
  * unique name, dropped at teardown. Without TEST_POSTGRES_URL the PostgreSQL tests are SKIPPED
- * loudly, except under CI=... or APMATRIX_REQUIRE_POSTGRES=1, where they FAIL.
+ * loudly, except under CI=... or APMATRIX_REQUIRE_POSTGRES=1, where they FAIL (test/helpers/required.ts).
  */
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -13,6 +13,7 @@ import path from 'node:path'
 import pg from 'pg'
 import type { Test } from 'tap'
 import type { Provider } from '../../src/store/config.js'
+import { requiredHere, requireOrSkip } from '../helpers/required.js'
 
 /** One database a test body runs against: an empty database (not migrated). */
 export interface TestDatabase {
@@ -24,8 +25,12 @@ const SKIP_MESSAGE = 'PostgreSQL tests SKIPPED: set TEST_POSTGRES_URL (e.g. post
 
 /** True when PostgreSQL tests must run (CI, or APMATRIX_REQUIRE_POSTGRES=1). */
 export function postgresRequired(): boolean {
-  const ci = process.env.CI
-  return (ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false') || process.env.APMATRIX_REQUIRE_POSTGRES === '1'
+  return requiredHere('postgres')
+}
+
+/** Why PostgreSQL tests cannot run here (undefined: they can). */
+export function postgresMissing(): string | undefined {
+  return postgresAdminUrl() ? undefined : 'TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)'
 }
 
 /** The admin URL from TEST_POSTGRES_URL, or undefined. */
@@ -84,14 +89,5 @@ export async function freshDatabase(t: Test, provider: Provider): Promise<TestDa
  */
 export function forEachDatabase(t: Test, body: (t: Test, db: TestDatabase) => Promise<void>): void {
   t.test('sqlite', async (t) => body(t, await freshDatabase(t, 'sqlite')))
-  if (postgresAdminUrl()) {
-    t.test('postgres', async (t) => body(t, await freshDatabase(t, 'postgres')))
-  } else if (postgresRequired()) {
-    t.test('postgres', async (t) => {
-      t.fail(`PostgreSQL tests are REQUIRED here (CI or APMATRIX_REQUIRE_POSTGRES=1) but TEST_POSTGRES_URL is not set`)
-    })
-  } else {
-    console.error(`\n*** ${SKIP_MESSAGE} ***\n`)
-    t.test('postgres', { skip: SKIP_MESSAGE }, async () => {})
-  }
+  requireOrSkip(t, 'postgres', postgresMissing(), async (t) => body(t, await freshDatabase(t, 'postgres')), 'postgres')
 }

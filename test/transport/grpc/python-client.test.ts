@@ -12,6 +12,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { PROTO_ROOT } from '../../../src/transport/grpc/proto.js'
+import { requireOrSkip } from '../../helpers/required.js'
 import { freshDatabase } from '../../store/pg-helper.js'
 import { grpcFixture, ok } from './grpc-fixture.js'
 
@@ -21,11 +22,6 @@ const REFLECTION_PROTO = path.join(
   path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')),
   'build/proto/grpc/reflection/v1/reflection.proto',
 )
-
-function required(): boolean {
-  const ci = process.env.CI
-  return (ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false') || process.env.APMATRIX_REQUIRE_TOOLS === '1'
-}
 
 /** A python3 that has Debian's grpc and grpc_tools (pyenv shims often do not). */
 function findPython(): string | undefined {
@@ -39,58 +35,50 @@ function findPython(): string | undefined {
 const python = findPython()
 const MISSING = 'python3-grpcio / python3-grpc-tools not installed: apt-get install -y python3-grpcio python3-grpc-tools'
 
-if (!python) {
-  if (required()) t.fail(`REQUIRED here (CI or APMATRIX_REQUIRE_TOOLS=1) but ${MISSING}`)
-  else {
-    console.error(`\n*** Python gRPC client test SKIPPED: ${MISSING} ***\n`)
-    t.test('python3-grpcio client', { skip: MISSING }, async () => {})
-  }
-} else {
-  t.test('python3-grpcio client: reflection, unary calls, errors, Watch', async (t) => {
-    const fx = await grpcFixture(t, await freshDatabase(t, 'sqlite'))
-    await ok(t, fx.clients.hosts.SetMasks.bind(fx.clients.hosts), { host: 'local', apmask: '-5,-6', aqmask: '-4' })
-    const since = fx.hub.lastSeq
-    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      // Async spawn: the server runs in this process and must keep answering.
-      const p = spawn(python, [SCRIPT, fx.target, PROTO_ROOT, REFLECTION_PROTO, U, String(since), '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      p.stdout.on('data', (d) => (stdout += d))
-      p.stderr.on('data', (d) => (stderr += d))
-      const kill = setTimeout(() => p.kill('SIGKILL'), 60_000)
-      p.on('close', (code) => {
-        clearTimeout(kill)
-        resolve({ code, stdout, stderr })
-      })
+requireOrSkip(t, 'python3-grpcio client: reflection, unary calls, errors, Watch', python ? undefined : MISSING, async (t) => {
+  const fx = await grpcFixture(t, await freshDatabase(t, 'sqlite'))
+  await ok(t, fx.clients.hosts.SetMasks.bind(fx.clients.hosts), { host: 'local', apmask: '-5,-6', aqmask: '-4' })
+  const since = fx.hub.lastSeq
+  const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    // Async spawn: the server runs in this process and must keep answering.
+    const p = spawn(python!, [SCRIPT, fx.target, PROTO_ROOT, REFLECTION_PROTO, U, String(since), '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    p.stdout.on('data', (d) => (stdout += d))
+    p.stderr.on('data', (d) => (stderr += d))
+    const kill = setTimeout(() => p.kill('SIGKILL'), 60_000)
+    p.on('close', (code) => {
+      clearTimeout(kill)
+      resolve({ code, stdout, stderr })
     })
-    t.equal(out.code, 0, `python exited 0: ${out.stderr.slice(-2000)}`)
-    const r = JSON.parse(out.stdout)
-    t.comment(`python grpcio ${r.grpcio}`)
-    for (const s of ['apmatrix.v1.HostService', 'apmatrix.v1.MdevService', 'apmatrix.v1.EventService', 'grpc.health.v1.Health'])
-      t.ok(r.services.includes(s), `reflection lists ${s}`)
-    t.equal(r.descriptors_agree, true, "the server's descriptors match Debian's protoc")
-    t.same(r.hosts, ['local'])
-    t.same(r.create, { created: true, uuid: U, generation: 1, state: 'started' })
-    t.match(r.get, { uuid: U, adapters: [5], domains: [4], control_domains: [4], resource_version: String })
-    t.same(r.error, {
-      status: 'FAILED_PRECONDITION',
-      code: r.error?.code,
-      request_id: 'py-CreateMdev',
-      violations: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
-      violations_bin: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
-    })
-    t.match(r.error.code, /^APQN_(IN_USE|RESERVED)$/)
-    t.equal(r.bad_input, 'INVALID_ARGUMENT')
-    // Events after `since`: the MdevDefined of the create, in seq order.
-    const stored = await fx.store.events.list({ since, host: 'local', limit: 2 })
-    t.same(
-      r.events.map((e: { seq: number }) => e.seq),
-      stored.map((e) => e.seq),
-    )
-    t.match(r.events, [
-      { type: 'MdevDefined', kind: 'mdev', name: U, request_id: 'py-CreateMdev' },
-      { type: 'MasksChanged', kind: 'masks', request_id: 'py-SetMasks' },
-    ])
-    t.equal(r.masks_apmask_has_7, false)
   })
-}
+  t.equal(out.code, 0, `python exited 0: ${out.stderr.slice(-2000)}`)
+  const r = JSON.parse(out.stdout)
+  t.comment(`python grpcio ${r.grpcio}`)
+  for (const s of ['apmatrix.v1.HostService', 'apmatrix.v1.MdevService', 'apmatrix.v1.EventService', 'grpc.health.v1.Health'])
+    t.ok(r.services.includes(s), `reflection lists ${s}`)
+  t.equal(r.descriptors_agree, true, "the server's descriptors match Debian's protoc")
+  t.same(r.hosts, ['local'])
+  t.same(r.create, { created: true, uuid: U, generation: 1, state: 'started' })
+  t.match(r.get, { uuid: U, adapters: [5], domains: [4], control_domains: [4], resource_version: String })
+  t.same(r.error, {
+    status: 'FAILED_PRECONDITION',
+    code: r.error?.code,
+    request_id: 'py-CreateMdev',
+    violations: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
+    violations_bin: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
+  })
+  t.match(r.error.code, /^APQN_(IN_USE|RESERVED)$/)
+  t.equal(r.bad_input, 'INVALID_ARGUMENT')
+  // Events after `since`: the MdevDefined of the create, in seq order.
+  const stored = await fx.store.events.list({ since, host: 'local', limit: 2 })
+  t.same(
+    r.events.map((e: { seq: number }) => e.seq),
+    stored.map((e) => e.seq),
+  )
+  t.match(r.events, [
+    { type: 'MdevDefined', kind: 'mdev', name: U, request_id: 'py-CreateMdev' },
+    { type: 'MasksChanged', kind: 'masks', request_id: 'py-SetMasks' },
+  ])
+  t.equal(r.masks_apmask_has_7, false)
+})
