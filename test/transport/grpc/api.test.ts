@@ -257,6 +257,34 @@ forEachDatabase(t, async (t, db) => {
     const lab = await ok(t, call.update, { host: 'local', uuid: U1, labels: { env: 'prod' }, update_mask: { paths: ['labels', 'owner'] } })
     t.same(lab.mdev!.metadata!.labels, { env: 'prod' }, 'labels path replaces the whole map')
     t.equal(lab.mdev!.metadata!.owner, '', 'owner path with empty owner clears it')
+    // Replace-all is the service's (updateMdevFields): a label set in between by REST is dropped by the
+    // replace, in one audited write, and a stale resource_version refuses it without a change.
+    await fx.service.patchMdev('local', U1, { metadata: { labels: { late: 'yes' } } })
+    const between = await ok(t, call.get, { host: 'local', uuid: U1 })
+    t.same(between.metadata!.labels, { env: 'prod', late: 'yes' })
+    isError(
+      t,
+      await unary(call.update, { host: 'local', uuid: U1, labels: { only: 'this' }, update_mask: { paths: ['labels'] }, resource_version: 'stale' }),
+      grpc.status.ABORTED,
+      'CONFLICT',
+    )
+    const dryLabels = await ok(t, call.update, { host: 'local', uuid: U1, labels: { only: 'this' }, update_mask: { paths: ['labels'] }, dry_run: true })
+    t.equal(dryLabels.dry_run, true)
+    t.same((await ok(t, call.get, { host: 'local', uuid: U1 })).metadata!.labels, { env: 'prod', late: 'yes' }, 'refused and dry runs change nothing')
+    const audits = (await fx.store.audit.list({ target: `hosts/local/mdevs/${U1}`, limit: 500 })).filter((a) => a.action === 'mdev.patch').length
+    const all = await ok(t, call.update, {
+      host: 'local',
+      uuid: U1,
+      labels: { env: 'prod' },
+      update_mask: { paths: ['labels'] },
+      resource_version: between.metadata!.resource_version,
+    })
+    t.same(all.mdev!.metadata!.labels, { env: 'prod' }, 'the label set in between is gone: the whole map replaced')
+    t.equal(
+      (await fx.store.audit.list({ target: `hosts/local/mdevs/${U1}`, limit: 500 })).filter((a) => a.action === 'mdev.patch').length,
+      audits + 1,
+      'one write',
+    )
     const one = await ok(t, call.update, { host: 'local', uuid: U1, labels: { tier: '1' }, update_mask: { paths: ['labels.tier', 'labels.env'] } })
     t.same(one.mdev!.metadata!.labels, { tier: '1' }, 'labels.<key> sets one key, or removes it when absent')
 
