@@ -153,7 +153,7 @@ export interface OffThreadReply {
   sentAt: number
   headersAt: number
   doneAt: number
-  /** Lengths of the top-level arrays of a JSON object body (e.g. `operations`, `violations`). */
+  /** Lengths of the top-level arrays of a JSON object body (e.g. `operations`, `violations`; a plan summary's counts). */
   arrays: Record<string, number>
   /** The start of the body, for error reports. */
   head: string
@@ -256,6 +256,10 @@ async function timedCall(method: string, url: string, body: string | undefined, 
   try {
     const parsed: unknown = text ? JSON.parse(text) : undefined
     if (parsed && typeof parsed === 'object') for (const [k, v] of Object.entries(parsed)) if (Array.isArray(v)) arrays[k] = v.length
+    // A plan in its summary view (the default) counts its lists instead of listing them.
+    const summary = (parsed as { summary?: { operationCount?: number; violations?: { count?: number } } } | undefined)?.summary
+    if (typeof summary?.operationCount === 'number') arrays.operations ??= summary.operationCount
+    if (typeof summary?.violations?.count === 'number') arrays.violations ??= summary.violations.count
   } catch {
     // Not JSON: the head below shows what it was.
   }
