@@ -21,6 +21,8 @@ export const planCommand: CliCommand = {
 Asks the server what applying the document would do, without storing anything: the ordered bus
 operations, the APQNs it claims with their current owners, the host queues that would be drained,
 adapters a guest would lose to filtering (V-20), and every violation with its suggested fix.
+A list longer than 64 rows is printed as counts and APQN ranges (05.0000-05.00ff); --json prints
+the server's whole answer (docs/api.md, Plan views).
 Exit 0 when the document is acceptable, 3 when it has violations.
 
 ${DOCUMENT_HELP}

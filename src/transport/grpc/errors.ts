@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { ApmatrixError, type ErrorCode, type Violation } from '../../domain/errors.js'
 import { clip } from '../../domain/text.js'
-import { HubClosedError, SubscriptionLagError } from '../../events/hub.js'
+import { HubClosedError, SubscriptionLagError } from '../../service/index.js'
 
 /** gRPC status of each error code. */
 export const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
