@@ -33,7 +33,7 @@ t.test('a kill in the middle of a drain loses no request: the restart drains aga
     body: { masks: { apmask: '-5' }, mdevs: [{ uuid: DEV, spec: { adapters: [5], domains: [4, 0x47], controlDomains: [4] } }] },
   })
   t.equal(put.status, 200, `PUT desired acknowledged${put.status === 200 ? '' : `: ${put.text}`}`)
-  t.same(put.body.plan.drainedQueues, ['05.0004', '05.0047', '05.00ab', '05.00ff'])
+  t.same(put.body.plan.summary.drainedQueues, { count: 4, ranges: ['05.0004', '05.0047', '05.00ab', '05.00ff'], moreRanges: 0 })
 
   // Kill while the drain waits: the idle queues are already offline, the busy ones still work.
   await until('the idle queues of adapter 5 to go offline (the drain is running)', async () => (await emu.read('/sys/bus/ap/devices/05.00ab/online')) === '0\n')

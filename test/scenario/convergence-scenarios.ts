@@ -324,7 +324,11 @@ export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): 
       body: { masks: { apmask: '-5' }, mdevs: [{ uuid: C, spec: { adapters: [5], domains: [4, 0x47], controlDomains: [4] } }] },
     })
     t.equal(put.status, 200, put.text)
-    t.same(put.body.plan.drainedQueues, ['05.0004', '05.0047', '05.00ab', '05.00ff'], 'the plan drains the queues that leave the host')
+    t.same(
+      put.body.plan.summary.drainedQueues,
+      { count: 4, ranges: ['05.0004', '05.0047', '05.00ab', '05.00ff'], moreRanges: 0 },
+      'the plan (its summary) drains the queues that leave the host',
+    )
     t.same(
       put.body.mdevs.map((m: { uuid: string; action: string }) => [m.uuid, m.action]),
       [[C, 'created']],

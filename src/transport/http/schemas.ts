@@ -5,6 +5,7 @@
  */
 import { type Static, type TBoolean, type TInteger, type TSchema, type TString, Type } from 'typebox'
 import { HOST_NAME_PATTERN } from '../../domain/names.js'
+import { PLAN_VIEWS } from '../../service/index.js'
 
 const Str = (max: number, extra: Record<string, unknown> = {}) => Type.String({ maxLength: max, ...extra })
 // Integers above the host maximum are the service's OUT_OF_RANGE (E-3), not a schema error.
@@ -43,7 +44,10 @@ export const IdempotencyHeaders = Type.Object({
 
 /** How a returned plan is answered: `summary` (default) or `full` (the summary and every list). */
 export const PlanViewParam = Type.Optional(
-  Type.Union([Type.Literal('summary'), Type.Literal('full')], { description: 'how a returned plan is answered: summary (default) or full' }),
+  Type.Union(
+    PLAN_VIEWS.map((v) => Type.Literal(v)),
+    { description: 'how a returned plan is answered: summary (default) or full' },
+  ),
 )
 export const DryRunQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()), view: PlanViewParam }, { additionalProperties: false })
 export const DeleteQuery = Type.Object(
@@ -305,7 +309,7 @@ const PlanSummaryOut = Type.Object({
 })
 /** A plan answer: the summary always; the lists only in the full view (docs/api.md (Reconcile) "Plan views"). */
 export const PlanOut = Type.Object({
-  view: Type.Union([Type.Literal('summary'), Type.Literal('full')]),
+  view: Type.Union(PLAN_VIEWS.map((v) => Type.Literal(v))),
   summary: PlanSummaryOut,
   operations: Type.Optional(Type.Array(PlanOpOut)),
   violations: Type.Optional(Type.Array(ViolationOut)),
