@@ -1,3 +1,4 @@
+import { createYielder } from '../async/yielder.js'
 import { ApmatrixError } from '../domain/errors.js'
 import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
@@ -31,6 +32,10 @@ const toRecord = (r: Row): JournalRecord => ({
   operation: fromJson<Record<string, unknown>>(r.operation, {}),
 })
 
+/** Ids per statement, rows per insert: well under the bound-parameter limits of both databases. */
+const ID_CHUNK = 500
+const ROW_CHUNK = 100
+
 /** The reconcile journal: what a crashed reconcile had planned and not finished. */
 export class JournalRepo {
   constructor(private readonly ctx: StoreContext) {}
@@ -38,17 +43,16 @@ export class JournalRepo {
   /** Records the steps of a plan as `planned`, atomically. A (reconcileId, step) already stored: `ALREADY_EXISTS`. */
   append(entries: JournalInput[]): Promise<JournalRecord[]> {
     return this.ctx.write('journal entries', async (db) => {
-      const out: JournalRecord[] = []
-      for (const e of entries) {
-        out.push(
-          toRecord(
-            await db.journalEntry.create({
-              data: { ...e, operation: toJson(e.operation), state: 'planned', time: this.ctx.clock(), updatedAt: this.ctx.clock() },
-            }),
-          ),
-        )
+      const turn = createYielder()
+      const byKey = new Map<string, JournalRecord>()
+      const time = this.ctx.clock()
+      // A few statements for a plan of thousands of steps, each well under the bound-parameter limits.
+      for (let i = 0; i < entries.length; i += ROW_CHUNK) {
+        await turn()
+        const data = entries.slice(i, i + ROW_CHUNK).map((e) => ({ ...e, operation: toJson(e.operation), state: 'planned', time, updatedAt: time }))
+        for (const r of await db.journalEntry.createManyAndReturn({ data })) byKey.set(`${r.reconcileId}\n${r.step}`, toRecord(r))
       }
-      return out
+      return entries.map((e) => byKey.get(`${e.reconcileId}\n${e.step}`)!)
     })
   }
 
@@ -58,6 +62,34 @@ export class JournalRepo {
       const r = await db.journalEntry.findUnique({ where: { id } })
       if (!r) throw new ApmatrixError('NOT_FOUND', `journal entry ${id} not found`)
       return toRecord(await db.journalEntry.update({ where: { id }, data: { state, error: error ?? null, updatedAt: this.ctx.clock() } }))
+    })
+  }
+
+  /**
+   * Sets the outcome of several steps at once (one transaction when called outside one): a reconcile journals
+   * a whole phase of its plan this way. Steps are matched by id; an id not stored is `NOT_FOUND` and nothing
+   * changes. Returns how many entries were updated.
+   */
+  finish(outcomes: Array<{ id: number; state: Exclude<JournalState, 'planned'>; error?: string }>): Promise<number> {
+    return this.ctx.write('journal entries', async (db) => {
+      const updatedAt = this.ctx.clock()
+      let n = 0
+      // Steps with the same outcome (nearly all: done, no message) share one UPDATE per chunk of ids.
+      const groups = new Map<string, { state: Exclude<JournalState, 'planned'>; error: string | null; ids: number[] }>()
+      for (const o of outcomes) {
+        const key = JSON.stringify([o.state, o.error ?? null])
+        let g = groups.get(key)
+        if (!g) groups.set(key, (g = { state: o.state, error: o.error ?? null, ids: [] }))
+        g.ids.push(o.id)
+      }
+      for (const { state, error, ids } of groups.values()) {
+        for (let i = 0; i < ids.length; i += ID_CHUNK) {
+          const where = { id: { in: ids.slice(i, i + ID_CHUNK) } }
+          n += (await db.journalEntry.updateMany({ where, data: { state, error, updatedAt } })).count
+        }
+      }
+      if (n !== outcomes.length) throw new ApmatrixError('NOT_FOUND', `journal: ${outcomes.length - n} of ${outcomes.length} entries not found`)
+      return n
     })
   }
 

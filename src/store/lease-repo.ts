@@ -63,15 +63,19 @@ export class LeaseRepo {
     })
   }
 
-  /** Extends a lease the caller still holds (same token, not expired). False if it was lost. */
-  renew(host: string, holder: string, fencingToken: number, ttlMs: number): Promise<boolean> {
+  /**
+   * Extends a lease the caller still holds (same token, not expired) to `ttlMs` from now; returns the new
+   * expiry (store clock), or null if the lease was lost.
+   */
+  renew(host: string, holder: string, fencingToken: number, ttlMs: number): Promise<Date | null> {
     return this.ctx.write(`lease ${host}`, async (db) => {
       const now = this.ctx.clock()
+      const expiresAt = new Date(now.getTime() + ttlMs)
       const n = await db.lease.updateMany({
         where: { host, holder, fencingToken, expiresAt: { gt: now } },
-        data: { renewedAt: now, expiresAt: new Date(now.getTime() + ttlMs) },
+        data: { renewedAt: now, expiresAt },
       })
-      return n.count === 1
+      return n.count === 1 ? expiresAt : null
     })
   }
 
@@ -87,6 +91,20 @@ export class LeaseRepo {
   /** The lease row, or null if the host never had one. */
   get(host: string): Promise<LeaseRecord | null> {
     return this.ctx.read(`lease ${host}`, (db) => db.lease.findUnique({ where: { host } }))
+  }
+
+  /**
+   * Fencing check without a write: reads the lease row (committed state, no transaction, no lock) and throws
+   * `UNAVAILABLE` ("lease lost") unless `holder` holds the live lease with this token; returns its expiry
+   * (store clock). It says the lease was held when read, nothing about a takeover a moment later: a bus
+   * write after it is safe only on a host that checks the token itself, or before the returned expiry.
+   */
+  async confirmHeld(host: string, holder: string, fencingToken: number): Promise<Date> {
+    const cur = await this.get(host)
+    if (!cur || cur.holder !== holder || cur.fencingToken !== fencingToken || !(cur.expiresAt > this.ctx.clock())) {
+      throw new ApmatrixError('UNAVAILABLE', `lease on ${host} lost (token ${fencingToken})`)
+    }
+    return cur.expiresAt
   }
 
   /**

@@ -1,3 +1,4 @@
+import { createYielder } from '../async/yielder.js'
 import { ApmatrixError } from '../domain/errors.js'
 import type { Condition, StoredMdevStatus } from '../domain/mdev-status.js'
 import { normalizeIds } from '../domain/ids.js'
@@ -249,6 +250,25 @@ export class MdevRepo {
       if (toJson(status) === toJson(cur.status)) return cur
       await this.casUpdate(db, cur, pre, { status: toJson(status) })
       return this.mustFind(db, host, uuid)
+    })
+  }
+
+  /**
+   * Stores the observed status of several devices of a host, one UPDATE each without reading the row first
+   * (the reconciler's write at the end of a pass, in its transaction): the generation is not bumped, each row
+   * written gets a new resourceVersion. A device no longer stored is skipped. Lets the event loop turn now and
+   * then (a pass over 256 devices). Returns the uuids written.
+   */
+  setStatuses(host: string, statuses: Array<{ uuid: string; status: MdevStatus }>): Promise<string[]> {
+    return this.ctx.write(`status of ${statuses.length} mdevs of ${host}`, async (db) => {
+      const turn = createYielder()
+      const written: string[] = []
+      for (const { uuid, status } of statuses) {
+        await turn()
+        const n = await db.mdev.updateMany({ where: { host, uuid }, data: { status: toJson(status), resourceVersion: newResourceVersion() } })
+        if (n.count === 1) written.push(uuid)
+      }
+      return written
     })
   }
 

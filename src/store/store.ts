@@ -64,6 +64,7 @@ export class Store implements Repos {
   readonly idempotency: IdempotencyRepo
   readonly leases: LeaseRepo
   private closed = false
+  private readonly counts = { transactions: 0, retries: 0 }
 
   constructor(
     private readonly db: Db,
@@ -106,6 +107,11 @@ export class Store implements Repos {
     return this.run('transaction', (tx) => fn(repos(new TxContext(tx, this.provider, this.clock))))
   }
 
+  /** The store's clock (leases and expiries are judged by it). */
+  now(): Date {
+    return this.clock()
+  }
+
   /** Readiness probe: resolves if the database answers, else `UNAVAILABLE`. */
   ping(): Promise<void> {
     return mapped('store', async () => {
@@ -122,6 +128,15 @@ export class Store implements Repos {
     await this.readDb?.$disconnect()
   }
 
+  /**
+   * What this store did since it was opened: `transactions` counts every database transaction begun
+   * (each attempt of a re-run one too), `retries` the re-runs. Plain reads outside a transaction are not
+   * counted. A snapshot: later work does not change the returned object.
+   */
+  stats(): { transactions: number; retries: number } {
+    return { ...this.counts }
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new ApmatrixError('UNAVAILABLE', 'store is closed')
   }
@@ -129,6 +144,8 @@ export class Store implements Repos {
   private async run<T>(what: string, fn: (tx: DbTx) => Promise<T>): Promise<T> {
     this.assertOpen()
     for (let attempt = 1; ; attempt++) {
+      this.counts.transactions++
+      if (attempt > 1) this.counts.retries++
       try {
         return await this.db.$transaction(fn, TX_OPTIONS)
       } catch (e) {
