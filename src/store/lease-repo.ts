@@ -1,6 +1,7 @@
 import { ApmatrixError } from '../domain/errors.js'
 import { RetryTransaction, type StoreContext } from './context.js'
-import { prismaCode } from './store-errors.js'
+import { dateOf } from './sqlite-direct.js'
+import { isUniqueViolation } from './store-errors.js'
 
 /** The lease of a host: which replica reconciles it (docs/api.md (Reconcile)). */
 export interface LeaseRecord {
@@ -44,7 +45,7 @@ export class LeaseRepo {
         try {
           await db.lease.create({ data: { host, holder, fencingToken: 1, acquiredAt: now, renewedAt: now, expiresAt } })
         } catch (e) {
-          if (prismaCode(e) === 'P2002') throw new RetryTransaction(`lease ${host}: concurrent first acquisition`)
+          if (isUniqueViolation(e)) throw new RetryTransaction(`lease ${host}: concurrent first acquisition`)
           throw e
         }
         return { acquired: true, fencingToken: 1, holder, expiresAt }
@@ -90,7 +91,11 @@ export class LeaseRepo {
 
   /** The lease row, or null if the host never had one. */
   get(host: string): Promise<LeaseRecord | null> {
-    return this.ctx.read(`lease ${host}`, (db) => db.lease.findUnique({ where: { host } }))
+    return this.ctx.read(`lease ${host}`, async (db, sql) => {
+      if (!sql) return db.lease.findUnique({ where: { host } })
+      const r = sql.get<Record<keyof LeaseRecord, string> & { fencingToken: number }>('SELECT * FROM "Lease" WHERE "host" = ?', host)
+      return r ? { ...r, fencingToken: r.fencingToken, acquiredAt: dateOf(r.acquiredAt), renewedAt: dateOf(r.renewedAt), expiresAt: dateOf(r.expiresAt) } : null
+    })
   }
 
   /**
