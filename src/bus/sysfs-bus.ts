@@ -2,9 +2,9 @@
  * The bus port over sysfs paths (docs/api.md). Drives any {@link SysfsAccess}: the in-process emulator,
  * a remote emulator, or a real /sys.
  */
-import { createYielder } from '../async/yielder.js'
+import { createYielder, DEFAULT_TURN_BUDGET_MS } from '../async/yielder.js'
 import { SysfsError } from '../domain/errors.js'
-import { formatApid, formatApqn, parseApqnName, parseCardName } from '../domain/ids.js'
+import { formatApid, formatApqn, parseApqnName, parseCardName, qid } from '../domain/ids.js'
 import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { parseMatrix } from '../domain/matrix.js'
 import {
@@ -195,14 +195,17 @@ export class SysfsBus implements BusPort {
     // V-3: available_instances counts down with every device created, whoever created it.
     const available = facts.vfioApLoaded ? await this.tryRead(`${MDEV_TYPE}/available_instances`) : null
     const mdevCapacity = available !== null && /^\d+\s*$/.test(available) ? num(available) + mdevs.length : null
-    const queues: ObservedQueueRef[] = []
+    // In APQN order without a sort (65,536 queues): each queue has its slot, qid = apid << 8 | apqi (O-4).
+    const slots: Array<ObservedQueueRef | undefined> = new Array(1 << 16)
+    const tight = createYielder(DEFAULT_TURN_BUDGET_MS, 256)
     for (const name of names) {
-      await turn()
+      const p = tight()
+      if (p) await p
       const q = parseApqnName(name)
-      if (q) queues.push({ apqn: name, apid: q.apid, apqi: q.apqi, driver: (bound.get(name) as QueueDriver | undefined) ?? 'none' })
+      if (q) slots[qid(q.apid, q.apqi)] = { apqn: name, apid: q.apid, apqi: q.apqi, driver: (bound.get(name) as QueueDriver | undefined) ?? 'none' }
     }
     await turn()
-    queues.sort((a, b) => a.apid - b.apid || a.apqi - b.apqi)
+    const queues = slots.filter((q) => q !== undefined)
     return { ...facts, queues, mdevs, mdevCapacity }
   }
 
@@ -218,8 +221,10 @@ export class SysfsBus implements BusPort {
     // Only a driver filter needs every queue's binding; a page of items reads its own (one link each).
     const bound = q.driver !== undefined ? await this.boundDevices() : undefined
     const refs: Array<{ apqn: string; apid: number; apqi: number }> = []
+    const tight = createYielder(DEFAULT_TURN_BUDGET_MS, 256)
     for (const name of names) {
-      await turn()
+      const p = tight()
+      if (p) await p
       if (q.after !== undefined && name <= q.after) continue
       const id = parseApqnName(name)
       if (!id) continue
