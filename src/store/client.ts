@@ -24,9 +24,10 @@ export interface OpenedClient {
 
 /**
  * Opens a Prisma client for the parsed URL (lazily: nothing connects before the first query).
- * SQLite: creates the database folder first (the adapter does not), and keeps hold of the connection the
+ * SQLite: creates the database folder first (the adapter does not), keeps hold of the connection the
  * adapter opens (the adapter's `client` field: @prisma/adapter-better-sqlite3 7.10, pinned; when a later
- * version hides it, `connection()` stays undefined and the store runs everything through Prisma).
+ * version hides it, `connection()` stays undefined and the store runs everything through Prisma), and sets
+ * `synchronous = FULL` on it as it opens, reconnections included.
  */
 export async function createPrismaClient(cfg: DatabaseConfig): Promise<OpenedClient> {
   if (cfg.provider === 'postgres') {
@@ -48,6 +49,9 @@ export async function createPrismaClient(cfg: DatabaseConfig): Promise<OpenedCli
       const adapter = await factory.connect()
       const client = (adapter as { client?: unknown }).client
       connection = isSqliteConnection(client) ? client : undefined
+      // Every commit flushed to disk: a database already in WAL mode opens at NORMAL (better-sqlite3's
+      // SQLITE_DEFAULT_WAL_SYNCHRONOUS=1), which keeps a commit only in the OS cache.
+      connection?.pragma('synchronous = FULL')
       return adapter
     },
   }

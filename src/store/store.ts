@@ -232,8 +232,12 @@ export class Store implements Repos {
     return toStoreError(e, what)
   }
 
-  /** SQLite: every commit of the writer connection is flushed to disk (the default on WAL is NORMAL: not flushed). */
-  private makeDurable(): Promise<void> {
+  /**
+   * SQLite: opens the writer connection, which client.ts makes flush every commit. When the adapter hides its
+   * connection, the setting goes through Prisma once instead (its one connection).
+   */
+  private async writerReady(): Promise<void> {
+    if (this.provider !== 'sqlite' || this.writer.sql() || (await this.writer.ready(this.provider))) return
     this.durable ??= this.writer.db.$executeRawUnsafe('PRAGMA synchronous = FULL').then(
       () => undefined,
       (e: unknown) => {
@@ -241,13 +245,13 @@ export class Store implements Repos {
         throw toStoreError(e, 'store')
       },
     )
-    return this.durable
+    await this.durable
   }
 
   private async run<T>(what: string, fn: (tx: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
     this.assertOpen()
     this.counts.jobs++
-    if (this.provider === 'sqlite') await this.makeDurable()
+    await mapped(what, () => this.writerReady())
     if (this.group) return this.group.submit(what, (tx) => fn(tx, this.writer.sql()))
     for (let attempt = 1; ; attempt++) {
       this.counts.transactions++
