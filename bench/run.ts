@@ -7,9 +7,10 @@ import { emulatorSuite } from './emulator.js'
 import { fuseSuite } from './fuse.js'
 import { grpcSuite } from './grpc.js'
 import { serviceSuite } from './service.js'
+import { writesSuite } from './writes.js'
 import type { BenchSuite } from './suite.js'
 
-const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, grpcSuite, fuseSuite]
+const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, fuseSuite]
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list') || argv.includes('--help') || argv.includes('-h')) {

@@ -63,10 +63,31 @@ export type {
   ObservedQueueRef,
   ObservedMdev,
   ObservedHost,
+  ObservedHostFacts,
   ObservedTopology,
   MatrixConfig,
 } from '../domain/observed.js'
-import type { ObservedHost, ObservedTopology, MatrixConfig } from '../domain/observed.js'
+import type { ObservedHost, ObservedHostFacts, ObservedQueue, ObservedTopology, MatrixConfig, QueueDriver } from '../domain/observed.js'
+
+/** Filters and page of {@link BusPort.observeQueues}; every given filter must match. */
+export interface QueuePageQuery {
+  adapter?: number
+  domain?: number
+  driver?: QueueDriver
+  /** A matrix device's uuid: the queues it has assigned; null: queues no matrix device has assigned. */
+  owner?: string | null
+  /** Only APQNs after this one (`05.0004`; exclusive): where the previous page ended. */
+  after?: string
+  /** Largest page (a positive integer). */
+  limit: number
+}
+
+/** One page of queues, ordered by APQN. */
+export interface QueuePage {
+  items: ObservedQueue[]
+  /** The last item's APQN when more queues match (pass it as `after`); absent on the last page. */
+  next?: string
+}
 
 /** What a bus write refused, with the kernel errno. */
 export class BusError extends Error {
@@ -106,6 +127,14 @@ export interface BusPort {
   observe(): Promise<ObservedHost>
   /** Reads masks, configuration, matrix devices and queue bindings only: what planning needs, cheap on large hosts. */
   observeTopology(): Promise<ObservedTopology>
+  /** Reads features, maxima, masks, configuration and bindings: no device is walked (cheap on any host). */
+  observeHostFacts(): Promise<ObservedHostFacts>
+  /**
+   * One page of queues with every attribute: queue names are listed, filtered and paged first, and attributes
+   * are read for the page's queues only (a page of 10 on a host of 65,536 queues reads 10 queues). RangeError
+   * for a limit that is not a positive integer.
+   */
+  observeQueues(q: QueuePageQuery): Promise<QueuePage>
   /** Writes apmask and/or aqmask in kernel syntax (B-21). BusError EBUSY on the in_use veto (B-24). */
   setMasks(masks: { apmask?: string; aqmask?: string }): Promise<void>
   /** V-4: creates a matrix device; EEXIST is treated as success (idempotent). */
@@ -133,6 +162,11 @@ export interface BusPort {
   rescan(): Promise<void>
   /** A view of this bus whose every write carries `fence` (see {@link BusFence}); optional for fakes. */
   withFence?(fence: BusFence): BusPort
+  /**
+   * True when the host itself refuses a write whose fence is stale (remote emulator, agent). Otherwise
+   * (in-process emulator, sysfs) a fence cannot stop a late write, and the lease's expiry is the only guard.
+   */
+  readonly checksFence?: boolean
   /**
    * Present only on hosts with an AP configuration lock ({@link SysfsAccess.exclusive}): runs `fn` with a
    * view of this bus whose writes are all made under one hold of the lock. Rejects with

@@ -2,8 +2,9 @@
  * The bus port over sysfs paths (docs/api.md). Drives any {@link SysfsAccess}: the in-process emulator,
  * a remote emulator, or a real /sys.
  */
+import { createYielder, DEFAULT_TURN_BUDGET_MS } from '../async/yielder.js'
 import { SysfsError } from '../domain/errors.js'
-import { formatApid, formatApqn, parseApqnName, parseCardName } from '../domain/ids.js'
+import { formatApid, formatApqn, parseApqnName, parseCardName, qid } from '../domain/ids.js'
 import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { parseMatrix } from '../domain/matrix.js'
 import {
@@ -14,11 +15,14 @@ import {
   type MatrixConfig,
   type ObservedAdapter,
   type ObservedHost,
+  type ObservedHostFacts,
   type ObservedMdev,
   type ObservedQueue,
   type ObservedQueueRef,
   type ObservedTopology,
   type QueueDriver,
+  type QueuePage,
+  type QueuePageQuery,
   type SysfsAccess,
 } from './port.js'
 
@@ -59,14 +63,6 @@ function maskIds(text: string): number[] {
   return p.ok ? p.mask.ids() : []
 }
 
-/**
- * Lets other work (HTTP requests, timers) run every `n` iterations of a long bus loop: an in-process
- * emulator answers synchronously, so a loop over 65,536 queues would otherwise hold the event loop.
- */
-async function yieldEvery(i: number, n = 512): Promise<void> {
-  if (i % n === n - 1) await new Promise<void>((resolve) => setImmediate(resolve))
-}
-
 function num(text: string): number {
   return Number.parseInt(text.trim(), 10)
 }
@@ -83,6 +79,11 @@ export class SysfsBus implements BusPort {
   constructor(private readonly fs: SysfsAccess) {
     const exclusive = fs.exclusive?.bind(fs)
     if (exclusive) this.exclusive = (fn) => exclusive((locked) => fn(new SysfsBus(locked)))
+  }
+
+  /** True when the access carries fences to a host that checks them (remote emulator, agent). */
+  get checksFence(): boolean {
+    return this.fs.withFence !== undefined
   }
 
   /** The same bus with every write fenced; unfenced when the access cannot carry a fence (in-process emulator). */
@@ -125,8 +126,11 @@ export class SysfsBus implements BusPort {
   /** Which driver each device is bound to, from the drivers' directories (one listing per driver). */
   private async boundDevices(): Promise<Map<string, QueueDriver | 'cex4card'>> {
     const out = new Map<string, QueueDriver | 'cex4card'>()
+    const turn = createYielder()
     for (const d of ['cex4card', 'cex4queue', 'vfio_ap'] as const) {
-      for (const name of await this.tryList(`${AP}/drivers/${d}`)) {
+      const names = await this.tryList(`${AP}/drivers/${d}`)
+      await turn()
+      for (const name of names) {
         if (name === 'bind' || name === 'unbind' || name === 'uevent' || name === 'module') continue
         out.set(name, d)
       }
@@ -134,8 +138,13 @@ export class SysfsBus implements BusPort {
     return out
   }
 
-  async observeTopology(): Promise<ObservedTopology> {
-    const [busFeatures, matrixFeatures, maxA, maxD, apmask, aqmask, apm, aqm, adm, bindings] = await Promise.all([
+  async observeHostFacts(): Promise<ObservedHostFacts> {
+    return (await this.hostFacts()).facts
+  }
+
+  /** The host facts, and the matrix features text (observeTopology needs it to read guest matrices). */
+  private async hostFacts(): Promise<{ facts: ObservedHostFacts; matrixFeatures: string | null }> {
+    const [busFeatures, matrixFeatures, maxA, maxD, apmask, aqmask, apm, aqm, adm, bindings, matrixDir] = await Promise.all([
       this.tryRead(`${AP}/features`),
       this.tryRead(`${MATRIX}/features`),
       this.fs.read(`${AP}/ap_max_adapter_id`),
@@ -146,20 +155,8 @@ export class SysfsBus implements BusPort {
       this.tryRead(`${AP}/ap_usage_domain_mask`),
       this.tryRead(`${AP}/ap_control_domain_mask`),
       this.fs.read(`${AP}/bindings`),
+      this.tryList(MATRIX),
     ])
-    const vfioApLoaded = (await this.tryList(MATRIX)).length > 0
-    const bound = await this.boundDevices()
-    const names = await this.fs.list(DEVICES)
-    const mdevs = vfioApLoaded ? await this.observeMdevs(matrixFeatures !== null && /guest_matrix/.test(matrixFeatures)) : []
-    // V-3: available_instances counts down with every device created, whoever created it.
-    const available = vfioApLoaded ? await this.tryRead(`${MDEV_TYPE}/available_instances`) : null
-    const mdevCapacity = available !== null && /^\d+\s*$/.test(available) ? num(available) + mdevs.length : null
-    const queues: ObservedQueueRef[] = []
-    for (const name of names) {
-      const q = parseApqnName(name)
-      if (q) queues.push({ apqn: name, apid: q.apid, apqi: q.apqi, driver: (bound.get(name) as QueueDriver | undefined) ?? 'none' })
-    }
-    queues.sort((a, b) => a.apid - b.apid || a.apqi - b.apqi)
     const bm = /^(\d+)\/(\d+)/.exec(bindings.trim())
     const features = [
       ...(busFeatures ?? '')
@@ -169,22 +166,96 @@ export class SysfsBus implements BusPort {
       ...(matrixFeatures ?? '').trim().split(/\s+/).filter(Boolean),
     ]
     return {
-      features,
-      maxAdapterId: num(maxA),
-      maxDomainId: num(maxD),
-      apmask: apmask.trim(),
-      aqmask: aqmask.trim(),
-      config: {
-        adapters: apm ? maskIds(apm) : [],
-        domains: aqm ? maskIds(aqm) : [],
-        controlDomains: adm?.startsWith('0x') ? maskIds(adm) : [],
+      matrixFeatures,
+      facts: {
+        features,
+        maxAdapterId: num(maxA),
+        maxDomainId: num(maxD),
+        apmask: apmask.trim(),
+        aqmask: aqmask.trim(),
+        config: {
+          adapters: apm ? maskIds(apm) : [],
+          domains: aqm ? maskIds(aqm) : [],
+          controlDomains: adm?.startsWith('0x') ? maskIds(adm) : [],
+        },
+        bindings: { bound: bm ? num(bm[1]!) : 0, total: bm ? num(bm[2]!) : 0, complete: bindings.includes('(complete)') },
+        vfioApLoaded: matrixDir.length > 0,
       },
-      queues,
-      mdevs,
-      bindings: { bound: bm ? num(bm[1]!) : 0, total: bm ? num(bm[2]!) : 0, complete: bindings.includes('(complete)') },
-      vfioApLoaded,
-      mdevCapacity,
     }
+  }
+
+  async observeTopology(): Promise<ObservedTopology> {
+    const { facts, matrixFeatures } = await this.hostFacts()
+    const turn = createYielder()
+    const bound = await this.boundDevices()
+    await turn()
+    const names = await this.fs.list(DEVICES)
+    await turn()
+    const mdevs = facts.vfioApLoaded ? await this.observeMdevs(matrixFeatures !== null && /guest_matrix/.test(matrixFeatures)) : []
+    // V-3: available_instances counts down with every device created, whoever created it.
+    const available = facts.vfioApLoaded ? await this.tryRead(`${MDEV_TYPE}/available_instances`) : null
+    const mdevCapacity = available !== null && /^\d+\s*$/.test(available) ? num(available) + mdevs.length : null
+    // In APQN order without a sort (65,536 queues): each queue has its slot, qid = apid << 8 | apqi (O-4).
+    const slots: Array<ObservedQueueRef | undefined> = new Array(1 << 16)
+    const tight = createYielder(DEFAULT_TURN_BUDGET_MS, 256)
+    for (const name of names) {
+      const p = tight()
+      if (p) await p
+      const q = parseApqnName(name)
+      if (q) slots[qid(q.apid, q.apqi)] = { apqn: name, apid: q.apid, apqi: q.apqi, driver: (bound.get(name) as QueueDriver | undefined) ?? 'none' }
+    }
+    await turn()
+    const queues = slots.filter((q) => q !== undefined)
+    return { ...facts, queues, mdevs, mdevCapacity }
+  }
+
+  async observeQueues(q: QueuePageQuery): Promise<QueuePage> {
+    if (!(Number.isInteger(q.limit) && q.limit > 0)) throw new RangeError(`observeQueues: limit must be a positive integer, got ${q.limit}`)
+    const turn = createYielder()
+    const names = await this.fs.list(DEVICES)
+    const { facts, matrixFeatures } = await this.hostFacts()
+    // Who holds each APQN: every item says it, and the owner filter needs it. The devices are few (V-3).
+    const mdevs = facts.vfioApLoaded ? await this.observeMdevs(matrixFeatures !== null && /guest_matrix/.test(matrixFeatures)) : []
+    const owner = new Map<string, string>()
+    for (const m of mdevs) for (const apqn of m.matrix) owner.set(apqn, m.uuid)
+    // Only a driver filter needs every queue's binding; a page of items reads its own (one link each).
+    const bound = q.driver !== undefined ? await this.boundDevices() : undefined
+    const refs: Array<{ apqn: string; apid: number; apqi: number }> = []
+    const tight = createYielder(DEFAULT_TURN_BUDGET_MS, 256)
+    for (const name of names) {
+      const p = tight()
+      if (p) await p
+      if (q.after !== undefined && name <= q.after) continue
+      const id = parseApqnName(name)
+      if (!id) continue
+      if ((q.adapter !== undefined && id.apid !== q.adapter) || (q.domain !== undefined && id.apqi !== q.domain)) continue
+      if (q.owner !== undefined && (owner.get(name) ?? null) !== q.owner) continue
+      if (bound && ((bound.get(name) as QueueDriver | undefined) ?? 'none') !== q.driver) continue
+      refs.push({ apqn: name, ...id })
+    }
+    await turn()
+    refs.sort((a, b) => a.apid - b.apid || a.apqi - b.apqi)
+    const page = refs.slice(0, q.limit)
+    const items: ObservedQueue[] = []
+    for (const r of page) {
+      await turn()
+      const driver = bound ? ((bound.get(r.apqn) as QueueDriver | undefined) ?? 'none') : await this.queueDriver(r.apqn)
+      items.push(await this.observeQueue(r.apid, r.apqi, driver, owner))
+    }
+    return refs.length > q.limit ? { items, next: page[page.length - 1]!.apqn } : { items }
+  }
+
+  /** The driver a queue is bound to, from its `driver` link (none without one). */
+  private async queueDriver(apqn: string): Promise<QueueDriver> {
+    let target: string
+    try {
+      target = await this.fs.readlink(`${DEVICES}/${apqn}/driver`)
+    } catch (e) {
+      if (e instanceof SysfsError) return 'none'
+      throw e
+    }
+    const name = target.slice(target.lastIndexOf('/') + 1)
+    return name === 'cex4queue' || name === 'vfio_ap' ? name : 'none'
   }
 
   async observe(): Promise<ObservedHost> {
@@ -192,16 +263,18 @@ export class SysfsBus implements BusPort {
     const owner = new Map<string, string>()
     for (const m of topo.mdevs) for (const apqn of m.matrix) owner.set(apqn, m.uuid)
     const bound = await this.boundDevices()
+    const turn = createYielder()
     const adapters: ObservedAdapter[] = []
     for (const name of await this.fs.list(DEVICES)) {
+      await turn()
       const apid = parseCardName(name)
       if (apid !== undefined) adapters.push(await this.observeCard(apid, bound.get(name)))
     }
     adapters.sort((a, b) => a.apid - b.apid)
     const queues: ObservedQueue[] = []
-    for (const [i, q] of topo.queues.entries()) {
+    for (const q of topo.queues) {
+      await turn()
       queues.push(await this.observeQueue(q.apid, q.apqi, q.driver, owner))
-      await yieldEvery(i)
     }
     return { ...topo, adapters, queues }
   }
@@ -264,8 +337,9 @@ export class SysfsBus implements BusPort {
   private async observeMdevs(hasGuestMatrix: boolean): Promise<ObservedMdev[]> {
     const uuids = await this.tryList(`${MDEV_TYPE}/devices`)
     const out: ObservedMdev[] = []
-    for (const [i, uuid] of uuids.entries()) {
-      await yieldEvery(i, 16)
+    const turn = createYielder()
+    for (const uuid of uuids) {
+      await turn()
       const dir = `${MATRIX}/${uuid}`
       const [matrix, guest, cds] = await Promise.all([
         this.tryRead(`${dir}/matrix`),
@@ -330,7 +404,13 @@ export class SysfsBus implements BusPort {
       ['assign_domain', diff(target.domains, current.domains)],
       ['assign_control_domain', diff(target.controlDomains, current.controlDomains)],
     ]
-    for (const [attr, ids] of steps) for (const id of ids) await this.write(`${dir}/${attr}`, `0x${id.toString(16)}\n`)
+    const turn = createYielder()
+    for (const [attr, ids] of steps) {
+      for (const id of ids) {
+        await turn()
+        await this.write(`${dir}/${attr}`, `0x${id.toString(16)}\n`)
+      }
+    }
     return 'assign'
   }
 
@@ -365,8 +445,9 @@ export class SysfsBus implements BusPort {
       if (!list) byCard.set(card, (list = []))
       list.push(apqn)
     }
-    let i = 0
+    const turn = createYielder()
     for (const [card, list] of byCard) {
+      await turn()
       const dir = `/sys/devices/ap/card${card}`
       if (list.length > 1) {
         const [crq, cpq] = await Promise.all([this.tryRead(`${dir}/requestq_count`), this.tryRead(`${dir}/pendingq_count`)])
@@ -376,7 +457,7 @@ export class SysfsBus implements BusPort {
         }
       }
       for (const apqn of list) {
-        await yieldEvery(i++)
+        await turn()
         const [rq, pq] = await Promise.all([this.tryRead(`${dir}/${apqn}/requestq_count`), this.tryRead(`${dir}/${apqn}/pendingq_count`)])
         if (rq !== null && pq !== null) out.set(apqn, num(rq) + num(pq))
       }

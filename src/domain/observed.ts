@@ -61,12 +61,11 @@ export interface ObservedMdev {
   guestMatrix: string[]
 }
 
-/** Everything the reconciler needs to know about one host, read in one pass. */
 /**
- * What planning and admission need of a host: masks, configuration, maxima, matrix devices and where
- * each queue is bound. Read without touching per-queue attributes, so it stays cheap on large hosts.
+ * What a host is and what its masks say, read without walking a device (a dozen attribute reads on any
+ * host): what `GET host`, `GET masks` and `GET domains` need.
  */
-export interface ObservedTopology {
+export interface ObservedHostFacts {
   /** Bus `features` (B-34) and matrix features (V-2), e.g. `APXA`, `QACT`, `ap_config`, `guest_matrix`, `hotplug`. */
   features: string[]
   maxAdapterId: number
@@ -76,11 +75,18 @@ export interface ObservedTopology {
   aqmask: string
   /** Host configuration (QCI): configured adapters, usage domains, control domains. */
   config: { adapters: number[]; domains: number[]; controlDomains: number[] }
-  queues: ObservedQueueRef[]
-  mdevs: ObservedMdev[]
   /** `bindings` (B-34): bound/total queue devices and whether the kernel says complete. */
   bindings: { bound: number; total: number; complete: boolean }
   vfioApLoaded: boolean
+}
+
+/**
+ * What planning and admission need of a host: the host facts, matrix devices and where each queue is bound.
+ * Read without touching per-queue attributes, so it stays cheap on large hosts.
+ */
+export interface ObservedTopology extends ObservedHostFacts {
+  queues: ObservedQueueRef[]
+  mdevs: ObservedMdev[]
   /** V-3: how many matrix devices the host can hold (`available_instances` + the existing ones); null without vfio_ap. */
   mdevCapacity: number | null
 }

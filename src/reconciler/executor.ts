@@ -5,6 +5,7 @@
  * any request still on them when the mask moves them is counted as lost.
  */
 import type { Plan, PlanOp } from '../domain/plan.js'
+import { createYielder } from '../async/yielder.js'
 import { BusError, type BusPort } from '../bus/port.js'
 
 export interface ExecutorOptions {
@@ -43,62 +44,128 @@ export interface ExecutionResult {
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** The parts of a plan (docs/api.md (Reconcile) steps 1-7) whose steps are journaled together. */
+export type PhaseName = 'release' | 'return' | 'drain' | 'take' | 'bind' | 'build'
+
+const PHASE_OF: Record<PlanOp['kind'], PhaseName> = {
+  shrinkMdev: 'release',
+  removeMdev: 'release',
+  returnToHost: 'return',
+  // A drain may wait up to its timeout: the mask write after it gets a fence check of its own.
+  drainQueues: 'drain',
+  takeFromHost: 'take',
+  bindQueue: 'bind',
+  createMdev: 'build',
+  configureMdev: 'build',
+}
+
+/** A run of consecutive plan steps of one phase (every `createMdev` and `configureMdev` of a plan, ...). */
+export interface Phase {
+  name: PhaseName
+  /** Its steps' plan indexes, in order. */
+  indexes: number[]
+}
+
+/** Splits a plan into {@link Phase}s: maximal runs of consecutive steps of the same phase, in plan order. */
+export function phasesOf(plan: Plan): Phase[] {
+  const out: Phase[] = []
+  for (const [index, op] of plan.operations.entries()) {
+    const name = PHASE_OF[op.kind]
+    const last = out.at(-1)
+    if (last && last.name === name) last.indexes.push(index)
+    else out.push({ name, indexes: [index] })
+  }
+  return out
+}
+
 /**
- * Runs `plan` step by step; `journal` is awaited before (`planned`) and after (`done`/`failed`) every step so
- * a crash leaves a record of how far it got. Stops at the first failed step (the reconciler requeues).
+ * What the executor reports as it goes. A hook that throws ends the execution with that error (no step
+ * after it runs): the reconciler's fence check uses it to stop a pass whose lease was lost.
  */
-export async function executePlan(
-  bus: BusPort,
-  plan: Plan,
-  opts: ExecutorOptions,
-  journal: (phase: 'planned' | 'done' | 'failed', step: StepResult) => Promise<void> = async () => {},
-): Promise<ExecutionResult> {
+export interface ExecutionHooks {
+  /** Before the first step of a phase (the fence check). */
+  beforePhase?(phase: Phase): Promise<void>
+  /**
+   * After a phase: every step it ran (`done`, or the one that `failed` last, which ends the execution). The
+   * reconciler journals them in one transaction; until then a crash leaves the phase's steps `planned`.
+   */
+  afterPhase?(phase: Phase, steps: StepResult[]): Promise<void>
+  /** Around each bus step (crash-safety test points). */
+  beforeStep?(step: StepResult): Promise<void> | void
+  afterStep?(step: StepResult): Promise<void> | void
+}
+
+/**
+ * Runs `plan` step by step, phase by phase (see {@link phasesOf}), letting the event loop turn between steps
+ * once a turn's budget is spent (a 512-step plan on an in-process host would otherwise hold it for seconds).
+ * Stops at the first failed step (the reconciler requeues). Errors of the hooks and {@link ExecutionAborted}
+ * propagate; any other error of a step makes it a failed step.
+ */
+export async function executePlan(bus: BusPort, plan: Plan, opts: ExecutorOptions, hooks: ExecutionHooks = {}): Promise<ExecutionResult> {
   const sleep = opts.sleep ?? defaultSleep
+  const turn = createYielder()
   const steps: StepResult[] = []
   let lost = 0
-  for (const [index, op] of plan.operations.entries()) {
-    const step: StepResult = { index, op, state: 'done' }
-    await journal('planned', step)
-    try {
-      switch (op.kind) {
-        case 'shrinkMdev':
-        case 'configureMdev':
-          await bus.configureMdev(op.uuid, op.to, op.from)
-          break
-        case 'removeMdev':
-          await bus.removeMdev(op.uuid)
-          break
-        case 'returnToHost':
-          await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })
-          break
-        case 'drainQueues':
-          if (!opts.hard) step.drain = await drain(bus, op.apqns, opts, sleep)
-          break
-        case 'takeFromHost': {
-          const load = await bus.queueLoad(op.apqns)
-          step.lostByApqn = Object.fromEntries([...load].filter(([, n]) => n > 0))
-          step.lostRequests = [...load.values()].reduce((a, b) => a + b, 0)
-          lost += step.lostRequests
-          await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })
-          break
-        }
-        case 'bindQueue':
-          await bus.bindQueue(op.apqn, op.driver)
-          break
-        case 'createMdev':
-          await bus.createMdev(op.uuid)
-          break
+  for (const phase of phasesOf(plan)) {
+    await hooks.beforePhase?.(phase)
+    const ran: StepResult[] = []
+    for (const index of phase.indexes) {
+      await turn()
+      const op = plan.operations[index]!
+      const step: StepResult = { index, op, state: 'done' }
+      await hooks.beforeStep?.(step)
+      try {
+        await runStep(bus, step, opts, sleep)
+      } catch (e) {
+        if (e instanceof ExecutionAborted) throw e
+        step.state = 'failed'
+        step.errno = e instanceof BusError ? e.errno : undefined
+        step.message = e instanceof Error ? e.message : String(e)
       }
-    } catch (e) {
-      step.state = 'failed'
-      step.errno = e instanceof BusError ? e.errno : undefined
-      step.message = e instanceof Error ? e.message : String(e)
+      lost += step.lostRequests ?? 0
+      steps.push(step)
+      ran.push(step)
+      await hooks.afterStep?.(step)
+      if (step.state === 'failed') break
     }
-    steps.push(step)
-    await journal(step.state, step)
-    if (step.state === 'failed') return { steps, lostRequests: lost, failed: step }
+    await hooks.afterPhase?.(phase, ran)
+    const failed = ran.find((r) => r.state === 'failed')
+    if (failed) return { steps, lostRequests: lost, failed }
   }
   return { steps, lostRequests: lost }
+}
+
+/** One step against the bus; throws what the bus threw. */
+async function runStep(bus: BusPort, step: StepResult, opts: ExecutorOptions, sleep: (ms: number) => Promise<void>): Promise<void> {
+  const op = step.op
+  switch (op.kind) {
+    case 'shrinkMdev':
+    case 'configureMdev':
+      await bus.configureMdev(op.uuid, op.to, op.from)
+      break
+    case 'removeMdev':
+      await bus.removeMdev(op.uuid)
+      break
+    case 'returnToHost':
+      await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })
+      break
+    case 'drainQueues':
+      if (!opts.hard) step.drain = await drain(bus, op.apqns, opts, sleep)
+      break
+    case 'takeFromHost': {
+      const load = await bus.queueLoad(op.apqns)
+      step.lostByApqn = Object.fromEntries([...load].filter(([, n]) => n > 0))
+      step.lostRequests = [...load.values()].reduce((a, b) => a + b, 0)
+      await bus.setMasks({ apmask: op.apmask, aqmask: op.aqmask })
+      break
+    }
+    case 'bindQueue':
+      await bus.bindQueue(op.apqn, op.driver)
+      break
+    case 'createMdev':
+      await bus.createMdev(op.uuid)
+      break
+  }
 }
 
 /**
@@ -111,10 +178,13 @@ export async function executePlan(
 async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep: (ms: number) => Promise<void>) {
   let waited = 0
   const offline = new Set<string>()
+  const turn = createYielder()
   for (;;) {
     const load = await bus.queueLoad(apqns.filter((q) => !offline.has(q)))
     for (const [apqn, n] of load) {
       if (n > 0) continue
+      // 65,536 queues on a large host: let other work run now and then, never between the read and the write below.
+      await turn()
       // Read again right before the write: the batch read above may have yielded to other work (and to the
       // clock) since this queue was seen idle; between these two calls nothing else runs in-process (X-5).
       const now = (await bus.queueLoad([apqn])).get(apqn) ?? 0
@@ -132,5 +202,16 @@ async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep
     if (waited >= opts.drainTimeoutMs) return { waitedMs: waited, remaining, timedOut: true, offline: [...offline] }
     await sleep(opts.drainPollMs)
     waited += opts.drainPollMs
+  }
+}
+
+/**
+ * Thrown by a bus call (or a hook) to end an execution at once: it is not a failed step, and it reaches the
+ * caller of {@link executePlan} unchanged (a pass whose lease was lost stops without journaling the phase).
+ */
+export class ExecutionAborted extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ExecutionAborted'
   }
 }

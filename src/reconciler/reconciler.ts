@@ -9,11 +9,16 @@ import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import { planHost, type Deferred, type DesiredHost, type Plan, type PlanOp } from '../domain/plan.js'
 import type { ObservedTopology } from '../domain/observed.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
+import { ApmatrixError } from '../domain/errors.js'
 import { ConfigLockBusyError, type BusPort } from '../bus/port.js'
 import type { Store } from '../store/store.js'
 import type { EventInput } from '../store/event-repo.js'
+import type { HostMasksRecord } from '../store/masks-repo.js'
 import type { MdevRecord } from '../store/mdev-repo.js'
-import { executePlan, type ExecutionResult, type StepResult } from './executor.js'
+import { createYielder } from '../async/yielder.js'
+import { ExecutionAborted, executePlan, type ExecutionResult, type StepResult } from './executor.js'
+import { drainedApqns, journalOperation } from './journal-op.js'
+import { guardWrites, LeaseLostError } from './lease-guard.js'
 import { computeMdevStatus, type MdevStatus } from './status.js'
 import { WorkQueue } from './work-queue.js'
 
@@ -41,6 +46,11 @@ export interface ReconcilerOptions {
   drainPollMs?: number
   /** Skip the drain (requests on queues that leave the host are lost and reported). */
   hardHandOver?: boolean
+  /**
+   * Most hosts reconciled at once (default 4): a long pass on a large host does not hold back a small one.
+   * One host never has two passes at once, whatever the number.
+   */
+  concurrency?: number
   sleep?: (ms: number) => Promise<void>
   log?: Logger
   hook?: (point: ReconcilePoint, host: string, step?: PlanOp) => Promise<void> | void
@@ -75,11 +85,20 @@ function opTarget(op: PlanOp): string | undefined {
   return 'uuid' in op ? op.uuid : undefined
 }
 
-/** Level-triggered reconciler with a work queue (one key in flight), backoff, resync and leases. */
+/** A lease this replica holds: its token and its expiry as last confirmed (store clock). */
+interface HeldLease {
+  token: number
+  expiresAt: Date
+}
+
+/**
+ * Level-triggered reconciler with a work queue (one pass per host at a time, several hosts at once), backoff,
+ * resync and leases.
+ */
 export class Reconciler implements ReconcileTrigger {
   private readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000 })
   private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents'>> & Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents'>
-  private readonly tokens = new Map<string, number>()
+  private readonly held = new Map<string, HeldLease>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
   private readonly seenBoot = new Map<string, string>()
   /** Hosts whose last pass found the AP configuration lock held (one event per episode, not per retry). */
@@ -88,7 +107,7 @@ export class Reconciler implements ReconcileTrigger {
   private readonly unsubscribes: Array<() => void> = []
   private resyncTimer: NodeJS.Timeout | undefined
   private renewTimer: NodeJS.Timeout | undefined
-  private worker: Promise<void> | undefined
+  private workers: Array<Promise<void>> = []
   private running = false
 
   constructor(opts: ReconcilerOptions) {
@@ -99,9 +118,11 @@ export class Reconciler implements ReconcileTrigger {
       drainTimeoutMs: 30_000,
       drainPollMs: 50,
       hardHandOver: false,
+      concurrency: 4,
       log: silent,
       ...opts,
     }
+    if (!(Number.isInteger(this.o.concurrency) && this.o.concurrency > 0)) throw new RangeError('Reconciler: concurrency must be a positive integer')
     for (const [k, v] of Object.entries({ resyncMs: this.o.resyncMs, leaseTtlMs: this.o.leaseTtlMs, drainPollMs: this.o.drainPollMs })) {
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`Reconciler: ${k} must be a positive number`)
     }
@@ -140,7 +161,7 @@ export class Reconciler implements ReconcileTrigger {
     // Held leases are renewed on their own clock, so a long drain, a slow pass on another host, or a resync
     // period longer than the lease never lets a live holder's lease lapse.
     this.renewTimer = setInterval(() => void this.renewLeases(), Math.max(50, Math.floor(this.o.leaseTtlMs / 3)))
-    this.worker = this.work()
+    this.workers = Array.from({ length: this.o.concurrency }, () => this.work())
   }
 
   /** Stops after the pass in flight; releases held leases. */
@@ -151,23 +172,83 @@ export class Reconciler implements ReconcileTrigger {
     clearInterval(this.renewTimer)
     for (const u of this.unsubscribes.splice(0)) u()
     this.queue.shutdown()
-    await this.worker
-    for (const [host, token] of this.tokens) {
+    await Promise.all(this.workers.splice(0))
+    for (const [host, { token }] of this.held) {
       await this.o.store.leases.release(host, this.o.holder, token).catch(() => false)
     }
-    this.tokens.clear()
+    this.held.clear()
   }
 
   /** Extends every lease this replica holds; a lease found lost is forgotten and its host re-queued. */
   private async renewLeases(): Promise<void> {
-    for (const [host, token] of [...this.tokens]) {
-      const held = await this.o.store.leases.renew(host, this.o.holder, token, this.o.leaseTtlMs).catch(() => true) // store down: it may still be ours
-      if (!held && this.tokens.get(host) === token) {
-        this.tokens.delete(host)
-        this.o.log.warn({ host, token }, 'lease lost')
+    for (const [host, lease] of [...this.held]) {
+      let expiresAt: Date | null
+      try {
+        expiresAt = await this.o.store.leases.renew(host, this.o.holder, lease.token, this.o.leaseTtlMs)
+      } catch {
+        continue // store down: it may still be ours, until the expiry known so far
+      }
+      if (this.held.get(host) !== lease) continue
+      if (expiresAt) lease.expiresAt = expiresAt
+      else {
+        this.held.delete(host)
+        this.o.log.warn({ host, token: lease.token }, 'lease lost')
         this.enqueue(host)
       }
     }
+  }
+
+  /** Time before a lease's expiry from which a write on a host that cannot check fences renews it first. */
+  private get renewMarginMs(): number {
+    return this.o.leaseTtlMs / 3
+  }
+
+  /**
+   * The pass's lease: kept with a read when this replica holds it with time to spare (the renewal timer
+   * extends it), else taken or extended with a write. Null when another replica holds it.
+   */
+  private async lease(hostName: string): Promise<HeldLease | null> {
+    const { store } = this.o
+    const mine = this.held.get(hostName)
+    if (mine && mine.expiresAt.getTime() - store.now().getTime() > this.renewMarginMs) {
+      try {
+        mine.expiresAt = await store.leases.confirmHeld(hostName, this.o.holder, mine.token)
+        return mine
+      } catch (e) {
+        if (!(e instanceof ApmatrixError && e.code === 'UNAVAILABLE')) throw e
+        // Lost, or the store did not answer: decide with a write, as on first contact.
+      }
+    }
+    const got = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
+    if (!got.acquired) {
+      this.held.delete(hostName)
+      return null
+    }
+    const lease = { token: got.fencingToken, expiresAt: got.expiresAt }
+    this.held.set(hostName, lease)
+    return lease
+  }
+
+  /**
+   * Before a bus write on a host that cannot check a fencing token: the lease must be held, with more than the
+   * margin left (by the store's clock), else it is renewed first. A lease that is lost, or that the store cannot
+   * confirm, ends the pass without the write (LeaseLostError).
+   */
+  private async leaseOutlastsWrite(hostName: string, token: number): Promise<void> {
+    const lease = this.held.get(hostName)
+    if (!lease || lease.token !== token) throw new LeaseLostError(hostName, token, 'no longer held by this replica')
+    if (lease.expiresAt.getTime() - this.o.store.now().getTime() > this.renewMarginMs) return
+    let expiresAt: Date | null
+    try {
+      expiresAt = await this.o.store.leases.renew(hostName, this.o.holder, token, this.o.leaseTtlMs)
+    } catch (e) {
+      throw new LeaseLostError(hostName, token, `the store cannot confirm it (${(e as Error).message})`)
+    }
+    if (!expiresAt) {
+      if (this.held.get(hostName) === lease) this.held.delete(hostName)
+      throw new LeaseLostError(hostName, token, 'expired or taken over')
+    }
+    lease.expiresAt = expiresAt
   }
 
   private async work(): Promise<void> {
@@ -206,17 +287,13 @@ export class Reconciler implements ReconcileTrigger {
     const host = this.o.hosts.get(hostName)
     if (!host) return { host: hostName, converged: false, skipped: 'unknown-host', drift: false }
     const { store } = this.o
-    const lease = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
-    if (!lease.acquired) {
-      this.tokens.delete(hostName)
-      return { host: hostName, converged: false, skipped: 'lease-held-elsewhere', drift: false }
-    }
-    this.tokens.set(hostName, lease.fencingToken)
+    const lease = await this.lease(hostName)
+    if (!lease) return { host: hostName, converged: false, skipped: 'lease-held-elsewhere', drift: false }
     const events: EventInput[] = []
     const ev = (e: Omit<EventInput, 'host'>) => events.push({ host: hostName, actor: 'reconciler', ...e })
     let outcome: ReconcileOutcome
     try {
-      outcome = await this.pass(host, lease.fencingToken, ev)
+      outcome = await this.pass(host, lease.token, events, ev)
       this.lockBlocked.delete(hostName)
     } catch (e) {
       if (!(e instanceof ConfigLockBusyError)) throw e
@@ -234,21 +311,23 @@ export class Reconciler implements ReconcileTrigger {
       }
       outcome = { host: hostName, converged: false, drift: false, lockBusy }
     }
+    // What the pass's status write did not store (a pass postponed by the configuration lock).
     if (events.length) {
-      await store.transaction(async (tx) => {
-        for (const e of events) await tx.events.append(e)
-      })
+      await store.events.appendMany(events)
       this.o.onEvents?.()
     }
     return outcome
   }
 
-  /** Everything of a pass after the lease: see {@link reconcile}. Events go to `ev`; throws ConfigLockBusyError before any write. */
-  private async pass(host: ManagedHost, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ReconcileOutcome> {
+  /**
+   * Everything of a pass after the lease: see {@link reconcile}. Events go to `ev` (into `events`); the status
+   * write at the end stores them in its transaction. Throws ConfigLockBusyError before any write.
+   */
+  private async pass(host: ManagedHost, token: number, events: EventInput[], ev: (e: Omit<EventInput, 'host'>) => void): Promise<ReconcileOutcome> {
     const { store } = this.o
     const hostName = host.name
 
-    await this.closeAbandonedJournal(host)
+    await this.closeAbandonedJournal(host, token)
     await this.checkBoot(host, ev)
 
     const rows = await store.mdevs.listAll(hostName)
@@ -286,7 +365,7 @@ export class Reconciler implements ReconcileTrigger {
         }
       }
       await this.o.hook?.('beforeStatusWrite', hostName)
-      await this.writeStatus(hostName, rows, masks?.generation, before, guests, plan.deferred, undefined, ev)
+      await this.writeStatus(hostName, rows, masks, before, guests, plan.deferred, undefined, events, ev)
       return { host: hostName, converged: plan.converged, skipped: 'observe-only', plan, drift: false }
     }
 
@@ -307,7 +386,7 @@ export class Reconciler implements ReconcileTrigger {
 
     let execution: ExecutionResult | undefined
     if (plan.operations.length > 0) {
-      const r = await this.underConfigLock(this.fencedBus(host, token), async (bus, locked) => {
+      const r = await this.underConfigLock(this.writeBus(host, token), async (bus, locked) => {
         if (locked) {
           // While this pass waited for the lock, chzdev or mdevctl may have changed the bus: plan from what it is now.
           before = await bus.observeTopology()
@@ -322,7 +401,7 @@ export class Reconciler implements ReconcileTrigger {
     const after = execution ? await host.bus.observeTopology() : before
     const guestsAfter = execution ? new Map((await host.guests()).map((g) => [g.uuid, g.guest])) : guests
     await this.o.hook?.('beforeStatusWrite', hostName)
-    await this.writeStatus(hostName, rows, masks?.generation, after, guestsAfter, plan.deferred, execution, ev)
+    await this.writeStatus(hostName, rows, masks, after, guestsAfter, plan.deferred, execution, events, ev)
     const convergedNow = planHost(desired, after, (uuid) => guestsAfter.get(uuid) ?? null)
     return { host: hostName, converged: convergedNow.converged, plan, execution, drift }
   }
@@ -335,39 +414,46 @@ export class Reconciler implements ReconcileTrigger {
     return bus.exclusive ? bus.exclusive((b) => fn(b, true)) : fn(bus, false)
   }
 
-  /** The host's bus with every write fenced by this replica's lease on it (`token`: the one of this pass). */
-  private fencedBus(host: ManagedHost, token = this.tokens.get(host.name)): BusPort {
-    return token === undefined ? host.bus : (host.bus.withFence?.({ host: host.name, holder: this.o.holder, token }) ?? host.bus)
+  /**
+   * The host's bus for this pass's writes (docs/api.md (Reconcile), one replica per host): every write carries
+   * the lease (holder, `token`), so a host that checks fences (remote emulator, agent) refuses it once a newer
+   * lease wrote, even when the pass's own lease check raced with a takeover. On a host that cannot check a
+   * fence (in-process emulator, sysfs) every write instead waits until the lease is known to outlast it.
+   */
+  private writeBus(host: ManagedHost, token: number): BusPort {
+    const fenced = host.bus.withFence?.({ host: host.name, holder: this.o.holder, token }) ?? host.bus
+    return fenced.checksFence ? fenced : guardWrites(fenced, () => this.leaseOutlastsWrite(host.name, token))
   }
 
   /**
-   * Executes `plan` through `bus`: the host's bus with every write fenced by this pass's lease (holder,
-   * token), so the host itself refuses it once a newer lease wrote, even if the assertHeld below raced with
-   * a takeover (remote hosts; in-process and sysfs hosts cannot check a fence and get unfenced writes).
+   * Executes `plan` through `bus` (see {@link writeBus}). Store writes: the plan's steps are journaled
+   * `planned` in one transaction before the first, and each phase's outcomes in one transaction after it. The
+   * fence is checked before each phase with a read of the lease row, never a write.
    */
   private async execute(host: ManagedHost, bus: BusPort, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
     const { store } = this.o
     const reconcileId = randomUUID()
-    const entries = await store.journal.append(
-      plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: op as unknown as Record<string, unknown> })),
-    )
-    const result = await executePlan(
+    const entries = await store.journal.append(plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: journalOperation(op) })))
+    return executePlan(
       bus,
       plan,
       { drainTimeoutMs: this.o.drainTimeoutMs, drainPollMs: this.o.drainPollMs, hard: this.o.hardHandOver, sleep: this.o.sleep },
-      async (phase, step) => {
-        if (phase === 'planned') {
-          // Fencing: only the live lease holder may touch the bus (docs/api.md (Reconcile), one replica per host).
-          await store.leases.assertHeld(host.name, this.o.holder, token)
-          await this.o.hook?.('beforeBusWrite', host.name, step.op)
-          return
-        }
-        await this.o.hook?.('afterBusWrite', host.name, step.op)
-        await store.journal.update(entries[step.index]!.id, phase, step.message)
-        this.stepEvents(step, ev)
+      {
+        beforePhase: async () => {
+          const lease = this.held.get(host.name)
+          if (!lease || lease.token !== token) throw new LeaseLostError(host.name, token, 'no longer held by this replica')
+          lease.expiresAt = await store.leases.confirmHeld(host.name, this.o.holder, token)
+        },
+        beforeStep: (step) => this.o.hook?.('beforeBusWrite', host.name, step.op),
+        afterStep: async (step) => {
+          await this.o.hook?.('afterBusWrite', host.name, step.op)
+          this.stepEvents(step, ev)
+        },
+        afterPhase: async (_phase, steps) => {
+          await store.journal.finish(steps.map((st) => ({ id: entries[st.index]!.id, state: st.state, error: st.message })))
+        },
       },
     )
-    return result
   }
 
   private stepEvents(step: StepResult, ev: (e: Omit<EventInput, 'host'>) => void): void {
@@ -439,24 +525,34 @@ export class Reconciler implements ReconcileTrigger {
     }
   }
 
+  /**
+   * Computes every device's status from what the bus shows now, then stores in one transaction the statuses
+   * that changed, the removal of devices whose deletion finished, the masks' status and the pass's `events`
+   * (emptied once stored): a crash leaves all of it or none. A pass that changed nothing stores nothing.
+   */
   private async writeStatus(
     hostName: string,
     rows: MdevRecord[],
-    masksGeneration: number | undefined,
+    masks: HostMasksRecord | null,
     after: ObservedTopology,
     guests: Map<string, string>,
     deferred: Deferred[],
     execution: ExecutionResult | undefined,
+    events: EventInput[],
     ev: (e: Omit<EventInput, 'host'>) => void,
   ): Promise<void> {
     const { store } = this.o
     const observed = new Map(after.mdevs.map((m) => [m.uuid, m]))
     const lostByApqn = new Map<string, number>()
     for (const s of execution?.steps ?? []) for (const [q, n] of Object.entries(s.lostByApqn ?? {})) lostByApqn.set(q, (lostByApqn.get(q) ?? 0) + n)
+    const turn = createYielder()
+    const removed: MdevRecord[] = []
+    const statuses: Array<{ uuid: string; status: MdevStatus }> = []
     for (const r of rows) {
+      await turn()
       const o = observed.get(r.uuid)
       if (r.deletionRequestedAt && !o) {
-        await store.mdevs.delete(r.host, r.uuid).catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'delete after removal failed'))
+        removed.push(r)
         continue
       }
       const failedStep = execution?.failed && opTarget(execution.failed.op) === r.uuid ? execution.failed : undefined
@@ -478,17 +574,28 @@ export class Reconciler implements ReconcileTrigger {
         now: new Date(),
       })
       this.transitionEvents(r, previous, status, ev)
-      if (JSON.stringify(status) !== JSON.stringify(r.status)) {
-        await store.mdevs
-          .updateStatus(r.host, r.uuid, status)
-          .catch((e) => this.o.log.warn({ uuid: r.uuid, err: String(e) }, 'status write lost a race; next pass rewrites it'))
-      }
+      if (JSON.stringify(status) !== JSON.stringify(r.status)) statuses.push({ uuid: r.uuid, status })
     }
+    const masksGeneration = masks?.generation
     const maskStatus = { apmask: after.apmask, aqmask: after.aqmask, observedGeneration: masksGeneration, readAt: new Date().toISOString() }
-    const cur = await store.masks.get(hostName)
-    if (cur && (cur.status.apmask !== maskStatus.apmask || cur.status.aqmask !== maskStatus.aqmask || cur.status.observedGeneration !== masksGeneration)) {
-      await store.masks.setStatus(hostName, maskStatus)
-    }
+    const masksDiffer = (m: HostMasksRecord | null) =>
+      !!m && (m.status.apmask !== maskStatus.apmask || m.status.aqmask !== maskStatus.aqmask || m.status.observedGeneration !== masksGeneration)
+    // Only this replica (the lease holder) writes statuses: what the pass read is what is stored.
+    if (!statuses.length && !removed.length && !events.length && !masksDiffer(masks)) return
+    const stored = await store.transaction(async (tx) => {
+      await tx.mdevs.setStatuses(hostName, statuses)
+      for (const r of removed) {
+        await tx.mdevs.delete(r.host, r.uuid).catch((e: unknown) => {
+          // Deleted meanwhile (another replica, after a takeover): nothing left to remove.
+          if (!(e instanceof ApmatrixError && e.code === 'NOT_FOUND')) throw e
+        })
+      }
+      if (masksDiffer(await tx.masks.get(hostName))) await tx.masks.setStatus(hostName, maskStatus)
+      // Events last: appending serialises writers until commit (event-repo.ts).
+      return tx.events.appendMany(events)
+    })
+    events.splice(0, stored)
+    if (stored) this.o.onEvents?.()
   }
 
   private transitionEvents(r: MdevRecord, prev: MdevStatus | null, next: MdevStatus, ev: (e: Omit<EventInput, 'host'>) => void): void {
@@ -508,25 +615,29 @@ export class Reconciler implements ReconcileTrigger {
    * that was interrupted may have left host queues offline (zcrypt `online=0`) that the mask never moved: they
    * are put back online, since nothing else would (an operator's own offline queues are not touched).
    */
-  private async closeAbandonedJournal(host: ManagedHost): Promise<void> {
+  private async closeAbandonedJournal(host: ManagedHost, token: number): Promise<void> {
     const open = await this.o.store.journal.listOpen(host.name)
     if (!open.length) return
     const drained = new Set<string>()
-    for (const e of open) {
-      if (e.operation.kind === 'drainQueues' && Array.isArray(e.operation.apqns)) for (const q of e.operation.apqns) drained.add(String(q))
-    }
+    for (const e of open) for (const q of drainedApqns(e.operation)) drained.add(q)
     if (drained.size) {
       // Bus writes: under the AP configuration lock like every other write of a pass.
-      await this.underConfigLock(this.fencedBus(host), async (bus) => {
+      await this.underConfigLock(this.writeBus(host, token), async (bus) => {
         const topo = await bus.observeTopology()
+        const turn = createYielder()
         for (const q of topo.queues) {
-          if (q.driver === 'cex4queue' && drained.has(q.apqn)) await bus.setQueueOnline(q.apqn, true).catch(() => undefined)
+          await turn()
+          if (q.driver === 'cex4queue' && drained.has(q.apqn))
+            await bus.setQueueOnline(q.apqn, true).catch((e: unknown) => {
+              if (e instanceof ExecutionAborted) throw e
+            })
         }
       })
     }
     // Closed together with their event: a crash later in this pass must not lose the record that steps were abandoned.
     await this.o.store.transaction(async (tx) => {
-      for (const e of open) await tx.journal.update(e.id, 'failed', 'abandoned: the reconcile that planned it did not finish (crash or lease loss)')
+      const error = 'abandoned: the reconcile that planned it did not finish (crash or lease loss)'
+      await tx.journal.finish(open.map((e) => ({ id: e.id, state: 'failed' as const, error })))
       await tx.events.append({
         host: host.name,
         kind: 'host',

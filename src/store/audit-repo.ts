@@ -1,4 +1,5 @@
 import type { StoreContext } from './context.js'
+import { dateOf } from './sqlite-direct.js'
 import { fromJson, toJson } from './json-column.js'
 import { pageSize } from './page-token.js'
 
@@ -31,13 +32,21 @@ export class AuditRepo {
 
   /** Appends a record (in the ambient transaction, if any). */
   append(a: AuditInput): Promise<AuditRecord> {
-    return this.ctx.write('audit record', async (db) =>
-      toRecord(
-        await db.auditRecord.create({
-          data: { ...a, requestId: a.requestId ?? null, detail: toJson(a.detail ?? {}), time: this.ctx.clock() },
-        }),
-      ),
-    )
+    return this.ctx.write('audit record', async (db, sql) => {
+      const data = { ...a, requestId: a.requestId ?? null, detail: toJson(a.detail ?? {}), time: this.ctx.clock() }
+      if (!sql) return toRecord(await db.auditRecord.create({ data }))
+      const r = sql.get<Omit<Row, 'time'> & { time: string }>(
+        'INSERT INTO "AuditRecord" ("time", "actor", "action", "target", "outcome", "requestId", "detail") VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *',
+        data.time,
+        data.actor,
+        data.action,
+        data.target,
+        data.outcome,
+        data.requestId,
+        data.detail,
+      )!
+      return toRecord({ ...r, time: dateOf(r.time) })
+    })
   }
 
   /** Records with id > afterId (ascending), optionally for one target; limit 1..500, default 100. */

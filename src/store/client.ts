@@ -3,27 +3,57 @@
 // SQLite client; the PostgreSQL client has the same API for the shared data model and is cast.
 import type { PrismaClient as SqliteClient } from '../generated/prisma-sqlite/client.js'
 import type { Prisma } from '../generated/prisma-sqlite/client.js'
+import type { SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils'
 import { ensureSqliteFolder, type DatabaseConfig } from './config.js'
+import { isSqliteConnection, type SqliteConnection } from './sqlite-direct.js'
 
 /** The Prisma client type the store is written against (either provider at run time). */
 export type Db = SqliteClient
 /** A client inside an interactive transaction. */
 export type DbTx = Prisma.TransactionClient
 
+/** An opened client; on SQLite also the connection its adapter opened (see {@link createPrismaClient}). */
+export interface OpenedClient {
+  db: Db
+  /**
+   * SQLite: the better-sqlite3 connection the adapter runs every query of `db` on, once connected (undefined
+   * before, and for PostgreSQL). The store runs its hot statements on it directly (src/store/sqlite-direct.ts).
+   */
+  connection(): SqliteConnection | undefined
+}
+
 /**
  * Opens a Prisma client for the parsed URL (lazily: nothing connects before the first query).
- * SQLite: creates the database folder first (the adapter does not).
+ * SQLite: creates the database folder first (the adapter does not), keeps hold of the connection the
+ * adapter opens (the adapter's `client` field: @prisma/adapter-better-sqlite3 7.10, pinned; when a later
+ * version hides it, `connection()` stays undefined and the store runs everything through Prisma), and sets
+ * `synchronous = FULL` on it as it opens, reconnections included.
  */
-export async function createPrismaClient(cfg: DatabaseConfig): Promise<Db> {
+export async function createPrismaClient(cfg: DatabaseConfig): Promise<OpenedClient> {
   if (cfg.provider === 'postgres') {
     const [{ PrismaClient }, { PrismaPg }] = await Promise.all([import('../generated/prisma-postgres/client.js'), import('@prisma/adapter-pg')])
     const adapter = new PrismaPg({ connectionString: cfg.url, connectionTimeoutMillis: 5_000 })
-    return new PrismaClient({ adapter }) as unknown as Db
+    return { db: new PrismaClient({ adapter }) as unknown as Db, connection: () => undefined }
   }
   ensureSqliteFolder(cfg)
   const [{ PrismaClient }, { PrismaBetterSqlite3 }] = await Promise.all([
     import('../generated/prisma-sqlite/client.js'),
     import('@prisma/adapter-better-sqlite3'),
   ])
-  return new PrismaClient({ adapter: new PrismaBetterSqlite3({ url: cfg.file ?? cfg.url, timeout: 5_000 }) })
+  const factory = new PrismaBetterSqlite3({ url: cfg.file ?? cfg.url, timeout: 5_000 })
+  let connection: SqliteConnection | undefined
+  const capturing: SqlDriverAdapterFactory = {
+    provider: factory.provider,
+    adapterName: factory.adapterName,
+    connect: async () => {
+      const adapter = await factory.connect()
+      const client = (adapter as { client?: unknown }).client
+      connection = isSqliteConnection(client) ? client : undefined
+      // Every commit flushed to disk: a database already in WAL mode opens at NORMAL (better-sqlite3's
+      // SQLITE_DEFAULT_WAL_SYNCHRONOUS=1), which keeps a commit only in the OS cache.
+      connection?.pragma('synchronous = FULL')
+      return adapter
+    },
+  }
+  return { db: new PrismaClient({ adapter: capturing }), connection: () => (connection?.open ? connection : undefined) }
 }

@@ -1,5 +1,6 @@
 import type { Provider } from './config.js'
 import type { DbTx } from './client.js'
+import type { DirectSqlite } from './sqlite-direct.js'
 import { toStoreError } from './store-errors.js'
 
 /**
@@ -21,15 +22,16 @@ export interface StoreContext {
   readonly clock: () => Date
   /**
    * Runs `fn` inside a transaction: the ambient one, else a new one (re-run on {@link RetryTransaction}).
-   * Errors are mapped with toStoreError, naming `what`.
+   * Errors are mapped with toStoreError, naming `what`. On SQLite `sql` runs statements on the connection
+   * `db` runs on, in the same transaction (undefined when the adapter does not expose it, and on PostgreSQL).
    */
-  write<T>(what: string, fn: (db: DbTx) => Promise<T>): Promise<T>
+  write<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T>
   /**
    * Runs a read of committed data. On SQLite it uses a second connection (WAL): the writer's adapter has one
    * connection, and a plain query issued there while another caller's transaction is open would run (and
-   * see uncommitted data) inside it.
+   * see uncommitted data) inside it. `sql` as for {@link write}.
    */
-  read<T>(what: string, fn: (db: DbTx) => Promise<T>): Promise<T>
+  read<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T>
 }
 
 /** Runs fn and maps errors for the store's callers. */
@@ -47,11 +49,12 @@ export class TxContext implements StoreContext {
     private readonly tx: DbTx,
     readonly provider: Provider,
     readonly clock: () => Date,
+    private readonly sql?: DirectSqlite,
   ) {}
-  write<T>(what: string, fn: (db: DbTx) => Promise<T>): Promise<T> {
-    return mapped(what, () => fn(this.tx))
+  write<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
+    return mapped(what, () => fn(this.tx, this.sql))
   }
-  read<T>(what: string, fn: (db: DbTx) => Promise<T>): Promise<T> {
-    return mapped(what, () => fn(this.tx))
+  read<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
+    return mapped(what, () => fn(this.tx, this.sql))
   }
 }

@@ -2,6 +2,7 @@ import type { DbTx } from './client.js'
 import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
 import { pageSize } from './page-token.js'
+import { dateOf, placeholders, type DirectSqlite } from './sqlite-direct.js'
 
 /** What a caller records (docs/api.md (Resources), Event). */
 export interface EventInput {
@@ -35,11 +36,41 @@ export interface EventQuery {
   limit?: number
 }
 
+/** Rows per insert of {@link EventRepo.appendMany}: well under the bound-parameter limits of both databases. */
+const ROW_CHUNK = 100
+
 /** Largest page {@link EventRepo.list} returns. */
 export const MAX_EVENT_PAGE = 1000
 
 type Row = Omit<EventRecord, 'data'> & { data: string }
 const toRecord = (r: Row): EventRecord => ({ ...r, data: fromJson<Record<string, unknown>>(r.data, {}) })
+
+/** The stored columns of an event. */
+function columns(e: EventInput, time: Date) {
+  return {
+    host: e.host,
+    kind: e.kind,
+    name: e.name,
+    type: e.type,
+    message: e.message ?? '',
+    requestId: e.requestId ?? null,
+    actor: e.actor ?? null,
+    data: toJson(e.data ?? {}),
+    time,
+  }
+}
+
+const COLUMNS = ['host', 'kind', 'name', 'type', 'message', 'requestId', 'actor', 'data', 'time'] as const
+
+/** One INSERT of `rows` through SQLite directly; the stored events in seq order. */
+function directInsert(sql: DirectSqlite, rows: ReturnType<typeof columns>[]): EventRecord[] {
+  const values = rows.map(() => `(${placeholders(COLUMNS.length)})`).join(', ')
+  const stored = sql.all<Omit<Row, 'time'> & { time: string }>(
+    `INSERT INTO "Event" (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES ${values} RETURNING *`,
+    ...rows.flatMap((r) => COLUMNS.map((c) => r[c])),
+  )
+  return stored.map((r) => toRecord({ ...r, time: dateOf(r.time) })).sort((a, b) => a.seq - b.seq)
+}
 
 /**
  * The event log. Invariant for resuming readers: when a reader has seen seq N, no event with
@@ -56,22 +87,29 @@ export class EventRepo {
 
   /** Appends one event (in the ambient transaction, if any) and returns it with its seq. */
   append(e: EventInput): Promise<EventRecord> {
-    return this.ctx.write(`event ${e.type}`, async (db) => {
+    return this.ctx.write(`event ${e.type}`, async (db, sql) => {
       await this.lockForAppend(db)
-      const row = await db.event.create({
-        data: {
-          host: e.host,
-          kind: e.kind,
-          name: e.name,
-          type: e.type,
-          message: e.message ?? '',
-          requestId: e.requestId ?? null,
-          actor: e.actor ?? null,
-          data: toJson(e.data ?? {}),
-          time: this.ctx.clock(),
-        },
-      })
-      return toRecord(row)
+      const data = columns(e, this.ctx.clock())
+      if (sql) return directInsert(sql, [data])[0]!
+      return toRecord(await db.event.create({ data }))
+    })
+  }
+
+  /**
+   * Appends several events (in the ambient transaction, if any), a hundred per statement: their seqs increase
+   * in the order given. Returns how many were stored.
+   */
+  appendMany(events: EventInput[]): Promise<number> {
+    return this.ctx.write(`${events.length} events`, async (db, sql) => {
+      if (events.length === 0) return 0
+      await this.lockForAppend(db)
+      const time = this.ctx.clock()
+      let n = 0
+      for (let i = 0; i < events.length; i += ROW_CHUNK) {
+        const data = events.slice(i, i + ROW_CHUNK).map((e) => columns(e, time))
+        n += sql ? directInsert(sql, data).length : (await db.event.createMany({ data })).count
+      }
+      return n
     })
   }
 

@@ -1,6 +1,7 @@
 import { ApmatrixError } from '../domain/errors.js'
 import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
+import { dateOf } from './sqlite-direct.js'
 
 /** A registered AP bus (docs/api.md (Resources)). */
 export interface HostRecord {
@@ -37,8 +38,9 @@ export class HostRepo {
 
   /** The host; `NOT_FOUND` if it is not registered. */
   get(name: string): Promise<HostRecord> {
-    return this.ctx.read(`host ${name}`, async (db) => {
-      const r = await db.host.findUnique({ where: { name } })
+    return this.ctx.read(`host ${name}`, async (db, sql) => {
+      const d = sql?.get<Omit<HostRow, 'createdAt' | 'updatedAt'> & { createdAt: string; updatedAt: string }>('SELECT * FROM "Host" WHERE "name" = ?', name)
+      const r = sql ? d && { ...d, createdAt: dateOf(d.createdAt), updatedAt: dateOf(d.updatedAt) } : await db.host.findUnique({ where: { name } })
       if (!r) throw new ApmatrixError('NOT_FOUND', `host ${name} not found`)
       return toRecord(r)
     })

@@ -1,6 +1,7 @@
 import { ApmatrixError } from '../domain/errors.js'
 import { RetryTransaction, type StoreContext } from './context.js'
-import { prismaCode } from './store-errors.js'
+import { dateOf } from './sqlite-direct.js'
+import { isUniqueViolation } from './store-errors.js'
 
 /** The lease of a host: which replica reconciles it (docs/api.md (Reconcile)). */
 export interface LeaseRecord {
@@ -44,7 +45,7 @@ export class LeaseRepo {
         try {
           await db.lease.create({ data: { host, holder, fencingToken: 1, acquiredAt: now, renewedAt: now, expiresAt } })
         } catch (e) {
-          if (prismaCode(e) === 'P2002') throw new RetryTransaction(`lease ${host}: concurrent first acquisition`)
+          if (isUniqueViolation(e)) throw new RetryTransaction(`lease ${host}: concurrent first acquisition`)
           throw e
         }
         return { acquired: true, fencingToken: 1, holder, expiresAt }
@@ -63,15 +64,19 @@ export class LeaseRepo {
     })
   }
 
-  /** Extends a lease the caller still holds (same token, not expired). False if it was lost. */
-  renew(host: string, holder: string, fencingToken: number, ttlMs: number): Promise<boolean> {
+  /**
+   * Extends a lease the caller still holds (same token, not expired) to `ttlMs` from now; returns the new
+   * expiry (store clock), or null if the lease was lost.
+   */
+  renew(host: string, holder: string, fencingToken: number, ttlMs: number): Promise<Date | null> {
     return this.ctx.write(`lease ${host}`, async (db) => {
       const now = this.ctx.clock()
+      const expiresAt = new Date(now.getTime() + ttlMs)
       const n = await db.lease.updateMany({
         where: { host, holder, fencingToken, expiresAt: { gt: now } },
-        data: { renewedAt: now, expiresAt: new Date(now.getTime() + ttlMs) },
+        data: { renewedAt: now, expiresAt },
       })
-      return n.count === 1
+      return n.count === 1 ? expiresAt : null
     })
   }
 
@@ -86,7 +91,25 @@ export class LeaseRepo {
 
   /** The lease row, or null if the host never had one. */
   get(host: string): Promise<LeaseRecord | null> {
-    return this.ctx.read(`lease ${host}`, (db) => db.lease.findUnique({ where: { host } }))
+    return this.ctx.read(`lease ${host}`, async (db, sql) => {
+      if (!sql) return db.lease.findUnique({ where: { host } })
+      const r = sql.get<Record<keyof LeaseRecord, string> & { fencingToken: number }>('SELECT * FROM "Lease" WHERE "host" = ?', host)
+      return r ? { ...r, fencingToken: r.fencingToken, acquiredAt: dateOf(r.acquiredAt), renewedAt: dateOf(r.renewedAt), expiresAt: dateOf(r.expiresAt) } : null
+    })
+  }
+
+  /**
+   * Fencing check without a write: reads the lease row (committed state, no transaction, no lock) and throws
+   * `UNAVAILABLE` ("lease lost") unless `holder` holds the live lease with this token; returns its expiry
+   * (store clock). It says the lease was held when read, nothing about a takeover a moment later: a bus
+   * write after it is safe only on a host that checks the token itself, or before the returned expiry.
+   */
+  async confirmHeld(host: string, holder: string, fencingToken: number): Promise<Date> {
+    const cur = await this.get(host)
+    if (!cur || cur.holder !== holder || cur.fencingToken !== fencingToken || !(cur.expiresAt > this.ctx.clock())) {
+      throw new ApmatrixError('UNAVAILABLE', `lease on ${host} lost (token ${fencingToken})`)
+    }
+    return cur.expiresAt
   }
 
   /**

@@ -4,7 +4,8 @@ import { fromJson, toJson } from './json-column.js'
 import type { Precondition } from './mdev-repo.js'
 import { newResourceVersion } from './resource-version.js'
 import { lockMasksRow } from './row-lock.js'
-import { prismaCode } from './store-errors.js'
+import { dateOf, type DirectSqlite } from './sqlite-direct.js'
+import { isUniqueViolation, prismaCode } from './store-errors.js'
 
 /** Observed masks as last read from the bus (status side). */
 export interface MasksStatus {
@@ -35,14 +36,20 @@ const MASK_TEXT = /^0x[0-9a-f]{64}$/
 type Row = Omit<HostMasksRecord, 'status'> & { status: string }
 const toRecord = (r: Row): HostMasksRecord => ({ ...r, status: fromJson<MasksStatus>(r.status, {}) })
 
+/** The row through SQLite directly (dates as stored text). */
+function directRow(sql: DirectSqlite, host: string): Row | undefined {
+  const r = sql.get<Omit<Row, 'updatedAt'> & { updatedAt: string }>('SELECT * FROM "HostMasks" WHERE "host" = ?', host)
+  return r && { ...r, updatedAt: dateOf(r.updatedAt) }
+}
+
 /** Desired masks per host, with optimistic concurrency. */
 export class MasksRepo {
   constructor(private readonly ctx: StoreContext) {}
 
   /** The stored masks, or null when never set (then the kernel default, all ones, applies). */
   get(host: string): Promise<HostMasksRecord | null> {
-    return this.ctx.read(`masks of ${host}`, async (db) => {
-      const r = await db.hostMasks.findUnique({ where: { host } })
+    return this.ctx.read(`masks of ${host}`, async (db, sql) => {
+      const r = sql ? directRow(sql, host) : await db.hostMasks.findUnique({ where: { host } })
       return r ? toRecord(r) : null
     })
   }
@@ -120,14 +127,24 @@ export class MasksRepo {
    * yet (never registered through the service) gets the kernel default, all ones, at generation 1.
    */
   lockForAdmission(host: string): Promise<void> {
-    return this.ctx.write(`masks of ${host}`, async (db) => {
+    return this.ctx.write(`masks of ${host}`, async (db, sql) => {
       await lockMasksRow(this.ctx, db, host)
-      if (await db.hostMasks.findUnique({ where: { host } })) return
+      if (sql ? sql.get('SELECT 1 FROM "HostMasks" WHERE "host" = ?', host) : await db.hostMasks.findUnique({ where: { host } })) return
       const full = `0x${'f'.repeat(64)}`
       try {
-        await db.hostMasks.create({ data: { host, apmask: full, aqmask: full, generation: 1, resourceVersion: newResourceVersion() } })
+        if (sql)
+          sql.run(
+            'INSERT INTO "HostMasks" ("host", "apmask", "aqmask", "generation", "resourceVersion", "status", "updatedAt") VALUES (?, ?, ?, 1, ?, ?, ?)',
+            host,
+            full,
+            full,
+            newResourceVersion(),
+            '{}',
+            new Date(),
+          )
+        else await db.hostMasks.create({ data: { host, apmask: full, aqmask: full, generation: 1, resourceVersion: newResourceVersion() } })
       } catch (e) {
-        if (prismaCode(e) === 'P2002') throw new RetryTransaction(`masks of ${host}: concurrent create`)
+        if (isUniqueViolation(e)) throw new RetryTransaction(`masks of ${host}: concurrent create`)
         throw e
       }
     })
@@ -135,9 +152,18 @@ export class MasksRepo {
 
   /** Stores the observed masks; no generation bump. `NOT_FOUND` if the masks were never set. */
   setStatus(host: string, status: MasksStatus): Promise<HostMasksRecord> {
-    return this.ctx.write(`masks of ${host}`, async (db) =>
-      toRecord(await db.hostMasks.update({ where: { host }, data: { status: toJson(status), resourceVersion: newResourceVersion() } })),
-    )
+    return this.ctx.write(`masks of ${host}`, async (db, sql) => {
+      if (!sql) return toRecord(await db.hostMasks.update({ where: { host }, data: { status: toJson(status), resourceVersion: newResourceVersion() } }))
+      const n = sql.run(
+        'UPDATE "HostMasks" SET "status" = ?, "resourceVersion" = ?, "updatedAt" = ? WHERE "host" = ?',
+        toJson(status),
+        newResourceVersion(),
+        new Date(),
+        host,
+      )
+      if (n === 0) throw new ApmatrixError('NOT_FOUND', `masks of ${host} not found`)
+      return toRecord(directRow(sql, host)!)
+    })
   }
 }
 

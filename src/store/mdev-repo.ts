@@ -1,3 +1,4 @@
+import { createYielder } from '../async/yielder.js'
 import { ApmatrixError } from '../domain/errors.js'
 import type { Condition, StoredMdevStatus } from '../domain/mdev-status.js'
 import { normalizeIds } from '../domain/ids.js'
@@ -8,7 +9,8 @@ import { fromJson, toJson } from './json-column.js'
 import { decodePageToken, encodePageToken, pageSize } from './page-token.js'
 import { newResourceVersion } from './resource-version.js'
 import { lockMdevRow } from './row-lock.js'
-import { prismaCode } from './store-errors.js'
+import { dateOf, type DirectSqlite } from './sqlite-direct.js'
+import { isUniqueViolation } from './store-errors.js'
 
 export type { MdevSpec, MdevState }
 
@@ -128,6 +130,76 @@ function toRecord(r: MdevRow): MdevRecord {
 
 const labelRows = (labels: Record<string, string>) => Object.entries(labels).map(([key, value]) => ({ key, value }))
 
+/** A row as SQLite returns it to a direct statement: dates as text, booleans as 0/1, no labels. */
+type DirectMdevRow = Omit<MdevRow, 'labels' | 'deletionRequestedAt' | 'force' | 'createdAt' | 'updatedAt'> & {
+  deletionRequestedAt: string | null
+  force: number
+  createdAt: string
+  updatedAt: string
+}
+
+function fromDirect(r: DirectMdevRow, labels: { key: string; value: string }[]): MdevRecord {
+  return toRecord({
+    ...r,
+    deletionRequestedAt: dateOf(r.deletionRequestedAt),
+    force: r.force === 1,
+    createdAt: dateOf(r.createdAt),
+    updatedAt: dateOf(r.updatedAt),
+    labels,
+  })
+}
+
+/** A host's label rows by device. */
+function labelsByUuid(rows: Array<{ uuid: string; key: string; value: string }>): Map<string, { key: string; value: string }[]> {
+  const out = new Map<string, { key: string; value: string }[]>()
+  for (const l of rows) {
+    let ls = out.get(l.uuid)
+    if (!ls) out.set(l.uuid, (ls = []))
+    ls.push({ key: l.key, value: l.value })
+  }
+  return out
+}
+
+/** One device through SQLite directly. */
+function directFind(sql: DirectSqlite, host: string, uuid: string): MdevRecord | undefined {
+  const r = sql.get<DirectMdevRow>('SELECT * FROM "Mdev" WHERE "host" = ? AND "uuid" = ?', host, uuid)
+  return r && fromDirect(r, sql.all('SELECT "key", "value" FROM "MdevLabel" WHERE "host" = ? AND "uuid" = ?', host, uuid))
+}
+
+/**
+ * Every device of a host through SQLite directly, by uuid. Decoding is most of the cost (a large host's statuses
+ * list every APQN twice), so the loop lets the event loop turn between devices once its budget is spent.
+ */
+async function directListAll(sql: DirectSqlite, host: string): Promise<MdevRecord[]> {
+  const labels = labelsByUuid(sql.all<{ uuid: string; key: string; value: string }>('SELECT "uuid", "key", "value" FROM "MdevLabel" WHERE "host" = ?', host))
+  const turn = createYielder()
+  const out: MdevRecord[] = []
+  for (const r of sql.all<DirectMdevRow>('SELECT * FROM "Mdev" WHERE "host" = ? ORDER BY "uuid"', host)) {
+    await turn()
+    out.push(fromDirect(r, labels.get(r.uuid) ?? []))
+  }
+  return out
+}
+
+/** `UPDATE ... SET` for the fields of `data` (column names are the field names), and `updatedAt` as Prisma's `@updatedAt` sets it. */
+function directUpdate(sql: DirectSqlite, where: { host: string; uuid: string; resourceVersion?: string }, data: Record<string, unknown>): number {
+  const cols = Object.keys(data)
+  const cond = where.resourceVersion === undefined ? '' : ' AND "resourceVersion" = ?'
+  return sql.run(
+    `UPDATE "Mdev" SET ${[...cols, 'updatedAt'].map((c) => `"${c}" = ?`).join(', ')} WHERE "host" = ? AND "uuid" = ?${cond}`,
+    ...cols.map((c) => data[c]),
+    new Date(),
+    where.host,
+    where.uuid,
+    ...(where.resourceVersion === undefined ? [] : [where.resourceVersion]),
+  )
+}
+
+function directInsertLabels(sql: DirectSqlite, host: string, uuid: string, labels: Record<string, string>): void {
+  for (const [key, value] of Object.entries(labels))
+    sql.run('INSERT INTO "MdevLabel" ("host", "uuid", "key", "value") VALUES (?, ?, ?, ?)', host, uuid, key, value)
+}
+
 /**
  * Matrix devices (docs/api.md (Resources)). Every write gives a new resourceVersion; writes that take a
  * {@link Precondition} fail with `CONFLICT` when the stored version differs (If-Match).
@@ -145,13 +217,34 @@ export class MdevRepo {
    */
   create(input: MdevCreate): Promise<{ mdev: MdevRecord; created: boolean }> {
     const what = `mdev ${input.host}/${input.uuid}`
-    return this.ctx.write(what, async (db) => {
-      const existing = await this.find(db, input.host, input.uuid)
+    return this.ctx.write(what, async (db, sql) => {
+      const existing = await this.find(db, sql, input.host, input.uuid)
       if (existing) {
         if (sameSpec(existing.spec, input.spec)) return { mdev: existing, created: false }
         throw new ApmatrixError('ALREADY_EXISTS', `${what} already exists with a different spec`)
       }
       try {
+        if (sql) {
+          const now = new Date()
+          const spec = specColumns(input.spec)
+          sql.run(
+            'INSERT INTO "Mdev" ("host", "uuid", "adapters", "domains", "controlDomains", "state", "generation", "resourceVersion", "owner", "origin", "force", "status", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, 0, ?, ?, ?)',
+            input.host,
+            input.uuid,
+            spec.adapters,
+            spec.domains,
+            spec.controlDomains,
+            spec.state,
+            newResourceVersion(),
+            input.owner ?? null,
+            input.origin ?? 'apmatrix',
+            '{}',
+            now,
+            now,
+          )
+          directInsertLabels(sql, input.host, input.uuid, input.labels ?? {})
+          return { mdev: directFind(sql, input.host, input.uuid)!, created: true }
+        }
         const row = await db.mdev.create({
           data: {
             host: input.host,
@@ -168,7 +261,7 @@ export class MdevRepo {
         return { mdev: toRecord(row), created: true }
       } catch (e) {
         // A concurrent create of the same uuid committed after our read: decide again on its row.
-        if (prismaCode(e) === 'P2002') throw new RetryTransaction(`${what}: concurrent create`)
+        if (isUniqueViolation(e)) throw new RetryTransaction(`${what}: concurrent create`)
         throw e
       }
     })
@@ -176,7 +269,7 @@ export class MdevRepo {
 
   /** The device; `NOT_FOUND` if absent. */
   get(host: string, uuid: string): Promise<MdevRecord> {
-    return this.ctx.read(`mdev ${host}/${uuid}`, async (db) => this.mustFind(db, host, uuid))
+    return this.ctx.read(`mdev ${host}/${uuid}`, async (db, sql) => this.mustFind(db, sql, host, uuid))
   }
 
   /**
@@ -207,9 +300,14 @@ export class MdevRepo {
 
   /** Every device of a host, ordered by uuid (the reconciler's desired state; no paging). */
   listAll(host: string): Promise<MdevRecord[]> {
-    return this.ctx.read(`mdevs of ${host}`, async (db) =>
-      (await db.mdev.findMany({ where: { host }, include: { labels: true }, orderBy: { uuid: 'asc' } })).map(toRecord),
-    )
+    return this.ctx.read(`mdevs of ${host}`, async (db, sql) => {
+      if (sql) return directListAll(sql, host)
+      // Labels by host, not `include`: Prisma would bind every uuid of the host as a parameter (over the limit
+      // of bound parameters for a host with a thousand devices).
+      const rows = await db.mdev.findMany({ where: { host }, orderBy: { uuid: 'asc' } })
+      const labels = labelsByUuid(await db.mdevLabel.findMany({ where: { host }, select: { uuid: true, key: true, value: true } }))
+      return rows.map((r) => toRecord({ ...r, labels: labels.get(r.uuid) ?? [] }))
+    })
   }
 
   /**
@@ -217,21 +315,24 @@ export class MdevRepo {
    * changes nothing returns the stored object unchanged. `NOT_FOUND`, `CONFLICT` (precondition).
    */
   update(host: string, uuid: string, patch: MdevPatch, pre: Precondition = {}): Promise<MdevRecord> {
-    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
-      const cur = await this.current(db, host, uuid, pre)
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db, sql) => {
+      const cur = await this.current(db, sql, host, uuid, pre)
       const specChanged = patch.spec !== undefined && !sameSpec(cur.spec, patch.spec)
       const labelsChanged = patch.labels !== undefined && toJson(sortedEntries(patch.labels)) !== toJson(sortedEntries(cur.labels))
       const ownerChanged = patch.owner !== undefined && patch.owner !== cur.owner
       if (!specChanged && !labelsChanged && !ownerChanged) return cur
-      await this.casUpdate(db, cur, pre, {
+      await this.casUpdate(db, sql, cur, pre, {
         ...(specChanged ? { ...specColumns(patch.spec!), generation: cur.generation + 1 } : {}),
         ...(ownerChanged ? { owner: patch.owner } : {}),
       })
-      if (labelsChanged) {
+      if (labelsChanged && sql) {
+        sql.run('DELETE FROM "MdevLabel" WHERE "host" = ? AND "uuid" = ?', host, uuid)
+        directInsertLabels(sql, host, uuid, patch.labels!)
+      } else if (labelsChanged) {
         await db.mdevLabel.deleteMany({ where: { host, uuid } })
         await db.mdevLabel.createMany({ data: labelRows(patch.labels!).map((l) => ({ host, uuid, ...l })) })
       }
-      return this.mustFind(db, host, uuid)
+      return this.mustFind(db, sql, host, uuid)
     })
   }
 
@@ -240,11 +341,31 @@ export class MdevRepo {
    * nothing (periodic resyncs do not churn resourceVersions). `NOT_FOUND`, `CONFLICT` (precondition).
    */
   updateStatus(host: string, uuid: string, status: MdevStatus, pre: Precondition = {}): Promise<MdevRecord> {
-    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
-      const cur = await this.current(db, host, uuid, pre)
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db, sql) => {
+      const cur = await this.current(db, sql, host, uuid, pre)
       if (toJson(status) === toJson(cur.status)) return cur
-      await this.casUpdate(db, cur, pre, { status: toJson(status) })
-      return this.mustFind(db, host, uuid)
+      await this.casUpdate(db, sql, cur, pre, { status: toJson(status) })
+      return this.mustFind(db, sql, host, uuid)
+    })
+  }
+
+  /**
+   * Stores the observed status of several devices of a host, one UPDATE each without reading the row first
+   * (the reconciler's write at the end of a pass, in its transaction): the generation is not bumped, each row
+   * written gets a new resourceVersion. A device no longer stored is skipped. Lets the event loop turn now and
+   * then (a pass over 256 devices). Returns the uuids written.
+   */
+  setStatuses(host: string, statuses: Array<{ uuid: string; status: MdevStatus }>): Promise<string[]> {
+    return this.ctx.write(`status of ${statuses.length} mdevs of ${host}`, async (db, sql) => {
+      const turn = createYielder()
+      const written: string[] = []
+      for (const { uuid, status } of statuses) {
+        await turn()
+        const data = { status: toJson(status), resourceVersion: newResourceVersion() }
+        const n = sql ? directUpdate(sql, { host, uuid }, data) : (await db.mdev.updateMany({ where: { host, uuid }, data })).count
+        if (n === 1) written.push(uuid)
+      }
+      return written
     })
   }
 
@@ -253,39 +374,42 @@ export class MdevRepo {
    * The row stays until {@link MdevRepo.delete}. `NOT_FOUND`, `CONFLICT` (precondition).
    */
   markDeleted(host: string, uuid: string, opts: { force?: boolean } & Precondition = {}): Promise<MdevRecord> {
-    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
-      const cur = await this.current(db, host, uuid, opts)
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db, sql) => {
+      const cur = await this.current(db, sql, host, uuid, opts)
       const force = cur.force || (opts.force ?? false)
       if (cur.deletionRequestedAt && force === cur.force) return cur
-      await this.casUpdate(db, cur, opts, { deletionRequestedAt: cur.deletionRequestedAt ?? this.ctx.clock(), force })
-      return this.mustFind(db, host, uuid)
+      await this.casUpdate(db, sql, cur, opts, { deletionRequestedAt: cur.deletionRequestedAt ?? this.ctx.clock(), force })
+      return this.mustFind(db, sql, host, uuid)
     })
   }
 
   /** Removes the row and its labels. `NOT_FOUND`, `CONFLICT` (precondition). */
   delete(host: string, uuid: string, pre: Precondition = {}): Promise<void> {
-    return this.ctx.write(`mdev ${host}/${uuid}`, async (db) => {
-      const cur = await this.current(db, host, uuid, pre)
-      const n = await db.mdev.deleteMany({ where: { host, uuid, resourceVersion: cur.resourceVersion } })
-      if (n.count === 0) this.lostRace(host, uuid, pre)
+    return this.ctx.write(`mdev ${host}/${uuid}`, async (db, sql) => {
+      const cur = await this.current(db, sql, host, uuid, pre)
+      const n = sql
+        ? sql.run('DELETE FROM "Mdev" WHERE "host" = ? AND "uuid" = ? AND "resourceVersion" = ?', host, uuid, cur.resourceVersion)
+        : (await db.mdev.deleteMany({ where: { host, uuid, resourceVersion: cur.resourceVersion } })).count
+      if (n === 0) this.lostRace(host, uuid, pre)
     })
   }
 
-  private async find(db: DbTx, host: string, uuid: string): Promise<MdevRecord | undefined> {
+  private async find(db: DbTx, sql: DirectSqlite | undefined, host: string, uuid: string): Promise<MdevRecord | undefined> {
+    if (sql) return directFind(sql, host, uuid)
     const r = await db.mdev.findUnique({ where: { host_uuid: { host, uuid } }, include: { labels: true } })
     return r ? toRecord(r) : undefined
   }
 
-  private async mustFind(db: DbTx, host: string, uuid: string): Promise<MdevRecord> {
-    const r = await this.find(db, host, uuid)
+  private async mustFind(db: DbTx, sql: DirectSqlite | undefined, host: string, uuid: string): Promise<MdevRecord> {
+    const r = await this.find(db, sql, host, uuid)
     if (!r) throw new ApmatrixError('NOT_FOUND', `mdev ${host}/${uuid} not found`)
     return r
   }
 
   /** The row for a write: locked, then read, then checked against the precondition. */
-  private async current(db: DbTx, host: string, uuid: string, pre: Precondition): Promise<MdevRecord> {
+  private async current(db: DbTx, sql: DirectSqlite | undefined, host: string, uuid: string, pre: Precondition): Promise<MdevRecord> {
     await lockMdevRow(this.ctx, db, host, uuid)
-    const cur = await this.mustFind(db, host, uuid)
+    const cur = await this.mustFind(db, sql, host, uuid)
     if (pre.expectedResourceVersion !== undefined && pre.expectedResourceVersion !== cur.resourceVersion) {
       throw new ApmatrixError('CONFLICT', `mdev ${host}/${uuid} has resourceVersion ${cur.resourceVersion}, not ${pre.expectedResourceVersion}`)
     }
@@ -293,12 +417,11 @@ export class MdevRepo {
   }
 
   /** Compare-and-set on the version read: on PostgreSQL a concurrent writer blocks us, then we match nothing. */
-  private async casUpdate(db: DbTx, cur: MdevRecord, pre: Precondition, data: Record<string, unknown>): Promise<void> {
-    const n = await db.mdev.updateMany({
-      where: { host: cur.host, uuid: cur.uuid, resourceVersion: cur.resourceVersion },
-      data: { ...data, resourceVersion: newResourceVersion() },
-    })
-    if (n.count === 0) this.lostRace(cur.host, cur.uuid, pre)
+  private async casUpdate(db: DbTx, sql: DirectSqlite | undefined, cur: MdevRecord, pre: Precondition, data: Record<string, unknown>): Promise<void> {
+    const where = { host: cur.host, uuid: cur.uuid, resourceVersion: cur.resourceVersion }
+    const set = { ...data, resourceVersion: newResourceVersion() }
+    const n = sql ? directUpdate(sql, where, set) : (await db.mdev.updateMany({ where, data: set })).count
+    if (n === 0) this.lostRace(cur.host, cur.uuid, pre)
   }
 
   private lostRace(host: string, uuid: string, pre: Precondition): never {

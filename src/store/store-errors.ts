@@ -60,6 +60,18 @@ export function prismaCode(e: unknown): string | undefined {
   return typeof c === 'string' && /^P\d{4}$/.test(c) ? c : undefined
 }
 
+/** better-sqlite3's code of an error of a statement the store ran directly (`SQLITE_CONSTRAINT_UNIQUE`...). */
+function sqliteCode(e: unknown): string | undefined {
+  const c = (e as ErrorLike | undefined)?.code
+  return typeof c === 'string' && c.startsWith('SQLITE_') ? c : undefined
+}
+
+/** True for a unique or primary key violation, through Prisma (P2002) or straight from SQLite. */
+export function isUniqueViolation(e: unknown): boolean {
+  const c = sqliteCode(e)
+  return prismaCode(e) === 'P2002' || c === 'SQLITE_CONSTRAINT_UNIQUE' || c === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+}
+
 /**
  * Converts an error thrown by a store operation. `what` names the object for messages
  * (`mdev local/0b...`). ApmatrixErrors pass through unchanged.
@@ -69,11 +81,14 @@ export function toStoreError(e: unknown, what: string): unknown {
   if (isUnavailable(e)) {
     return new ApmatrixError('UNAVAILABLE', `store unavailable: ${firstLine(e)}`, { cause: e })
   }
-  switch (prismaCode(e)) {
+  switch (prismaCode(e) ?? sqliteCode(e)) {
+    case 'SQLITE_CONSTRAINT_UNIQUE':
+    case 'SQLITE_CONSTRAINT_PRIMARYKEY':
     case 'P2002':
       return new ApmatrixError('ALREADY_EXISTS', `${what} already exists`, { cause: e })
     case 'P2025':
       return new ApmatrixError('NOT_FOUND', `${what} not found`, { cause: e })
+    case 'SQLITE_CONSTRAINT_FOREIGNKEY':
     case 'P2003':
       // The only foreign keys point at Host: the parent host is not registered.
       return new ApmatrixError('NOT_FOUND', `${what}: host not found`, { cause: e })

@@ -1,16 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ApmatrixError } from '../domain/errors.js'
 import { AuditRepo } from './audit-repo.js'
-import { createPrismaClient, type Db, type DbTx } from './client.js'
+import { createPrismaClient, type Db, type DbTx, type OpenedClient } from './client.js'
 import { parseDatabaseUrl, type Provider } from './config.js'
 import { mapped, RetryTransaction, TxContext, type StoreContext } from './context.js'
 import { EventRepo } from './event-repo.js'
+import { GroupCommit } from './group-commit.js'
 import { HostRepo } from './host-repo.js'
 import { IdempotencyRepo } from './idempotency-repo.js'
 import { JournalRepo } from './journal-repo.js'
 import { LeaseRepo } from './lease-repo.js'
 import { MasksRepo } from './masks-repo.js'
 import { MdevRepo } from './mdev-repo.js'
+import { DirectSqlite, type SqliteConnection } from './sqlite-direct.js'
 import { prismaCode, toStoreError } from './store-errors.js'
 
 /** The repositories, bound either to the store or to one transaction. */
@@ -31,10 +33,17 @@ export interface StoreOptions {
   clock?: () => Date
   /** Attempts of a transaction that lost a race before giving up with `CONFLICT`. Default 5. */
   maxAttempts?: number
+  /**
+   * SQLite: transactions of one event-loop turn share one durable commit (src/store/group-commit.ts). Default
+   * true. PostgreSQL ignores it: commits from the pool overlap by themselves.
+   */
+  groupCommit?: boolean
 }
 
 // Waiting for a connection / the SQLite transaction mutex, and the longest a transaction may run.
 const TX_OPTIONS = { maxWait: 10_000, timeout: 30_000 }
+/** Most transactions sharing one SQLite commit. */
+const MAX_BATCH = 64
 
 function repos(ctx: StoreContext): Repos {
   return {
@@ -49,10 +58,38 @@ function repos(ctx: StoreContext): Repos {
   }
 }
 
+/** A client and, on SQLite, direct statements on its connection once it is open. */
+class Connection {
+  private conn: SqliteConnection | undefined
+  private direct: DirectSqlite | undefined
+  constructor(readonly opened: OpenedClient) {}
+  get db(): Db {
+    return this.opened.db
+  }
+  sql(): DirectSqlite | undefined {
+    const c = this.opened.connection()
+    if (c !== this.conn) {
+      this.conn = c
+      this.direct = c ? new DirectSqlite(c) : undefined
+    }
+    return this.direct
+  }
+  /** {@link sql}, connecting first when nothing did yet (Prisma connects lazily). */
+  async ready(provider: Provider): Promise<DirectSqlite | undefined> {
+    if (provider !== 'sqlite' || this.sql()) return this.direct
+    await this.opened.db.$connect()
+    return this.sql()
+  }
+}
+
 /**
  * The persistent store: repositories over SQLite or PostgreSQL, and {@link Store.transaction}.
  * The schema must already be migrated (see applyMigrations). Every method maps database failures
  * to `UNAVAILABLE`, so callers answer 503, never 500 (docs/api.md (Errors)).
+ *
+ * SQLite: every commit is durable (`synchronous = FULL`: the write-ahead log is flushed to disk before the
+ * commit returns), concurrent transactions share commits ({@link StoreOptions.groupCommit}), and the hot
+ * statements run on the adapter's connection directly (src/store/sqlite-direct.ts).
  */
 export class Store implements Repos {
   readonly hosts: HostRepo
@@ -64,25 +101,54 @@ export class Store implements Repos {
   readonly idempotency: IdempotencyRepo
   readonly leases: LeaseRepo
   private closed = false
+  private readonly counts = { transactions: 0, retries: 0, jobs: 0 }
+  private readonly writer: Connection
+  /**
+   * SQLite: a second connection for plain reads. The writer's single connection would run a plain read
+   * inside whatever transaction is open on it (StoreContext.read), so reads used to be wrapped in their
+   * own transaction; a separate connection in WAL mode sees exactly the committed state, without the cost.
+   */
+  private readonly reader: Connection | undefined
+  private readonly group: GroupCommit | undefined
+  private durable: Promise<void> | undefined
 
   constructor(
-    private readonly db: Db,
+    writer: OpenedClient,
     readonly provider: Provider,
     private readonly clock: () => Date,
     private readonly maxAttempts: number,
-    /**
-     * SQLite: a second connection for plain reads. The writer's single connection would run a plain read
-     * inside whatever transaction is open on it (StoreContext.read), so reads used to be wrapped in their
-     * own transaction; a separate connection in WAL mode sees exactly the committed state, without the cost.
-     */
-    private readonly readDb?: Db,
+    reader?: OpenedClient,
+    groupCommit = true,
   ) {
-    const reader = provider === 'sqlite' ? readDb : db
+    this.writer = new Connection(writer)
+    this.reader = provider === 'sqlite' && reader ? new Connection(reader) : undefined
+    if (provider === 'sqlite' && groupCommit) {
+      this.group = new GroupCommit(this.writer.db, {
+        maxBatch: MAX_BATCH,
+        maxAttempts,
+        txOptions: TX_OPTIONS,
+        savepoint: async (tx, sql) => {
+          const direct = this.writer.sql()
+          if (direct) direct.run(sql)
+          else await tx.$executeRawUnsafe(sql)
+        },
+        onBatch: () => void this.counts.transactions++,
+        mapError: (e, what, attempts) => this.mapError(e, what, attempts),
+      })
+    }
     const root: StoreContext = {
       provider,
       clock,
       write: (what, fn) => this.run(what, fn),
-      read: (what, fn) => (reader ? mapped(what, async () => (this.assertOpen(), fn(reader as unknown as DbTx))) : this.run(what, fn)),
+      read: (what, fn) => {
+        const r = this.reader ?? (provider === 'postgres' ? this.writer : undefined)
+        return r
+          ? mapped(what, async () => {
+              this.assertOpen()
+              return fn(r.db as unknown as DbTx, await r.ready(provider))
+            })
+          : this.run(what, fn)
+      },
     }
     ;({
       hosts: this.hosts,
@@ -101,16 +167,23 @@ export class Store implements Repos {
    * its event and its audit record). It is re-run from the start when it lost a race to a
    * concurrent writer (so it must do nothing but store work), and gives up with `CONFLICT` after
    * `maxAttempts`. An ApmatrixError thrown by `fn` rolls back and reaches the caller unchanged.
+   * It resolves once the commit is durable; on SQLite the commit may be shared with transactions that
+   * ran in the same event-loop turn.
    */
   transaction<T>(fn: (tx: Repos) => Promise<T>): Promise<T> {
-    return this.run('transaction', (tx) => fn(repos(new TxContext(tx, this.provider, this.clock))))
+    return this.run('transaction', (tx, sql) => fn(repos(new TxContext(tx, this.provider, this.clock, sql))))
+  }
+
+  /** The store's clock (leases and expiries are judged by it). */
+  now(): Date {
+    return this.clock()
   }
 
   /** Readiness probe: resolves if the database answers, else `UNAVAILABLE`. */
   ping(): Promise<void> {
     return mapped('store', async () => {
       this.assertOpen()
-      await this.db.$queryRawUnsafe('SELECT 1')
+      await this.writer.db.$queryRawUnsafe('SELECT 1')
     })
   }
 
@@ -118,19 +191,73 @@ export class Store implements Repos {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.db.$disconnect()
-    await this.readDb?.$disconnect()
+    await this.writer.db.$disconnect()
+    await this.reader?.db.$disconnect()
+  }
+
+  /**
+   * What this store did since it was opened: `transactions` counts every database transaction begun
+   * (each attempt of a re-run one too, a shared SQLite commit once), `jobs` the transactions callers asked
+   * for (`store.transaction` and each write outside one), `retries` the re-runs. Plain reads outside a
+   * transaction are not counted. A snapshot: later work does not change the returned object.
+   */
+  stats(): { transactions: number; retries: number; jobs: number } {
+    return { ...this.counts }
+  }
+
+  /**
+   * How this store writes: on SQLite the writer connection's `synchronous` setting (2 = FULL: each commit is
+   * flushed to disk), whether hot statements run on the connection directly, and whether commits are shared.
+   * Opens the connection if needed; `UNAVAILABLE` when the database does not answer.
+   */
+  async writeMode(): Promise<{ provider: Provider; synchronous: number | null; directSql: boolean; groupCommit: boolean }> {
+    const synchronous =
+      this.provider === 'sqlite'
+        ? await this.run('settings', async (tx, sql) => {
+            const rows = sql
+              ? [sql.get<{ synchronous: number }>('PRAGMA synchronous')]
+              : await tx.$queryRawUnsafe<{ synchronous: number }[]>('PRAGMA synchronous')
+            return Number(rows[0]?.synchronous)
+          })
+        : null
+    return { provider: this.provider, synchronous, directSql: this.writer.sql() !== undefined, groupCommit: this.group !== undefined }
   }
 
   private assertOpen(): void {
     if (this.closed) throw new ApmatrixError('UNAVAILABLE', 'store is closed')
   }
 
-  private async run<T>(what: string, fn: (tx: DbTx) => Promise<T>): Promise<T> {
+  private mapError(e: unknown, what: string, attempts: number): unknown {
+    if (e instanceof RetryTransaction) return new ApmatrixError('CONFLICT', `${what}: gave up after ${attempts} attempts (${e.message})`, { cause: e })
+    return toStoreError(e, what)
+  }
+
+  /**
+   * SQLite: opens the writer connection, which client.ts makes flush every commit. When the adapter hides its
+   * connection, the setting goes through Prisma once instead (its one connection).
+   */
+  private async writerReady(): Promise<void> {
+    if (this.provider !== 'sqlite' || this.writer.sql() || (await this.writer.ready(this.provider))) return
+    this.durable ??= this.writer.db.$executeRawUnsafe('PRAGMA synchronous = FULL').then(
+      () => undefined,
+      (e: unknown) => {
+        this.durable = undefined
+        throw toStoreError(e, 'store')
+      },
+    )
+    await this.durable
+  }
+
+  private async run<T>(what: string, fn: (tx: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
     this.assertOpen()
+    this.counts.jobs++
+    await mapped(what, () => this.writerReady())
+    if (this.group) return this.group.submit(what, (tx) => fn(tx, this.writer.sql()))
     for (let attempt = 1; ; attempt++) {
+      this.counts.transactions++
+      if (attempt > 1) this.counts.retries++
       try {
-        return await this.db.$transaction(fn, TX_OPTIONS)
+        return await this.writer.db.$transaction((tx) => fn(tx, this.writer.sql()), TX_OPTIONS)
       } catch (e) {
         // P2034: PostgreSQL serialization failure or deadlock; the transaction can simply run again.
         const retry = e instanceof RetryTransaction || prismaCode(e) === 'P2034'
@@ -139,8 +266,7 @@ export class Store implements Repos {
           await sleep(Math.random() * 5 * attempt)
           continue
         }
-        if (retry) throw new ApmatrixError('CONFLICT', `${what}: gave up after ${attempt} attempts (${(e as Error).message})`, { cause: e })
-        throw toStoreError(e, what)
+        throw this.mapError(e, what, attempt)
       }
     }
   }
@@ -154,5 +280,5 @@ export async function createStore(url?: string, opts: StoreOptions = {}): Promis
   const cfg = parseDatabaseUrl(url)
   const db = await mapped('store', () => createPrismaClient(cfg))
   const readDb = cfg.provider === 'sqlite' ? await mapped('store', () => createPrismaClient(cfg)) : undefined
-  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb)
+  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb, opts.groupCommit ?? true)
 }

@@ -14,8 +14,9 @@
  * what stops it) and are printed.
  *
  * Round 1 kills the holder deterministically in the middle of a plan (APMATRIX_CRASH_AT); round 2
- * finds the holder through the API and SIGKILLs it at the first kernel event of its next plan (pushed
- * by the emulator's event stream, so the kill lands inside a plan of about ten steps).
+ * finds the holder through the API, freezes it (SIGSTOP) at the first kernel event of its next plan (pushed
+ * by the emulator's event stream) and SIGKILLs it there when the freeze came inside the plan (open journal
+ * steps, the bus not yet as wanted); a freeze after the plan lets it go on and tries the next change.
  */
 import t, { type Test } from 'tap'
 import * as grpc from '@grpc/grpc-js'
@@ -504,29 +505,54 @@ async function replicasSuite(t: Test): Promise<void> {
   t.ok(doomed, `host a is held by a live replica (${holderA})`)
   if (!doomed) return
   const doomedDied = doomed.p.exited.then(() => Date.now())
-  const mark = (await emus.get('a')!.writeLog()).lastSeq
-  const eventMark = (await store.events.list({ host: 'a', limit: 1000 })).at(-1)?.seq ?? 0
-  // The kernel's own event stream is pushed, so the kill follows the plan's first change on a within
-  // milliseconds. Host a is converged and only its holder writes to it: its next uevent is the new plan.
+  // The kernel's own event stream is pushed, so the doomed replica is frozen (SIGSTOP) within milliseconds of
+  // the plan's first change on host a. A pass is quick, so the freeze may come after its last write: then the
+  // journal of a has no open step, the replica is let go on (SIGCONT) and the next change is tried. Frozen
+  // inside a plan (open steps, bus not yet as wanted), it is SIGKILLed there.
   let armed = false
-  let killedOnEvent = ''
+  let stoppedOn = ''
   const sub = emus.get('a')!.events(0, (e) => {
     if (!armed || e.kind !== 'uevent' || doomed.p.dead) return
     armed = false
-    doomed.p.proc.kill('SIGKILL')
-    killedOnEvent = `${e.action} ${e.devpath}`
+    doomed.p.proc.kill('SIGSTOP')
+    stoppedOn = `${e.action} ${e.devpath}`
   })
   t.teardown(() => sub.close())
   await new Promise((r) => setTimeout(r, 300)) // the stream's replay of old events goes by unarmed
-  armed = true
-  for (const [i, h] of hosts.entries()) {
-    want.set(h, desiredRound2(i + 1))
-    const r = await survivor.call('PUT', `/v1/hosts/${h}/desired`, { body: want.get(h) })
-    t.equal(r.status, 200, `round 2: PUT desired of ${h} through ${survivor.id}: ${r.status === 200 ? 'ok' : r.text.slice(0, 300)}`)
+  const busPending = async () => (await mismatches(survivor, 'a', emus.get('a')!, want.get('a')!, APMASK_5_7)).filter((m) => !/not Ready|GET through/.test(m))
+  let mark = 0
+  let eventMark = 0
+  let killedOnEvent = ''
+  for (let attempt = 1; !killedOnEvent; attempt++) {
+    if (attempt > 6) {
+      t.fail(`${doomed.id} was never frozen inside a plan in ${attempt - 1} attempts`)
+      return
+    }
+    mark = (await emus.get('a')!.writeLog()).lastSeq
+    eventMark = (await store.events.list({ host: 'a', limit: 1000 })).at(-1)?.seq ?? 0
+    stoppedOn = ''
+    armed = true
+    for (const [i, h] of hosts.entries()) {
+      want.set(h, attempt % 2 === 1 ? desiredRound2(i + 1) : desiredFor(i + 1))
+      const r = await survivor.call('PUT', `/v1/hosts/${h}/desired`, { body: want.get(h) })
+      t.equal(r.status, 200, `round 2: PUT desired of ${h} through ${survivor.id}: ${r.status === 200 ? 'ok' : r.text.slice(0, 300)}`)
+    }
+    await until(`${doomed.id} to be frozen at its first change of host a`, async () => stoppedOn !== '', { timeoutMs: 10_000, everyMs: 5 })
+    const open = (await store.journal.listOpen('a')).length
+    const pending = await busPending()
+    if (open > 0 && pending.length > 0) {
+      doomed.p.proc.kill('SIGKILL')
+      killedOnEvent = stoppedOn
+      t.comment(`attempt ${attempt}: frozen inside its plan (${open} open steps; ${pending.join('; ')})`)
+    } else {
+      t.comment(`attempt ${attempt}: ${doomed.id} was frozen after its plan (${open} open steps): let go, next change`)
+      doomed.p.proc.kill('SIGCONT')
+      await converge(t, `round 2, attempt ${attempt}`, survivor, emus, want)
+    }
   }
   const killed2 = await Promise.race([doomedDied, new Promise<null>((r) => setTimeout(() => r(null), 10_000))])
   sub.close()
-  t.ok(killed2, `${doomed.id} was SIGKILLed at its first change of host a (${killedOnEvent})`)
+  t.ok(killed2, `${doomed.id} was SIGKILLed inside a plan on host a (first change: ${killedOnEvent})`)
   if (!killed2) return
   const moved2 = await takeover(survivor, hosts, [survivor.id], killed2)
   for (const [h, ms] of moved2) t.ok(ms <= TAKEOVER_BOUND_MS, `round 2: ${h} held by ${survivor.id} at most ${ms} ms after the kill of ${doomed.id}`)

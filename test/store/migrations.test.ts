@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { applyMigrations, readMigrationFiles } from '../../src/store/apply-migrations.js'
 import { parseDatabaseUrl, prismaPaths } from '../../src/store/config.js'
 import { migrateDeploy, migrateDiff, migrateOptions, migrateStatus } from '../../src/store/migrate.js'
-import { createStore } from '../../src/store/store.js'
+import { createPrismaClient } from '../../src/store/client.js'
 import { projectRoot } from '../../src/paths.js'
 import { ApmatrixError } from '../../src/domain/errors.js'
 import { forEachDatabase, freshDatabase, type TestDatabase } from './pg-helper.js'
@@ -22,9 +22,9 @@ const Sqlite = createRequire(import.meta.url)('better-sqlite3') as new (file: st
 
 /** The `_prisma_migrations` rows, whatever the provider. */
 async function history(db: TestDatabase): Promise<{ migration_name: string; checksum: string; finished: boolean; steps: number }[]> {
-  const store = await createStore(db.url)
+  const { db: client } = await createPrismaClient(parseDatabaseUrl(db.url))
   try {
-    const rows = await (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<Record<string, unknown>[]> } }).db.$queryRawUnsafe(
+    const rows = await client.$queryRawUnsafe<Record<string, unknown>[]>(
       'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
     )
     return rows.map((r) => ({
@@ -34,7 +34,7 @@ async function history(db: TestDatabase): Promise<{ migration_name: string; chec
       steps: Number(r.applied_steps_count),
     }))
   } finally {
-    await store.close()
+    await client.$disconnect()
   }
 }
 
@@ -128,9 +128,8 @@ forEachDatabase(t, async (t, db) => {
       ['20000101000000_ok'],
       'only the good migration is recorded',
     )
-    const store = await createStore(other.url)
-    t.teardown(() => store.close())
-    const q = (store as unknown as { db: { $queryRawUnsafe(q: string): Promise<unknown[]> } }).db
+    const { db: q } = await createPrismaClient(parseDatabaseUrl(other.url))
+    t.teardown(() => q.$disconnect())
     await t.rejects(q.$queryRawUnsafe('SELECT * FROM "B"'), 'table B of the failed migration does not exist')
     t.same(await q.$queryRawUnsafe('SELECT * FROM "A"'), [])
   })
