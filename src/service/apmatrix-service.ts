@@ -756,6 +756,7 @@ export class ApmatrixService {
       maxAdapterId: observed.maxAdapterId,
       maxDomainId: observed.maxDomainId,
       ...(observed.mdevCapacity !== null ? { maxMdevs: observed.mdevCapacity } : {}),
+      hostConfig: observed.config,
     }
     return {
       limits,

@@ -16,6 +16,7 @@ const U2 = '11111111-0000-4000-8000-000000000002'
 const U3 = '11111111-0000-4000-8000-000000000003'
 const U4 = '11111111-0000-4000-8000-000000000004'
 const U5 = '11111111-0000-4000-8000-000000000005'
+const U6 = '11111111-0000-4000-8000-000000000006'
 
 let fx: ServerFixture
 const $ = (...argv: string[]) => cli(fx.url, argv)
@@ -408,6 +409,44 @@ t.test('events --follow resumes after the stream ends, from the last seq printed
   )
   t.match(r.stderr, /server shutting down \[UNAVAILABLE\]; resuming after seq 2/)
   t.same(seen, ['/v1/events?since=0', '/v1/events?since=2'])
+})
+
+t.test('a domain the host does not have: the fix says so (V-13); defined anyway, mdev list and get show Degraded', async (t) => {
+  // The demo host has usage domains 1, 2, 4, 5, 10 and 71; adapter 0 still belongs to the host (apmask).
+  const r = await $('mdev', 'define', '--uuid', U6, '--adapters', '0', '--domains', '3,4')
+  t.equal(r.code, 3, r.stderr)
+  t.match(r.stderr, /- APQN_RESERVED 00\.0003 \(held by host\): .*; the host does not have domain 3\n/)
+  t.match(
+    r.stderr,
+    `fix: remove domain 3 from ${U6}: the host does not have it; or, to assign it anyway, clear bit 3 in aqmask: -3 (the kernel accepts it, V-13, and filters it out of the guest until the host has it, V-20)`,
+  )
+  t.equal((await fx.api('GET', `/v1/hosts/local/mdevs/${U6}`)).status, 404, 'refused: nothing stored')
+
+  t.equal((await $('masks', 'set', '--aqmask=-3')).code, 0)
+  const d = await $('mdev', 'define', '--uuid', U6, '--adapters', '0', '--domains', '3,4', '--wait')
+  t.equal(d.code, 0, d.stderr)
+  const dev = (await fx.api('GET', `/v1/hosts/local/mdevs/${U6}`)).body
+  t.same(dev.status.matrix, ['00.0003', '00.0004'], 'the kernel holds both (V-13)')
+  t.same(dev.status.guestMatrix, ['00.0004'], 'the guest does not get domain 3 (V-20)')
+  t.match(
+    dev.status.conditions.find((c: any) => c.type === 'Degraded'),
+    {
+      status: 'True',
+      reason: 'NotInHostConfiguration',
+      message: /^the host does not have domain 3: the kernel keeps it assigned \(V-13\) and filters it out of the guest \(V-20\)$/,
+    },
+  )
+  t.match(
+    dev.status.conditions.find((c: any) => c.type === 'AdapterFiltered'),
+    { status: 'False' },
+    'adapter 0 reaches the guest',
+  )
+  const list = await $('mdev', 'list')
+  t.match(list.stdout, new RegExp(`^${U6}\\s+started\\s+True\\s+Degraded\\(NotInHostConfiguration\\)\\s+0\\s+3,4\\s`, 'm'), list.stdout)
+  const get = await $('mdev', 'get', U6)
+  t.match(get.stdout, /^ {2}Degraded\s+True\s+NotInHostConfiguration\s/m)
+  t.equal((await $('mdev', 'undefine', U6, '--wait')).code, 0)
+  t.equal((await $('masks', 'set', '--aqmask=+3')).code, 0)
 })
 
 t.test('server unreachable exits 6 (flag and APMATRIX_SERVER)', async (t) => {
