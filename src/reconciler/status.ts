@@ -51,7 +51,7 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
   const hostAdapters = new Set(i.hostConfig.adapters)
   const hostDomains = new Set(i.hostConfig.domains)
   // Without a domain the host has, the guest gets no APQN at all: that is not an adapter being filtered.
-  const filtered = o && o.domains.some((d) => hostDomains.has(d)) ? o.adapters.filter((a) => hostAdapters.has(a) && !inGuest.has(a)) : []
+  const filtered = o?.domains.some((d) => hostDomains.has(d)) ? o.adapters.filter((a) => hostAdapters.has(a) && !inGuest.has(a)) : []
   // V-13: ids of the matrix on the bus that the host's configuration lacks; V-20 keeps them out of the guest.
   const hostControl = new Set(i.hostConfig.controlDomains)
   const lacking = o
