@@ -1,7 +1,8 @@
 /**
  * Entry of the `apmatrix` command (bin/apmatrix.mjs calls {@link run}): selects the verb, parses its
- * options strictly with node:util parseArgs, prints help and version, and turns failures into exit
- * codes and one-line messages (no stack traces unless APMATRIX_DEBUG is set).
+ * options strictly with node:util parseArgs, prints help (of a verb, or of a group such as `mdev`) and
+ * version, and turns failures into exit codes and one-line messages (no stack traces unless
+ * APMATRIX_DEBUG is set).
  */
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../domain/errors.js'
@@ -44,8 +45,10 @@ function processIo(): CliIo {
 }
 
 /**
- * Runs the command line `argv` (without `node` and the script) and resolves to the exit code.
- * Never rejects: every failure is reported on `io.stderr`.
+ * Runs the command line `argv` (without `node` and the script) and resolves to the exit code. First warns
+ * on `io.stderr` about `APMATRIX_*` variables of `io.env` that apmatrix does not read (src/cli/environment.ts).
+ * Never rejects: every failure is reported on `io.stderr`. With the process's own streams, a closed stdout
+ * ends the process quietly with exit 0 (src/cli/closed-output.ts).
  */
 export async function run(argv: string[], io: CliIo = processIo()): Promise<number> {
   for (const line of unknownVariableWarnings(io.env)) io.stderr.write(line)
@@ -126,16 +129,19 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+/** The verbs whose path starts with `group` and is longer. */
+function verbsUnder(group: readonly string[]): CliCommand[] {
+  return commands.filter((c) => c.path.length > group.length && group.every((w, i) => c.path[i] === w))
+}
+
 /** True when `words` name a group of verbs (`mdev`, `emulator`) rather than a verb: a proper prefix of some paths, the path of none. */
 export function isGroup(words: readonly string[]): boolean {
-  if (words.length === 0) return false
-  const under = commands.filter((c) => c.path.length > words.length && words.every((w, i) => c.path[i] === w))
-  return under.length > 0 && !commands.some((c) => c.path.length === words.length && words.every((w, i) => c.path[i] === w))
+  return words.length > 0 && verbsUnder(words).length > 0 && !commands.some((c) => c.path.join(' ') === words.join(' '))
 }
 
 /** The text of `apmatrix <group> --help` and `apmatrix help <group>`: the group's verbs with their summaries. */
 export function groupUsage(group: readonly string[]): string {
-  const under = commands.filter((c) => c.path.length > group.length && group.every((w, i) => c.path[i] === w))
+  const under = verbsUnder(group)
   const width = Math.max(...under.map((c) => c.path.join(' ').length))
   const name = group.join(' ')
   return `Usage: apmatrix ${name} <command> [options]
