@@ -248,7 +248,11 @@ requireOrSkip(t, 'the FUSE section runs as written (root, FUSE, unshare, mdevctl
   t.match(out, "the kernel's answer: EINVAL, not a UUID")
   t.match(r.stderr, /Invalid argument/, "the shell's own message for EINVAL")
   t.match(out, /^matrix\n {2}vfio_ap-passthrough\n/m, 'mdevctl types')
-  t.match(out, /^11111111-2222-4333-8444-555555555555 matrix vfio_ap-passthrough auto \(defined\)$/m, 'mdevctl list: started, and defined to start automatically')
+  t.match(
+    out,
+    /^11111111-2222-4333-8444-555555555555 matrix vfio_ap-passthrough auto \(defined\)$/m,
+    'mdevctl list: started, and defined to start automatically',
+  )
   t.match(out, /"uuid":"11111111-2222-4333-8444-555555555555","managed":false/, "mdevctl's device, foreign to apmatrix")
   t.match(out, /"uuid":"11111111-2222-4333-8444-555555555555","managed":true/, 'adopted by the import')
   t.match(out, /"apmask":"0xf9f{62}"/, 'the masks apmatrix found and adopted')
