@@ -8,6 +8,8 @@ import type { KernelProfileName } from './emulator/api.js'
 import { AP_CONFIG_LOCK_PATH } from './bus/ap-config-lock.js'
 import { WATCH_MODES, type WatchMode } from './bus/change-watcher.js'
 import { clip } from './domain/text.js'
+import { ApmatrixError } from './domain/errors.js'
+import { isBuiltinProfile, loadProfile } from './emulator/profiles.js'
 
 /**
  * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
@@ -139,6 +141,21 @@ function parseSysfsRoot(setting: string, host: string, root: string): string {
   return norm
 }
 
+/**
+ * Checks a hardware profile setting at start: a builtin name, or a JSON profile file that reads and
+ * validates (src/emulator/PROFILES.md). ConfigError naming `setting` otherwise, so the process exits 2
+ * with the name of the setting instead of failing later while the service starts.
+ */
+function checkProfile(setting: string, profile: string): void {
+  if (isBuiltinProfile(profile)) return
+  try {
+    loadProfile(profile)
+  } catch (e) {
+    if (e instanceof ApmatrixError) throw new ConfigError(`${setting}: ${e.message}`)
+    throw e
+  }
+}
+
 function parseMs(name: string, v: string, min: number, max: number): number {
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
     throw new ConfigError(`${name}: '${v}' must be an integer number of milliseconds in ${min}..${max}`)
@@ -179,7 +196,9 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
         return { name, kind: 'remote', addr: m[3] }
       }
       if (m[2]?.startsWith('sysfs:')) return { name, kind: 'sysfs', root: parseSysfsRoot(label('hosts'), name, m[2].slice('sysfs:'.length)) }
-      return { name, kind: 'emulator', profile: m[2] ?? get('profile'), kernel }
+      const profile = m[2] ?? get('profile')
+      checkProfile(m[2] === undefined ? label('profile') : `${label('hosts')}: host ${name}`, profile)
+      return { name, kind: 'emulator', profile, kernel }
     })
     const names = new Set(hosts.map((h) => h.name))
     if (names.size !== hosts.length) throw new ConfigError(`${label('hosts')}: a host name appears twice`)
@@ -187,6 +206,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     parseAddr(label('emulatorAddr'), get('emulatorAddr'))
     hosts = [{ name: 'local', kind: 'remote', addr: get('emulatorAddr') }]
   } else {
+    checkProfile(label('profile'), get('profile'))
     hosts = [{ name: 'local', kind: 'emulator', profile: get('profile'), kernel }]
   }
 

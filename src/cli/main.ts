@@ -1,12 +1,15 @@
 /**
  * Entry of the `apmatrix` command (bin/apmatrix.mjs calls {@link run}): selects the verb, parses its
- * options strictly with node:util parseArgs, prints help and version, and turns failures into exit
- * codes and one-line messages (no stack traces unless APMATRIX_DEBUG is set).
+ * options strictly with node:util parseArgs, prints help (of a verb, or of a group such as `mdev`) and
+ * version, and turns failures into exit codes and one-line messages (no stack traces unless
+ * APMATRIX_DEBUG is set).
  */
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../domain/errors.js'
 import { appVersion } from '../version.js'
+import { endQuietlyWhenOutputCloses } from './closed-output.js'
 import { type CliCommand, type CliIo, EXIT, UsageError } from './command.js'
+import { unknownVariableWarnings } from './environment.js'
 import { commands } from './registry.js'
 import { clip } from '../domain/text.js'
 
@@ -37,14 +40,18 @@ Exit codes: 0 success, 1 failure, 2 bad command line, 3 refused by admission (vi
 }
 
 function processIo(): CliIo {
+  endQuietlyWhenOutputCloses()
   return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }
 }
 
 /**
- * Runs the command line `argv` (without `node` and the script) and resolves to the exit code.
- * Never rejects: every failure is reported on `io.stderr`.
+ * Runs the command line `argv` (without `node` and the script) and resolves to the exit code. First warns
+ * on `io.stderr` about `APMATRIX_*` variables of `io.env` that apmatrix does not read (src/cli/environment.ts).
+ * Never rejects: every failure is reported on `io.stderr`. With the process's own streams, a closed stdout
+ * ends the process quietly with exit 0 (src/cli/closed-output.ts).
  */
 export async function run(argv: string[], io: CliIo = processIo()): Promise<number> {
+  for (const line of unknownVariableWarnings(io.env)) io.stderr.write(line)
   try {
     return await dispatch(argv, io)
   } catch (e) {
@@ -80,12 +87,35 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       io.stdout.write(mainUsage())
       return EXIT.OK
     }
-    io.stdout.write(findCommand(words).cmd.help)
+    // `help mdev`: a group lists its verbs; `help mdev list`: the verb's own help. Extra words are a mistake.
+    if (isGroup(words)) {
+      io.stdout.write(groupUsage(words))
+      return EXIT.OK
+    }
+    const { cmd, rest } = findCommand(words)
+    if (rest.length > 0) throw new UsageError(`help: '${clip(rest.join(' '), 60)}' follows the command '${cmd.path.join(' ')}'`)
+    io.stdout.write(cmd.help)
     return EXIT.OK
   }
   if (first.startsWith('-')) throw new UsageError(`unknown option '${first}'`)
+  // `mdev --help`, `emulator -h`: the group's verbs.
+  const group = argv.slice(0, -1)
+  if ((argv.at(-1) === '--help' || argv.at(-1) === '-h') && isGroup(group)) {
+    io.stdout.write(groupUsage(group))
+    return EXIT.OK
+  }
   const { cmd, rest } = findCommand(argv)
-  const args = parseOptions(cmd, rest)
+  let args: ReturnType<typeof parseOptions>
+  try {
+    args = parseOptions(cmd, rest)
+  } catch (e) {
+    // `--help` wins over a mistake elsewhere on the line (someone asking for help is mid-way through typing it).
+    if (e instanceof UsageError && rest.slice(0, rest.includes('--') ? rest.indexOf('--') : undefined).includes('--help')) {
+      io.stdout.write(cmd.help)
+      return EXIT.OK
+    }
+    throw e
+  }
   if (args.values.help === true) {
     io.stdout.write(cmd.help)
     return EXIT.OK
@@ -97,6 +127,30 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     if (e instanceof UsageError && !e.command) e.command = cmd.path
     throw e
   }
+}
+
+/** The verbs whose path starts with `group` and is longer. */
+function verbsUnder(group: readonly string[]): CliCommand[] {
+  return commands.filter((c) => c.path.length > group.length && group.every((w, i) => c.path[i] === w))
+}
+
+/** True when `words` name a group of verbs (`mdev`, `emulator`) rather than a verb: a proper prefix of some paths, the path of none. */
+export function isGroup(words: readonly string[]): boolean {
+  return words.length > 0 && verbsUnder(words).length > 0 && !commands.some((c) => c.path.join(' ') === words.join(' '))
+}
+
+/** The text of `apmatrix <group> --help` and `apmatrix help <group>`: the group's verbs with their summaries. */
+export function groupUsage(group: readonly string[]): string {
+  const under = verbsUnder(group)
+  const width = Math.max(...under.map((c) => c.path.join(' ').length))
+  const name = group.join(' ')
+  return `Usage: apmatrix ${name} <command> [options]
+
+Commands:
+${under.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`).join('\n')}
+
+Run 'apmatrix ${name} <command> --help' (or 'apmatrix help ${name} <command>') for the options of a command.
+`
 }
 
 /** The verb whose path is the longest prefix of `words`; a usage error naming what was expected otherwise. */

@@ -30,6 +30,12 @@ export interface HostLimits {
    * exist), or undefined when unknown (vfio_ap not loaded, or a caller that does not check it).
    */
   maxMdevs?: number
+  /**
+   * The host's configuration (QCI, O-1/O-3): the adapters and usage domains it has, or undefined when
+   * unknown. Ids outside it may still be assigned (V-13) but never reach a guest (V-20); admission says
+   * so in its violations and fixes.
+   */
+  hostConfig?: { adapters: readonly number[]; domains: readonly number[] }
 }
 
 /** The limits of an APXA machine with Na = Nd = 255 (the spec fixture, docs/kernel-model.md §7). */

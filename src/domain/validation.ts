@@ -87,7 +87,9 @@ export interface DesiredState {
  * - APQN_RESERVED (rule 3, V-10 EADDRNOTAVAIL): an APQN inside apmask x aqmask, owner `host`. The fix
  *   clears either the adapters' apmask bits or the domains' aqmask bits, whichever hands fewer other
  *   APQNs away from the host drivers (bits x the other mask's set bits within the limits); on a tie the
- *   aqmask, because giving guests domains while the host keeps using every adapter is the usual layout;
+ *   aqmask, because giving guests domains while the host keeps using every adapter is the usual layout.
+ *   When `limits.hostConfig` says the host lacks the domain (else the adapter), the message says so and
+ *   the fix offers removing it or clearing its bit knowingly (V-13: assignable; V-20: never in the guest);
  * - APQN_IN_USE (rule 2, V-10 EADDRINUSE): an APQN of an mdev that an earlier mdev in `mdevs` already
  *   claims; one violation per APQN, owner = that earlier uuid. The fix removes from the later mdev either
  *   the shared domains or the shared adapters, whichever set is smaller (domains on a tie: mdevs sharing
@@ -144,6 +146,9 @@ export function validateDesiredState(state: DesiredState, opts: ValidationOption
 
   const hostAdapters = countUpTo(apmask, limits.maxAdapterId)
   const hostDomains = countUpTo(aqmask, limits.maxDomainId)
+  // V-13: ids the host's configuration lacks are still reserved by the masks (the kernel refuses them with
+  // EADDRNOTAVAIL), but clearing a mask bit for them only over-provisions: say so, and offer removing them.
+  const configured = limits.hostConfig && { adapters: new Set(limits.hostConfig.adapters), domains: new Set(limits.hostConfig.domains) }
   reserved: for (const m of inRange) {
     const ra = m.spec.adapters.filter((a) => apmask.has(a))
     const rd = m.spec.domains.filter((d) => aqmask.has(d))
@@ -152,13 +157,22 @@ export function validateDesiredState(state: DesiredState, opts: ValidationOption
     for (const a of ra) {
       for (const d of rd) {
         const apqn = formatApqn(a, d)
+        const noDomain = configured !== undefined && !configured.domains.has(d)
+        const noAdapter = configured !== undefined && !configured.adapters.has(a)
+        const lacks = [noAdapter ? `adapter ${a}` : '', noDomain ? `domain ${d}` : ''].filter(Boolean).join(' nor ')
         const more = out.push({
           rule: 'APQN_RESERVED',
           apqn,
           owner: 'host',
           field: `mdevs[${m.uuid}].spec`,
-          message: `APQN ${apqn} of ${m.uuid} is reserved for the host's default drivers (inside apmask x aqmask)`,
-          fix: viaAqmask ? `clear bit ${d} in aqmask: -${d}` : `clear bit ${a} in apmask: -${a}`,
+          message: `APQN ${apqn} of ${m.uuid} is reserved for the host's default drivers (inside apmask x aqmask)${lacks ? `; the host does not have ${lacks}` : ''}`,
+          fix: noDomain
+            ? notConfiguredFix('domain', d, 'aqmask', m.uuid)
+            : noAdapter
+              ? notConfiguredFix('adapter', a, 'apmask', m.uuid)
+              : viaAqmask
+                ? `clear bit ${d} in aqmask: -${d}`
+                : `clear bit ${a} in apmask: -${a}`,
         })
         if (!more) break reserved
       }
@@ -254,6 +268,14 @@ export function validateMaskChange(change: MaskChange, opts: ValidationOptions =
     }
   }
   return out.done()
+}
+
+/** The fix for an id the host's configuration lacks (V-13, V-20): remove it, or over-provision it knowingly. */
+function notConfiguredFix(what: 'adapter' | 'domain', id: number, mask: 'apmask' | 'aqmask', uuid: string): string {
+  return (
+    `remove ${what} ${id} from ${uuid}: the host does not have it; or, to assign it anyway, clear bit ${id} in ${mask}: -${id} ` +
+    `(the kernel accepts it, V-13, and filters it out of the guest until the host has it, V-20)`
+  )
 }
 
 /** Set bits of `mask` in 0..max. */

@@ -566,7 +566,7 @@ export class Reconciler implements ReconcileTrigger {
         spec: r.deletionRequestedAt ? { ...r.spec, state: 'stopped' } : r.spec,
         observed: o,
         guest: guests.get(r.uuid) ?? null,
-        hostAdapters: after.config.adapters,
+        hostConfig: after.config,
         deferred: deferred.filter((d) => d.uuid === r.uuid),
         failure: failedStep ? { errno: failedStep.errno, message: failedStep.message ?? 'bus operation failed' } : undefined,
         lostRequests: lost,

@@ -14,8 +14,11 @@ export interface StatusInput {
   spec: { adapters: number[]; domains: number[]; controlDomains: number[]; state: 'started' | 'stopped' }
   observed: ObservedMdev | undefined
   guest: string | null
-  /** Host configuration (QCI), to tell filtered adapters (V-20) from adapters the machine lacks (V-13). */
-  hostAdapters: number[]
+  /**
+   * Host configuration (QCI, O-3), to tell filtered adapters (V-20) from ids the machine lacks (V-13): a
+   * matrix may hold those (over-provisioning), and the guest does not get them.
+   */
+  hostConfig: { adapters: number[]; domains: number[]; controlDomains: number[] }
   deferred: Deferred[]
   /** The failed bus step of the last reconcile, if it concerned this device. */
   failure?: { errno?: string; message: string }
@@ -45,8 +48,19 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
     : !o
   // V-20: an adapter of the matrix that the machine has but the guest does not get was filtered.
   const inGuest = new Set(guestMatrix.map((q) => Number.parseInt(q.slice(0, 2), 16)))
-  const hostAdapters = new Set(i.hostAdapters)
-  const filtered = o && o.domains.length > 0 ? o.adapters.filter((a) => hostAdapters.has(a) && !inGuest.has(a)) : []
+  const hostAdapters = new Set(i.hostConfig.adapters)
+  const hostDomains = new Set(i.hostConfig.domains)
+  // Without a domain the host has, the guest gets no APQN at all: that is not an adapter being filtered.
+  const filtered = o?.domains.some((d) => hostDomains.has(d)) ? o.adapters.filter((a) => hostAdapters.has(a) && !inGuest.has(a)) : []
+  // V-13: ids of the matrix on the bus that the host's configuration lacks; V-20 keeps them out of the guest.
+  const hostControl = new Set(i.hostConfig.controlDomains)
+  const lacking = o
+    ? [
+        ...o.adapters.filter((a) => !hostAdapters.has(a)).map((a) => `adapter ${a}`),
+        ...o.domains.filter((d) => !hostDomains.has(d)).map((d) => `domain ${d}`),
+        ...o.controlDomains.filter((c) => !hostControl.has(c)).map((c) => `control domain ${c}`),
+      ]
+    : []
   const inUse = i.deferred.find((d) => d.reason === 'InUseByGuest' && d.uuid !== undefined)
 
   const prev = new Map((i.previous?.conditions ?? []).map((c) => [c.type, c]))
@@ -80,7 +94,14 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
       ? cond('Degraded', 'True', 'ReconcileFailed', `${i.failure.errno ? `${i.failure.errno}: ` : ''}${i.failure.message}`)
       : filtered.length
         ? cond('Degraded', 'True', 'AdapterFiltered', `the guest does not get adapters ${filtered.map(hex).join(', ')}`)
-        : cond('Degraded', 'False', 'Healthy', 'no fault'),
+        : lacking.length
+          ? cond(
+              'Degraded',
+              'True',
+              'NotInHostConfiguration',
+              `the host does not have ${lacking.join(', ')}: the kernel keeps ${lacking.length === 1 ? 'it' : 'them'} assigned (V-13) and filters ${lacking.length === 1 ? 'it' : 'them'} out of the guest (V-20)`,
+            )
+          : cond('Degraded', 'False', 'Healthy', 'no fault'),
     filtered.length
       ? cond(
           'AdapterFiltered',

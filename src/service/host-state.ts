@@ -32,6 +32,7 @@ export function desiredOf(observed: ObservedTopology, stored: StoredState): Host
     maxAdapterId: observed.maxAdapterId,
     maxDomainId: observed.maxDomainId,
     ...(observed.mdevCapacity !== null ? { maxMdevs: observed.mdevCapacity } : {}),
+    hostConfig: observed.config,
   }
   return {
     limits,

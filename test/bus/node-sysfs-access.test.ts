@@ -7,7 +7,6 @@
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
-import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { ApConfigLock } from '../../src/bus/ap-config-lock.js'
 import { NodeSysfsAccess } from '../../src/bus/node-sysfs-access.js'
@@ -20,6 +19,7 @@ import { projectRoot } from '../../src/paths.js'
 import { holdLockInOtherProcess } from './lock-holder.js'
 import { materializeSysfs, tempDir } from './sysfs-tree.js'
 import { requireOrSkip } from '../helpers/required-tools.js'
+import { TS_IMPORT } from '../helpers/ts-loader.js'
 
 const FULL = `0x${'f'.repeat(64)}`
 
@@ -120,7 +120,6 @@ const straceMissing =
 requireOrSkip(t, 'one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one write(2) per write (strace)', straceMissing, async (t) => {
   const root = fixtureTree(t)
   const traceDir = tempDir(t)
-  const loader = pathToFileURL(path.join(projectRoot, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')).href
   const entry = path.join(projectRoot, 'test/bus/one-write-entry.ts')
   // -ff: one trace file per thread, so no call is split into "unfinished" and "resumed" halves.
   const r = spawnSync(
@@ -134,7 +133,7 @@ requireOrSkip(t, 'one open(2) O_WRONLY without O_CREAT/O_TRUNC and exactly one w
       '-e',
       'trace=openat,open,write,pwrite64,writev,pwritev,close',
       process.execPath,
-      `--import=${loader}`,
+      `--import=${TS_IMPORT}`,
       entry,
       root,
       '/sys/bus/ap/apmask',
@@ -199,8 +198,9 @@ t.test('poll watcher: a change of a polled attribute is reported, a quiet bus re
   t.same(seen, [], 'no change, no report')
   fs.writeFileSync(path.join(root, 'bus/ap/bindings'), '11/12\n')
   fs.mkdirSync(path.join(root, 'devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/devices/x'))
+  // One poll may fall between the two changes: wait until both were reported (one report or two).
   const until = Date.now() + 3000
-  while (seen.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
+  while (!/mdevs/.test(seen.map((c) => c.summary).join(' ')) && Date.now() < until) await new Promise((r) => setTimeout(r, 10))
   t.match(seen[0], { source: 'poll', summary: /bindings/ })
   t.match(seen.map((c) => c.summary).join(' '), /mdevs/)
   stop()

@@ -15,6 +15,8 @@ const U1 = '11111111-0000-4000-8000-000000000001'
 const U2 = '11111111-0000-4000-8000-000000000002'
 const U3 = '11111111-0000-4000-8000-000000000003'
 const U4 = '11111111-0000-4000-8000-000000000004'
+const U5 = '11111111-0000-4000-8000-000000000005'
+const U6 = '11111111-0000-4000-8000-000000000006'
 
 let fx: ServerFixture
 const $ = (...argv: string[]) => cli(fx.url, argv)
@@ -166,8 +168,8 @@ t.test('mdev get and list: readable views, filters, --json, not found (4)', asyn
   const gj = JSON.parse((await $('mdev', 'get', U1, '--json')).stdout)
   t.same(gj.status.matrix, ['05.0004', '05.0047'])
   const l = await $('mdev', 'list')
-  t.match(l.stdout, /^UUID\s+STATE\s+READY\s+ADAPTERS\s+DOMAINS\s+CONTROL\s+GEN\s+OWNER$/m)
-  t.match(l.stdout, new RegExp(`^${U1}\\s+started\\s+True\\s+5\\s+4,71\\s+-\\s+1\\s+alice$`, 'm'))
+  t.match(l.stdout, /^UUID\s+STATE\s+READY\s+CONDITIONS\s+ADAPTERS\s+DOMAINS\s+CONTROL\s+GEN\s+OWNER$/m)
+  t.match(l.stdout, new RegExp(`^${U1}\\s+started\\s+True\\s+-\\s+5\\s+4,71\\s+-\\s+1\\s+alice$`, 'm'), 'no condition other than Ready is True')
   t.equal(JSON.parse((await $('mdev', 'list', '-l', 'team=a', '--json')).stdout).items.length, 1)
   t.equal(JSON.parse((await $('mdev', 'list', '-l', 'team=b', '--json')).stdout).items.length, 0)
   t.equal(JSON.parse((await $('mdev', 'list', '--owner', 'bob', '--json')).stdout).items.length, 0)
@@ -277,11 +279,18 @@ t.test('apply: waits until Ready; --no-wait; refused (3); timeout (7) on a state
   )
   t.same(dev.status.matrix, ['07.0005'])
 
-  const grown = { ...doc, masks: { aqmask: '-5,-10' }, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [5, 10] } }] }
+  const grown = {
+    ...doc,
+    masks: { aqmask: '-5,-10' },
+    mdevs: [
+      { uuid: U3, spec: { adapters: [7], domains: [5, 10] } },
+      { uuid: U5, spec: { adapters: [7], domains: [71] } },
+    ],
+  }
   const tty = await cli(fx.url, ['apply', '-f', writeDoc(fx, 'a2.json', grown)], { tty: true })
   t.equal(tty.code, 0, tty.stderr)
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the terminal escape is what is tested
-  t.match(tty.stderr, /\r\x1b\[Kwaiting: \d\/1 ready/, 'an in-place status line on a terminal')
+  t.match(tty.stderr, /\r\x1b\[Kwaiting: \d\/2 ready/, 'an in-place status line on a terminal')
   t.same((await fx.api('GET', `/v1/hosts/local/mdevs/${U3}`)).body.status.matrix, ['07.0005', '07.000a'])
 
   const nw = await $('apply', '-f', writeDoc(fx, 'a3.json', grown), '--no-wait', '--json')
@@ -296,11 +305,20 @@ t.test('apply: waits until Ready; --no-wait; refused (3); timeout (7) on a state
 
   // A guest holds U3 open: stopping it waits for the guest (V-29), so Ready cannot come.
   t.equal((await fx.api('POST', '/v1/hosts/local/emulator/guests', { uuid: U3, guest: 'guest-1' })).status < 300, true)
-  const stopped = { ...grown, masks: {}, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [5, 10], state: 'stopped' } }] }
+  const stopped = { ...grown, masks: {}, mdevs: [{ uuid: U3, spec: { adapters: [7], domains: [5, 10], state: 'stopped' } }, grown.mdevs[1]] }
   const to = await $('apply', '-f', writeDoc(fx, 'a5.json', stopped), '--timeout', '800ms')
   t.equal(to.code, 7, to.stderr)
-  t.match(to.stderr, /timed out after 800ms waiting for 1 of 1 device/)
-  t.match(to.stderr, new RegExp(`${U3}: WaitingForGuest`))
+  // Each device with its last known state: the Ready one as Ready, the held one with the real cause.
+  t.match(to.stderr, /timed out after 800ms waiting for 1 of 2 device\(s\); the last state the server reported:/)
+  t.match(to.stderr, new RegExp(`^  ${U5}: Ready \\(Active\\)$`, 'm'), 'the converged device is reported as Ready, not as late')
+  t.match(to.stderr, new RegExp(`^  ${U3}: not Ready: WaitingForGuest: `, 'm'))
+  t.match(to.stderr, /^ {4}Ready\s+False\s+WaitingForGuest\s+\S/m)
+  t.match(to.stderr, /^ {4}Progressing\s+True\s+Reconciling\s+/m)
+  t.match(to.stderr, /^ {4}Degraded\s+False\s+Healthy\s+/m)
+  t.match(to.stderr, /^ {4}InUseByGuest\s+True\s+GuestAttached\s+open by guest guest-1$/m, 'the guest that holds it')
+  t.notMatch(to.stderr, /deadline/, 'no device is reported as unanswered')
+  const list = await $('mdev', 'list')
+  t.match(list.stdout, new RegExp(`^${U3}\\s+stopped\\s+False \\(WaitingForGuest\\)\\s+Progressing,InUseByGuest\\s`, 'm'), 'mdev list: the conditions column')
   t.ok((await fx.api('DELETE', '/v1/hosts/local/emulator/guests/guest-1')).status < 300)
   t.equal((await converged(U3)).status.active, false, 'converges once the guest lets go')
 
@@ -391,6 +409,44 @@ t.test('events --follow resumes after the stream ends, from the last seq printed
   )
   t.match(r.stderr, /server shutting down \[UNAVAILABLE\]; resuming after seq 2/)
   t.same(seen, ['/v1/events?since=0', '/v1/events?since=2'])
+})
+
+t.test('a domain the host does not have: the fix says so (V-13); defined anyway, mdev list and get show Degraded', async (t) => {
+  // The demo host has usage domains 1, 2, 4, 5, 10 and 71; adapter 0 still belongs to the host (apmask).
+  const r = await $('mdev', 'define', '--uuid', U6, '--adapters', '0', '--domains', '3,4')
+  t.equal(r.code, 3, r.stderr)
+  t.match(r.stderr, /- APQN_RESERVED 00\.0003 \(held by host\): .*; the host does not have domain 3\n/)
+  t.match(
+    r.stderr,
+    `fix: remove domain 3 from ${U6}: the host does not have it; or, to assign it anyway, clear bit 3 in aqmask: -3 (the kernel accepts it, V-13, and filters it out of the guest until the host has it, V-20)`,
+  )
+  t.equal((await fx.api('GET', `/v1/hosts/local/mdevs/${U6}`)).status, 404, 'refused: nothing stored')
+
+  t.equal((await $('masks', 'set', '--aqmask=-3')).code, 0)
+  const d = await $('mdev', 'define', '--uuid', U6, '--adapters', '0', '--domains', '3,4', '--wait')
+  t.equal(d.code, 0, d.stderr)
+  const dev = (await fx.api('GET', `/v1/hosts/local/mdevs/${U6}`)).body
+  t.same(dev.status.matrix, ['00.0003', '00.0004'], 'the kernel holds both (V-13)')
+  t.same(dev.status.guestMatrix, ['00.0004'], 'the guest does not get domain 3 (V-20)')
+  t.match(
+    dev.status.conditions.find((c: any) => c.type === 'Degraded'),
+    {
+      status: 'True',
+      reason: 'NotInHostConfiguration',
+      message: /^the host does not have domain 3: the kernel keeps it assigned \(V-13\) and filters it out of the guest \(V-20\)$/,
+    },
+  )
+  t.match(
+    dev.status.conditions.find((c: any) => c.type === 'AdapterFiltered'),
+    { status: 'False' },
+    'adapter 0 reaches the guest',
+  )
+  const list = await $('mdev', 'list')
+  t.match(list.stdout, new RegExp(`^${U6}\\s+started\\s+True\\s+Degraded\\(NotInHostConfiguration\\)\\s+0\\s+3,4\\s`, 'm'), list.stdout)
+  const get = await $('mdev', 'get', U6)
+  t.match(get.stdout, /^ {2}Degraded\s+True\s+NotInHostConfiguration\s/m)
+  t.equal((await $('mdev', 'undefine', U6, '--wait')).code, 0)
+  t.equal((await $('masks', 'set', '--aqmask=+3')).code, 0)
 })
 
 t.test('server unreachable exits 6 (flag and APMATRIX_SERVER)', async (t) => {

@@ -76,6 +76,29 @@ t.test('APQN_IN_USE: one violation per APQN, owner = the earlier mdev, fix remov
   )
 })
 
+t.test('APQN_RESERVED of an id the host does not have: the message and the fix say so (V-13, V-20)', async (t) => {
+  // The demo host: adapters 0-2 and 5-7, usage domains 1, 2, 4, 5, 10, 71.
+  const limits = { ...FULL_LIMITS, hostConfig: { adapters: [0, 1, 2, 5, 6, 7], domains: [1, 2, 4, 5, 10, 71] } }
+  const full = { limits, apmask: Mask.full(), aqmask: Mask.full() }
+  const vs = validateDesiredState({ ...full, mdevs: [mdev(M1, [5], [3])] })
+  t.equal(vs.length, 1)
+  t.match(vs[0], { rule: 'APQN_RESERVED', apqn: '05.0003', owner: 'host', message: /reserved .*; the host does not have domain 3$/ })
+  t.equal(
+    vs[0]!.fix,
+    `remove domain 3 from ${M1}: the host does not have it; or, to assign it anyway, clear bit 3 in aqmask: -3 (the kernel accepts it, V-13, and filters it out of the guest until the host has it, V-20)`,
+  )
+  const adapter = validateDesiredState({ ...full, mdevs: [mdev(M1, [3], [4])] })
+  t.match(adapter[0], { message: /the host does not have adapter 3$/, fix: /^remove adapter 3 from .*clear bit 3 in apmask: -3 / })
+  const both = validateDesiredState({ ...full, mdevs: [mdev(M1, [3], [3])] })
+  t.match(both[0], { message: /the host does not have adapter 3 nor domain 3$/, fix: /^remove domain 3 / })
+  t.same(
+    validateDesiredState({ ...full, mdevs: [mdev(M1, [5], [4])] }).map((v) => [v.message.includes('does not have'), v.fix]),
+    [[false, 'clear bit 4 in aqmask: -4']],
+    'configured ids keep the plain fix',
+  )
+  t.same(validateDesiredState({ ...full, aqmask: mask('-3'), mdevs: [mdev(M1, [5], [3])] }), [], 'with its bit cleared it is admitted (V-13)')
+})
+
 t.test('APQN_RESERVED: owner host, fix clears the cheaper mask bit', async (t) => {
   const full = { limits: FULL_LIMITS, apmask: Mask.full(), aqmask: Mask.full() }
   t.same(

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import net from 'node:net'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { emulatorServe } from '../../src/cli/commands/emulator-serve.js'
 import type { CliIo } from '../../src/cli/command.js'
@@ -11,10 +11,10 @@ import { connectEmulator } from '../../src/emulator-remote/client.js'
 import { EMULATOR_PROTO_FILE } from '../../src/emulator-remote/proto.js'
 import { HOSTBUS_PROTO_FILE } from '../../src/hostbus/proto.js'
 import { projectRoot } from '../../src/paths.js'
+import { TS_IMPORT } from '../helpers/ts-loader.js'
 import { BUS, M1, waitFor } from './helpers.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const TS_LOADER = pathToFileURL(path.join(projectRoot, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')).href
 const READY = /^apmatrix emulator listening on (\S+) \(profile (\S+), kernel (\S+), bootId ([0-9a-f-]{36})\)$/
 
 /** Collects a child's output line by line. */
@@ -41,7 +41,7 @@ function exited(p: ChildProcess): Promise<{ code: number | null; signal: NodeJS.
 t.test('docs/api.md: the emulated kernel state outlives a crashed client process; SIGTERM exits 0', async (t) => {
   const server = spawn(
     process.execPath,
-    [`--import=${TS_LOADER}`, path.join(here, 'serve-entry.ts'), '--addr', '127.0.0.1:0', '--profile', 'spec-fixture', '--clock', 'manual'],
+    [`--import=${TS_IMPORT}`, path.join(here, 'serve-entry.ts'), '--addr', '127.0.0.1:0', '--profile', 'spec-fixture', '--clock', 'manual'],
     {
       cwd: projectRoot,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,7 +4,7 @@
  * gone from the store, or the deadline passes. Level-based, like the reconciler: a poll that sees the
  * final state ends the wait however it got there.
  */
-import { formatDuration } from '../args/duration.js'
+import { formatWaitTimeout } from '../format/wait-report.js'
 import { WaitTimeoutError } from './api-error.js'
 import { type Mdev, isConverged, readyCondition } from './api-types.js'
 import { listAll } from './list-all.js'
@@ -26,6 +26,8 @@ export interface TargetState {
   done: boolean
   /** `Ready`, `Deleted`, or what is holding it up: `Converging: the bus does not match...`, `missing`. */
   summary: string
+  /** The device as the poll saw it; absent when it is not in the store (or no poll answered). */
+  device?: Mdev
 }
 
 /** Options of {@link waitForDevices}. */
@@ -41,50 +43,48 @@ export interface WaitOptions {
 }
 
 function stateOf(t: WaitTarget, m: Mdev | undefined): TargetState {
-  if (t.gone) return { target: t, done: m === undefined, summary: m === undefined ? 'Deleted' : 'Deleting' }
+  const seen = m ? { device: m } : {}
+  if (t.gone) return { target: t, done: m === undefined, summary: m === undefined ? 'Deleted' : 'Deleting', ...seen }
   if (!m) return { target: t, done: false, summary: 'missing (not in the store)' }
-  if (isConverged(m) && m.metadata.generation >= t.generation) return { target: t, done: true, summary: `Ready (${readyCondition(m)?.reason})` }
+  if (isConverged(m) && m.metadata.generation >= t.generation) return { target: t, done: true, summary: `Ready (${readyCondition(m)?.reason})`, ...seen }
   const r = readyCondition(m)
   if (m.status.observedGeneration !== m.metadata.generation || !r)
     return {
       target: t,
       done: false,
       summary: `waiting for the reconciler (generation ${m.metadata.generation}, observed ${m.status.observedGeneration ?? '-'})`,
+      ...seen,
     }
-  return { target: t, done: false, summary: `${r.reason}: ${r.message}` }
+  return { target: t, done: false, summary: `${r.reason}: ${r.message}`, ...seen }
 }
 
 /**
- * Resolves with the final states when every target is done; rejects with {@link WaitTimeoutError}
- * (naming each pending device and why) at the deadline, or with the client's errors.
+ * Resolves with the final states when every target is done; rejects with {@link WaitTimeoutError} at the
+ * deadline, whose message gives every target's last known state (done ones as such, the others with their
+ * conditions: src/cli/format/wait-report.ts), or with the client's errors.
  */
 export async function waitForDevices(opts: WaitOptions): Promise<TargetState[]> {
   const start = Date.now()
   const deadline = start + opts.timeoutMs
   const interval = opts.intervalMs ?? 200
+  // The answer of the newest poll that got one: what the timeout reports (undefined: none answered in time).
+  let last: TargetState[] | undefined
   for (;;) {
     const left = deadline - Date.now()
-    let states: TargetState[] | undefined
     if (left > 0) {
       const timeoutMs = Math.max(1, Math.min(opts.client.timeoutMs, left))
       try {
         const items = await listAllWithin(opts.client, opts.hostPath, timeoutMs)
         const byUuid = new Map(items.map((m) => [m.metadata.uuid, m]))
-        states = opts.targets.map((t) => stateOf(t, byUuid.get(t.uuid)))
-        opts.onPoll?.(states, Date.now() - start)
-        if (states.every((s) => s.done)) return states
+        last = opts.targets.map((t) => stateOf(t, byUuid.get(t.uuid)))
+        opts.onPoll?.(last, Date.now() - start)
+        if (last.every((s) => s.done)) return last
       } catch (e) {
         // A poll cut short by the deadline is the timeout below, not an unreachable server.
         if (Date.now() < deadline) throw e
       }
     }
-    if (Date.now() >= deadline) {
-      const pending = (states ?? opts.targets.map((t) => ({ target: t, done: false, summary: 'no answer before the deadline' }))).filter((s) => !s.done)
-      const list = pending.map((s) => `  ${s.target.uuid}: ${s.summary}`).join('\n')
-      throw new WaitTimeoutError(
-        `timed out after ${formatDuration(opts.timeoutMs)} waiting for ${pending.length} of ${opts.targets.length} device(s):\n${list}`,
-      )
-    }
+    if (Date.now() >= deadline) throw new WaitTimeoutError(formatWaitTimeout(opts.targets, last, opts.timeoutMs))
     await new Promise((r) => setTimeout(r, Math.min(interval, Math.max(0, deadline - Date.now()))))
   }
 }

@@ -89,7 +89,8 @@ export const emulatorShellCommand: CliCommand = {
       if (e instanceof ApmatrixError && (e.code === 'INVALID_ARGUMENT' || e.code === 'NOT_FOUND')) throw new UsageError(`--profile: ${e.message}`)
       throw e
     }
-    const end = await runShell(createShellSession(host), io.stdin, io.stdout)
-    return end === 'eof' ? EXIT.OK : EXIT.FAILURE
+    // EOF, or a reader that went away: both end the shell quietly, like every verb (src/cli/closed-output.ts).
+    await runShell(createShellSession(host), io.stdin, io.stdout)
+    return EXIT.OK
   },
 }

@@ -1,10 +1,11 @@
 /** How a matrix device reads for people: one table row (`mdev list`) and the detailed view (`mdev get`). */
 import { type Mdev, readyCondition } from '../client/api-types.js'
+import { conditionsCell } from './conditions.js'
 import { formatApqns, formatIds, formatRanges } from './ids.js'
 import { renderFields, renderTable } from './table.js'
 
 /** Columns of {@link mdevRow}. */
-export const MDEV_COLUMNS = ['UUID', 'STATE', 'READY', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'GEN', 'OWNER'] as const
+export const MDEV_COLUMNS = ['UUID', 'STATE', 'READY', 'CONDITIONS', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'GEN', 'OWNER'] as const
 
 /** `True`, or `False (Converging)`; `Deleting` while a delete is pending. */
 function readyCell(m: Mdev): string {
@@ -14,7 +15,7 @@ function readyCell(m: Mdev): string {
   return r.status === 'True' ? 'True' : `${r.status} (${r.reason})`
 }
 
-/** One row of `mdev list`. GEN is `generation/observedGeneration` when they differ. */
+/** One row of `mdev list`. CONDITIONS: see {@link conditionsCell}. GEN is `generation/observedGeneration` when they differ. */
 export function mdevRow(m: Mdev): string[] {
   const gen = m.metadata.generation
   const seen = m.status.observedGeneration
@@ -22,6 +23,7 @@ export function mdevRow(m: Mdev): string[] {
     m.metadata.uuid,
     m.spec.state,
     readyCell(m),
+    conditionsCell(m),
     formatRanges(m.spec.adapters),
     formatRanges(m.spec.domains),
     formatRanges(m.spec.controlDomains),

@@ -18,7 +18,7 @@ import { eventRoutes } from './routes/events.js'
 import { hostRoutes } from './routes/hosts.js'
 import { interopRoutes } from './routes/interop.js'
 import { mdevRoutes } from './routes/mdevs.js'
-import { StatusOut } from './schemas.js'
+import { COMPONENT_SCHEMAS, StatusOut } from './schemas.js'
 import { clip } from '../../domain/text.js'
 
 /** Options of {@link buildApp}. */
@@ -70,11 +70,15 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   // RFC 7396 bodies are JSON; fastify's own parser keeps its prototype-poisoning protection.
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
 
+  // The answers' schemas, shared by $id: fast-json-stringify resolves the routes' $refs against them, and the
+  // OpenAPI document publishes them as components.schemas under the same names.
+  for (const schema of COMPONENT_SCHEMAS) app.addSchema(schema)
   app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
       info: { title: 'apmatrix', version: '1', description: 'Desired-state manager for s390 AP crypto passthrough (vfio-ap)' },
     },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   })
   if (opts.docs !== false) app.register(swaggerUi, { routePrefix: '/docs' })
 

@@ -16,10 +16,10 @@ const Id = Type.Union([Type.Integer({ minimum: 0, maximum: 0xffff_ffff }), Type.
 const IdList = Type.Array(Id, { maxItems: 1024 })
 export const UuidString = Str(36, { minLength: 36, pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' })
 const HostName = Str(63, { minLength: 1, pattern: HOST_NAME_PATTERN })
-const Labels = Type.Record(Type.String(), Str(256), {
-  maxProperties: 64,
-  propertyNames: { minLength: 1, maxLength: 128 },
-})
+// Key rules live in the service (one place for REST and gRPC) and in the description: OpenAPI 3.0 has no
+// `propertyNames`, and a document that uses it fails validation. The body limit bounds the keys' size.
+const LABEL_KEYS = 'at most 64 labels; keys 1..128 characters of [A-Za-z0-9._/-], alphanumeric at both ends; values at most 256 characters'
+const Labels = Type.Record(Type.String(), Str(256), { maxProperties: 64, description: LABEL_KEYS })
 const Owner = Type.Union([Str(128, { minLength: 1 }), Type.Null()])
 const MaskIn = Type.Union([Str(1024), Type.Array(Id, { maxItems: 1024 })], {
   description: 'kernel mask syntax (0x..., +n,-m,+a-b) or an array of ids',
@@ -97,7 +97,7 @@ const SpecPatch = Type.Object(
   { additionalProperties: false },
 )
 const LabelsPatch = Type.Union([
-  Type.Record(Type.String(), Type.Union([Str(256), Type.Null()]), { maxProperties: 64, propertyNames: { minLength: 1, maxLength: 128 } }),
+  Type.Record(Type.String(), Type.Union([Str(256), Type.Null()]), { maxProperties: 64, description: `${LABEL_KEYS}; null removes a label` }),
   Type.Null(),
 ])
 export const MdevPatchIn = Type.Object(
@@ -152,6 +152,20 @@ export const RequestsIn = Type.Object(
 )
 
 // ---- outputs ------------------------------------------------------------------------------------
+// The answers are published as named OpenAPI components (components.schemas.<$id>): each is registered once
+// with `app.addSchema` (COMPONENT_SCHEMAS, app.ts) and used by `$ref` in routes and in other components, so
+// clients generate one type per resource. Inputs stay inline: they are validated by TypeBox's own compiler.
+
+const components: TSchema[] = []
+
+/**
+ * Declares `schema` as the component `id` and returns a `$ref` to it. The reference is typed as the schema
+ * itself, so route handlers keep their reply types while the wire schema is the reference.
+ */
+function component<T extends TSchema>(id: string, schema: T): T {
+  components.push(Object.assign(schema, { $id: id }))
+  return Type.Ref(id) as unknown as T
+}
 
 /**
  * A nullable primitive written as `type: [T, 'null']`: fast-json-stringify compiles it to a null check,
@@ -165,101 +179,129 @@ const NullableString = Nullable(Type.String())
 
 const Ids = Type.Array(Type.Integer())
 const Strings = Type.Array(Type.String())
-export const ViolationOut = Type.Object({
-  rule: Type.String(),
-  message: Type.String(),
-  apqn: Type.Optional(Type.String()),
-  id: Type.Optional(Type.Integer()),
-  field: Type.Optional(Type.String()),
-  owner: Type.Optional(Type.String()),
-  fix: Type.Optional(Type.String()),
-})
-export const ProblemOut = Type.Object({
-  type: Type.Optional(Type.String()),
-  status: Type.Integer(),
-  title: Type.String(),
-  detail: Type.String(),
-  code: Type.String(),
-  errno: Type.Optional(Type.String()),
-  violations: Type.Optional(Type.Array(ViolationOut)),
-  requestId: Type.String(),
-})
+export const ViolationOut = component(
+  'Violation',
+  Type.Object(
+    {
+      rule: Type.String(),
+      message: Type.String(),
+      apqn: Type.Optional(Type.String()),
+      id: Type.Optional(Type.Integer()),
+      field: Type.Optional(Type.String()),
+      owner: Type.Optional(Type.String()),
+      fix: Type.Optional(Type.String()),
+    },
+    { description: 'One broken rule: the APQN or id, the current owner, a suggested fix (docs/api.md (Admission))' },
+  ),
+)
+export const ProblemOut = component(
+  'Problem',
+  Type.Object(
+    {
+      type: Type.Optional(Type.String()),
+      status: Type.Integer(),
+      title: Type.String(),
+      detail: Type.String(),
+      code: Type.String(),
+      errno: Type.Optional(Type.String()),
+      violations: Type.Optional(Type.Array(ViolationOut)),
+      requestId: Type.String(),
+    },
+    { description: 'application/problem+json body of every error answer (docs/api.md (Errors))' },
+  ),
+)
 
-export const HostOut = Type.Object({
-  name: Type.String(),
-  machineId: Type.String(),
-  driver: Type.String(),
-  profile: NullableString,
-  features: Strings,
-  maxAdapterId: Type.Integer(),
-  maxDomainId: Type.Integer(),
-  bootId: Type.String(),
-  leaseHolder: NullableString,
-})
-export const HostListOut = Type.Object({ items: Type.Array(HostOut) })
+export const HostOut = component(
+  'Host',
+  Type.Object({
+    name: Type.String(),
+    machineId: Type.String(),
+    driver: Type.String(),
+    profile: NullableString,
+    features: Strings,
+    maxAdapterId: Type.Integer(),
+    maxDomainId: Type.Integer(),
+    bootId: Type.String(),
+    leaseHolder: NullableString,
+  }),
+)
+export const HostListOut = component('HostList', Type.Object({ items: Type.Array(HostOut) }))
 
 const NullableBool = Nullable(Type.Boolean())
-export const AdapterOut = Type.Object({
-  apid: Type.Integer(),
-  hwtype: Type.Integer(),
-  rawHwtype: Type.Integer(),
-  type: Type.String(),
-  mode: Type.String(),
-  functions: Strings,
-  config: Type.Boolean(),
-  chkstop: Type.Boolean(),
-  online: NullableBool,
-  driver: Type.String(),
-})
-export const QueueOut = Type.Object({
-  apqn: Type.String(),
-  apid: Type.Integer(),
-  apqi: Type.Integer(),
-  driver: Type.String(),
-  vfioStatus: NullableString,
-  config: Type.Boolean(),
-  chkstop: Type.Boolean(),
-  online: NullableBool,
-  requestqCount: Type.Integer(),
-  pendingqCount: Type.Integer(),
-  requestCount: Nullable(Type.Integer()),
-  owner: NullableString,
-})
-export const AdapterListOut = Type.Object({ items: Type.Array(AdapterOut) })
-export const QueuePageOut = Type.Object({ items: Type.Array(QueueOut), nextPageToken: Type.Optional(Type.String()) })
-export const DomainsOut = Type.Object({ usageDomains: Ids, controlDomains: Ids, hostDomains: Ids })
-export const BusMdevListOut = Type.Object({
-  items: Type.Array(
-    Type.Object({
-      uuid: Type.String(),
-      managed: Type.Boolean(),
-      adapters: Ids,
-      domains: Ids,
-      controlDomains: Ids,
-      matrix: Strings,
-      guestMatrix: Strings,
-      guest: NullableString,
-    }),
-  ),
-})
+export const AdapterOut = component(
+  'Adapter',
+  Type.Object({
+    apid: Type.Integer(),
+    hwtype: Type.Integer(),
+    rawHwtype: Type.Integer(),
+    type: Type.String(),
+    mode: Type.String(),
+    functions: Strings,
+    config: Type.Boolean(),
+    chkstop: Type.Boolean(),
+    online: NullableBool,
+    driver: Type.String(),
+  }),
+)
+export const QueueOut = component(
+  'Queue',
+  Type.Object({
+    apqn: Type.String(),
+    apid: Type.Integer(),
+    apqi: Type.Integer(),
+    driver: Type.String(),
+    vfioStatus: NullableString,
+    config: Type.Boolean(),
+    chkstop: Type.Boolean(),
+    online: NullableBool,
+    requestqCount: Type.Integer(),
+    pendingqCount: Type.Integer(),
+    requestCount: Nullable(Type.Integer()),
+    owner: NullableString,
+  }),
+)
+export const AdapterListOut = component('AdapterList', Type.Object({ items: Type.Array(AdapterOut) }))
+export const QueuePageOut = component('QueuePage', Type.Object({ items: Type.Array(QueueOut), nextPageToken: Type.Optional(Type.String()) }))
+export const DomainsOut = component('Domains', Type.Object({ usageDomains: Ids, controlDomains: Ids, hostDomains: Ids }))
+const BusMdevOut = component(
+  'BusMdev',
+  Type.Object({
+    uuid: Type.String(),
+    managed: Type.Boolean(),
+    adapters: Ids,
+    domains: Ids,
+    controlDomains: Ids,
+    matrix: Strings,
+    guestMatrix: Strings,
+    guest: NullableString,
+  }),
+)
+export const BusMdevListOut = component('BusMdevList', Type.Object({ items: Type.Array(BusMdevOut) }))
 
-const MaskPairOut = Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids })
-export const MasksOut = Type.Object({
-  metadata: Type.Object({ host: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), updatedAt: Type.String() }),
-  spec: MaskPairOut,
-  status: Type.Union([Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids, observedAt: Type.String() }), Type.Null()]),
-})
+const MaskPairOut = component('MaskPair', Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids }))
+export const MasksOut = component(
+  'Masks',
+  Type.Object({
+    metadata: Type.Object({ host: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), updatedAt: Type.String() }),
+    spec: MaskPairOut,
+    status: Type.Union([Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids, observedAt: Type.String() }), Type.Null()]),
+  }),
+)
 
-const ConditionOut = Type.Object({
-  type: Type.String(),
-  status: Type.String(),
-  reason: Type.String(),
-  message: Type.String(),
-  lastTransitionTime: Type.String(),
-  observedGeneration: Type.Integer(),
-})
-export const MdevOut = Type.Object({
-  metadata: Type.Object({
+const ConditionOut = component(
+  'Condition',
+  Type.Object({
+    type: Type.String(),
+    status: Type.String(),
+    reason: Type.String(),
+    message: Type.String(),
+    lastTransitionTime: Type.String(),
+    observedGeneration: Type.Integer(),
+  }),
+)
+const MdevMetadataOut = component(
+  'MdevMetadata',
+  Type.Object({
     uuid: Type.String(),
     host: Type.String(),
     generation: Type.Integer(),
@@ -272,61 +314,82 @@ export const MdevOut = Type.Object({
     deletionRequestedAt: NullableString,
     force: Type.Boolean(),
   }),
-  spec: Type.Object({ adapters: Ids, domains: Ids, controlDomains: Ids, state: Type.String() }),
-  status: Type.Object({
-    observedGeneration: Type.Optional(Type.Integer()),
-    active: Type.Optional(Type.Boolean()),
-    matrix: Type.Optional(Strings),
-    guestMatrix: Type.Optional(Strings),
-    controlDomains: Type.Optional(Ids),
-    guest: Type.Optional(NullableString),
-    lostRequests: Type.Optional(Type.Integer()),
-    conditions: Type.Optional(Type.Array(ConditionOut)),
-  }),
-})
-export const MdevPageOut = Type.Object({ items: Type.Array(MdevOut), nextPageToken: Type.Optional(Type.String()) })
+)
+const MdevSpecOut = component('MdevSpec', Type.Object({ adapters: Ids, domains: Ids, controlDomains: Ids, state: Type.String() }))
+const MdevStatusOut = component(
+  'MdevStatus',
+  Type.Object(
+    {
+      observedGeneration: Type.Optional(Type.Integer()),
+      active: Type.Optional(Type.Boolean()),
+      matrix: Type.Optional(Strings),
+      guestMatrix: Type.Optional(Strings),
+      controlDomains: Type.Optional(Ids),
+      guest: Type.Optional(NullableString),
+      lostRequests: Type.Optional(Type.Integer()),
+      conditions: Type.Optional(Type.Array(ConditionOut)),
+    },
+    { description: '{} until the first reconcile pass' },
+  ),
+)
+export const MdevOut = component('Mdev', Type.Object({ metadata: MdevMetadataOut, spec: MdevSpecOut, status: MdevStatusOut }))
+export const MdevPageOut = component('MdevPage', Type.Object({ items: Type.Array(MdevOut), nextPageToken: Type.Optional(Type.String()) }))
 
 // Plan operations are a tagged union (domain/plan.ts PlanOp); documented by `kind`, fields passed through.
-const PlanOpOut = Type.Object({ kind: Type.String() }, { additionalProperties: true })
+const PlanOpOut = component('PlanOperation', Type.Object({ kind: Type.String() }, { additionalProperties: true }))
 const ClaimedApqnOut = Type.Object({ apqn: Type.String(), uuid: Type.String(), currentOwner: NullableString })
 const FilteredAdapterOut = Type.Object({ uuid: Type.String(), apid: Type.Integer(), reason: Type.String(), apqns: Strings })
 const DeferredOut = Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() })
 const ApqnSetOut = Type.Object({ count: Type.Integer(), ranges: Strings, moreRanges: Type.Integer() })
 const firstOf = <T extends TSchema>(item: T) => Type.Object({ count: Type.Integer(), first: Type.Array(item) })
-const PlanSummaryOut = Type.Object({
-  operationCount: Type.Integer(),
-  operations: Type.Array(Type.Object({ kind: Type.String(), count: Type.Integer(), devices: Strings, deviceCount: Type.Integer(), apqns: ApqnSetOut })),
-  violations: firstOf(ViolationOut),
-  claimedApqns: Type.Object({
-    count: Type.Integer(),
-    ranges: Strings,
-    moreRanges: Type.Integer(),
-    byOwner: Type.Array(Type.Object({ currentOwner: NullableString, count: Type.Integer() })),
+const PlanSummaryOut = component(
+  'PlanSummary',
+  Type.Object({
+    operationCount: Type.Integer(),
+    operations: Type.Array(Type.Object({ kind: Type.String(), count: Type.Integer(), devices: Strings, deviceCount: Type.Integer(), apqns: ApqnSetOut })),
+    violations: firstOf(ViolationOut),
+    claimedApqns: Type.Object({
+      count: Type.Integer(),
+      ranges: Strings,
+      moreRanges: Type.Integer(),
+      byOwner: Type.Array(Type.Object({ currentOwner: NullableString, count: Type.Integer() })),
+    }),
+    filteredAdapters: firstOf(FilteredAdapterOut),
+    drainedQueues: ApqnSetOut,
+    deferred: firstOf(DeferredOut),
   }),
-  filteredAdapters: firstOf(FilteredAdapterOut),
-  drainedQueues: ApqnSetOut,
-  deferred: firstOf(DeferredOut),
-})
+)
 /** A plan answer: the summary always; the lists only in the full view (docs/api.md (Reconcile) "Plan views"). */
-export const PlanOut = Type.Object({
-  view: Type.Union(PLAN_VIEWS.map((v) => Type.Literal(v))),
-  summary: PlanSummaryOut,
-  operations: Type.Optional(Type.Array(PlanOpOut)),
-  violations: Type.Optional(Type.Array(ViolationOut)),
-  claimedApqns: Type.Optional(Type.Array(ClaimedApqnOut)),
-  filteredAdapters: Type.Optional(Type.Array(FilteredAdapterOut)),
-  drainedQueues: Type.Optional(Strings),
-  deferred: Type.Optional(Type.Array(DeferredOut)),
-})
-export const DryRunOut = Type.Object({ dryRun: Type.Literal(true), plan: PlanOut })
-export const ApplyOut = Type.Object({
-  plan: PlanOut,
-  masks: Type.Object({ generation: Type.Integer(), resourceVersion: Type.String() }),
-  mdevs: Type.Array(Type.Object({ uuid: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), action: Type.String() })),
-})
-export const GuestsOut = Type.Object({ items: Type.Array(Type.Object({ uuid: Type.String(), guest: Type.String() })) })
+export const PlanOut = component(
+  'Plan',
+  Type.Object({
+    view: Type.Union(PLAN_VIEWS.map((v) => Type.Literal(v))),
+    summary: PlanSummaryOut,
+    operations: Type.Optional(Type.Array(PlanOpOut)),
+    violations: Type.Optional(Type.Array(ViolationOut)),
+    claimedApqns: Type.Optional(Type.Array(ClaimedApqnOut)),
+    filteredAdapters: Type.Optional(Type.Array(FilteredAdapterOut)),
+    drainedQueues: Type.Optional(Strings),
+    deferred: Type.Optional(Type.Array(DeferredOut)),
+  }),
+)
+export const DryRunOut = component('DryRun', Type.Object({ dryRun: Type.Literal(true), plan: PlanOut }))
+export const ApplyOut = component(
+  'ApplyResult',
+  Type.Object({
+    plan: PlanOut,
+    masks: Type.Object({ generation: Type.Integer(), resourceVersion: Type.String() }),
+    mdevs: Type.Array(Type.Object({ uuid: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), action: Type.String() })),
+  }),
+)
+export const GuestsOut = component('GuestList', Type.Object({ items: Type.Array(Type.Object({ uuid: Type.String(), guest: Type.String() })) }))
 export const AcceptedOut = Type.Object({ accepted: Type.Integer() })
 export const StatusOut = Type.Object({ status: Type.String() })
+/** An answer without a body (204). */
+export const NoContent = Type.Null({ description: 'No Content' })
+
+/** Every named component, for `app.addSchema` before any route that references one (app.ts). */
+export const COMPONENT_SCHEMAS: readonly TSchema[] = components
 
 /** A response map with the problem body for every error status (documentation; errors are sent pre-serialised). */
 export function responses(ok: Record<number, TSchema>): Record<string, TSchema> {

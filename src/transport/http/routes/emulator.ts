@@ -27,31 +27,51 @@ export const emulatorRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixServic
 
   app.post(
     `${base}/sysfs`,
-    { schema: { tags, summary: 'Write a sysfs attribute as root would', params: S.HostParams, body: S.SysfsWriteIn } },
+    {
+      schema: {
+        tags,
+        summary: 'Write a sysfs attribute as root would',
+        params: S.HostParams,
+        body: S.SysfsWriteIn,
+        response: S.responses({ 204: S.NoContent }),
+      },
+    },
     async (req, reply) => {
       await service.writeSysfs(req.params.host, req.body.path, req.body.value, callContext(req))
       return reply.code(204).send()
     },
   )
 
-  app.post(`${base}/hardware`, { schema: { tags, summary: 'A hardware event', params: S.HostParams, body: S.HardwareIn } }, async (req, reply) => {
-    await service.hardware(req.params.host, req.body, callContext(req))
-    return reply.code(204).send()
-  })
+  app.post(
+    `${base}/hardware`,
+    { schema: { tags, summary: 'A hardware event', params: S.HostParams, body: S.HardwareIn, response: S.responses({ 204: S.NoContent }) } },
+    async (req, reply) => {
+      await service.hardware(req.params.host, req.body, callContext(req))
+      return reply.code(204).send()
+    },
+  )
 
   app.get(`${base}/guests`, { schema: { tags, params: S.HostParams, response: S.responses({ 200: S.GuestsOut }) } }, async (req) =>
     service.listGuests(req.params.host),
   )
 
-  app.post(`${base}/guests`, { schema: { tags, summary: 'A guest opens a matrix device', params: S.HostParams, body: S.GuestOpenIn } }, async (req, reply) => {
-    await service.openGuest(req.params.host, req.body.uuid, req.body.guest, callContext(req))
-    return reply.code(204).send()
-  })
+  app.post(
+    `${base}/guests`,
+    { schema: { tags, summary: 'A guest opens a matrix device', params: S.HostParams, body: S.GuestOpenIn, response: S.responses({ 204: S.NoContent }) } },
+    async (req, reply) => {
+      await service.openGuest(req.params.host, req.body.uuid, req.body.guest, callContext(req))
+      return reply.code(204).send()
+    },
+  )
 
-  app.delete(`${base}/guests/:guest`, { schema: { tags, summary: 'The guest closes its matrix device', params: S.GuestParams } }, async (req, reply) => {
-    await service.closeGuest(req.params.host, req.params.guest, callContext(req))
-    return reply.code(204).send()
-  })
+  app.delete(
+    `${base}/guests/:guest`,
+    { schema: { tags, summary: 'The guest closes its matrix device', params: S.GuestParams, response: S.responses({ 204: S.NoContent }) } },
+    async (req, reply) => {
+      await service.closeGuest(req.params.host, req.params.guest, callContext(req))
+      return reply.code(204).send()
+    },
+  )
 
   app.post(
     `${base}/requests`,
@@ -61,7 +81,15 @@ export const emulatorRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixServic
 
   app.put(
     `${base}/workload`,
-    { schema: { tags, summary: 'A steady workload on a queue (perSecond 0 stops it)', params: S.HostParams, body: S.WorkloadIn } },
+    {
+      schema: {
+        tags,
+        summary: 'A steady workload on a queue (perSecond 0 stops it)',
+        params: S.HostParams,
+        body: S.WorkloadIn,
+        response: S.responses({ 204: S.NoContent }),
+      },
+    },
     async (req, reply) => {
       await service.setWorkload(req.params.host, req.body.apqn, req.body.perSecond)
       return reply.code(204).send()

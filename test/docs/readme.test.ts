@@ -1,0 +1,260 @@
+/**
+ * README.md runs as written. Every fenced `sh` block carries a marker comment on the line before it:
+ * `<!-- walkthrough -->` blocks run in order as one bash script under `set -euo pipefail` against a real
+ * `apmatrix serve` (started here as `npm start` starts it, on a free port, with a fresh database);
+ * `<!-- walkthrough: fuse -->` blocks run as a second script, as root, when FUSE, `unshare -m` and
+ * mdevctl are there (required in CI); `<!-- not run by the README test: why -->` says why a block cannot
+ * run here. The scripts' outcomes are checked in their output and in the service's state; every path of
+ * the repository that the README names must exist. Needs the build (bin/apmatrix.mjs runs dist/).
+ */
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { projectRoot } from '../../src/paths.js'
+import { freePort } from '../emulator-remote/helpers.js'
+import { scratchDir } from '../emulator/fuse/mounted-emulator.js'
+import { fuseMissing, requireOrSkip, which } from '../helpers/required-tools.js'
+import { run, withTools } from '../interop/tools.js'
+import { readyLine, spawnCli } from '../reliability/cli-process.js'
+
+const README = fs.readFileSync(path.join(projectRoot, 'README.md'), 'utf8')
+const WALKTHROUGH = 'walkthrough'
+const FUSE = 'walkthrough: fuse'
+const NOT_RUN = /^not run by the README test: \S/
+
+/** A fenced shell block of the README with its marker and the line it starts on. */
+interface Block {
+  marker: string | undefined
+  code: string
+  line: number
+}
+
+function shellBlocks(text: string): Block[] {
+  const lines = text.split('\n')
+  const blocks: Block[] = []
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i]!.startsWith('```')) continue
+    const end = lines.indexOf('```', i + 1)
+    if (end < 0) throw new Error(`README.md:${i + 1}: unterminated fence`)
+    let j = i - 1
+    while (j >= 0 && lines[j]!.trim() === '') j--
+    const marker = /^<!-- (.+) -->$/.exec(lines[j] ?? '')?.[1]
+    blocks.push({ marker, code: lines.slice(i + 1, end).join('\n'), line: i + 1 })
+    if (lines[i] !== '```sh') throw new Error(`README.md:${i + 1}: a fence that is not \`\`\`sh (${lines[i]})`)
+    i = end
+  }
+  return blocks
+}
+
+const blocks = shellBlocks(README)
+const script = (marker: string) =>
+  blocks
+    .filter((b) => b.marker === marker)
+    .map((b) => `# README.md:${b.line}\n${b.code}`)
+    .join('\n\n')
+
+t.test('every shell block is run by this test or says why it cannot be', async (t) => {
+  t.ok(blocks.length >= 10, `${blocks.length} blocks`)
+  for (const b of blocks) {
+    const ok = b.marker === WALKTHROUGH || b.marker === FUSE || NOT_RUN.test(b.marker ?? '')
+    t.ok(ok, `README.md:${b.line}: marker ${JSON.stringify(b.marker)}`)
+    if (b.marker && NOT_RUN.test(b.marker)) t.comment(`README.md:${b.line} not run: ${b.marker.replace(NOT_RUN, (m) => m.slice(-1))}`)
+  }
+  t.ok(blocks.filter((b) => b.marker === WALKTHROUGH).length >= 6)
+  t.ok(blocks.some((b) => b.marker === FUSE))
+  // No shell command hides in an indented block (the layout listing is the one indented block).
+  t.same(README.match(/^ {4}(curl|npx|npm|\.\/bin|apmatrix|mdevctl|unshare) /gm) ?? [], [], 'commands are in marked fences')
+  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8'))
+  t.equal(pkg.scripts.start, 'node bin/apmatrix.mjs serve', 'npm start is what this test starts')
+})
+
+t.test('every path of the repository the README names exists', async (t) => {
+  const named = new Set<string>()
+  for (const m of README.matchAll(/(?<![\w/.$-])((?:src|docs|examples|test|deploy|proto|bin|bench|prisma|scripts|\.ci)\/[\w./-]*[\w/])/g)) named.add(m[1]!)
+  t.ok(named.size >= 15, [...named].join(' '))
+  for (const p of named) t.ok(fs.existsSync(path.join(projectRoot, p)), p)
+})
+
+withTools(
+  t,
+  "the example node-device XML is valid for libvirt's nodedev schema",
+  ['virt-xml-validate', 'xmllint'],
+  'libvirt-clients libxml2-utils',
+  async (t) => {
+    const good = run('virt-xml-validate', [path.join(projectRoot, 'examples/mdev-nodedev.xml'), 'nodedev'])
+    t.equal(good.status, 0, `${good.stdout}${good.stderr}`)
+    // The negative twin: the validator does refuse a broken document.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-readme-xml-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const broken = path.join(dir, 'broken.xml')
+    fs.writeFileSync(
+      broken,
+      fs.readFileSync(path.join(projectRoot, 'examples/mdev-nodedev.xml'), 'utf8').replace("<capability type='mdev'>", "<capability type='mdev' bogus='1'>"),
+    )
+    t.not(run('virt-xml-validate', [broken, 'nodedev']).status, 0)
+  },
+)
+
+/** Runs `text` with bash in the checkout, in its own process group (killed at teardown if still running). */
+function runBash(t: Test, text: string, env: NodeJS.ProcessEnv, timeoutMs: number) {
+  // --norc: bash reads ~/.bashrc when its stdin is a socket (as from spawn), as if started by sshd.
+  const p = spawn('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${text}`], {
+    cwd: projectRoot,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...env },
+  })
+  let stdout = ''
+  let stderr = ''
+  p.stdout.on('data', (d) => (stdout += d))
+  p.stderr.on('data', (d) => (stderr += d))
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    process.kill(-p.pid!, 'SIGKILL')
+  }, timeoutMs)
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }>((resolve) =>
+    p.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr, timedOut })
+    }),
+  )
+  t.teardown(async () => {
+    // The script's background children (servers) share its group: nothing outlives the test.
+    try {
+      process.kill(-p.pid!, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+    await done
+  })
+  return done
+}
+
+async function api(base: string, p: string): Promise<{ status: number; body: any }> {
+  const res = await fetch(base + p)
+  const text = await res.text()
+  return { status: res.status, body: text ? JSON.parse(text) : undefined }
+}
+
+const ready = (m: any) => m.status.conditions?.find((c: any) => c.type === 'Ready')
+
+requireOrSkip(
+  t,
+  'the walk-through runs as a script against a real apmatrix serve',
+  which('curl') ? undefined : "curl not found: install Debian package 'curl'",
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-readme-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const svc = spawnCli(t, ['serve'], {
+      DATABASE_URL: `file:${dir}/apmatrix.db`,
+      APMATRIX_HTTP_ADDR: '127.0.0.1:0',
+      APMATRIX_GRPC_ADDR: '127.0.0.1:0',
+      APMATRIX_LOG_LEVEL: 'warn',
+    })
+    const m = await readyLine(svc, /^apmatrix serving REST on (http:\/\/\S+)$/, 'the service ready line')
+    if (!m) throw new Error(`the service did not start: ${svc.stderr.join('\n')}`)
+    const S = m[1]!
+    const r = await runBash(
+      t,
+      script(WALKTHROUGH),
+      {
+        APMATRIX_SERVER: S,
+        EMULATOR_ADDR: `127.0.0.1:${await freePort()}`,
+        SECOND_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
+        SECOND_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
+      },
+      240_000,
+    )
+    t.equal(r.code, 0, 'the script exits 0', { timedOut: r.timedOut, stderr: r.stderr.slice(-3000), stdout: r.stdout.slice(-3000) })
+    const out = r.stdout
+
+    // The curl walk-through.
+    t.match(out, /"matrix":\["05\.0004","06\.0004"\],"guestMatrix":\["05\.0004","06\.0004"\]/, 'the device Ready with its guest matrix')
+    const queue = /"apqn":"00\.0004".*?"requestCount":(\d+)/.exec(out)
+    t.ok(queue && Number(queue[1]) > 0, `the workload reached its queue (requestCount ${queue?.[1]})`)
+    t.match(out, /^event: MdevDefined$/m)
+    t.match(out, /^event: DriftDetected$/m, "root's write was seen as drift")
+    // Interop.
+    t.match(out, /"origin":"imported"/)
+    t.match(out, /"mdev_type": "vfio_ap-passthrough"/, 'the mdevctl export')
+    t.match(out, /<uuid>7d3c2b1a-0f9e-4d8c-b7a6-5e4d3c2b1a0f<\/uuid>/, 'the node-device export')
+    t.match(out, /<hostdev mode='subsystem' type='mdev' model='vfio-ap'>/, 'the hostdev export')
+    // The command line.
+    t.match(out, /^Violations: none$/m, 'plan of the example desired state')
+    t.match(r.stderr, /all 2 device\(s\) converged in /, 'apply waited for both devices')
+    t.match(out, /^Usage: apmatrix mdev <command>/m)
+    // The emulator on its own.
+    t.match(out, `{"ok":true,"value":"0x${'f'.repeat(64)}\\n"}`)
+    t.match(out, /"driver":"remote-emulator"/, 'the second service manages the emulator process')
+    // Configuration.
+    t.match(r.stderr, /^apmatrix: APMATRIX_PROFILE \/ --profile: profile 'nonexistent' is neither/m)
+    t.match(out, /exit code 2$/m)
+    t.match(r.stderr, /warning: APMATRIX_PROFLE .*\(did you mean APMATRIX_PROFILE\?\)/)
+
+    // What the walk-through left in the service.
+    const B = `${S}/v1/hosts/local`
+    t.equal((await api(B, '/mdevs/4b0e8bd4-2a4b-4d36-9d43-5c2a3c8e1a01')).status, 404, 'the walk-through device was deleted')
+    const nodedev = (await api(B, '/mdevs/7d3c2b1a-0f9e-4d8c-b7a6-5e4d3c2b1a0f')).body
+    t.match(ready(nodedev), { status: 'True', reason: 'Active' })
+    t.same(nodedev.status.matrix, ['06.000a'])
+    t.match(
+      ready((await api(B, '/mdevs/2c9e1b7a-5d3f-4e8a-9b6c-1d2e3f4a5b6c')).body),
+      { status: 'True', reason: 'Stopped' },
+      'the mdevctl import: start manual',
+    )
+    const example = (await api(B, '/mdevs/e1a5e2f0-7a1b-4c2d-8e3f-000000000001')).body
+    t.match(ready(example), { status: 'True', reason: 'Active' })
+    t.same(example.status.matrix, ['07.0001', '07.0002'])
+    t.same(example.metadata.labels, { guest: 'vm2' })
+    const masks = (await api(B, '/masks')).body
+    t.notOk(
+      [5, 6, 7].some((id) => masks.spec.apmaskIds.includes(id)),
+      'adapters 5, 6, 7 belong to vfio_ap',
+    )
+    t.equal(masks.status.apmask, masks.spec.apmask, 'and the bus agrees')
+  },
+)
+
+function fuseSectionMissing(): string | undefined {
+  return (
+    fuseMissing({ namespaces: true }) ??
+    (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl'") ??
+    (which('curl') ? undefined : "curl not found: install Debian package 'curl'")
+  )
+}
+
+requireOrSkip(t, 'the FUSE section runs as written (root, FUSE, unshare, mdevctl)', fuseSectionMissing(), async (t) => {
+  const scratch = scratchDir(t)
+  const port = await freePort()
+  const r = await runBash(
+    t,
+    script(FUSE),
+    {
+      LPAR_DIR: scratch,
+      APMATRIX_SERVER: `http://127.0.0.1:${port}`,
+      APMATRIX_HTTP_ADDR: `127.0.0.1:${port}`,
+      APMATRIX_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
+      DATABASE_URL: `file:${scratch}/apmatrix.db`,
+      APMATRIX_LOG_LEVEL: 'warn',
+    },
+    120_000,
+  )
+  t.equal(r.code, 0, 'the script exits 0', { timedOut: r.timedOut, stderr: r.stderr.slice(-3000), stdout: r.stdout.slice(-3000) })
+  const out = r.stdout
+  t.match(out, `0x${'f'.repeat(64)}\n`, 'cat apmask: the kernel default')
+  t.match(out, "the kernel's answer: EINVAL, not a UUID")
+  t.match(r.stderr, /Invalid argument/, "the shell's own message for EINVAL")
+  t.match(out, /^matrix\n {2}vfio_ap-passthrough\n/m, 'mdevctl types')
+  t.match(
+    out,
+    /^11111111-2222-4333-8444-555555555555 matrix vfio_ap-passthrough auto \(defined\)$/m,
+    'mdevctl list: started, and defined to start automatically',
+  )
+  t.match(out, /"uuid":"11111111-2222-4333-8444-555555555555","managed":false/, "mdevctl's device, foreign to apmatrix")
+  t.match(out, /"uuid":"11111111-2222-4333-8444-555555555555","managed":true/, 'adopted by the import')
+  t.match(out, /"apmask":"0xf9f{62}"/, 'the masks apmatrix found and adopted')
+  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${scratch}/sys `), 'the emulator unmounted at SIGTERM')
+})
