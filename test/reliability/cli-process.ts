@@ -80,8 +80,12 @@ export function spawnCli(t: Teardown, args: string[], env: Record<string, string
   }
 }
 
-/** Waits for a stdout line matching `re`, or for the process to exit first (then resolves null). */
-export async function readyLine(p: CliProcess, re: RegExp, what: string, timeoutMs = 30_000): Promise<RegExpExecArray | null> {
+/**
+ * Waits for a stdout line matching `re`, or for the process to exit first (then resolves null). The deadline is
+ * for a process that hangs, not a speed limit: three replicas starting at once on a loaded 2-core machine have
+ * taken more than 30 s.
+ */
+export async function readyLine(p: CliProcess, re: RegExp, what: string, timeoutMs = 90_000): Promise<RegExpExecArray | null> {
   return until(
     what,
     async () => {

@@ -17,6 +17,9 @@ const DEV = 'd0000000-0000-4000-8000-00000000000d'
 const BUSY = ['05.0004', '05.0047']
 /** 8 requests in flight per queue, 5 ms each (spec-fixture): about 10 s of work per queue. */
 const WORK = 16_000
+/** Added after the kill: about 20 s of work per queue from the moment the restart begins. */
+const TOP_UP = 32_000
+const TOTAL = WORK + TOP_UP
 const FULL = `0x${'f'.repeat(64)}`
 const ENV = { APMATRIX_DRAIN_TIMEOUT_MS: '120000' }
 
@@ -44,12 +47,15 @@ t.test('a kill in the middle of a drain loses no request: the restart drains aga
   for (const [i, s] of atKill.entries())
     t.ok(s.completed < WORK && s.flushed === 0, `${BUSY[i]}: killed with work left (${s.completed}/${WORK} done, none flushed)`)
 
+  // The queues keep working while the service is down, and a restart on a loaded machine can take longer than
+  // the work left: top them up now, so the restarted service certainly finds them busy and must drain again.
+  for (const apqn of BUSY) t.equal(await emu.submitRequests(apqn, TOP_UP), TOP_UP, `${apqn}: more work accepted before the restart`)
   const second = await startServiceProcess(t, { databaseUrl: db.url, emulatorAddr: addr, env: ENV })
   if (!second.url) throw new Error(`the service did not restart: ${second.p.stderr.join('\n')}`)
   const atRestart = await Promise.all(BUSY.map((q) => emu.requestStats(q)))
   t.ok(
-    atRestart.some((s) => s.completed < WORK),
-    `work is still queued when the restarted service takes over (${atRestart.map((s) => s.completed).join(', ')} of ${WORK} done)`,
+    atRestart.some((s) => s.completed < TOTAL),
+    `work is still queued when the restarted service takes over (${atRestart.map((s) => s.completed).join(', ')} of ${TOTAL} done)`,
   )
 
   const call = restClient(second.url)
@@ -61,12 +67,12 @@ t.test('a kill in the middle of a drain loses no request: the restart drains aga
       last = r.body
       return r.status === 200 && isReady(r.body) ? r.body : undefined
     },
-    { timeoutMs: 60_000, everyMs: 200, describe: () => last },
+    { timeoutMs: 120_000, everyMs: 200, describe: () => last },
   )
   t.same(dev.status.matrix, ['05.0004', '05.0047'])
   t.equal(dev.status.lostRequests, 0, 'status: no request lost')
   for (const apqn of BUSY)
-    t.same(await emu.requestStats(apqn), { submitted: WORK, completed: WORK, flushed: 0, rejected: 0 }, `${apqn}: every request completed, none flushed`)
+    t.same(await emu.requestStats(apqn), { submitted: TOTAL, completed: TOTAL, flushed: 0, rejected: 0 }, `${apqn}: every request completed, none flushed`)
   t.equal((await emu.read('/sys/bus/ap/apmask')).trim(), `0xfb${'f'.repeat(62)}`, 'adapter 5 left the host')
 
   second.p.proc.kill('SIGTERM')

@@ -9,26 +9,12 @@ import { WaitTimeoutError } from './api-error.js'
 import { type Mdev, isConverged, readyCondition } from './api-types.js'
 import { listAll } from './list-all.js'
 import type { RestClient } from './rest-client.js'
+import type { TargetState, WaitTarget } from './wait-target.js'
+
+export type { TargetState, WaitTarget }
 
 /** How long `apply` and `--wait` wait by default. */
 export const DEFAULT_WAIT_TIMEOUT_MS = 120_000
-
-/** A device to wait for: Ready at `generation` or later, or absent when `gone`. */
-export interface WaitTarget {
-  uuid: string
-  generation: number
-  gone?: boolean
-}
-
-/** Where a target stands after a poll. */
-export interface TargetState {
-  target: WaitTarget
-  done: boolean
-  /** `Ready`, `Deleted`, or what is holding it up: `Converging: the bus does not match...`, `missing`. */
-  summary: string
-  /** The device as the poll saw it; absent when it is not in the store (or no poll answered). */
-  device?: Mdev
-}
 
 /** Options of {@link waitForDevices}. */
 export interface WaitOptions {

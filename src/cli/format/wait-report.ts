@@ -4,7 +4,7 @@
  * is on the screen, and the devices that did converge are said to be Ready rather than listed as late.
  */
 import { formatDuration } from '../args/duration.js'
-import type { TargetState, WaitTarget } from '../client/wait-ready.js'
+import type { TargetState, WaitTarget } from '../client/wait-target.js'
 import { describeConditions, readyPhrase } from './conditions.js'
 
 /**
