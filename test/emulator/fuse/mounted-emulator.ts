@@ -77,7 +77,8 @@ export async function startMounted(
   if (opts.bootIdFile !== undefined) args.push('--boot-id-file', opts.bootIdFile)
   if (opts.kernel) args.push('--kernel', opts.kernel)
   const cli = spawnCli(t, args, opts.env)
-  await until('the listening line', () => cli.stdout.some((l) => LISTENING.test(l)) || cli.dead).catch(() => undefined)
+  // A hang guard, not a speed limit: mounting on a loaded 2-core machine has taken more than 20 s.
+  await until('the listening line', () => cli.stdout.some((l) => LISTENING.test(l)) || cli.dead, 90_000).catch(() => undefined)
   const ready = cli.stdout.map((l) => LISTENING.exec(l)).find((m) => m)
   if (!ready)
     throw new Error(
