@@ -31,6 +31,8 @@ export interface ServiceConfig {
   drainTimeoutMs: number
   resyncMs: number
   leaseTtlMs: number
+  /** The longest one database round trip may take before the request answers 503 (StoreOptions.timeoutMs). */
+  storeTimeoutMs: number
   /** `sysfs` hosts: the s390-tools lock, how long a pass waits for it, and change detection. */
   sysfs: { lockPath: string; watch: WatchMode; pollMs: number; bootIdFile: string | undefined }
   /** How long a pass waits for a host's AP configuration lock (sysfs hosts and agents) before it is retried later. */
@@ -111,6 +113,12 @@ export const SETTINGS = {
   },
   resyncMs: { env: 'APMATRIX_RESYNC_MS', flag: 'resync-ms', def: '30000', help: 'periodic full reconcile of every host' },
   leaseTtlMs: { env: 'APMATRIX_LEASE_TTL_MS', flag: 'lease-ttl-ms', def: '15000', help: "host lease time (a dead replica's hosts move after this)" },
+  storeTimeoutMs: {
+    env: 'APMATRIX_STORE_TIMEOUT_MS',
+    flag: 'store-timeout-ms',
+    def: '10000',
+    help: 'the longest a database round trip may take before the request fails with 503 UNAVAILABLE',
+  },
   crashAt: {
     env: 'APMATRIX_CRASH_AT',
     flag: 'crash-at',
@@ -239,6 +247,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     drainTimeoutMs: parseMs(label('drainTimeoutMs'), get('drainTimeoutMs'), 0, 3_600_000),
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
+    storeTimeoutMs: parseMs(label('storeTimeoutMs'), get('storeTimeoutMs'), 100, 600_000),
     sysfs: {
       lockPath,
       watch: watch as WatchMode,

@@ -98,7 +98,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   if (db.provider === 'sqlite') ensureSqliteFolder(db)
   const migrated = await applyMigrations(cfg.databaseUrl)
   log.info({ database: redact(cfg.databaseUrl), applied: migrated.applied }, 'store migrated')
-  const store = await createStore(cfg.databaseUrl)
+  const store = await createStore(cfg.databaseUrl, { timeoutMs: cfg.storeTimeoutMs })
   const hosts = await buildHosts(cfg, log)
   const registry = new StaticHostRegistry(hosts)
   const hook = crashHook(cfg, log)

@@ -84,6 +84,7 @@ t.test('bad settings stop with a message naming the setting', async (t) => {
     [{ APMATRIX_HOSTS: 'a,a' }, /twice/],
     [{ APMATRIX_DRAIN_TIMEOUT_MS: '-1' }, /APMATRIX_DRAIN_TIMEOUT_MS/],
     [{ APMATRIX_LEASE_TTL_MS: '10' }, /APMATRIX_LEASE_TTL_MS/],
+    [{ APMATRIX_STORE_TIMEOUT_MS: '50' }, /APMATRIX_STORE_TIMEOUT_MS/],
     [{ APMATRIX_CRASH_AT: 'somewhere:1' }, /APMATRIX_CRASH_AT/],
   ]
   for (const [env, re] of cases) t.throws(() => loadConfig({}, env), { name: 'ConfigError', message: re }, JSON.stringify(env))

@@ -29,10 +29,21 @@ export interface OpenedClient {
  * version hides it, `connection()` stays undefined and the store runs everything through Prisma), and sets
  * `synchronous = FULL` on it as it opens, reconnections included.
  */
-export async function createPrismaClient(cfg: DatabaseConfig): Promise<OpenedClient> {
+export async function createPrismaClient(cfg: DatabaseConfig, opts: { timeoutMs?: number } = {}): Promise<OpenedClient> {
+  const timeoutMs = opts.timeoutMs ?? 10_000
   if (cfg.provider === 'postgres') {
     const [{ PrismaClient }, { PrismaPg }] = await Promise.all([import('../generated/prisma-postgres/client.js'), import('@prisma/adapter-pg')])
-    const adapter = new PrismaPg({ connectionString: cfg.url, connectionTimeoutMillis: 5_000 })
+    // Every round trip bounded (node-postgres pool options): connecting, a statement on the server, and the
+    // client's wait for an answer (a SIGSTOPped server accepts nothing and answers nothing). TCP keepalive
+    // finds connections that died with the network. The query timeouts exceed the statement timeout a little,
+    // so a slow statement is cancelled by the server (clean) before the client gives up on the connection.
+    const adapter = new PrismaPg({
+      connectionString: cfg.url,
+      connectionTimeoutMillis: Math.min(5_000, timeoutMs),
+      statement_timeout: timeoutMs,
+      query_timeout: timeoutMs + 1_000,
+      keepAlive: true,
+    })
     return { db: new PrismaClient({ adapter }) as unknown as Db, connection: () => undefined }
   }
   ensureSqliteFolder(cfg)

@@ -21,6 +21,16 @@ const UNAVAILABLE_KINDS = new Set([
 const UNAVAILABLE_SYSTEM =
   /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|08...|57P0[1-4]|53300|SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB)\w*)$/
 
+// node-postgres reports these without a code: the pool could not connect in time, the client's read timeout,
+// and a connection that ended under a query (server stopped, backend terminated, network gone).
+const UNAVAILABLE_MESSAGE =
+  /timeout exceeded when trying to connect|Query read timeout|Connection terminated|Client has encountered a connection error|terminating connection due to administrator command/i
+
+/** A store round trip that got no answer within the store timeout (mapped to `UNAVAILABLE`). */
+export class StoreTimeoutError extends Error {
+  override name = 'StoreTimeoutError'
+}
+
 interface ErrorLike {
   name?: string
   code?: unknown
@@ -48,6 +58,8 @@ export function isUnavailable(e: unknown): boolean {
     (x) =>
       x.name === 'PrismaClientInitializationError' ||
       x.name === 'PrismaClientRustPanicError' ||
+      x.name === 'StoreTimeoutError' ||
+      (typeof x.message === 'string' && UNAVAILABLE_MESSAGE.test(x.message)) ||
       (typeof x.code === 'string' && (UNAVAILABLE_PRISMA.has(x.code) || UNAVAILABLE_SYSTEM.test(x.code))) ||
       (typeof x.kind === 'string' && UNAVAILABLE_KINDS.has(x.kind)) ||
       (typeof (x as { originalCode?: unknown }).originalCode === 'string' && UNAVAILABLE_SYSTEM.test((x as { originalCode: string }).originalCode)),

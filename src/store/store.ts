@@ -13,7 +13,7 @@ import { LeaseRepo } from './lease-repo.js'
 import { MasksRepo } from './masks-repo.js'
 import { MdevRepo } from './mdev-repo.js'
 import { DirectSqlite, type SqliteConnection } from './sqlite-direct.js'
-import { prismaCode, toStoreError } from './store-errors.js'
+import { prismaCode, StoreTimeoutError, toStoreError } from './store-errors.js'
 
 /** The repositories, bound either to the store or to one transaction. */
 export interface Repos {
@@ -38,7 +38,16 @@ export interface StoreOptions {
    * true. PostgreSQL ignores it: commits from the pool overlap by themselves.
    */
   groupCommit?: boolean
+  /**
+   * The longest one database round trip may take before it fails with `UNAVAILABLE` (default 10 s): PostgreSQL
+   * connect, statement and client read timeouts, and the readiness ping. A frozen server (or a network that drops
+   * packets) then answers 503 within this bound instead of holding the request.
+   */
+  timeoutMs?: number
 }
+
+/** Default of {@link StoreOptions.timeoutMs}. */
+export const DEFAULT_STORE_TIMEOUT_MS = 10_000
 
 // Waiting for a connection / the SQLite transaction mutex, and the longest a transaction may run.
 const TX_OPTIONS = { maxWait: 10_000, timeout: 30_000 }
@@ -119,6 +128,7 @@ export class Store implements Repos {
     private readonly maxAttempts: number,
     reader?: OpenedClient,
     groupCommit = true,
+    private readonly timeoutMs = DEFAULT_STORE_TIMEOUT_MS,
   ) {
     this.writer = new Connection(writer)
     this.reader = provider === 'sqlite' && reader ? new Connection(reader) : undefined
@@ -183,7 +193,16 @@ export class Store implements Repos {
   ping(): Promise<void> {
     return mapped('store', async () => {
       this.assertOpen()
-      await this.writer.db.$queryRawUnsafe('SELECT 1')
+      // Bounded on its own: a connection already open to a frozen server has no connect timeout to hit.
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new StoreTimeoutError(`no answer from the database within ${this.timeoutMs} ms`)), this.timeoutMs)
+      })
+      try {
+        await Promise.race([this.writer.db.$queryRawUnsafe('SELECT 1'), late])
+      } finally {
+        clearTimeout(timer)
+      }
     })
   }
 
@@ -278,7 +297,9 @@ export class Store implements Repos {
  */
 export async function createStore(url?: string, opts: StoreOptions = {}): Promise<Store> {
   const cfg = parseDatabaseUrl(url)
-  const db = await mapped('store', () => createPrismaClient(cfg))
-  const readDb = cfg.provider === 'sqlite' ? await mapped('store', () => createPrismaClient(cfg)) : undefined
-  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb, opts.groupCommit ?? true)
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new RangeError('createStore: timeoutMs must be a positive integer')
+  const db = await mapped('store', () => createPrismaClient(cfg, { timeoutMs }))
+  const readDb = cfg.provider === 'sqlite' ? await mapped('store', () => createPrismaClient(cfg, { timeoutMs })) : undefined
+  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb, opts.groupCommit ?? true, timeoutMs)
 }
