@@ -48,7 +48,7 @@ async function answered(p: Promise<{ status: number; body: any; headers: Headers
   }
 }
 
-const uuid = (i: number) => `0000000${i.toString(16)}`.slice(-8) + '-0000-4000-8000-000000000001'
+const uuid = (i: number) => `${i.toString(16).padStart(8, '0')}-0000-4000-8000-000000000001`
 
 requireOrSkip(
   t,
