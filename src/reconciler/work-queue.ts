@@ -4,7 +4,11 @@
  * it runs once more after the current run; failures requeue with per-key exponential backoff.
  */
 
+import type { WorkQueueMetrics } from '../observability/metrics.js'
+
 export interface WorkQueueOptions {
+  /** Records adds, depth, retries and the time keys wait and are worked on (client-go workqueue metrics). */
+  metrics?: WorkQueueMetrics
   /** First retry delay after a failure. */
   baseDelayMs?: number
   /** Cap of the exponential backoff. */
@@ -23,8 +27,12 @@ export class WorkQueue {
   private closed = false
   private readonly baseDelayMs: number
   private readonly maxDelayMs: number
+  private readonly metrics: WorkQueueMetrics | undefined
+  /** When each queued key was queued, and when each key in flight was handed out (metrics only). */
+  private readonly since = new Map<string, number>()
 
   constructor(opts: WorkQueueOptions = {}) {
+    this.metrics = opts.metrics
     this.baseDelayMs = opts.baseDelayMs ?? 50
     this.maxDelayMs = opts.maxDelayMs ?? 30_000
     if (!(this.baseDelayMs > 0) || !(this.maxDelayMs >= this.baseDelayMs)) throw new RangeError('WorkQueue: need 0 < baseDelayMs <= maxDelayMs')
@@ -39,12 +47,25 @@ export class WorkQueue {
     }
     if (this.queued.has(key)) return
     this.queued.add(key)
+    this.metrics?.added()
     const w = this.waiters.shift()
     if (w) {
       this.queued.delete(key)
-      this.inFlight.add(key)
+      this.handOut(key, performance.now())
       w(key)
-    } else this.queue.push(key)
+    } else {
+      this.queue.push(key)
+      if (this.metrics) this.since.set(key, performance.now())
+    }
+    this.metrics?.depth(this.queue.length)
+  }
+
+  private handOut(key: string, queuedAt: number): void {
+    this.inFlight.add(key)
+    if (!this.metrics) return
+    const now = performance.now()
+    this.metrics.waited((now - queuedAt) / 1000)
+    this.since.set(key, now)
   }
 
   /** Queues `key` after `ms` (a later add wins if it comes first). */
@@ -62,6 +83,7 @@ export class WorkQueue {
   addRateLimited(key: string): number {
     const n = this.failures.get(key) ?? 0
     this.failures.set(key, n + 1)
+    this.metrics?.retried()
     const delay = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** n)
     this.addAfter(key, delay)
     return delay
@@ -83,7 +105,8 @@ export class WorkQueue {
     const key = this.queue.shift()
     if (key !== undefined) {
       this.queued.delete(key)
-      this.inFlight.add(key)
+      this.handOut(key, this.since.get(key) ?? performance.now())
+      this.metrics?.depth(this.queue.length)
       return Promise.resolve(key)
     }
     return new Promise((resolve) => this.waiters.push(resolve))
@@ -92,6 +115,11 @@ export class WorkQueue {
   /** Marks a key finished; if it was added meanwhile, it is queued again. */
   done(key: string): void {
     this.inFlight.delete(key)
+    const began = this.since.get(key)
+    if (this.metrics && began !== undefined) {
+      this.since.delete(key)
+      this.metrics.worked((performance.now() - began) / 1000)
+    }
     if (this.dirty.delete(key)) this.add(key)
   }
 

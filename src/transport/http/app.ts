@@ -10,6 +10,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
+import type { ApmatrixMetrics } from '../../observability/metrics.js'
 import { registerMetrics } from './metrics.js'
 import { errorHandler, sendProblem, toProblem } from './problem.js'
 import { desiredRoutes } from './routes/desired.js'
@@ -32,6 +33,8 @@ export interface AppOptions {
   docs?: boolean
   /** Period of the SSE `: ping` heartbeat in ms (default 15 s). */
   sseHeartbeatMs?: number
+  /** The process's metrics (served at `/metrics` with the request durations); default: a registry of this app's own. */
+  metrics?: ApmatrixMetrics
 }
 
 /** Builds the app. Call `await app.ready()` (or `listen`) before use and `close()` after. */
@@ -90,7 +93,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     })
     ops.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   })
-  registerMetrics(app as unknown as FastifyInstance)
+  registerMetrics(app as unknown as FastifyInstance, opts.metrics)
 
   app.register(
     async (v1) => {

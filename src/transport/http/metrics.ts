@@ -1,25 +1,22 @@
-/** Prometheus metrics of one app: default process metrics and a request duration histogram. */
+/** `GET /metrics` and the HTTP request duration histogram (docs/operations.md (Metrics)). */
 import type { FastifyInstance } from 'fastify'
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { ApmatrixMetrics } from '../../observability/metrics.js'
 
-/** Registers the hooks and `GET /metrics` on `app`, with a registry of its own (apps in one process do not clash). */
-export function registerMetrics(app: FastifyInstance): Registry {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  const duration = new Histogram({
-    name: 'apmatrix_http_request_duration_seconds',
-    help: 'HTTP request duration by method, route and status code',
-    labelNames: ['method', 'route', 'status_code'] as const,
-    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [registry],
-  })
+/**
+ * Registers the duration hook and `GET /metrics` on `app`. Without `metrics` the app gets a registry of its own
+ * (apps built side by side in one process, as tests do, do not clash).
+ */
+export function registerMetrics(app: FastifyInstance, metrics: ApmatrixMetrics = new ApmatrixMetrics()): ApmatrixMetrics {
   app.addHook('onResponse', async (req, reply) => {
     // The route pattern, not the URL: label cardinality stays bounded.
-    duration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) }, reply.elapsedTime / 1000)
+    metrics.httpDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    )
   })
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
-    reply.type(registry.contentType)
-    return registry.metrics()
+    reply.type(metrics.registry.contentType)
+    return metrics.registry.metrics()
   })
-  return registry
+  return metrics
 }

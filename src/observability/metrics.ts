@@ -1,0 +1,222 @@
+/**
+ * The service's Prometheus metrics (docs/operations.md (Metrics)), in one registry served at `GET /metrics`.
+ *
+ * The controller part uses the names and labels of controller-runtime and client-go's workqueue, so existing
+ * dashboards and alerts read them (`controller_runtime_reconcile_total`, `workqueue_depth`, ...), with `controller`
+ * always `apmatrix` and, where the figure is per host, a `host` label. Cardinality stays bounded: labels are host
+ * names (configured), condition types, owner kinds, result words, store operation kinds and errno names; never a
+ * request, a device or an APQN.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+/** The controller label value. */
+export const CONTROLLER = 'apmatrix'
+/** The work queue name label value. */
+export const WORKQUEUE = 'hosts'
+
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+/** Who an APQN belongs to, as the `owner` label of `apmatrix_apqns`. */
+export type ApqnOwnerKind = 'host' | 'device' | 'free'
+
+/** Figures read at scrape time from the parts that own them. */
+export interface MetricSources {
+  /** Event fan-out: live subscribers and the largest lag (events) of any of them. */
+  events?: () => { subscribers: number; maxLag: number; position: number }
+}
+
+/** All metrics of one service process. Construct once (main.ts) and hand the parts what they record. */
+export class ApmatrixMetrics {
+  readonly registry = new Registry()
+
+  readonly reconcileTotal = new Counter({
+    name: 'controller_runtime_reconcile_total',
+    help: 'Reconcile passes per host by result (success, error, requeue, requeue_after)',
+    labelNames: ['controller', 'host', 'result'] as const,
+    registers: [this.registry],
+  })
+  readonly reconcileErrors = new Counter({
+    name: 'controller_runtime_reconcile_errors_total',
+    help: 'Reconcile passes per host that ended in an error',
+    labelNames: ['controller', 'host'] as const,
+    registers: [this.registry],
+  })
+  readonly reconcileTime = new Histogram({
+    name: 'controller_runtime_reconcile_time_seconds',
+    help: 'Duration of one reconcile pass per host',
+    labelNames: ['controller', 'host'] as const,
+    buckets: SECONDS,
+    registers: [this.registry],
+  })
+  readonly activeWorkers = new Gauge({
+    name: 'controller_runtime_active_workers',
+    help: 'Reconcile workers busy with a host now',
+    labelNames: ['controller'] as const,
+    registers: [this.registry],
+  })
+  readonly maxConcurrentReconciles = new Gauge({
+    name: 'controller_runtime_max_concurrent_reconciles',
+    help: 'Hosts reconciled at once at most',
+    labelNames: ['controller'] as const,
+    registers: [this.registry],
+  })
+
+  readonly workqueueDepth = new Gauge({
+    name: 'workqueue_depth',
+    help: 'Hosts waiting in the work queue',
+    labelNames: ['name'] as const,
+    registers: [this.registry],
+  })
+  readonly workqueueAdds = new Counter({
+    name: 'workqueue_adds_total',
+    help: 'Hosts added to the work queue',
+    labelNames: ['name'] as const,
+    registers: [this.registry],
+  })
+  readonly workqueueRetries = new Counter({
+    name: 'workqueue_retries_total',
+    help: 'Rate-limited requeues (a pass that failed or did not converge)',
+    labelNames: ['name'] as const,
+    registers: [this.registry],
+  })
+  readonly workqueueQueueDuration = new Histogram({
+    name: 'workqueue_queue_duration_seconds',
+    help: 'How long a host waited in the work queue before a worker took it',
+    labelNames: ['name'] as const,
+    buckets: SECONDS,
+    registers: [this.registry],
+  })
+  readonly workqueueWorkDuration = new Histogram({
+    name: 'workqueue_work_duration_seconds',
+    help: 'How long a worker held a host',
+    labelNames: ['name'] as const,
+    buckets: SECONDS,
+    registers: [this.registry],
+  })
+
+  readonly mdevs = new Gauge({
+    name: 'apmatrix_mdevs',
+    help: 'Matrix devices per host by condition (a device counts once for each condition that is True; `total` counts every device)',
+    labelNames: ['host', 'condition'] as const,
+    registers: [this.registry],
+  })
+  readonly apqns = new Gauge({
+    name: 'apmatrix_apqns',
+    help: 'APQNs of a host by owner: host (default drivers), device (a matrix device), free (for vfio_ap, unassigned)',
+    labelNames: ['host', 'owner'] as const,
+    registers: [this.registry],
+  })
+  readonly lostRequests = new Counter({
+    name: 'apmatrix_handover_lost_requests_total',
+    help: 'Requests lost to a forced flush when queues moved from the host to a matrix device',
+    labelNames: ['host'] as const,
+    registers: [this.registry],
+  })
+  readonly drainDuration = new Histogram({
+    name: 'apmatrix_handover_drain_duration_seconds',
+    help: 'How long queues drained before a hand-over',
+    labelNames: ['host'] as const,
+    buckets: SECONDS,
+    registers: [this.registry],
+  })
+  readonly leaseHeld = new Gauge({
+    name: 'apmatrix_lease_held',
+    help: '1 when this replica holds the lease of the host (it is the one driving it), else 0',
+    labelNames: ['host'] as const,
+    registers: [this.registry],
+  })
+  readonly busWriteErrors = new Counter({
+    name: 'apmatrix_bus_write_errors_total',
+    help: 'AP bus writes that failed, per host by errno',
+    labelNames: ['host', 'errno'] as const,
+    registers: [this.registry],
+  })
+  readonly storeDuration = new Histogram({
+    name: 'apmatrix_store_operation_duration_seconds',
+    help: 'Store operations (transaction, read) by kind',
+    labelNames: ['operation'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [this.registry],
+  })
+  readonly storeErrors = new Counter({
+    name: 'apmatrix_store_errors_total',
+    help: 'Store operations that failed, by kind and error code',
+    labelNames: ['operation', 'code'] as const,
+    registers: [this.registry],
+  })
+  readonly httpDuration = new Histogram({
+    name: 'apmatrix_http_request_duration_seconds',
+    help: 'HTTP request duration by method, route and status code',
+    labelNames: ['method', 'route', 'status_code'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  })
+
+  constructor(sources: MetricSources = {}) {
+    collectDefaultMetrics({ register: this.registry })
+    const events = sources.events
+    new Gauge({
+      name: 'apmatrix_event_subscribers',
+      help: 'Live event watchers (SSE and gRPC Watch)',
+      registers: [this.registry],
+      collect() {
+        this.set(events ? events().subscribers : 0)
+      },
+    })
+    new Gauge({
+      name: 'apmatrix_event_subscriber_max_lag_events',
+      help: 'Events the furthest-behind watcher has yet to receive',
+      registers: [this.registry],
+      collect() {
+        this.set(events ? events().maxLag : 0)
+      },
+    })
+    new Gauge({
+      name: 'apmatrix_event_log_position',
+      help: 'Newest event sequence number dispatched to watchers',
+      registers: [this.registry],
+      collect() {
+        this.set(events ? events().position : 0)
+      },
+    })
+  }
+
+  /** The names of every metric this registry exports (the dashboard test checks its queries against them). */
+  names(): string[] {
+    return this.registry.getMetricsAsArray().map((m) => m.name)
+  }
+
+  /** Times one store operation of `kind`, counting failures by their `code` (or `error`). */
+  async timeStore<T>(kind: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.storeDuration.startTimer({ operation: kind })
+    try {
+      return await fn()
+    } catch (e) {
+      const code = (e as { code?: unknown })?.code
+      this.storeErrors.inc({ operation: kind, code: typeof code === 'string' && /^[A-Z_]{2,40}$/.test(code) ? code : 'error' })
+      throw e
+    } finally {
+      end()
+    }
+  }
+}
+
+/** What the work queue reports (client-go workqueue metrics); absent means nothing is recorded. */
+export interface WorkQueueMetrics {
+  added(): void
+  depth(n: number): void
+  retried(): void
+  waited(seconds: number): void
+  worked(seconds: number): void
+}
+
+/** The work queue's view of {@link ApmatrixMetrics}. */
+export function workQueueMetrics(m: ApmatrixMetrics, name = WORKQUEUE): WorkQueueMetrics {
+  return {
+    added: () => m.workqueueAdds.inc({ name }),
+    depth: (n) => m.workqueueDepth.set({ name }, n),
+    retried: () => m.workqueueRetries.inc({ name }),
+    waited: (s) => m.workqueueQueueDuration.observe({ name }, s),
+    worked: (s) => m.workqueueWorkDuration.observe({ name }, s),
+  }
+}
