@@ -301,9 +301,120 @@ function serveRestClient(): void {
   })
 }
 
-const job = isMainThread ? undefined : (workerData as WorkerJob | { kind: 'apmatrix-rest-client' } | undefined)
+// ---- a fixed-rate poller (e.g. /healthz while the server is busy) -------------------------------
+
+interface PollJob {
+  kind: 'apmatrix-poller'
+  url: string
+  everyMs: number
+  maxInFlight: number
+}
+
+/** What a {@link Poller} saw. Latencies count from each request's scheduled time (see {@link Poller}). */
+export interface PollResult {
+  /** Requests scheduled (one every `everyMs` from the start). */
+  scheduled: number
+  /** Latency of every answered request, ms from its scheduled send time to the whole (2xx) answer. */
+  latencies: number[]
+  /** Non-2xx answers and socket errors. */
+  errors: number
+  /** Ticks not sent because `maxInFlight` requests were outstanding; counted as answered at the stop, late. */
+  skipped: number
+  /** Requests still outstanding at the stop; counted in `latencies` as answered at the stop. */
+  outstanding: number
+}
+
+/**
+ * GETs `url` once every `everyMs` from a worker thread, open loop: a request is sent at each tick of a
+ * fixed schedule whether or not the earlier ones were answered, and its latency counts from its tick, so a
+ * server that answers nothing for 2 s shows 2 s of late answers, not one slow one (no coordinated
+ * omission). Requests not answered at the stop count as answered then.
+ */
+export class Poller {
+  private constructor(private readonly worker: Worker) {}
+
+  /** Starts polling; resolves once the worker runs. */
+  static async start(url: string, everyMs: number, maxInFlight = 1000): Promise<Poller> {
+    const w = new Worker(fileURLToPath(import.meta.url), { workerData: { kind: 'apmatrix-poller', url, everyMs, maxInFlight } satisfies PollJob })
+    await new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve())
+      w.once('error', reject)
+    })
+    return new Poller(w)
+  }
+
+  /** Stops polling and returns what was seen. */
+  async stop(): Promise<PollResult> {
+    const r = new Promise<PollResult>((resolve, reject) => {
+      this.worker.once('message', (m: PollResult) => resolve(m))
+      this.worker.once('error', reject)
+    })
+    this.worker.postMessage('stop')
+    const out = await r
+    await this.worker.terminate()
+    return out
+  }
+}
+
+function runPoller(job: PollJob): void {
+  const latencies: number[] = []
+  const pending = new Set<number>()
+  let errors = 0
+  let skipped = 0
+  let scheduled = 0
+  let stopped = false
+  const start = performance.now()
+  const agent = new http.Agent({ keepAlive: true })
+  const target = new URL(job.url)
+  const send = (due: number) => {
+    pending.add(due)
+    const req = http.get({ host: target.hostname, port: target.port, path: target.pathname + target.search, agent }, (res) => {
+      res.on('data', () => {})
+      res.on('end', () => {
+        if (stopped) return
+        pending.delete(due)
+        if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) latencies.push(performance.now() - due)
+        else errors++
+      })
+    })
+    req.on('error', () => {
+      if (stopped) return
+      pending.delete(due)
+      errors++
+    })
+  }
+  const skippedAt: number[] = []
+  const tick = () => {
+    if (stopped) return
+    const now = performance.now()
+    // Every tick that is due (a late timer sends the missed ones now, dated by their schedule).
+    while (start + scheduled * job.everyMs <= now) {
+      const due = start + scheduled * job.everyMs
+      scheduled++
+      if (pending.size >= job.maxInFlight) {
+        skipped++
+        skippedAt.push(due)
+      } else send(due)
+    }
+    setTimeout(tick, Math.max(0, start + scheduled * job.everyMs - performance.now()))
+  }
+  parentPort!.on('message', (m: unknown) => {
+    if (m !== 'stop') return
+    stopped = true
+    const at = performance.now()
+    const outstanding = pending.size
+    for (const due of [...pending, ...skippedAt]) latencies.push(at - due)
+    agent.destroy()
+    parentPort!.postMessage({ scheduled, latencies, errors, skipped, outstanding } satisfies PollResult)
+  })
+  parentPort!.postMessage('started')
+  tick()
+}
+
+const job = isMainThread ? undefined : (workerData as WorkerJob | PollJob | { kind: 'apmatrix-rest-client' } | undefined)
 if (job?.kind === 'apmatrix-http-load') parentPort!.postMessage(await runNodeLoad(job))
 if (job?.kind === 'apmatrix-rest-client') serveRestClient()
+if (job?.kind === 'apmatrix-poller') runPoller(job)
 
 /** Prints rows as an aligned table; the first row is the header, the first column is left-aligned. */
 export function printTable(rows: string[][]): void {
