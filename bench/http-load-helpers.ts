@@ -157,6 +157,8 @@ export interface OffThreadReply {
   arrays: Record<string, number>
   /** The start of the body, for error reports. */
   head: string
+  /** The whole body, when asked for (the REST client thread's own polls). */
+  text?: string
 }
 
 /** One create+delete client loop: POST `{uuid, spec}` to `collection`, then DELETE `collection/uuid`, again and again. */
@@ -178,9 +180,20 @@ export interface CreateDeleteResult {
   firstFailure?: string
 }
 
+/** What {@link RestClient.convergeLoop} measured, on the client thread. */
+export interface ConvergeLoopResult {
+  /** Each device's POST send to the first GET that showed it Ready, ms. */
+  readyMs: number[]
+  /** Devices not Ready (or not gone after their DELETE) within the timeout. */
+  timeouts: number
+  failures: number
+  firstFailure?: string
+}
+
 type ClientOp =
   | { op: 'call'; method: string; url: string; body?: string; timeoutMs: number }
   | { op: 'createDelete'; collection: string; loops: CreateDeleteLoop[]; durationS: number }
+  | { op: 'converge'; collection: string; specs: unknown[]; uuidPrefix: string; pollMs: number; timeoutMs: number; stop: Int32Array }
 type ClientRequest = ClientOp & { id: number }
 type ClientResponse = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string }
 
@@ -223,6 +236,15 @@ export class RestClient {
     return this.send({ op: 'createDelete', collection, loops, durationS }) as Promise<CreateDeleteResult>
   }
 
+  /**
+   * One device at a time until `stop[0]` is set (by the caller's thread, `Atomics.store`): POST it (spec
+   * `specs[i % specs.length]`), GET it every `pollMs` until it is Ready, DELETE it, GET until 404. Times the
+   * POST -> Ready as a client of the REST API sees it, from this thread.
+   */
+  convergeLoop(collection: string, specs: unknown[], uuidPrefix: string, stop: Int32Array, pollMs = 10, timeoutMs = 60_000): Promise<ConvergeLoopResult> {
+    return this.send({ op: 'converge', collection, specs, uuidPrefix, pollMs, timeoutMs, stop }) as Promise<ConvergeLoopResult>
+  }
+
   async close(): Promise<void> {
     await this.worker.terminate()
   }
@@ -241,7 +263,7 @@ export class RestClient {
   }
 }
 
-async function timedCall(method: string, url: string, body: string | undefined, timeoutMs: number): Promise<OffThreadReply> {
+async function timedCall(method: string, url: string, body: string | undefined, timeoutMs: number, keepText = false): Promise<OffThreadReply> {
   const sentAt = epochNow()
   const res = await fetch(url, {
     method,
@@ -263,7 +285,7 @@ async function timedCall(method: string, url: string, body: string | undefined, 
   } catch {
     // Not JSON: the head below shows what it was.
   }
-  return { status: res.status, bytes: Buffer.byteLength(text), sentAt, headersAt, doneAt, arrays, head: text.slice(0, 300) }
+  return { status: res.status, bytes: Buffer.byteLength(text), sentAt, headersAt, doneAt, arrays, head: text.slice(0, 300), ...(keepText ? { text } : {}) }
 }
 
 async function runCreateDelete(collection: string, loops: CreateDeleteLoop[], durationS: number): Promise<CreateDeleteResult> {
@@ -291,9 +313,65 @@ async function runCreateDelete(collection: string, loops: CreateDeleteLoop[], du
   return out
 }
 
+interface MdevAnswer {
+  metadata?: { generation?: number; deletionRequestedAt?: string | null }
+  status?: { observedGeneration?: number; conditions?: Array<{ type: string; status: string }> }
+}
+
+const readyAnswer = (text: string): boolean => {
+  const m = JSON.parse(text) as MdevAnswer
+  return (
+    m.metadata?.deletionRequestedAt === null &&
+    m.status?.observedGeneration === m.metadata.generation &&
+    !!m.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+  )
+}
+
+async function runConverge(req: Extract<ClientOp, { op: 'converge' }>): Promise<ConvergeLoopResult> {
+  const out: ConvergeLoopResult = { readyMs: [], timeouts: 0, failures: 0 }
+  const fail = (what: string) => {
+    out.failures++
+    out.firstFailure ??= what
+  }
+  /** GETs `url` every pollMs until `done(reply)`; the epoch ms of the answer that passed, or undefined. */
+  const pollUntil = async (url: string, done: (r: OffThreadReply) => boolean): Promise<number | undefined> => {
+    const deadline = epochNow() + req.timeoutMs
+    while (epochNow() < deadline) {
+      const r = await timedCall('GET', url, undefined, req.timeoutMs, true)
+      if (done(r)) return r.doneAt
+      await new Promise((resolve) => setTimeout(resolve, req.pollMs))
+    }
+    return undefined
+  }
+  for (let i = 0; Atomics.load(req.stop, 0) === 0 && out.failures < 5; i++) {
+    const uuid = req.uuidPrefix + i.toString(16).padStart(36 - req.uuidPrefix.length, '0')
+    const url = `${req.collection}/${uuid}`
+    const c = await timedCall('POST', req.collection, JSON.stringify({ uuid, spec: req.specs[i % req.specs.length] }), req.timeoutMs)
+    if (c.status !== 201) {
+      fail(`POST ${c.status} ${c.head.slice(0, 160)}`)
+      continue
+    }
+    const readyAt = await pollUntil(url, (r) => r.status === 200 && readyAnswer(r.text ?? '{}'))
+    if (readyAt === undefined) out.timeouts++
+    else out.readyMs.push(readyAt - c.sentAt)
+    const d = await timedCall('DELETE', url, undefined, req.timeoutMs)
+    if (d.status !== 202) {
+      fail(`DELETE ${d.status} ${d.head.slice(0, 160)}`)
+      continue
+    }
+    if ((await pollUntil(url, (r) => r.status === 404)) === undefined) out.timeouts++
+  }
+  return out
+}
+
 function serveRestClient(): void {
   parentPort!.on('message', (req: ClientRequest) => {
-    const work = req.op === 'call' ? timedCall(req.method, req.url, req.body, req.timeoutMs) : runCreateDelete(req.collection, req.loops, req.durationS)
+    const work =
+      req.op === 'call'
+        ? timedCall(req.method, req.url, req.body, req.timeoutMs)
+        : req.op === 'converge'
+          ? runConverge(req)
+          : runCreateDelete(req.collection, req.loops, req.durationS)
     work.then(
       (value) => parentPort!.postMessage({ id: req.id, ok: true, value } satisfies ClientResponse),
       (e: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies ClientResponse),
