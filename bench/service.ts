@@ -871,7 +871,7 @@ function printFull(f: FullFigures): void {
 /** The `service` suite. */
 export const serviceSuite: BenchSuite = {
   name: 'service',
-  description: 'REST GET vs bare fastify, create+delete/s, convergence p50/p99 on demo, full bring-up via PUT desired',
+  description: 'REST GET and LIST vs bare fastify, create+delete/s, convergence p50/p99 on demo, full bring-up via PUT desired (plan, stall, /healthz)',
   async run() {
     const want = phases()
     const loadClient = await chooseClient({ client: clientOverride() })
