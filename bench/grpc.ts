@@ -8,7 +8,7 @@
  *     receive events appended with `store.events.append`; per-delivery latency from the append's commit
  *     to each watcher's receipt, and the time until all of them had it. Two write paths: append then
  *     `hub.notify()` (what the service does after a commit) and append alone (the hub's poll finds it).
- * Figures only: nothing passes or fails (style.md habit 6).
+ * Figures only: nothing passes or fails (style.md habit 6). Records the goal grpc-get (bench/goals.ts).
  *
  * The same fan-out to 1,000 in-process `hub.subscribe` listeners gives the floor under both transports.
  * Environment knobs: APMATRIX_BENCH_GRPC_PHASES=unary,hub,watch,sse (default all),
@@ -19,6 +19,7 @@ import * as grpc from '@grpc/grpc-js'
 import type { RunningService } from '../src/main.js'
 import { loadApiProto } from '../src/transport/grpc/proto.js'
 import { epochMs, runUnaryLoad, WatcherPool, type UnaryLoadResult } from './grpc-clients.js'
+import { recordGoal } from './goals.js'
 import { printTable } from './http-load-helpers.js'
 import { benchUuid, callJson, expectStatus, findMdev, isReady, startBenchService, waitUntil } from './service-helpers.js'
 import type { BenchSuite } from './suite.js'
@@ -222,6 +223,12 @@ function printUnary(f: UnaryFigures): void {
     `  issued in the same tick ${fmtInt(f.storeGetPerSec)}/s (${us(f.storeGetPerSec)}; Prisma coalesces them), one per event-loop turn ${fmtInt(f.storeGetSpreadPerSec)}/s (${us(f.storeGetSpreadPerSec)}; what a gRPC call gets)`,
   )
   if (b.firstError || s.firstError) console.log(`first errors: bare ${b.firstError ?? '-'}; apmatrix ${s.firstError ?? '-'}`)
+  recordGoal('grpc-get', {
+    measured: s.errors ? Number.NaN : s.rate,
+    baseline: b.rate,
+    unit: 'calls/s',
+    note: `${CONCURRENCY} calls in flight over ${CHANNELS} channels from a worker, ${ROUNDS} x ${LOAD_S} s alternating per target${s.errors ? `; ${s.errors} ERRORS` : ''}`,
+  })
 }
 
 // ---- 2. event fan-out --------------------------------------------------------------------------

@@ -157,6 +157,8 @@ export interface OffThreadReply {
   arrays: Record<string, number>
   /** The start of the body, for error reports. */
   head: string
+  /** The whole body, when asked for (the REST client thread's own polls). */
+  text?: string
 }
 
 /** One create+delete client loop: POST `{uuid, spec}` to `collection`, then DELETE `collection/uuid`, again and again. */
@@ -178,9 +180,20 @@ export interface CreateDeleteResult {
   firstFailure?: string
 }
 
+/** What {@link RestClient.convergeLoop} measured, on the client thread. */
+export interface ConvergeLoopResult {
+  /** Each device's POST send to the first GET that showed it Ready, ms. */
+  readyMs: number[]
+  /** Devices not Ready (or not gone after their DELETE) within the timeout. */
+  timeouts: number
+  failures: number
+  firstFailure?: string
+}
+
 type ClientOp =
   | { op: 'call'; method: string; url: string; body?: string; timeoutMs: number }
   | { op: 'createDelete'; collection: string; loops: CreateDeleteLoop[]; durationS: number }
+  | { op: 'converge'; collection: string; specs: unknown[]; uuidPrefix: string; pollMs: number; timeoutMs: number; stop: Int32Array }
 type ClientRequest = ClientOp & { id: number }
 type ClientResponse = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string }
 
@@ -223,6 +236,15 @@ export class RestClient {
     return this.send({ op: 'createDelete', collection, loops, durationS }) as Promise<CreateDeleteResult>
   }
 
+  /**
+   * One device at a time until `stop[0]` is set (by the caller's thread, `Atomics.store`): POST it (spec
+   * `specs[i % specs.length]`), GET it every `pollMs` until it is Ready, DELETE it, GET until 404. Times the
+   * POST -> Ready as a client of the REST API sees it, from this thread.
+   */
+  convergeLoop(collection: string, specs: unknown[], uuidPrefix: string, stop: Int32Array, pollMs = 10, timeoutMs = 60_000): Promise<ConvergeLoopResult> {
+    return this.send({ op: 'converge', collection, specs, uuidPrefix, pollMs, timeoutMs, stop }) as Promise<ConvergeLoopResult>
+  }
+
   async close(): Promise<void> {
     await this.worker.terminate()
   }
@@ -241,7 +263,7 @@ export class RestClient {
   }
 }
 
-async function timedCall(method: string, url: string, body: string | undefined, timeoutMs: number): Promise<OffThreadReply> {
+async function timedCall(method: string, url: string, body: string | undefined, timeoutMs: number, keepText = false): Promise<OffThreadReply> {
   const sentAt = epochNow()
   const res = await fetch(url, {
     method,
@@ -263,7 +285,7 @@ async function timedCall(method: string, url: string, body: string | undefined, 
   } catch {
     // Not JSON: the head below shows what it was.
   }
-  return { status: res.status, bytes: Buffer.byteLength(text), sentAt, headersAt, doneAt, arrays, head: text.slice(0, 300) }
+  return { status: res.status, bytes: Buffer.byteLength(text), sentAt, headersAt, doneAt, arrays, head: text.slice(0, 300), ...(keepText ? { text } : {}) }
 }
 
 async function runCreateDelete(collection: string, loops: CreateDeleteLoop[], durationS: number): Promise<CreateDeleteResult> {
@@ -291,9 +313,65 @@ async function runCreateDelete(collection: string, loops: CreateDeleteLoop[], du
   return out
 }
 
+interface MdevAnswer {
+  metadata?: { generation?: number; deletionRequestedAt?: string | null }
+  status?: { observedGeneration?: number; conditions?: Array<{ type: string; status: string }> }
+}
+
+const readyAnswer = (text: string): boolean => {
+  const m = JSON.parse(text) as MdevAnswer
+  return (
+    m.metadata?.deletionRequestedAt === null &&
+    m.status?.observedGeneration === m.metadata.generation &&
+    !!m.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+  )
+}
+
+async function runConverge(req: Extract<ClientOp, { op: 'converge' }>): Promise<ConvergeLoopResult> {
+  const out: ConvergeLoopResult = { readyMs: [], timeouts: 0, failures: 0 }
+  const fail = (what: string) => {
+    out.failures++
+    out.firstFailure ??= what
+  }
+  /** GETs `url` every pollMs until `done(reply)`; the epoch ms of the answer that passed, or undefined. */
+  const pollUntil = async (url: string, done: (r: OffThreadReply) => boolean): Promise<number | undefined> => {
+    const deadline = epochNow() + req.timeoutMs
+    while (epochNow() < deadline) {
+      const r = await timedCall('GET', url, undefined, req.timeoutMs, true)
+      if (done(r)) return r.doneAt
+      await new Promise((resolve) => setTimeout(resolve, req.pollMs))
+    }
+    return undefined
+  }
+  for (let i = 0; Atomics.load(req.stop, 0) === 0 && out.failures < 5; i++) {
+    const uuid = req.uuidPrefix + i.toString(16).padStart(36 - req.uuidPrefix.length, '0')
+    const url = `${req.collection}/${uuid}`
+    const c = await timedCall('POST', req.collection, JSON.stringify({ uuid, spec: req.specs[i % req.specs.length] }), req.timeoutMs)
+    if (c.status !== 201) {
+      fail(`POST ${c.status} ${c.head.slice(0, 160)}`)
+      continue
+    }
+    const readyAt = await pollUntil(url, (r) => r.status === 200 && readyAnswer(r.text ?? '{}'))
+    if (readyAt === undefined) out.timeouts++
+    else out.readyMs.push(readyAt - c.sentAt)
+    const d = await timedCall('DELETE', url, undefined, req.timeoutMs)
+    if (d.status !== 202) {
+      fail(`DELETE ${d.status} ${d.head.slice(0, 160)}`)
+      continue
+    }
+    if ((await pollUntil(url, (r) => r.status === 404)) === undefined) out.timeouts++
+  }
+  return out
+}
+
 function serveRestClient(): void {
   parentPort!.on('message', (req: ClientRequest) => {
-    const work = req.op === 'call' ? timedCall(req.method, req.url, req.body, req.timeoutMs) : runCreateDelete(req.collection, req.loops, req.durationS)
+    const work =
+      req.op === 'call'
+        ? timedCall(req.method, req.url, req.body, req.timeoutMs)
+        : req.op === 'converge'
+          ? runConverge(req)
+          : runCreateDelete(req.collection, req.loops, req.durationS)
     work.then(
       (value) => parentPort!.postMessage({ id: req.id, ok: true, value } satisfies ClientResponse),
       (e: unknown) => parentPort!.postMessage({ id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies ClientResponse),
@@ -301,9 +379,120 @@ function serveRestClient(): void {
   })
 }
 
-const job = isMainThread ? undefined : (workerData as WorkerJob | { kind: 'apmatrix-rest-client' } | undefined)
+// ---- a fixed-rate poller (e.g. /healthz while the server is busy) -------------------------------
+
+interface PollJob {
+  kind: 'apmatrix-poller'
+  url: string
+  everyMs: number
+  maxInFlight: number
+}
+
+/** What a {@link Poller} saw. Latencies count from each request's scheduled time (see {@link Poller}). */
+export interface PollResult {
+  /** Requests scheduled (one every `everyMs` from the start). */
+  scheduled: number
+  /** Latency of every answered request, ms from its scheduled send time to the whole (2xx) answer. */
+  latencies: number[]
+  /** Non-2xx answers and socket errors. */
+  errors: number
+  /** Ticks not sent because `maxInFlight` requests were outstanding; counted as answered at the stop, late. */
+  skipped: number
+  /** Requests still outstanding at the stop; counted in `latencies` as answered at the stop. */
+  outstanding: number
+}
+
+/**
+ * GETs `url` once every `everyMs` from a worker thread, open loop: a request is sent at each tick of a
+ * fixed schedule whether or not the earlier ones were answered, and its latency counts from its tick, so a
+ * server that answers nothing for 2 s shows 2 s of late answers, not one slow one (no coordinated
+ * omission). Requests not answered at the stop count as answered then.
+ */
+export class Poller {
+  private constructor(private readonly worker: Worker) {}
+
+  /** Starts polling; resolves once the worker runs. */
+  static async start(url: string, everyMs: number, maxInFlight = 1000): Promise<Poller> {
+    const w = new Worker(fileURLToPath(import.meta.url), { workerData: { kind: 'apmatrix-poller', url, everyMs, maxInFlight } satisfies PollJob })
+    await new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve())
+      w.once('error', reject)
+    })
+    return new Poller(w)
+  }
+
+  /** Stops polling and returns what was seen. */
+  async stop(): Promise<PollResult> {
+    const r = new Promise<PollResult>((resolve, reject) => {
+      this.worker.once('message', (m: PollResult) => resolve(m))
+      this.worker.once('error', reject)
+    })
+    this.worker.postMessage('stop')
+    const out = await r
+    await this.worker.terminate()
+    return out
+  }
+}
+
+function runPoller(job: PollJob): void {
+  const latencies: number[] = []
+  const pending = new Set<number>()
+  let errors = 0
+  let skipped = 0
+  let scheduled = 0
+  let stopped = false
+  const start = performance.now()
+  const agent = new http.Agent({ keepAlive: true })
+  const target = new URL(job.url)
+  const send = (due: number) => {
+    pending.add(due)
+    const req = http.get({ host: target.hostname, port: target.port, path: target.pathname + target.search, agent }, (res) => {
+      res.on('data', () => {})
+      res.on('end', () => {
+        if (stopped) return
+        pending.delete(due)
+        if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) latencies.push(performance.now() - due)
+        else errors++
+      })
+    })
+    req.on('error', () => {
+      if (stopped) return
+      pending.delete(due)
+      errors++
+    })
+  }
+  const skippedAt: number[] = []
+  const tick = () => {
+    if (stopped) return
+    const now = performance.now()
+    // Every tick that is due (a late timer sends the missed ones now, dated by their schedule).
+    while (start + scheduled * job.everyMs <= now) {
+      const due = start + scheduled * job.everyMs
+      scheduled++
+      if (pending.size >= job.maxInFlight) {
+        skipped++
+        skippedAt.push(due)
+      } else send(due)
+    }
+    setTimeout(tick, Math.max(0, start + scheduled * job.everyMs - performance.now()))
+  }
+  parentPort!.on('message', (m: unknown) => {
+    if (m !== 'stop') return
+    stopped = true
+    const at = performance.now()
+    const outstanding = pending.size
+    for (const due of [...pending, ...skippedAt]) latencies.push(at - due)
+    agent.destroy()
+    parentPort!.postMessage({ scheduled, latencies, errors, skipped, outstanding } satisfies PollResult)
+  })
+  parentPort!.postMessage('started')
+  tick()
+}
+
+const job = isMainThread ? undefined : (workerData as WorkerJob | PollJob | { kind: 'apmatrix-rest-client' } | undefined)
 if (job?.kind === 'apmatrix-http-load') parentPort!.postMessage(await runNodeLoad(job))
 if (job?.kind === 'apmatrix-rest-client') serveRestClient()
+if (job?.kind === 'apmatrix-poller') runPoller(job)
 
 /** Prints rows as an aligned table; the first row is the header, the first column is left-aligned. */
 export function printTable(rows: string[][]): void {

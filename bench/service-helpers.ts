@@ -5,6 +5,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { loadConfig } from '../src/config.js'
 import { startService, type RunningService } from '../src/main.js'
 import type { MdevRecord } from '../src/store/mdev-repo.js'
@@ -177,6 +178,40 @@ export function timePasses(svc: RunningService): { durations: number[]; stop(): 
     durations,
     stop: () => {
       rec.reconcile = original
+    },
+  }
+}
+
+/** What {@link probeLoopStalls} saw of this process's event loop. */
+export interface LoopStalls {
+  /** `monitorEventLoopDelay` (1 ms resolution): the longest delay of its timer, ms. */
+  delayMaxMs: number
+  /** Its p99, ms. */
+  delayP99Ms: number
+  /** A 1 ms `setInterval`: the longest gap between two of its callbacks, ms (minus nothing: a stall plus ~1 ms). */
+  intervalMaxGapMs: number
+}
+
+/**
+ * Watches this process's event loop until `stop`, two ways: `perf_hooks.monitorEventLoopDelay` at 1 ms
+ * resolution (max and p99) and a 1 ms interval timer noting the longest gap between its callbacks.
+ */
+export function probeLoopStalls(): { stop(): LoopStalls } {
+  const h = monitorEventLoopDelay({ resolution: 1 })
+  h.enable()
+  let last = performance.now()
+  let maxGap = 0
+  const t = setInterval(() => {
+    const now = performance.now()
+    maxGap = Math.max(maxGap, now - last)
+    last = now
+  }, 1)
+  return {
+    stop: () => {
+      clearInterval(t)
+      maxGap = Math.max(maxGap, performance.now() - last)
+      h.disable()
+      return { delayMaxMs: h.max / 1e6, delayP99Ms: h.percentile(99) / 1e6, intervalMaxGapMs: maxGap }
     },
   }
 }

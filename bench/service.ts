@@ -3,14 +3,20 @@
  * store, reconciler, in-process emulated host) measured from outside through its REST API.
  *  1. `GET` of one matrix device, req/s, against a bare fastify route answering the same JSON, same
  *     client, same concurrency, in the same run (the ratio is the figure that travels between machines).
+ *     1b. the same for a LIST of 100 devices.
  *  2. create+delete of a matrix device per second, with and without waiting for convergence.
  *  3. convergence latency on `demo`: POST, PUT (hot-plug a domain) and DELETE to the converged state.
- *  4. bring-up of the `full` profile (65,536 queues) through one `PUT desired`: plan, accept, all Ready.
+ *  4. bring-up of the `full` profile (65,536 queues) through one `PUT desired`: plan (median of a few, and
+ *     the `view=full` answer once), accept, all Ready; meanwhile the longest event-loop stall of this
+ *     process (monitorEventLoopDelay at 1 ms plus a 1 ms interval probe) and `/healthz` polled every 10 ms
+ *     from a worker thread (open loop: latencies count from each poll's scheduled time).
+ * Records the goals rest-get, rest-list, demo-post-ready-p99, full-plan, full-put-ready, full-loop-stall
+ * and full-healthz-p99 of the goal table (bench/goals.ts).
  * Convergence is seen through the reconciler's outcomes (status is stored before they are announced)
  * plus a slow poll. Figures only: nothing passes or fails (style.md habit 6).
  *
  * Environment knobs: APMATRIX_BENCH_CLIENT=wrk|node (HTTP load client; default wrk when installed),
- * APMATRIX_BENCH_PHASES=get,crud,latency,full (default all), APMATRIX_BENCH_FULL_CAP_S (default 300).
+ * APMATRIX_BENCH_PHASES=get,list,crud,latency,full (default all), APMATRIX_BENCH_FULL_CAP_S (default 300).
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -23,6 +29,7 @@ import {
   percentile,
   printTable,
   rps,
+  Poller,
   RestClient,
   type LoadClient,
   type LoadResult,
@@ -35,13 +42,17 @@ import {
   expectStatus,
   findMdev,
   isReady,
+  probeLoopStalls,
   sampleRss,
   startBenchService,
   timePasses,
   waitUntil,
   type BenchService,
+  type LoopStalls,
   type WaitResult,
 } from './service-helpers.js'
+import { recordGoal } from './goals.js'
+import type { PollResult } from './http-load-helpers.js'
 import type { BenchSuite } from './suite.js'
 
 const HOST = 'local'
@@ -51,7 +62,13 @@ const WARMUP_S = 1
 /** GET rounds per target, alternating bare/service so drift in machine load hits both alike. */
 const GET_ROUNDS = 2
 const CRUD_S = 3
-const LATENCY_DEVICES = 50
+const LATENCY_DEVICES = 100
+/** Devices in the LIST figure (the default page size, asked for explicitly). */
+const LIST_DEVICES = 100
+/** Plan calls timed on the full host (the figure is their median). */
+const PLAN_RUNS = 3
+/** The /healthz poller's period during the full bring-up. */
+const HEALTHZ_EVERY_MS = 10
 /** Longest wait for one device to converge on `demo` before the run reports a timeout. */
 const CONVERGE_TIMEOUT_MS = 30_000
 const FULL_ADAPTERS = 256
@@ -69,7 +86,7 @@ const fmtMs = (ms: number) => (Number.isNaN(ms) ? 'n/a' : ms >= 100 ? `${fmtInt(
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(0)} MiB`
 
 function phases(): Set<string> {
-  const all = ['get', 'crud', 'latency', 'full']
+  const all = ['get', 'list', 'crud', 'latency', 'full']
   const env = process.env.APMATRIX_BENCH_PHASES
   const chosen = env ? env.split(',').map((s) => s.trim()) : all
   const bad = chosen.filter((p) => !all.includes(p))
@@ -134,7 +151,11 @@ interface GetFigures {
   storeGetPerSec: number
 }
 
-/** Reads of the store alone (no HTTP), `CONCURRENCY` in flight, for `ms`: how much of a GET is the store. */
+/**
+ * Reads of the store alone (no HTTP), `CONCURRENCY` in flight, for `ms`: how much of a GET is the store.
+ * Each read starts in its own event-loop turn (after a `setImmediate`), as reads of requests arriving on
+ * sockets do: Prisma merges `findUnique` calls issued in one tick into one query, which would measure the merge.
+ */
 async function storeGetRate(svc: RunningService, uuid: string, ms: number): Promise<number> {
   let n = 0
   const deadline = performance.now() + ms
@@ -142,6 +163,7 @@ async function storeGetRate(svc: RunningService, uuid: string, ms: number): Prom
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < deadline) {
+        await new Promise((resolve) => setImmediate(resolve))
         await svc.store.mdevs.get(HOST, uuid)
         n++
       }
@@ -183,6 +205,98 @@ async function benchGet(b: BenchService, client: LoadClient): Promise<GetFigures
     await callJson(svc.httpUrl, 'DELETE', mdevPath(uuid))
     await waitGone(svc, uuid)
   }
+}
+
+// ---- 1b. LIST of 100 devices against a bare fastify route ---------------------------------------
+
+interface ListFigures {
+  client: LoadClient
+  bare: LoadResult[]
+  service: LoadResult[]
+  bodyBytes: number
+  devices: number
+}
+
+/**
+ * LIST_DEVICES devices on `demo` (the first 36 hold one APQN each, the others none: demo has 36 usage
+ * APQNs), converged; then `GET .../mdevs?limit=100` against a bare route answering the same JSON, as in 1.
+ */
+async function benchList(b: BenchService, client: LoadClient): Promise<ListFigures> {
+  const { svc } = b
+  const uuids: string[] = []
+  for (let i = 0; i < LIST_DEVICES; i++) {
+    const uuid = benchUuid(6, i)
+    const spec = i < 36 ? { adapters: [DEMO_ADAPTERS[i % 6]!], domains: [DEMO_DOMAINS[Math.floor(i / 6)]!] } : {}
+    expectStatus(`POST ${uuid}`, await callJson(svc.httpUrl, 'POST', mdevsPath, { uuid, spec }), 201)
+    uuids.push(uuid)
+  }
+  const route = `${mdevsPath}?limit=${LIST_DEVICES}`
+  try {
+    const converged = await waitUntil(svc, async () => (await svc.store.mdevs.listAll(HOST)).every((r) => r.status.observedGeneration === r.generation), {
+      timeoutMs: CONVERGE_TIMEOUT_MS,
+      pollMs: 100,
+    })
+    if (!converged.ok) throw new Error('the LIST devices did not converge')
+    const page = await callJson<{ items: unknown[] }>(svc.httpUrl, 'GET', route)
+    expectStatus('LIST', page, 200)
+    if (page.body.items.length !== LIST_DEVICES) throw new Error(`LIST answered ${page.body.items.length} devices, not ${LIST_DEVICES}`)
+    const bare = Fastify({ logger: false })
+    const payload = page.body
+    bare.get('/v1/hosts/:host/mdevs', async () => payload)
+    await bare.listen({ host: '127.0.0.1', port: 0 })
+    const addr = bare.server.address()
+    const bareBase = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`
+    try {
+      const check = await callJson(bareBase, 'GET', route)
+      if (JSON.stringify(check.body) !== JSON.stringify(page.body) || check.bytes !== page.bytes) throw new Error('bare route does not answer the same JSON')
+      await httpLoad(bareBase + route, { concurrency: CONCURRENCY, durationS: WARMUP_S, client })
+      await httpLoad(svc.httpUrl + route, { concurrency: CONCURRENCY, durationS: WARMUP_S, client })
+      const out: ListFigures = { client, bare: [], service: [], bodyBytes: page.bytes, devices: LIST_DEVICES }
+      for (let r = 0; r < GET_ROUNDS; r++) {
+        out.bare.push(await httpLoad(bareBase + route, { concurrency: CONCURRENCY, durationS: LOAD_S, client }))
+        out.service.push(await httpLoad(svc.httpUrl + route, { concurrency: CONCURRENCY, durationS: LOAD_S, client }))
+      }
+      return out
+    } finally {
+      await bare.close()
+    }
+  } finally {
+    for (const uuid of uuids) await callJson(svc.httpUrl, 'DELETE', mdevPath(uuid))
+    await waitNoDevices(svc, 120_000)
+  }
+}
+
+function printList(g: ListFigures): void {
+  const mean = (rs: LoadResult[]) => rs.reduce((a, r) => a + rps(r), 0) / rs.length
+  const bare = mean(g.bare)
+  const svc = mean(g.service)
+  console.log(
+    `\n1b. LIST of ${g.devices} matrix devices (${fmtInt(g.bodyBytes)} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
+  )
+  const rows = [['target', 'req/s (mean)', 'rounds', 'p50', 'p99', 'errors']]
+  const row = (name: string, rs: LoadResult[], m: number) => [
+    name,
+    fmtInt(m),
+    rs.map((r) => fmtInt(rps(r))).join(' / '),
+    fmtMs(
+      percentile(
+        rs.map((r) => r.p50Ms),
+        50,
+      ),
+    ),
+    fmtMs(Math.max(...rs.map((r) => r.p99Ms))),
+    String(rs.reduce((a, r) => a + r.errors, 0)),
+  ]
+  rows.push(row('bare fastify route, same JSON', g.bare, bare))
+  rows.push(row(`apmatrix GET /v1/hosts/local/mdevs?limit=${g.devices}`, g.service, svc))
+  printTable(rows)
+  console.log(`ratio apmatrix/bare: ${(svc / bare).toFixed(3)}`)
+  recordGoal('rest-list', {
+    measured: svc,
+    baseline: bare,
+    unit: 'req/s',
+    note: `${g.devices} devices, ${fmtInt(g.bodyBytes)} bytes; same client and rounds as rest-get`,
+  })
 }
 
 // ---- 2. create+delete per second -----------------------------------------------------------------
@@ -376,7 +490,15 @@ interface FullFigures {
   topologyMs: number
   docBytes: number
   plan?: CallFigures
+  /** Every timed plan call (summary view), whole answer received, ms. */
+  planMs: number[]
+  /** The same document planned with `?view=full` (every operation listed), once. */
+  planFull?: CallFigures
   dryRun?: CallFigures
+  /** The event loop of this process from the PUT's send until every device was Ready. */
+  bringUpLoop?: LoopStalls
+  /** `/healthz` polled from a worker thread every HEALTHZ_EVERY_MS over the same span. */
+  healthz?: PollResult
   put?: CallFigures
   readyCount: number
   capped: boolean
@@ -476,6 +598,7 @@ async function benchFull(client: RestClient, capS: number): Promise<FullFigures>
     rssPeak: 0,
     passes: [],
     loopMaxMs: 0,
+    planMs: [],
   }
   const capMs = capS * 1000
   const loop = monitorEventLoopDelay({ resolution: 20 })
@@ -504,14 +627,26 @@ async function benchFull(client: RestClient, capS: number): Promise<FullFigures>
     f.topologyMs = performance.now() - t0
     loop.enable()
 
-    f.plan = await caller.call('POST', `/v1/hosts/${HOST}/plan`, doc, capMs)
+    for (let i = 0; i < PLAN_RUNS; i++) {
+      f.plan = await caller.call('POST', `/v1/hosts/${HOST}/plan`, doc, capMs)
+      if (f.plan.status !== 200) break
+      f.planMs.push(f.plan.doneMs)
+    }
+    f.planFull = await caller.call('POST', `/v1/hosts/${HOST}/plan?view=full`, doc, capMs)
     f.dryRun = await caller.call('PUT', `/v1/hosts/${HOST}/desired?dryRun=true`, doc, capMs)
 
     const countReady = async () => (await svc.store.mdevs.listAll(HOST)).filter(isReady).length
+    const healthz = await Poller.start(`${svc.httpUrl}/healthz`, HEALTHZ_EVERY_MS)
+    const stalls = probeLoopStalls()
     putStart = epochNow()
-    f.put = await caller.call('PUT', `/v1/hosts/${HOST}/desired`, doc, capMs, () =>
-      waitUntil(svc, async () => (await countReady()) === FULL_ADAPTERS, { timeoutMs: capMs, pollMs: 1000 }),
-    )
+    try {
+      f.put = await caller.call('PUT', `/v1/hosts/${HOST}/desired`, doc, capMs, () =>
+        waitUntil(svc, async () => (await countReady()) === FULL_ADAPTERS, { timeoutMs: capMs, pollMs: 1000 }),
+      )
+    } finally {
+      f.bringUpLoop = stalls.stop()
+      f.healthz = await healthz.stop()
+    }
     bringUp = false
     // A pass holds the event loop, so the cap's timer may fire only after a late convergence: judge by time.
     f.capped = f.put.convergedMs === undefined || f.put.convergedMs > capMs
@@ -595,9 +730,15 @@ function printGet(g: GetFigures): void {
   ]
   rows.push(row('bare fastify route, same JSON', g.bare, bare))
   rows.push(row('apmatrix GET /v1/hosts/local/mdevs/{uuid}', g.service, svc))
-  rows.push(['store.mdevs.get alone (in process, no HTTP)', fmtInt(g.storeGetPerSec), '', '', '', ''])
+  rows.push(['store.mdevs.get alone (in process, no HTTP, one per event-loop turn)', fmtInt(g.storeGetPerSec), '', '', '', ''])
   printTable(rows)
   console.log(`ratio apmatrix/bare: ${(svc / bare).toFixed(3)} (${(bare / svc).toFixed(1)}x slower than the bare route)`)
+  recordGoal('rest-get', {
+    measured: svc,
+    baseline: bare,
+    unit: 'req/s',
+    note: `${g.client === 'wrk' ? 'wrk' : 'node:http worker'}, ${CONCURRENCY} connections, ${GET_ROUNDS} x ${LOAD_S} s alternating per target`,
+  })
 }
 
 function printCrud(rs: CrudFigures[]): void {
@@ -637,6 +778,10 @@ function printLatency(f: LatencyFigures): void {
   printTable(rows)
   console.log('times from the send on the client thread; the converged state is seen at the reconcile outcome that stored it (+ a 25 ms poll)')
   console.log(`reconcile passes meanwhile: ${f.passes.length}, wall time p50 ${fmtMs(percentile(f.passes, 50))}, p99 ${fmtMs(percentile(f.passes, 99))}`)
+  recordGoal('demo-post-ready-p99', {
+    measured: f.timeouts ? Number.NaN : percentile(f.postReady, 99),
+    note: `${f.postReady.length} devices one at a time, from the send on a client thread to the stored Ready${f.timeouts ? `; ${f.timeouts} TIMED OUT` : ''}`,
+  })
 }
 
 function printLoop(h: IntervalHistogram): void {
@@ -663,6 +808,7 @@ function printFull(f: FullFigures): void {
     '',
     f.plan ? `, ${f.plan.arrays.operations ?? '?'} operations, ${f.plan.arrays.violations ?? '?'} violations` : '',
   )
+  call('POST /plan?view=full (every operation listed)', f.planFull, '', f.planFull ? `, ${f.planFull.arrays.operations ?? '?'} operations` : '')
   call('PUT desired?dryRun=true', f.dryRun, '')
   call(
     'PUT desired -> every device Ready',
@@ -686,6 +832,37 @@ function printFull(f: FullFigures): void {
   console.log(
     `longest event-loop stall of the service process: ${fmtMs(f.loopMaxMs)} from the plan call until all Ready${f.steadyLoopMaxMs === undefined ? '' : `, ${fmtMs(f.steadyLoopMaxMs)} in the steps after`} (REST, /healthz included, answers nothing meanwhile)`,
   )
+  const hz = f.healthz
+  const stall = f.bringUpLoop ? Math.max(f.bringUpLoop.delayMaxMs, f.bringUpLoop.intervalMaxGapMs) : Number.NaN
+  if (f.bringUpLoop)
+    console.log(
+      `from the PUT's send until all Ready: event-loop delay max ${fmtMs(f.bringUpLoop.delayMaxMs)} (p99 ${fmtMs(f.bringUpLoop.delayP99Ms)}), longest gap of a 1 ms interval ${fmtMs(f.bringUpLoop.intervalMaxGapMs)}`,
+    )
+  if (hz)
+    console.log(
+      `/healthz every ${HEALTHZ_EVERY_MS} ms from a worker meanwhile: ${hz.scheduled} scheduled, p50 ${fmtMs(percentile(hz.latencies, 50))}, p99 ${fmtMs(percentile(hz.latencies, 99))}, max ${fmtMs(Math.max(...hz.latencies))}, ${hz.errors} errors, ${hz.outstanding} unanswered at the end`,
+    )
+  console.log(`POST /plan (summary view) ${f.planMs.length} times: ${f.planMs.map(fmtMs).join(', ')}`)
+  recordGoal('full-plan', {
+    measured: f.planMs.length === PLAN_RUNS ? percentile(f.planMs, 50) : Number.NaN,
+    note: `median of ${f.planMs.length} POST /plan (summary view) of the ${fmtInt(f.docBytes / 1024)} KiB bring-up document, send to whole answer on a client thread`,
+  })
+  recordGoal('full-put-ready', {
+    measured: f.put?.convergedMs ?? Number.NaN,
+    note: f.capped
+      ? `not all Ready within the ${f.capS} s cap (${f.readyCount}/${FULL_ADAPTERS})`
+      : `${FULL_ADAPTERS} devices of 1 x ${FULL_DOMAINS}, one PUT desired`,
+  })
+  recordGoal('full-loop-stall', {
+    measured: stall,
+    note: 'max of monitorEventLoopDelay (1 ms resolution) and the longest gap of a 1 ms interval, PUT send -> all Ready',
+  })
+  recordGoal('full-healthz-p99', {
+    measured: hz?.latencies.length ? percentile(hz.latencies, 99) : Number.NaN,
+    note: hz
+      ? `${hz.latencies.length} polls every ${HEALTHZ_EVERY_MS} ms, open loop (from each poll's scheduled time), max ${fmtMs(Math.max(...hz.latencies))}`
+      : 'not reached',
+  })
   console.log(
     `rss before the full service: ${mib(f.rssBefore)}; peak rss during phase 4 (sampled every 50 ms): ${mib(f.rssPeak)} (+${mib(f.rssPeak - f.rssBefore)}); process peak rss: ${mib(process.resourceUsage().maxRSS * 1024)}`,
   )
@@ -694,7 +871,7 @@ function printFull(f: FullFigures): void {
 /** The `service` suite. */
 export const serviceSuite: BenchSuite = {
   name: 'service',
-  description: 'REST GET vs bare fastify, create+delete/s, convergence p50/p99 on demo, full bring-up via PUT desired',
+  description: 'REST GET and LIST vs bare fastify, create+delete/s, convergence p50/p99 on demo, full bring-up via PUT desired (plan, stall, /healthz)',
   async run() {
     const want = phases()
     const loadClient = await chooseClient({ client: clientOverride() })
@@ -702,12 +879,13 @@ export const serviceSuite: BenchSuite = {
     if (!(capS > 0)) throw new Error('APMATRIX_BENCH_FULL_CAP_S must be a positive number of seconds')
     const rest = RestClient.start()
     try {
-      if (want.has('get') || want.has('crud') || want.has('latency')) {
+      if (want.has('get') || want.has('list') || want.has('crud') || want.has('latency')) {
         const demo = await startBenchService('demo')
         try {
           console.log(`demo service started in ${fmtMs(demo.startMs)} at ${demo.svc.httpUrl}`)
           await freeAdapters(demo)
           if (want.has('get')) printGet(await benchGet(demo, loadClient))
+          if (want.has('list')) printList(await benchList(demo, loadClient))
           const loop = monitorEventLoopDelay({ resolution: 1 })
           if (want.has('crud')) {
             loop.enable()
