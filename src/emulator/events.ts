@@ -23,7 +23,11 @@ export class EventLog {
 
   /** Stamps and stores an event, then calls the listeners (a throwing listener does not stop the kernel). */
   emit(e: EventInput, time?: number): EmulatorEvent {
-    const ev = { ...e, seq: ++this.seq, time: time ?? this.clock() } as EmulatorEvent
+    // Stamped in place (callers pass a fresh literal): a copy by spread of many event shapes was the most
+    // expensive step of a mask write that moves every queue of a large host.
+    const ev = e as EmulatorEvent
+    ev.seq = ++this.seq
+    ev.time = time ?? this.clock()
     this.ring[(this.head + this.size) % EVENT_LOG_CAPACITY] = ev
     if (this.size < EVENT_LOG_CAPACITY) this.size++
     else this.head = (this.head + 1) % EVENT_LOG_CAPACITY
