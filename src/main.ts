@@ -112,6 +112,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     resyncMs: cfg.resyncMs,
     leaseTtlMs: cfg.leaseTtlMs,
     drainTimeoutMs: cfg.drainTimeoutMs,
+    concurrency: cfg.reconcileConcurrency,
     log: log.child({ component: 'reconciler' }),
     hook: hook ? (point) => hook(point) : undefined,
     onEvents: () => hub.notify(),
