@@ -135,7 +135,7 @@ export class ApmatrixService {
    * call. Never rejects (a store failure leaves reads marked stale); does nothing before the cache is loaded.
    */
   async refreshReadCache(): Promise<void> {
-    if (this.cache.syncedSeq === 0 && this.cache.stats().rebuilds === 0) return
+    if (!this.cache.isLoaded) return
     await this.cache.sync().catch(() => undefined)
   }
 

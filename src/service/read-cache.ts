@@ -1,5 +1,5 @@
 /**
- * The read cache of the service (docs/api.md "Reads"): every managed host's matrix devices and masks, held in
+ * The read cache of the service (docs/api.md (Conventions) "Reads"): every managed host's matrix devices and masks, held in
  * memory and kept current from the store's event log (the idea of kube-apiserver's watch cache), so that a
  * `GET`/`LIST` costs a map lookup. The store stays the truth; the cache only ever holds what the store held.
  *
@@ -95,6 +95,11 @@ export class ReadCache {
     this.retryMs = opts.retryMs ?? Math.max(50, Math.min(opts.maxStalenessMs, 1000))
     this.rebuildAfterEvents = opts.rebuildAfterEvents ?? 10_000
     this.now = opts.now ?? (() => performance.now())
+  }
+
+  /** True once the first load completed. */
+  get isLoaded(): boolean {
+    return this.loaded
   }
 
   /** The highest event seq the cache reflects. */

@@ -28,7 +28,7 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     return reply.code(status).send(out.result)
   }
 
-  // Pre-serialised answers (docs/api.md "Reads"): the read cache hands out one frozen view per device version, so
+  // Pre-serialised answers (docs/api.md (Conventions) "Reads"): the read cache hands out one frozen view per device version, so
   // its JSON (made by the route's own response serialiser: the same bytes as before) is built once per version.
   const json = new WeakMap<MdevView, string>()
   let serializeMdev: ((v: unknown) => string) | undefined
