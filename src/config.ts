@@ -33,6 +33,13 @@ export interface ServiceConfig {
   leaseTtlMs: number
   /** The longest one database round trip may take before the request answers 503 (StoreOptions.timeoutMs). */
   storeTimeoutMs: number
+  /** Hosts the reconciler works on at once (ReconcilerOptions.concurrency). */
+  reconcileConcurrency: number
+  /**
+   * Reads of matrix devices and masks answer from memory (src/service/read-cache.ts); a read whose copy was last
+   * synced with the store longer ago than this syncs first, so another replica's write is seen at most this late.
+   */
+  readMaxStalenessMs: number
   /** `sysfs` hosts: the s390-tools lock, how long a pass waits for it, and change detection. */
   sysfs: { lockPath: string; watch: WatchMode; pollMs: number; bootIdFile: string | undefined }
   /** How long a pass waits for a host's AP configuration lock (sysfs hosts and agents) before it is retried later. */
@@ -112,6 +119,18 @@ export const SETTINGS = {
     help: 'how long a queue may drain before it is handed over anyway',
   },
   resyncMs: { env: 'APMATRIX_RESYNC_MS', flag: 'resync-ms', def: '30000', help: 'periodic full reconcile of every host' },
+  reconcileConcurrency: {
+    env: 'APMATRIX_RECONCILE_CONCURRENCY',
+    flag: 'reconcile-concurrency',
+    def: '4',
+    help: 'hosts reconciled at once (1..64)',
+  },
+  readMaxStalenessMs: {
+    env: 'APMATRIX_READ_MAX_STALENESS_MS',
+    flag: 'read-max-staleness-ms',
+    def: '1000',
+    help: "reads answer from memory: another replica's write is visible at most this late (0: every read syncs)",
+  },
   leaseTtlMs: { env: 'APMATRIX_LEASE_TTL_MS', flag: 'lease-ttl-ms', def: '15000', help: "host lease time (a dead replica's hosts move after this)" },
   storeTimeoutMs: {
     env: 'APMATRIX_STORE_TIMEOUT_MS',
@@ -167,6 +186,11 @@ function checkProfile(setting: string, profile: string): void {
 function parseMs(name: string, v: string, min: number, max: number): number {
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
     throw new ConfigError(`${name}: '${v}' must be an integer number of milliseconds in ${min}..${max}`)
+  return Number(v)
+}
+
+function parseCount(name: string, v: string, min: number, max: number): number {
+  if (!/^\d{1,9}$/.test(v) || Number(v) < min || Number(v) > max) throw new ConfigError(`${name}: '${clip(v, 60)}' must be an integer in ${min}..${max}`)
   return Number(v)
 }
 
@@ -248,6 +272,8 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
     storeTimeoutMs: parseMs(label('storeTimeoutMs'), get('storeTimeoutMs'), 100, 600_000),
+    reconcileConcurrency: parseCount(label('reconcileConcurrency'), get('reconcileConcurrency'), 1, 64),
+    readMaxStalenessMs: parseMs(label('readMaxStalenessMs'), get('readMaxStalenessMs'), 0, 600_000),
     sysfs: {
       lockPath,
       watch: watch as WatchMode,

@@ -114,14 +114,19 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     drainTimeoutMs: cfg.drainTimeoutMs,
     log: log.child({ component: 'reconciler' }),
     hook: hook ? (point) => hook(point) : undefined,
+    concurrency: cfg.reconcileConcurrency,
     onEvents: () => hub.notify(),
+    // Read-your-writes for the statuses a pass stores: this replica's reads show them once the pass goes on.
+    afterStatusWrite: () => service.refreshReadCache(),
   })
   // The service enqueues right after it commits; waking the hub there too delivers its events at once.
   const trigger = { enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()) }
-  const service = new ApmatrixService({ store, hosts: registry, reconciler: trigger, hub })
+  const service = new ApmatrixService({ store, hosts: registry, reconciler: trigger, hub, readMaxStalenessMs: cfg.readMaxStalenessMs })
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
   }
+  // Reads answer from memory: filled before the transports start.
+  await service.startReadCache()
   const app = buildApp({ service, logger: log.child({ component: 'http' }) })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
@@ -171,6 +176,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
         // The app first: open event streams end with a resumable error instead of being cut.
         await grpc.close()
         await app.close()
+        service.stopReadCache()
         await hub.close()
         await reconciler.stop()
         for (const h of hosts) await h.close()

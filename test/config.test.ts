@@ -90,3 +90,21 @@ t.test('bad settings stop with a message naming the setting', async (t) => {
   for (const [env, re] of cases) t.throws(() => loadConfig({}, env), { name: 'ConfigError', message: re }, JSON.stringify(env))
   t.ok(new ConfigError('x') instanceof Error)
 })
+
+t.test('reconcile concurrency and read staleness: defaults, env, flags, bounds', async (t) => {
+  const d = loadConfig({}, {})
+  t.same([d.reconcileConcurrency, d.readMaxStalenessMs], [4, 1000], 'defaults: 4 hosts at once, reads at most 1 s stale')
+  const e = loadConfig({}, { APMATRIX_RECONCILE_CONCURRENCY: '16', APMATRIX_READ_MAX_STALENESS_MS: '0' })
+  t.same([e.reconcileConcurrency, e.readMaxStalenessMs], [16, 0])
+  const f = loadConfig({ reconcileConcurrency: '1', readMaxStalenessMs: '250' }, { APMATRIX_RECONCILE_CONCURRENCY: '16' })
+  t.same([f.reconcileConcurrency, f.readMaxStalenessMs], [1, 250], 'flags win')
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ APMATRIX_RECONCILE_CONCURRENCY: '0' }, /APMATRIX_RECONCILE_CONCURRENCY \/ --reconcile-concurrency: '0' must be an integer in 1\.\.64/],
+    [{ APMATRIX_RECONCILE_CONCURRENCY: '65' }, /APMATRIX_RECONCILE_CONCURRENCY.*1\.\.64/],
+    [{ APMATRIX_RECONCILE_CONCURRENCY: '2.5' }, /APMATRIX_RECONCILE_CONCURRENCY/],
+    [{ APMATRIX_RECONCILE_CONCURRENCY: 'many' }, /APMATRIX_RECONCILE_CONCURRENCY/],
+    [{ APMATRIX_READ_MAX_STALENESS_MS: '-1' }, /APMATRIX_READ_MAX_STALENESS_MS \/ --read-max-staleness-ms/],
+    [{ APMATRIX_READ_MAX_STALENESS_MS: '600001' }, /APMATRIX_READ_MAX_STALENESS_MS.*0\.\.600000/],
+  ]
+  for (const [env, re] of cases) t.throws(() => loadConfig({}, env), { name: 'ConfigError', message: re }, JSON.stringify(env))
+})

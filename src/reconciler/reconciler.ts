@@ -13,7 +13,8 @@ import { ApmatrixError } from '../domain/errors.js'
 import { ConfigLockBusyError, type BusPort } from '../bus/port.js'
 import type { Store } from '../store/store.js'
 import type { EventInput } from '../store/event-repo.js'
-import type { HostMasksRecord } from '../store/masks-repo.js'
+import type { HostMasksRecord, MasksStatus } from '../store/masks-repo.js'
+import type { Repos } from '../store/store.js'
 import type { MdevRecord } from '../store/mdev-repo.js'
 import { createYielder } from '../async/yielder.js'
 import { ExecutionAborted, executePlan, type ExecutionResult, type StepResult } from './executor.js'
@@ -56,6 +57,11 @@ export interface ReconcilerOptions {
   hook?: (point: ReconcilePoint, host: string, step?: PlanOp) => Promise<void> | void
   /** Called after a pass stored events (e.g. to wake the event hub instead of waiting for its poll). */
   onEvents?: () => void
+  /**
+   * Awaited after every committed status write (see Reconciler.storeStatus), before the pass goes on: the
+   * service's read cache syncs here, so this process's reads show the status a pass stored (read-your-writes).
+   */
+  afterStatusWrite?: () => Promise<void>
 }
 
 /** What one reconcile pass did. */
@@ -97,7 +103,8 @@ interface HeldLease {
  */
 export class Reconciler implements ReconcileTrigger {
   private readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000 })
-  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents'>> & Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents'>
+  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite'>> &
+    Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite'>
   private readonly held = new Map<string, HeldLease>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
   private readonly seenBoot = new Map<string, string>()
@@ -583,19 +590,69 @@ export class Reconciler implements ReconcileTrigger {
     // Only this replica (the lease holder) writes statuses: what the pass read is what is stored.
     if (!statuses.length && !removed.length && !events.length && !masksDiffer(masks)) return
     const stored = await store.transaction(async (tx) => {
-      await tx.mdevs.setStatuses(hostName, statuses)
-      for (const r of removed) {
-        await tx.mdevs.delete(r.host, r.uuid).catch((e: unknown) => {
-          // Deleted meanwhile (another replica, after a takeover): nothing left to remove.
-          if (!(e instanceof ApmatrixError && e.code === 'NOT_FOUND')) throw e
-        })
-      }
-      if (masksDiffer(await tx.masks.get(hostName))) await tx.masks.setStatus(hostName, maskStatus)
-      // Events last: appending serialises writers until commit (event-repo.ts).
-      return tx.events.appendMany(events)
+      const current = await tx.masks.get(hostName)
+      return this.storeStatus(tx, hostName, { statuses, removed, masks: masksDiffer(current) ? maskStatus : undefined, events })
     })
     events.splice(0, stored)
-    if (stored) this.o.onEvents?.()
+    await this.statusCommitted()
+  }
+
+  /** After a transaction with {@link storeStatus} committed: wakes the hub and the read cache (awaited). */
+  private async statusCommitted(): Promise<void> {
+    this.o.onEvents?.()
+    await this.o.afterStatusWrite?.()
+  }
+
+  /**
+   * THE status write of the reconciler (every write of device or masks status goes through here, in the caller's
+   * transaction): stores the devices' statuses, removes the rows of devices whose deletion finished, stores the
+   * masks' status, and appends one event per object written, so other replicas' read caches learn of it from
+   * the event log (`MdevStatusChanged`, `MdevDeleted`, `MasksStatusChanged`; docs/api.md (Events)), followed by
+   * `events`. Appending is the last step (it serialises writers until commit, event-repo.ts). Returns how many
+   * of `events` were stored (all of them). After the commit the caller awaits {@link statusCommitted}.
+   */
+  private async storeStatus(
+    tx: Repos,
+    hostName: string,
+    w: { statuses: Array<{ uuid: string; status: MdevStatus }>; removed?: MdevRecord[]; masks?: MasksStatus | undefined; events?: EventInput[] },
+  ): Promise<number> {
+    const out: EventInput[] = []
+    const byUuid = new Map(w.statuses.map((s) => [s.uuid, s.status]))
+    for (const { uuid, resourceVersion } of await tx.mdevs.setStatuses(hostName, w.statuses)) {
+      out.push(mdevStatusEvent(hostName, uuid, resourceVersion, byUuid.get(uuid)!))
+    }
+    for (const r of w.removed ?? []) {
+      const gone = await tx.mdevs.delete(r.host, r.uuid).then(
+        () => true,
+        (e: unknown) => {
+          // Deleted meanwhile (another replica, after a takeover): nothing left to remove.
+          if (!(e instanceof ApmatrixError && e.code === 'NOT_FOUND')) throw e
+          return false
+        },
+      )
+      if (gone)
+        out.push({ host: hostName, actor: 'reconciler', kind: 'mdev', name: r.uuid, type: 'MdevDeleted', message: `matrix device ${r.uuid} deleted`, data: {} })
+    }
+    if (w.masks) {
+      const rec = await tx.masks.setStatus(hostName, w.masks)
+      out.push({
+        host: hostName,
+        actor: 'reconciler',
+        kind: 'masks',
+        name: 'masks',
+        type: 'MasksStatusChanged',
+        message: `masks on the bus: apmask ${w.masks.apmask} aqmask ${w.masks.aqmask}`,
+        data: {
+          resourceVersion: rec.resourceVersion,
+          generation: rec.generation,
+          observedGeneration: w.masks.observedGeneration ?? null,
+          applied: rec.apmask === w.masks.apmask && rec.aqmask === w.masks.aqmask,
+        },
+      })
+    }
+    const extra = w.events ?? []
+    await tx.events.appendMany([...out, ...extra])
+    return extra.length
   }
 
   private transitionEvents(r: MdevRecord, prev: MdevStatus | null, next: MdevStatus, ev: (e: Omit<EventInput, 'host'>) => void): void {
@@ -661,6 +718,29 @@ export class Reconciler implements ReconcileTrigger {
     if (storedDiffers || (seen !== undefined && seen !== info.bootId)) {
       ev({ kind: 'host', name: host.name, type: 'HostBooted', message: `host ${host.name} rebooted (boot id ${info.bootId}); restoring the desired state` })
     }
+  }
+}
+
+/**
+ * `MdevStatusChanged`: a device's stored status changed. Small: the new resourceVersion and the Ready summary
+ * (what a console needs to redraw a row; the object itself is one GET away).
+ */
+function mdevStatusEvent(host: string, uuid: string, resourceVersion: string, status: MdevStatus): EventInput {
+  const ready = status.conditions.find((c) => c.type === 'Ready')
+  return {
+    host,
+    actor: 'reconciler',
+    kind: 'mdev',
+    name: uuid,
+    type: 'MdevStatusChanged',
+    message: `matrix device ${uuid} status: Ready ${ready?.status ?? 'Unknown'}${ready?.reason ? ` (${ready.reason})` : ''}`,
+    data: {
+      resourceVersion,
+      observedGeneration: status.observedGeneration,
+      ready: ready?.status ?? 'Unknown',
+      reason: ready?.reason ?? null,
+      guest: status.guest ?? null,
+    },
   }
 }
 

@@ -18,6 +18,7 @@ import { Inventory } from './inventory.js'
 import { Masks } from './masks.js'
 import { MatrixDevices } from './matrix-devices.js'
 import { MutationRunner } from './mutation-runner.js'
+import { type Fresh, ReadCache } from './read-cache.js'
 import type {
   AdapterView,
   ApplyResult,
@@ -55,6 +56,12 @@ export interface ApmatrixServiceOptions {
   clock?: () => Date
   /** How long an idempotency key is remembered (default 24 h). */
   idempotencyTtlMs?: number
+  /**
+   * Reads of matrix devices and masks answer from the read cache (read-cache.ts); a read whose copy was last
+   * synced with the store longer ago than this syncs first. Default 0: every read syncs (exactly what the
+   * store holds, at the cost of one event-log query per read); the server passes APMATRIX_READ_MAX_STALENESS_MS.
+   */
+  readMaxStalenessMs?: number
 }
 
 /** The application service. All methods may throw ApmatrixError; UNAVAILABLE when the store or a host's bus is down. */
@@ -68,22 +75,73 @@ export class ApmatrixService {
   private readonly interop: Interop
   private readonly emulator: EmulatorControls
   private readonly events: EventWatch
+  private readonly cache: ReadCache
+  private readonly hub: EventHub | undefined
+  private cacheWatch: (() => void) | null = null
 
   constructor(opts: ApmatrixServiceOptions) {
     if (!opts?.store || !opts.hosts || !opts.reconciler) throw new TypeError('ApmatrixService needs store, hosts and reconciler')
     const { store, reconciler } = opts
     const clock = opts.clock ?? (() => new Date())
     const access = new HostAccess(opts.hosts)
-    const runner = new MutationRunner({ store, access, reconciler, idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000 })
+    this.cache = new ReadCache({ store, hosts: () => opts.hosts.list().map((h) => h.name), maxStalenessMs: opts.readMaxStalenessMs ?? 0 })
+    const runner = new MutationRunner({ store, access, reconciler, idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000, cache: this.cache })
     this.store = store
+    this.hub = opts.hub
     this.hostOps = new Hosts(store, access, clock)
     this.inventory = new Inventory(store, access)
-    this.masks = new Masks(store, access, runner, clock)
-    this.mdevs = new MatrixDevices(store, access, runner)
+    this.masks = new Masks(this.cache, access, runner, clock)
+    this.mdevs = new MatrixDevices(access, runner, this.cache)
     this.desired = new DesiredState(store, access, runner)
     this.interop = new Interop(this.mdevs, runner)
     this.emulator = new EmulatorControls(store, access, this.hostOps, reconciler)
     this.events = new EventWatch(opts.hub)
+  }
+
+  /**
+   * Loads the read cache (every managed host's devices and masks) and, with a hub, lets each event batch about
+   * devices or masks start a sync at once (so reads seldom wait for one). Call after {@link syncHosts} and
+   * before serving; without it the first read loads the cache. UNAVAILABLE when the store does not answer.
+   */
+  async startReadCache(): Promise<void> {
+    await this.cache.start()
+    const hub = this.hub
+    if (!hub || this.cacheWatch) return
+    const watch = () => {
+      this.cacheWatch = hub.subscribe(
+        { kinds: ['mdev', 'masks'] },
+        () => this.cache.kick(),
+        (err) => {
+          // Fell behind or a store read failed: watch again from now; the cache itself replays the log.
+          if (err.name === 'HubClosedError' || !this.cacheWatch) return
+          this.cache.kick()
+          watch()
+        },
+      )
+    }
+    watch()
+  }
+
+  /** Stops the hub subscription of {@link startReadCache}. */
+  stopReadCache(): void {
+    const w = this.cacheWatch
+    this.cacheWatch = null
+    w?.()
+  }
+
+  /**
+   * Read-your-writes for a writer of this process that is not the service (the reconciler's status write):
+   * resolves once a sync that started now finished, so the cache reflects every write committed before the
+   * call. Never rejects (a store failure leaves reads marked stale); does nothing before the cache is loaded.
+   */
+  async refreshReadCache(): Promise<void> {
+    if (!this.cache.isLoaded) return
+    await this.cache.sync().catch(() => undefined)
+  }
+
+  /** Counters of the read cache (read-cache.ts). */
+  readCacheStats(): ReturnType<ReadCache['stats']> & { syncedSeq: number } {
+    return { ...this.cache.stats(), syncedSeq: this.cache.syncedSeq }
   }
 
   /** Readiness: resolves when the store answers; UNAVAILABLE otherwise. */
@@ -133,7 +191,12 @@ export class ApmatrixService {
   // ---- masks (masks.ts) -------------------------------------------------------------------------
 
   /** Desired masks (spec) and the masks on the bus (status; null if the bus cannot be read). */
-  getMasks(host: string): Promise<MasksView> {
+  async getMasks(host: string): Promise<MasksView> {
+    return (await this.masks.getMasks(host)).value
+  }
+
+  /** {@link getMasks} with the age of the read cache's copy (`staleMs` non-null only when the store is unreachable). */
+  readMasks(host: string): Promise<Fresh<MasksView>> {
     return this.masks.getMasks(host)
   }
 
@@ -149,13 +212,26 @@ export class ApmatrixService {
     return this.mdevs.createMdev(host, input, ctx)
   }
 
-  /** One matrix device. NOT_FOUND. */
-  getMdev(host: string, uuid: string): Promise<MdevView> {
+  /** One matrix device. NOT_FOUND. The object is frozen (shared by every read until the device changes). */
+  async getMdev(host: string, uuid: string): Promise<MdevView> {
+    return (await this.mdevs.getMdev(host, uuid)).value
+  }
+
+  /**
+   * {@link getMdev} with the age of the read cache's copy: `staleMs` is null when the copy is within the
+   * staleness bound, else (store unreachable) how many ms old it is; transports report it (Apmatrix-Stale).
+   */
+  readMdev(host: string, uuid: string): Promise<Fresh<MdevView>> {
     return this.mdevs.getMdev(host, uuid)
   }
 
-  /** A page of a host's matrix devices, by uuid. */
-  listMdevs(host: string, q: MdevQuery = {}): Promise<Page<MdevView>> {
+  /** A page of a host's matrix devices, by uuid. Items are frozen. */
+  async listMdevs(host: string, q: MdevQuery = {}): Promise<Page<MdevView>> {
+    return (await this.mdevs.listMdevs(host, q)).value
+  }
+
+  /** {@link listMdevs} with the age of the read cache's copy (see {@link readMdev}). */
+  readMdevs(host: string, q: MdevQuery = {}): Promise<Fresh<Page<MdevView>>> {
     return this.mdevs.listMdevs(host, q)
   }
 

@@ -54,7 +54,8 @@ export class DesiredState {
             const events: EventInput[] = []
             const mdevs: ApplyResult['mdevs'] = []
             const masks = await tx.masks.set(host, { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() }, precondition(ctx))
-            if (!state.apmask.equals(after.apmask) || !state.aqmask.equals(after.aqmask)) events.push(masksChangedEvent(host, masks))
+            // Also a first set of masks that were only adopted (generation 0 -> 1): the stored row changed.
+            if (masks.resourceVersion !== stored.masks?.resourceVersion) events.push(masksChangedEvent(host, masks))
             for (const m of listed) {
               const cur = stored.mdevs.find((r) => r.uuid === m.uuid)
               if (!cur) {

@@ -3,8 +3,9 @@
  * failed read into UNAVAILABLE. Every service module reads hosts through this one object.
  */
 import { ApmatrixError } from '../domain/errors.js'
-import type { ObservedHost, ObservedTopology } from '../domain/observed.js'
+import type { ObservedHost, ObservedHostFacts, ObservedTopology } from '../domain/observed.js'
 import { clip } from '../domain/text.js'
+import type { QueuePage, QueuePageQuery } from '../bus/port.js'
 import type { HostRegistry, ManagedHost } from '../hosts/managed-host.js'
 
 /** Resolves managed hosts and reads their buses. */
@@ -21,6 +22,16 @@ export class HostAccess {
   /** Masks, configuration, devices and queue bindings: what admission and planning need (cheap on large hosts). UNAVAILABLE. */
   observe(h: ManagedHost): Promise<ObservedTopology> {
     return busRead(h, () => h.bus.observeTopology())
+  }
+
+  /** Features, maxima, masks, configuration and bindings: no device is walked (host, masks and domains reads). UNAVAILABLE. */
+  facts(h: ManagedHost): Promise<ObservedHostFacts> {
+    return busRead(h, () => h.bus.observeHostFacts())
+  }
+
+  /** One page of queues with their attributes (only the page's queues are read). UNAVAILABLE. */
+  queues(h: ManagedHost, q: QueuePageQuery): Promise<QueuePage> {
+    return busRead(h, () => h.bus.observeQueues(q))
   }
 
   /** The full inventory (every card and queue attribute): only the inventory reads need it. UNAVAILABLE. */

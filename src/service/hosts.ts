@@ -30,7 +30,20 @@ export class Hosts {
       // In one transaction: a replica starting at the same time cannot overwrite masks set meanwhile.
       await this.store.transaction(async (tx) => {
         const { outcome, record } = await tx.masks.adopt(h.name, { apmask: observed.apmask, aqmask: observed.aqmask })
-        if (outcome !== 'created') return
+        if (outcome === 'unchanged') return
+        if (outcome === 'refreshed') {
+          // Adopted masks that the host changed since: stored again, and said so (read caches of other replicas).
+          await tx.events.append({
+            host: h.name,
+            kind: 'masks',
+            name: 'masks',
+            type: 'MasksAdopted',
+            actor: 'apmatrix',
+            message: `the host's masks changed (apmask ${record.apmask}, aqmask ${record.aqmask}) before a desired state was given: adopted again`,
+            data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation, resourceVersion: record.resourceVersion },
+          })
+          return
+        }
         const foreign = observed.mdevs.length
         await tx.events.append({
           host: h.name,
@@ -60,7 +73,7 @@ export class Hosts {
     let maxAdapterId: number
     let maxDomainId: number
     try {
-      ;({ features, maxAdapterId, maxDomainId } = await this.access.observe(h))
+      ;({ features, maxAdapterId, maxDomainId } = await this.access.facts(h))
     } catch (e) {
       const rec = await this.store.hosts.get(name).catch(() => {
         throw e

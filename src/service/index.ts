@@ -6,3 +6,4 @@ export { MAX_WATCH_NAMES, WATCH_FORMATS, type Watch, type WatchedEvent, type Wat
 // How a watch ends: transports map these to their status (and end their own streams with HubClosedError at shutdown).
 export { HubClosedError, SubscriptionLagError } from '../events/hub.js'
 export type * from './types.js'
+export type { Fresh } from './read-cache.js'

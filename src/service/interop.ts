@@ -27,7 +27,7 @@ export class Interop {
    */
   async exportMdev(host: string, uuid: string, format: string): Promise<ExportView> {
     checkFormat(format, EXPORT_FORMATS)
-    const m = await this.mdevs.getMdev(host, uuid)
+    const m = (await this.mdevs.getMdev(host, uuid)).value
     return exportMatrixDevice({ uuid: m.metadata.uuid, spec: m.spec }, format)
   }
 

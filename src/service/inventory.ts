@@ -19,25 +19,27 @@ export class Inventory {
     return { items: (await this.access.inventory(this.access.managed(host))).adapters }
   }
 
-  /** Queues, filtered (all filters must match) and paged by APQN. INVALID_ARGUMENT for bad filters or tokens. */
+  /**
+   * Queues, filtered (all filters must match) and paged by APQN: the bus lists, filters and pages queue names
+   * first and reads attributes for the page's queues only (BusPort.observeQueues). INVALID_ARGUMENT for bad
+   * filters or tokens.
+   */
   async listQueues(host: string, q: QueueQuery = {}): Promise<Page<QueueView>> {
     const limit = pageSize(q.limit)
     const after = q.pageToken ? decodePageToken(q.pageToken) : undefined
     const adapter = q.adapter === undefined ? undefined : parseId(q.adapter, 'adapter')
     const domain = q.domain === undefined ? undefined : parseId(q.domain, 'domain')
     const owner = q.owner === undefined || q.owner === 'none' ? q.owner : normalizeUuid(q.owner, 'owner')
-    const all = (await this.access.inventory(this.access.managed(host))).queues
-      .filter(
-        (x) =>
-          (adapter === undefined || x.apid === adapter) &&
-          (domain === undefined || x.apqi === domain) &&
-          (q.driver === undefined || x.driver === q.driver) &&
-          (owner === undefined || (owner === 'none' ? x.owner === null : x.owner === owner)) &&
-          (after === undefined || x.apqn > after),
-      )
-      .sort((a, b) => (a.apqn < b.apqn ? -1 : 1))
-    const items = all.slice(0, limit)
-    return all.length > limit ? { items, nextPageToken: encodePageToken(items[items.length - 1]!.apqn) } : { items }
+    const h = this.access.managed(host)
+    const page = await this.access.queues(h, {
+      limit,
+      ...(adapter !== undefined ? { adapter } : {}),
+      ...(domain !== undefined ? { domain } : {}),
+      ...(q.driver !== undefined ? { driver: q.driver } : {}),
+      ...(owner !== undefined ? { owner: owner === 'none' ? null : owner } : {}),
+      ...(after !== undefined ? { after } : {}),
+    })
+    return page.next !== undefined ? { items: page.items, nextPageToken: encodePageToken(page.next) } : { items: page.items }
   }
 
   /**
@@ -65,7 +67,7 @@ export class Inventory {
 
   /** Usage and control domains of the host configuration (QCI). */
   async listDomains(host: string): Promise<DomainsView> {
-    const o = await this.access.observe(this.access.managed(host))
+    const o = await this.access.facts(this.access.managed(host))
     const aq = readMask(o.aqmask)
     return { usageDomains: o.config.domains, controlDomains: o.config.controlDomains, hostDomains: o.config.domains.filter((d) => aq.has(d)) }
   }

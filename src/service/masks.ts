@@ -1,11 +1,11 @@
 /** Host masks (docs/api.md (Resources) "Host masks"): the desired apmask/aqmask and the ones on the bus. */
 import { ApmatrixError, type Violation } from '../domain/errors.js'
 import type { Mask } from '../domain/mask.js'
-import type { Store } from '../store/index.js'
 import { parseMaskInput, rejection } from './admission.js'
 import type { HostAccess } from './host-access.js'
 import type { MutationRunner } from './mutation-runner.js'
 import { checkPrecondition, precondition } from './preconditions.js'
+import type { Fresh, ReadCache } from './read-cache.js'
 import { masksChangedEvent } from './resource-events.js'
 import type { CallContext, MasksInput, MasksView, Mutation } from './types.js'
 import { masksView } from './views.js'
@@ -13,21 +13,26 @@ import { masksView } from './views.js'
 /** The masks operations of the service. */
 export class Masks {
   constructor(
-    private readonly store: Store,
+    private readonly cache: ReadCache,
     private readonly access: HostAccess,
     private readonly runner: MutationRunner,
     private readonly clock: () => Date,
   ) {}
 
-  /** Desired masks (spec) and the masks on the bus (status; null if the bus cannot be read). NOT_FOUND. */
-  async getMasks(host: string): Promise<MasksView> {
+  /**
+   * Desired masks (spec, from the read cache) and the masks on the bus (status, from the bus's host facts;
+   * null if the bus cannot be read). NOT_FOUND.
+   */
+  async getMasks(host: string): Promise<Fresh<MasksView>> {
     const h = this.access.managed(host)
-    const rec = await this.store.masks.get(host)
-    const observed = await this.access.observe(h).then(
-      (o) => ({ apmask: o.apmask, aqmask: o.aqmask, at: this.clock() }),
-      () => null,
-    )
-    return masksView(host, rec, observed)
+    const [rec, observed] = await Promise.all([
+      this.cache.masks(host),
+      this.access.facts(h).then(
+        (o) => ({ apmask: o.apmask, aqmask: o.aqmask, at: this.clock() }),
+        () => null,
+      ),
+    ])
+    return { value: masksView(host, rec.value, observed), staleMs: rec.staleMs }
   }
 
   /**
@@ -64,13 +69,14 @@ export class Masks {
           focus: new Set(),
           apply: async (tx) => {
             const rec = await tx.masks.set(host, { apmask: apmask.toString(), aqmask: aqmask.toString() }, precondition(ctx))
-            const changed = !state.apmask.equals(apmask) || !state.aqmask.equals(aqmask)
+            // Also a first set of masks that were only adopted (generation 0 -> 1): the stored row changed.
+            const changed = rec.resourceVersion !== stored.masks?.resourceVersion
             return { result: { generation: rec.generation }, events: changed ? [masksChangedEvent(host, rec)] : [] }
           },
         }
       },
     })
     if (out.dryRun) return out
-    return { dryRun: false, result: await this.getMasks(host) }
+    return { dryRun: false, result: (await this.getMasks(host)).value }
   }
 }

@@ -5,12 +5,13 @@
 import { randomUUID } from 'node:crypto'
 import { ApmatrixError, invalidArgument } from '../domain/errors.js'
 import { normalizeSpec, normalizeUuid, sameSpec } from '../domain/mdev.js'
-import type { MdevRecord, Store } from '../store/index.js'
+import type { MdevRecord } from '../store/index.js'
 import type { HostAccess } from './host-access.js'
 import { mustFind, planned, withMdev } from './host-state.js'
 import { checkLabels, checkOwner, isPlainObject, mergeFlat } from './mdev-input.js'
 import type { MutationRunner } from './mutation-runner.js'
 import { checkPrecondition, precondition } from './preconditions.js'
+import type { Fresh, ReadCache } from './read-cache.js'
 import { mdevEvent } from './resource-events.js'
 import type { CallContext, MdevCreateInput, MdevFieldsUpdate, MdevQuery, MdevReplaceInput, MdevView, Mutation, Page } from './types.js'
 import { mdevView } from './views.js'
@@ -21,9 +22,9 @@ type NextFields = (cur: MdevRecord) => { spec: unknown; labels: unknown; owner: 
 /** The matrix-device operations of the service. */
 export class MatrixDevices {
   constructor(
-    private readonly store: Store,
     private readonly access: HostAccess,
     private readonly runner: MutationRunner,
+    private readonly cache: ReadCache,
   ) {}
 
   /**
@@ -60,17 +61,16 @@ export class MatrixDevices {
     })
   }
 
-  /** One matrix device. NOT_FOUND. */
-  async getMdev(host: string, uuid: string): Promise<MdevView> {
+  /** One matrix device, from the read cache (read-cache.ts: the view is frozen and shared). NOT_FOUND. */
+  async getMdev(host: string, uuid: string): Promise<Fresh<MdevView>> {
     this.access.managed(host)
-    return mdevView(await this.store.mdevs.get(host, normalizeUuid(uuid)))
+    return this.cache.mdev(host, normalizeUuid(uuid))
   }
 
-  /** A page of a host's matrix devices, by uuid. */
-  async listMdevs(host: string, q: MdevQuery = {}): Promise<Page<MdevView>> {
+  /** A page of a host's matrix devices, by uuid, from the read cache (filters and paging as store.mdevs.list). */
+  async listMdevs(host: string, q: MdevQuery = {}): Promise<Fresh<Page<MdevView>>> {
     this.access.managed(host)
-    const page = await this.store.mdevs.list(host, q)
-    return { items: page.items.map(mdevView), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) }
+    return this.cache.mdevs(host, q)
   }
 
   /** Replaces spec, labels and owner (absent labels = none, absent owner = none). NOT_FOUND, CONFLICT (ifMatch), admission codes. */

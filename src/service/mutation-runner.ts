@@ -2,7 +2,8 @@
  * The one path of every mutating operation (docs/api.md (Admission)). In order: read the bus (foreign
  * devices, limits) outside the transaction; then in ONE store transaction: idempotency check, host lock,
  * whole-host admission (every violation reported), the change with its optimistic-concurrency
- * precondition, the audit record and the events; only after the commit is the reconciler nudged.
+ * precondition, the audit record and the events; only after the commit, and once the read cache reflects
+ * the write (read-your-writes, read-cache.ts), is the reconciler nudged.
  * `dryRun` runs the same admission and returns the plan instead.
  *
  * The plan view (src/service/plan-view.ts: the planner over the whole host plus the claimed, filtered
@@ -15,6 +16,7 @@ import type { ReconcileTrigger } from '../hosts/managed-host.js'
 import type { EventInput, Repos, Store } from '../store/index.js'
 import { admit, type HostDesired } from './admission.js'
 import type { HostAccess } from './host-access.js'
+import type { ReadCache } from './read-cache.js'
 import { desiredOf, loadStored, type StoredState } from './host-state.js'
 import { planAnswer } from './plan-summary.js'
 import { planView } from './plan-view.js'
@@ -53,6 +55,8 @@ export interface MutationRunnerOptions {
   reconciler: ReconcileTrigger
   /** How long an idempotency key is remembered. */
   idempotencyTtlMs: number
+  /** The service's read cache: a write returns only after it reflects the write's events. */
+  cache?: ReadCache
 }
 
 /** Runs mutating operations; see the file comment. */
@@ -78,6 +82,8 @@ export class MutationRunner {
     }
     const scope = `${op.action} ${op.host} ${actor}`
     const hash = ctx.idempotencyKey ? requestHash({ host: op.host, action: op.action, request: op.request ?? null }) : ''
+    // The seq of the last event the committed transaction appended (0: none).
+    let lastSeq = 0
     // Set when the plan is still to be added after the commit.
     let pending: Prepared<T> | null = null
     try {
@@ -122,9 +128,12 @@ export class MutationRunner {
           })
         }
         // Events last: appending serialises writers until commit (event-repo.ts).
-        for (const e of r.events) await tx.events.append({ ...e, requestId: ctx.requestId ?? null, actor })
+        lastSeq = 0
+        for (const e of r.events) lastSeq = (await tx.events.append({ ...e, requestId: ctx.requestId ?? null, actor })).seq
         return { dryRun: false, result, ...(r.created !== undefined ? { created: r.created } : {}) }
       })
+      // Read-your-writes: the answer goes out only once this replica's reads show the write (read-cache.ts).
+      if (lastSeq) await this.opts.cache?.syncedTo(lastSeq)
       if (!out.dryRun && !out.replayed) reconciler.enqueue(op.host)
       const p = pending as Prepared<T> | null
       if (p && op.withPlan && !out.dryRun) out = { ...out, result: op.withPlan(out.result, planOf(p)) }

@@ -353,17 +353,17 @@ export class MdevRepo {
    * Stores the observed status of several devices of a host, one UPDATE each without reading the row first
    * (the reconciler's write at the end of a pass, in its transaction): the generation is not bumped, each row
    * written gets a new resourceVersion. A device no longer stored is skipped. Lets the event loop turn now and
-   * then (a pass over 256 devices). Returns the uuids written.
+   * then (a pass over 256 devices). Returns the devices written, with their new resourceVersions.
    */
-  setStatuses(host: string, statuses: Array<{ uuid: string; status: MdevStatus }>): Promise<string[]> {
+  setStatuses(host: string, statuses: Array<{ uuid: string; status: MdevStatus }>): Promise<Array<{ uuid: string; resourceVersion: string }>> {
     return this.ctx.write(`status of ${statuses.length} mdevs of ${host}`, async (db, sql) => {
       const turn = createYielder()
-      const written: string[] = []
+      const written: Array<{ uuid: string; resourceVersion: string }> = []
       for (const { uuid, status } of statuses) {
         await turn()
         const data = { status: toJson(status), resourceVersion: newResourceVersion() }
         const n = sql ? directUpdate(sql, { host, uuid }, data) : (await db.mdev.updateMany({ where: { host, uuid }, data })).count
-        if (n === 1) written.push(uuid)
+        if (n === 1) written.push({ uuid, resourceVersion: data.resourceVersion })
       }
       return written
     })

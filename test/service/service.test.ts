@@ -216,11 +216,14 @@ forEachDatabase(t, async (t, db) => {
     t.equal(holders.length, 1)
   })
 
-  t.test('store down: UNAVAILABLE', async (t) => {
+  t.test('store down: UNAVAILABLE for writes; reads answer from the read cache, marked stale', async (t) => {
     t.ok(enqueued.every((h) => h === 'local') && enqueued.length > 0)
+    const before = await service.getMdev('local', U1)
     await store.close()
     t.equal(await codeOf(service.ping()), 'UNAVAILABLE')
-    t.equal(await codeOf(service.getMdev('local', U1)), 'UNAVAILABLE')
+    const r = await service.readMdev('local', U1)
+    t.same(r.value, before, 'the copy in memory')
+    t.ok(r.staleMs !== null && r.staleMs >= 0, 'marked stale: the sync with the store failed')
     t.equal(await codeOf(service.createMdev('local', { spec: { adapters: [7], domains: [1] } })), 'UNAVAILABLE')
   })
 })

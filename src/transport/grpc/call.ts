@@ -2,7 +2,8 @@
  * Wraps a handler body so that every unary call answers exactly once, through the one error mapper,
  * and does not start work for a call that is already cancelled or past its deadline.
  */
-import type * as grpc from '@grpc/grpc-js'
+import * as grpc from '@grpc/grpc-js'
+const { Metadata } = grpc
 import { toGrpcError } from './errors.js'
 import { requestIdOf, type GrpcLogger } from './interceptors.js'
 
@@ -10,6 +11,22 @@ import { requestIdOf, type GrpcLogger } from './interceptors.js'
 export interface GrpcCallInfo {
   requestId: string
   actor: string
+  /** Trailing metadata sent with a successful answer (created on first use by {@link setTrailer}). */
+  trailer?: grpc.Metadata
+}
+
+/** The metadata key of a read answered from the read cache's copy while the store was unreachable: ms since its last sync. */
+export const STALE_KEY = 'apmatrix-stale'
+
+/** Sets a trailing metadata entry of the answer. */
+export function setTrailer(info: GrpcCallInfo, key: string, value: string): void {
+  info.trailer ??= new Metadata()
+  info.trailer.set(key, value)
+}
+
+/** Marks the answer as possibly stale (`staleMs` not null; read-cache.ts). */
+export function setStale(info: GrpcCallInfo, staleMs: number | null): void {
+  if (staleMs !== null) setTrailer(info, STALE_KEY, String(staleMs))
 }
 
 /** Request id and actor of a call. */
@@ -40,7 +57,8 @@ export function unary<Req, Res>(logger: GrpcLogger | null, fn: (req: Req, info: 
     // (inside a promise reaction it would be an unhandled rejection, which ends the process).
     const answer = (err: grpc.ServiceError | null, res?: Res): void => {
       try {
-        callback(err, res)
+        if (!err && info.trailer) callback(null, res, info.trailer)
+        else callback(err, res)
       } catch (e) {
         internal(e)
         try {

@@ -22,7 +22,7 @@ import type { InventoryServiceHandlers } from '../../generated/grpc/apmatrix/v1/
 import type { MdevServiceHandlers } from '../../generated/grpc/apmatrix/v1/MdevService.js'
 import type { WatchRequest__Output } from '../../generated/grpc/apmatrix/v1/WatchRequest.js'
 import type { Event } from '../../generated/grpc/apmatrix/v1/Event.js'
-import { callInfo, unary } from './call.js'
+import { callInfo, setStale, unary } from './call.js'
 import {
   adapterOut,
   callContextIn,
@@ -67,6 +67,17 @@ const HARDWARE_ACTIONS: ReadonlyArray<HardwareInput['action']> = [
   'set-mode',
 ]
 
+/**
+ * The message of a device read from the read cache: views are frozen and shared per device version
+ * (read-cache.ts), so the conversion is made once per version (grpc-js only reads the message).
+ */
+const mdevMessages = new WeakMap<MdevView, ReturnType<typeof mdevOut>>()
+function cachedMdevOut(m: MdevView): ReturnType<typeof mdevOut> {
+  let out = mdevMessages.get(m)
+  if (!out) mdevMessages.set(m, (out = mdevOut(m)))
+  return out
+}
+
 function mutationOut<T, W>(out: Mutation<T>, map: (r: T) => W): { result: W | null; dry_run: boolean; plan: ReturnType<typeof planOut> | null } {
   return out.dryRun ? { result: null, dry_run: true, plan: planOut(out.plan) } : { result: map(out.result), dry_run: false, plan: null }
 }
@@ -75,7 +86,11 @@ export function hostHandlers({ service, logger }: HandlerDeps): HostServiceHandl
   return {
     ListHosts: unary(logger, async () => ({ hosts: (await service.listHosts()).map(hostOut) })),
     GetHost: unary(logger, async (req) => hostOut(await service.getHost(hostIn(req.host)))),
-    GetMasks: unary(logger, async (req) => masksOut(await service.getMasks(hostIn(req.host)))),
+    GetMasks: unary(logger, async (req, info) => {
+      const r = await service.readMasks(hostIn(req.host))
+      setStale(info, r.staleMs)
+      return masksOut(r.value)
+    }),
     SetMasks: unary(logger, async (req, info) => {
       const input = { ...(req.apmask ? { apmask: req.apmask } : {}), ...(req.aqmask ? { aqmask: req.aqmask } : {}) }
       const m = mutationOut(await service.setMasks(hostIn(req.host), input, callContextIn(info, req)), masksOut)
@@ -113,16 +128,21 @@ export function mdevHandlers({ service, logger }: HandlerDeps): MdevServiceHandl
       if (out.dryRun) return { mdev: null, created: false, replayed: false, dry_run: true, plan: planOut(out.plan) }
       return { mdev: mdevOut(out.result), created: out.created !== false, replayed: !!out.replayed, dry_run: false, plan: null }
     }),
-    GetMdev: unary(logger, async (req) => mdevOut(await service.getMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64)))),
-    ListMdevs: unary(logger, async (req) => {
-      const page = await service.listMdevs(hostIn(req.host), {
+    GetMdev: unary(logger, async (req, info) => {
+      const r = await service.readMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64))
+      setStale(info, r.staleMs)
+      return cachedMdevOut(r.value)
+    }),
+    ListMdevs: unary(logger, async (req, info) => {
+      const r = await service.readMdevs(hostIn(req.host), {
         ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}),
         ...(req.owner ? { owner: req.owner } : {}),
         ...(Object.keys(req.labels).length ? { labels: req.labels } : {}),
         ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
         ...(req.page_token ? { pageToken: req.page_token } : {}),
       })
-      return { items: page.items.map(mdevOut), next_page_token: page.nextPageToken ?? '' }
+      setStale(info, r.staleMs)
+      return { items: r.value.items.map(cachedMdevOut), next_page_token: r.value.nextPageToken ?? '' }
     }),
     UpdateMdev: unary(logger, async (req, info) => {
       const host = hostIn(req.host)

@@ -31,6 +31,38 @@ export function setEtag(reply: { header(name: string, value: string): unknown },
   if (resourceVersion) reply.header('etag', `"${resourceVersion}"`)
 }
 
+/** The header a read answered from the read cache's copy carries when the store could not be reached: ms since its last sync. */
+export const STALE_HEADER = 'apmatrix-stale'
+
+/** Sets {@link STALE_HEADER} when the service said the answer may be stale (`staleMs` not null). */
+export function setStale(reply: { header(name: string, value: string): unknown }, staleMs: number | null): void {
+  if (staleMs !== null) reply.header(STALE_HEADER, String(staleMs))
+}
+
+/**
+ * RFC 9110 13.1.2 If-None-Match for a GET: true when the header is `*` (the resource exists) or lists an entity
+ * tag that weakly matches `etag` (`W/"x"` and `"x"` match). A header that does not parse matches nothing (the
+ * full answer is sent, as the RFC lets a server ignore a malformed precondition).
+ */
+export function noneMatchHit(value: string | string[] | undefined, etag: string): boolean {
+  if (value === undefined) return false
+  const text = Array.isArray(value) ? value.join(',') : value
+  if (text.length > 8192) return false
+  const want = opaque(etag)
+  if (text.trim() === '*') return true
+  for (const part of text.split(',')) {
+    const p = part.trim()
+    if (p && opaque(p) === want) return true
+  }
+  return false
+}
+
+/** The opaque part of an entity tag (`W/"abc"` and `"abc"` → `abc`). */
+function opaque(tag: string): string {
+  const t = tag.startsWith('W/') ? tag.slice(2) : tag
+  return t.length >= 2 && t.startsWith('"') && t.endsWith('"') ? t.slice(1, -1) : t
+}
+
 function header(req: FastifyRequest, name: string): string | undefined {
   const v = req.headers[name]
   return Array.isArray(v) ? v[0] : v

@@ -37,6 +37,11 @@ export const MdevParams = Type.Object({ host: HostName, uuid: Str(64, { minLengt
 export const GuestParams = Type.Object({ host: HostName, guest: Str(128, { minLength: 1 }) }, { additionalProperties: false })
 
 // Request headers (documented in OpenAPI and bounded; other headers pass).
+export const IfNoneMatchHeaders = Type.Object({
+  'if-none-match': Type.Optional(Str(8192, { description: 'ETags of versions the client holds (weak comparison), or *: 304 Not Modified when one matches' })),
+})
+/** 304 Not Modified: no body. */
+export const NotModifiedOut = Type.Null({ description: 'Not Modified: the ETag matched If-None-Match; no body' })
 export const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Str(256, { description: 'the ETag of the version last read, or *' })) })
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Str(128, { minLength: 1, description: 'the same key and request again returns the stored response' })),

@@ -1,7 +1,7 @@
 /** Hosts, inventory and host masks (docs/api.md (REST)). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ApmatrixService } from '../../../service/index.js'
-import { callContext, setEtag } from '../call-context.js'
+import { callContext, setEtag, setStale } from '../call-context.js'
 import * as S from '../schemas.js'
 
 export const hostRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }> = async (app, { service }) => {
@@ -32,9 +32,10 @@ export const hostRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
   )
 
   app.get('/hosts/:host/masks', { schema: { tags: ['masks'], params: S.HostParams, response: S.responses({ 200: S.MasksOut }) } }, async (req, reply) => {
-    const m = await service.getMasks(req.params.host)
-    setEtag(reply, m.metadata.resourceVersion)
-    return m
+    const r = await service.readMasks(req.params.host)
+    setEtag(reply, r.value.metadata.resourceVersion)
+    setStale(reply, r.staleMs)
+    return r.value
   })
 
   app.put(

@@ -2,11 +2,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApmatrixError } from '../../../domain/errors.js'
 import type { ApmatrixService, MdevView, Mutation } from '../../../service/index.js'
-import { callContext, setEtag } from '../call-context.js'
+import type { FastifyReply } from 'fastify'
+import { callContext, noneMatchHit, setEtag, setStale } from '../call-context.js'
 import * as S from '../schemas.js'
 import { clip } from '../../../domain/text.js'
 
 const MERGE_PATCH = 'application/merge-patch+json'
+const JSON_TYPE = 'application/json; charset=utf-8'
+const PAGE_HEAD = '{"items":['
+const PAGE_TAIL = ']}'
 // The few reply methods used here; route replies differ in their schema generics.
 interface ReplyLike {
   code(status: number): ReplyLike
@@ -24,12 +28,47 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     return reply.code(status).send(out.result)
   }
 
+  // Pre-serialised answers (docs/api.md (Conventions) "Reads"): the read cache hands out one frozen view per device version, so
+  // its JSON (made by the route's own response serialiser: the same bytes as before) is built once per version.
+  const json = new WeakMap<MdevView, string>()
+  let serializeMdev: ((v: unknown) => string) | undefined
+  const mdevJson = (reply: FastifyReply, m: MdevView): string => {
+    let out = json.get(m)
+    if (out === undefined) {
+      serializeMdev ??= (reply.getSerializationFunction('200') as ((v: unknown) => string) | undefined) ?? JSON.stringify
+      out = serializeMdev(m)
+      json.set(m, out)
+    }
+    return out
+  }
+
+  // An item of a page, cut from what the page serialiser writes for a page of that one item (the same bytes).
+  const itemJsonOf = new WeakMap<MdevView, string>()
+  let serializePage: ((v: unknown) => string) | undefined
+  const pageItemJson = (reply: FastifyReply, m: MdevView): string => {
+    let out = itemJsonOf.get(m)
+    if (out === undefined) {
+      serializePage ??= (reply.getSerializationFunction('200') as ((v: unknown) => string) | undefined) ?? JSON.stringify
+      const one = serializePage({ items: [m] })
+      out = one.slice(PAGE_HEAD.length, -PAGE_TAIL.length)
+      itemJsonOf.set(m, out)
+    }
+    return out
+  }
+
   app.get(
     '/hosts/:host/mdevs',
     { schema: { tags: ['mdevs'], params: S.HostParams, querystring: S.MdevListQuery, response: S.responses({ 200: S.MdevPageOut }) } },
-    async (req) => {
+    async (req, reply) => {
       const { label, ...q } = req.query
-      return service.listMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) })
+      const r = await service.readMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) })
+      setStale(reply, r.staleMs)
+      const { items, nextPageToken } = r.value
+      // What the page serialiser would write for the whole page, from per-version pieces.
+      let body = PAGE_HEAD
+      for (let i = 0; i < items.length; i++) body += (i ? ',' : '') + pageItemJson(reply, items[i]!)
+      body += nextPageToken === undefined ? ']}' : `],"nextPageToken":${JSON.stringify(nextPageToken)}}`
+      return reply.header('content-type', JSON_TYPE).send(body)
     },
   )
 
@@ -53,11 +92,18 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     },
   )
 
-  app.get('/hosts/:host/mdevs/:uuid', { schema: { tags: ['mdevs'], params: S.MdevParams, response: S.responses({ 200: S.MdevOut }) } }, async (req, reply) => {
-    const m = await service.getMdev(req.params.host, req.params.uuid)
-    setEtag(reply, m.metadata.resourceVersion)
-    return m
-  })
+  app.get(
+    '/hosts/:host/mdevs/:uuid',
+    { schema: { tags: ['mdevs'], params: S.MdevParams, headers: S.IfNoneMatchHeaders, response: S.responses({ 200: S.MdevOut, 304: S.NotModifiedOut }) } },
+    async (req, reply) => {
+      const r = await service.readMdev(req.params.host, req.params.uuid)
+      const m = r.value
+      setEtag(reply, m.metadata.resourceVersion)
+      setStale(reply, r.staleMs)
+      if (noneMatchHit(req.headers['if-none-match'], m.metadata.resourceVersion)) return reply.code(304).send()
+      return reply.header('content-type', JSON_TYPE).send(mdevJson(reply, m))
+    },
+  )
 
   app.put(
     '/hosts/:host/mdevs/:uuid',
