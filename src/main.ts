@@ -122,7 +122,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
   }
-  const app = buildApp({ service, logger: log.child({ component: 'http' }) })
+  const app = buildApp({ service, logger: log.child({ component: 'http' }), corsOrigins: cfg.corsOrigins })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port

@@ -53,7 +53,11 @@ export class DesiredState {
           apply: async (tx) => {
             const events: EventInput[] = []
             const mdevs: ApplyResult['mdevs'] = []
-            const masks = await tx.masks.set(host, { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() }, precondition(ctx))
+            const masks = await tx.masks.set(
+              host,
+              { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() },
+              precondition(ctx, stored.masks?.resourceVersion),
+            )
             if (!state.apmask.equals(after.apmask) || !state.aqmask.equals(after.aqmask)) events.push(masksChangedEvent(host, masks))
             for (const m of listed) {
               const cur = stored.mdevs.find((r) => r.uuid === m.uuid)

@@ -63,7 +63,7 @@ export class Masks {
           after: { ...state, apmask, aqmask },
           focus: new Set(),
           apply: async (tx) => {
-            const rec = await tx.masks.set(host, { apmask: apmask.toString(), aqmask: aqmask.toString() }, precondition(ctx))
+            const rec = await tx.masks.set(host, { apmask: apmask.toString(), aqmask: aqmask.toString() }, precondition(ctx, stored.masks?.resourceVersion))
             const changed = !state.apmask.equals(apmask) || !state.aqmask.equals(aqmask)
             return { result: { generation: rec.generation }, events: changed ? [masksChangedEvent(host, rec)] : [] }
           },

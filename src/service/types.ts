@@ -15,8 +15,11 @@ export interface CallContext {
   actor?: string
   /** Correlates the audit record, the events and the transport's logs. */
   requestId?: string
-  /** Optimistic concurrency: the resourceVersion the caller last read; `*` or absent = any. */
-  ifMatch?: string
+  /**
+   * Optimistic concurrency: the resourceVersion the caller last read, or several (any may match, as an
+   * If-Match list in RFC 9110); `*` or absent = any.
+   */
+  ifMatch?: string | readonly string[]
   /** Validate and plan only: nothing is stored, nothing enqueued. */
   dryRun?: boolean
   /** Creates only: the same key with the same request returns the stored result. */

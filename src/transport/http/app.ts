@@ -4,6 +4,8 @@
  * process entry (serve command) or a test calls `listen`.
  */
 import { randomUUID } from 'node:crypto'
+import cors from '@fastify/cors'
+import helmet from '@fastify/helmet'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -11,7 +13,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
 import { registerMetrics } from './metrics.js'
-import { errorHandler, sendProblem, toProblem } from './problem.js'
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendProblem, toProblem } from './problem.js'
+import { normaliseOrigin, registerRequestGuards } from './request-guard.js'
 import { desiredRoutes } from './routes/desired.js'
 import { emulatorRoutes } from './routes/emulator.js'
 import { eventRoutes } from './routes/events.js'
@@ -32,10 +35,40 @@ export interface AppOptions {
   docs?: boolean
   /** Period of the SSE `: ping` heartbeat in ms (default 15 s). */
   sseHeartbeatMs?: number
+  /**
+   * Origins (`https://console.example:8443`) allowed to call the API from a browser: CORS answers for
+   * them, and their state-changing requests pass the origin check. Default none: CORS off, and only the
+   * service's own origin may send POST, PUT, PATCH, DELETE with an `Origin` header (else 403).
+   */
+  corsOrigins?: readonly string[]
+  /**
+   * Refuse (421 MISDIRECTED_REQUEST) requests whose `Host` is not a loopback name (127.0.0.1,
+   * localhost, [::1], any port): DNS-rebinding protection for a service without authentication.
+   * Default true; the composition root turns it off only when callers are authenticated.
+   */
+  requireLocalHost?: boolean
+}
+
+/** The security headers of every answer (helmet): CSP for the HTML pages, no sniffing, no framing. */
+const HELMET_OPTIONS = {
+  contentSecurityPolicy: {
+    directives: {
+      // Swagger UI loads only its own scripts and styles (no inline script): 'self' is enough.
+      'frame-ancestors': ["'none'"],
+      // A plain-http loopback service: upgrading its own subresources to https would break /docs.
+      'upgrade-insecure-requests': null,
+    },
+  },
+  frameguard: { action: 'deny' as const },
 }
 
 /** Builds the app. Call `await app.ready()` (or `listen`) before use and `close()` after. */
 export function buildApp(opts: AppOptions): FastifyInstance {
+  const corsOrigins = (opts.corsOrigins ?? []).map((o) => {
+    const n = normaliseOrigin(o)
+    if (n === undefined) throw new TypeError(`corsOrigins: ${JSON.stringify(o)} is not an http(s) origin (scheme://host[:port])`)
+    return n
+  })
   const logger = opts.logger ?? false
   const isInstance = typeof logger === 'object' && logger !== null && typeof (logger as FastifyBaseLogger).child === 'function'
   const app = Fastify({
@@ -54,6 +87,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     // shape, so arrays of 1,000 items or more are left to JSON.stringify.
     serializerOpts: { largeArraySize: 1000, largeArrayMechanism: 'json-stringify' },
     routerOptions: { maxParamLength: 200 },
+    // Refusals before routing (bad percent-encoding, over-long parameters) and before parsing (headers
+    // over the size limit) answer problem bodies too.
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // TypeBox's own checker: no coercion of bodies, no silent removal of unknown fields.
@@ -65,6 +102,17 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id)
   })
+  app.register(helmet, HELMET_OPTIONS)
+  if (corsOrigins.length > 0) {
+    app.register(cors, {
+      origin: corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['content-type', 'if-match', 'idempotency-key', 'x-request-id', 'last-event-id', 'authorization'],
+      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'idempotent-replayed'],
+      maxAge: 600,
+    })
+  }
+  app.after(() => registerRequestGuards(app as unknown as FastifyInstance, { allowedOrigins: corsOrigins, requireLocalHost: opts.requireLocalHost ?? true }))
   // Only JSON bodies: anything else is 415 rather than a string that fails the schema.
   app.removeContentTypeParser('text/plain')
   // RFC 7396 bodies are JSON; fastify's own parser keeps its prototype-poisoning protection.
