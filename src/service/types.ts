@@ -13,8 +13,10 @@ import type { StoredMdevStatus } from '../domain/mdev-status.js'
 export interface CallContext {
   /** The caller, for audit and events (`anonymous` when unknown). */
   actor?: string
-  /** Correlates the audit record, the events and the transport's logs. */
+  /** The server's id of the request (generated, never the caller's): audit records, events, logs. */
   requestId?: string
+  /** The caller's own request id (REST and gRPC `x-request-id`), kept to correlate with its logs; audit `detail.correlationId`. */
+  correlationId?: string
   /**
    * Optimistic concurrency: the resourceVersion the caller last read, or several (any may match, as an
    * If-Match list in RFC 9110); `*` or absent = any.

@@ -10,9 +10,9 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
 import { registerMetrics } from './metrics.js'
+import { callerRequestId } from './call-context.js'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendProblem, toProblem } from './problem.js'
 import { normaliseOrigin, registerRequestGuards } from './request-guard.js'
 import { desiredRoutes } from './routes/desired.js'
@@ -74,12 +74,13 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
-    // A caller's x-request-id is kept when it is sane, so logs correlate across services.
+    // The request id is the server's own (logs, problems, audit records, events); a caller's sane
+    // x-request-id is its correlation id, logged beside it and echoed as x-correlation-id.
     requestIdHeader: false,
-    genReqId: (req) => {
-      const h = req.headers['x-request-id']
-      const v = Array.isArray(h) ? h[0] : h
-      return v && REQUEST_ID.test(v) ? v : randomUUID()
+    genReqId: () => randomUUID(),
+    childLoggerFactory: (logger, bindings, options, raw) => {
+      const correlationId = callerRequestId(raw.headers)
+      return logger.child(correlationId ? { ...bindings, correlationId } : bindings, options)
     },
     ajv: { customOptions: { removeAdditional: false } },
     // fast-json-stringify is slower than JSON.stringify on long arrays (a full plan of a large host lists
@@ -101,6 +102,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   )
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id)
+    const correlationId = callerRequestId(req.headers)
+    if (correlationId) reply.header('x-correlation-id', correlationId)
   })
   app.register(helmet, HELMET_OPTIONS)
   if (corsOrigins.length > 0) {
@@ -108,7 +111,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       origin: corsOrigins,
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
       allowedHeaders: ['content-type', 'if-match', 'idempotency-key', 'x-request-id', 'last-event-id', 'authorization'],
-      exposedHeaders: ['etag', 'location', 'x-request-id', 'retry-after', 'idempotent-replayed'],
+      exposedHeaders: ['etag', 'location', 'x-request-id', 'x-correlation-id', 'retry-after', 'idempotent-replayed'],
       maxAge: 600,
     })
   }

@@ -1,7 +1,7 @@
 /** Reads the per-request options of the service (If-Match, Idempotency-Key, dryRun, plan view, actor) from HTTP. */
 import type { FastifyRequest } from 'fastify'
 import { invalidArgument } from '../../domain/errors.js'
-import { IDEMPOTENCY_KEY } from '../../domain/names.js'
+import { IDEMPOTENCY_KEY, REQUEST_ID } from '../../domain/names.js'
 import type { CallContext, PlanDetail } from '../../service/index.js'
 
 /** One entity tag of an If-Match list (RFC 9110 §8.8.3: `[W/]"etagc*"`, etagc excluding `"`), sticky at a position. */
@@ -33,6 +33,8 @@ export function parseIfMatch(value: string): string[] | undefined {
 /** The call context of a request. INVALID_ARGUMENT for a malformed If-Match or Idempotency-Key. */
 export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?: PlanDetail } = {}): CallContext {
   const ctx: CallContext = { actor: `http:${req.ip}`, requestId: req.id }
+  const correlationId = callerRequestId(req.headers)
+  if (correlationId) ctx.correlationId = correlationId
   if (opts.dryRun) ctx.dryRun = true
   if (opts.view) ctx.planView = opts.view
   const ifMatch = header(req, 'if-match')
@@ -61,4 +63,14 @@ function header(req: FastifyRequest, name: string): string | undefined {
 
 function bad(field: string, message: string) {
   return invalidArgument(field, `header ${message}`)
+}
+
+/**
+ * The caller's own request id (`x-request-id`) when it is sane (`[A-Za-z0-9._:-]{1,128}`), else
+ * undefined. It correlates; it never replaces the server's request id.
+ */
+export function callerRequestId(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const h = headers['x-request-id']
+  const v = Array.isArray(h) ? h[0] : h
+  return v !== undefined && REQUEST_ID.test(v) ? v : undefined
 }
