@@ -10,6 +10,7 @@ import { WATCH_MODES, type WatchMode } from './bus/change-watcher.js'
 import { clip } from './domain/text.js'
 import { ApmatrixError } from './domain/errors.js'
 import { isBuiltinProfile, loadProfile } from './emulator/profiles.js'
+import { normaliseOrigin } from './transport/http/request-guard.js'
 
 /**
  * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
@@ -24,6 +25,8 @@ export type HostSpec =
 export interface ServiceConfig {
   databaseUrl: string
   http: { host: string; port: number }
+  /** Origins allowed to call the REST API from a browser (CORS, and state-changing requests); empty = CORS off. */
+  corsOrigins: string[]
   grpc: { host: string; port: number }
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   hosts: HostSpec[]
@@ -60,6 +63,12 @@ export class ConfigError extends Error {
 export const SETTINGS = {
   databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', def: 'file:./data/apmatrix.db', help: 'file:PATH (SQLite) or postgresql://...' },
   http: { env: 'APMATRIX_HTTP_ADDR', flag: 'http-addr', def: '127.0.0.1:8080', help: 'REST listen address host:port' },
+  corsOrigins: {
+    env: 'APMATRIX_CORS_ORIGINS',
+    flag: 'cors-origins',
+    def: '',
+    help: 'comma-separated origins (https://console.example:8443) a browser may call the REST API from; empty: CORS off',
+  },
   grpc: { env: 'APMATRIX_GRPC_ADDR', flag: 'grpc-addr', def: '127.0.0.1:50051', help: 'gRPC listen address host:port' },
   profile: {
     env: 'APMATRIX_PROFILE',
@@ -151,6 +160,19 @@ export type SettingName = keyof typeof SETTINGS
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 const KERNELS: KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
 const HOST_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+function parseOrigins(name: string, v: string): string[] {
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  if (items.length > 64) throw new ConfigError(`${name}: at most 64 origins`)
+  return items.map((o) => {
+    const n = normaliseOrigin(o)
+    if (n === undefined) throw new ConfigError(`${name}: '${clip(o, 200)}' is not an origin (http:// or https://, a host, an optional port, no path)`)
+    return n
+  })
+}
 
 function parseAddr(name: string, v: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v)
@@ -264,6 +286,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
   return {
     databaseUrl,
     http: parseAddr(label('http'), get('http')),
+    corsOrigins: parseOrigins(label('corsOrigins'), get('corsOrigins')),
     grpc: parseAddr(label('grpc'), get('grpc')),
     logLevel: logLevel as ServiceConfig['logLevel'],
     hosts,

@@ -127,7 +127,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   }
   // Reads answer from memory: filled before the transports start.
   await service.startReadCache()
-  const app = buildApp({ service, logger: log.child({ component: 'http' }) })
+  const app = buildApp({ service, logger: log.child({ component: 'http' }), corsOrigins: cfg.corsOrigins })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port

@@ -93,6 +93,12 @@ export function admit(before: HostDesired, after: HostDesired, what?: string): v
 export const MAX_MASK_IDS = 1024
 
 /**
+ * Longest mask text, in characters, on every transport (REST's schema says the same): an absolute mask
+ * is at most 66 (`0x` + 64 hex digits), and 1024 leaves room for long relative lists.
+ */
+export const MAX_MASK_TEXT = 1024
+
+/**
  * Parses a mask input (docs/api.md (Resources)): any kernel write syntax (B-21: absolute hex, relative
  * `+n,-m,+a-b`, applied to `current`), or a JSON array of ids (integers or decimal / `0x` strings),
  * which is the absolute set. INVALID_ARGUMENT with one violation naming `field` on a syntax error.
@@ -114,6 +120,7 @@ export function parseMaskInput(input: MaskInput, current: Mask, field: string): 
     return Mask.of(ids)
   }
   if (typeof input !== 'string') throw invalid(field, 'must be a string in kernel mask syntax or an array of ids')
+  if (input.length > MAX_MASK_TEXT) throw invalid(field, `at most ${MAX_MASK_TEXT} characters (got ${input.length})`)
   const p = parseMaskWrite(input, current)
   if (!p.ok) throw invalid(field, `'${clip(input, 80)}' is not a valid mask write (${p.reason})`, 'EINVAL')
   return p.mask

@@ -53,7 +53,11 @@ export class DesiredState {
           apply: async (tx) => {
             const events: EventInput[] = []
             const mdevs: ApplyResult['mdevs'] = []
-            const masks = await tx.masks.set(host, { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() }, precondition(ctx))
+            const masks = await tx.masks.set(
+              host,
+              { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() },
+              precondition(ctx, stored.masks?.resourceVersion),
+            )
             // Also a first set of masks that were only adopted (generation 0 -> 1): the stored row changed.
             if (masks.resourceVersion !== stored.masks?.resourceVersion) events.push(masksChangedEvent(host, masks))
             for (const m of listed) {

@@ -8,6 +8,7 @@ import { normalizeUuid } from '../domain/mdev.js'
 import type { ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
 import type { Store } from '../store/index.js'
 import type { HostAccess } from './host-access.js'
+import { correlation } from './mutation-runner.js'
 import type { Hosts } from './hosts.js'
 import { fromSysfsError } from './sysfs-errors.js'
 import type { CallContext, HardwareInput, HostView } from './types.js'
@@ -100,7 +101,9 @@ export class EmulatorControls {
       throw e
     } finally {
       if (this.access.registry.get(host)?.emulator) {
-        await this.store.audit.append({ actor: ctx.actor ?? 'anonymous', action, target, outcome, requestId: ctx.requestId ?? null }).catch(() => undefined)
+        await this.store.audit
+          .append({ actor: ctx.actor ?? 'anonymous', action, target, outcome, requestId: ctx.requestId ?? null, detail: correlation(ctx) })
+          .catch(() => undefined)
       }
     }
     this.reconciler.enqueue(host)

@@ -68,7 +68,7 @@ export class Masks {
           after: { ...state, apmask, aqmask },
           focus: new Set(),
           apply: async (tx) => {
-            const rec = await tx.masks.set(host, { apmask: apmask.toString(), aqmask: aqmask.toString() }, precondition(ctx))
+            const rec = await tx.masks.set(host, { apmask: apmask.toString(), aqmask: aqmask.toString() }, precondition(ctx, stored.masks?.resourceVersion))
             // Also a first set of masks that were only adopted (generation 0 -> 1): the stored row changed.
             const changed = rec.resourceVersion !== stored.masks?.resourceVersion
             return { result: { generation: rec.generation }, events: changed ? [masksChangedEvent(host, rec)] : [] }

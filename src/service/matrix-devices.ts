@@ -144,7 +144,7 @@ export class MatrixDevices {
           after: { ...state, mdevs: state.mdevs.map((m) => (m.uuid === id ? { ...m, deleting: true, force: m.force || !!ctx.force } : m)) },
           focus: new Set([id]),
           apply: async (tx) => {
-            const rec = await tx.mdevs.markDeleted(host, id, { force: !!ctx.force, ...precondition(ctx) })
+            const rec = await tx.mdevs.markDeleted(host, id, { force: !!ctx.force, ...precondition(ctx, cur.resourceVersion) })
             const changed = !cur.deletionRequestedAt || rec.force !== cur.force
             return {
               result: mdevView(rec),
@@ -176,7 +176,7 @@ export class MatrixDevices {
           after: withMdev(state, planned(uuid, spec)),
           focus: new Set([uuid]),
           apply: async (tx) => {
-            const rec = await tx.mdevs.update(host, uuid, { spec, labels, owner }, precondition(ctx))
+            const rec = await tx.mdevs.update(host, uuid, { spec, labels, owner }, precondition(ctx, cur.resourceVersion))
             const changed = rec.resourceVersion !== cur.resourceVersion
             return { result: mdevView(rec), events: changed ? [mdevEvent(rec, 'MdevUpdated', `updated (generation ${rec.generation})`)] : [] }
           },

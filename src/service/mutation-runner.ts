@@ -115,7 +115,7 @@ export class MutationRunner {
           target: op.target,
           outcome: 'ok',
           requestId: ctx.requestId ?? null,
-          detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}) },
+          detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}), ...correlation(ctx) },
         })
         if (ctx.idempotencyKey) {
           await tx.idempotency.put({
@@ -148,11 +148,16 @@ export class MutationRunner {
             target: op.target,
             outcome: e.code,
             requestId: ctx.requestId ?? null,
-            detail: { violations: e.violations.length },
+            detail: { violations: e.violations.length, ...correlation(ctx) },
           })
           .catch(() => undefined)
       }
       throw e
     }
   }
+}
+
+/** The caller's own request id for an audit record's detail (the record's requestId is the server's). */
+export function correlation(ctx: CallContext): { correlationId?: string } {
+  return ctx.correlationId ? { correlationId: ctx.correlationId } : {}
 }

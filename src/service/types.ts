@@ -13,10 +13,15 @@ import type { StoredMdevStatus } from '../domain/mdev-status.js'
 export interface CallContext {
   /** The caller, for audit and events (`anonymous` when unknown). */
   actor?: string
-  /** Correlates the audit record, the events and the transport's logs. */
+  /** The server's id of the request (generated, never the caller's): audit records, events, logs. */
   requestId?: string
-  /** Optimistic concurrency: the resourceVersion the caller last read; `*` or absent = any. */
-  ifMatch?: string
+  /** The caller's own request id (REST and gRPC `x-request-id`), kept to correlate with its logs; audit `detail.correlationId`. */
+  correlationId?: string
+  /**
+   * Optimistic concurrency: the resourceVersion the caller last read, or several (any may match, as an
+   * If-Match list in RFC 9110); `*` or absent = any.
+   */
+  ifMatch?: string | readonly string[]
   /** Validate and plan only: nothing is stored, nothing enqueued. */
   dryRun?: boolean
   /** Creates only: the same key with the same request returns the stored result. */

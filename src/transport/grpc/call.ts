@@ -5,11 +5,12 @@
 import * as grpc from '@grpc/grpc-js'
 const { Metadata } = grpc
 import { toGrpcError } from './errors.js'
-import { requestIdOf, type GrpcLogger } from './interceptors.js'
+import { correlationIdOf, requestIdOf, type GrpcLogger } from './interceptors.js'
 
-/** Who is calling: the request id (x-request-id) and the actor recorded in audit and events. */
+/** Who is calling: the server's request id, the caller's own (correlation), and the actor recorded in audit and events. */
 export interface GrpcCallInfo {
   requestId: string
+  correlationId?: string
   actor: string
   /** Trailing metadata sent with a successful answer (created on first use by {@link setTrailer}). */
   trailer?: grpc.Metadata
@@ -29,9 +30,10 @@ export function setStale(info: GrpcCallInfo, staleMs: number | null): void {
   if (staleMs !== null) setTrailer(info, STALE_KEY, String(staleMs))
 }
 
-/** Request id and actor of a call. */
+/** Request id, correlation id and actor of a call. */
 export function callInfo(call: { metadata: grpc.Metadata; getPeer(): string }): GrpcCallInfo {
-  return { requestId: requestIdOf(call.metadata), actor: `grpc:${call.getPeer()}` }
+  const correlationId = correlationIdOf(call.metadata)
+  return { requestId: requestIdOf(call.metadata), ...(correlationId ? { correlationId } : {}), actor: `grpc:${call.getPeer()}` }
 }
 
 /** True when the client's deadline has passed (grpc-js has then answered DEADLINE_EXCEEDED already). */

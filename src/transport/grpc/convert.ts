@@ -81,10 +81,11 @@ export function limitIn(v: number): number | undefined {
 
 /** The service's call context from the wire fields every mutating request may carry. */
 export function callContextIn(
-  base: { requestId: string; actor: string },
+  base: { requestId: string; correlationId?: string; actor: string },
   req: { dry_run?: boolean; resource_version?: string; idempotency_key?: string; view?: PlanViewWire },
 ): CallContext {
   const ctx: CallContext = { requestId: base.requestId, actor: base.actor }
+  if (base.correlationId) ctx.correlationId = base.correlationId
   if (req.dry_run) ctx.dryRun = true
   const view = planViewIn(req.view)
   if (view) ctx.planView = view

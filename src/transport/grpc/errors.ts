@@ -1,13 +1,15 @@
 /**
  * The one place where errors become gRPC statuses (docs/api.md (REST) table, §6): the status code of the
  * ApmatrixError code, trailing metadata `code`, `errno`, `violations` (a JSON array) and
- * `violations-bin` (an encoded `apmatrix.v1.Violations`), and `x-request-id`. Anything that is not an
- * ApmatrixError is INTERNAL with a generic message: no stack trace or internal text leaks.
+ * `violations-bin` (an encoded `apmatrix.v1.Violations`), `x-request-id`, and the standard rich status
+ * `grpc-status-details-bin` (rich-status.ts). Anything that is not an ApmatrixError is INTERNAL with a
+ * generic message: no stack trace or internal text leaks.
  */
 import * as grpc from '@grpc/grpc-js'
 import { ApmatrixError, type ErrorCode, type Violation } from '../../domain/errors.js'
 import { clip } from '../../domain/text.js'
 import { HubClosedError, SubscriptionLagError } from '../../service/index.js'
+import { encodeRichStatus, STATUS_DETAILS_KEY } from './rich-status.js'
 
 /** gRPC status of each error code. */
 export const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
@@ -45,28 +47,51 @@ export function toGrpcError(err: unknown, requestId: string, internal?: (err: un
       md.set('violations', boundedJson(err.violations))
       md.set('violations-bin', encodeViolations(err.violations))
     }
-    return status(GRPC_STATUS[err.code] ?? grpc.status.INTERNAL, err.message, md)
+    return status(GRPC_STATUS[err.code] ?? grpc.status.INTERNAL, err.message, md, { reason: err.code, requestId, errno: err.errno, violations: err.violations })
   }
   if (err instanceof SubscriptionLagError) {
     md.set('code', 'RATE_LIMITED')
     md.set('resume-seq', String(err.resumeSeq))
-    return status(grpc.status.RESOURCE_EXHAUSTED, err.message, md)
+    return status(grpc.status.RESOURCE_EXHAUSTED, err.message, md, { reason: 'RATE_LIMITED', requestId, resumeSeq: String(err.resumeSeq) })
   }
   if (err instanceof HubClosedError) {
     md.set('code', 'UNAVAILABLE')
     md.set('resume-seq', String(err.resumeSeq))
-    return status(grpc.status.UNAVAILABLE, 'server shutting down; resume from resume-seq', md)
+    return status(grpc.status.UNAVAILABLE, 'server shutting down; resume from resume-seq', md, {
+      reason: 'UNAVAILABLE',
+      requestId,
+      resumeSeq: String(err.resumeSeq),
+    })
   }
   internal?.(err)
   md.set('code', 'INTERNAL')
-  return status(grpc.status.INTERNAL, `internal error (request ${requestId})`, md)
+  return status(grpc.status.INTERNAL, `internal error (request ${requestId})`, md, { reason: 'INTERNAL', requestId })
+}
+
+/** What the rich status of an error says besides its gRPC code and message. */
+interface Rich {
+  reason: string
+  requestId: string
+  errno?: string
+  resumeSeq?: string
+  violations?: readonly Violation[]
 }
 
 /** Longest status message sent (code points): it travels in the `grpc-message` trailer. */
 const MAX_DETAILS = 1024
 
-function status(code: grpc.status, details: string, metadata: grpc.Metadata): GrpcError {
+function status(code: grpc.status, details: string, metadata: grpc.Metadata, rich: Rich): GrpcError {
   const safe = safeDetails(details)
+  metadata.set(
+    STATUS_DETAILS_KEY,
+    encodeRichStatus({
+      grpcCode: code,
+      message: safe,
+      reason: rich.reason,
+      metadata: { errno: rich.errno, requestId: rich.requestId, resumeSeq: rich.resumeSeq },
+      violations: rich.violations,
+    }),
+  )
   return Object.assign(new Error(safe), { code, details: safe, metadata }) as GrpcError
 }
 

@@ -1,7 +1,9 @@
 /**
  * Server interceptors: request ids and access logging, so handlers stay free of both.
- * A caller's `x-request-id` metadata is kept when it is sane (else one is generated); handlers read it
- * back from the call metadata, and it is echoed in the response headers and trailers.
+ * Every call gets a request id of the server's own (generated), which handlers read back from the call
+ * metadata (`x-request-id`, replacing the caller's) and which is sent in the response headers and
+ * trailers. A caller's sane `x-request-id` becomes the call's correlation id: `x-correlation-id` in the
+ * metadata handlers see and in the answer, and beside the request id in the log.
  */
 import { randomUUID } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
@@ -16,6 +18,7 @@ export interface GrpcLogger {
 }
 
 export const REQUEST_ID_KEY = 'x-request-id'
+export const CORRELATION_ID_KEY = 'x-correlation-id'
 
 /** The request id of a call (set by {@link requestIdInterceptor}; generated if it did not run). */
 export function requestIdOf(metadata: grpc.Metadata): string {
@@ -23,32 +26,50 @@ export function requestIdOf(metadata: grpc.Metadata): string {
   return typeof v === 'string' && REQUEST_ID.test(v) ? v : randomUUID()
 }
 
-/** Honours or generates `x-request-id`, echoes it, and logs each call's outcome and duration. */
+/** The caller's own request id of a call (set by {@link requestIdInterceptor}), if it sent a sane one. */
+export function correlationIdOf(metadata: grpc.Metadata): string | undefined {
+  const v = metadata.get(CORRELATION_ID_KEY)[0]
+  return typeof v === 'string' && REQUEST_ID.test(v) ? v : undefined
+}
+
+/** Generates the call's request id, keeps the caller's as its correlation id, sends both, and logs each call's outcome and duration. */
 export function requestIdInterceptor(logger: GrpcLogger | null): grpc.ServerInterceptor {
   return (method, call) => {
-    let requestId = ''
+    const requestId = randomUUID()
+    let correlationId: string | undefined
     const started = process.hrtime.bigint()
     return new grpc.ServerInterceptingCall(call, {
       start(next) {
         next({
           onReceiveMetadata(metadata, nextMd) {
-            requestId = requestIdOf(metadata)
+            const caller = metadata.get(REQUEST_ID_KEY)[0]
+            correlationId = typeof caller === 'string' && REQUEST_ID.test(caller) ? caller : undefined
             metadata.set(REQUEST_ID_KEY, requestId)
+            metadata.remove(CORRELATION_ID_KEY)
+            if (correlationId) metadata.set(CORRELATION_ID_KEY, correlationId)
             nextMd(metadata)
           },
         })
       },
       sendMetadata(metadata, next) {
-        if (requestId) metadata.set(REQUEST_ID_KEY, requestId)
+        metadata.set(REQUEST_ID_KEY, requestId)
+        if (correlationId) metadata.set(CORRELATION_ID_KEY, correlationId)
         next(metadata)
       },
       sendStatus(status, next) {
         const metadata = status.metadata ?? new grpc.Metadata()
-        if (requestId && !metadata.get(REQUEST_ID_KEY).length) metadata.set(REQUEST_ID_KEY, requestId)
+        metadata.set(REQUEST_ID_KEY, requestId)
+        if (correlationId) metadata.set(CORRELATION_ID_KEY, correlationId)
         // Every status leaves through here: a message grpc-js cannot encode would throw outside any handler.
         const details = safeDetails(status.details)
         if (logger) {
-          const entry = { method: method.path, requestId, code: grpc.status[status.code ?? 0], ms: Number(process.hrtime.bigint() - started) / 1e6 }
+          const entry = {
+            method: method.path,
+            requestId,
+            ...(correlationId ? { correlationId } : {}),
+            code: grpc.status[status.code ?? 0],
+            ms: Number(process.hrtime.bigint() - started) / 1e6,
+          }
           if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) logger.error(entry, details || 'grpc call failed')
           else logger.info(entry, 'grpc call')
         }

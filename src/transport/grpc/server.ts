@@ -8,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader'
 import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check'
 import type { ApmatrixService } from '../../service/index.js'
+import { decodeGuardInterceptor, decodeSafely } from './decode-guard.js'
 import { desiredStateHandlers, emulatorHandlers, eventHandlers, hostHandlers, inventoryHandlers, mdevHandlers, type HandlerDeps } from './handlers.js'
 import { requestIdInterceptor, type GrpcLogger } from './interceptors.js'
 import { API_SERVICES, loadApiProto } from './proto.js'
@@ -44,14 +45,25 @@ export interface GrpcServer {
   close(): Promise<void>
 }
 
+/**
+ * A grpc-js server whose every service (the API, health, reflection) gets total request deserializers:
+ * undecodable bytes become INVALID_ARGUMENT through {@link decodeGuardInterceptor}, never INTERNAL.
+ */
+class ApiServer extends grpc.Server {
+  override addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    super.addService(decodeSafely(service), implementation)
+  }
+}
+
 /** Starts the server and resolves once it listens. */
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServer> {
   const logger = opts.logger ?? null
   const { definition, v1 } = loadApiProto()
-  const server = new grpc.Server({
+  const server = new ApiServer({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     'grpc.max_send_message_length': opts.maxSendMessageBytes ?? 16 * 1024 * 1024,
-    interceptors: [requestIdInterceptor(logger)],
+    // The decode guard after the request ids: its refusals carry the id and are logged.
+    interceptors: [requestIdInterceptor(logger), decodeGuardInterceptor()],
   })
   const deps: HandlerDeps = { service: opts.service, logger, watches: new Set() }
   server.addService(v1.HostService.service, hostHandlers(deps))

@@ -4,15 +4,18 @@
  * process entry (serve command) or a test calls `listen`.
  */
 import { randomUUID } from 'node:crypto'
+import cors from '@fastify/cors'
+import helmet from '@fastify/helmet'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
 import type { ApmatrixMetrics } from '../../observability/metrics.js'
 import { registerMetrics } from './metrics.js'
-import { errorHandler, sendProblem, toProblem } from './problem.js'
+import { callerRequestId } from './call-context.js'
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendProblem, toProblem } from './problem.js'
+import { normaliseOrigin, registerRequestGuards } from './request-guard.js'
 import { desiredRoutes } from './routes/desired.js'
 import { emulatorRoutes } from './routes/emulator.js'
 import { eventRoutes } from './routes/events.js'
@@ -35,21 +38,52 @@ export interface AppOptions {
   sseHeartbeatMs?: number
   /** The process's metrics (served at `/metrics` with the request durations); default: a registry of this app's own. */
   metrics?: ApmatrixMetrics
+  /**
+   * Origins (`https://console.example:8443`) allowed to call the API from a browser: CORS answers for
+   * them, and their state-changing requests pass the origin check. Default none: CORS off, and only the
+   * service's own origin may send POST, PUT, PATCH, DELETE with an `Origin` header (else 403).
+   */
+  corsOrigins?: readonly string[]
+  /**
+   * Refuse (421 MISDIRECTED_REQUEST) requests whose `Host` is not a loopback name (127.0.0.1,
+   * localhost, [::1], any port): DNS-rebinding protection for a service without authentication.
+   * Default true; the composition root turns it off only when callers are authenticated.
+   */
+  requireLocalHost?: boolean
+}
+
+/** The security headers of every answer (helmet): CSP for the HTML pages, no sniffing, no framing. */
+const HELMET_OPTIONS = {
+  contentSecurityPolicy: {
+    directives: {
+      // Swagger UI loads only its own scripts and styles (no inline script): 'self' is enough.
+      'frame-ancestors': ["'none'"],
+      // A plain-http loopback service: upgrading its own subresources to https would break /docs.
+      'upgrade-insecure-requests': null,
+    },
+  },
+  frameguard: { action: 'deny' as const },
 }
 
 /** Builds the app. Call `await app.ready()` (or `listen`) before use and `close()` after. */
 export function buildApp(opts: AppOptions): FastifyInstance {
+  const corsOrigins = (opts.corsOrigins ?? []).map((o) => {
+    const n = normaliseOrigin(o)
+    if (n === undefined) throw new TypeError(`corsOrigins: ${JSON.stringify(o)} is not an http(s) origin (scheme://host[:port])`)
+    return n
+  })
   const logger = opts.logger ?? false
   const isInstance = typeof logger === 'object' && logger !== null && typeof (logger as FastifyBaseLogger).child === 'function'
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
-    // A caller's x-request-id is kept when it is sane, so logs correlate across services.
+    // The request id is the server's own (logs, problems, audit records, events); a caller's sane
+    // x-request-id is its correlation id, logged beside it and echoed as x-correlation-id.
     requestIdHeader: false,
-    genReqId: (req) => {
-      const h = req.headers['x-request-id']
-      const v = Array.isArray(h) ? h[0] : h
-      return v && REQUEST_ID.test(v) ? v : randomUUID()
+    genReqId: () => randomUUID(),
+    childLoggerFactory: (logger, bindings, options, raw) => {
+      const correlationId = callerRequestId(raw.headers)
+      return logger.child(correlationId ? { ...bindings, correlationId } : bindings, options)
     },
     ajv: { customOptions: { removeAdditional: false } },
     // fast-json-stringify is slower than JSON.stringify on long arrays (a full plan of a large host lists
@@ -57,6 +91,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     // shape, so arrays of 1,000 items or more are left to JSON.stringify.
     serializerOpts: { largeArraySize: 1000, largeArrayMechanism: 'json-stringify' },
     routerOptions: { maxParamLength: 200 },
+    // Refusals before routing (bad percent-encoding, over-long parameters) and before parsing (headers
+    // over the size limit) answer problem bodies too.
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // TypeBox's own checker: no coercion of bodies, no silent removal of unknown fields.
@@ -67,7 +105,20 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   )
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id)
+    const correlationId = callerRequestId(req.headers)
+    if (correlationId) reply.header('x-correlation-id', correlationId)
   })
+  app.register(helmet, HELMET_OPTIONS)
+  if (corsOrigins.length > 0) {
+    app.register(cors, {
+      origin: corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['content-type', 'if-match', 'idempotency-key', 'x-request-id', 'last-event-id', 'authorization'],
+      exposedHeaders: ['etag', 'location', 'x-request-id', 'x-correlation-id', 'retry-after', 'idempotent-replayed'],
+      maxAge: 600,
+    })
+  }
+  app.after(() => registerRequestGuards(app as unknown as FastifyInstance, { allowedOrigins: corsOrigins, requireLocalHost: opts.requireLocalHost ?? true }))
   // Only JSON bodies: anything else is 415 rather than a string that fails the schema.
   app.removeContentTypeParser('text/plain')
   // RFC 7396 bodies are JSON; fastify's own parser keeps its prototype-poisoning protection.

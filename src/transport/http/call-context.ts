@@ -1,22 +1,47 @@
 /** Reads the per-request options of the service (If-Match, Idempotency-Key, dryRun, plan view, actor) from HTTP. */
 import type { FastifyRequest } from 'fastify'
 import { invalidArgument } from '../../domain/errors.js'
-import { IDEMPOTENCY_KEY } from '../../domain/names.js'
+import { IDEMPOTENCY_KEY, REQUEST_ID } from '../../domain/names.js'
 import type { CallContext, PlanDetail } from '../../service/index.js'
 
-const TAG = /^(?:W\/)?"([\x21\x23-\x7e]{1,128})"$|^([\x21\x23-\x7e]{1,128})$/
+/** One entity tag of an If-Match list (RFC 9110 §8.8.3: `[W/]"etagc*"`, etagc excluding `"`), sticky at a position. */
+const LISTED_TAG = /[ \t]*(?:W\/)?"([\x21\x23-\x7e]{1,128})"[ \t]*(?:,|$)/y
+/** A bare version without quotes, accepted on its own for clients that send the resourceVersion as is. */
+const BARE_TAG = /^[\x21\x23-\x2b\x2d-\x7e]{1,128}$/
+/** Most entity tags one If-Match may list. */
+export const MAX_IF_MATCH_TAGS = 32
+
+/**
+ * The versions an If-Match header accepts: `*`, one bare version, or a list of entity tags, any of which
+ * may match (RFC 9110 §13.1.1). Undefined when it is none of these.
+ */
+export function parseIfMatch(value: string): string[] | undefined {
+  const v = value.trim()
+  if (v === '*') return ['*']
+  if (BARE_TAG.test(v)) return [v]
+  const tags: string[] = []
+  LISTED_TAG.lastIndex = 0
+  while (LISTED_TAG.lastIndex < v.length) {
+    const at = LISTED_TAG.lastIndex
+    const m = LISTED_TAG.exec(v)
+    if (!m || LISTED_TAG.lastIndex === at || tags.length === MAX_IF_MATCH_TAGS) return undefined
+    tags.push(m[1]!)
+  }
+  return tags.length > 0 && !v.endsWith(',') ? tags : undefined
+}
 
 /** The call context of a request. INVALID_ARGUMENT for a malformed If-Match or Idempotency-Key. */
 export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?: PlanDetail } = {}): CallContext {
   const ctx: CallContext = { actor: `http:${req.ip}`, requestId: req.id }
+  const correlationId = callerRequestId(req.headers)
+  if (correlationId) ctx.correlationId = correlationId
   if (opts.dryRun) ctx.dryRun = true
   if (opts.view) ctx.planView = opts.view
   const ifMatch = header(req, 'if-match')
   if (ifMatch !== undefined) {
-    // One entity tag; a list would need matching against several versions, which no client of ours sends.
-    const m = ifMatch.trim() === '*' ? ['*', '*'] : TAG.exec(ifMatch.trim())
-    if (!m) throw bad('If-Match', 'must be one entity tag ("...") or *')
-    ctx.ifMatch = m[1] ?? m[2]
+    const tags = parseIfMatch(ifMatch)
+    if (!tags) throw bad('If-Match', `must be * or a list of at most ${MAX_IF_MATCH_TAGS} entity tags ("...", "...")`)
+    ctx.ifMatch = tags.length === 1 ? tags[0] : tags
   }
   const key = header(req, 'idempotency-key')
   if (key !== undefined) {
@@ -70,4 +95,14 @@ function header(req: FastifyRequest, name: string): string | undefined {
 
 function bad(field: string, message: string) {
   return invalidArgument(field, `header ${message}`)
+}
+
+/**
+ * The caller's own request id (`x-request-id`) when it is sane (`[A-Za-z0-9._:-]{1,128}`), else
+ * undefined. It correlates; it never replaces the server's request id.
+ */
+export function callerRequestId(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const h = headers['x-request-id']
+  const v = Array.isArray(h) ? h[0] : h
+  return v !== undefined && REQUEST_ID.test(v) ? v : undefined
 }

@@ -3,8 +3,11 @@
  * stable `code`, the kernel `errno` when there is one, every violation, and the request id. Bad input
  * of any kind is a 4xx; only a bug is a 500.
  */
+import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApmatrixError, type ErrorCode, type Violation } from '../../domain/errors.js'
+import { clip } from '../../domain/text.js'
 
 /** HTTP status of each error code (docs/api.md (REST) table). */
 export const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -35,12 +38,34 @@ const TITLES: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Payload Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
+  421: 'Misdirected Request',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+}
+
+/**
+ * Codes of refusals that happen before any service code runs (the HTTP layer's own), by status
+ * (docs/api.md (Errors)). Any other 4xx from the framework is `INVALID_ARGUMENT`.
+ */
+export const TRANSPORT_CODES: Readonly<Record<number, string>> = {
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  408: 'REQUEST_TIMEOUT',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  421: 'MISDIRECTED_REQUEST',
+  429: 'RATE_LIMITED',
+  431: 'HEADERS_TOO_LARGE',
+  503: 'UNAVAILABLE',
 }
 
 /** The problem body. */
@@ -72,11 +97,11 @@ export function toProblem(err: unknown, requestId: string): Problem {
   }
   const status = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500
   if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return problem(413, 'PAYLOAD_TOO_LARGE', 'request body is too large', requestId)
-  if (status === 404) return problem(404, 'NOT_FOUND', e.message ?? 'not found', requestId)
-  if (status === 429) return problem(429, 'RATE_LIMITED', e.message ?? 'too many requests', requestId)
-  if (status === 503) return problem(503, 'UNAVAILABLE', e.message ?? 'unavailable', requestId)
-  // Malformed JSON, empty bodies, unsupported media types...: the caller's mistake.
-  if (status < 500) return problem(status, 'INVALID_ARGUMENT', e.message ?? 'bad request', requestId)
+  // The router's messages quote the whole path: keep the detail bounded.
+  if (e.code === 'FST_ERR_MAX_PARAM_LENGTH') return problem(414, 'URI_TOO_LONG', 'a path parameter is too long', requestId)
+  const detail = clip(e.message || (TITLES[status] ?? 'bad request'), 512)
+  // Malformed JSON, empty bodies, bad URL encoding...: the caller's mistake; a few statuses have their own code.
+  if (status < 500 || status === 503) return problem(status, TRANSPORT_CODES[status] ?? 'INVALID_ARGUMENT', detail, requestId)
   return problem(500, 'INTERNAL', 'internal error', requestId)
 }
 
@@ -105,4 +130,48 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   if (p.status >= 500 && p.status !== 503) req.log.error({ err }, 'request failed')
   else req.log.info({ code: p.code, status: p.status }, p.detail)
   return sendProblem(reply, p)
+}
+
+/** Headers every answer carries, also the ones sent before routing (framework and client errors). */
+const BASE_HEADERS = { 'x-content-type-options': 'nosniff' } as const
+
+/**
+ * fastify `frameworkErrors`: errors the router raises before any hook runs (a path that is not valid
+ * percent-encoding, FST_ERR_BAD_URL; a path parameter over `maxParamLength`, FST_ERR_MAX_PARAM_LENGTH)
+ * answered as problems like every other refusal.
+ */
+export function frameworkErrorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const p = toProblem(err, req.id)
+  req.log.info({ code: p.code, status: p.status }, p.detail)
+  reply.headers({ ...BASE_HEADERS, 'x-request-id': req.id })
+  void sendProblem(reply, p)
+}
+
+/**
+ * fastify `clientErrorHandler`: Node's HTTP parser refused the request before fastify saw it
+ * (HPE_HEADER_OVERFLOW: request line and headers over the server's limit, 431; a client that did not
+ * finish its request in time, 408; any other parse error, 400). The answer is written on the socket,
+ * as a problem with a generated request id, and the connection is closed (the parser cannot resume).
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line and headers exceed the size limit']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request was not received in time']
+        : [400, 'the request is not valid HTTP/1.1']
+  const p = problem(status, TRANSPORT_CODES[status] ?? 'INVALID_ARGUMENT', detail, randomUUID())
+  const body = JSON.stringify(p)
+  if (socket.writable) {
+    const head = [
+      `HTTP/1.1 ${status} ${p.title}`,
+      'content-type: application/problem+json',
+      `content-length: ${Buffer.byteLength(body)}`,
+      `x-request-id: ${p.requestId}`,
+      ...Object.entries(BASE_HEADERS).map(([k, v]) => `${k}: ${v}`),
+      'connection: close',
+    ]
+    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`)
+  } else socket.destroy()
 }

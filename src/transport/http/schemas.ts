@@ -5,7 +5,7 @@
  */
 import { type Static, type TBoolean, type TInteger, type TSchema, type TString, Type } from 'typebox'
 import { HOST_NAME_PATTERN } from '../../domain/names.js'
-import { PLAN_VIEWS } from '../../service/index.js'
+import { MAX_MASK_IDS, MAX_MASK_TEXT, PLAN_VIEWS } from '../../service/index.js'
 
 const Str = (max: number, extra: Record<string, unknown> = {}) => Type.String({ maxLength: max, ...extra })
 // Integers above the host maximum are the service's OUT_OF_RANGE (E-3), not a schema error.
@@ -21,7 +21,8 @@ const HostName = Str(63, { minLength: 1, pattern: HOST_NAME_PATTERN })
 const LABEL_KEYS = 'at most 64 labels; keys 1..128 characters of [A-Za-z0-9._/-], alphanumeric at both ends; values at most 256 characters'
 const Labels = Type.Record(Type.String(), Str(256), { maxProperties: 64, description: LABEL_KEYS })
 const Owner = Type.Union([Str(128, { minLength: 1 }), Type.Null()])
-const MaskIn = Type.Union([Str(1024), Type.Array(Id, { maxItems: 1024 })], {
+// The service enforces the same bounds for gRPC (one set of bounds for both transports).
+const MaskIn = Type.Union([Str(MAX_MASK_TEXT), Type.Array(Id, { maxItems: MAX_MASK_IDS })], {
   description: 'kernel mask syntax (0x..., +n,-m,+a-b) or an array of ids',
 })
 
@@ -42,7 +43,9 @@ export const IfNoneMatchHeaders = Type.Object({
 })
 /** 304 Not Modified: no body. */
 export const NotModifiedOut = Type.Null({ description: 'Not Modified: the ETag matched If-None-Match; no body' })
-export const IfMatchHeaders = Type.Object({ 'if-match': Type.Optional(Str(256, { description: 'the ETag of the version last read, or *' })) })
+export const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(Str(4096, { description: 'the ETag of the version last read, a list of ETags (any may match), or *' })),
+})
 export const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(Str(128, { minLength: 1, description: 'the same key and request again returns the stored response' })),
 })

@@ -126,25 +126,33 @@ forEachDatabase(t, async (t, db) => {
     )
   })
 
-  await t.test('x-request-id is honoured, or generated, and echoed', async (t) => {
+  await t.test("x-request-id is the server's; the caller's is kept as x-correlation-id", async (t) => {
     const md = new grpc.Metadata()
     md.set('x-request-id', 'req-abc.1')
+    md.set('x-correlation-id', 'spoofed')
     const o = await unary(fx.clients.hosts.GetHost.bind(fx.clients.hosts), { host: 'local' }, { metadata: md })
-    t.equal(o.headers?.get('x-request-id')[0], 'req-abc.1')
-    t.equal(o.trailers?.get('x-request-id')[0], 'req-abc.1')
+    const rid = o.headers?.get('x-request-id')[0]
+    t.match(rid, /^[0-9a-f-]{36}$/)
+    t.equal(o.trailers?.get('x-request-id')[0], rid)
+    t.equal(o.headers?.get('x-correlation-id')[0], 'req-abc.1')
+    t.equal(o.trailers?.get('x-correlation-id')[0], 'req-abc.1')
     const err = await unary(fx.clients.hosts.GetHost.bind(fx.clients.hosts), { host: 'nope' }, { metadata: md })
-    t.equal(err.err?.metadata.get('x-request-id')[0], 'req-abc.1', 'on errors too')
+    t.match(err.err?.metadata.get('x-request-id')[0], /^[0-9a-f-]{36}$/, 'on errors too')
+    t.not(err.err?.metadata.get('x-request-id')[0], rid, 'one per call')
+    t.equal(err.err?.metadata.get('x-correlation-id')[0], 'req-abc.1')
     const gen = await unary(fx.clients.hosts.GetHost.bind(fx.clients.hosts), { host: 'local' })
     t.match(gen.headers?.get('x-request-id')[0], /^[0-9a-f-]{36}$/)
     const badMd = new grpc.Metadata()
     badMd.set('x-request-id', 'has spaces; and <symbols>')
     const bad = await unary(fx.clients.hosts.GetHost.bind(fx.clients.hosts), { host: 'local' }, { metadata: badMd })
-    t.match(bad.headers?.get('x-request-id')[0], /^[0-9a-f-]{36}$/, 'an insane id is replaced')
-    // The id reaches the audit trail and the events through the service.
+    t.match(bad.headers?.get('x-request-id')[0], /^[0-9a-f-]{36}$/)
+    t.same(bad.headers?.get('x-correlation-id'), [], 'an insane caller id is dropped')
+    // The server's id reaches the audit trail and the events through the service; the caller's is in the audit detail.
     const mmd = new grpc.Metadata()
     mmd.set('x-request-id', 'req-masks-1')
-    await unary(fx.clients.hosts.SetMasks.bind(fx.clients.hosts), { host: 'local', apmask: '-1' }, { metadata: mmd })
-    const ev = (await fx.store.events.list({ limit: 1000 })).find((e) => e.requestId === 'req-masks-1')
+    const set = await unary(fx.clients.hosts.SetMasks.bind(fx.clients.hosts), { host: 'local', apmask: '-1' }, { metadata: mmd })
+    const serverId = set.headers?.get('x-request-id')[0]
+    const ev = (await fx.store.events.list({ limit: 1000 })).find((e) => e.requestId === serverId)
     t.match(ev, { type: 'MasksChanged', actor: /^grpc:/ })
   })
 

@@ -1,7 +1,8 @@
 /**
  * A client no one on this team wrote (issue 4 §6): Debian's python3-grpcio with message types from
  * the server's reflection, cross-checked against Debian's protoc (python3-grpc-tools) compiling our
- * .proto files. It calls ListHosts, CreateMdev, GetMdev, an admission error, and a Watch stream.
+ * .proto files. It calls ListHosts, CreateMdev, GetMdev, an admission error (its rich status decoded with
+ * protoc-built google.rpc classes), undecodable request bytes, and a Watch stream.
  *
  * Needs `apt-get install python3-grpcio python3-grpc-tools`. Without them the test is SKIPPED loudly,
  * except under CI or APMATRIX_REQUIRE_TOOLS=1, where it FAILS.
@@ -61,15 +62,33 @@ requireOrSkip(t, 'python3-grpcio client: reflection, unary calls, errors, Watch'
   t.same(r.hosts, ['local'])
   t.same(r.create, { created: true, uuid: U, generation: 1, state: 'started' })
   t.match(r.get, { uuid: U, adapters: [5], domains: [4], control_domains: [4], resource_version: String })
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+  // Request ids are the server's; the caller's own comes back as the correlation id.
+  t.match(r.request_ids.CreateMdev, { request_id: UUID, correlation_id: 'py-CreateMdev' })
+  t.match(r.error.request_id, UUID)
+  t.not(r.error.request_id, r.request_ids.CreateMdev.request_id, 'one id per call')
   t.same(r.error, {
     status: 'FAILED_PRECONDITION',
     code: r.error?.code,
-    request_id: 'py-CreateMdev',
+    request_id: r.error?.request_id,
+    correlation_id: 'py-CreateMdev',
     violations: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
     violations_bin: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
+    rich: r.error?.rich,
   })
   t.match(r.error.code, /^APQN_(IN_USE|RESERVED)$/)
+  // The standard rich status, decoded by Debian's protobuf with protoc-built google.rpc classes.
+  t.match(r.error.rich, {
+    code_matches: true,
+    message_matches: true,
+    reason: r.error.code,
+    domain: 'apmatrix.dev',
+    metadata: { requestId: r.error.request_id },
+    preconditions: ['APQN_IN_USE 05.0004', 'APQN_RESERVED 07.0001'],
+  })
   t.equal(r.bad_input, 'INVALID_ARGUMENT')
+  t.match(r.bad_input_rich, { code_matches: true, reason: 'INVALID_ARGUMENT', domain: 'apmatrix.dev', field_violations: ['host INVALID_ARGUMENT'] })
+  t.same(r.garbage, { status: 'INVALID_ARGUMENT', reason: 'INVALID_ARGUMENT' })
   // Events after `since`: the MdevDefined of the create, in seq order.
   const stored = await fx.store.events.list({ since, host: 'local', limit: 2 })
   t.same(
@@ -77,8 +96,8 @@ requireOrSkip(t, 'python3-grpcio client: reflection, unary calls, errors, Watch'
     stored.map((e) => e.seq),
   )
   t.match(r.events, [
-    { type: 'MdevDefined', kind: 'mdev', name: U, request_id: 'py-CreateMdev' },
-    { type: 'MasksChanged', kind: 'masks', request_id: 'py-SetMasks' },
+    { type: 'MdevDefined', kind: 'mdev', name: U, request_id: r.request_ids.CreateMdev.request_id },
+    { type: 'MasksChanged', kind: 'masks', request_id: r.request_ids.SetMasks.request_id },
   ])
   t.equal(r.masks_apmask_has_7, false)
 })

@@ -39,12 +39,16 @@ forEachDatabase(t, async (t, db) => {
     await ok(t, clients.hosts.SetMasks.bind(clients.hosts), { host: 'local', apmask: '-5', aqmask: '-4' })
     const md = new grpc.Metadata()
     md.set('x-request-id', 'watch-req-1')
+    let serverId = ''
     await new Promise<void>((resolve, reject) =>
-      clients.mdevs.CreateMdev({ host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] } }, md, (err) => (err ? reject(err) : resolve())),
+      clients.mdevs
+        .CreateMdev({ host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] } }, md, (err) => (err ? reject(err) : resolve()))
+        .on('metadata', (m) => (serverId = String(m.get('x-request-id')[0]))),
     )
     await until(() => w.got.length === 2, 'two events')
     t.match(w.got[0], { type: 'MasksChanged', kind: 'masks', host: 'local' })
-    t.match(w.got[1], { type: 'MdevDefined', kind: 'mdev', host: 'local', name: U1, request_id: 'watch-req-1', actor: /^grpc:/, time: /^\d{4}-/ })
+    t.match(serverId, /^[0-9a-f-]{36}$/, "events carry the server's request id")
+    t.match(w.got[1], { type: 'MdevDefined', kind: 'mdev', host: 'local', name: U1, request_id: serverId, actor: /^grpc:/, time: /^\d{4}-/ })
     t.match(JSON.parse(w.got[1]!.data_json), { generation: 1 })
     t.ok(Number(w.got[1]!.seq) > Number(w.got[0]!.seq))
     w.call.cancel()

@@ -17,7 +17,8 @@ forEachDatabase(t, async (t, db) => {
   t.test('hosts, request ids', async (t) => {
     const r = await call('GET', '/v1/hosts', { headers: { 'x-request-id': 'req-42' } })
     t.equal(r.status, 200)
-    t.equal(r.headers.get('x-request-id'), 'req-42', 'a caller request id is echoed')
+    t.match(r.headers.get('x-request-id'), /^[0-9a-f-]{36}$/, "the request id is the server's")
+    t.equal(r.headers.get('x-correlation-id'), 'req-42', "the caller's is echoed as the correlation id")
     t.match(r.body.items, [{ name: 'local', driver: 'emulator', maxAdapterId: 255, features: Array }])
     const one = await call('GET', '/v1/hosts/local')
     t.equal(one.body.machineId, r.body.items[0].machineId)
@@ -27,6 +28,7 @@ forEachDatabase(t, async (t, db) => {
     t.match(missing.body, { status: 404, code: 'NOT_FOUND', title: String, detail: /nope/ })
     t.not(missing.body.requestId, 'bad id with spaces', 'an unusable request id is replaced')
     t.equal(missing.body.requestId, missing.headers.get('x-request-id'))
+    t.equal(missing.headers.get('x-correlation-id'), null, 'an unusable caller id is not echoed')
   })
 
   t.test('inventory: adapters, queues with filters and pages, domains', async (t) => {

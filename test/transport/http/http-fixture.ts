@@ -3,7 +3,7 @@
  * buildApp, listening on 127.0.0.1 with an ephemeral port; requests go through fetch.
  */
 import type { Test } from 'tap'
-import { buildApp } from '../../../src/transport/http/app.js'
+import { buildApp, type AppOptions } from '../../../src/transport/http/app.js'
 import type { TestDatabase } from '../../store/pg-helper.js'
 import { serviceFixture, type ServiceFixture } from '../../service/service-fixture.js'
 
@@ -21,10 +21,10 @@ export interface ApiResponse {
   text: string
 }
 
-/** Starts the app; closed at t's teardown. */
-export async function apiFixture(t: Test, db: TestDatabase, opts: { bodyLimit?: number } = {}): Promise<ApiFixture> {
+/** Starts the app (with `app` options besides the service); closed at t's teardown. */
+export async function apiFixture(t: Test, db: TestDatabase, opts: { bodyLimit?: number; app?: Omit<AppOptions, 'service'> } = {}): Promise<ApiFixture> {
   const fx = await serviceFixture(t, db)
-  const app = buildApp({ service: fx.service, bodyLimit: opts.bodyLimit })
+  const app = buildApp({ ...opts.app, service: fx.service, bodyLimit: opts.bodyLimit })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
   const addr = app.server.address()

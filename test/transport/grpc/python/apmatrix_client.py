@@ -7,6 +7,7 @@ usage: apmatrix_client.py TARGET PROTO_ROOT REFLECTION_PROTO UUID SINCE_SEQ WATC
 """
 import json
 import os
+import re
 import sys
 import tempfile
 
@@ -100,7 +101,11 @@ def main():
         Req_ = message_class(pool, "apmatrix.v1." + req_name)
         Res_ = message_class(pool, "apmatrix.v1." + res_name)
         call = channel.unary_unary("/apmatrix.v1.%s/%s" % (service, method), request_serializer=lambda m: m.SerializeToString(), response_deserializer=Res_.FromString)
-        return call(Req_(**fields), timeout=10, metadata=(("x-request-id", "py-" + method),))
+        # The caller's id is its correlation id; the server answers with a request id of its own.
+        res, c = call.with_call(Req_(**fields), timeout=10, metadata=(("x-request-id", "py-" + method),))
+        md = {m.key: m.value for m in c.initial_metadata()}
+        out.setdefault("request_ids", {})[method] = {"request_id": md.get("x-request-id"), "correlation_id": md.get("x-correlation-id")}
+        return res
 
     out["hosts"] = [h.name for h in unary("HostService", "ListHosts", "ListHostsRequest", "ListHostsResponse").hosts]
 
@@ -110,6 +115,37 @@ def main():
 
     got = unary("MdevService", "GetMdev", "GetMdevRequest", "Mdev", host="local", uuid=uuid.upper())
     out["get"] = {"uuid": got.metadata.uuid, "adapters": list(got.spec.adapters), "domains": list(got.spec.domains), "control_domains": list(got.spec.control_domains), "resource_version": got.metadata.resource_version}
+
+    # The standard rich status (grpc-status-details-bin), decoded with classes Debian's protoc builds from
+    # the vendored google/rpc protos: nothing of the server's encoder is shared.
+    # Debian's protoc (3.5) predates proto3 `optional` (one field of error_details.proto, future_quota_value):
+    # compile a copy without the label, which changes nothing on the wire.
+    rpc_root = tempfile.mkdtemp()
+    os.makedirs(os.path.join(rpc_root, "google/rpc"))
+    for name in ["status.proto", "error_details.proto"]:
+        with open(os.path.join(proto_root, "google/rpc", name)) as f:
+            text = re.sub(r"^(\s*)optional ", r"\1", f.read(), flags=re.M)
+        with open(os.path.join(rpc_root, "google/rpc", name), "w") as f:
+            f.write(text)
+    rpc = compile_descriptor_set([rpc_root, well_known], ["google/rpc/status.proto", "google/rpc/error_details.proto"])
+    rpc_pool = pool_of(rpc.file)
+    RpcStatus = message_class(rpc_pool, "google.rpc.Status")
+    rpc_types = {n: message_class(rpc_pool, n) for n in ["google.rpc.ErrorInfo", "google.rpc.BadRequest", "google.rpc.PreconditionFailure"]}
+
+    def rich_status(e):
+        md = {m.key: m.value for m in e.trailing_metadata()}
+        st = RpcStatus.FromString(md["grpc-status-details-bin"])
+        details = {}
+        for d in st.details:
+            name = d.type_url.split("/", 1)[1]
+            details[name] = rpc_types[name].FromString(d.value)
+        info = details["google.rpc.ErrorInfo"]
+        out = {"code_matches": st.code == e.code().value[0], "message_matches": st.message == e.details(), "reason": info.reason, "domain": info.domain, "metadata": dict(info.metadata)}
+        if "google.rpc.PreconditionFailure" in details:
+            out["preconditions"] = sorted(v.type + " " + v.subject for v in details["google.rpc.PreconditionFailure"].violations)
+        if "google.rpc.BadRequest" in details:
+            out["field_violations"] = sorted(v.field + " " + v.reason for v in details["google.rpc.BadRequest"].field_violations)
+        return out
 
     # An admission error: status, code trailer, violations JSON and violations-bin decoded here.
     try:
@@ -123,14 +159,25 @@ def main():
             "status": e.code().name,
             "code": md.get("code"),
             "request_id": md.get("x-request-id"),
+            "correlation_id": md.get("x-correlation-id"),
             "violations": sorted(v["rule"] + " " + v.get("apqn", "") for v in json.loads(md["violations"])),
             "violations_bin": sorted(v.rule + " " + v.apqn for v in decoded.violations),
+            "rich": rich_status(e),
         }
 
     try:
         unary("HostService", "GetHost", "GetHostRequest", "Host", host="")
     except grpc.RpcError as e:
         out["bad_input"] = e.code().name
+        out["bad_input_rich"] = rich_status(e)
+
+    # Bytes that are no message at all: the caller's mistake, not the server's.
+    raw = channel.unary_unary("/apmatrix.v1.HostService/SetMasks", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    try:
+        raw(b"\xff\xff\xff\xff", timeout=10)
+        out["garbage"] = None
+    except grpc.RpcError as e:
+        out["garbage"] = {"status": e.code().name, "reason": rich_status(e)["reason"]}
 
     masks = unary("HostService", "SetMasks", "SetMasksRequest", "SetMasksResponse", host="local", apmask="-7")
     out["masks_apmask_has_7"] = 7 in list(masks.masks.spec.apmask_ids)
