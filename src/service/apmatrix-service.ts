@@ -5,6 +5,7 @@
  * (mutation-runner.ts). Inputs and outputs are plain objects (types.ts); every failure is an
  * ApmatrixError with a stable code.
  */
+import type { DrainPolicy } from '../domain/drain-policy.js'
 import type { EventHub } from '../events/hub.js'
 import type { HostRegistry, ReconcileTrigger } from '../hosts/managed-host.js'
 import type { Store } from '../store/index.js'
@@ -55,6 +56,8 @@ export interface ApmatrixServiceOptions {
   clock?: () => Date
   /** How long an idempotency key is remembered (default 24 h). */
   idempotencyTtlMs?: number
+  /** The reconciler's default drain policy, shown in the plans the service answers (default: 30 s, flush). */
+  drainDefault?: DrainPolicy
 }
 
 /** The application service. All methods may throw ApmatrixError; UNAVAILABLE when the store or a host's bus is down. */
@@ -74,7 +77,13 @@ export class ApmatrixService {
     const { store, reconciler } = opts
     const clock = opts.clock ?? (() => new Date())
     const access = new HostAccess(opts.hosts)
-    const runner = new MutationRunner({ store, access, reconciler, idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000 })
+    const runner = new MutationRunner({
+      store,
+      access,
+      reconciler,
+      idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000,
+      ...(opts.drainDefault ? { drainDefault: opts.drainDefault } : {}),
+    })
     this.store = store
     this.hostOps = new Hosts(store, access, clock)
     this.inventory = new Inventory(store, access)

@@ -15,6 +15,7 @@ import { Mask } from '../../src/domain/mask.js'
 import type { MdevSpec } from '../../src/domain/mdev.js'
 import type { StoredMdevStatus } from '../../src/domain/mdev-status.js'
 import type { Store } from '../../src/store/store.js'
+import { HandOverMetrics as PromHandOverMetrics } from '../../src/transport/http/metrics.js'
 
 const U1 = '11111111-1111-4111-8111-111111111111'
 const Q = '07.00ab'
@@ -34,7 +35,14 @@ async function setup(t: Test, db: TestDatabase, opts: { onTimeout?: 'flush' | 'w
   const local = new LocalEmulatedHost({ name: 'local', profile: 'spec-fixture', realtime: false })
   t.teardown(() => local.close())
   const handOvers: Array<{ host: string; lostRequests: number; drainMs?: number }> = []
-  const metrics: HandOverMetrics = { handOver: (host, o) => handOvers.push({ host, ...o }) }
+  // The service's Prometheus metrics, and what they were told.
+  const prom = new PromHandOverMetrics()
+  const metrics: HandOverMetrics = {
+    handOver: (host, o) => {
+      handOvers.push({ host, ...o })
+      prom.handOver(host, o)
+    },
+  }
   // What the device's stored status was while the drain slept: read every 100 virtual ms.
   const seen: Seen[] = []
   let slept = 0
@@ -58,7 +66,8 @@ async function setup(t: Test, db: TestDatabase, opts: { onTimeout?: 'flush' | 'w
   const info = await local.info()
   const h = await store.hosts.get('local')
   await store.hosts.upsert({ ...h, bootId: info.bootId })
-  return { store, local, rec, seen, handOvers }
+  const promLost = async () => (await prom.metrics[0]!.get()).values.find((v) => v.labels.host === 'local')?.value
+  return { store, local, rec, seen, handOvers, promLost }
 }
 
 async function moveQueue(store: Store, drain?: MdevSpec['drain']) {
@@ -84,7 +93,7 @@ async function eventTypes(store: Store): Promise<string[]> {
 
 forEachDatabase(t, async (t, db) => {
   t.test('never idle x flush: the device shows Draining with counts while it waits, then the same loss everywhere', async (t) => {
-    const { store, local, rec, seen, handOvers } = await setup(t, db, { onTimeout: 'flush' })
+    const { store, local, rec, seen, handOvers, promLost } = await setup(t, db, { onTimeout: 'flush' })
     local.host.setWorkload(Q, 300) // one request every 3.3 ms: never idle at a 10 ms poll
     local.host.advance(100)
     await moveQueue(store)
@@ -110,6 +119,7 @@ forEachDatabase(t, async (t, db) => {
     t.equal((await store.masks.get('local'))?.status.lostRequests, stats.flushed, 'masks: the same number')
     t.same(await flushedEvents(store), [{ name: Q, lost: stats.flushed }], 'events: the same number')
     t.same(handOvers, [{ host: 'local', lostRequests: stats.flushed, drainMs: 1_000 }], 'metrics: the same number, the drain time')
+    t.equal(await promLost(), stats.flushed, 'apmatrix_handover_lost_requests_total{host="local"}')
     t.ok((await eventTypes(store)).includes('DrainTimedOut'))
   })
 

@@ -10,7 +10,8 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
-import { registerMetrics } from './metrics.js'
+import type { Metric } from 'prom-client'
+import { registerMetrics, type HandOverMetrics } from './metrics.js'
 import { errorHandler, sendProblem, toProblem } from './problem.js'
 import { desiredRoutes } from './routes/desired.js'
 import { emulatorRoutes } from './routes/emulator.js'
@@ -32,6 +33,8 @@ export interface AppOptions {
   docs?: boolean
   /** Period of the SSE `: ping` heartbeat in ms (default 15 s). */
   sseHeartbeatMs?: number
+  /** Metrics fed outside the transport, served by `GET /metrics` too (main.ts: the reconciler's {@link HandOverMetrics}). */
+  metrics?: Metric[]
 }
 
 /** Builds the app. Call `await app.ready()` (or `listen`) before use and `close()` after. */
@@ -90,7 +93,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     })
     ops.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   })
-  registerMetrics(app as unknown as FastifyInstance)
+  registerMetrics(app as unknown as FastifyInstance, opts.metrics)
 
   app.register(
     async (v1) => {
