@@ -32,6 +32,8 @@ export interface ServiceConfig {
   hosts: HostSpec[]
   replicaId: string | undefined
   drainTimeoutMs: number
+  /** Default drain policy at the timeout (domain/drain-policy.ts). */
+  drainOnTimeout: 'flush' | 'wait'
   resyncMs: number
   leaseTtlMs: number
   /** The longest one database round trip may take before the request answers 503 (StoreOptions.timeoutMs). */
@@ -125,7 +127,13 @@ export const SETTINGS = {
     env: 'APMATRIX_DRAIN_TIMEOUT_MS',
     flag: 'drain-timeout-ms',
     def: '30000',
-    help: 'how long a queue may drain before it is handed over anyway',
+    help: "default drain timeout of the hand-over (a device's spec.drain.timeoutSeconds overrides it for the queues it takes)",
+  },
+  drainOnTimeout: {
+    env: 'APMATRIX_DRAIN_ON_TIMEOUT',
+    flag: 'drain-on-timeout',
+    def: 'flush',
+    help: 'default of what a drain does at its timeout: flush (hand over, count the lost requests) or wait (keep waiting, never lose a request)',
   },
   resyncMs: { env: 'APMATRIX_RESYNC_MS', flag: 'resync-ms', def: '30000', help: 'periodic full reconcile of every host' },
   reconcileConcurrency: {
@@ -273,6 +281,10 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     crashAt = { point: m[1] as 'beforeBusWrite', nth: Number(m[2]) }
   }
 
+  const drainOnTimeout = get('drainOnTimeout')
+  if (drainOnTimeout !== 'flush' && drainOnTimeout !== 'wait')
+    throw new ConfigError(`${label('drainOnTimeout')}: '${clip(drainOnTimeout, 60)}' is not one of flush, wait`)
+
   const lockPath = get('sysfsLockPath')
   if (!lockPath.startsWith('/') || lockPath.endsWith('/'))
     throw new ConfigError(`${label('sysfsLockPath')}: '${lockPath.slice(0, 200)}' is not an absolute file path (default ${AP_CONFIG_LOCK_PATH})`)
@@ -292,6 +304,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     hosts,
     replicaId: get('replicaId') || undefined,
     drainTimeoutMs: parseMs(label('drainTimeoutMs'), get('drainTimeoutMs'), 0, 3_600_000),
+    drainOnTimeout,
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
     storeTimeoutMs: parseMs(label('storeTimeoutMs'), get('storeTimeoutMs'), 100, 600_000),

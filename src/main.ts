@@ -14,6 +14,7 @@ import { StaticHostRegistry, type ManagedHost } from './hosts/managed-host.js'
 import { Reconciler, type ReconcilePoint } from './reconciler/reconciler.js'
 import { ApmatrixService } from './service/index.js'
 import { buildApp } from './transport/http/app.js'
+import { ApmatrixMetrics } from './observability/metrics.js'
 import { EventHub } from './events/hub.js'
 import { startGrpcServer, type GrpcServer } from './transport/grpc/index.js'
 
@@ -105,6 +106,8 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).
   const hub = new EventHub({ source: store.events, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
   await hub.start()
+  // One registry for the process: the reconciler, the work queue and the event hub feed it, the REST app serves it.
+  const metrics = new ApmatrixMetrics({ events: () => hub.stats() })
   const reconciler = new Reconciler({
     store,
     hosts: registry,
@@ -112,6 +115,8 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     resyncMs: cfg.resyncMs,
     leaseTtlMs: cfg.leaseTtlMs,
     drainTimeoutMs: cfg.drainTimeoutMs,
+    drainOnTimeout: cfg.drainOnTimeout,
+    metrics: metrics.reconciler(),
     log: log.child({ component: 'reconciler' }),
     hook: hook ? (point) => hook(point) : undefined,
     concurrency: cfg.reconcileConcurrency,
@@ -121,13 +126,20 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   })
   // The service enqueues right after it commits; waking the hub there too delivers its events at once.
   const trigger = { enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()) }
-  const service = new ApmatrixService({ store, hosts: registry, reconciler: trigger, hub, readMaxStalenessMs: cfg.readMaxStalenessMs })
+  const service = new ApmatrixService({
+    store,
+    hosts: registry,
+    reconciler: trigger,
+    hub,
+    readMaxStalenessMs: cfg.readMaxStalenessMs,
+    drainDefault: { timeoutMs: cfg.drainTimeoutMs, onTimeout: cfg.drainOnTimeout },
+  })
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')
   }
   // Reads answer from memory: filled before the transports start.
   await service.startReadCache()
-  const app = buildApp({ service, logger: log.child({ component: 'http' }), corsOrigins: cfg.corsOrigins })
+  const app = buildApp({ service, logger: log.child({ component: 'http' }), corsOrigins: cfg.corsOrigins, metrics })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port

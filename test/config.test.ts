@@ -8,7 +8,16 @@ t.test('defaults are the embedded setup of README (Configuration)', async (t) =>
   t.same(c.grpc, { host: '127.0.0.1', port: 50051 })
   t.same(c.hosts, [{ name: 'local', kind: 'emulator', profile: 'demo', kernel: 'current-6.x' }])
   t.equal(c.logLevel, 'info')
+  t.equal(c.drainTimeoutMs, 30_000)
+  t.equal(c.drainOnTimeout, 'flush')
   t.equal(c.crashAt, undefined)
+})
+
+t.test('the default drain policy: timeout and what happens at it', async (t) => {
+  const c = loadConfig({}, { APMATRIX_DRAIN_TIMEOUT_MS: '5000', APMATRIX_DRAIN_ON_TIMEOUT: 'wait' })
+  t.equal(c.drainTimeoutMs, 5_000)
+  t.equal(c.drainOnTimeout, 'wait')
+  t.equal(loadConfig({ drainOnTimeout: 'flush' }, { APMATRIX_DRAIN_ON_TIMEOUT: 'wait' }).drainOnTimeout, 'flush', 'the flag wins')
 })
 
 t.test('flags win over the environment', async (t) => {
@@ -83,6 +92,7 @@ t.test('bad settings stop with a message naming the setting', async (t) => {
     [{ APMATRIX_HOSTS: 'Bad_Name=demo' }, /APMATRIX_HOSTS/],
     [{ APMATRIX_HOSTS: 'a,a' }, /twice/],
     [{ APMATRIX_DRAIN_TIMEOUT_MS: '-1' }, /APMATRIX_DRAIN_TIMEOUT_MS/],
+    [{ APMATRIX_DRAIN_ON_TIMEOUT: 'drop' }, /APMATRIX_DRAIN_ON_TIMEOUT.*flush, wait/],
     [{ APMATRIX_LEASE_TTL_MS: '10' }, /APMATRIX_LEASE_TTL_MS/],
     [{ APMATRIX_STORE_TIMEOUT_MS: '50' }, /APMATRIX_STORE_TIMEOUT_MS/],
     [{ APMATRIX_CRASH_AT: 'somewhere:1' }, /APMATRIX_CRASH_AT/],

@@ -28,6 +28,11 @@ export interface MdevStatus {
   guest: string | null
   /** Requests flushed when queues moved to this device without a complete drain. */
   lostRequests: number
+  /**
+   * While a hand-over drains queues this device takes: requests still queued or pending per queue (`aa.dddd`,
+   * 0 for a queue already idle and offline for new work). Absent when no drain waits for this device.
+   */
+  draining?: Record<string, number>
   conditions: Condition[]
 }
 

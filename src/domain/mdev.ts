@@ -1,6 +1,7 @@
 import { ApmatrixError, type Violation } from './errors.js'
 import { MAX_ID, normalizeIds, parseId } from './ids.js'
 import { clip } from './text.js'
+import { normalizeDrainPolicy, sameDrainPolicy, type DrainPolicySpec } from './drain-policy.js'
 
 /** Whether a matrix device must exist on the bus (`started`) or is only defined (`stopped`), docs/api.md (Resources). */
 export type MdevState = 'started' | 'stopped'
@@ -11,6 +12,11 @@ export interface MdevSpec {
   domains: number[]
   controlDomains: number[]
   state: MdevState
+  /**
+   * The hand-over's drain policy for queues this device takes (domain/drain-policy.ts); absent: the service
+   * default. It never changes the device on the bus: a spec that differs only here reconfigures nothing.
+   */
+  drain?: DrainPolicySpec
 }
 
 /** One matrix device of a host's desired state. `uuid` is canonical (lowercase, see {@link normalizeUuid}). */
@@ -69,7 +75,7 @@ export function normalizeUuid(s: unknown, field = 'uuid'): string {
   return s.toLowerCase()
 }
 
-const SPEC_KEYS = new Set(['adapters', 'domains', 'controlDomains', 'state'])
+const SPEC_KEYS = new Set(['adapters', 'domains', 'controlDomains', 'state', 'drain'])
 
 /**
  * Parses an mdev spec from API input (docs/api.md (Resources)): ids are JSON integers or decimal / `0x` strings
@@ -124,8 +130,9 @@ export function normalizeSpec(input: unknown, limits: HostLimits = FULL_LIMITS, 
     if (obj.state === 'started' || obj.state === 'stopped') state = obj.state
     else bad(`${path}.state`, `'${clip(String(obj.state), 32)}' is not 'started' or 'stopped'`)
   }
+  const drain = normalizeDrainPolicy(obj.drain, `${path}.drain`, violations)
   if (violations.length > 0) throw specError(violations)
-  return { adapters, domains, controlDomains, state }
+  return { adapters, domains, controlDomains, state, ...(drain ? { drain } : {}) }
 }
 
 function specError(violations: Violation[]): ApmatrixError {
@@ -138,8 +145,16 @@ function specError(violations: Violation[]): ApmatrixError {
   })
 }
 
-/** True when two specs describe the same device: the same id sets (order and duplicates ignored) and state. Pure. */
+/**
+ * True when two specs are equal: {@link sameBusSpec} and the same drain policy. A change of the drain policy
+ * alone is a spec change (stored, generation bumped) that the planner does not turn into any bus operation.
+ */
 export function sameSpec(a: MdevSpec, b: MdevSpec): boolean {
+  return sameBusSpec(a, b) && sameDrainPolicy(a.drain, b.drain)
+}
+
+/** True when two specs describe the same device on the bus: the same id sets (order and duplicates ignored) and state. Pure. */
+export function sameBusSpec(a: MdevSpec, b: MdevSpec): boolean {
   const same = (x: number[], y: number[]) => {
     const nx = normalizeIds(x)
     const ny = normalizeIds(y)

@@ -9,6 +9,7 @@
 import { formatApqn } from './ids.js'
 import { Mask, parseAbsoluteMask } from './mask.js'
 import type { MatrixConfig, ObservedMdev, ObservedTopology } from './observed.js'
+import type { DrainPolicySpec } from './drain-policy.js'
 
 /** One matrix device as the store wants it. */
 export interface PlannedMdev {
@@ -21,6 +22,8 @@ export interface PlannedMdev {
   deleting: boolean
   /** Remove even when a guest has it open (V-29; DELETE ?force=true). */
   force: boolean
+  /** The device's drain policy: how the reconciler drains queues it takes. Never an input of the plan itself. */
+  drain?: DrainPolicySpec
 }
 
 /** The desired state of one host. */

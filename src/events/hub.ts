@@ -137,6 +137,13 @@ export class EventHub {
     this.onPollError = opts.onPollError ?? (() => undefined)
   }
 
+  /** Live subscribers, how far the furthest behind is from the newest dispatched event, and that event's seq (metrics). */
+  stats(): { subscribers: number; maxLag: number; position: number } {
+    let maxLag = 0
+    for (const s of this.all) maxLag = Math.max(maxLag, this.position - s.delivered)
+    return { subscribers: this.all.size, maxLag, position: this.position }
+  }
+
   /** Reads the current end of the log and starts polling. Idempotent; after a failure (store down) the next call retries. */
   start(): Promise<void> {
     this.started ??= (async () => {

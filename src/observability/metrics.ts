@@ -8,6 +8,7 @@
  * request, a device or an APQN.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { ReconcilerMetrics } from '../reconciler/reconciler.js'
 
 /** The controller label value. */
 export const CONTROLLER = 'apmatrix'
@@ -113,10 +114,10 @@ export class ApmatrixMetrics {
     registers: [this.registry],
   })
   readonly drainDuration = new Histogram({
-    name: 'apmatrix_handover_drain_duration_seconds',
-    help: 'How long queues drained before a hand-over',
+    name: 'apmatrix_handover_drain_seconds',
+    help: 'Drain time of a hand-over (all the passes it waited in), by host',
     labelNames: ['host'] as const,
-    buckets: SECONDS,
+    buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600],
     registers: [this.registry],
   })
   readonly leaseHeld = new Gauge({
@@ -152,6 +153,9 @@ export class ApmatrixMetrics {
     registers: [this.registry],
   })
 
+  /** Condition types each host's gauge has a series for (so one that disappears is set to 0). */
+  private readonly conditionsSeen = new Map<string, Set<string>>()
+
   constructor(sources: MetricSources = {}) {
     collectDefaultMetrics({ register: this.registry })
     const events = sources.events
@@ -179,6 +183,47 @@ export class ApmatrixMetrics {
         this.set(events ? events().position : 0)
       },
     })
+  }
+
+  /**
+   * A hand-over's mask change ran on `host` (the reconciler, at the one place it learns of a loss): `lostRequests`
+   * flushed (the sum of its QueueFlushed events), `drainMs` the drain time of the whole hand-over, if it drained.
+   * The lost-requests series of a host exists from its first hand-over (inc by 0), so rate() over it is defined.
+   */
+  handOver(host: string, o: { lostRequests: number; drainMs?: number }): void {
+    this.lostRequests.inc({ host }, o.lostRequests)
+    if (o.drainMs !== undefined) this.drainDuration.observe({ host }, o.drainMs / 1000)
+  }
+
+  /** What the reconciler reports, recorded here (controller-runtime, workqueue and the per-host gauges). */
+  reconciler(): ReconcilerMetrics {
+    const controller = CONTROLLER
+    return {
+      handOver: (host, o) => this.handOver(host, o),
+      pass: (host, result, seconds) => {
+        this.reconcileTotal.inc({ controller, host, result })
+        if (result === 'error') this.reconcileErrors.inc({ controller, host })
+        this.reconcileTime.observe({ controller, host }, seconds)
+      },
+      workers: (busy, max) => {
+        this.activeWorkers.set({ controller }, busy)
+        this.maxConcurrentReconciles.set({ controller }, max)
+      },
+      lease: (host, held) => this.leaseHeld.set({ host }, held ? 1 : 0),
+      hostState: (host, st) => {
+        for (const [owner, n] of Object.entries(st.apqns)) this.apqns.set({ host, owner }, n)
+        // A condition no device has any more reads 0, not its last value.
+        const seen = this.conditionsSeen.get(host) ?? new Set<string>()
+        this.conditionsSeen.set(host, seen)
+        for (const c of seen) if (!(c in st.mdevs)) this.mdevs.set({ host, condition: c }, 0)
+        for (const [condition, n] of Object.entries(st.mdevs)) {
+          seen.add(condition)
+          this.mdevs.set({ host, condition }, n)
+        }
+      },
+      busWriteError: (host, errno) => this.busWriteErrors.inc({ host, errno: /^E[A-Z0-9]{1,15}$/.test(errno) ? errno : 'other' }),
+      workQueue: workQueueMetrics(this),
+    }
   }
 
   /** The names of every metric this registry exports (the dashboard test checks its queries against them). */

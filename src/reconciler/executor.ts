@@ -9,14 +9,34 @@ import { createYielder } from '../async/yielder.js'
 import { BusError, type BusPort } from '../bus/port.js'
 
 export interface ExecutorOptions {
-  /** How long to wait for queues to drain before forcing the mask change anyway. */
+  /** How long this execution may wait for queues to drain (the drain's budget in this pass). */
   drainTimeoutMs: number
+  /**
+   * What happens when the budget is spent with queues still busy (domain/drain-policy.ts): `flush` (default)
+   * changes the mask anyway and counts the flushed requests as lost; `wait` ends the execution at the drain
+   * step (`ExecutionResult.waiting`), no later step runs and nothing is lost.
+   */
+  onDrainTimeout?: 'flush' | 'wait'
   /** Poll interval while draining. */
   drainPollMs: number
   /** Hard hand-over: skip the drain and change the mask at once (requests on the queues are lost). */
   hard?: boolean
   /** Sleep function (tests inject one that advances the emulator's virtual clock). */
   sleep?: (ms: number) => Promise<void>
+  /**
+   * Told while a drain waits: at its first poll, then whenever the counts changed and at least
+   * `drainProgressMs` of drain time passed since the last report. Errors propagate (they end the execution).
+   */
+  onDrainProgress?: (p: DrainProgress) => Promise<void>
+  /** Least drain time between two progress reports (default 500 ms). */
+  drainProgressMs?: number
+}
+
+/** A drain in progress: requests still queued or pending per busy queue, and the queues already idle and offline. */
+export interface DrainProgress {
+  remaining: Record<string, number>
+  offline: string[]
+  waitedMs: number
 }
 
 /** The outcome of one step, as journaled. */
@@ -27,7 +47,7 @@ export interface StepResult {
   errno?: string
   message?: string
   /** For drain steps: how long it waited and what was still queued when it gave up. */
-  drain?: { waitedMs: number; remaining: Record<string, number>; timedOut: boolean; offline: string[] }
+  drain?: { waitedMs: number; remaining: Record<string, number>; timedOut: boolean; offline: string[]; waiting?: boolean }
   /** For mask steps that take queues from the host: requests that were still on them (flushed, B-16). */
   lostRequests?: number
   /** The same, per queue (only queues that lost something). */
@@ -40,6 +60,8 @@ export interface ExecutionResult {
   lostRequests: number
   /** The first failed step, if any; later steps were not run. */
   failed?: StepResult
+  /** A drain step whose budget ran out under the `wait` policy: later steps were not run (the hand-over waits). */
+  waiting?: StepResult
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -126,11 +148,13 @@ export async function executePlan(bus: BusPort, plan: Plan, opts: ExecutorOption
       steps.push(step)
       ran.push(step)
       await hooks.afterStep?.(step)
-      if (step.state === 'failed') break
+      if (step.state === 'failed' || step.drain?.waiting) break
     }
     await hooks.afterPhase?.(phase, ran)
     const failed = ran.find((r) => r.state === 'failed')
     if (failed) return { steps, lostRequests: lost, failed }
+    const waiting = ran.find((r) => r.drain?.waiting)
+    if (waiting) return { steps, lostRequests: lost, waiting }
   }
   return { steps, lostRequests: lost }
 }
@@ -179,6 +203,8 @@ async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep
   let waited = 0
   const offline = new Set<string>()
   const turn = createYielder()
+  const everyMs = opts.drainProgressMs ?? 500
+  let reported: { at: number; key: string } | undefined
   for (;;) {
     const load = await bus.queueLoad(apqns.filter((q) => !offline.has(q)))
     for (const [apqn, n] of load) {
@@ -198,8 +224,16 @@ async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep
       offline.add(apqn)
     }
     const remaining = Object.fromEntries([...load].filter(([q]) => !offline.has(q)))
-    if (Object.keys(remaining).length === 0) return { waitedMs: waited, remaining, timedOut: false, offline: [...offline] }
-    if (waited >= opts.drainTimeoutMs) return { waitedMs: waited, remaining, timedOut: true, offline: [...offline] }
+    const result = () => ({ waitedMs: waited, remaining, offline: [...offline] })
+    if (Object.keys(remaining).length === 0) return { ...result(), timedOut: false }
+    if (waited >= opts.drainTimeoutMs) return { ...result(), timedOut: true, ...(opts.onDrainTimeout === 'wait' ? { waiting: true } : {}) }
+    if (opts.onDrainProgress) {
+      const key = JSON.stringify(remaining)
+      if (!reported || (key !== reported.key && waited - reported.at >= everyMs)) {
+        reported = { at: waited, key }
+        await opts.onDrainProgress(result())
+      }
+    }
     await sleep(opts.drainPollMs)
     waited += opts.drainPollMs
   }

@@ -21,7 +21,10 @@ import { ExecutionAborted, executePlan, type ExecutionResult, type StepResult } 
 import { drainedApqns, journalOperation } from './journal-op.js'
 import { guardWrites, LeaseLostError } from './lease-guard.js'
 import { computeMdevStatus, type MdevStatus } from './status.js'
+import { resolveDrainPolicy, type DrainOnTimeout, type ResolvedDrainPolicy } from '../domain/drain-policy.js'
+import type { DrainProgress } from './executor.js'
 import { WorkQueue } from './work-queue.js'
+import type { WorkQueueMetrics } from '../observability/metrics.js'
 
 /** Minimal structured logger (pino-compatible). */
 export interface Logger {
@@ -43,7 +46,15 @@ export interface ReconcilerOptions {
   holder?: string
   resyncMs?: number
   leaseTtlMs?: number
+  /** Default drain timeout (a device's `spec.drain.timeoutSeconds` overrides it for the queues it takes). */
   drainTimeoutMs?: number
+  /** Default of what a drain does at its timeout (`flush`, the default, or `wait`); see domain/drain-policy.ts. */
+  drainOnTimeout?: DrainOnTimeout
+  /**
+   * Drain time a pass spends on a hand-over that already waits past its timeout (`wait` policy) before it
+   * yields the host and is retried with backoff (default 5 s, at most the timeout, at least one poll).
+   */
+  drainWaitSliceMs?: number
   drainPollMs?: number
   /** Skip the drain (requests on queues that leave the host are lost and reported). */
   hardHandOver?: boolean
@@ -62,6 +73,60 @@ export interface ReconcilerOptions {
    * service's read cache syncs here, so this process's reads show the status a pass stored (read-your-writes).
    */
   afterStatusWrite?: () => Promise<void>
+  /** Where passes, leases, hand-overs, bus errors and each host's state are reported (Prometheus, main.ts). */
+  metrics?: ReconcilerMetrics
+}
+
+/** Where the reconciler reports hand-overs (the one place that learns of a loss). */
+export interface HandOverMetrics {
+  /**
+   * A hand-over's mask change ran on `host`: `lostRequests` flushed (the sum of its QueueFlushed events),
+   * `drainMs` the drain time of the whole hand-over (every pass it waited in), undefined without a drain.
+   */
+  handOver(host: string, o: { lostRequests: number; drainMs?: number }): void
+}
+
+/** How a pass ended, as controller-runtime's `result` label says it. */
+export type PassResult = 'success' | 'error' | 'requeue' | 'requeue_after'
+
+/**
+ * Everything the reconciler reports for metrics (src/observability/metrics.ts implements it); every member is
+ * optional so a test can listen to one of them.
+ */
+export interface ReconcilerMetrics extends Partial<HandOverMetrics> {
+  /** One pass of `host` ended with `result` after `seconds`. */
+  pass?(host: string, result: PassResult, seconds: number): void
+  /** Workers busy now, of `max`. */
+  workers?(busy: number, max: number): void
+  /** Whether this replica holds the lease of `host` after a pass. */
+  lease?(host: string, held: boolean): void
+  /** What a pass's status write saw: APQNs by owner and matrix devices by condition (`total`: every device). */
+  hostState?(host: string, s: { apqns: { host: number; device: number; free: number }; mdevs: Record<string, number> }): void
+  /** A bus write of a pass failed with `errno`. */
+  busWriteError?(host: string, errno: string): void
+  /** The work queue's own figures (client-go workqueue metrics). */
+  workQueue?: WorkQueueMetrics
+}
+
+/** A hand-over whose drain outlasted a pass (`wait` policy): what later passes continue from. */
+interface PendingDrain {
+  /** Drain time spent so far, over all passes. */
+  waitedMs: number
+  /** Queues the drain took offline for new work, that no mask change moved yet. */
+  offline: Set<string>
+  /** The DrainTimedOut event of this hand-over was emitted. */
+  reported: boolean
+}
+
+/** What a status write shows of a drain in progress (see Reconciler.writeStatus). */
+interface DrainView {
+  policy: ResolvedDrainPolicy
+  remaining: Record<string, number>
+  offline: string[]
+  waitedMs: number
+  waiting: boolean
+  /** A write during the drain: device statuses only (the masks' status waits for the pass's end). */
+  progress: boolean
 }
 
 /** What one reconcile pass did. */
@@ -79,6 +144,33 @@ export interface ReconcileOutcome {
   plan?: Plan
   execution?: ExecutionResult
   drift: boolean
+}
+
+/**
+ * What a pass saw of a host, for the gauges: APQNs by owner (a queue on vfio_ap is a device's when a matrix device
+ * has it assigned, else free; any other queue is the host's) and devices by the conditions that are True (the
+ * status about to be stored, else the stored one).
+ */
+function hostCounts(
+  after: ObservedTopology,
+  rows: readonly MdevRecord[],
+  statuses: ReadonlyArray<{ uuid: string; status: MdevStatus }>,
+): { apqns: { host: number; device: number; free: number }; mdevs: Record<string, number> } {
+  const assigned = new Set<string>()
+  for (const m of after.mdevs) for (const q of m.matrix) assigned.add(q)
+  const apqns = { host: 0, device: 0, free: 0 }
+  for (const q of after.queues) {
+    if (q.driver !== 'vfio_ap') apqns.host++
+    else if (assigned.has(q.apqn)) apqns.device++
+    else apqns.free++
+  }
+  const next = new Map(statuses.map((s) => [s.uuid, s.status]))
+  const mdevs: Record<string, number> = { total: rows.length }
+  for (const r of rows) {
+    const st = next.get(r.uuid) ?? (r.status as Partial<MdevStatus>)
+    for (const c of st.conditions ?? []) if (c.status === 'True') mdevs[c.type] = (mdevs[c.type] ?? 0) + 1
+  }
+  return { apqns, mdevs }
 }
 
 function maskOrFull(text: string | undefined): Mask {
@@ -102,14 +194,16 @@ interface HeldLease {
  * resync and leases.
  */
 export class Reconciler implements ReconcileTrigger {
-  private readonly queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000 })
-  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite'>> &
-    Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite'>
+  private readonly queue: WorkQueue
+  private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite' | 'metrics'>> &
+    Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite' | 'metrics'>
   private readonly held = new Map<string, HeldLease>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
   private readonly seenBoot = new Map<string, string>()
   /** Hosts whose last pass found the AP configuration lock held (one event per episode, not per retry). */
   private readonly lockBlocked = new Set<string>()
+  /** Hosts whose hand-over waits past its drain timeout (`wait` policy), continued by the next pass. */
+  private readonly pendingDrains = new Map<string, PendingDrain>()
   private readonly listeners = new Set<(o: ReconcileOutcome) => void>()
   private readonly unsubscribes: Array<() => void> = []
   private resyncTimer: NodeJS.Timeout | undefined
@@ -124,16 +218,20 @@ export class Reconciler implements ReconcileTrigger {
       leaseTtlMs: 15_000,
       drainTimeoutMs: 30_000,
       drainPollMs: 50,
+      drainOnTimeout: 'flush',
+      drainWaitSliceMs: 5_000,
       hardHandOver: false,
       concurrency: 4,
       log: silent,
       ...opts,
     }
     if (!(Number.isInteger(this.o.concurrency) && this.o.concurrency > 0)) throw new RangeError('Reconciler: concurrency must be a positive integer')
+    this.queue = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 30_000, ...(this.o.metrics?.workQueue ? { metrics: this.o.metrics.workQueue } : {}) })
     for (const [k, v] of Object.entries({ resyncMs: this.o.resyncMs, leaseTtlMs: this.o.leaseTtlMs, drainPollMs: this.o.drainPollMs })) {
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`Reconciler: ${k} must be a positive number`)
     }
     if (!(this.o.drainTimeoutMs >= 0)) throw new RangeError('Reconciler: drainTimeoutMs must be >= 0')
+    if (this.o.drainOnTimeout !== 'flush' && this.o.drainOnTimeout !== 'wait') throw new RangeError("Reconciler: drainOnTimeout must be 'flush' or 'wait'")
   }
 
   /** This replica's lease holder id. */
@@ -262,21 +360,40 @@ export class Reconciler implements ReconcileTrigger {
     for (;;) {
       const host = await this.queue.get()
       if (host === null) return
+      const m = this.o.metrics
+      const began = performance.now()
+      let result: PassResult = 'error'
+      this.busy++
+      m?.workers?.(this.busy, this.o.concurrency)
       try {
         const out = await this.reconcile(host)
-        if (out.skipped === 'lease-held-elsewhere') this.queue.addAfter(host, this.o.leaseTtlMs)
-        else if (out.converged || out.skipped) this.queue.forget(host)
-        else this.queue.addRateLimited(host)
+        if (out.skipped === 'lease-held-elsewhere') {
+          this.queue.addAfter(host, this.o.leaseTtlMs)
+          result = 'requeue_after'
+        } else if (out.converged || out.skipped) {
+          this.queue.forget(host)
+          result = 'success'
+        } else {
+          this.queue.addRateLimited(host)
+          result = 'requeue'
+        }
         for (const l of this.listeners) l(out)
       } catch (e) {
         // Store down, bus unreachable, lease lost: retry with backoff.
         const delay = this.queue.addRateLimited(host)
         this.o.log.warn({ host, err: e instanceof Error ? e.message : String(e), retryInMs: delay }, 'reconcile failed')
       } finally {
+        this.busy--
+        m?.workers?.(this.busy, this.o.concurrency)
+        m?.pass?.(host, result, (performance.now() - began) / 1000)
+        m?.lease?.(host, this.held.has(host))
         this.queue.done(host)
       }
     }
   }
+
+  /** Workers inside a pass now (metrics). */
+  private busy = 0
 
   /**
    * One reconcile pass for `host` (also used directly by tests).
@@ -392,7 +509,12 @@ export class Reconciler implements ReconcileTrigger {
     }
 
     let execution: ExecutionResult | undefined
-    if (plan.operations.length > 0) {
+    let policy: ResolvedDrainPolicy | undefined
+    const pending = this.pendingDrains.get(hostName)
+    // Queues a waiting hand-over took offline that no plan moves any more (the device was deleted, the masks
+    // changed back): back online, or zcrypt would never give them work again.
+    const stranded = (p: Plan) => (pending ? [...pending.offline].filter((q) => !p.drainedQueues.includes(q)) : [])
+    if (plan.operations.length > 0 || stranded(plan).length > 0) {
       const r = await this.underConfigLock(this.writeBus(host, token), async (bus, locked) => {
         if (locked) {
           // While this pass waited for the lock, chzdev or mdevctl may have changed the bus: plan from what it is now.
@@ -400,15 +522,52 @@ export class Reconciler implements ReconcileTrigger {
           guests = new Map((await host.guests()).map((g) => [g.uuid, g.guest]))
           plan = planHost(desired, before, (uuid) => guests.get(uuid) ?? null)
         }
-        return plan.operations.length > 0 ? this.execute(host, bus, plan, token, ev) : undefined
+        await this.restoreOnline(bus, before, stranded(plan))
+        if (!plan.drainedQueues.length) this.pendingDrains.delete(hostName)
+        if (plan.operations.length === 0) return undefined
+        policy = resolveDrainPolicy(
+          plan.drainedQueues,
+          rows.map((r) => ({ uuid: r.uuid, ...r.spec, deleting: r.deletionRequestedAt !== null })),
+          {
+            timeoutMs: this.o.drainTimeoutMs,
+            onTimeout: this.o.drainOnTimeout,
+          },
+        )
+        const resolved = policy
+        const progress = async (p: DrainProgress) => {
+          await this.writeStatus(hostName, await store.mdevs.listAll(hostName), masks, before, guests, plan.deferred, undefined, events, ev, {
+            policy: resolved,
+            remaining: p.remaining,
+            offline: p.offline,
+            waitedMs: (this.pendingDrains.get(hostName)?.waitedMs ?? 0) + p.waitedMs,
+            waiting: (this.pendingDrains.get(hostName)?.waitedMs ?? 0) + p.waitedMs >= resolved.timeoutMs,
+            progress: true,
+          })
+        }
+        return this.execute(host, bus, plan, token, ev, resolved, progress)
       })
       execution = r
-    }
+    } else if (!plan.drainedQueues.length) this.pendingDrains.delete(hostName)
 
     const after = execution ? await host.bus.observeTopology() : before
     const guestsAfter = execution ? new Map((await host.guests()).map((g) => [g.uuid, g.guest])) : guests
     await this.o.hook?.('beforeStatusWrite', hostName)
-    await this.writeStatus(hostName, rows, masks, after, guestsAfter, plan.deferred, execution, events, ev)
+    // Read again after a bus write: a device defined while the pass drained (a drain may wait for many seconds)
+    // is the one that took the queues, and the requests the hand-over lost are counted on it.
+    const rowsNow = execution ? await store.mdevs.listAll(hostName) : rows
+    const waitingStep = execution?.waiting
+    const drainView: DrainView | undefined =
+      waitingStep?.drain && policy
+        ? {
+            policy,
+            remaining: waitingStep.drain.remaining,
+            offline: waitingStep.drain.offline,
+            waitedMs: this.pendingDrains.get(hostName)?.waitedMs ?? waitingStep.drain.waitedMs,
+            waiting: true,
+            progress: false,
+          }
+        : undefined
+    await this.writeStatus(hostName, rowsNow, masks, after, guestsAfter, plan.deferred, execution, events, ev, drainView)
     const convergedNow = planHost(desired, after, (uuid) => guestsAfter.get(uuid) ?? null)
     return { host: hostName, converged: convergedNow.converged, plan, execution, drift }
   }
@@ -437,14 +596,34 @@ export class Reconciler implements ReconcileTrigger {
    * `planned` in one transaction before the first, and each phase's outcomes in one transaction after it. The
    * fence is checked before each phase with a read of the lease row, never a write.
    */
-  private async execute(host: ManagedHost, bus: BusPort, plan: Plan, token: number, ev: (e: Omit<EventInput, 'host'>) => void): Promise<ExecutionResult> {
+  private async execute(
+    host: ManagedHost,
+    bus: BusPort,
+    plan: Plan,
+    token: number,
+    ev: (e: Omit<EventInput, 'host'>) => void,
+    policy: ResolvedDrainPolicy,
+    onDrainProgress: (p: DrainProgress) => Promise<void>,
+  ): Promise<ExecutionResult> {
     const { store } = this.o
     const reconcileId = randomUUID()
     const entries = await store.journal.append(plan.operations.map((op, step) => ({ host: host.name, reconcileId, step, operation: journalOperation(op) })))
-    return executePlan(
+    // The drain's budget in this pass: what is left of the timeout; past it, `wait` polls one slice and yields.
+    const pending = this.pendingDrains.get(host.name)
+    const spent = pending?.waitedMs ?? 0
+    const slice = Math.max(this.o.drainPollMs, Math.min(this.o.drainWaitSliceMs, policy.timeoutMs))
+    const budget = spent < policy.timeoutMs ? policy.timeoutMs - spent : policy.onTimeout === 'wait' ? slice : 0
+    const result = await executePlan(
       bus,
       plan,
-      { drainTimeoutMs: this.o.drainTimeoutMs, drainPollMs: this.o.drainPollMs, hard: this.o.hardHandOver, sleep: this.o.sleep },
+      {
+        drainTimeoutMs: budget,
+        onDrainTimeout: policy.onTimeout,
+        drainPollMs: this.o.drainPollMs,
+        hard: this.o.hardHandOver,
+        sleep: this.o.sleep,
+        onDrainProgress,
+      },
       {
         beforePhase: async () => {
           const lease = this.held.get(host.name)
@@ -454,16 +633,46 @@ export class Reconciler implements ReconcileTrigger {
         beforeStep: (step) => this.o.hook?.('beforeBusWrite', host.name, step.op),
         afterStep: async (step) => {
           await this.o.hook?.('afterBusWrite', host.name, step.op)
-          this.stepEvents(step, ev)
+          if (step.state === 'failed' && step.errno) this.o.metrics?.busWriteError?.(host.name, step.errno)
+          this.stepEvents(step, ev, policy, spent)
         },
         afterPhase: async (_phase, steps) => {
           await store.journal.finish(steps.map((st) => ({ id: entries[st.index]!.id, state: st.state, error: st.message })))
         },
       },
     )
+    const drainStep = result.steps.find((st) => st.op.kind === 'drainQueues' && st.drain)
+    if (result.waiting?.drain) {
+      const d = result.waiting.drain
+      this.pendingDrains.set(host.name, { waitedMs: spent + d.waitedMs, offline: new Set([...(pending?.offline ?? []), ...d.offline]), reported: true })
+      // The steps after the drain did not run and will not: the next pass plans again (not a crash to recover from).
+      const ran = new Set(result.steps.map((st) => st.index))
+      const unrun = entries.filter((_, i) => !ran.has(i))
+      if (unrun.length)
+        await store.journal.finish(
+          unrun.map((e) => ({ id: e.id, state: 'failed' as const, error: 'not run: the hand-over waits for its drain (policy wait)' })),
+        )
+    } else {
+      this.pendingDrains.delete(host.name)
+      if (result.steps.some((st) => st.op.kind === 'takeFromHost' && st.state === 'done'))
+        this.o.metrics?.handOver?.(host.name, { lostRequests: result.lostRequests, drainMs: drainStep?.drain ? spent + drainStep.drain.waitedMs : undefined })
+    }
+    return result
   }
 
-  private stepEvents(step: StepResult, ev: (e: Omit<EventInput, 'host'>) => void): void {
+  /** Puts `apqns` back online for new work where they are still host queues (zcrypt `cex4queue`). */
+  private async restoreOnline(bus: BusPort, topo: ObservedTopology, apqns: string[]): Promise<void> {
+    if (!apqns.length) return
+    const want = new Set(apqns)
+    for (const q of topo.queues) {
+      if (q.driver === 'cex4queue' && want.has(q.apqn))
+        await bus.setQueueOnline(q.apqn, true).catch((e: unknown) => {
+          if (e instanceof ExecutionAborted) throw e
+        })
+    }
+  }
+
+  private stepEvents(step: StepResult, ev: (e: Omit<EventInput, 'host'>) => void, policy?: ResolvedDrainPolicy, spentBeforeMs = 0): void {
     const op = step.op
     if (step.state === 'failed') {
       ev({
@@ -516,16 +725,22 @@ export class Reconciler implements ReconcileTrigger {
           })
         }
         break
-      case 'drainQueues':
-        if (step.drain?.timedOut)
+      case 'drainQueues': {
+        // One event per hand-over: a `wait` hand-over reaches its timeout once, however many passes it waits.
+        const total = spentBeforeMs + (step.drain?.waitedMs ?? 0)
+        const firstTimeout = policy ? spentBeforeMs < policy.timeoutMs || (policy.timeoutMs === 0 && spentBeforeMs === 0) : true
+        if (step.drain?.timedOut && firstTimeout)
           ev({
             kind: 'host',
             name: '',
             type: 'DrainTimedOut',
-            message: `queues still busy after ${step.drain.waitedMs} ms: ${Object.keys(step.drain.remaining).join(', ')}`,
-            data: { remaining: step.drain.remaining },
+            message: `queues still busy after ${total} ms: ${Object.keys(step.drain.remaining).join(', ')}${
+              step.drain.waiting ? ' (policy wait: the hand-over waits until they are idle, no request is lost)' : ' (policy flush: the mask changes now)'
+            }`,
+            data: { remaining: step.drain.remaining, onTimeout: policy?.onTimeout ?? 'flush', waitedMs: total },
           })
         break
+      }
       case 'bindQueue':
         ev({ kind: 'queue', name: op.apqn, type: 'QueueBound', message: `${op.apqn} bound to ${op.driver} again` })
         break
@@ -536,6 +751,9 @@ export class Reconciler implements ReconcileTrigger {
    * Computes every device's status from what the bus shows now, then stores in one transaction the statuses
    * that changed, the removal of devices whose deletion finished, the masks' status and the pass's `events`
    * (emptied once stored): a crash leaves all of it or none. A pass that changed nothing stores nothing.
+   * With `drain`, the devices that take the drained queues show it (Progressing `Draining` or `DrainWaiting`,
+   * `status.draining`); a `progress` write, made while the drain waits, leaves the masks' status alone. The
+   * masks' status counts every request its hand-overs lost (`lostRequests`), as the devices do for their queues.
    */
   private async writeStatus(
     hostName: string,
@@ -547,8 +765,28 @@ export class Reconciler implements ReconcileTrigger {
     execution: ExecutionResult | undefined,
     events: EventInput[],
     ev: (e: Omit<EventInput, 'host'>) => void,
+    drain?: DrainView,
   ): Promise<void> {
     const { store } = this.o
+    // Per device, the drained queues it takes with their in-flight counts (0: idle and offline already).
+    const drainingOf = new Map<string, Record<string, number>>()
+    if (drain) {
+      for (const [apqn, uuids] of Object.entries(drain.policy.takers)) {
+        for (const uuid of uuids) {
+          let m = drainingOf.get(uuid)
+          if (!m) drainingOf.set(uuid, (m = {}))
+          m[apqn] = drain.remaining[apqn] ?? 0
+        }
+      }
+    }
+    const drainMessage = (queues: Record<string, number>): string => {
+      const busy = Object.entries(queues).filter(([, n]) => n > 0)
+      const list = busy.map(([q, n]) => `${q} (${n})`).join(', ') || 'none'
+      const p = drain!.policy
+      return drain!.waiting
+        ? `queues still busy after ${drain!.waitedMs} ms, past the drain timeout of ${p.timeoutMs} ms: ${list}; policy wait: the hand-over waits until they are idle, no request is lost`
+        : `draining queues before they move to this device: ${list} requests in flight; ${drain!.waitedMs} of ${p.timeoutMs} ms, then ${p.onTimeout === 'wait' ? 'keep waiting (policy wait)' : 'flush (policy flush)'}`
+    }
     const observed = new Map(after.mdevs.map((m) => [m.uuid, m]))
     const lostByApqn = new Map<string, number>()
     for (const s of execution?.steps ?? []) for (const [q, n] of Object.entries(s.lostByApqn ?? {})) lostByApqn.set(q, (lostByApqn.get(q) ?? 0) + n)
@@ -577,6 +815,9 @@ export class Reconciler implements ReconcileTrigger {
         deferred: deferred.filter((d) => d.uuid === r.uuid),
         failure: failedStep ? { errno: failedStep.errno, message: failedStep.message ?? 'bus operation failed' } : undefined,
         lostRequests: lost,
+        ...(drainingOf.has(r.uuid) && !r.deletionRequestedAt
+          ? { draining: { queues: drainingOf.get(r.uuid)!, waiting: drain!.waiting, message: drainMessage(drainingOf.get(r.uuid)!) } }
+          : {}),
         previous,
         now: new Date(),
       })
@@ -584,14 +825,24 @@ export class Reconciler implements ReconcileTrigger {
       if (JSON.stringify(status) !== JSON.stringify(r.status)) statuses.push({ uuid: r.uuid, status })
     }
     const masksGeneration = masks?.generation
-    const maskStatus = { apmask: after.apmask, aqmask: after.aqmask, observedGeneration: masksGeneration, readAt: new Date().toISOString() }
+    const lostNow = execution?.lostRequests ?? 0
+    const maskStatusOf = (m: HostMasksRecord) => ({
+      apmask: after.apmask,
+      aqmask: after.aqmask,
+      observedGeneration: masksGeneration,
+      readAt: new Date().toISOString(),
+      lostRequests: (m.status.lostRequests ?? 0) + lostNow,
+    })
     const masksDiffer = (m: HostMasksRecord | null) =>
-      !!m && (m.status.apmask !== maskStatus.apmask || m.status.aqmask !== maskStatus.aqmask || m.status.observedGeneration !== masksGeneration)
+      !!m &&
+      !drain?.progress &&
+      (m.status.apmask !== after.apmask || m.status.aqmask !== after.aqmask || m.status.observedGeneration !== masksGeneration || lostNow > 0)
+    if (this.o.metrics?.hostState && !drain?.progress) this.o.metrics.hostState(hostName, hostCounts(after, rows, statuses))
     // Only this replica (the lease holder) writes statuses: what the pass read is what is stored.
     if (!statuses.length && !removed.length && !events.length && !masksDiffer(masks)) return
     const stored = await store.transaction(async (tx) => {
-      const current = await tx.masks.get(hostName)
-      return this.storeStatus(tx, hostName, { statuses, removed, masks: masksDiffer(current) ? maskStatus : undefined, events })
+      const m = await tx.masks.get(hostName)
+      return this.storeStatus(tx, hostName, { statuses, removed, masks: m && masksDiffer(m) ? maskStatusOf(m) : undefined, events })
     })
     events.splice(0, stored)
     await this.statusCommitted()

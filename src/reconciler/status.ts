@@ -23,6 +23,11 @@ export interface StatusInput {
   /** The failed bus step of the last reconcile, if it concerned this device. */
   failure?: { errno?: string; message: string }
   lostRequests: number
+  /**
+   * A drain of queues this device takes is in progress (`waiting` false: within its timeout, reason `Draining`)
+   * or waits past its timeout under the `wait` policy (reason `DrainWaiting`); `queues` in-flight counts.
+   */
+  draining?: { queues: Record<string, number>; waiting: boolean; message: string }
   previous: MdevStatus | null
   now: Date
 }
@@ -89,7 +94,11 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
         : inUse
           ? cond('Ready', 'False', 'WaitingForGuest', inUse.message)
           : cond('Ready', 'False', 'Converging', 'the bus does not match the desired state yet'),
-    converged ? cond('Progressing', 'False', 'Converged', 'nothing left to do') : cond('Progressing', 'True', 'Reconciling', 'bus operations are pending'),
+    converged
+      ? cond('Progressing', 'False', 'Converged', 'nothing left to do')
+      : i.draining
+        ? cond('Progressing', 'True', i.draining.waiting ? 'DrainWaiting' : 'Draining', i.draining.message)
+        : cond('Progressing', 'True', 'Reconciling', 'bus operations are pending'),
     i.failure
       ? cond('Degraded', 'True', 'ReconcileFailed', `${i.failure.errno ? `${i.failure.errno}: ` : ''}${i.failure.message}`)
       : filtered.length
@@ -122,6 +131,7 @@ export function computeMdevStatus(i: StatusInput): MdevStatus {
     controlDomains: o?.controlDomains ?? [],
     guest: i.guest,
     lostRequests: (i.previous?.lostRequests ?? 0) + i.lostRequests,
+    ...(i.draining && !converged ? { draining: i.draining.queues } : {}),
     conditions,
   }
 }

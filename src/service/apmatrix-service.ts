@@ -5,6 +5,7 @@
  * (mutation-runner.ts). Inputs and outputs are plain objects (types.ts); every failure is an
  * ApmatrixError with a stable code.
  */
+import type { DrainPolicy } from '../domain/drain-policy.js'
 import type { EventHub } from '../events/hub.js'
 import type { HostRegistry, ReconcileTrigger } from '../hosts/managed-host.js'
 import type { Store } from '../store/index.js'
@@ -62,6 +63,8 @@ export interface ApmatrixServiceOptions {
    * store holds, at the cost of one event-log query per read); the server passes APMATRIX_READ_MAX_STALENESS_MS.
    */
   readMaxStalenessMs?: number
+  /** The reconciler's default drain policy, shown in the plans the service answers (default: 30 s, flush). */
+  drainDefault?: DrainPolicy
 }
 
 /** The application service. All methods may throw ApmatrixError; UNAVAILABLE when the store or a host's bus is down. */
@@ -85,7 +88,14 @@ export class ApmatrixService {
     const clock = opts.clock ?? (() => new Date())
     const access = new HostAccess(opts.hosts)
     this.cache = new ReadCache({ store, hosts: () => opts.hosts.list().map((h) => h.name), maxStalenessMs: opts.readMaxStalenessMs ?? 0 })
-    const runner = new MutationRunner({ store, access, reconciler, idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000, cache: this.cache })
+    const runner = new MutationRunner({
+      store,
+      access,
+      reconciler,
+      idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000,
+      cache: this.cache,
+      ...(opts.drainDefault ? { drainDefault: opts.drainDefault } : {}),
+    })
     this.store = store
     this.hub = opts.hub
     this.hostOps = new Hosts(store, access, clock)

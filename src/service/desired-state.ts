@@ -116,7 +116,7 @@ export class DesiredState {
         after = r.after
         focus = new Set(r.listed.map((m) => m.uuid))
       }
-      return planAnswer(planView(after, observed, guests, newViolations(state, after), focus), view)
+      return planAnswer(planView(after, observed, guests, newViolations(state, after), focus, this.runner.drainDefault), view)
     } catch (e) {
       if (e instanceof ApmatrixError && e.violations.length && e.code !== 'UNAVAILABLE') return planAnswer({ ...emptyPlan(), violations: e.violations }, view)
       throw e
@@ -126,7 +126,7 @@ export class DesiredState {
 
 /** A plan with nothing in it. */
 function emptyPlan(): PlanView {
-  return { operations: [], violations: [], claimedApqns: [], filteredAdapters: [], drainedQueues: [], deferred: [] }
+  return { operations: [], violations: [], claimedApqns: [], filteredAdapters: [], drainedQueues: [], drainPolicy: null, deferred: [] }
 }
 
 /** The state after a desired document, and the devices it lists (checked). Collects every syntax violation. */

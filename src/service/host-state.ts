@@ -45,7 +45,16 @@ export function desiredOf(observed: ObservedTopology, stored: StoredState): Host
 
 /** A device as the planner takes it: started or stopped, not being deleted. */
 export function planned(uuid: string, spec: MdevSpec): PlannedMdev {
-  return { uuid, adapters: spec.adapters, domains: spec.domains, controlDomains: spec.controlDomains, state: spec.state, deleting: false, force: false }
+  return {
+    uuid,
+    adapters: spec.adapters,
+    domains: spec.domains,
+    controlDomains: spec.controlDomains,
+    state: spec.state,
+    deleting: false,
+    force: false,
+    ...(spec.drain ? { drain: spec.drain } : {}),
+  }
 }
 
 /** `state` with `m` replacing the device of its uuid, moved last (admission order). */

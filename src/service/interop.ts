@@ -28,7 +28,9 @@ export class Interop {
   async exportMdev(host: string, uuid: string, format: string): Promise<ExportView> {
     checkFormat(format, EXPORT_FORMATS)
     const m = (await this.mdevs.getMdev(host, uuid)).value
-    return exportMatrixDevice({ uuid: m.metadata.uuid, spec: m.spec }, format)
+    // The foreign formats have no drain policy: it is not exported.
+    const { drain: _drain, ...spec } = m.spec
+    return exportMatrixDevice({ uuid: m.metadata.uuid, spec }, format)
   }
 
   /**

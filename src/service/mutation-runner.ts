@@ -19,7 +19,8 @@ import type { HostAccess } from './host-access.js'
 import type { ReadCache } from './read-cache.js'
 import { desiredOf, loadStored, type StoredState } from './host-state.js'
 import { planAnswer } from './plan-summary.js'
-import { planView } from './plan-view.js'
+import { DEFAULT_DRAIN_POLICY, planView } from './plan-view.js'
+import type { DrainPolicy } from '../domain/drain-policy.js'
 import { requestHash } from './request-hash.js'
 import type { CallContext, Mutation, PlanAnswer } from './types.js'
 
@@ -57,11 +58,18 @@ export interface MutationRunnerOptions {
   idempotencyTtlMs: number
   /** The service's read cache: a write returns only after it reflects the write's events. */
   cache?: ReadCache
+  /** The reconciler's default drain policy, shown in plans (default: 30 s, flush). */
+  drainDefault?: DrainPolicy
 }
 
 /** Runs mutating operations; see the file comment. */
 export class MutationRunner {
   constructor(private readonly opts: MutationRunnerOptions) {}
+
+  /** The default drain policy plans are shown under. */
+  get drainDefault(): DrainPolicy {
+    return this.opts.drainDefault ?? DEFAULT_DRAIN_POLICY
+  }
 
   /**
    * Runs `op` for the caller `ctx`. Throws the operation's refusal (audited), CONFLICT for an
@@ -72,7 +80,7 @@ export class MutationRunner {
     const h = access.managed(op.host)
     const actor = ctx.actor ?? 'anonymous'
     const [observed, guests] = await Promise.all([access.observe(h), h.guests()])
-    const planOf = (p: Prepared<T>) => planAnswer(planView(p.after, observed, guests, [], p.focus), ctx.planView)
+    const planOf = (p: Prepared<T>) => planAnswer(planView(p.after, observed, guests, [], p.focus, this.drainDefault), ctx.planView)
     if (ctx.dryRun) {
       const stored = await loadStored(store, op.host)
       const state = desiredOf(observed, stored)

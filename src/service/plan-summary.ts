@@ -51,6 +51,7 @@ export function summarizePlan(plan: PlanView): PlanSummary {
     },
     filteredAdapters: firstOf(plan.filteredAdapters),
     drainedQueues: apqnSet(plan.drainedQueues),
+    drainPolicy: plan.drainPolicy,
     deferred: firstOf(plan.deferred),
   }
 }

@@ -9,11 +9,17 @@ import { parseAbsoluteMask } from '../domain/mask.js'
 import type { ObservedTopology } from '../domain/observed.js'
 import { planHost } from '../domain/plan.js'
 import type { HostDesired } from './admission.js'
-import type { ClaimedApqn, FilteredAdapter, PlanView } from './types.js'
+import { type DrainPolicy, resolveDrainPolicy } from '../domain/drain-policy.js'
+import type { ClaimedApqn, FilteredAdapter, PlanDrainPolicy, PlanView } from './types.js'
+import { SUMMARY_FIRST } from './plan-summary.js'
+
+/** The service default drain policy when the caller names none (APMATRIX_DRAIN_TIMEOUT_MS / _ON_TIMEOUT defaults). */
+export const DEFAULT_DRAIN_POLICY: DrainPolicy = { timeoutMs: 30_000, onTimeout: 'flush' }
 
 /**
  * Plans `desired` against `observed`. `focus` limits claimedApqns and filteredAdapters to the devices
- * a request touches (all started devices when omitted). Pure.
+ * a request touches (all started devices when omitted). `drainDefault` is the service's default drain policy,
+ * for the plan's `drainPolicy`. Pure.
  */
 export function planView(
   desired: HostDesired,
@@ -21,6 +27,7 @@ export function planView(
   guests: Array<{ uuid: string; guest: string }>,
   violations: Violation[] = [],
   focus?: ReadonlySet<string>,
+  drainDefault: DrainPolicy = DEFAULT_DRAIN_POLICY,
 ): PlanView {
   const guestOf = new Map(guests.map((g) => [g.uuid, g.guest]))
   const plan = planHost({ apmask: desired.apmask, aqmask: desired.aqmask, mdevs: desired.mdevs }, observed, (u) => guestOf.get(u) ?? null)
@@ -58,6 +65,21 @@ export function planView(
     claimedApqns,
     filteredAdapters,
     drainedQueues: plan.drainedQueues,
+    drainPolicy: drainPolicyOf(plan.drainedQueues, desired, drainDefault),
     deferred: plan.deferred.map((d) => ({ reason: d.reason, message: d.message, ...(d.uuid ? { uuid: d.uuid } : {}), ...(d.apqns ? { apqns: d.apqns } : {}) })),
+  }
+}
+
+/** The policy the reconciler would drain `drained` under (the same resolution: domain/drain-policy.ts). */
+function drainPolicyOf(drained: string[], desired: HostDesired, fallback: DrainPolicy): PlanDrainPolicy | null {
+  if (!drained.length) return null
+  const p = resolveDrainPolicy(drained, desired.mdevs, fallback)
+  const devices = [...new Set(Object.values(p.takers).flat())].sort()
+  return {
+    timeoutSeconds: p.timeoutMs / 1000,
+    onTimeout: p.onTimeout,
+    devices: devices.slice(0, SUMMARY_FIRST),
+    deviceCount: devices.length,
+    defaultApplies: Object.values(p.takers).some((u) => u.length === 0),
   }
 }

@@ -8,6 +8,7 @@ import type { ObservedAdapter, ObservedQueue } from '../domain/observed.js'
 import type { PlanOp } from '../domain/plan.js'
 import type { MdevCondition } from '../store/index.js'
 import type { StoredMdevStatus } from '../domain/mdev-status.js'
+import type { DrainPolicySpec } from '../domain/drain-policy.js'
 
 /** Who calls and how: the per-request options every mutating operation takes. */
 export interface CallContext {
@@ -98,7 +99,7 @@ export interface MasksView {
   metadata: { host: string; generation: number; resourceVersion: string; updatedAt: string }
   spec: MaskPair
   /** Null when the bus could not be read. */
-  status: (MaskPair & { observedAt: string }) | null
+  status: (MaskPair & { observedAt: string /** Requests flushed by this host's hand-overs so far (the reconciler's count). */; lostRequests: number }) | null
 }
 
 /** Mask input: any kernel syntax (B-21), or a JSON array of ids. */
@@ -116,6 +117,8 @@ export interface MdevSpecInput {
   domains?: Array<number | string>
   controlDomains?: Array<number | string>
   state?: 'started' | 'stopped'
+  /** The hand-over's drain policy (domain/drain-policy.ts; checked by normalizeSpec); null or absent: the service default. */
+  drain?: { timeoutSeconds?: number; onTimeout?: string } | null
 }
 
 /** Body of a create. */
@@ -144,6 +147,8 @@ export interface MdevFieldsUpdate {
     domains?: Array<number | string> | null
     controlDomains?: Array<number | string> | null
     state?: 'started' | 'stopped' | null
+    /** Replaces the whole policy; null: the service default. */
+    drain?: { timeoutSeconds?: number; onTimeout?: string } | null
   }
   /** Replaces the whole label map. */
   labels?: Record<string, string>
@@ -172,7 +177,13 @@ export interface MdevView {
     deletionRequestedAt: string | null
     force: boolean
   }
-  spec: { adapters: number[]; domains: number[]; controlDomains: number[]; state: 'started' | 'stopped' }
+  spec: {
+    adapters: number[]
+    domains: number[]
+    controlDomains: number[]
+    state: 'started' | 'stopped' /** Null: the service default. */
+    drain: DrainPolicySpec | null
+  }
   status: StoredMdevStatus
 }
 
@@ -219,6 +230,8 @@ export interface PlanView {
   claimedApqns: ClaimedApqn[]
   filteredAdapters: FilteredAdapter[]
   drainedQueues: string[]
+  /** The policy the drain of `drainedQueues` would run under (null: nothing drains); see {@link PlanDrainPolicy}. */
+  drainPolicy: PlanDrainPolicy | null
   /** Steps the reconciler would have to wait for (a guest holds a device open, ...). */
   deferred: Array<{ reason: string; uuid?: string; apqns?: string[]; message: string }>
 }
@@ -312,6 +325,20 @@ export interface FirstOf<T> {
 }
 
 /** The summary of a plan (docs/api.md (Reconcile) "Plan views"): its counts are the lengths of the full lists. */
+/**
+ * The drain policy of a plan's hand-over (domain/drain-policy.ts): the strictest of the policies of the devices
+ * that take the drained queues, and of the service default for queues no device takes.
+ */
+export interface PlanDrainPolicy {
+  timeoutSeconds: number
+  onTimeout: 'flush' | 'wait'
+  /** The first 20 devices taking drained queues, and how many in all. */
+  devices: string[]
+  deviceCount: number
+  /** Some drained queue is taken by no device (a masks-only change): the service default applies to it. */
+  defaultApplies: boolean
+}
+
 export interface PlanSummary {
   /** Every operation (the length of the full `operations` list). */
   operationCount: number
@@ -323,6 +350,7 @@ export interface PlanSummary {
   }
   filteredAdapters: FirstOf<FilteredAdapter>
   drainedQueues: ApqnSetSummary
+  drainPolicy: PlanDrainPolicy | null
   deferred: FirstOf<PlanView['deferred'][number]>
 }
 

@@ -19,7 +19,7 @@ export function mdevView(r: MdevRecord): MdevView {
       deletionRequestedAt: r.deletionRequestedAt ? r.deletionRequestedAt.toISOString() : null,
       force: r.force,
     },
-    spec: { ...r.spec },
+    spec: { ...r.spec, drain: r.spec.drain ?? null },
     status: r.status as MdevView['status'],
   }
 }
@@ -46,6 +46,12 @@ export function masksView(host: string, rec: HostMasksRecord | null, observed: {
       updatedAt: (rec?.updatedAt ?? new Date(0)).toISOString(),
     },
     spec: rec ? maskPair(readMask(rec.apmask), readMask(rec.aqmask)) : maskPair(Mask.full(), Mask.full()),
-    status: observed ? { ...maskPair(readMask(observed.apmask), readMask(observed.aqmask)), observedAt: observed.at.toISOString() } : null,
+    status: observed
+      ? {
+          ...maskPair(readMask(observed.apmask), readMask(observed.aqmask)),
+          observedAt: observed.at.toISOString(),
+          lostRequests: rec?.status.lostRequests ?? 0,
+        }
+      : null,
   }
 }

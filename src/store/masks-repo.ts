@@ -13,6 +13,8 @@ export interface MasksStatus {
   aqmask?: string
   observedGeneration?: number
   readAt?: string
+  /** Requests flushed by this host's hand-overs so far (the sum of their QueueFlushed events). */
+  lostRequests?: number
 }
 
 /** Desired host masks (docs/api.md (Resources)), `0x` + 64 lowercase hex digits each. */

@@ -3,6 +3,7 @@ import { ApmatrixError } from '../domain/errors.js'
 import type { Condition, StoredMdevStatus } from '../domain/mdev-status.js'
 import { normalizeIds } from '../domain/ids.js'
 import { sameSpec, type MdevSpec, type MdevState } from '../domain/mdev.js'
+import type { DrainPolicySpec } from '../domain/drain-policy.js'
 import type { DbTx } from './client.js'
 import { RetryTransaction, type StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
@@ -83,6 +84,7 @@ type MdevRow = {
   domains: string
   controlDomains: string
   state: string
+  drain: string | null
   generation: number
   resourceVersion: string
   owner: string | null
@@ -97,12 +99,24 @@ type MdevRow = {
 
 /** The spec in canonical form (sorted unique ids), as stored and compared. */
 function canonicalSpec(s: MdevSpec): MdevSpec {
-  return { adapters: normalizeIds(s.adapters), domains: normalizeIds(s.domains), controlDomains: normalizeIds(s.controlDomains), state: s.state }
+  return {
+    adapters: normalizeIds(s.adapters),
+    domains: normalizeIds(s.domains),
+    controlDomains: normalizeIds(s.controlDomains),
+    state: s.state,
+    ...(s.drain ? { drain: s.drain } : {}),
+  }
 }
 
 function specColumns(s: MdevSpec) {
   const n = canonicalSpec(s)
-  return { adapters: toJson(n.adapters), domains: toJson(n.domains), controlDomains: toJson(n.controlDomains), state: n.state }
+  return {
+    adapters: toJson(n.adapters),
+    domains: toJson(n.domains),
+    controlDomains: toJson(n.controlDomains),
+    state: n.state,
+    drain: n.drain ? toJson(n.drain) : null,
+  }
 }
 
 function toRecord(r: MdevRow): MdevRecord {
@@ -121,6 +135,7 @@ function toRecord(r: MdevRow): MdevRecord {
       domains: fromJson<number[]>(r.domains, []),
       controlDomains: fromJson<number[]>(r.controlDomains, []),
       state: r.state as MdevState,
+      ...(r.drain ? { drain: fromJson<DrainPolicySpec>(r.drain, {}) } : {}),
     },
     status: fromJson<MdevStatus>(r.status, {}),
     createdAt: r.createdAt,
@@ -228,13 +243,14 @@ export class MdevRepo {
           const now = new Date()
           const spec = specColumns(input.spec)
           sql.run(
-            'INSERT INTO "Mdev" ("host", "uuid", "adapters", "domains", "controlDomains", "state", "generation", "resourceVersion", "owner", "origin", "force", "status", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, 0, ?, ?, ?)',
+            'INSERT INTO "Mdev" ("host", "uuid", "adapters", "domains", "controlDomains", "state", "drain", "generation", "resourceVersion", "owner", "origin", "force", "status", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, 0, ?, ?, ?)',
             input.host,
             input.uuid,
             spec.adapters,
             spec.domains,
             spec.controlDomains,
             spec.state,
+            spec.drain,
             newResourceVersion(),
             input.owner ?? null,
             input.origin ?? 'apmatrix',

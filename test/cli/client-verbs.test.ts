@@ -149,10 +149,19 @@ t.test('mdev define, idempotent define, conflicts (5), overlap refused (3)', asy
   const overlap = await $('mdev', 'define', '--uuid', U2, '--adapters', '5-6', '--domains', '4')
   t.equal(overlap.code, 3)
   t.match(overlap.stderr, new RegExp(`APQN_IN_USE 05\\.0004 \\(held by ${U1}\\)`))
-  const gen = await $('mdev', 'define', '--adapters', '6', '--domains', '0x47', '--stopped', '--json')
+  const badDrain = await $('mdev', 'define', '--adapters', '6', '--domains', '0x47', '--drain-on-timeout', 'drop')
+  t.not(badDrain.code, 0, 'a bad drain policy is refused')
+  t.match(badDrain.stderr, /--drain-on-timeout/)
+  const gen = await $('mdev', 'define', '--adapters', '6', '--domains', '0x47', '--stopped', '--drain-timeout', '90', '--drain-on-timeout', 'wait', '--json')
   t.equal(gen.code, 0, gen.stderr)
   const obj = JSON.parse(gen.stdout)
-  t.match(obj, { spec: { adapters: [6], domains: [71], state: 'stopped' } }, 'a generated uuid, stopped')
+  t.match(
+    obj,
+    { spec: { adapters: [6], domains: [71], state: 'stopped', drain: { timeoutSeconds: 90, onTimeout: 'wait' } } },
+    'a generated uuid, stopped, its drain policy',
+  )
+  const shown = await $('mdev', 'get', obj.metadata.uuid)
+  t.match(shown.stdout, /^ {2}Drain:\s+timeout 90 s, on timeout wait$/m)
   t.equal((await fx.api('DELETE', `/v1/hosts/local/mdevs/${obj.metadata.uuid}`)).status, 202)
 })
 

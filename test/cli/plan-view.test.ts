@@ -19,6 +19,7 @@ function plan(domains: number): PlanView {
     claimedApqns: apqns.map((apqn) => ({ apqn, uuid: U, currentOwner: 'host' })),
     filteredAdapters: [],
     drainedQueues: apqns,
+    drainPolicy: { timeoutSeconds: 30, onTimeout: 'wait', devices: [U], deviceCount: 1, defaultApplies: false },
     deferred: [],
   }
 }
@@ -28,6 +29,7 @@ t.test('a short full plan prints every row', async (t) => {
   t.match(text, /^Operations \(3\):$/m)
   t.match(text, /^ {2}05\.0002\s+4b0e8bd4-\S+\s+host$/m, 'a claimed APQN row')
   t.match(text, /^Drained queues \(3\): 05\.0000 05\.0001 05\.0002$/m)
+  t.match(text, /^Drain policy: wait up to 30 s, then keep waiting \(no request lost\); from devices 4b0e8bd4-\S+$/m)
   t.match(text, /Violations: none/)
 })
 

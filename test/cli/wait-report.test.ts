@@ -14,7 +14,7 @@ const B = 'bbbbbbbb-0000-4000-8000-000000000002'
 function mdev(uuid: string, generation: number, observed: number | undefined, conds: Array<[string, string, string, string]>): Mdev {
   return {
     metadata: { uuid, generation } as Mdev['metadata'],
-    spec: { adapters: [5], domains: [4], controlDomains: [], state: 'started' },
+    spec: { adapters: [5], domains: [4], controlDomains: [], state: 'started', drain: null },
     status: {
       ...(observed === undefined ? {} : { observedGeneration: observed }),
       conditions: conds.map(([type, status, reason, message]) => ({

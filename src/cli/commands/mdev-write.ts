@@ -25,12 +25,27 @@ function printDevice(io: CliIo, json: boolean, m: Mdev, line: string): void {
   io.stdout.write(json ? `${JSON.stringify(m, null, 2)}\n` : `${line}\n`)
 }
 
+/** `--drain-timeout` and `--drain-on-timeout` as `spec.drain` (undefined when neither is given); the server checks the range. */
+function drainOptions(timeout: unknown, onTimeout: unknown): { timeoutSeconds?: number; onTimeout?: string } | undefined {
+  const out: { timeoutSeconds?: number; onTimeout?: string } = {}
+  if (typeof timeout === 'string') {
+    if (!/^\d{1,6}$/.test(timeout)) throw new UsageError(`--drain-timeout: '${clip(timeout, 60)}' is not a number of seconds`)
+    out.timeoutSeconds = Number(timeout)
+  }
+  if (typeof onTimeout === 'string') {
+    if (onTimeout !== 'flush' && onTimeout !== 'wait') throw new UsageError(`--drain-on-timeout: '${clip(onTimeout, 60)}' is not flush or wait`)
+    out.onTimeout = onTimeout
+  }
+  return Object.keys(out).length ? out : undefined
+}
+
 /** The `mdev define` verb. */
 export const mdevDefineCommand: CliCommand = {
   path: ['mdev', 'define'],
   summary: 'define a matrix device (adapters x domains); prints its UUID',
   help: `Usage: apmatrix mdev define [--uuid UUID] --adapters IDS --domains IDS [--control-domains IDS]
-                            [--stopped] [--owner O] [-l key=value]... [--json]
+                            [--stopped] [--drain-timeout S] [--drain-on-timeout flush|wait]
+                            [--owner O] [-l key=value]... [--json]
 
 Defines a matrix device and prints its UUID (generated unless --uuid is given). It is started (created
 on the bus by the reconciler) unless --stopped. IDS are comma-separated ids, decimal or 0x hex, and
@@ -45,6 +60,8 @@ Options:
   --domains IDS           usage domains (APQIs)
   --control-domains IDS   control domains
   --stopped               define only; do not create it on the bus
+  --drain-timeout S       seconds the host queues this device takes may drain (0-3600; default: the server's)
+  --drain-on-timeout P    at that timeout: flush (hand over, count lost requests) or wait (never lose one)
   --owner O               the managing caller (lists can filter on it)
   -l, --label K=V         a label (repeatable)
   --dry-run               print the plan instead of storing
@@ -58,6 +75,8 @@ ${clientOptionsHelp()}
     domains: { type: 'string', multiple: true },
     'control-domains': { type: 'string', multiple: true },
     stopped: { type: 'boolean' },
+    'drain-timeout': { type: 'string' },
+    'drain-on-timeout': { type: 'string' },
     owner: { type: 'string' },
     label: { type: 'string', short: 'l', multiple: true },
     'dry-run': { type: 'boolean' },
@@ -69,6 +88,7 @@ ${clientOptionsHelp()}
       const uuid = args.values.uuid as string | undefined
       if (uuid !== undefined && !isUuid(uuid)) throw new UsageError(`--uuid: '${clip(uuid, 60)}' is not a UUID`)
       const labels = parseLabels(strings(args.values.label), '--label')
+      const drain = drainOptions(args.values['drain-timeout'], args.values['drain-on-timeout'])
       const body = {
         ...(uuid ? { uuid: uuid.toLowerCase() } : {}),
         spec: {
@@ -76,6 +96,7 @@ ${clientOptionsHelp()}
           domains: parseIdList(strings(args.values.domains), '--domains'),
           controlDomains: parseIdList(strings(args.values['control-domains']), '--control-domains'),
           state: args.values.stopped === true ? 'stopped' : 'started',
+          ...(drain ? { drain } : {}),
         },
         ...(Object.keys(labels).length ? { labels } : {}),
         ...(typeof args.values.owner === 'string' ? { owner: args.values.owner } : {}),

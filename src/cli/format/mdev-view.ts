@@ -54,6 +54,12 @@ export function describeMdev(m: Mdev): string {
       ['Adapters', formatIds(m.spec.adapters)],
       ['Domains', formatIds(m.spec.domains)],
       ['Control domains', formatIds(m.spec.controlDomains)],
+      [
+        'Drain',
+        m.spec.drain
+          ? `timeout ${m.spec.drain.timeoutSeconds !== undefined ? `${m.spec.drain.timeoutSeconds} s` : 'default'}, on timeout ${m.spec.drain.onTimeout ?? 'default'}`
+          : 'server default',
+      ],
     ],
     '  ',
   )
@@ -67,6 +73,16 @@ export function describeMdev(m: Mdev): string {
       ['Guest matrix', formatApqns(st.guestMatrix)],
       ['Control domains', formatIds(st.controlDomains ?? [])],
       ...(st.lostRequests ? ([['Lost requests', String(st.lostRequests)]] as const) : []),
+      ...(st.draining
+        ? ([
+            [
+              'Draining',
+              Object.entries(st.draining)
+                .map(([q, n]) => `${q} (${n} in flight)`)
+                .join(', '),
+            ],
+          ] as const)
+        : []),
     ],
     '  ',
   )

@@ -102,6 +102,14 @@ export function renderPlan(plan: Plan): string {
   if (full?.drainedQueues.length && full.drainedQueues.length <= MAX_ROWS)
     out += `Drained queues (${full.drainedQueues.length}): ${full.drainedQueues.join(' ')}\n`
   else if (s.drainedQueues.count) out += `Drained queues (${s.drainedQueues.count}): ${ranges(s.drainedQueues)}\n`
+  const dp = s.drainPolicy
+  if (dp) {
+    const who = [
+      dp.deviceCount ? `devices ${dp.devices.join(' ')}${dp.deviceCount > dp.devices.length ? ' ...' : ''}` : '',
+      dp.defaultApplies ? 'the default' : '',
+    ]
+    out += `Drain policy: wait up to ${dp.timeoutSeconds} s, then ${dp.onTimeout === 'wait' ? 'keep waiting (no request lost)' : 'flush (requests still queued are lost)'}; from ${who.filter(Boolean).join(' and ')}\n`
+  }
   const filtered = full ? full.filteredAdapters : s.filteredAdapters.first
   if (filtered.length) {
     out += `Adapters a guest would lose to filtering (V-20)${filtered.length < s.filteredAdapters.count ? `, the first ${filtered.length} of ${s.filteredAdapters.count}` : ''}:\n`

@@ -39,6 +39,7 @@ import type { Masks } from '../../generated/grpc/apmatrix/v1/Masks.js'
 import type { MatrixConfig } from '../../generated/grpc/apmatrix/v1/MatrixConfig.js'
 import type { Mdev } from '../../generated/grpc/apmatrix/v1/Mdev.js'
 import type { MdevSpec__Output } from '../../generated/grpc/apmatrix/v1/MdevSpec.js'
+import type { DrainPolicy__Output } from '../../generated/grpc/apmatrix/v1/DrainPolicy.js'
 import type { Plan } from '../../generated/grpc/apmatrix/v1/Plan.js'
 import type { PlanOperation } from '../../generated/grpc/apmatrix/v1/PlanOperation.js'
 import type { Queue } from '../../generated/grpc/apmatrix/v1/Queue.js'
@@ -108,15 +109,26 @@ export function planViewIn(v: PlanViewWire | undefined): PlanDetail | undefined 
   throw invalid('view', 'must be PLAN_VIEW_SUMMARY or PLAN_VIEW_FULL')
 }
 
-/** A spec; an empty state means the default (`started`). */
+/** A spec; an empty state means the default (`started`), an absent drain policy the service default. */
 export function specIn(s: MdevSpec__Output | null): MdevSpecInput {
   if (!s) throw invalid('spec', 'is required')
+  const drain = drainIn(s.drain)
   return {
     adapters: s.adapters,
     domains: s.domains,
     controlDomains: s.control_domains,
     ...(s.state ? { state: s.state as MdevSpecInput['state'] } : {}),
+    ...(drain ? { drain } : {}),
   }
+}
+
+/** A drain policy (checked by the service); undefined when absent or empty. */
+export function drainIn(d: DrainPolicy__Output | null | undefined): NonNullable<MdevSpecInput['drain']> | undefined {
+  if (!d) return undefined
+  const out: NonNullable<MdevSpecInput['drain']> = {}
+  if (d.timeout_seconds !== undefined && d.timeout_seconds !== null) out.timeoutSeconds = d.timeout_seconds
+  if (d.on_timeout) out.onTimeout = d.on_timeout
+  return Object.keys(out).length ? out : undefined
 }
 
 /** A desired-state document. */
@@ -193,8 +205,15 @@ export function domainsOut(d: DomainsView): Domains {
   return { usage_domains: d.usageDomains, control_domains: d.controlDomains, host_domains: d.hostDomains }
 }
 
-function maskPairOut(p: MaskPair & { observedAt?: string }): WireMaskPair {
-  return { apmask: p.apmask, aqmask: p.aqmask, apmask_ids: p.apmaskIds, aqmask_ids: p.aqmaskIds, observed_at: p.observedAt ?? '' }
+function maskPairOut(p: MaskPair & { observedAt?: string; lostRequests?: number }): WireMaskPair {
+  return {
+    apmask: p.apmask,
+    aqmask: p.aqmask,
+    apmask_ids: p.apmaskIds,
+    aqmask_ids: p.aqmaskIds,
+    observed_at: p.observedAt ?? '',
+    lost_requests: p.lostRequests ?? 0,
+  }
 }
 
 export function masksOut(m: MasksView): Masks {
@@ -221,7 +240,15 @@ export function mdevOut(m: MdevView): Mdev {
       deletion_requested_at: m.metadata.deletionRequestedAt ?? '',
       force: m.metadata.force,
     },
-    spec: { adapters: m.spec.adapters, domains: m.spec.domains, control_domains: m.spec.controlDomains, state: m.spec.state },
+    spec: {
+      adapters: m.spec.adapters,
+      domains: m.spec.domains,
+      control_domains: m.spec.controlDomains,
+      state: m.spec.state,
+      drain: m.spec.drain
+        ? { ...(m.spec.drain.timeoutSeconds !== undefined ? { timeout_seconds: m.spec.drain.timeoutSeconds } : {}), on_timeout: m.spec.drain.onTimeout ?? '' }
+        : null,
+    },
     status: {
       observed_generation: s.observedGeneration ?? 0,
       active: s.active ?? false,
@@ -230,6 +257,7 @@ export function mdevOut(m: MdevView): Mdev {
       control_domains: s.controlDomains ?? [],
       guest: s.guest ?? '',
       lost_requests: s.lostRequests ?? 0,
+      draining: s.draining ?? {},
       conditions: (s.conditions ?? []).map((c) => ({
         type: c.type,
         status: c.status,
@@ -317,6 +345,15 @@ function summaryOut(s: PlanSummary): WirePlanSummary {
     drained_queues: apqnSetOut(s.drainedQueues),
     deferred_count: s.deferred.count,
     deferred: s.deferred.first.map(deferredOut),
+    drain_policy: s.drainPolicy
+      ? {
+          timeout_seconds: s.drainPolicy.timeoutSeconds,
+          on_timeout: s.drainPolicy.onTimeout,
+          devices: s.drainPolicy.devices,
+          device_count: s.drainPolicy.deviceCount,
+          default_applies: s.drainPolicy.defaultApplies,
+        }
+      : null,
   }
 }
 

@@ -1,15 +1,15 @@
 /**
  * UpdateMdev's `update_mask` (google.protobuf.FieldMask) as a field update for the service
  * (`ApmatrixService.updateMdevFields`, the same write path as REST PATCH). Paths: `spec`,
- * `spec.adapters`, `spec.domains`, `spec.control_domains`, `spec.state`, `labels`, `labels.<key>`, `owner`.
+ * `spec.adapters`, `spec.domains`, `spec.control_domains`, `spec.state`, `spec.drain`, `labels`, `labels.<key>`, `owner`.
  */
 import { ApmatrixError } from '../../domain/errors.js'
 import type { UpdateMdevRequest__Output } from '../../generated/grpc/apmatrix/v1/UpdateMdevRequest.js'
 import type { MdevFieldsUpdate } from '../../service/index.js'
-import { specIn } from './convert.js'
+import { drainIn, specIn } from './convert.js'
 import { clip } from '../../domain/text.js'
 
-const SPEC_FIELDS: Record<string, string> = { adapters: 'adapters', domains: 'domains', control_domains: 'controlDomains', state: 'state' }
+const SPEC_FIELDS: Record<string, string> = { adapters: 'adapters', domains: 'domains', control_domains: 'controlDomains', state: 'state', drain: 'drain' }
 const MAX_PATHS = 100
 
 /**
@@ -31,8 +31,8 @@ export function maskToUpdate(req: UpdateMdevRequest__Output): MdevFieldsUpdate {
     } else if (p.startsWith('spec.') && SPEC_FIELDS[p.slice(5)]) {
       const f = p.slice(5)
       const v = req.spec ? (req.spec as unknown as Record<string, unknown>)[f] : undefined
-      // `spec.state` empty: back to the default.
-      ;(spec as Record<string, unknown>)[SPEC_FIELDS[f]!] = f === 'state' ? (v ? v : null) : (v ?? [])
+      // `spec.state` empty, `spec.drain` absent: back to the default.
+      ;(spec as Record<string, unknown>)[SPEC_FIELDS[f]!] = f === 'state' ? (v ? v : null) : f === 'drain' ? (drainIn(req.spec?.drain) ?? null) : (v ?? [])
     } else if (p === 'labels') {
       update.labels = { ...req.labels }
     } else if (p.startsWith('labels.') && p.length > 7) {
@@ -45,7 +45,10 @@ export function maskToUpdate(req: UpdateMdevRequest__Output): MdevFieldsUpdate {
     }
   }
   if (unknown.length)
-    throw bad(unknown, 'unknown update_mask path (spec, spec.adapters, spec.domains, spec.control_domains, spec.state, labels, labels.<key>, owner)')
+    throw bad(
+      unknown,
+      'unknown update_mask path (spec, spec.adapters, spec.domains, spec.control_domains, spec.state, spec.drain, labels, labels.<key>, owner)',
+    )
   if (wholeSpec) {
     const s = specIn(req.spec)
     update.spec = { adapters: s.adapters ?? [], domains: s.domains ?? [], controlDomains: s.controlDomains ?? [], state: s.state ?? 'started', ...spec }

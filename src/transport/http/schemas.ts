@@ -28,8 +28,27 @@ const MaskIn = Type.Union([Str(MAX_MASK_TEXT), Type.Array(Id, { maxItems: MAX_MA
 
 const State = Type.Union([Type.Literal('started'), Type.Literal('stopped')])
 
+/** The hand-over's drain policy of a device (domain/drain-policy.ts); an absent field takes the service default. */
+const DrainIn = Type.Object(
+  {
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'how long queues this device takes may drain' })),
+    onTimeout: Type.Optional(
+      Type.Union([Type.Literal('flush'), Type.Literal('wait')], {
+        description: 'flush: hand over anyway and count the lost requests; wait: keep waiting, never lose a request',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
 export const SpecIn = Type.Object(
-  { adapters: Type.Optional(IdList), domains: Type.Optional(IdList), controlDomains: Type.Optional(IdList), state: Type.Optional(State) },
+  {
+    adapters: Type.Optional(IdList),
+    domains: Type.Optional(IdList),
+    controlDomains: Type.Optional(IdList),
+    state: Type.Optional(State),
+    drain: Type.Optional(Type.Union([DrainIn, Type.Null()], { description: 'null or absent: the service default' })),
+  },
   { additionalProperties: false },
 )
 
@@ -101,6 +120,7 @@ const SpecPatch = Type.Object(
     domains: Type.Optional(Type.Union([IdList, Type.Null()])),
     controlDomains: Type.Optional(Type.Union([IdList, Type.Null()])),
     state: Type.Optional(Type.Union([State, Type.Null()])),
+    drain: Type.Optional(Type.Union([DrainIn, Type.Null()], { description: 'replaced as a whole; null: the service default' })),
   },
   { additionalProperties: false },
 )
@@ -292,7 +312,17 @@ export const MasksOut = component(
   Type.Object({
     metadata: Type.Object({ host: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), updatedAt: Type.String() }),
     spec: MaskPairOut,
-    status: Type.Union([Type.Object({ apmask: Type.String(), aqmask: Type.String(), apmaskIds: Ids, aqmaskIds: Ids, observedAt: Type.String() }), Type.Null()]),
+    status: Type.Union([
+      Type.Object({
+        apmask: Type.String(),
+        aqmask: Type.String(),
+        apmaskIds: Ids,
+        aqmaskIds: Ids,
+        observedAt: Type.String(),
+        lostRequests: Type.Integer({ description: "requests flushed by this host's hand-overs so far" }),
+      }),
+      Type.Null(),
+    ]),
   }),
 )
 
@@ -323,7 +353,17 @@ const MdevMetadataOut = component(
     force: Type.Boolean(),
   }),
 )
-const MdevSpecOut = component('MdevSpec', Type.Object({ adapters: Ids, domains: Ids, controlDomains: Ids, state: Type.String() }))
+const DrainPolicyOut = component(
+  'DrainPolicy',
+  Type.Object(
+    { timeoutSeconds: Type.Optional(Type.Integer()), onTimeout: Type.Optional(Type.String()) },
+    { description: 'absent fields: the service default' },
+  ),
+)
+const MdevSpecOut = component(
+  'MdevSpec',
+  Type.Object({ adapters: Ids, domains: Ids, controlDomains: Ids, state: Type.String(), drain: Type.Union([DrainPolicyOut, Type.Null()]) }),
+)
 const MdevStatusOut = component(
   'MdevStatus',
   Type.Object(
@@ -335,6 +375,11 @@ const MdevStatusOut = component(
       controlDomains: Type.Optional(Ids),
       guest: Type.Optional(NullableString),
       lostRequests: Type.Optional(Type.Integer()),
+      draining: Type.Optional(
+        Type.Record(Type.String(), Type.Integer(), {
+          description: 'while a hand-over drains queues this device takes: requests in flight per queue (0: idle, offline for new work)',
+        }),
+      ),
       conditions: Type.Optional(Type.Array(ConditionOut)),
     },
     { description: '{} until the first reconcile pass' },
@@ -350,6 +395,22 @@ const FilteredAdapterOut = Type.Object({ uuid: Type.String(), apid: Type.Integer
 const DeferredOut = Type.Object({ reason: Type.String(), uuid: Type.Optional(Type.String()), apqns: Type.Optional(Strings), message: Type.String() })
 const ApqnSetOut = Type.Object({ count: Type.Integer(), ranges: Strings, moreRanges: Type.Integer() })
 const firstOf = <T extends TSchema>(item: T) => Type.Object({ count: Type.Integer(), first: Type.Array(item) })
+const PlanDrainPolicyOut = component(
+  'PlanDrainPolicy',
+  Type.Union([
+    Type.Object(
+      {
+        timeoutSeconds: Type.Number(),
+        onTimeout: Type.String(),
+        devices: Strings,
+        deviceCount: Type.Integer(),
+        defaultApplies: Type.Boolean(),
+      },
+      { description: 'the strictest policy of the devices taking the drained queues (and the default for queues none takes)' },
+    ),
+    Type.Null(),
+  ]),
+)
 const PlanSummaryOut = component(
   'PlanSummary',
   Type.Object({
@@ -364,6 +425,7 @@ const PlanSummaryOut = component(
     }),
     filteredAdapters: firstOf(FilteredAdapterOut),
     drainedQueues: ApqnSetOut,
+    drainPolicy: PlanDrainPolicyOut,
     deferred: firstOf(DeferredOut),
   }),
 )
@@ -378,6 +440,7 @@ export const PlanOut = component(
     claimedApqns: Type.Optional(Type.Array(ClaimedApqnOut)),
     filteredAdapters: Type.Optional(Type.Array(FilteredAdapterOut)),
     drainedQueues: Type.Optional(Strings),
+    drainPolicy: Type.Optional(PlanDrainPolicyOut),
     deferred: Type.Optional(Type.Array(DeferredOut)),
   }),
 )

@@ -250,7 +250,7 @@ forEachDatabase(t, async (t, db) => {
     isError(t, refused, grpc.status.FAILED_PRECONDITION, 'APQN_IN_USE')
     t.match(violationsOf(refused), [{ apqn: '06.0004', owner: U2 }])
     const up = await ok(t, call.update, { host: 'local', uuid: U1, spec: { domains: [4, 5] }, update_mask: { paths: ['spec.domains'] }, resource_version: rv })
-    t.same(up.mdev!.spec, { adapters: [5], domains: [4, 5], control_domains: [4], state: 'started' })
+    t.same(up.mdev!.spec, { adapters: [5], domains: [4, 5], control_domains: [4], state: 'started', drain: null })
     t.equal(up.mdev!.metadata!.generation, '2')
     t.same(up.mdev!.metadata!.labels, { team: 'a' }, 'labels untouched by a spec path')
 
@@ -291,7 +291,7 @@ forEachDatabase(t, async (t, db) => {
     const stop = await ok(t, call.update, { host: 'local', uuid: U1, spec: { state: 'stopped' }, update_mask: { paths: ['spec.state'] } })
     t.equal(stop.mdev!.spec!.state, 'stopped')
     const repl = await ok(t, call.update, { host: 'local', uuid: U1, spec: { adapters: [5], domains: [4] }, labels: { x: 'y' } })
-    t.same(repl.mdev!.spec, { adapters: [5], domains: [4], control_domains: [], state: 'started' }, 'empty mask replaces spec (PUT)')
+    t.same(repl.mdev!.spec, { adapters: [5], domains: [4], control_domains: [], state: 'started', drain: null }, 'empty mask replaces spec (PUT)')
     t.same(repl.mdev!.metadata!.labels, { x: 'y' })
 
     const d0 = await ok(t, call.get, { host: 'local', uuid: U2 })

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "Mdev" ADD COLUMN "drain" TEXT;
