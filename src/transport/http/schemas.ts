@@ -241,6 +241,7 @@ export const AdapterOut = component(
     chkstop: Type.Boolean(),
     online: NullableBool,
     driver: Type.String(),
+    depth: Nullable(Type.Integer()),
   }),
 )
 export const QueueOut = component(
