@@ -81,13 +81,26 @@ const key = (apid: number, apqi: number) => apid * 256 + apqi
  * card), filtered (the device's matrix has it, its guest matrix does not, V-20: only when the host reports
  * guest matrices), unbound (no driver), in a guest (in the guest matrix of a device a guest has open).
  */
-export function cellMark(q: Queue, card: Adapter | undefined, dev: Mdev | null, guestMatrix: boolean): CellMark {
+export function cellMark(q: Queue, card: Adapter | undefined, dev: DeviceMatrix | null, guestMatrix: boolean): CellMark {
   if (!q.config || q.chkstop || q.online === false || (card && (!card.config || card.chkstop || card.online === false))) return 'down'
-  const st = dev?.status
-  if (st && guestMatrix && st.active && st.matrix?.includes(q.apqn) && !st.guestMatrix?.includes(q.apqn)) return 'filtered'
+  if (dev && guestMatrix && dev.active && dev.matrix.has(q.apqn) && !dev.guestMatrix.has(q.apqn)) return 'filtered'
   if (q.driver === 'none') return 'unbound'
-  if (st?.guest && st.guestMatrix?.includes(q.apqn)) return 'guest'
+  if (dev?.guest && dev.guestMatrix.has(q.apqn)) return 'guest'
   return null
+}
+
+/** What {@link cellMark} needs of a device's status, with the APQN lists as sets (a matrix may hold 65,536). */
+export interface DeviceMatrix {
+  active: boolean
+  guest: string | null
+  matrix: ReadonlySet<string>
+  guestMatrix: ReadonlySet<string>
+}
+
+/** The {@link DeviceMatrix} of a device as the API reports it. */
+export function deviceMatrix(m: Mdev): DeviceMatrix {
+  const st = m.status
+  return { active: st.active === true, guest: st.guest ?? null, matrix: new Set(st.matrix ?? []), guestMatrix: new Set(st.guestMatrix ?? []) }
 }
 
 /**
@@ -99,6 +112,7 @@ export function cellMark(q: Queue, card: Adapter | undefined, dev: Mdev | null, 
  */
 export function buildDomainGrid(input: GridInput): DomainGrid {
   const byUuid = new Map(input.mdevs.map((m) => [m.metadata.uuid, m]))
+  const matrices = new Map(input.mdevs.map((m) => [m.metadata.uuid, deviceMatrix(m)]))
   const uuids = new Set<string>(input.mdevs.map((m) => m.metadata.uuid))
   for (const q of input.queues) if (q.owner) uuids.add(q.owner)
   const devices = [...uuids].sort().map((uuid, i) => ({ uuid, symbol: DEVICE_SYMBOLS[i] ?? OVERFLOW_SYMBOL, mdev: byUuid.get(uuid) ?? null }))
@@ -119,18 +133,17 @@ export function buildDomainGrid(input: GridInput): DomainGrid {
   const guestMatrix = input.features.includes('guest_matrix')
   const cells = new Map<number, GridCell>()
   for (const q of input.queues) {
-    const dev = q.owner ? (byUuid.get(q.owner) ?? null) : null
+    const dev = q.owner ? (matrices.get(q.owner) ?? null) : null
     const mark = cellMark(q, cards.get(q.apid), dev, guestMatrix)
     if (q.owner) cells.set(key(q.apid, q.apqi), { owner: 'device', device: q.owner, mark })
     else cells.set(key(q.apid, q.apqi), { owner: ap.has(q.apid) && aq.has(q.apqi) ? 'host' : 'free', device: null, mark })
   }
   // V-13: a device's matrix may name APQNs the host does not have; the guest never gets them (V-20).
-  for (const m of input.mdevs) {
-    const st = m.status
-    if (!guestMatrix || !st.active) continue
-    for (const apqn of st.matrix ?? []) {
+  for (const dev of matrices.values()) {
+    if (!guestMatrix || !dev.active) continue
+    for (const apqn of dev.matrix) {
       const [apid, apqi] = apqn.split('.').map((x) => Number.parseInt(x, 16)) as [number, number]
-      if (cells.has(key(apid, apqi)) || st.guestMatrix?.includes(apqn)) continue
+      if (cells.has(key(apid, apqi)) || dev.guestMatrix.has(apqn)) continue
       cells.set(key(apid, apqi), { owner: 'none', device: null, mark: 'filtered' })
       apidSet.add(apid)
       apqiSet.add(apqi)
