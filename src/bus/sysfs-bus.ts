@@ -281,13 +281,14 @@ export class SysfsBus implements BusPort {
 
   private async observeCard(apid: number, driver: string | undefined): Promise<ObservedAdapter> {
     const dir = `${DEVICES}/card${formatApid(apid)}`
-    const [hwtype, raw, fns, config, chkstop, online] = await Promise.all([
+    const [hwtype, raw, fns, config, chkstop, online, depth] = await Promise.all([
       this.fs.read(`${dir}/hwtype`),
       this.tryRead(`${dir}/raw_hwtype`),
       this.fs.read(`${dir}/ap_functions`),
       this.fs.read(`${dir}/config`),
       this.tryRead(`${dir}/chkstop`),
       this.tryRead(`${dir}/online`),
+      this.tryRead(`${dir}/depth`),
     ])
     const { mode, functions } = decodeFunctions(fns)
     const hw = num(hwtype)
@@ -302,6 +303,7 @@ export class SysfsBus implements BusPort {
       chkstop: chkstop !== null && bool01(chkstop),
       online: online === null ? null : bool01(online),
       driver: driver ?? 'none',
+      depth: depth === null ? null : num(depth),
     }
   }
 

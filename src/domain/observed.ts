@@ -22,6 +22,8 @@ export interface ObservedAdapter {
   /** Only while bound to cex4card (O-9); null otherwise. */
   online: boolean | null
   driver: string
+  /** Hardware queue depth of the card (`depth`, O-9; lszcrypt -V QDEPTH); null when the kernel has no such attribute. */
+  depth: number | null
 }
 
 /** One queue (APQN) and where it is. */

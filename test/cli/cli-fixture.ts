@@ -50,10 +50,13 @@ export interface ServerFixture {
   api<T = any>(method: string, p: string, body?: unknown): Promise<{ status: number; body: T }>
 }
 
-/** Starts the real service on a fresh SQLite file; closed and removed at `t`'s teardown. */
-export async function startServer(t: Test): Promise<ServerFixture> {
+/**
+ * Starts the real service on a fresh SQLite file; closed and removed at `t`'s teardown. `settings` adds
+ * service settings (e.g. `{ hosts: 'local=demo,sf=spec-fixture' }`).
+ */
+export async function startServer(t: Test, settings: Record<string, string> = {}): Promise<ServerFixture> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-cli-'))
-  const cfg = loadConfig({ http: '127.0.0.1:0', grpc: '127.0.0.1:0', databaseUrl: `file:${path.join(dir, 'db.sqlite')}`, logLevel: 'silent' }, {})
+  const cfg = loadConfig({ http: '127.0.0.1:0', grpc: '127.0.0.1:0', databaseUrl: `file:${path.join(dir, 'db.sqlite')}`, logLevel: 'silent', ...settings }, {})
   const svc = await startService(cfg)
   t.teardown(async () => {
     await svc.close()

@@ -177,8 +177,8 @@ t.test('mdev get and list: readable views, filters, --json, not found (4)', asyn
   const gj = JSON.parse((await $('mdev', 'get', U1, '--json')).stdout)
   t.same(gj.status.matrix, ['05.0004', '05.0047'])
   const l = await $('mdev', 'list')
-  t.match(l.stdout, /^UUID\s+STATE\s+READY\s+CONDITIONS\s+ADAPTERS\s+DOMAINS\s+CONTROL\s+GEN\s+OWNER$/m)
-  t.match(l.stdout, new RegExp(`^${U1}\\s+started\\s+True\\s+-\\s+5\\s+4,71\\s+-\\s+1\\s+alice$`, 'm'), 'no condition other than Ready is True')
+  t.match(l.stdout, /^UUID\s+STATE\s+STATUS\s+READY\s+CONDITIONS\s+ADAPTERS\s+DOMAINS\s+CONTROL\s+GEN\s+OWNER$/m)
+  t.match(l.stdout, new RegExp(`^${U1}\\s+started\\s+Ready\\s+True\\s+-\\s+5\\s+4,71\\s+-\\s+1\\s+alice$`, 'm'), 'no condition other than Ready is True')
   t.equal(JSON.parse((await $('mdev', 'list', '-l', 'team=a', '--json')).stdout).items.length, 1)
   t.equal(JSON.parse((await $('mdev', 'list', '-l', 'team=b', '--json')).stdout).items.length, 0)
   t.equal(JSON.parse((await $('mdev', 'list', '--owner', 'bob', '--json')).stdout).items.length, 0)
@@ -327,7 +327,11 @@ t.test('apply: waits until Ready; --no-wait; refused (3); timeout (7) on a state
   t.match(to.stderr, /^ {4}InUseByGuest\s+True\s+GuestAttached\s+open by guest guest-1$/m, 'the guest that holds it')
   t.notMatch(to.stderr, /deadline/, 'no device is reported as unanswered')
   const list = await $('mdev', 'list')
-  t.match(list.stdout, new RegExp(`^${U3}\\s+stopped\\s+False \\(WaitingForGuest\\)\\s+Progressing,InUseByGuest\\s`, 'm'), 'mdev list: the conditions column')
+  t.match(
+    list.stdout,
+    new RegExp(`^${U3}\\s+stopped\\s+Progressing \\(WaitingForGuest\\)\\s+False\\s+InUseByGuest\\s`, 'm'),
+    'mdev list: the conditions column',
+  )
   t.ok((await fx.api('DELETE', '/v1/hosts/local/emulator/guests/guest-1')).status < 300)
   t.equal((await converged(U3)).status.active, false, 'converges once the guest lets go')
 
@@ -451,7 +455,7 @@ t.test('a domain the host does not have: the fix says so (V-13); defined anyway,
     'adapter 0 reaches the guest',
   )
   const list = await $('mdev', 'list')
-  t.match(list.stdout, new RegExp(`^${U6}\\s+started\\s+True\\s+Degraded\\(NotInHostConfiguration\\)\\s+0\\s+3,4\\s`, 'm'), list.stdout)
+  t.match(list.stdout, new RegExp(`^${U6}\\s+started\\s+Degraded \\(NotInHostConfiguration\\)\\s+True\\s+-\\s+0\\s+3,4\\s`, 'm'), list.stdout)
   const get = await $('mdev', 'get', U6)
   t.match(get.stdout, /^ {2}Degraded\s+True\s+NotInHostConfiguration\s/m)
   t.equal((await $('mdev', 'undefine', U6, '--wait')).code, 0)

@@ -15,10 +15,12 @@ export const mdevListCommand: CliCommand = {
   summary: 'list matrix devices (filters: state, owner, labels)',
   help: `Usage: apmatrix mdev list [--state started|stopped] [--owner O] [-l key=value]... [--json]
 
-Lists the matrix devices of a host: desired state, the Ready condition, the other conditions that are
-True (Degraded with its reason, InUseByGuest, Progressing, AdapterFiltered; - when none), adapters, usage
-and control domains (decimal, ranges), generation (generation/observed while the reconciler catches
-up), owner.
+Lists the matrix devices of a host: desired state; STATUS, the conditions summed up: Ready,
+Degraded (reason: ReconcileFailed, AdapterFiltered, NotInHostConfiguration), Progressing (why not Ready
+yet, e.g. WaitingForGuest), NotReady (reason), Pending (not reconciled yet) or Deleting; READY (True,
+False, Unknown); CONDITIONS, the other conditions that are True (InUseByGuest, AdapterFiltered, ...;
+- when none); adapters, usage and control domains (decimal, ranges), generation (generation/observed
+while the reconciler catches up), owner.
 --json prints {items: [...]} with every device object as the API returns it.
 
 Options:

@@ -55,3 +55,34 @@ export function readyPhrase(m: Mdev): string {
   if (!r) return 'no Ready condition yet'
   return r.status === 'True' ? `Ready (${r.reason})` : `not Ready: ${r.reason}: ${r.message}`
 }
+
+/**
+ * The STATUS cell of `mdev list`, one phrase that sums the conditions up (most telling first): `Deleting`
+ * while a delete is pending; `Pending` before the first report; `Degraded (reason)` when Degraded is True
+ * (reasons: ReconcileFailed, AdapterFiltered, NotInHostConfiguration), even when Ready; `Ready`;
+ * `Progressing (reason)` while the reconciler works towards Ready (the reason of Ready, e.g. WaitingForGuest);
+ * else `NotReady (reason)`.
+ */
+export function statusCell(m: Mdev): string {
+  if (m.metadata.deletionRequestedAt) return 'Deleting'
+  const conds = m.status.conditions ?? []
+  const ready = readyCondition(m)
+  if (!ready) return 'Pending'
+  const degraded = conds.find((c) => c.type === 'Degraded' && c.status === 'True')
+  if (degraded) return `Degraded (${degraded.reason})`
+  if (ready.status === 'True') return 'Ready'
+  if (conds.some((c) => c.type === 'Progressing' && c.status === 'True')) return `Progressing (${ready.reason})`
+  return `NotReady (${ready.reason})`
+}
+
+/**
+ * The CONDITIONS cell next to {@link statusCell}: the conditions other than Ready that are True and that the
+ * status does not already name, comma separated; `-` when none.
+ */
+export function otherConditionsCell(m: Mdev): string {
+  const status = statusCell(m)
+  const named = status.startsWith('Degraded') ? ['Degraded'] : status.startsWith('Progressing') ? ['Progressing'] : []
+  if (status === 'Degraded (AdapterFiltered)') named.push('AdapterFiltered')
+  const rest = (m.status.conditions ?? []).filter((c) => c.type !== 'Ready' && c.status === 'True' && !named.includes(c.type)).map((c) => c.type)
+  return rest.length ? rest.join(',') : '-'
+}

@@ -1,29 +1,29 @@
 /** How a matrix device reads for people: one table row (`mdev list`) and the detailed view (`mdev get`). */
 import { type Mdev, readyCondition } from '../client/api-types.js'
-import { conditionsCell } from './conditions.js'
+import { otherConditionsCell, statusCell } from './conditions.js'
 import { formatApqns, formatIds, formatRanges } from './ids.js'
 import { renderFields, renderTable } from './table.js'
 
 /** Columns of {@link mdevRow}. */
-export const MDEV_COLUMNS = ['UUID', 'STATE', 'READY', 'CONDITIONS', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'GEN', 'OWNER'] as const
+export const MDEV_COLUMNS = ['UUID', 'STATE', 'STATUS', 'READY', 'CONDITIONS', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'GEN', 'OWNER'] as const
 
-/** `True`, or `False (Converging)`; `Deleting` while a delete is pending. */
+/** The status of the Ready condition: `True`, `False` or `Unknown` (its reason is in STATUS). */
 function readyCell(m: Mdev): string {
-  if (m.metadata.deletionRequestedAt) return 'Deleting'
-  const r = readyCondition(m)
-  if (!r) return 'Unknown'
-  return r.status === 'True' ? 'True' : `${r.status} (${r.reason})`
+  return readyCondition(m)?.status ?? 'Unknown'
 }
 
-/** One row of `mdev list`. CONDITIONS: see {@link conditionsCell}. GEN is `generation/observedGeneration` when they differ. */
+/**
+ * One row of `mdev list`. STATUS: the summary of {@link statusCell}; READY: the Ready condition's status;
+ * CONDITIONS: the other True conditions ({@link otherConditionsCell}). GEN is `generation/observedGeneration` when they differ. */
 export function mdevRow(m: Mdev): string[] {
   const gen = m.metadata.generation
   const seen = m.status.observedGeneration
   return [
     m.metadata.uuid,
     m.spec.state,
+    statusCell(m),
     readyCell(m),
-    conditionsCell(m),
+    otherConditionsCell(m),
     formatRanges(m.spec.adapters),
     formatRanges(m.spec.domains),
     formatRanges(m.spec.controlDomains),

@@ -181,6 +181,7 @@ export function adapterOut(a: AdapterView): Adapter {
     chkstop: a.chkstop,
     online: a.online === null ? null : { value: a.online },
     driver: a.driver,
+    depth: a.depth === null ? null : { value: a.depth },
   }
 }
 

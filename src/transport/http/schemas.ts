@@ -269,6 +269,7 @@ export const AdapterOut = component(
     chkstop: Type.Boolean(),
     online: NullableBool,
     driver: Type.String(),
+    depth: Nullable(Type.Integer()),
   }),
 )
 export const QueueOut = component(

@@ -102,7 +102,7 @@ forEachDatabase(t, async (t, db) => {
     )
     t.match(
       a.items.find((x) => x.apid === 5),
-      { type: 'CEX8C', mode: 'cca', config: true },
+      { type: 'CEX8C', mode: 'cca', config: true, depth: { value: 8 } },
     )
     isError(t, await unary(call.adapters, { host: 'nope' }), grpc.status.NOT_FOUND, 'NOT_FOUND')
 

@@ -37,7 +37,7 @@ forEachDatabase(t, async (t, db) => {
       a.body.items.map((x: { apid: number }) => x.apid),
       [0, 1, 2, 5, 6, 7],
     )
-    t.match(a.body.items[0], { type: 'CEX7C', mode: 'cca', driver: 'cex4card' })
+    t.match(a.body.items[0], { type: 'CEX7C', mode: 'cca', driver: 'cex4card', depth: 8 }, 'depth: the card attribute (profile default 8)')
     const q = await call('GET', '/v1/hosts/local/queues?adapter=0x05&domain=4&driver=cex4queue')
     t.same(
       q.body.items.map((x: { apqn: string }) => x.apqn),
