@@ -83,12 +83,32 @@ export class ApmatrixService {
     this.desired = new DesiredState(store, access, runner)
     this.interop = new Interop(this.mdevs, runner)
     this.emulator = new EmulatorControls(store, access, this.hostOps, reconciler)
-    this.events = new EventWatch(opts.hub)
+    this.events = new EventWatch(opts.hub, (host, uuid) =>
+      store.mdevs.get(host, uuid).then(
+        (r) => r.owner,
+        () => undefined,
+      ),
+    )
   }
 
   /** Readiness: resolves when the store answers; UNAVAILABLE otherwise. */
   ping(): Promise<void> {
     return this.store.ping()
+  }
+
+  /**
+   * Records a call refused before it reached the service (UNAUTHENTICATED, PERMISSION_DENIED) in the
+   * audit trail. Never throws: a store failure is not the caller's answer.
+   */
+  async recordRefusal(r: {
+    actor: string
+    action: string
+    target: string
+    outcome: string
+    requestId: string
+    detail?: Record<string, unknown>
+  }): Promise<void> {
+    await this.store.audit.append(r).catch(() => undefined)
   }
 
   // ---- hosts (hosts.ts) -------------------------------------------------------------------------
@@ -149,14 +169,14 @@ export class ApmatrixService {
     return this.mdevs.createMdev(host, input, ctx)
   }
 
-  /** One matrix device. NOT_FOUND. */
-  getMdev(host: string, uuid: string): Promise<MdevView> {
-    return this.mdevs.getMdev(host, uuid)
+  /** {@inheritDoc MatrixDevices.getMdev} */
+  getMdev(host: string, uuid: string, ctx: CallContext = {}): Promise<MdevView> {
+    return this.mdevs.getMdev(host, uuid, ctx)
   }
 
-  /** A page of a host's matrix devices, by uuid. */
-  listMdevs(host: string, q: MdevQuery = {}): Promise<Page<MdevView>> {
-    return this.mdevs.listMdevs(host, q)
+  /** {@inheritDoc MatrixDevices.listMdevs} */
+  listMdevs(host: string, q: MdevQuery = {}, ctx: CallContext = {}): Promise<Page<MdevView>> {
+    return this.mdevs.listMdevs(host, q, ctx)
   }
 
   /** {@inheritDoc MatrixDevices.replaceMdev} */
@@ -194,8 +214,8 @@ export class ApmatrixService {
   // ---- interop (interop.ts) ---------------------------------------------------------------------
 
   /** {@inheritDoc Interop.exportMdev} */
-  exportMdev(host: string, uuid: string, format: string): Promise<ExportView> {
-    return this.interop.exportMdev(host, uuid, format)
+  exportMdev(host: string, uuid: string, format: string, ctx: CallContext = {}): Promise<ExportView> {
+    return this.interop.exportMdev(host, uuid, format, ctx)
   }
 
   /** {@inheritDoc Interop.importMdevs} */

@@ -11,6 +11,7 @@ import type { HostAccess } from './host-access.js'
 import type { Hosts } from './hosts.js'
 import { fromSysfsError } from './sysfs-errors.js'
 import type { CallContext, HardwareInput, HostView } from './types.js'
+import { principalDetail } from './mutation-runner.js'
 
 type Emulator = NonNullable<ManagedHost['emulator']>
 type ErrnoOverrides = Parameters<typeof fromSysfsError>[1]
@@ -100,7 +101,9 @@ export class EmulatorControls {
       throw e
     } finally {
       if (this.access.registry.get(host)?.emulator) {
-        await this.store.audit.append({ actor: ctx.actor ?? 'anonymous', action, target, outcome, requestId: ctx.requestId ?? null }).catch(() => undefined)
+        await this.store.audit
+          .append({ actor: ctx.actor ?? 'anonymous', action, target, outcome, requestId: ctx.requestId ?? null, detail: principalDetail(ctx) })
+          .catch(() => undefined)
       }
     }
     this.reconciler.enqueue(host)

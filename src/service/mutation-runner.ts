@@ -20,6 +20,7 @@ import { planAnswer } from './plan-summary.js'
 import { planView } from './plan-view.js'
 import { requestHash } from './request-hash.js'
 import type { CallContext, Mutation, PlanAnswer } from './types.js'
+import { redactForeign, tenantLimit } from './tenancy.js'
 
 /** What an operation makes of the current state: the state after it, and how to store it. */
 export interface Prepared<T> {
@@ -109,7 +110,7 @@ export class MutationRunner {
           target: op.target,
           outcome: 'ok',
           requestId: ctx.requestId ?? null,
-          detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}) },
+          detail: { ...principalDetail(ctx), ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}) },
         })
         if (ctx.idempotencyKey) {
           await tx.idempotency.put({
@@ -129,7 +130,14 @@ export class MutationRunner {
       const p = pending as Prepared<T> | null
       if (p && op.withPlan && !out.dryRun) out = { ...out, result: op.withPlan(out.result, planOf(p)) }
       return out
-    } catch (e) {
+    } catch (caught) {
+      let e = caught
+      // A tenant-limited caller learns that an APQN is in use, never by which of another tenant's devices.
+      const tenant = tenantLimit(ctx.principal, 'update')
+      if (e instanceof ApmatrixError && tenant !== null && e.code !== 'UNAVAILABLE') {
+        const stored = await loadStored(store, op.host).catch(() => null)
+        if (stored) e = redactForeign(e, new Set(stored.mdevs.filter((m) => m.owner !== tenant).map((m) => m.uuid)))
+      }
       if (e instanceof ApmatrixError && e.code !== 'UNAVAILABLE') {
         // A refusal is audited too; it cannot share the (rolled back) transaction.
         await store.audit
@@ -139,11 +147,17 @@ export class MutationRunner {
             target: op.target,
             outcome: e.code,
             requestId: ctx.requestId ?? null,
-            detail: { violations: e.violations.length },
+            detail: { ...principalDetail(ctx), violations: e.violations.length },
           })
           .catch(() => undefined)
       }
       throw e
     }
   }
+}
+
+/** What an audit record says of the authenticated caller besides its actor: its roles and how it authenticated. */
+export function principalDetail(ctx: CallContext): Record<string, unknown> {
+  const p = ctx.principal
+  return p ? { subject: p.subject, roles: [...p.roles], auth: p.source } : {}
 }

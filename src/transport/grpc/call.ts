@@ -5,16 +5,21 @@
 import type * as grpc from '@grpc/grpc-js'
 import { toGrpcError } from './errors.js'
 import { requestIdOf, type GrpcLogger } from './interceptors.js'
+import { principalOf } from './auth.js'
+import { actorOf, type Principal } from '../../auth/identity.js'
 
 /** Who is calling: the request id (x-request-id) and the actor recorded in audit and events. */
 export interface GrpcCallInfo {
   requestId: string
   actor: string
+  /** The authenticated caller (auth.ts). */
+  principal: Principal
 }
 
 /** Request id and actor of a call. */
 export function callInfo(call: { metadata: grpc.Metadata; getPeer(): string }): GrpcCallInfo {
-  return { requestId: requestIdOf(call.metadata), actor: `grpc:${call.getPeer()}` }
+  const principal = principalOf(call.metadata)
+  return { requestId: requestIdOf(call.metadata), actor: actorOf(principal, 'grpc'), principal }
 }
 
 /** True when the client's deadline has passed (grpc-js has then answered DEADLINE_EXCEEDED already). */

@@ -3,12 +3,13 @@ import type { FastifyRequest } from 'fastify'
 import { invalidArgument } from '../../domain/errors.js'
 import { IDEMPOTENCY_KEY } from '../../domain/names.js'
 import type { CallContext, PlanDetail } from '../../service/index.js'
+import { actorOf } from '../../auth/identity.js'
 
 const TAG = /^(?:W\/)?"([\x21\x23-\x7e]{1,128})"$|^([\x21\x23-\x7e]{1,128})$/
 
 /** The call context of a request. INVALID_ARGUMENT for a malformed If-Match or Idempotency-Key. */
 export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?: PlanDetail } = {}): CallContext {
-  const ctx: CallContext = { actor: `http:${req.ip}`, requestId: req.id }
+  const ctx = readContext(req)
   if (opts.dryRun) ctx.dryRun = true
   if (opts.view) ctx.planView = opts.view
   const ifMatch = header(req, 'if-match')
@@ -24,6 +25,11 @@ export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?
     ctx.idempotencyKey = key
   }
   return ctx
+}
+
+/** The context of a read: who calls (its tenant limit applies) and the request id. */
+export function readContext(req: FastifyRequest): CallContext {
+  return req.principal ? { actor: actorOf(req.principal, 'rest'), requestId: req.id, principal: req.principal } : { actor: `http:${req.ip}`, requestId: req.id }
 }
 
 /** Sets the ETag of an object from its resourceVersion. */

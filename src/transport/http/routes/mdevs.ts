@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApmatrixError } from '../../../domain/errors.js'
 import type { ApmatrixService, MdevView, Mutation } from '../../../service/index.js'
-import { callContext, setEtag } from '../call-context.js'
+import { callContext, readContext, setEtag } from '../call-context.js'
 import * as S from '../schemas.js'
 import { clip } from '../../../domain/text.js'
 
@@ -29,7 +29,7 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     { schema: { tags: ['mdevs'], params: S.HostParams, querystring: S.MdevListQuery, response: S.responses({ 200: S.MdevPageOut }) } },
     async (req) => {
       const { label, ...q } = req.query
-      return service.listMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) })
+      return service.listMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) }, readContext(req))
     },
   )
 
@@ -54,7 +54,7 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
   )
 
   app.get('/hosts/:host/mdevs/:uuid', { schema: { tags: ['mdevs'], params: S.MdevParams, response: S.responses({ 200: S.MdevOut }) } }, async (req, reply) => {
-    const m = await service.getMdev(req.params.host, req.params.uuid)
+    const m = await service.getMdev(req.params.host, req.params.uuid, readContext(req))
     setEtag(reply, m.metadata.resourceVersion)
     return m
   })
