@@ -163,7 +163,8 @@ forEachDatabase(t, async (t, db) => {
   const tally: Record<Expected, number> = { unauthenticated: 0, denied: 0, hidden: 0, allowed: 0 }
   const principal = (s: Subject) => (s === 'anonymous' ? undefined : fx.principals.get(s))
 
-  await t.test('REST', async (t) => {
+  await t.test('REST', async (st) => {
+    const before = cells
     for (const op of restOps) {
       if (STREAMS.has(op)) continue
       const route = op.replace(/\{(\w+)\}/g, ':$1')
@@ -211,9 +212,11 @@ forEachDatabase(t, async (t, db) => {
         }
       }
     }
+    st.pass(`${cells - before} REST cells`)
   })
 
-  await t.test('gRPC', async (t) => {
+  await t.test('gRPC', async (st) => {
+    const before = cells
     for (const path of grpcOps) {
       if (STREAMS.has(path)) continue
       const perm = GRPC_PERMISSIONS[path]
