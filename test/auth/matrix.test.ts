@@ -254,6 +254,7 @@ forEachDatabase(t, async (t, db) => {
         }
       }
     }
+    st.pass(`${cells - before} gRPC cells`)
   })
 
   t.same(
