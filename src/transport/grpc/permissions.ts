@@ -44,7 +44,6 @@ export const GRPC_PERMISSIONS: Readonly<Record<string, MethodPermission>> = {
   '/apmatrix.v1.EmulatorService/SubmitRequests': p('update', 'emulator'),
   '/apmatrix.v1.EmulatorService/SetWorkload': p('update', 'emulator'),
   '/apmatrix.v1.EmulatorService/Reboot': p('update', 'emulator'),
-  '/apmatrix.v1.AuthService/WhoAmI': p('read', 'identity'),
 }
 
 /** The requirement of a method: its entry, `null` for a public method (health, reflection), undefined = refused. */
