@@ -45,6 +45,19 @@ export interface RunningService {
   reload(): Promise<void>
 }
 
+/**
+ * gRPC server credentials of the TLS files. Server TLS only: a grpc-js certificate provider, so SIGHUP
+ * swaps the certificate (grpc-js 1.14.7's createCertificateProviderServerCredentials takes the IDENTITY
+ * provider first, although its .d.ts names that argument the CA provider). With client certificates:
+ * `createSsl`, because the provider path with a CA refuses every handshake in grpc-js 1.14.7; a changed
+ * certificate or CA then needs a restart of the gRPC side (docs/security.md).
+ */
+function grpcCredentials(tls: TlsFiles): grpcJs.ServerCredentials {
+  if (!tls.mutual) return grpcJs.experimental.createCertificateProviderServerCredentials(tls, null, false)
+  const m = tls.current
+  return grpcJs.ServerCredentials.createSsl(m.ca ?? null, [{ private_key: m.key, cert_chain: m.cert }], true)
+}
+
 /** Authentication of a configuration: the authenticator and the TLS files (undefined without TLS). */
 export function buildSecurity(cfg: ServiceConfig): { auth: Authenticator; tls: TlsFiles | undefined } {
   const s = cfg.security
@@ -188,10 +201,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
       logger: log.child({ component: 'grpc' }),
       readiness,
       auth,
-      // grpc-js 1.14.7's createCertificateProviderServerCredentials passes its first argument on as the
-      // IDENTITY provider and its second as the CA provider (its .d.ts names them the other way round);
-      // TlsFiles provides both, and null as the second argument means no client certificates.
-      ...(tls ? { credentials: grpcJs.experimental.createCertificateProviderServerCredentials(tls, tls.mutual ? tls : null, tls.mutual) } : {}),
+      ...(tls ? { credentials: grpcCredentials(tls) } : {}),
     })
   } catch (e) {
     await app.close()

@@ -76,9 +76,8 @@ async function serve(t: Test, dir: string, flags: Record<string, string>): Promi
 /** Runs curl asynchronously (the server answers from this very process). */
 function curl(args: string[]): Promise<{ code: number | null; status: number; body: string; headers: string }> {
   return new Promise((resolve) => {
-    const pr = spawn('curl', ['-sS', '-o', '-', '-D', '/dev/stderr', '-w', '\n%{http_code}', '--max-time', '20', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    // -i: the headers come first on stdout (-D /dev/stderr is killed by a signal when stderr is a pipe here).
+    const pr = spawn('curl', ['-sS', '-i', '-w', '\n%{http_code}', '--max-time', '20', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     pr.stdout.on('data', (d) => (stdout += d))
@@ -86,7 +85,9 @@ function curl(args: string[]): Promise<{ code: number | null; status: number; bo
     pr.on('close', (code) => {
       const lines = stdout.split('\n')
       const status = Number(lines.pop())
-      resolve({ code, status, body: lines.join('\n'), headers: stderr })
+      const text = lines.join('\n')
+      const cut = text.lastIndexOf('\r\n\r\n')
+      resolve({ code, status, body: cut >= 0 ? text.slice(cut + 4) : text, headers: cut >= 0 ? text.slice(0, cut) : stderr })
     })
   })
 }
@@ -129,12 +130,12 @@ requireOrSkip(t, 'TLS with JWTs and static tokens (no client CA)', missing, asyn
 
   const good = await jwt({})
   const me = await curl(['--cacert', p.ca.cert, '-H', `authorization: Bearer ${good}`, `${url}/v1/auth/whoami`])
-  t.equal(me.status, 200, 'curl over TLS with a JWT', { stderr: me.headers })
+  t.equal(me.status, 200, 'curl over TLS with a JWT', { headers: me.headers })
   t.match(JSON.parse(me.body), { subject: 'alice', source: 'jwt', roles: ['viewer'] })
   const admin = JSON.parse(
     (await curl(['--cacert', p.ca.cert, '-H', `authorization: Bearer ${await jwt({ groups: ['platform-admins'] })}`, `${url}/v1/auth/whoami`])).body,
   )
-  t.same(admin.roles, ['admin'], 'a JWT group binds a role')
+  t.same(admin.roles, ['admin', 'viewer'], 'a JWT group binds a role (besides the subject binding of alice)')
   const bot = await curl(['--cacert', p.ca.cert, '-H', `authorization: Bearer ${BOT_TOKEN}`, `${url}/v1/auth/whoami`])
   t.match(JSON.parse(bot.body), { subject: 'ci-bot', source: 'token', roles: ['operator'] }, 'a static token')
   t.not((await curl([`${url}/v1/hosts`])).code, 0, 'curl without the CA does not trust the server')
@@ -233,7 +234,7 @@ requireOrSkip(t, 'mutual TLS: curl, grpc-js, python3-grpcio and the CLI with cli
   const url = svc.httpUrl
   const withCert = (c: CertFiles, more: string[]) => curl(['--cacert', p.ca.cert, '--cert', c.cert, '--key', c.key, ...more])
   const me = await withCert(p.client, [`${url}/v1/auth/whoami`])
-  t.equal(me.status, 200, 'curl with a client certificate', { stderr: me.headers })
+  t.equal(me.status, 200, 'curl with a client certificate', { headers: me.headers })
   t.match(JSON.parse(me.body), { subject: 'operator-cert', source: 'mtls', roles: ['operator'] })
   const masks = await withCert(p.client, ['-X', 'PUT', '-H', 'content-type: application/json', '--data', '{"apmask":"-5"}', `${url}/v1/hosts/local/masks`])
   t.equal(masks.status, 403, 'an operator may not set masks')
