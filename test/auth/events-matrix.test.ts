@@ -35,10 +35,8 @@ async function sse(url: string, headers: Record<string, string>): Promise<{ stat
         const id = /^id: (\d+)$/m.exec(block)?.[1]
         const type = /^event: (\S+)$/m.exec(block)?.[1]
         if (id === undefined) continue
-        if (type === MARKER) {
-          ac.abort()
-          return { status: 200, seqs }
-        }
+        // Leaving the loop cancels the body (the iterator's return), which ends the request.
+        if (type === MARKER) return { status: 200, seqs }
         seqs.push(Number(id))
       }
     }
