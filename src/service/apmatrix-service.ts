@@ -111,6 +111,21 @@ export class ApmatrixService {
     await this.store.audit.append(r).catch(() => undefined)
   }
 
+  /**
+   * A page of the audit trail in insertion order (docs/security.md (Audit)): records after `afterId`,
+   * optionally of one target; `limit` 1..500 (default 100). Read-only: nothing in the API changes a record.
+   */
+  async listAudit(
+    q: { target?: string; afterId?: number; limit?: number } = {},
+  ): Promise<{ items: Array<Record<string, unknown>>; nextAfterId: number | null }> {
+    const limit = q.limit ?? 100
+    const rows = await this.store.audit.list({ ...q, limit })
+    return {
+      items: rows.map((r) => ({ ...r, time: r.time.toISOString() })),
+      nextAfterId: rows.length === limit && rows.length > 0 ? rows[rows.length - 1]!.id : null,
+    }
+  }
+
   // ---- hosts (hosts.ts) -------------------------------------------------------------------------
 
   /** {@inheritDoc Hosts.syncHosts} */

@@ -44,6 +44,7 @@ const H = '/v1/hosts/local'
 /** One request per REST operation (OpenAPI path form); writes are dry runs or refused after authorization. */
 const REST_SAMPLES: Record<string, (d: Device) => RestSample> = {
   'GET /v1/auth/whoami': () => ({ path: '/v1/auth/whoami' }),
+  'GET /v1/audit': () => ({ path: '/v1/audit?limit=5' }),
   'GET /v1/hosts': () => ({ path: '/v1/hosts' }),
   'GET /v1/hosts/{host}': () => ({ path: H }),
   'GET /v1/hosts/{host}/adapters': () => ({ path: `${H}/adapters` }),

@@ -19,6 +19,7 @@ export const REST_PERMISSIONS: Readonly<Record<string, RoutePermission>> = {
   'GET /openapi.json': 'public',
   'GET /metrics': p('read', 'hosts'),
   'GET /v1/auth/whoami': p('read', 'identity'),
+  'GET /v1/audit': p('read', 'audit'),
   'GET /v1/hosts': p('read', 'hosts'),
   'GET /v1/hosts/:host': p('read', 'hosts'),
   'GET /v1/hosts/:host/adapters': p('read', 'inventory'),

@@ -384,6 +384,25 @@ export const ApplyOut = component(
 )
 export const GuestsOut = component('GuestList', Type.Object({ items: Type.Array(Type.Object({ uuid: Type.String(), guest: Type.String() })) }))
 export const AcceptedOut = Type.Object({ accepted: Type.Integer() })
+/** A page of the audit trail: `GET /v1/audit` (docs/security.md (Audit)). */
+export const AuditPageOut = component(
+  'AuditPage',
+  Type.Object({
+    items: Type.Array(
+      Type.Object({
+        id: Type.Integer(),
+        time: Type.String(),
+        actor: Type.String(),
+        action: Type.String(),
+        target: Type.String(),
+        outcome: Type.String(),
+        requestId: Type.Union([Type.String(), Type.Null()]),
+        detail: Type.Record(Type.String(), Type.Unknown()),
+      }),
+    ),
+    nextAfterId: Type.Union([Type.Integer(), Type.Null()]),
+  }),
+)
 /** The caller as the service sees it (docs/security.md): `GET /v1/auth/whoami`. */
 export const WhoAmIOut = component(
   'WhoAmI',
