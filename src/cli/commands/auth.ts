@@ -55,6 +55,7 @@ Reads a token from stdin (one line; the trailing newline is dropped) and prints 
 of an APMATRIX_AUTH_TOKENS_FILE that grants it as subject NAME. The token itself is never stored.
 `,
   options: {},
+  allowPositionals: true,
   async run(args, io) {
     const name = args.positionals[0]
     if (!name || args.positionals.length > 1 || !/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/.test(name))
