@@ -11,6 +11,10 @@ import { clip } from './domain/text.js'
 import { ApmatrixError } from './domain/errors.js'
 import { isBuiltinProfile, loadProfile } from './emulator/profiles.js'
 import { normaliseOrigin } from './transport/http/request-guard.js'
+import { JWT_ALGORITHMS } from './auth/jwt.js'
+import { loadBindings, RbacFileError } from './auth/roles.js'
+import { loadStaticTokens, TokensFileError } from './auth/static-tokens.js'
+import fs from 'node:fs'
 
 /**
  * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
@@ -49,8 +53,24 @@ export interface ServiceConfig {
   sysfs: { lockPath: string; watch: WatchMode; pollMs: number; bootIdFile: string | undefined }
   /** How long a pass waits for a host's AP configuration lock (sysfs hosts and agents) before it is retried later. */
   lockWaitMs: number
+  /**
+   * Security (docs/security.md): TLS files (a client CA makes client certificates required), static
+   * tokens, JWT verification, the roles file, and the explicit opt-out of authentication off loopback.
+   */
+  security: SecurityConfig
   /** Test hook for crash-safety tests: `point:n` kills the process (SIGKILL) at the n-th time a reconcile reaches `point`. */
   crashAt: { point: 'beforeBusWrite' | 'afterBusWrite' | 'beforeStatusWrite'; nth: number } | undefined
+}
+
+/** The security settings (docs/security.md (Configuration)); files are checked at start. */
+export interface SecurityConfig {
+  tls: { cert: string; key: string; ca: string | undefined } | undefined
+  tokensFile: string | undefined
+  jwt: { jwks: string; issuer: string; audience: string; algorithms: string[]; clockToleranceSec: number } | undefined
+  rbacFile: string | undefined
+  insecureNoAuth: boolean
+  /** True when any authentication method is configured (client certificates, static tokens, JWTs). */
+  authEnabled: boolean
 }
 
 /** A bad setting: the message names it and says what is accepted. */
@@ -154,6 +174,52 @@ export const SETTINGS = {
     flag: 'store-timeout-ms',
     def: '10000',
     help: 'the longest a database round trip may take before the request fails with 503 UNAVAILABLE',
+  },
+  tlsCert: {
+    env: 'APMATRIX_TLS_CERT',
+    flag: 'tls-cert',
+    def: '',
+    help: 'PEM server certificate (chain) for REST and gRPC; with --tls-key turns TLS on (reloaded on SIGHUP)',
+  },
+  tlsKey: { env: 'APMATRIX_TLS_KEY', flag: 'tls-key', def: '', help: 'PEM private key of --tls-cert' },
+  tlsCa: {
+    env: 'APMATRIX_TLS_CA',
+    flag: 'tls-ca',
+    def: '',
+    help: 'PEM CA bundle of client certificates: set = every client must present a certificate it signed (mutual TLS)',
+  },
+  authTokensFile: {
+    env: 'APMATRIX_AUTH_TOKENS_FILE',
+    flag: 'auth-tokens-file',
+    def: '',
+    help: 'static bearer tokens: lines name:sha256hex (reloaded on SIGHUP)',
+  },
+  jwtJwks: { env: 'APMATRIX_JWT_JWKS', flag: 'jwt-jwks', def: '', help: 'bearer JWTs: the JWKS file or https:// URL of the signing keys' },
+  jwtIssuer: { env: 'APMATRIX_JWT_ISSUER', flag: 'jwt-issuer', def: '', help: 'bearer JWTs: the required iss' },
+  jwtAudience: { env: 'APMATRIX_JWT_AUDIENCE', flag: 'jwt-audience', def: '', help: 'bearer JWTs: the required aud' },
+  jwtAlgorithms: {
+    env: 'APMATRIX_JWT_ALGORITHMS',
+    flag: 'jwt-algorithms',
+    def: 'RS256,ES256,EdDSA',
+    help: `bearer JWTs: accepted algorithms, of ${JWT_ALGORITHMS.join(',')}`,
+  },
+  jwtClockTolerance: {
+    env: 'APMATRIX_JWT_CLOCK_TOLERANCE',
+    flag: 'jwt-clock-tolerance',
+    def: '30',
+    help: 'bearer JWTs: seconds of clock skew accepted (0..600)',
+  },
+  rbacFile: {
+    env: 'APMATRIX_RBAC_FILE',
+    flag: 'rbac-file',
+    def: '',
+    help: 'roles file (YAML or JSON): bindings of subjects, groups, token names to roles (reloaded on SIGHUP)',
+  },
+  insecureNoAuth: {
+    env: 'APMATRIX_INSECURE_NO_AUTH',
+    flag: 'insecure-no-auth',
+    def: '',
+    help: 'allow a non-loopback listen address without authentication (every caller is admin; logged at every start); 1 or true',
   },
   crashAt: {
     env: 'APMATRIX_CRASH_AT',
@@ -295,11 +361,15 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
   if (!(WATCH_MODES as readonly string[]).includes(watch))
     throw new ConfigError(`${label('sysfsWatch')}: '${watch.slice(0, 60)}' is not one of ${WATCH_MODES.join(', ')}`)
 
+  const http = parseAddr(label('http'), get('http'))
+  const grpc = parseAddr(label('grpc'), get('grpc'))
+  const security = loadSecurity(get, label, [http.host, grpc.host])
   return {
     databaseUrl,
-    http: parseAddr(label('http'), get('http')),
+    http,
     corsOrigins: parseOrigins(label('corsOrigins'), get('corsOrigins')),
-    grpc: parseAddr(label('grpc'), get('grpc')),
+    grpc,
+    security,
     logLevel: logLevel as ServiceConfig['logLevel'],
     hosts,
     replicaId: get('replicaId') || undefined,
@@ -319,4 +389,95 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     lockWaitMs: parseMs(label('lockWaitMs'), get('lockWaitMs'), 0, 600_000),
     crashAt,
   }
+}
+
+/** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
+function readable(setting: string, file: string): string {
+  try {
+    fs.accessSync(file, fs.constants.R_OK)
+  } catch (e) {
+    throw new ConfigError(`${setting}: '${clip(file, 200)}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  return file
+}
+
+/**
+ * The security settings. Files are read once here so a bad one stops the start with its name; refuses
+ * authentication without a roles file, and a non-loopback listen address without authentication unless
+ * `--insecure-no-auth` (secure by default, docs/security.md).
+ */
+function loadSecurity(get: (k: SettingName) => string, label: (k: SettingName) => string, hosts: string[]): SecurityConfig {
+  const cert = get('tlsCert')
+  const key = get('tlsKey')
+  const ca = get('tlsCa')
+  if (!!cert !== !!key) throw new ConfigError(`${label(cert ? 'tlsKey' : 'tlsCert')}: TLS needs both a certificate and its key`)
+  if (ca && !cert) throw new ConfigError(`${label('tlsCa')}: client certificates need TLS (${label('tlsCert')} and ${label('tlsKey')})`)
+  const tls = cert
+    ? { cert: readable(label('tlsCert'), cert), key: readable(label('tlsKey'), key), ca: ca ? readable(label('tlsCa'), ca) : undefined }
+    : undefined
+
+  const tokensFile = get('authTokensFile') || undefined
+  if (tokensFile) {
+    try {
+      loadStaticTokens(tokensFile)
+    } catch (e) {
+      if (e instanceof TokensFileError) throw new ConfigError(`${label('authTokensFile')}: ${e.message}`)
+      throw e
+    }
+  }
+
+  let jwt: SecurityConfig['jwt']
+  const jwks = get('jwtJwks')
+  if (jwks) {
+    const issuer = get('jwtIssuer')
+    const audience = get('jwtAudience')
+    if (!issuer) throw new ConfigError(`${label('jwtIssuer')}: required with ${label('jwtJwks')}`)
+    if (!audience) throw new ConfigError(`${label('jwtAudience')}: required with ${label('jwtJwks')}`)
+    if (/^http:\/\//.test(jwks)) throw new ConfigError(`${label('jwtJwks')}: a JWKS URL must be https://`)
+    if (!/^https:\/\//.test(jwks)) readable(label('jwtJwks'), jwks)
+    const algorithms = get('jwtAlgorithms')
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean)
+    const bad = algorithms.filter((a) => !(JWT_ALGORITHMS as readonly string[]).includes(a))
+    if (!algorithms.length || bad.length)
+      throw new ConfigError(
+        `${label('jwtAlgorithms')}: '${clip(bad.join(','), 100)}' not accepted; use some of ${JWT_ALGORITHMS.join(', ')} (never none, never HMAC)`,
+      )
+    const tol = get('jwtClockTolerance')
+    if (!/^\d{1,3}$/.test(tol) || Number(tol) > 600) throw new ConfigError(`${label('jwtClockTolerance')}: '${clip(tol, 20)}' must be 0..600 seconds`)
+    jwt = { jwks, issuer, audience, algorithms, clockToleranceSec: Number(tol) }
+  } else if (get('jwtIssuer') || get('jwtAudience')) {
+    throw new ConfigError(`${label('jwtJwks')}: required with ${label(get('jwtIssuer') ? 'jwtIssuer' : 'jwtAudience')}`)
+  }
+
+  const rbacFile = get('rbacFile') || undefined
+  if (rbacFile) {
+    try {
+      loadBindings(rbacFile)
+    } catch (e) {
+      if (e instanceof RbacFileError) throw new ConfigError(`${label('rbacFile')}: ${e.message}`)
+      throw e
+    }
+  }
+  const authEnabled = !!(tls?.ca || tokensFile || jwt)
+  if (authEnabled && !rbacFile) throw new ConfigError(`${label('rbacFile')}: required when authentication is configured (who gets which role)`)
+  if (!authEnabled && rbacFile)
+    throw new ConfigError(
+      `${label('rbacFile')}: set, but no authentication is configured (${label('tlsCa')}, ${label('authTokensFile')} or ${label('jwtJwks')})`,
+    )
+  const insecure = get('insecureNoAuth')
+  if (!['', '0', '1', 'true', 'false'].includes(insecure))
+    throw new ConfigError(`${label('insecureNoAuth')}: '${clip(insecure, 20)}' is not 1, true, 0 or false`)
+  const insecureNoAuth = insecure === '1' || insecure === 'true'
+  const exposed = hosts.filter((h) => !isLoopback(h))
+  if (!authEnabled && exposed.length && !insecureNoAuth)
+    throw new ConfigError(
+      `refusing to listen on ${exposed.join(', ')} without authentication: configure ${label('tlsCa')}, ${label('authTokensFile')} or ${label('jwtJwks')} (with ${label('rbacFile')}), listen on a loopback address, or pass --insecure-no-auth`,
+    )
+  return { tls, tokensFile, jwt, rbacFile, insecureNoAuth, authEnabled }
 }

@@ -5,7 +5,7 @@
 import os from 'node:os'
 import { randomUUID } from 'node:crypto'
 import pino, { type Logger as PinoLogger } from 'pino'
-import type { ServiceConfig } from './config.js'
+import { isLoopback, type ServiceConfig } from './config.js'
 import { applyMigrations } from './store/apply-migrations.js'
 import { createStore, type Store } from './store/store.js'
 import { ensureSqliteFolder, parseDatabaseUrl, redact } from './store/config.js'
@@ -17,6 +17,14 @@ import { buildApp } from './transport/http/app.js'
 import { ApmatrixMetrics } from './observability/metrics.js'
 import { EventHub } from './events/hub.js'
 import { startGrpcServer, type GrpcServer } from './transport/grpc/index.js'
+import * as grpcJs from '@grpc/grpc-js'
+import type { Server as HttpsServer } from 'node:https'
+import { Authenticator } from './auth/authenticator.js'
+import { JwtVerifier } from './auth/jwt.js'
+import { loadBindings } from './auth/roles.js'
+import { loadStaticTokens } from './auth/static-tokens.js'
+import { TlsFiles } from './auth/tls.js'
+import { LOCAL_SUBJECT } from './auth/identity.js'
 
 /** A running service. */
 export interface RunningService {
@@ -31,6 +39,38 @@ export interface RunningService {
   log: PinoLogger
   /** Graceful shutdown: stop accepting, finish the reconcile in flight, release leases, close the store. */
   close(): Promise<void>
+  /**
+   * Re-reads the TLS files, the static tokens and the roles file (what SIGHUP does). A file that does not
+   * read or validate leaves the old contents in force and rejects with its error.
+   */
+  reload(): Promise<void>
+}
+
+/**
+ * gRPC server credentials of the TLS files. Server TLS only: a grpc-js certificate provider, so SIGHUP
+ * swaps the certificate (grpc-js 1.14.7's createCertificateProviderServerCredentials takes the IDENTITY
+ * provider first, although its .d.ts names that argument the CA provider). With client certificates:
+ * `createSsl`, because the provider path with a CA refuses every handshake in grpc-js 1.14.7; a changed
+ * certificate or CA then needs a restart of the gRPC side (docs/security.md).
+ */
+function grpcCredentials(tls: TlsFiles): grpcJs.ServerCredentials {
+  if (!tls.mutual) return grpcJs.experimental.createCertificateProviderServerCredentials(tls, null, false)
+  const m = tls.current
+  return grpcJs.ServerCredentials.createSsl(m.ca ?? null, [{ private_key: m.key, cert_chain: m.cert }], true)
+}
+
+/** Authentication of a configuration: the authenticator and the TLS files (undefined without TLS). */
+export function buildSecurity(cfg: ServiceConfig): { auth: Authenticator; tls: TlsFiles | undefined } {
+  const s = cfg.security
+  const tls = s.tls ? new TlsFiles(s.tls) : undefined
+  if (!s.authEnabled) return { auth: new Authenticator(), tls }
+  const auth = new Authenticator({
+    mtls: !!s.tls?.ca,
+    ...(s.rbacFile ? { bindings: loadBindings(s.rbacFile) } : {}),
+    ...(s.tokensFile ? { tokens: loadStaticTokens(s.tokensFile) } : {}),
+    ...(s.jwt ? { jwt: new JwtVerifier(s.jwt) } : {}),
+  })
+  return { auth, tls }
 }
 
 /** Creates the pino logger of the process (JSON lines on stderr). */
@@ -139,11 +179,33 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   }
   // Reads answer from memory: filled before the transports start.
   await service.startReadCache()
-  const app = buildApp({ service, logger: log.child({ component: 'http' }), corsOrigins: cfg.corsOrigins, metrics })
+  const { auth, tls } = buildSecurity(cfg)
+  if (!auth.enabled) {
+    const exposed = [cfg.http.host, cfg.grpc.host].some((h) => !isLoopback(h))
+    if (exposed)
+      log.warn(
+        { insecureNoAuth: true, subject: LOCAL_SUBJECT },
+        `INSECURE: --insecure-no-auth: no authentication on a non-loopback address; every caller is ${LOCAL_SUBJECT} with role admin`,
+      )
+    else log.info({ subject: LOCAL_SUBJECT }, `no authentication configured (loopback only): every caller is ${LOCAL_SUBJECT} with role admin`)
+  } else {
+    log.info({ mtls: !!cfg.security.tls?.ca, tokens: !!cfg.security.tokensFile, jwt: !!cfg.security.jwt, tls: !!tls }, 'authentication on')
+  }
+  const app = buildApp({
+    service,
+    logger: log.child({ component: 'http' }),
+    auth,
+    ...(tls ? { https: tls.secureContextOptions() } : {}),
+    corsOrigins: cfg.corsOrigins,
+    metrics,
+    // The Host check guards a service without authentication against DNS rebinding; callers that
+    // authenticate may reach it by any name.
+    requireLocalHost: !auth.enabled,
+  })
   await app.listen({ host: cfg.http.host, port: cfg.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : cfg.http.port
-  const httpUrl = `http://${cfg.http.host.includes(':') ? `[${cfg.http.host}]` : cfg.http.host}:${port}`
+  const httpUrl = `${tls ? 'https' : 'http'}://${cfg.http.host.includes(':') ? `[${cfg.http.host}]` : cfg.http.host}:${port}`
   // Ready = the store answers and every host has a live lease (some replica reconciles it).
   const readiness = async (): Promise<boolean> => {
     try {
@@ -165,6 +227,8 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
       addr: `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${cfg.grpc.port}`,
       logger: log.child({ component: 'grpc' }),
       readiness,
+      auth,
+      ...(tls ? { credentials: grpcCredentials(tls) } : {}),
     })
   } catch (e) {
     await app.close()
@@ -175,6 +239,19 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   log.info({ http: httpUrl, grpc: grpcAddr, replica: reconciler.holder }, 'apmatrix serving')
 
   let closing: Promise<void> | undefined
+  const reload = async () => {
+    // Everything is read first: a bad file changes nothing.
+    const s = cfg.security
+    const next = auth.enabled
+      ? { ...(s.rbacFile ? { bindings: loadBindings(s.rbacFile) } : {}), ...(s.tokensFile ? { tokens: loadStaticTokens(s.tokensFile) } : {}) }
+      : null
+    if (tls) {
+      tls.reload()
+      ;(app.server as HttpsServer).setSecureContext(tls.secureContextOptions())
+    }
+    if (next) auth.reload(next)
+    log.info({ tls: !!tls, auth: auth.enabled }, 'security files reloaded')
+  }
   return {
     httpUrl,
     grpcAddr,
@@ -183,6 +260,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     hub,
     hosts,
     log,
+    reload,
     close: () =>
       (closing ??= (async () => {
         // The app first: open event streams end with a resumable error instead of being cut.

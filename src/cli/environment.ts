@@ -9,7 +9,15 @@ import { AGENT_SETTINGS } from '../agent/agent-config.js'
 import { SETTINGS } from '../config.js'
 
 /** Read by the command itself rather than as a setting of `serve` or `agent`. */
-const CLI_VARIABLES = ['APMATRIX_SERVER', 'APMATRIX_DEBUG', 'APMATRIX_FUSE_DEVICE'] as const
+const CLI_VARIABLES = [
+  'APMATRIX_SERVER',
+  'APMATRIX_DEBUG',
+  'APMATRIX_FUSE_DEVICE',
+  'APMATRIX_TOKEN',
+  'APMATRIX_CACERT',
+  'APMATRIX_CERT',
+  'APMATRIX_KEY',
+] as const
 
 /**
  * Read by the project's tests (test/helpers/required-tools.ts, the crash suite, the Python client test),

@@ -4,6 +4,7 @@
  */
 import type { CliCommand } from './command.js'
 import { agentCommand } from './commands/agent.js'
+import { authHashTokenCommand, authWhoamiCommand } from './commands/auth.js'
 import { applyCommand } from './commands/apply.js'
 import { emulatorServeCommand } from './commands/emulator-serve.js'
 import { emulatorShellCommand } from './commands/emulator-shell.js'
@@ -34,4 +35,6 @@ export const commands: readonly CliCommand[] = [
   planCommand,
   applyCommand,
   eventsCommand,
+  authWhoamiCommand,
+  authHashTokenCommand,
 ]

@@ -105,7 +105,12 @@ export class ApmatrixService {
     this.desired = new DesiredState(store, access, runner)
     this.interop = new Interop(this.mdevs, runner)
     this.emulator = new EmulatorControls(store, access, this.hostOps, reconciler)
-    this.events = new EventWatch(opts.hub)
+    this.events = new EventWatch(opts.hub, (host, uuid) =>
+      store.mdevs.get(host, uuid).then(
+        (r) => r.owner,
+        () => undefined,
+      ),
+    )
   }
 
   /**
@@ -157,6 +162,36 @@ export class ApmatrixService {
   /** Readiness: resolves when the store answers; UNAVAILABLE otherwise. */
   ping(): Promise<void> {
     return this.store.ping()
+  }
+
+  /**
+   * Records a call refused before it reached the service (UNAUTHENTICATED, PERMISSION_DENIED) in the
+   * audit trail. Never throws: a store failure is not the caller's answer.
+   */
+  async recordRefusal(r: {
+    actor: string
+    action: string
+    target: string
+    outcome: string
+    requestId: string
+    detail?: Record<string, unknown>
+  }): Promise<void> {
+    await this.store.audit.append(r).catch(() => undefined)
+  }
+
+  /**
+   * A page of the audit trail in insertion order (docs/security.md (Audit)): records after `afterId`,
+   * optionally of one target; `limit` 1..500 (default 100). Read-only: nothing in the API changes a record.
+   */
+  async listAudit(
+    q: { target?: string; afterId?: number; limit?: number } = {},
+  ): Promise<{ items: Array<Record<string, unknown>>; nextAfterId: number | null }> {
+    const limit = q.limit ?? 100
+    const rows = await this.store.audit.list({ ...q, limit })
+    return {
+      items: rows.map((r) => ({ ...r, time: r.time.toISOString() })),
+      nextAfterId: rows.length === limit && rows.length > 0 ? rows[rows.length - 1]!.id : null,
+    }
   }
 
   // ---- hosts (hosts.ts) -------------------------------------------------------------------------
@@ -222,27 +257,27 @@ export class ApmatrixService {
     return this.mdevs.createMdev(host, input, ctx)
   }
 
-  /** One matrix device. NOT_FOUND. The object is frozen (shared by every read until the device changes). */
-  async getMdev(host: string, uuid: string): Promise<MdevView> {
-    return (await this.mdevs.getMdev(host, uuid)).value
+  /** One matrix device. NOT_FOUND (also a device a tenant-limited caller does not own). The object is frozen (shared by every read until the device changes). */
+  async getMdev(host: string, uuid: string, ctx: CallContext = {}): Promise<MdevView> {
+    return (await this.mdevs.getMdev(host, uuid, ctx)).value
   }
 
   /**
    * {@link getMdev} with the age of the read cache's copy: `staleMs` is null when the copy is within the
    * staleness bound, else (store unreachable) how many ms old it is; transports report it (Apmatrix-Stale).
    */
-  readMdev(host: string, uuid: string): Promise<Fresh<MdevView>> {
-    return this.mdevs.getMdev(host, uuid)
+  readMdev(host: string, uuid: string, ctx: CallContext = {}): Promise<Fresh<MdevView>> {
+    return this.mdevs.getMdev(host, uuid, ctx)
   }
 
-  /** A page of a host's matrix devices, by uuid. Items are frozen. */
-  async listMdevs(host: string, q: MdevQuery = {}): Promise<Page<MdevView>> {
-    return (await this.mdevs.listMdevs(host, q)).value
+  /** A page of a host's matrix devices, by uuid (a tenant-limited caller's own only). Items are frozen. */
+  async listMdevs(host: string, q: MdevQuery = {}, ctx: CallContext = {}): Promise<Page<MdevView>> {
+    return (await this.mdevs.listMdevs(host, q, ctx)).value
   }
 
   /** {@link listMdevs} with the age of the read cache's copy (see {@link readMdev}). */
-  readMdevs(host: string, q: MdevQuery = {}): Promise<Fresh<Page<MdevView>>> {
-    return this.mdevs.listMdevs(host, q)
+  readMdevs(host: string, q: MdevQuery = {}, ctx: CallContext = {}): Promise<Fresh<Page<MdevView>>> {
+    return this.mdevs.listMdevs(host, q, ctx)
   }
 
   /** {@inheritDoc MatrixDevices.replaceMdev} */
@@ -280,8 +315,8 @@ export class ApmatrixService {
   // ---- interop (interop.ts) ---------------------------------------------------------------------
 
   /** {@inheritDoc Interop.exportMdev} */
-  exportMdev(host: string, uuid: string, format: string): Promise<ExportView> {
-    return this.interop.exportMdev(host, uuid, format)
+  exportMdev(host: string, uuid: string, format: string, ctx: CallContext = {}): Promise<ExportView> {
+    return this.interop.exportMdev(host, uuid, format, ctx)
   }
 
   /** {@inheritDoc Interop.importMdevs} */

@@ -12,6 +12,7 @@ import { correlation } from './mutation-runner.js'
 import type { Hosts } from './hosts.js'
 import { fromSysfsError } from './sysfs-errors.js'
 import type { CallContext, HardwareInput, HostView } from './types.js'
+import { principalDetail } from './mutation-runner.js'
 
 type Emulator = NonNullable<ManagedHost['emulator']>
 type ErrnoOverrides = Parameters<typeof fromSysfsError>[1]
@@ -102,7 +103,14 @@ export class EmulatorControls {
     } finally {
       if (this.access.registry.get(host)?.emulator) {
         await this.store.audit
-          .append({ actor: ctx.actor ?? 'anonymous', action, target, outcome, requestId: ctx.requestId ?? null, detail: correlation(ctx) })
+          .append({
+            actor: ctx.actor ?? 'anonymous',
+            action,
+            target,
+            outcome,
+            requestId: ctx.requestId ?? null,
+            detail: { ...principalDetail(ctx), ...correlation(ctx) },
+          })
           .catch(() => undefined)
       }
     }

@@ -13,6 +13,9 @@ import { EVENT_NAME, HOST_NAME } from '../domain/names.js'
 import { clip } from '../domain/text.js'
 import type { EventHub, EventRecord } from '../events/hub.js'
 import { type LibvirtLifecycleName, toLibvirtEvent } from '../events/libvirt-lifecycle.js'
+import { authorize } from '../auth/authorize.js'
+import type { Principal } from '../auth/identity.js'
+import type { Resource } from '../auth/roles.js'
 
 /** How events are delivered: as stored (`apmatrix`), or only those libvirt has a name for, with it (`libvirt`). */
 export const WATCH_FORMATS = ['apmatrix', 'libvirt'] as const
@@ -34,6 +37,23 @@ export interface WatchInput {
   sinceSeq?: number
   /** Default `apmatrix`. */
   format?: string
+  /**
+   * The watcher (src/auth): only events about objects it may read are delivered, decided per event by
+   * the one authorization function (a tenant's watch carries its own matrix devices' events only).
+   * Absent: an in-process watcher, everything.
+   */
+  principal?: Principal
+}
+
+/** The owner of a stored matrix device (null = unowned, undefined = unknown / gone). */
+export type OwnerLookup = (host: string, uuid: string) => Promise<string | null | undefined>
+
+/** The resource an event is about, by its kind (what the watcher must be allowed to read). */
+export function eventResource(kind: string): Resource {
+  if (kind === 'mdev') return 'mdevs'
+  if (kind === 'masks') return 'masks'
+  if (kind === 'queue' || kind === 'adapter' || kind === 'domain') return 'inventory'
+  return 'hosts'
 }
 
 /** One delivered event; `libvirt` is set exactly when the format is `libvirt`. */
@@ -64,7 +84,10 @@ export type WatchEndListener = (err: Error) => void
 
 /** The event watching of the service. */
 export class EventWatch {
-  constructor(private readonly hub: EventHub | undefined) {}
+  constructor(
+    private readonly hub: EventHub | undefined,
+    private readonly ownerOf: OwnerLookup = async () => undefined,
+  ) {}
 
   /**
    * Opens a watch. INVALID_ARGUMENT (before anything is opened) for a malformed host, a filter with more
@@ -79,6 +102,29 @@ export class EventWatch {
     const libvirt = opts.format === 'libvirt'
     let position = opts.sinceSeq ?? hub.lastSeq
     let closed = false
+    const principal = input.principal
+    // Owners this watch has seen in mdev events' data (set on define and update), so a removal event of a
+    // device that is gone from the store still reaches its owner.
+    const owners = new Map<string, string | null>()
+    const deliver = (e: EventRecord): void | Promise<void> => {
+      if (!libvirt) return onEvent({ event: e })
+      const lv = toLibvirtEvent(e)
+      return lv ? onEvent({ event: e, libvirt: lv }) : undefined
+    }
+    const permitted = async (e: EventRecord): Promise<boolean> => {
+      if (!principal) return true
+      const resource = eventResource(e.kind)
+      let owner: string | null | undefined
+      if (resource === 'mdevs') {
+        const key = `${e.host}/${e.name}`
+        const d = e.data?.owner
+        if (d === null || typeof d === 'string') owners.set(key, d)
+        owner = owners.has(key) ? owners.get(key) : await this.ownerOf(e.host, e.name)
+        // Unknown owner: only a caller that may read every device gets it.
+        if (owner === undefined) return authorize(principal, 'read', resource, { host: e.host, owner: '\u0000unknown' }) === 'allow'
+      }
+      return authorize(principal, 'read', resource, { host: e.host, ...(owner !== undefined ? { owner } : {}) }) === 'allow'
+    }
     const unsubscribe = hub.subscribe(
       {
         ...(opts.sinceSeq !== undefined ? { sinceSeq: opts.sinceSeq } : {}),
@@ -89,9 +135,8 @@ export class EventWatch {
         if (closed) return
         position = e.seq
         if (types && !types.has(e.type)) return
-        if (!libvirt) return onEvent({ event: e })
-        const lv = toLibvirtEvent(e)
-        return lv ? onEvent({ event: e, libvirt: lv }) : undefined
+        if (!principal) return deliver(e)
+        return permitted(e).then((ok) => (ok && !closed ? deliver(e) : undefined))
       },
       (err) => {
         if (closed) return

@@ -25,9 +25,9 @@ export class Interop {
    * One stored matrix device in a foreign tool's format (`mdevctl` definition JSON, libvirt node-device
    * XML, libvirt guest hostdev XML). INVALID_ARGUMENT for an unknown format, NOT_FOUND.
    */
-  async exportMdev(host: string, uuid: string, format: string): Promise<ExportView> {
+  async exportMdev(host: string, uuid: string, format: string, ctx: CallContext = {}): Promise<ExportView> {
     checkFormat(format, EXPORT_FORMATS)
-    const m = (await this.mdevs.getMdev(host, uuid)).value
+    const m = (await this.mdevs.getMdev(host, uuid, ctx)).value
     // The foreign formats have no drain policy: it is not exported.
     const { drain: _drain, ...spec } = m.spec
     return exportMatrixDevice({ uuid: m.metadata.uuid, spec }, format)

@@ -15,6 +15,7 @@ import type { Fresh, ReadCache } from './read-cache.js'
 import { mdevEvent } from './resource-events.js'
 import type { CallContext, MdevCreateInput, MdevFieldsUpdate, MdevQuery, MdevReplaceInput, MdevView, Mutation, Page } from './types.js'
 import { mdevView } from './views.js'
+import { checkVisible, ownedBy, tenantLimit } from './tenancy.js'
 
 /** What an update makes of the stored device: the new spec, labels and owner, unchecked. */
 type NextFields = (cur: MdevRecord) => { spec: unknown; labels: unknown; owner: unknown }
@@ -42,9 +43,13 @@ export class MatrixDevices {
       prepare: (state, stored) => {
         const spec = normalizeSpec(input.spec, state.limits)
         const labels = checkLabels(input.labels ?? {})
-        const owner = input.owner === undefined ? null : checkOwner(input.owner)
+        const mine = ownedBy(ctx.principal, 'create', input.owner, true)
+        const owner = mine === undefined ? null : checkOwner(mine)
         const existing = stored.mdevs.find((m) => m.uuid === uuid)
         if (existing) {
+          // Someone else's device: its existence is all a limited caller learns (uuids are not guessable).
+          const tenant = tenantLimit(ctx.principal, 'create')
+          if (tenant !== null && existing.owner !== tenant) throw new ApmatrixError('ALREADY_EXISTS', `matrix device ${uuid} is in use`)
           if (existing.deletionRequestedAt) throw new ApmatrixError('ALREADY_EXISTS', `matrix device ${uuid} exists and is being deleted`)
           if (!sameSpec(existing.spec, spec)) throw new ApmatrixError('ALREADY_EXISTS', `matrix device ${uuid} already exists with a different spec`)
           return { after: state, focus: new Set([uuid]), apply: async () => ({ result: mdevView(existing), created: false, events: [] }) }
@@ -61,15 +66,29 @@ export class MatrixDevices {
     })
   }
 
-  /** One matrix device, from the read cache (read-cache.ts: the view is frozen and shared). NOT_FOUND. */
-  async getMdev(host: string, uuid: string): Promise<Fresh<MdevView>> {
+  /**
+   * One matrix device, from the read cache (read-cache.ts: the view is frozen and shared). NOT_FOUND (also for a
+   * device a tenant-limited caller does not own).
+   */
+  async getMdev(host: string, uuid: string, ctx: CallContext = {}): Promise<Fresh<MdevView>> {
     this.access.managed(host)
-    return this.cache.mdev(host, normalizeUuid(uuid))
+    const id = normalizeUuid(uuid)
+    const r = await this.cache.mdev(host, id)
+    checkVisible(ctx.principal, 'read', host, id, r.value.metadata.owner ?? null)
+    return r
   }
 
-  /** A page of a host's matrix devices, by uuid, from the read cache (filters and paging as store.mdevs.list). */
-  async listMdevs(host: string, q: MdevQuery = {}): Promise<Fresh<Page<MdevView>>> {
+  /**
+   * A page of a host's matrix devices, by uuid, from the read cache (filters and paging as store.mdevs.list); a
+   * tenant-limited caller's list holds its own devices only.
+   */
+  async listMdevs(host: string, q: MdevQuery = {}, ctx: CallContext = {}): Promise<Fresh<Page<MdevView>>> {
     this.access.managed(host)
+    const tenant = tenantLimit(ctx.principal, 'read')
+    if (tenant !== null) {
+      if (q.owner !== undefined && q.owner !== tenant) return { value: { items: [] }, staleMs: null }
+      q = { ...q, owner: tenant }
+    }
     return this.cache.mdevs(host, q)
   }
 
@@ -139,6 +158,7 @@ export class MatrixDevices {
       target: `hosts/${host}/mdevs/${id}`,
       prepare: (state, stored) => {
         const cur = mustFind(stored, host, id)
+        checkVisible(ctx.principal, 'delete', host, id, cur.owner)
         checkPrecondition(ctx, cur.resourceVersion, `matrix device ${id} has`)
         return {
           after: { ...state, mdevs: state.mdevs.map((m) => (m.uuid === id ? { ...m, deleting: true, force: m.force || !!ctx.force } : m)) },
@@ -166,12 +186,13 @@ export class MatrixDevices {
       request,
       prepare: (state, stored) => {
         const cur = mustFind(stored, host, uuid)
+        checkVisible(ctx.principal, 'update', host, uuid, cur.owner)
         checkPrecondition(ctx, cur.resourceVersion, `matrix device ${uuid} has`)
         if (cur.deletionRequestedAt) throw new ApmatrixError('CONFLICT', `matrix device ${uuid} is being deleted`)
         const n = next(cur)
         const spec = normalizeSpec(n.spec, state.limits)
         const labels = checkLabels(n.labels)
-        const owner = checkOwner(n.owner)
+        const owner = checkOwner(ownedBy(ctx.principal, 'update', n.owner as string | null | undefined, true) ?? null)
         return {
           after: withMdev(state, planned(uuid, spec)),
           focus: new Set([uuid]),

@@ -23,6 +23,7 @@ import { DEFAULT_DRAIN_POLICY, planView } from './plan-view.js'
 import type { DrainPolicy } from '../domain/drain-policy.js'
 import { requestHash } from './request-hash.js'
 import type { CallContext, Mutation, PlanAnswer } from './types.js'
+import { redactForeign, tenantLimit } from './tenancy.js'
 
 /** What an operation makes of the current state: the state after it, and how to store it. */
 export interface Prepared<T> {
@@ -123,7 +124,7 @@ export class MutationRunner {
           target: op.target,
           outcome: 'ok',
           requestId: ctx.requestId ?? null,
-          detail: { ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}), ...correlation(ctx) },
+          detail: { ...principalDetail(ctx), ...(r.detail ?? {}), ...(r.created !== undefined ? { created: r.created } : {}), ...correlation(ctx) },
         })
         if (ctx.idempotencyKey) {
           await tx.idempotency.put({
@@ -146,7 +147,14 @@ export class MutationRunner {
       const p = pending as Prepared<T> | null
       if (p && op.withPlan && !out.dryRun) out = { ...out, result: op.withPlan(out.result, planOf(p)) }
       return out
-    } catch (e) {
+    } catch (caught) {
+      let e = caught
+      // A tenant-limited caller learns that an APQN is in use, never by which of another tenant's devices.
+      const tenant = tenantLimit(ctx.principal, 'update')
+      if (e instanceof ApmatrixError && tenant !== null && e.code !== 'UNAVAILABLE') {
+        const stored = await loadStored(store, op.host).catch(() => null)
+        if (stored) e = redactForeign(e, new Set(stored.mdevs.filter((m) => m.owner !== tenant).map((m) => m.uuid)))
+      }
       if (e instanceof ApmatrixError && e.code !== 'UNAVAILABLE') {
         // A refusal is audited too; it cannot share the (rolled back) transaction.
         await store.audit
@@ -156,7 +164,7 @@ export class MutationRunner {
             target: op.target,
             outcome: e.code,
             requestId: ctx.requestId ?? null,
-            detail: { violations: e.violations.length, ...correlation(ctx) },
+            detail: { ...principalDetail(ctx), violations: e.violations.length, ...correlation(ctx) },
           })
           .catch(() => undefined)
       }
@@ -168,4 +176,10 @@ export class MutationRunner {
 /** The caller's own request id for an audit record's detail (the record's requestId is the server's). */
 export function correlation(ctx: CallContext): { correlationId?: string } {
   return ctx.correlationId ? { correlationId: ctx.correlationId } : {}
+}
+
+/** What an audit record says of the authenticated caller besides its actor: its roles and how it authenticated. */
+export function principalDetail(ctx: CallContext): Record<string, unknown> {
+  const p = ctx.principal
+  return p ? { subject: p.subject, roles: [...p.roles], auth: p.source } : {}
 }

@@ -9,6 +9,7 @@ import type { PlanOp } from '../domain/plan.js'
 import type { MdevCondition } from '../store/index.js'
 import type { StoredMdevStatus } from '../domain/mdev-status.js'
 import type { DrainPolicySpec } from '../domain/drain-policy.js'
+import type { Principal } from '../auth/identity.js'
 
 /** Who calls and how: the per-request options every mutating operation takes. */
 export interface CallContext {
@@ -29,6 +30,11 @@ export interface CallContext {
   idempotencyKey?: string
   /** How a returned plan is answered (dry runs, apply): `summary` (default) or `full`. */
   planView?: PlanDetail
+  /**
+   * The authenticated caller (src/auth): its tenant limit applies to matrix devices (service/tenancy.ts).
+   * Absent: an in-process caller, not limited.
+   */
+  principal?: Principal
 }
 
 /** A host (docs/api.md (Resources) Host). */

@@ -33,7 +33,7 @@ t.test('the registry has verbs and groups to check', async (t) => {
   t.ok(commands.length >= 17, `${commands.length} verbs`)
   t.same(
     groups.map((g) => g.join(' ')),
-    ['emulator', 'mdev', 'masks'],
+    ['emulator', 'mdev', 'masks', 'auth'],
   )
 })
 

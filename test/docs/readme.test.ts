@@ -165,6 +165,8 @@ requireOrSkip(
         EMULATOR_ADDR: `127.0.0.1:${await freePort()}`,
         SECOND_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
         SECOND_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
+        SECURE_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
+        SECURE_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
       },
       240_000,
     )
@@ -189,6 +191,10 @@ requireOrSkip(
     // The emulator on its own.
     t.match(out, `{"ok":true,"value":"0x${'f'.repeat(64)}\\n"}`)
     t.match(out, /"driver":"remote-emulator"/, 'the second service manages the emulator process')
+    // The secured setup.
+    t.match(r.stderr, /authentication required/, 'no token: UNAUTHENTICATED')
+    t.match(out, /^subject: ci-bot\nauthenticated by: token\nroles: operator$/m, 'whoami with the token')
+    t.match(r.stderr, /may not update masks/, 'an operator may not set masks')
     // Configuration.
     t.match(r.stderr, /^apmatrix: APMATRIX_PROFILE \/ --profile: profile 'nonexistent' is neither/m)
     t.match(out, /exit code 2$/m)

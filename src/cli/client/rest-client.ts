@@ -5,6 +5,7 @@
  */
 import { ApiError, type Problem, UnreachableError } from './api-error.js'
 import { clip } from '../../domain/text.js'
+import { Agent, fetch as undiciFetch } from 'undici'
 
 /** Options of {@link RestClient}. */
 export interface RestClientOptions {
@@ -12,6 +13,10 @@ export interface RestClientOptions {
   server: string
   /** Per-request timeout in ms (connect + answer). */
   timeoutMs: number
+  /** Sent as `Authorization: Bearer <token>` (a static token or a JWT; docs/security.md). */
+  token?: string
+  /** TLS: CA bundle to trust for the server, client certificate and key (PEM contents) for mutual TLS. */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer }
 }
 
 /** One request. */
@@ -35,14 +40,35 @@ export class RestClient {
   readonly server: string
   readonly timeoutMs: number
 
+  private readonly opts: RestClientOptions
+  // undici's fetch with an agent that carries the TLS options (the global fetch cannot take them).
+  private readonly fetch: (url: string, init: RequestInit) => Promise<Response>
+
   constructor(opts: RestClientOptions) {
+    this.opts = opts
     this.server = opts.server.replace(/\/+$/, '')
     this.timeoutMs = opts.timeoutMs
+    if (opts.tls && (opts.tls.ca || opts.tls.cert)) {
+      const dispatcher = new Agent({
+        connect: {
+          ...(opts.tls.ca ? { ca: opts.tls.ca } : {}),
+          ...(opts.tls.cert ? { cert: opts.tls.cert } : {}),
+          ...(opts.tls.key ? { key: opts.tls.key } : {}),
+        },
+      })
+      this.fetch = (url, init) => undiciFetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>
+    } else {
+      this.fetch = (url, init) => fetch(url, init)
+    }
   }
 
   /** The same client with another per-request timeout. */
   withTimeout(timeoutMs: number): RestClient {
-    return new RestClient({ server: this.server, timeoutMs })
+    return new RestClient({ ...this.opts, timeoutMs })
+  }
+
+  private auth(headers: Record<string, string>): Record<string, string> {
+    return this.opts.token ? { ...headers, authorization: `Bearer ${this.opts.token}` } : headers
   }
 
   /** The absolute URL of an API path (`/v1/...`) with its query (undefined values left out). */
@@ -74,7 +100,7 @@ export class RestClient {
     let res: Response
     let text: string
     try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) })
+      res = await this.fetch(url, { method, headers: this.auth(headers), body, signal: AbortSignal.timeout(timeoutMs) })
       text = await res.text()
     } catch (e) {
       throw unreachable(this.server, e, timeoutMs)
@@ -96,7 +122,7 @@ export class RestClient {
     connect.addEventListener('abort', onAbort, { once: true })
     let res: Response
     try {
-      res = await fetch(this.url(path, query), { headers: { accept: 'text/event-stream' }, signal: ac.signal })
+      res = await this.fetch(this.url(path, query), { headers: this.auth({ accept: 'text/event-stream' }), signal: ac.signal })
     } catch (e) {
       throw unreachable(this.server, e, this.timeoutMs)
     } finally {

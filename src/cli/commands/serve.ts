@@ -23,12 +23,14 @@ export const serveCommand: CliCommand = {
   path: ['serve'],
   summary: 'run the service (REST and gRPC APIs, reconciler) on the embedded defaults',
   help,
-  options: Object.fromEntries(names.map((k) => [SETTINGS[k].flag, { type: 'string' as const }])),
+  // --insecure-no-auth is a switch; every other setting takes a value.
+  options: Object.fromEntries(names.map((k) => [SETTINGS[k].flag, { type: k === 'insecureNoAuth' ? ('boolean' as const) : ('string' as const) }])),
   async run(args, io) {
     const flags: Partial<Record<SettingName, string>> = {}
     for (const k of names) {
       const v = args.values[SETTINGS[k].flag]
       if (typeof v === 'string') flags[k] = v
+      else if (v === true) flags[k] = 'true'
     }
     let cfg
     try {
@@ -66,6 +68,11 @@ export const serveCommand: CliCommand = {
       const onInt = () => stop('SIGINT')
       process.on('SIGTERM', onTerm)
       process.on('SIGINT', onInt)
+      // SIGHUP: re-read TLS files, static tokens and the roles file (a bad file keeps the old ones).
+      process.on(
+        'SIGHUP',
+        () => void svc.reload().catch((e: unknown) => log.error({ err: String(e) }, 'reload failed; the previous security files stay in force')),
+      )
     })
     return EXIT.OK
   },

@@ -6,6 +6,8 @@ import * as grpc from '@grpc/grpc-js'
 const { Metadata } = grpc
 import { toGrpcError } from './errors.js'
 import { correlationIdOf, requestIdOf, type GrpcLogger } from './interceptors.js'
+import { principalOf } from './auth.js'
+import { actorOf, type Principal } from '../../auth/identity.js'
 
 /** Who is calling: the server's request id, the caller's own (correlation), and the actor recorded in audit and events. */
 export interface GrpcCallInfo {
@@ -14,6 +16,8 @@ export interface GrpcCallInfo {
   actor: string
   /** Trailing metadata sent with a successful answer (created on first use by {@link setTrailer}). */
   trailer?: grpc.Metadata
+  /** The authenticated caller (auth.ts). */
+  principal: Principal
 }
 
 /** The metadata key of a read answered from the read cache's copy while the store was unreachable: ms since its last sync. */
@@ -33,7 +37,8 @@ export function setStale(info: GrpcCallInfo, staleMs: number | null): void {
 /** Request id, correlation id and actor of a call. */
 export function callInfo(call: { metadata: grpc.Metadata; getPeer(): string }): GrpcCallInfo {
   const correlationId = correlationIdOf(call.metadata)
-  return { requestId: requestIdOf(call.metadata), ...(correlationId ? { correlationId } : {}), actor: `grpc:${call.getPeer()}` }
+  const principal = principalOf(call.metadata)
+  return { requestId: requestIdOf(call.metadata), ...(correlationId ? { correlationId } : {}), actor: actorOf(principal, 'grpc'), principal }
 }
 
 /** True when the client's deadline has passed (grpc-js has then answered DEADLINE_EXCEEDED already). */

@@ -6,6 +6,7 @@
 import { invalidArgument, type Violation } from '../../domain/errors.js'
 import { HOST_NAME, IDEMPOTENCY_KEY } from '../../domain/names.js'
 import type { PlanOp } from '../../domain/plan.js'
+import type { Principal } from '../../auth/identity.js'
 import type {
   AdapterView,
   CallContext,
@@ -82,10 +83,10 @@ export function limitIn(v: number): number | undefined {
 
 /** The service's call context from the wire fields every mutating request may carry. */
 export function callContextIn(
-  base: { requestId: string; correlationId?: string; actor: string },
+  base: { requestId: string; correlationId?: string; actor: string; principal?: Principal },
   req: { dry_run?: boolean; resource_version?: string; idempotency_key?: string; view?: PlanViewWire },
 ): CallContext {
-  const ctx: CallContext = { requestId: base.requestId, actor: base.actor }
+  const ctx: CallContext = { requestId: base.requestId, actor: base.actor, ...(base.principal ? { principal: base.principal } : {}) }
   if (base.correlationId) ctx.correlationId = base.correlationId
   if (req.dry_run) ctx.dryRun = true
   const view = planViewIn(req.view)

@@ -129,18 +129,22 @@ export function mdevHandlers({ service, logger }: HandlerDeps): MdevServiceHandl
       return { mdev: mdevOut(out.result), created: out.created !== false, replayed: !!out.replayed, dry_run: false, plan: null }
     }),
     GetMdev: unary(logger, async (req, info) => {
-      const r = await service.readMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64))
+      const r = await service.readMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64), callContextIn(info, {}))
       setStale(info, r.staleMs)
       return cachedMdevOut(r.value)
     }),
     ListMdevs: unary(logger, async (req, info) => {
-      const r = await service.readMdevs(hostIn(req.host), {
-        ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}),
-        ...(req.owner ? { owner: req.owner } : {}),
-        ...(Object.keys(req.labels).length ? { labels: req.labels } : {}),
-        ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
-        ...(req.page_token ? { pageToken: req.page_token } : {}),
-      })
+      const r = await service.readMdevs(
+        hostIn(req.host),
+        {
+          ...(req.state ? { state: enumIn(req.state, STATES, 'state')! } : {}),
+          ...(req.owner ? { owner: req.owner } : {}),
+          ...(Object.keys(req.labels).length ? { labels: req.labels } : {}),
+          ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
+          ...(req.page_token ? { pageToken: req.page_token } : {}),
+        },
+        callContextIn(info, {}),
+      )
       setStale(info, r.staleMs)
       return { items: r.value.items.map(cachedMdevOut), next_page_token: r.value.nextPageToken ?? '' }
     }),
@@ -162,8 +166,8 @@ export function mdevHandlers({ service, logger }: HandlerDeps): MdevServiceHandl
       const m = mutationOut(out, mdevOut)
       return { mdev: m.result, dry_run: m.dry_run, plan: m.plan }
     }),
-    ExportMdev: unary(logger, async (req) => {
-      const out = await service.exportMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64), requiredIn(req.format, 'format', 32))
+    ExportMdev: unary(logger, async (req, info) => {
+      const out = await service.exportMdev(hostIn(req.host), requiredIn(req.uuid, 'uuid', 64), requiredIn(req.format, 'format', 32), callContextIn(info, {}))
       return { format: out.format, content_type: out.contentType, content: out.body, path: out.path ?? '' }
     }),
     ImportMdevs: unary(logger, async (req, info) => {
@@ -303,7 +307,7 @@ export function eventHandlers({ service, logger, watches }: HandlerDeps): EventS
       const shutdown = () => fail(new HubClosedError(watch?.position ?? 0))
       try {
         watch = service.watch(
-          watchInput(call.request),
+          { ...watchInput(call.request), principal: info.principal },
           async ({ event, libvirt }) => {
             if (finished) return
             // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next event.

@@ -11,6 +11,8 @@ import type { ApmatrixService } from '../../service/index.js'
 import { decodeGuardInterceptor, decodeSafely } from './decode-guard.js'
 import { desiredStateHandlers, emulatorHandlers, eventHandlers, hostHandlers, inventoryHandlers, mdevHandlers, type HandlerDeps } from './handlers.js'
 import { requestIdInterceptor, type GrpcLogger } from './interceptors.js'
+import { authInterceptor } from './auth.js'
+import { Authenticator } from '../../auth/authenticator.js'
 import { API_SERVICES, loadApiProto } from './proto.js'
 import { withFileDependencies } from './reflection.js'
 
@@ -33,6 +35,10 @@ export interface GrpcServerOptions {
   maxSendMessageBytes?: number
   /** How long close() waits for calls to finish before cancelling them (default 5000 ms). */
   shutdownGraceMs?: number
+  /** Authentication (docs/security.md); default: none, every caller is the local admin subject. */
+  auth?: Authenticator
+  /** Server credentials (TLS, client certificates); default insecure (loopback setups). */
+  credentials?: grpc.ServerCredentials
 }
 
 /** A running server. */
@@ -62,8 +68,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const server = new ApiServer({
     'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     'grpc.max_send_message_length': opts.maxSendMessageBytes ?? 16 * 1024 * 1024,
-    // The decode guard after the request ids: its refusals carry the id and are logged.
-    interceptors: [requestIdInterceptor(logger), decodeGuardInterceptor()],
+    // The decode guard after the request ids (its refusals carry the id and are logged); authentication on the decoded call.
+    interceptors: [requestIdInterceptor(logger), decodeGuardInterceptor(), authInterceptor(opts.auth ?? new Authenticator(), opts.service)],
   })
   const deps: HandlerDeps = { service: opts.service, logger, watches: new Set() }
   server.addService(v1.HostService.service, hostHandlers(deps))
@@ -100,7 +106,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const timer = opts.readiness ? setInterval(() => void refreshHealth(), opts.healthIntervalMs ?? 2000).unref() : null
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(opts.addr, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(opts.addr, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   )
 
   let closing: Promise<void> | null = null

@@ -24,6 +24,20 @@ import { interopRoutes } from './routes/interop.js'
 import { mdevRoutes } from './routes/mdevs.js'
 import { COMPONENT_SCHEMAS, StatusOut } from './schemas.js'
 import { clip } from '../../domain/text.js'
+import { Authenticator, AuthenticationError } from '../../auth/authenticator.js'
+import { authorize } from '../../auth/authorize.js'
+import { actorOf, type Principal } from '../../auth/identity.js'
+import { ApmatrixError } from '../../domain/errors.js'
+import type { TLSSocket } from 'node:tls'
+import { routePermission } from './permissions.js'
+import { authRoutes } from './routes/auth.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The authenticated caller (set by the authentication hook before any /v1 route runs). */
+    principal: Principal
+  }
+}
 
 /** Options of {@link buildApp}. */
 export interface AppOptions {
@@ -50,6 +64,10 @@ export interface AppOptions {
    * Default true; the composition root turns it off only when callers are authenticated.
    */
   requireLocalHost?: boolean
+  /** Authentication (docs/security.md); default: none, every caller is the local admin subject. */
+  auth?: Authenticator
+  /** TLS: node `tls` options of an https server (cert, key, and for client certificates ca + requestCert). */
+  https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean }
 }
 
 /** The security headers of every answer (helmet): CSP for the HTML pages, no sniffing, no framing. */
@@ -77,6 +95,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    ...(opts.https ? { https: opts.https } : {}),
     // The request id is the server's own (logs, problems, audit records, events); a caller's sane
     // x-request-id is its correlation id, logged beside it and echoed as x-correlation-id.
     requestIdHeader: false,
@@ -103,10 +122,47 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) =>
     sendProblem(reply, toProblem(Object.assign(new Error(`no route ${req.method} ${clip(req.url.split('?')[0]!, 200)}`), { statusCode: 404 }), req.id)),
   )
+  const auth = opts.auth ?? new Authenticator()
+  app.decorateRequest('principal', null as unknown as Principal)
+  // Authentication, then the route's permission (docs/security.md): before validation and before any
+  // existence check, so a caller without the permission learns nothing (AIP-135). Refusals are audited.
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id)
     const correlationId = callerRequestId(req.headers)
     if (correlationId) reply.header('x-correlation-id', correlationId)
+    const url = req.routeOptions.url
+    const perm = routePermission(req.method, url)
+    if (perm === 'public') return
+    const refuse = (e: ApmatrixError, actor: string, detail: Record<string, unknown>) => {
+      void opts.service.recordRefusal({
+        actor,
+        action: `http.${req.method.toLowerCase()}`,
+        target: clip(req.url.split('?')[0]!, 256),
+        outcome: e.code,
+        requestId: req.id,
+        detail: { transport: 'rest', ...detail },
+      })
+      return e
+    }
+    const socket = req.raw.socket as Partial<TLSSocket>
+    const peerCert = socket.encrypted && socket.authorized && socket.getPeerCertificate ? socket.getPeerCertificate() : null
+    try {
+      req.principal = await auth.authenticate({ authorization: req.headers.authorization, peerCert })
+    } catch (e) {
+      if (!(e instanceof AuthenticationError)) throw e
+      reply.header('www-authenticate', auth.challenge)
+      throw refuse(e, `rest:anonymous:${req.ip}`, { reason: e.reason })
+    }
+    // An unmatched URL goes on to the 404 handler (authenticated callers only).
+    if (url === undefined) return
+    const p = req.principal
+    const host = (req.params as { host?: unknown } | undefined)?.host
+    const target = typeof host === 'string' ? { host } : {}
+    if (perm === undefined || authorize(p, perm.verb, perm.resource, target) !== 'allow') {
+      const what = perm === undefined ? `${req.method} ${url}` : `${perm.verb} ${perm.resource}${typeof host === 'string' ? ` on host ${clip(host, 64)}` : ''}`
+      const err = new ApmatrixError('PERMISSION_DENIED', `${clip(p.subject, 128)} may not ${what}`)
+      throw refuse(err, actorOf(p, 'rest'), { subject: p.subject, roles: [...p.roles], auth: p.source })
+    }
   })
   app.register(helmet, HELMET_OPTIONS)
   if (corsOrigins.length > 0) {
@@ -149,6 +205,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.register(
     async (v1) => {
       const o = { service: opts.service }
+      await v1.register(authRoutes, o)
       await v1.register(hostRoutes, o)
       await v1.register(mdevRoutes, o)
       await v1.register(desiredRoutes, o)

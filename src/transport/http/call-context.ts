@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import { invalidArgument } from '../../domain/errors.js'
 import { IDEMPOTENCY_KEY, REQUEST_ID } from '../../domain/names.js'
 import type { CallContext, PlanDetail } from '../../service/index.js'
+import { actorOf } from '../../auth/identity.js'
 
 /** One entity tag of an If-Match list (RFC 9110 §8.8.3: `[W/]"etagc*"`, etagc excluding `"`), sticky at a position. */
 const LISTED_TAG = /[ \t]*(?:W\/)?"([\x21\x23-\x7e]{1,128})"[ \t]*(?:,|$)/y
@@ -32,9 +33,7 @@ export function parseIfMatch(value: string): string[] | undefined {
 
 /** The call context of a request. INVALID_ARGUMENT for a malformed If-Match or Idempotency-Key. */
 export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?: PlanDetail } = {}): CallContext {
-  const ctx: CallContext = { actor: `http:${req.ip}`, requestId: req.id }
-  const correlationId = callerRequestId(req.headers)
-  if (correlationId) ctx.correlationId = correlationId
+  const ctx = readContext(req)
   if (opts.dryRun) ctx.dryRun = true
   if (opts.view) ctx.planView = opts.view
   const ifMatch = header(req, 'if-match')
@@ -48,6 +47,16 @@ export function callContext(req: FastifyRequest, opts: { dryRun?: boolean; view?
     if (!IDEMPOTENCY_KEY.test(key)) throw bad('Idempotency-Key', 'must be 1..128 visible ASCII characters')
     ctx.idempotencyKey = key
   }
+  return ctx
+}
+
+/** The context of a read: who calls (its tenant limit applies) and the request id. */
+export function readContext(req: FastifyRequest): CallContext {
+  const ctx: CallContext = req.principal
+    ? { actor: actorOf(req.principal, 'rest'), requestId: req.id, principal: req.principal }
+    : { actor: `http:${req.ip}`, requestId: req.id }
+  const correlationId = callerRequestId(req.headers)
+  if (correlationId) ctx.correlationId = correlationId
   return ctx
 }
 

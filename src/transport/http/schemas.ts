@@ -456,6 +456,37 @@ export const ApplyOut = component(
 )
 export const GuestsOut = component('GuestList', Type.Object({ items: Type.Array(Type.Object({ uuid: Type.String(), guest: Type.String() })) }))
 export const AcceptedOut = Type.Object({ accepted: Type.Integer() })
+/** A page of the audit trail: `GET /v1/audit` (docs/security.md (Audit)). */
+export const AuditPageOut = component(
+  'AuditPage',
+  Type.Object({
+    items: Type.Array(
+      Type.Object({
+        id: Type.Integer(),
+        time: Type.String(),
+        actor: Type.String(),
+        action: Type.String(),
+        target: Type.String(),
+        outcome: Type.String(),
+        requestId: Type.Union([Type.String(), Type.Null()]),
+        detail: Type.Record(Type.String(), Type.Unknown()),
+      }),
+    ),
+    nextAfterId: Type.Union([Type.Integer(), Type.Null()]),
+  }),
+)
+/** The caller as the service sees it (docs/security.md): `GET /v1/auth/whoami`. */
+export const WhoAmIOut = component(
+  'WhoAmI',
+  Type.Object({
+    subject: Type.String(),
+    source: Type.String({ enum: ['mtls', 'jwt', 'token', 'local'] }),
+    roles: Type.Array(Type.String()),
+    groups: Type.Array(Type.String()),
+    hosts: Type.Union([Type.Array(Type.String()), Type.Null()]),
+    tenant: Type.Union([Type.String(), Type.Null()]),
+  }),
+)
 export const StatusOut = Type.Object({ status: Type.String() })
 /** An answer without a body (204). */
 export const NoContent = Type.Null({ description: 'No Content' })

@@ -125,6 +125,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
           ...(kinds ? { kinds } : {}),
           ...(types ? { types } : {}),
           ...(req.query.format ? { format: req.query.format } : {}),
+          principal: req.principal,
         },
         async ({ event: e, libvirt: lv }) => {
           if (done) return

@@ -6,7 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { ApmatrixService } from '../../../service/index.js'
-import { callContext } from '../call-context.js'
+import { callContext, readContext } from '../call-context.js'
 import * as S from '../schemas.js'
 
 /** Largest XML body (the XML parser's own bound, interop/xml.ts MAX_XML_CHARS, is the same 1 MiB). */
@@ -50,7 +50,7 @@ export const interopRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService
       },
     },
     async (req, reply) => {
-      const doc = await service.exportMdev(req.params.host, req.params.uuid, req.query.format)
+      const doc = await service.exportMdev(req.params.host, req.params.uuid, req.query.format, readContext(req))
       return reply.type(`${doc.contentType}; charset=utf-8`).send(doc.body)
     },
   )

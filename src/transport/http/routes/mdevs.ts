@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { ApmatrixError } from '../../../domain/errors.js'
 import type { ApmatrixService, MdevView, Mutation } from '../../../service/index.js'
 import type { FastifyReply } from 'fastify'
-import { callContext, noneMatchHit, setEtag, setStale } from '../call-context.js'
+import { callContext, noneMatchHit, readContext, setEtag, setStale } from '../call-context.js'
 import * as S from '../schemas.js'
 import { clip } from '../../../domain/text.js'
 
@@ -61,7 +61,7 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     { schema: { tags: ['mdevs'], params: S.HostParams, querystring: S.MdevListQuery, response: S.responses({ 200: S.MdevPageOut }) } },
     async (req, reply) => {
       const { label, ...q } = req.query
-      const r = await service.readMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) })
+      const r = await service.readMdevs(req.params.host, { ...q, ...(label !== undefined ? { labels: parseLabelSelector(label) } : {}) }, readContext(req))
       setStale(reply, r.staleMs)
       const { items, nextPageToken } = r.value
       // What the page serialiser would write for the whole page, from per-version pieces.
@@ -96,7 +96,7 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
     '/hosts/:host/mdevs/:uuid',
     { schema: { tags: ['mdevs'], params: S.MdevParams, headers: S.IfNoneMatchHeaders, response: S.responses({ 200: S.MdevOut, 304: S.NotModifiedOut }) } },
     async (req, reply) => {
-      const r = await service.readMdev(req.params.host, req.params.uuid)
+      const r = await service.readMdev(req.params.host, req.params.uuid, readContext(req))
       const m = r.value
       setEtag(reply, m.metadata.resourceVersion)
       setStale(reply, r.staleMs)
