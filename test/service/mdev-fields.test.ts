@@ -22,14 +22,14 @@ forEachDatabase(t, async (t, db) => {
     t.same(await labels(), { d: '4' })
     await service.updateMdevFields('local', U1, { labels: { x: '1' }, labelChanges: { y: '2', x: null } })
     t.same(await labels(), { y: '2' }, 'single keys apply after the replaced map')
-    t.same((await service.getMdev('local', U1)).spec, { adapters: [5], domains: [4], controlDomains: [], state: 'started' }, 'spec untouched')
+    t.same((await service.getMdev('local', U1)).spec, { adapters: [5], domains: [4], controlDomains: [], state: 'started', drain: null }, 'spec untouched')
     t.equal((await service.getMdev('local', U1)).metadata.owner, 'ops', 'owner untouched')
   })
 
   await t.test('spec fields and owner', async (t) => {
     const r = await service.updateMdevFields('local', U1, { spec: { domains: [4, 5], state: null }, owner: null })
     if (r.dryRun) return t.fail('not a dry run')
-    t.same(r.result.spec, { adapters: [5], domains: [4, 5], controlDomains: [], state: 'started' })
+    t.same(r.result.spec, { adapters: [5], domains: [4, 5], controlDomains: [], state: 'started', drain: null })
     t.equal(r.result.metadata.owner, null)
     t.same(r.result.metadata.labels, { y: '2' }, 'labels untouched')
   })

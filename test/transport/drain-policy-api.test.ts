@@ -100,22 +100,22 @@ forEachDatabase(t, async (t, db) => {
     const created = await ok(t, mdevs.CreateMdev.bind(mdevs), {
       host: 'local',
       uuid: U1,
-      spec: { adapters: [5], domains: [4], drain: { timeout_seconds: 0, on_timeout: 'wait' } },
+      spec: { adapters: [5], domains: [4], drain: { timeout_seconds: { value: 0 }, on_timeout: 'wait' } },
     })
-    t.match(created.mdev?.spec?.drain, { timeout_seconds: 0, on_timeout: 'wait' }, 'an explicit 0 is kept')
+    t.match(created.mdev?.spec?.drain, { timeout_seconds: { value: 0 }, on_timeout: 'wait' }, 'an explicit 0 is kept')
     const updated = await ok(t, mdevs.UpdateMdev.bind(mdevs), {
       host: 'local',
       uuid: U1,
-      spec: { drain: { timeout_seconds: 45 } },
+      spec: { drain: { timeout_seconds: { value: 45 } } },
       update_mask: { paths: ['spec.drain'] },
     })
-    t.match(updated.mdev?.spec, { adapters: [5], domains: [4], drain: { timeout_seconds: 45, on_timeout: '' } })
+    t.match(updated.mdev?.spec, { adapters: [5], domains: [4], drain: { timeout_seconds: { value: 45 }, on_timeout: '' } })
     const cleared = await ok(t, mdevs.UpdateMdev.bind(mdevs), { host: 'local', uuid: U1, spec: {}, update_mask: { paths: ['spec.drain'] } })
     t.equal(cleared.mdev?.spec?.drain ?? null, null, 'absent: the service default')
     const bad = await unary(mdevs.CreateMdev.bind(mdevs), {
       host: 'local',
       uuid: U2,
-      spec: { adapters: [6], domains: [4], drain: { timeout_seconds: 4000 } },
+      spec: { adapters: [6], domains: [4], drain: { timeout_seconds: { value: 4000 } } },
     })
     t.equal(bad.err?.code, grpc.status.INVALID_ARGUMENT)
     const got = await unary(mdevs.GetMdev.bind(mdevs), { host: 'local', uuid: U2 })

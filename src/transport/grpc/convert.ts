@@ -127,7 +127,7 @@ export function specIn(s: MdevSpec__Output | null): MdevSpecInput {
 export function drainIn(d: DrainPolicy__Output | null | undefined): NonNullable<MdevSpecInput['drain']> | undefined {
   if (!d) return undefined
   const out: NonNullable<MdevSpecInput['drain']> = {}
-  if (d.timeout_seconds !== undefined && d.timeout_seconds !== null) out.timeoutSeconds = d.timeout_seconds
+  if (d.timeout_seconds) out.timeoutSeconds = d.timeout_seconds.value
   if (d.on_timeout) out.onTimeout = d.on_timeout
   return Object.keys(out).length ? out : undefined
 }
@@ -248,7 +248,7 @@ export function mdevOut(m: MdevView): Mdev {
       control_domains: m.spec.controlDomains,
       state: m.spec.state,
       drain: m.spec.drain
-        ? { ...(m.spec.drain.timeoutSeconds !== undefined ? { timeout_seconds: m.spec.drain.timeoutSeconds } : {}), on_timeout: m.spec.drain.onTimeout ?? '' }
+        ? { ...(m.spec.drain.timeoutSeconds !== undefined ? { timeout_seconds: { value: m.spec.drain.timeoutSeconds } } : {}), on_timeout: m.spec.drain.onTimeout ?? '' }
         : null,
     },
     status: {

@@ -54,5 +54,8 @@ export const REST_PERMISSIONS: Readonly<Record<string, RoutePermission>> = {
 export function routePermission(method: string, url: string | undefined): RoutePermission | undefined {
   if (url === undefined) return undefined
   if (url === '/docs' || url.startsWith('/docs/')) return 'public'
+  // CORS preflights (@fastify/cors answers them) carry no credentials by design (Fetch standard): the request
+  // they announce is authenticated and checked on its own.
+  if (method === 'OPTIONS') return 'public'
   return REST_PERMISSIONS[`${method === 'HEAD' ? 'GET' : method} ${url}`]
 }

@@ -99,7 +99,7 @@ forEachDatabase(t, async (t, db) => {
     })
     t.equal(c.status, 201)
     t.equal(c.body.metadata.uuid, U1, 'uuids are canonical lowercase')
-    t.same(c.body.spec, { adapters: [5, 6], domains: [4], controlDomains: [], state: 'started' })
+    t.same(c.body.spec, { adapters: [5, 6], domains: [4], controlDomains: [], state: 'started', drain: null })
     t.equal(etagOf(c.headers), c.body.metadata.resourceVersion)
     t.equal(c.headers.get('location'), `${MDEVS}/${U1}`)
     const again = await call('POST', MDEVS, { body: { uuid: U1, spec: { adapters: [6, 5], domains: [4] } } })
@@ -213,7 +213,7 @@ forEachDatabase(t, async (t, db) => {
       headers: { ...mp, 'if-match': etagOf(put.headers) },
     })
     t.equal(patch.status, 200)
-    t.same(patch.body.spec, { adapters: [5, 6], domains: [4], controlDomains: [], state: 'started' })
+    t.same(patch.body.spec, { adapters: [5, 6], domains: [4], controlDomains: [], state: 'started', drain: null })
     t.same(patch.body.metadata.labels, { env: 'prod' })
     t.equal(patch.body.metadata.owner, 'ops')
     t.equal((await call('PATCH', `${MDEVS}/${U1}`, { body: { spec: { domains: [4] } } })).status, 415, 'merge patch content type required')

@@ -108,9 +108,9 @@ forEachDatabase(t, async (t, db) => {
     t.match(r.body.items, [
       {
         metadata: { uuid: U2, origin: 'imported', owner: 'fleet', generation: 1 },
-        spec: { adapters: [6], domains: [4, 5], controlDomains: [], state: 'started' },
+        spec: { adapters: [6], domains: [4, 5], controlDomains: [], state: 'started', drain: null },
       },
-      { metadata: { uuid: U3, origin: 'imported', owner: 'fleet' }, spec: { adapters: [7], domains: [1], controlDomains: [2], state: 'stopped' } },
+      { metadata: { uuid: U3, origin: 'imported', owner: 'fleet' }, spec: { adapters: [7], domains: [1], controlDomains: [2], state: 'stopped', drain: null } },
     ])
     t.match(r.body.skipped, [
       { parent: '0000:00:02.0', uuid: 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', mdevType: 'i915-GVTg_V5_4', reason: /not the vfio_ap matrix/ },
@@ -244,7 +244,7 @@ forEachDatabase(t, async (t, db) => {
     const r = await call('POST', `${IMPORT}?format=libvirt-nodedev`, { raw: xml, headers: key })
     t.equal(r.status, 201, r.text)
     t.match(r.body.items, [
-      { metadata: { uuid: U4, origin: 'imported', owner: null }, spec: { adapters: [6], domains: [10], controlDomains: [], state: 'stopped' } },
+      { metadata: { uuid: U4, origin: 'imported', owner: null }, spec: { adapters: [6], domains: [10], controlDomains: [], state: 'stopped', drain: null } },
     ])
     t.same(r.body.skipped, [])
     t.match(await eventsOf(U4), [{ type: 'MdevDefined', message: /libvirt-nodedev import/ }])
@@ -267,7 +267,7 @@ forEachDatabase(t, async (t, db) => {
       headers: { 'content-type': 'text/xml; charset=utf-8' },
     })
     t.equal(started.status, 201, started.text)
-    t.same(started.body.items[0].spec, { adapters: [7], domains: [71], controlDomains: [], state: 'started' })
+    t.same(started.body.items[0].spec, { adapters: [7], domains: [71], controlDomains: [], state: 'started', drain: null })
     // Round trip: the exported node-device XML imports to the same device (idempotent: unchanged).
     const exported = await call('GET', `/v1/hosts/local/mdevs/${U5}/export?format=libvirt-nodedev`)
     const round = await call('POST', `${IMPORT}?format=libvirt-nodedev&state=started`, { raw: exported.text, headers: XML_TYPE })
