@@ -10,6 +10,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { REQUEST_ID } from '../../domain/names.js'
 import type { ApmatrixService } from '../../service/index.js'
+import { CONSOLE_DIR, registerConsole } from './console.js'
 import { registerMetrics } from './metrics.js'
 import { errorHandler, sendProblem, toProblem } from './problem.js'
 import { desiredRoutes } from './routes/desired.js'
@@ -32,6 +33,8 @@ export interface AppOptions {
   docs?: boolean
   /** Period of the SSE `: ping` heartbeat in ms (default 15 s). */
   sseHeartbeatMs?: number
+  /** Folder of the built web console served at `/ui/` (default dist/web/console), or false for none. */
+  consoleDir?: string | false
 }
 
 /** Builds the app. Call `await app.ready()` (or `listen`) before use and `close()` after. */
@@ -91,6 +94,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     ops.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   })
   registerMetrics(app as unknown as FastifyInstance)
+  if (opts.consoleDir !== false) registerConsole(app as unknown as FastifyInstance, opts.consoleDir ?? CONSOLE_DIR)
 
   app.register(
     async (v1) => {
