@@ -3,6 +3,7 @@
  * `npm run bench -- --list` lists them. Benchmarks report figures; they never pass or fail
  * (style.md habit 6). A new suite is one file exporting a {@link BenchSuite} plus one line below.
  */
+import { consoleSuite } from './console.js'
 import { emulatorSuite } from './emulator.js'
 import { fuseSuite } from './fuse.js'
 import { grpcSuite } from './grpc.js'
@@ -10,7 +11,7 @@ import { serviceSuite } from './service.js'
 import { writesSuite } from './writes.js'
 import type { BenchSuite } from './suite.js'
 
-const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, fuseSuite]
+const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, fuseSuite, consoleSuite]
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list') || argv.includes('--help') || argv.includes('-h')) {

@@ -34,6 +34,9 @@ const grid = new Grid($<HTMLCanvasElement>('grid'))
 const hook = {
   ready: false,
   queuesLoaded: false,
+  /** performance.now() of the first complete draw (owners known), and of the draw with every queue read. */
+  firstDrawAt: 0,
+  queuesDrawnAt: 0,
   /** Count of model rebuilds after events. */
   updates: 0,
   lastSeq: () => stream?.lastSeq() ?? -1,
@@ -377,17 +380,13 @@ async function runRefresh(): Promise<void> {
     }
     const apids = all ? state.snap!.adapters.map((a) => a.apid) : adapters
     rebuild()
+    if (!hook.ready) hook.firstDrawAt = performance.now()
     hook.ready = true
     hook.updates++
-    if (apids.length) {
-      const qs = await loadQueues(apids)
-      const fresh = new Set(apids)
-      for (const [k, q] of state.snap!.queues) if (all || fresh.has(q.apid)) state.snap!.queues.delete(k)
-      for (const q of qs) state.snap!.queues.set(q.apqn, q)
-      if (all) state.snap!.queuesLoaded = hook.queuesLoaded = true
-      rebuild()
-      hook.updates++
-    }
+    if (all) {
+      // Every queue: in the background, so live updates of a few adapters are not held up on a large host.
+      void refreshQueues(apids, true).catch((e) => showError(describeError(e)))
+    } else if (apids.length) await refreshQueues(apids, false)
     showError(null)
   } catch (e) {
     showError(describeError(e))
@@ -396,6 +395,27 @@ async function runRefresh(): Promise<void> {
     done()
   }
   if (dirty.all || dirty.base || dirty.adapters.size) scheduleRefresh()
+}
+
+/** The newest read of each adapter's queues (a counter), so an older read never overwrites a newer one. */
+const queueRead = new Map<number, number>()
+let reads = 0
+
+/** Reads the queues of `apids` and redraws; `all` marks the read of every adapter (the first, or after a reconnect). */
+async function refreshQueues(apids: number[], all: boolean): Promise<void> {
+  const mine = ++reads
+  for (const a of apids) queueRead.set(a, mine)
+  const qs = await loadQueues(apids)
+  const snap = state.snap
+  if (!snap) return
+  const current = new Set(apids.filter((a) => queueRead.get(a) === mine))
+  for (const [k, q] of snap.queues) if (current.has(q.apid)) snap.queues.delete(k)
+  for (const q of qs) if (current.has(q.apid)) snap.queues.set(q.apqn, q)
+  if (all) snap.queuesLoaded = true
+  rebuild()
+  hook.updates++
+  if (all && !hook.queuesLoaded) hook.queuesDrawnAt = performance.now()
+  if (all) hook.queuesLoaded = true
 }
 
 function onEvent(e: ApEvent): void {
