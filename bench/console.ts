@@ -7,7 +7,7 @@
  *  2. time for a live update to appear after a bus change: a guest opens a matrix device (the hypervisor's
  *     doing, on the emulated bus) until the page draws the "in a guest" mark, and a device write until its
  *     cells are drawn in its colour;
- *  3. the longest frame while 50 events per second arrive for 10 s (label updates of a device, each one
+ *  3. the longest frame while 50 events per second arrive for 10 s (label updates of a device by PUT, each one
  *     an `MdevUpdated` event the page follows): the largest gap between animation frames and the longest
  *     task (PerformanceObserver `longtask`).
  * Figures only: nothing passes or fails. APMATRIX_CHROMIUM overrides the browser path.
@@ -22,6 +22,7 @@ const DEVICE = 'be0c0501-0000-4000-8000-000000000001'
 const EVENTS_PER_S = 50
 const BURST_S = 10
 const QUEUES_WAIT_MS = 120_000
+const SPEC = { adapters: [0], domains: Array.from({ length: 16 }, (_, i) => i) }
 
 function chromiumPath(): string | undefined {
   if (process.env.APMATRIX_CHROMIUM) return process.env.APMATRIX_CHROMIUM
@@ -68,11 +69,7 @@ async function run(): Promise<void> {
     expectStatus('masks', await callJson(base, 'PUT', `${HOST}/masks`, { apmask: '-0' }), 200)
     await waitPage(page, 'adapter 0 free on the page', "window.__console.cell(0, 0)?.kind === 'free'")
     const tw = performance.now()
-    expectStatus(
-      'create',
-      await callJson(base, 'POST', `${HOST}/mdevs`, { uuid: DEVICE, spec: { adapters: [0], domains: Array.from({ length: 16 }, (_, i) => i) } }),
-      201,
-    )
+    expectStatus('create', await callJson(base, 'POST', `${HOST}/mdevs`, { uuid: DEVICE, spec: SPEC }), 201)
     await waitPage(page, 'the device drawn', `window.__console.cell(0, 15)?.device === '${DEVICE}'`)
     const writeMs = performance.now() - tw
     const tg = performance.now()
@@ -97,7 +94,7 @@ async function run(): Promise<void> {
       const due = Math.floor(((performance.now() - start) / 1000) * EVENTS_PER_S)
       while (sent < due) {
         sent++
-        const r = await callJson(base, 'PATCH', `${HOST}/mdevs/${DEVICE}`, { labels: { n: String(sent) } })
+        const r = await callJson(base, 'PUT', `${HOST}/mdevs/${DEVICE}`, { spec: SPEC, labels: { n: String(sent) } })
         if (r.status !== 200) throw new Error(`PATCH: ${r.status}`)
       }
       await new Promise((r) => setTimeout(r, 5))

@@ -105,8 +105,12 @@ async function loadBase(): Promise<Snapshot> {
   }
 }
 
-/** The queues of some adapters (one page each: an adapter has at most 256 queues), 6 requests at a time. */
-async function loadQueues(apids: number[]): Promise<Queue[]> {
+/**
+ * The queues of some adapters (one page each: an adapter has at most 256 queues), `parallel` requests at a
+ * time. A browser opens about 6 connections per server and the event stream holds one: the background read
+ * of every queue uses 2, so the reads a live update needs are not queued behind it.
+ */
+async function loadQueues(apids: number[], parallel = 3): Promise<Queue[]> {
   const out: Queue[] = []
   let next = 0
   const worker = async () => {
@@ -115,7 +119,7 @@ async function loadQueues(apids: number[]): Promise<Queue[]> {
       out.push(...(await getAll<Queue>(`${H()}/queues?adapter=${apid}`)))
     }
   }
-  await Promise.all(Array.from({ length: Math.min(6, apids.length) }, worker))
+  await Promise.all(Array.from({ length: Math.min(parallel, apids.length) }, worker))
   return out
 }
 
@@ -405,7 +409,7 @@ let reads = 0
 async function refreshQueues(apids: number[], all: boolean): Promise<void> {
   const mine = ++reads
   for (const a of apids) queueRead.set(a, mine)
-  const qs = await loadQueues(apids)
+  const qs = await loadQueues(apids, all ? 2 : 3)
   const snap = state.snap
   if (!snap) return
   const current = new Set(apids.filter((a) => queueRead.get(a) === mine))
