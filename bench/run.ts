@@ -5,6 +5,7 @@
  * (bench/goals.ts), with each suite's wall time. A suite that throws is reported, the others still run,
  * and the run exits 1. A new suite is one file exporting a {@link BenchSuite} plus one line below.
  */
+import { consoleSuite } from './console.js'
 import { emulatorSuite } from './emulator.js'
 import { fuseSuite } from './fuse.js'
 import { printGoalTable } from './goals.js'
@@ -14,7 +15,7 @@ import { serviceSuite } from './service.js'
 import { writesSuite } from './writes.js'
 import type { BenchSuite } from './suite.js'
 
-const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, fuseSuite]
+const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, fuseSuite, consoleSuite]
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list') || argv.includes('--help') || argv.includes('-h')) {

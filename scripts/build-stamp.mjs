@@ -6,7 +6,7 @@
 //   node scripts/build-stamp.mjs build-if-stale   run `npm run build` unless dist/.build-stamp matches the inputs
 //
 // The digest is a SHA-256 of the content (not the mtimes: a fresh clone has new mtimes) of every input of
-// `npm run build`: the TypeScript sources (src without src/generated, bench), the protos, the Prisma data
+// `npm run build`: the TypeScript sources (src without src/generated, bench, web), the protos, the Prisma data
 // model and configs, the generators, the tsconfigs and the lock file.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -15,7 +15,7 @@ import path from 'node:path'
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const STAMP = path.join(root, 'dist', '.build-stamp')
-const DIRS = ['src', 'bench', 'proto', 'prisma']
+const DIRS = ['src', 'bench', 'proto', 'prisma', 'web']
 const FILES = [
   'package.json',
   'package-lock.json',
@@ -26,6 +26,7 @@ const FILES = [
   'scripts/gen-grpc-types.mjs',
   'scripts/prisma-schemas.mjs',
   'scripts/no-schema-engine.mjs',
+  'scripts/build-web.mjs',
 ]
 // Outputs of the build, or data the build does not read.
 const SKIP = new Set(['src/generated'])

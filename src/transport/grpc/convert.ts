@@ -248,7 +248,10 @@ export function mdevOut(m: MdevView): Mdev {
       control_domains: m.spec.controlDomains,
       state: m.spec.state,
       drain: m.spec.drain
-        ? { ...(m.spec.drain.timeoutSeconds !== undefined ? { timeout_seconds: { value: m.spec.drain.timeoutSeconds } } : {}), on_timeout: m.spec.drain.onTimeout ?? '' }
+        ? {
+            ...(m.spec.drain.timeoutSeconds !== undefined ? { timeout_seconds: { value: m.spec.drain.timeoutSeconds } } : {}),
+            on_timeout: m.spec.drain.onTimeout ?? '',
+          }
         : null,
     },
     status: {

@@ -12,6 +12,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { ApmatrixService } from '../../service/index.js'
 import type { ApmatrixMetrics } from '../../observability/metrics.js'
+import { CONSOLE_DIR, registerConsole } from './console.js'
 import { registerMetrics } from './metrics.js'
 import { callerRequestId } from './call-context.js'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendProblem, toProblem } from './problem.js'
@@ -68,6 +69,8 @@ export interface AppOptions {
   auth?: Authenticator
   /** TLS: node `tls` options of an https server (cert, key, and for client certificates ca + requestCert). */
   https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean }
+  /** Folder of the built web console served at `/ui/` (default dist/web/console), or false for none. */
+  consoleDir?: string | false
 }
 
 /** The security headers of every answer (helmet): CSP for the HTML pages, no sniffing, no framing. */
@@ -201,6 +204,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     ops.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   })
   registerMetrics(app as unknown as FastifyInstance, opts.metrics)
+  if (opts.consoleDir !== false) registerConsole(app as unknown as FastifyInstance, opts.consoleDir ?? CONSOLE_DIR)
 
   app.register(
     async (v1) => {

@@ -54,6 +54,8 @@ export const REST_PERMISSIONS: Readonly<Record<string, RoutePermission>> = {
 export function routePermission(method: string, url: string | undefined): RoutePermission | undefined {
   if (url === undefined) return undefined
   if (url === '/docs' || url.startsWith('/docs/')) return 'public'
+  // The console's static files: the page reads everything through the API, as its caller.
+  if (url === '/ui' || url.startsWith('/ui/')) return 'public'
   // CORS preflights (@fastify/cors answers them) carry no credentials by design (Fetch standard): the request
   // they announce is authenticated and checked on its own.
   if (method === 'OPTIONS') return 'public'
