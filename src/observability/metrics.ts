@@ -9,6 +9,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { ReconcilerMetrics } from '../reconciler/reconciler.js'
+import type { WorkQueueMetrics } from '../reconciler/work-queue.js'
 
 /** The controller label value. */
 export const CONTROLLER = 'apmatrix'
@@ -244,15 +245,6 @@ export class ApmatrixMetrics {
       end()
     }
   }
-}
-
-/** What the work queue reports (client-go workqueue metrics); absent means nothing is recorded. */
-export interface WorkQueueMetrics {
-  added(): void
-  depth(n: number): void
-  retried(): void
-  waited(seconds: number): void
-  worked(seconds: number): void
 }
 
 /** The work queue's view of {@link ApmatrixMetrics}. */

@@ -23,8 +23,7 @@ import { guardWrites, LeaseLostError } from './lease-guard.js'
 import { computeMdevStatus, type MdevStatus } from './status.js'
 import { resolveDrainPolicy, type DrainOnTimeout, type ResolvedDrainPolicy } from '../domain/drain-policy.js'
 import type { DrainProgress } from './executor.js'
-import { WorkQueue } from './work-queue.js'
-import type { WorkQueueMetrics } from '../observability/metrics.js'
+import { WorkQueue, type WorkQueueMetrics } from './work-queue.js'
 
 /** Minimal structured logger (pino-compatible). */
 export interface Logger {

@@ -4,7 +4,14 @@
  * it runs once more after the current run; failures requeue with per-key exponential backoff.
  */
 
-import type { WorkQueueMetrics } from '../observability/metrics.js'
+/** What the work queue reports (client-go workqueue metrics); absent means nothing is recorded. */
+export interface WorkQueueMetrics {
+  added(): void
+  depth(n: number): void
+  retried(): void
+  waited(seconds: number): void
+  worked(seconds: number): void
+}
 
 export interface WorkQueueOptions {
   /** Records adds, depth, retries and the time keys wait and are worked on (client-go workqueue metrics). */
