@@ -89,4 +89,24 @@ t.test('every query of the Grafana dashboard names a metric a running service ex
     }
   }
   t.same(missing, [], `${queries.length} queries name ${named} metrics, all exported`)
+
+  // The figures are fed, not only declared: after the first passes the host's series carry what the API shows.
+  const sample = (text: string, name: string, labels: string) => {
+    const m = new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(text)
+    return m ? Number(m[1]) : undefined
+  }
+  let text = ''
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline) {
+    text = await (await fetch(`${svc.httpUrl}/metrics`)).text()
+    if (sample(text, 'apmatrix_lease_held', 'host="local"') === 1 && sample(text, 'apmatrix_apqns', 'host="local",owner="host"') !== undefined) break
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  const queues = (await (await fetch(`${svc.httpUrl}/v1/hosts/local/queues?limit=500`)).json()) as { items: Array<{ driver: string; owner: string | null }> }
+  const hostOwned = queues.items.filter((q) => q.driver !== 'vfio_ap').length
+  t.equal(sample(text, 'apmatrix_apqns', 'host="local",owner="host"'), hostOwned, `apmatrix_apqns{owner="host"} is the API's count (${hostOwned})`)
+  t.equal(sample(text, 'apmatrix_lease_held', 'host="local"'), 1, 'this replica holds the lease of local')
+  t.ok((sample(text, 'controller_runtime_reconcile_total', 'controller="apmatrix",host="local",result="success"') ?? 0) >= 1, 'a successful pass was counted')
+  t.ok((sample(text, 'workqueue_adds_total', 'name="hosts"') ?? 0) >= 1, 'the work queue counted its adds')
+  t.equal(sample(text, 'apmatrix_mdevs', 'host="local",condition="total"'), 0, 'no matrix device yet')
 })
