@@ -139,15 +139,16 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   if (db.provider === 'sqlite') ensureSqliteFolder(db)
   const migrated = await applyMigrations(cfg.databaseUrl)
   log.info({ database: redact(cfg.databaseUrl), applied: migrated.applied }, 'store migrated')
-  const store = await createStore(cfg.databaseUrl, { timeoutMs: cfg.storeTimeoutMs })
+  // One registry for the process: the store, the reconciler, the work queue and the event hub feed it, the REST app serves it.
+  // (The hub exists before the first scrape; the closure only reads it then.)
+  const metrics = new ApmatrixMetrics({ events: () => hub.stats() })
+  const store = await createStore(cfg.databaseUrl, { timeoutMs: cfg.storeTimeoutMs, observe: metrics.storeOperation })
   const hosts = await buildHosts(cfg, log)
   const registry = new StaticHostRegistry(hosts)
   const hook = crashHook(cfg, log)
   // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).
   const hub = new EventHub({ source: store.events, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
   await hub.start()
-  // One registry for the process: the reconciler, the work queue and the event hub feed it, the REST app serves it.
-  const metrics = new ApmatrixMetrics({ events: () => hub.stats() })
   const reconciler = new Reconciler({
     store,
     hosts: registry,

@@ -232,18 +232,10 @@ export class ApmatrixMetrics {
     return this.registry.getMetricsAsArray().map((m) => m.name)
   }
 
-  /** Times one store operation of `kind`, counting failures by their `code` (or `error`). */
-  async timeStore<T>(kind: string, fn: () => Promise<T>): Promise<T> {
-    const end = this.storeDuration.startTimer({ operation: kind })
-    try {
-      return await fn()
-    } catch (e) {
-      const code = (e as { code?: unknown })?.code
-      this.storeErrors.inc({ operation: kind, code: typeof code === 'string' && /^[A-Z_]{2,40}$/.test(code) ? code : 'error' })
-      throw e
-    } finally {
-      end()
-    }
+  /** Records one store operation (StoreOptions.observe): its duration, and its error code when it failed. */
+  readonly storeOperation = (kind: string, seconds: number, errorCode?: string): void => {
+    this.storeDuration.observe({ operation: kind }, seconds)
+    if (errorCode) this.storeErrors.inc({ operation: kind, code: errorCode })
   }
 }
 

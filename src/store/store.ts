@@ -44,7 +44,15 @@ export interface StoreOptions {
    * packets) then answers 503 within this bound instead of holding the request.
    */
   timeoutMs?: number
+  /**
+   * Told of every store operation (metrics): its kind (`transaction`, `write`, `read`), its duration, and the
+   * error code when it failed (`UNAVAILABLE`, `CONFLICT`, ... or `error`).
+   */
+  observe?: StoreObserver
 }
+
+/** See {@link StoreOptions.observe}. */
+export type StoreObserver = (kind: 'transaction' | 'write' | 'read', seconds: number, errorCode?: string) => void
 
 /** Default of {@link StoreOptions.timeoutMs}. */
 export const DEFAULT_STORE_TIMEOUT_MS = 10_000
@@ -129,6 +137,7 @@ export class Store implements Repos {
     reader?: OpenedClient,
     groupCommit = true,
     private readonly timeoutMs = DEFAULT_STORE_TIMEOUT_MS,
+    private readonly observe?: StoreObserver,
   ) {
     this.writer = new Connection(writer)
     this.reader = provider === 'sqlite' && reader ? new Connection(reader) : undefined
@@ -149,15 +158,17 @@ export class Store implements Repos {
     const root: StoreContext = {
       provider,
       clock,
-      write: (what, fn) => this.run(what, fn),
+      write: (what, fn) => this.observed('write', () => this.run(what, fn)),
       read: (what, fn) => {
         const r = this.reader ?? (provider === 'postgres' ? this.writer : undefined)
-        return r
-          ? mapped(what, async () => {
-              this.assertOpen()
-              return fn(r.db as unknown as DbTx, await r.ready(provider))
-            })
-          : this.run(what, fn)
+        return this.observed('read', () =>
+          r
+            ? mapped(what, async () => {
+                this.assertOpen()
+                return fn(r.db as unknown as DbTx, await r.ready(provider))
+              })
+            : this.run(what, fn),
+        )
       },
     }
     ;({
@@ -181,7 +192,23 @@ export class Store implements Repos {
    * ran in the same event-loop turn.
    */
   transaction<T>(fn: (tx: Repos) => Promise<T>): Promise<T> {
-    return this.run('transaction', (tx, sql) => fn(repos(new TxContext(tx, this.provider, this.clock, sql))))
+    return this.observed('transaction', () => this.run('transaction', (tx, sql) => fn(repos(new TxContext(tx, this.provider, this.clock, sql)))))
+  }
+
+  /** Runs one operation, telling {@link StoreOptions.observe} how long it took and how it failed. */
+  private async observed<T>(kind: 'transaction' | 'write' | 'read', op: () => Promise<T>): Promise<T> {
+    const observe = this.observe
+    if (!observe) return op()
+    const began = performance.now()
+    try {
+      const out = await op()
+      observe(kind, (performance.now() - began) / 1000)
+      return out
+    } catch (e) {
+      const code = (e as { code?: unknown })?.code
+      observe(kind, (performance.now() - began) / 1000, typeof code === 'string' && /^[A-Z_]{2,40}$/.test(code) ? code : 'error')
+      throw e
+    }
   }
 
   /** The store's clock (leases and expiries are judged by it). */
@@ -301,5 +328,5 @@ export async function createStore(url?: string, opts: StoreOptions = {}): Promis
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new RangeError('createStore: timeoutMs must be a positive integer')
   const db = await mapped('store', () => createPrismaClient(cfg, { timeoutMs }))
   const readDb = cfg.provider === 'sqlite' ? await mapped('store', () => createPrismaClient(cfg, { timeoutMs })) : undefined
-  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb, opts.groupCommit ?? true, timeoutMs)
+  return new Store(db, cfg.provider, opts.clock ?? (() => new Date()), opts.maxAttempts ?? 5, readDb, opts.groupCommit ?? true, timeoutMs, opts.observe)
 }

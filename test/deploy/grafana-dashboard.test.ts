@@ -109,4 +109,5 @@ t.test('every query of the Grafana dashboard names a metric a running service ex
   t.ok((sample(text, 'controller_runtime_reconcile_total', 'controller="apmatrix",host="local",result="success"') ?? 0) >= 1, 'a successful pass was counted')
   t.ok((sample(text, 'workqueue_adds_total', 'name="hosts"') ?? 0) >= 1, 'the work queue counted its adds')
   t.equal(sample(text, 'apmatrix_mdevs', 'host="local",condition="total"'), 0, 'no matrix device yet')
+  t.ok((sample(text, 'apmatrix_store_operation_duration_seconds_count', 'operation="transaction"') ?? 0) >= 1, 'store transactions timed')
 })
