@@ -32,7 +32,9 @@ function chromiumPath(): string | undefined {
 
 async function waitPage(page: Page, what: string, pred: string, timeoutMs = 600_000): Promise<void> {
   try {
-    await page.waitForFunction(pred, undefined, { timeout: timeoutMs, polling: 'raf' })
+    // As a function, not a string: the console's CSP (script-src 'self') refuses the eval of a string predicate.
+    const fn = new Function(`return (${pred})`) as () => unknown
+    await page.waitForFunction(fn, undefined, { timeout: timeoutMs, polling: 'raf' })
   } catch (e) {
     throw new Error(`console bench: timed out waiting for ${what}: ${(e as Error).message.split('\n')[0]}`)
   }

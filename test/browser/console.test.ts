@@ -2,13 +2,18 @@
  * The web console (docs/console.md) in a real Chromium against the whole service (host `local` emulated
  * in process with the `demo` profile, SQLite, real sockets): the grid draws what the API answers for every
  * APQN, plan-then-apply defines a device that turns Ready and recolours its cells live, a manual unbind shows
- * the filtered mark, a conflict is drawn on its cell, and a lost event stream resumes without a gap.
+ * the filtered mark, a conflict is drawn on its cell, a lost event stream resumes without a gap, and (on a
+ * second service with static tokens) a tenant sees only its own devices, live.
  * Screenshots of each step: test-artifacts/browser/. The page is checked by what it draws (canvas pixels)
  * and by its model (window.__console), never by timing.
  */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import t, { type Test } from 'tap'
 import type { Page } from 'playwright-core'
 import { KIND_COLORS, deviceColor } from '../../web/console/src/model.js'
+import { tokenDigest } from '../../src/auth/static-tokens.js'
 import { requireOrSkip } from '../helpers/required-tools.js'
 import { HOST, startScenario, type Scenario } from '../scenario/scenario-fixture.js'
 import { crossProduct, isReady, until } from '../scenario/rest-client.js'
@@ -270,7 +275,103 @@ requireOrSkip(t, 'web console in Chromium', chromiumMissing(), async (t) => {
     await shot(page, '07-resumed')
   })
 
-  t.test('a tenant sees only its own devices', { skip: 'needs authentication (issue 9), not on this branch' }, async () => {})
+  await t.test('a tenant sees only its own devices', async (t) => {
+    // A secured service: static tokens of tenant-a, tenant-b and an operator (bound to host-admin: it sets masks).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-console-auth-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const tok = (who: string) => `tok-${who}-0123456789abcdef`
+    const who = ['tenant-a', 'tenant-b', 'operator'] as const
+    fs.writeFileSync(path.join(dir, 'tokens'), who.map((w) => `${w}:${tokenDigest(tok(w))}\n`).join(''))
+    fs.writeFileSync(
+      path.join(dir, 'rbac.yaml'),
+      'bindings:\n  - subjects: [tenant-a]\n    roles: [tenant]\n  - subjects: [tenant-b]\n    roles: [tenant]\n  - subjects: [operator]\n    roles: [host-admin]\n',
+    )
+    const sec = await startScenario(t, db, {
+      APMATRIX_PROFILE: 'demo',
+      APMATRIX_RESYNC_MS: '1000',
+      APMATRIX_AUTH_TOKENS_FILE: path.join(dir, 'tokens'),
+      APMATRIX_RBAC_FILE: path.join(dir, 'rbac.yaml'),
+    })
+    const as =
+      (w: (typeof who)[number]) =>
+      async (method: string, p: string, body?: unknown): Promise<any> => {
+        const r = await sec.call(method, p, { headers: { authorization: `Bearer ${tok(w)}` }, ...(body === undefined ? {} : { body }) })
+        if (r.status >= 300) throw new Error(`${w} ${method} ${p}: ${r.status} ${r.text}`)
+        return r.body
+      }
+    const op = as('operator')
+    const ready = (uuid: string) =>
+      until(`${uuid} Ready`, async () => {
+        const m = await op('GET', `${HOST}/mdevs/${uuid}`)
+        return isReady(m) ? m : undefined
+      })
+    t.equal((await sec.call('GET', `${HOST}/mdevs`)).status, 401, 'the service asks for a token')
+    await op('PUT', `${HOST}/masks`, { apmask: '-5,-6,-7' })
+    await as('tenant-a')('POST', `${HOST}/mdevs`, { uuid: A, spec: { adapters: [5], domains: [1, 2] } })
+    await as('tenant-b')('POST', `${HOST}/mdevs`, { uuid: B, spec: { adapters: [6], domains: [4, 0x47] } })
+    await ready(A)
+    await ready(B)
+
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } })
+    t.teardown(() => ctx.close())
+    await ctx.addInitScript((token) => (globalThis as any).sessionStorage.setItem('apmatrix.token', token), tok('tenant-a'))
+    const tp = await ctx.newPage()
+    const tErrors: string[] = []
+    tp.on('pageerror', (e) => tErrors.push(e.message))
+    await tp.goto(`${sec.svc.httpUrl}/ui`)
+    await waitPage(tp, 'the queues to be read', () => (globalThis as any).__console?.queuesLoaded, null)
+    await waitPage(tp, 'the event stream', () => (globalThis as any).__console.streamState() === 'live', null)
+
+    // What the API answers tenant-a: its own device only; the inventory still says 06.0004 is held (by a uuid).
+    const listed = await as('tenant-a')('GET', `${HOST}/mdevs`)
+    t.same(
+      listed.items.map((m: any) => m.metadata.uuid),
+      [A],
+      'the API lists tenant-a its own device only',
+    )
+    const q64 = (await as('tenant-a')('GET', `${HOST}/queues?adapter=6`)).items.find((q: any) => q.apqn === '06.0004')
+    t.equal(q64.owner, B, "the inventory tells tenant-a that 06.0004 is held (tenant-b's device, not readable)")
+
+    t.match(await tp.textContent('#devices'), /a1111111/, "tenant-a's device is listed")
+    t.notMatch(await tp.textContent('#devices'), /b2222222/, "tenant-b's device is not")
+    t.match(await tp.textContent('#hostline'), /your devices only/)
+    const a = await cellState(tp, 5, 1)
+    t.equal(a.kind, 'device')
+    t.equal(a.device, A)
+    t.equal(await pixel(tp, 5, 1), a.color, "tenant-a's cell in its device colour")
+    for (const d of [4, 0x47]) {
+      const c = await cellState(tp, 6, d)
+      t.equal(c.kind, 'hidden', `06.${d}: not drawn as a device`)
+      t.equal(c.device, null, `06.${d}: no device named`)
+      t.equal(await pixel(tp, 6, d), KIND_COLORS.hidden, `06.${d}: drawn in the not-visible colour`)
+    }
+    t.match(await tp.textContent('#legend'), /not visible to you \(2\)/)
+    await shot(tp, '08-tenant')
+
+    // Live: tenant-b's new device does not reach the page as a device or an event; tenant-a's does.
+    const B2 = 'b2222222-0000-4000-8000-000000000022'
+    await as('tenant-b')('POST', `${HOST}/mdevs`, { uuid: B2, spec: { adapters: [7], domains: [0x0a] } })
+    await ready(B2)
+    const A2 = 'a1111111-0000-4000-8000-000000000022'
+    await as('tenant-a')('POST', `${HOST}/mdevs`, { uuid: A2, spec: { adapters: [7], domains: [1] } })
+    await ready(A2)
+    await waitPage(tp, "tenant-a's new device drawn", (u) => (globalThis as any).__console.cell(7, 1)?.device === u, A2)
+    await waitPage(tp, '07.000a held by someone', () => (globalThis as any).__console.cell(7, 0x0a)?.kind === 'hidden', null)
+    t.equal(await pixel(tp, 7, 0x0a), KIND_COLORS.hidden, "tenant-b's new device's cell is drawn not visible")
+    const evs = (await tp.evaluate(() => (globalThis as any).__console.events())) as { name: string; message: string }[]
+    t.ok(
+      evs.some((e) => e.name.includes(A2)),
+      "tenant-a's device events reached the page",
+    )
+    t.same(
+      evs.filter((e) => `${e.name} ${e.message}`.includes(B.slice(0, 8))),
+      [],
+      "no event about tenant-b's devices reached the page",
+    )
+    t.notMatch(await tp.textContent('#devices'), /b2222222/, 'still not listed')
+    await shot(tp, '09-tenant-live')
+    t.same(tErrors, [], 'no script errors in the tenant page')
+  })
 
   t.same(errors, [], 'no script errors and no failed loads in the page')
   t.ok(isReady(await s.mdev(A)))

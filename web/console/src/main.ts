@@ -61,6 +61,8 @@ const hook = {
   cellSize: () => grid.cell,
   /** Seqs of the events received, in arrival order. */
   eventSeqs: () => state.events.map((e) => e.seq),
+  /** The events received (seq, kind, name, message), in arrival order. */
+  events: () => state.events.map((e) => ({ seq: e.seq, kind: e.kind, name: e.name, message: e.message })),
   marks: MARK_COLORS,
 }
 ;(window as unknown as { __console: typeof hook }).__console = hook
@@ -84,16 +86,43 @@ function describeError(e: unknown): string {
 
 const H = () => `/v1/hosts/${encodeURIComponent(state.host)}`
 
+/** Roles that read every matrix device; a caller with a tenant name and none of them sees its own only. */
+const READ_ALL_MDEVS = ['viewer', 'operator', 'host-admin', 'admin']
+
+/** Whether the caller sees only its own devices (`GET /v1/auth/whoami`; an older server without it: no). */
+async function limitedCaller(): Promise<boolean> {
+  try {
+    const me = await get<{ roles: string[]; tenant: string | null }>('/v1/auth/whoami')
+    return me.tenant !== null && !me.roles.some((r) => READ_ALL_MDEVS.includes(r))
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return false
+    throw e
+  }
+}
+
+/** A read the caller may be denied (403): null then. */
+async function ifAllowed<T>(p: Promise<T>): Promise<T | null> {
+  try {
+    return await p
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 403) return null
+    throw e
+  }
+}
+
 async function loadBase(): Promise<Snapshot> {
+  const limited = await limitedCaller()
   const [host, adapters, domains, masks, bus, mdevs] = await Promise.all([
     get<Host>(H()),
     get<{ items: Adapter[] }>(`${H()}/adapters`),
     get<Domains>(`${H()}/domains`),
-    get<Masks>(`${H()}/masks`),
+    // A tenant may not read the masks (docs/security.md): its grid does not tell host from free.
+    limited ? Promise.resolve(null) : ifAllowed(get<Masks>(`${H()}/masks`)),
     get<{ items: BusMdev[] }>(`${H()}/bus-mdevs`),
     getAll<Mdev>(`${H()}/mdevs`),
   ])
   return {
+    limited,
     host,
     adapters: adapters.items,
     domains,
@@ -149,10 +178,13 @@ function rebuild(): void {
 function renderHostLine(): void {
   const s = state.snap!
   const v = state.view!
-  const m = s.masks.status ?? s.masks.spec
+  const m = s.masks ? (s.masks.status ?? s.masks.spec) : null
   $('hostline').textContent =
     `${s.host.name} (${s.host.driver}${s.host.profile ? `, profile ${s.host.profile}` : ''}): ${v.rows.length} adapters x ${v.cols.length} domains; ` +
-    `apmask ${m.apmaskIds.length} ids, aqmask ${m.aqmaskIds.length} ids${s.masks.status ? '' : ' (desired; bus unreadable)'}` +
+    (m
+      ? `apmask ${m.apmaskIds.length} ids, aqmask ${m.aqmaskIds.length} ids${s.masks?.status ? '' : ' (desired; bus unreadable)'}`
+      : 'masks not readable by you (host and free shown as free)') +
+    (s.limited ? '; your devices only' : '') +
     (s.queuesLoaded ? '' : '; reading queues…')
 }
 
@@ -169,6 +201,7 @@ function renderLegend(): void {
     el('li', {}, swatch(KIND_COLORS.host), `host default drivers (${v.counts.host})`),
     el('li', {}, swatch(KIND_COLORS.free), `free for vfio_ap (${v.counts.free})`),
     el('li', {}, swatch(KIND_COLORS.unconfigured), `not configured (${v.counts.unconfigured})`),
+    ...(v.counts.hidden ? [el('li', {}, swatch(KIND_COLORS.hidden), `in use by a device not visible to you (${v.counts.hidden})`)] : []),
     el('li', {}, swatch('#ffffff'), `in devices: ${v.counts.device}`),
     el('li', {}, swatch(MARK_COLORS.guest), 'square top left: in a guest'),
     el('li', {}, swatch(MARK_COLORS.filtered), 'corner top right: filtered from the guest'),
@@ -300,7 +333,9 @@ function describeCell(c: Cell): HTMLElement {
         ? 'host default drivers'
         : c.kind === 'free'
           ? 'free for vfio_ap'
-          : 'not configured'
+          : c.kind === 'hidden'
+            ? 'in use by a matrix device not visible to you'
+            : 'not configured'
   const conds: string[] = []
   if (c.marks.guest) conds.push(`in guest ${c.marks.guest}`)
   if (c.marks.filtered) conds.push(`filtered from the guest (${c.marks.filtered})`)

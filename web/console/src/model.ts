@@ -6,7 +6,11 @@
 import type { Adapter, BusMdev, Domains, Host, Masks, Mdev, Queue } from './api-types.js'
 
 /** Who an APQN belongs to. */
-export type OwnerKind = 'host' | 'device' | 'free' | 'unconfigured'
+/**
+ * Who owns an APQN as the caller may see it. `hidden`: held by a matrix device the caller may not read (a
+ * tenant sees another tenant's or an unowned device's APQNs as in use, never as a device: docs/console.md).
+ */
+export type OwnerKind = 'host' | 'device' | 'free' | 'unconfigured' | 'hidden'
 
 /** Marks drawn on a cell besides its owner colour. */
 export interface Marks {
@@ -48,9 +52,15 @@ export interface Snapshot {
   host: Host
   adapters: Adapter[]
   domains: Domains
-  masks: Masks
+  /** The host masks; null when the caller may not read them (a tenant): its free and host cells read `free`. */
+  masks: Masks | null
   busMdevs: BusMdev[]
   mdevs: Mdev[]
+  /**
+   * The caller sees only its own matrix devices (a tenant, `GET /v1/auth/whoami`): a bus device that is not
+   * in `mdevs` is another owner's, drawn `hidden` and not listed.
+   */
+  limited: boolean
   /** Queues by APQN; `queuesLoaded` false until every adapter's page arrived. */
   queues: Map<string, Queue>
   queuesLoaded: boolean
@@ -61,6 +71,7 @@ export const KIND_COLORS: Record<Exclude<OwnerKind, 'device'>, string> = {
   host: '#5d7290',
   free: '#9fd89a',
   unconfigured: '#e2e2e2',
+  hidden: '#7a7a7a',
 }
 
 // Distinct, colour-blind aware hues first (Okabe-Ito and Tableau), then golden-angle hues.
@@ -122,7 +133,10 @@ function filterReason(d: Device): string {
 export function buildView(s: Snapshot, full: boolean): View {
   const uuids = new Set<string>()
   for (const m of s.mdevs) uuids.add(m.metadata.uuid)
-  for (const b of s.busMdevs) uuids.add(b.uuid)
+  // A limited caller's bus devices are its own stored ones only; the others' APQNs are `hidden`.
+  const mine = new Set(uuids)
+  const visible = (uuid: string) => !s.limited || mine.has(uuid)
+  for (const b of s.busMdevs) if (visible(b.uuid)) uuids.add(b.uuid)
   const sorted = [...uuids].sort()
   const mdevBy = new Map(s.mdevs.map((m) => [m.metadata.uuid, m]))
   const busBy = new Map(s.busMdevs.map((b) => [b.uuid, b]))
@@ -149,23 +163,25 @@ export function buildView(s: Snapshot, full: boolean): View {
   }
   const rows = [...rowSet].sort((a, b) => a - b)
   const cols = [...colSet].sort((a, b) => a - b)
-  const observed = s.masks.status ?? s.masks.spec
-  const apm = new Set(observed.apmaskIds)
-  const aqm = new Set(observed.aqmaskIds)
+  const observed = s.masks ? (s.masks.status ?? s.masks.spec) : null
+  const apm = new Set(observed?.apmaskIds ?? [])
+  const aqm = new Set(observed?.aqmaskIds ?? [])
   const adapterBy = new Map(s.adapters.map((a) => [a.apid, a]))
   const usage = new Set(s.domains.usageDomains)
-  const counts: Record<OwnerKind, number> = { host: 0, device: 0, free: 0, unconfigured: 0 }
+  const counts: Record<OwnerKind, number> = { host: 0, device: 0, free: 0, unconfigured: 0, hidden: 0 }
   const cells = new Map<number, Cell>()
   for (const apid of rows) {
     const adapter = adapterBy.get(apid)
     for (const apqi of cols) {
       const apqn = apqnOf(apid, apqi)
       const queue = s.queues.get(apqn) ?? null
-      const device = queue?.owner ?? busOwner.get(apqn) ?? null
+      const holder = queue?.owner ?? busOwner.get(apqn) ?? null
+      const device = holder !== null && visible(holder) ? holder : null
       // Configured: the queue exists (once the queues are read), else the adapter and usage domain exist.
       const configured = queue ? queue.config && (adapter?.config ?? true) : !s.queuesLoaded && adapter !== undefined && adapter.config && usage.has(apqi)
       let kind: OwnerKind
       if (device) kind = 'device'
+      else if (holder) kind = 'hidden'
       else if (!configured) kind = 'unconfigured'
       else if (apm.has(apid) && aqm.has(apqi)) kind = 'host'
       else kind = 'free'
