@@ -15,6 +15,7 @@ import { JWT_ALGORITHMS } from './auth/jwt.js'
 import { loadBindings, RbacFileError } from './auth/roles.js'
 import { loadStaticTokens, TokensFileError } from './auth/static-tokens.js'
 import fs from 'node:fs'
+import { type LimitsConfig, parseRateLimit } from './auth/limits.js'
 
 /**
  * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
@@ -58,6 +59,8 @@ export interface ServiceConfig {
    * tokens, JWT verification, the roles file, and the explicit opt-out of authentication off loopback.
    */
   security: SecurityConfig
+  /** Per-subject limits (src/auth/limits.ts, docs/security.md (Limits)); 0 = off. */
+  limits: LimitsConfig
   /** Test hook for crash-safety tests: `point:n` kills the process (SIGKILL) at the n-th time a reconcile reaches `point`. */
   crashAt: { point: 'beforeBusWrite' | 'afterBusWrite' | 'beforeStatusWrite'; nth: number } | undefined
 }
@@ -221,6 +224,18 @@ export const SETTINGS = {
     def: '',
     help: 'allow a non-loopback listen address without authentication (every caller is admin; logged at every start); 1 or true',
   },
+  rateLimit: {
+    env: 'APMATRIX_RATE_LIMIT',
+    flag: 'rate-limit',
+    def: '0',
+    help: "changes per subject: 'N/s' (burst 2N) or 'N/s burst B'; 0 or off = no limit (docs/security.md (Limits))",
+  },
+  streamsPerSubject: {
+    env: 'APMATRIX_STREAMS_PER_SUBJECT',
+    flag: 'streams-per-subject',
+    def: '32',
+    help: 'open event streams (SSE and gRPC Watch together) per subject; 0 = no limit',
+  },
   crashAt: {
     env: 'APMATRIX_CRASH_AT',
     flag: 'crash-at',
@@ -364,6 +379,8 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
   const http = parseAddr(label('http'), get('http'))
   const grpc = parseAddr(label('grpc'), get('grpc'))
   const security = loadSecurity(get, label, [http.host, grpc.host])
+  const rate = parseRateLimit(get('rateLimit'))
+  if (!rate) throw new ConfigError(`${label('rateLimit')}: '${clip(get('rateLimit'), 60)}' is not 0, off, N/s or 'N/s burst B' (N 1..100000, B 1..1000000)`)
   return {
     databaseUrl,
     http,
@@ -387,6 +404,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
       bootIdFile: bootIdFile || undefined,
     },
     lockWaitMs: parseMs(label('lockWaitMs'), get('lockWaitMs'), 0, 600_000),
+    limits: { ...rate, streamsPerSubject: parseCount(label('streamsPerSubject'), get('streamsPerSubject'), 0, 100_000) },
     crashAt,
   }
 }

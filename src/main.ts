@@ -2,6 +2,7 @@
  * The composition root: the only place that constructs things. `startService` wires configuration,
  * store, hosts, reconciler, service and transports, and returns a handle that shuts them down in order.
  */
+import { SubjectLimits } from './auth/limits.js'
 import os from 'node:os'
 import { randomUUID } from 'node:crypto'
 import pino, { type Logger as PinoLogger } from 'pino'
@@ -174,6 +175,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     hub,
     readMaxStalenessMs: cfg.readMaxStalenessMs,
     drainDefault: { timeoutMs: cfg.drainTimeoutMs, onTimeout: cfg.drainOnTimeout },
+    limits: new SubjectLimits(cfg.limits),
   })
   for (const h of await service.syncHosts()) {
     log.info({ host: h.name, driver: h.driver, profile: h.profile, bootId: h.bootId }, 'host registered')

@@ -73,12 +73,15 @@ export class ApmatrixError extends Error {
   readonly code: ErrorCode
   readonly errno?: Errno
   readonly violations: Violation[]
-  constructor(code: ErrorCode, message: string, opts: { errno?: Errno; violations?: Violation[]; cause?: unknown } = {}) {
+  /** RATE_LIMITED: whole seconds the caller should wait before retrying (REST `Retry-After`, gRPC `retry-after`). */
+  readonly retryAfterSeconds?: number
+  constructor(code: ErrorCode, message: string, opts: { errno?: Errno; violations?: Violation[]; cause?: unknown; retryAfterSeconds?: number } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
     this.name = 'ApmatrixError'
     this.code = code
     this.errno = opts.errno
     this.violations = opts.violations ?? []
+    if (opts.retryAfterSeconds !== undefined) this.retryAfterSeconds = opts.retryAfterSeconds
   }
 }
 

@@ -9,6 +9,7 @@ import type { DrainPolicy } from '../domain/drain-policy.js'
 import type { EventHub } from '../events/hub.js'
 import type { HostRegistry, ReconcileTrigger } from '../hosts/managed-host.js'
 import type { Store } from '../store/index.js'
+import type { SubjectLimits } from '../auth/limits.js'
 import { DesiredState } from './desired-state.js'
 import { EmulatorControls } from './emulator-controls.js'
 import { EventWatch, type Watch, type WatchEndListener, type WatchInput, type WatchListener } from './event-watch.js'
@@ -65,6 +66,11 @@ export interface ApmatrixServiceOptions {
   readMaxStalenessMs?: number
   /** The reconciler's default drain policy, shown in the plans the service answers (default: 30 s, flush). */
   drainDefault?: DrainPolicy
+  /**
+   * Per-subject limits (src/auth/limits.ts): mutations (the mutation runner and the emulator controls) and
+   * open event watches of each authenticated subject. Absent: no limits.
+   */
+  limits?: SubjectLimits
 }
 
 /** The application service. All methods may throw ApmatrixError; UNAVAILABLE when the store or a host's bus is down. */
@@ -95,6 +101,7 @@ export class ApmatrixService {
       idempotencyTtlMs: opts.idempotencyTtlMs ?? 24 * 3600_000,
       cache: this.cache,
       ...(opts.drainDefault ? { drainDefault: opts.drainDefault } : {}),
+      ...(opts.limits ? { limits: opts.limits } : {}),
     })
     this.store = store
     this.hub = opts.hub
@@ -104,12 +111,15 @@ export class ApmatrixService {
     this.mdevs = new MatrixDevices(access, runner, this.cache)
     this.desired = new DesiredState(store, access, runner)
     this.interop = new Interop(this.mdevs, runner)
-    this.emulator = new EmulatorControls(store, access, this.hostOps, reconciler)
-    this.events = new EventWatch(opts.hub, (host, uuid) =>
-      store.mdevs.get(host, uuid).then(
-        (r) => r.owner,
-        () => undefined,
-      ),
+    this.emulator = new EmulatorControls(store, access, this.hostOps, reconciler, opts.limits)
+    this.events = new EventWatch(
+      opts.hub,
+      (host, uuid) =>
+        store.mdevs.get(host, uuid).then(
+          (r) => r.owner,
+          () => undefined,
+        ),
+      opts.limits,
     )
   }
 

@@ -13,6 +13,7 @@ import type { Hosts } from './hosts.js'
 import { fromSysfsError } from './sysfs-errors.js'
 import type { CallContext, HardwareInput, HostView } from './types.js'
 import { principalDetail } from './mutation-runner.js'
+import type { SubjectLimits } from '../auth/limits.js'
 
 type Emulator = NonNullable<ManagedHost['emulator']>
 type ErrnoOverrides = Parameters<typeof fromSysfsError>[1]
@@ -24,6 +25,7 @@ export class EmulatorControls {
     private readonly access: HostAccess,
     private readonly hosts: Hosts,
     private readonly reconciler: ReconcileTrigger,
+    private readonly limits?: SubjectLimits,
   ) {}
 
   /** Raw sysfs read as root would do it: the attribute text. Errno errors (ENOENT → NOT_FOUND, ...). */
@@ -94,6 +96,8 @@ export class EmulatorControls {
     fn: (e: Emulator) => Promise<void>,
     overrides?: ErrnoOverrides,
   ): Promise<void> {
+    // Limited like every mutation (auth/limits.ts): refused before the emulator is touched, not audited.
+    if (ctx.principal) this.limits?.takeMutation(ctx.principal.subject)
     let outcome = 'ok'
     try {
       await this.emulated(host, fn, overrides)

@@ -16,6 +16,7 @@ import { type LibvirtLifecycleName, toLibvirtEvent } from '../events/libvirt-lif
 import { authorize } from '../auth/authorize.js'
 import type { Principal } from '../auth/identity.js'
 import type { Resource } from '../auth/roles.js'
+import type { SubjectLimits } from '../auth/limits.js'
 
 /** How events are delivered: as stored (`apmatrix`), or only those libvirt has a name for, with it (`libvirt`). */
 export const WATCH_FORMATS = ['apmatrix', 'libvirt'] as const
@@ -87,17 +88,21 @@ export class EventWatch {
   constructor(
     private readonly hub: EventHub | undefined,
     private readonly ownerOf: OwnerLookup = async () => undefined,
+    private readonly limits?: SubjectLimits,
   ) {}
 
   /**
    * Opens a watch. INVALID_ARGUMENT (before anything is opened) for a malformed host, a filter with more
    * than {@link MAX_WATCH_NAMES} names or a name outside `[A-Za-z0-9._-]{1,64}`, a negative or unsafe
-   * `sinceSeq`, an unknown format; UNAVAILABLE when this server has no event hub.
+   * `sinceSeq`, an unknown format; UNAVAILABLE when this server has no event hub; RATE_LIMITED when the
+   * principal's subject already has its limit of open watches (auth/limits.ts; the slot is freed when the
+   * watch is closed or ends).
    */
   watch(input: WatchInput, onEvent: WatchListener, onEnd: WatchEndListener): Watch {
     const opts = checkWatch(input)
     const hub = this.hub
     if (!hub) throw new ApmatrixError('UNAVAILABLE', 'the event stream is not enabled on this server')
+    const release = input.principal && this.limits ? this.limits.openStream(input.principal.subject) : () => undefined
     const types = opts.types ? new Set(opts.types) : null
     const libvirt = opts.format === 'libvirt'
     let position = opts.sinceSeq ?? hub.lastSeq
@@ -125,31 +130,39 @@ export class EventWatch {
       }
       return authorize(principal, 'read', resource, { host: e.host, ...(owner !== undefined ? { owner } : {}) }) === 'allow'
     }
-    const unsubscribe = hub.subscribe(
-      {
-        ...(opts.sinceSeq !== undefined ? { sinceSeq: opts.sinceSeq } : {}),
-        ...(opts.host ? { host: opts.host } : {}),
-        ...(opts.kinds ? { kinds: opts.kinds } : {}),
-      },
-      (e) => {
-        if (closed) return
-        position = e.seq
-        if (types && !types.has(e.type)) return
-        if (!principal) return deliver(e)
-        return permitted(e).then((ok) => (ok && !closed ? deliver(e) : undefined))
-      },
-      (err) => {
-        if (closed) return
-        closed = true
-        onEnd(err)
-      },
-    )
+    let unsubscribe: () => void
+    try {
+      unsubscribe = hub.subscribe(
+        {
+          ...(opts.sinceSeq !== undefined ? { sinceSeq: opts.sinceSeq } : {}),
+          ...(opts.host ? { host: opts.host } : {}),
+          ...(opts.kinds ? { kinds: opts.kinds } : {}),
+        },
+        (e) => {
+          if (closed) return
+          position = e.seq
+          if (types && !types.has(e.type)) return
+          if (!principal) return deliver(e)
+          return permitted(e).then((ok) => (ok && !closed ? deliver(e) : undefined))
+        },
+        (err) => {
+          if (closed) return
+          closed = true
+          release()
+          onEnd(err)
+        },
+      )
+    } catch (e) {
+      release()
+      throw e
+    }
     return {
       get position() {
         return position
       },
       close() {
         closed = true
+        release()
         unsubscribe()
       },
     }

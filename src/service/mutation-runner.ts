@@ -24,6 +24,7 @@ import type { DrainPolicy } from '../domain/drain-policy.js'
 import { requestHash } from './request-hash.js'
 import type { CallContext, Mutation, PlanAnswer } from './types.js'
 import { redactForeign, tenantLimit } from './tenancy.js'
+import type { SubjectLimits } from '../auth/limits.js'
 
 /** What an operation makes of the current state: the state after it, and how to store it. */
 export interface Prepared<T> {
@@ -61,6 +62,8 @@ export interface MutationRunnerOptions {
   cache?: ReadCache
   /** The reconciler's default drain policy, shown in plans (default: 30 s, flush). */
   drainDefault?: DrainPolicy
+  /** Per-subject limits: every run (dry runs too) takes one mutation of the caller's subject first. */
+  limits?: SubjectLimits
 }
 
 /** Runs mutating operations; see the file comment. */
@@ -74,10 +77,13 @@ export class MutationRunner {
 
   /**
    * Runs `op` for the caller `ctx`. Throws the operation's refusal (audited), CONFLICT for an
-   * idempotency key reused with another request, NOT_FOUND for an unknown host, UNAVAILABLE.
+   * idempotency key reused with another request, NOT_FOUND for an unknown host, UNAVAILABLE; RATE_LIMITED
+   * (before anything is read or stored, not audited: a flood must not become a flood of audit writes) when
+   * the caller's subject has used its mutations (auth/limits.ts).
    */
   async run<T>(ctx: CallContext, op: Operation<T>): Promise<Mutation<T>> {
     const { store, access, reconciler } = this.opts
+    if (ctx.principal) this.opts.limits?.takeMutation(ctx.principal.subject)
     const h = access.managed(op.host)
     const actor = ctx.actor ?? 'anonymous'
     const [observed, guests] = await Promise.all([access.observe(h), h.guests()])

@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import type { Test } from 'tap'
+import type { SubjectLimits } from '../../src/auth/limits.js'
 import { Authenticator } from '../../src/auth/authenticator.js'
 import type { Principal } from '../../src/auth/identity.js'
 import { parseBindings } from '../../src/auth/roles.js'
@@ -60,8 +61,9 @@ export interface SecuredFixture extends ServiceFixture {
   headersOf(s: Subject): Record<string, string>
 }
 
-export async function securedFixture(t: Test, db: TestDatabase): Promise<SecuredFixture> {
-  const fx = await serviceFixture(t, db)
+/** Builds the fixture; `limits`: per-subject limits of the service (default none). */
+export async function securedFixture(t: Test, db: TestDatabase, opts: { limits?: SubjectLimits } = {}): Promise<SecuredFixture> {
+  const fx = await serviceFixture(t, db, 'demo', opts.limits ? { limits: opts.limits } : {})
   const tokens = SUBJECTS.filter((s) => s !== 'anonymous')
     .map((s) => `${s}:${tokenDigest(tokenOf(s))}`)
     .join('\n')

@@ -3,6 +3,7 @@
  * `local` (demo profile, virtual time), and a ReconcileTrigger stub that records enqueues (the
  * reconciler itself is tested elsewhere).
  */
+import type { SubjectLimits } from '../../src/auth/limits.js'
 import type { Test } from 'tap'
 import { EventHub, type EventHubOptions } from '../../src/events/hub.js'
 import { StaticHostRegistry } from '../../src/hosts/managed-host.js'
@@ -27,7 +28,7 @@ export async function serviceFixture(
   t: Test,
   db: TestDatabase,
   profile = 'demo',
-  opts: { hub?: Omit<EventHubOptions, 'source'> } = {},
+  opts: { hub?: Omit<EventHubOptions, 'source'>; limits?: SubjectLimits } = {},
 ): Promise<ServiceFixture> {
   const store = await openStore(t, db)
   const host = new LocalEmulatedHost({ name: 'local', profile, realtime: false })
@@ -35,7 +36,13 @@ export async function serviceFixture(
   const hub = new EventHub({ source: store.events, pollIntervalMs: 20, ...opts.hub })
   t.teardown(() => hub.close())
   const enqueued: string[] = []
-  const service = new ApmatrixService({ store, hosts: new StaticHostRegistry([host]), reconciler: { enqueue: (h) => void enqueued.push(h) }, hub })
+  const service = new ApmatrixService({
+    store,
+    hosts: new StaticHostRegistry([host]),
+    reconciler: { enqueue: (h) => void enqueued.push(h) },
+    hub,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  })
   await service.syncHosts()
   // Started after the first contact: a watch "from now" begins after the MasksAdopted event.
   await hub.start()

@@ -43,11 +43,18 @@ export function toGrpcError(err: unknown, requestId: string, internal?: (err: un
   if (err instanceof ApmatrixError) {
     md.set('code', err.code)
     if (err.errno) md.set('errno', err.errno)
+    if (err.retryAfterSeconds !== undefined) md.set('retry-after', String(err.retryAfterSeconds))
     if (err.violations.length) {
       md.set('violations', boundedJson(err.violations))
       md.set('violations-bin', encodeViolations(err.violations))
     }
-    return status(GRPC_STATUS[err.code] ?? grpc.status.INTERNAL, err.message, md, { reason: err.code, requestId, errno: err.errno, violations: err.violations })
+    return status(GRPC_STATUS[err.code] ?? grpc.status.INTERNAL, err.message, md, {
+      reason: err.code,
+      requestId,
+      errno: err.errno,
+      ...(err.retryAfterSeconds !== undefined ? { retryAfter: String(err.retryAfterSeconds) } : {}),
+      violations: err.violations,
+    })
   }
   if (err instanceof SubscriptionLagError) {
     md.set('code', 'RATE_LIMITED')
@@ -74,6 +81,8 @@ interface Rich {
   requestId: string
   errno?: string
   resumeSeq?: string
+  /** RATE_LIMITED: seconds to wait (also the `retry-after` trailer). */
+  retryAfter?: string
   violations?: readonly Violation[]
 }
 
@@ -88,7 +97,7 @@ function status(code: grpc.status, details: string, metadata: grpc.Metadata, ric
       grpcCode: code,
       message: safe,
       reason: rich.reason,
-      metadata: { errno: rich.errno, requestId: rich.requestId, resumeSeq: rich.resumeSeq },
+      metadata: { errno: rich.errno, requestId: rich.requestId, resumeSeq: rich.resumeSeq, retryAfter: rich.retryAfter },
       violations: rich.violations,
     }),
   )

@@ -28,7 +28,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   UNAVAILABLE: 503,
 }
 
-/** Seconds a client should wait before retrying a 503. */
+/** Seconds a client should wait before retrying a 503 (or a 429 whose error does not say). */
 export const RETRY_AFTER_SECONDS = 1
 
 const TITLES: Record<number, string> = {
@@ -118,9 +118,9 @@ function problem(status: number, code: string, detail: string, requestId: string
   }
 }
 
-/** Sends a problem (with Retry-After on 503). */
-export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
-  if (p.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+/** Sends a problem (with Retry-After on 503 and 429; `retryAfterSeconds` when the error says how long). */
+export function sendProblem(reply: FastifyReply, p: Problem, retryAfterSeconds?: number): FastifyReply {
+  if (p.status === 503 || p.status === 429) reply.header('retry-after', String(retryAfterSeconds ?? RETRY_AFTER_SECONDS))
   return reply.code(p.status).type('application/problem+json').send(JSON.stringify(p))
 }
 
@@ -129,7 +129,7 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
   const p = toProblem(err, req.id)
   if (p.status >= 500 && p.status !== 503) req.log.error({ err }, 'request failed')
   else req.log.info({ code: p.code, status: p.status }, p.detail)
-  return sendProblem(reply, p)
+  return sendProblem(reply, p, err instanceof ApmatrixError ? err.retryAfterSeconds : undefined)
 }
 
 /** Headers every answer carries, also the ones sent before routing (framework and client errors). */
