@@ -266,17 +266,11 @@ async function benchList(b: BenchService, client: LoadClient): Promise<ListFigur
   }
 }
 
-function printList(g: ListFigures): void {
-  const mean = (rs: LoadResult[]) => rs.reduce((a, r) => a + rps(r), 0) / rs.length
-  const bare = mean(g.bare)
-  const svc = mean(g.service)
-  console.log(
-    `\n1b. LIST of ${g.devices} matrix devices (${fmtInt(g.bodyBytes)} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
-  )
-  const rows = [['target', 'req/s (mean)', 'rounds', 'p50', 'p99', 'errors']]
-  const row = (name: string, rs: LoadResult[], m: number) => [
+/** One row of a load table: target, mean req/s, each round's req/s, median p50, worst p99, errors. */
+function loadRow(name: string, rs: LoadResult[], mean: number): string[] {
+  return [
     name,
-    fmtInt(m),
+    fmtInt(mean),
     rs.map((r) => fmtInt(rps(r))).join(' / '),
     fmtMs(
       percentile(
@@ -287,6 +281,17 @@ function printList(g: ListFigures): void {
     fmtMs(Math.max(...rs.map((r) => r.p99Ms))),
     String(rs.reduce((a, r) => a + r.errors, 0)),
   ]
+}
+
+function printList(g: ListFigures): void {
+  const mean = (rs: LoadResult[]) => rs.reduce((a, r) => a + rps(r), 0) / rs.length
+  const bare = mean(g.bare)
+  const svc = mean(g.service)
+  console.log(
+    `\n1b. LIST of ${g.devices} matrix devices (${fmtInt(g.bodyBytes)} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
+  )
+  const rows = [['target', 'req/s (mean)', 'rounds', 'p50', 'p99', 'errors']]
+  const row = (name: string, rs: LoadResult[], m: number) => loadRow(name, rs, m)
   rows.push(row('bare fastify route, same JSON', g.bare, bare))
   rows.push(row(`apmatrix GET /v1/hosts/local/mdevs?limit=${g.devices}`, g.service, svc))
   printTable(rows)
@@ -715,19 +720,7 @@ function printGet(g: GetFigures): void {
     `\n1. GET one matrix device (${g.bodyBytes} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
   )
   const rows = [['target', 'req/s (mean)', 'rounds', 'p50', 'p99', 'errors']]
-  const row = (name: string, rs: LoadResult[], m: number) => [
-    name,
-    fmtInt(m),
-    rs.map((r) => fmtInt(rps(r))).join(' / '),
-    fmtMs(
-      percentile(
-        rs.map((r) => r.p50Ms),
-        50,
-      ),
-    ),
-    fmtMs(Math.max(...rs.map((r) => r.p99Ms))),
-    String(rs.reduce((a, r) => a + r.errors, 0)),
-  ]
+  const row = (name: string, rs: LoadResult[], m: number) => loadRow(name, rs, m)
   rows.push(row('bare fastify route, same JSON', g.bare, bare))
   rows.push(row('apmatrix GET /v1/hosts/local/mdevs/{uuid}', g.service, svc))
   rows.push(['store.mdevs.get alone (in process, no HTTP, one per event-loop turn)', fmtInt(g.storeGetPerSec), '', '', '', ''])

@@ -33,27 +33,24 @@ export class Hosts {
         if (outcome === 'unchanged') return
         if (outcome === 'refreshed') {
           // Adopted masks that the host changed since: stored again, and said so (read caches of other replicas).
-          await tx.events.append({
-            host: h.name,
-            kind: 'masks',
-            name: 'masks',
-            type: 'MasksAdopted',
-            actor: 'apmatrix',
-            message: `the host's masks changed (apmask ${record.apmask}, aqmask ${record.aqmask}) before a desired state was given: adopted again`,
-            data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation, resourceVersion: record.resourceVersion },
-          })
+          await tx.events.append(
+            adopted(h.name, `the host's masks changed (apmask ${record.apmask}, aqmask ${record.aqmask}) before a desired state was given: adopted again`, {
+              apmask: record.apmask,
+              aqmask: record.aqmask,
+              generation: record.generation,
+              resourceVersion: record.resourceVersion,
+            }),
+          )
           return
         }
         const foreign = observed.mdevs.length
-        await tx.events.append({
-          host: h.name,
-          kind: 'masks',
-          name: 'masks',
-          type: 'MasksAdopted',
-          actor: 'apmatrix',
-          message: `first contact with ${h.name}: its masks (apmask ${record.apmask}, aqmask ${record.aqmask}) are adopted as the desired ones; ${foreign} matrix device${foreign === 1 ? '' : 's'} on the bus left as ${foreign === 1 ? 'it is' : 'they are'}; nothing is written to the host until a desired state is given`,
-          data: { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation, foreignMdevs: observed.mdevs.map((m) => m.uuid) },
-        })
+        await tx.events.append(
+          adopted(
+            h.name,
+            `first contact with ${h.name}: its masks (apmask ${record.apmask}, aqmask ${record.aqmask}) are adopted as the desired ones; ${foreign} matrix device${foreign === 1 ? '' : 's'} on the bus left as ${foreign === 1 ? 'it is' : 'they are'}; nothing is written to the host until a desired state is given`,
+            { apmask: record.apmask, aqmask: record.aqmask, generation: record.generation, foreignMdevs: observed.mdevs.map((m) => m.uuid) },
+          ),
+        )
       })
       out.push(await this.getHost(h.name))
     }
@@ -112,4 +109,9 @@ export class Hosts {
     })
     return observed
   }
+}
+
+/** The `MasksAdopted` event of a host (first contact, or adopted masks the host changed since). */
+function adopted(host: string, message: string, data: Record<string, unknown>) {
+  return { host, kind: 'masks', name: 'masks', type: 'MasksAdopted', actor: 'apmatrix', message, data }
 }
