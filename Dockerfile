@@ -33,6 +33,10 @@ ENV NODE_ENV=production \
     APMATRIX_GRPC_ADDR=0.0.0.0:50051 \
     DATABASE_URL=file:./data/apmatrix.db
 WORKDIR /app
+# openssl: docker-compose.yml's one-shot `certs` service makes the certificates with this image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build --chown=root:root /out/ /app/
 # The `node` user (uid 1000) of the base image owns only the SQLite data folder; code stays root-owned.
 RUN mkdir -p /app/data && chown node:node /app/data

@@ -1,13 +1,16 @@
 /**
- * The goal table of issue 8 §8: the suites of `npm run bench` record the figures they measure here, and
+ * The goal table (issue 8 §8, with the security figures of issue 9 §6 and the console's of issue 10 §5): the suites of `npm run bench` record the figures they measure here, and
  * bench/run.ts prints one summary table at the end of the run (figure | measured | baseline | ratio | goal |
  * met/MISSED). A goal whose suite did not run (or did not reach the measurement) is printed as not measured,
  * never as met. Figures only: the run never fails on a missed goal (style.md habit 6).
  */
-import { printTable } from './http-load-helpers.js'
+import { fmtInt, fmtMs, printTable } from './http-load-helpers.js'
 
-/** How a goal compares: a ratio to a same-run baseline (higher is better) or a time bound (lower is better). */
-type GoalKind = { kind: 'ratio'; atLeast: number } | { kind: 'ms'; below: number }
+/**
+ * How a goal compares: a ratio to a same-run baseline (higher is better), the time per operation added to a
+ * same-run baseline's (`baseline / measured − 1` of two rates, lower is better), or a time bound (lower is better).
+ */
+type GoalKind = { kind: 'ratio'; atLeast: number } | { kind: 'added'; below: number } | { kind: 'ms'; below: number }
 
 /** One row of the issue's table. */
 interface GoalDef {
@@ -30,6 +33,9 @@ export type GoalId =
   | 'full-loop-stall'
   | 'full-healthz-p99'
   | 'small-host-p99'
+  | 'rest-get-auth'
+  | 'grpc-get-auth'
+  | 'console-longest-frame'
 
 const GOALS: readonly GoalDef[] = [
   { id: 'rest-get', figure: 'REST GET one matrix device vs bare fastify route, same JSON (req/s)', suite: 'service', goal: { kind: 'ratio', atLeast: 0.6 } },
@@ -52,6 +58,19 @@ const GOALS: readonly GoalDef[] = [
     suite: 'writes',
     goal: { kind: 'ms', below: 100 },
   },
+  {
+    id: 'rest-get-auth',
+    figure: 'REST GET one matrix device, https + JWT (ES256) vs the same service over https without auth (server CPU per read)',
+    suite: 'security',
+    goal: { kind: 'added', below: 0.2 },
+  },
+  {
+    id: 'grpc-get-auth',
+    figure: 'gRPC GetMdev, TLS + JWT (ES256) vs the same service over TLS without auth (server CPU per call)',
+    suite: 'security',
+    goal: { kind: 'added', below: 0.2 },
+  },
+  { id: 'console-longest-frame', figure: 'console on full: longest frame while 50 events/s arrive', suite: 'console', goal: { kind: 'ms', below: 100 } },
 ]
 
 /** What a suite measured for one goal. */
@@ -78,44 +97,44 @@ export function recordedGoals(): ReadonlyMap<GoalId, GoalFigure> {
   return recorded
 }
 
-const fmtNum = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2))
-const fmtMs = (ms: number) => (Number.isNaN(ms) ? 'n/a' : ms >= 100 ? `${Math.round(ms).toLocaleString('en-US')} ms` : `${ms.toFixed(2)} ms`)
+const fmtNum = (n: number) => (n >= 100 ? fmtInt(n) : n.toFixed(2))
+const goalText = (g: GoalKind) => (g.kind === 'ratio' ? `>= ${g.atLeast}x` : g.kind === 'added' ? `< +${Math.round(g.below * 100)}% time` : `< ${g.below} ms`)
 
 /**
  * Prints the goal table: every goal of the issue, measured or not. `suitesRun` names the suites of this
  * run, to tell "not run" from "run but not measured" (a phase failed or was skipped).
  */
 export function printGoalTable(suitesRun: readonly string[]): void {
-  console.log('\n== goals (issue 8 §8): each ratio against a baseline measured in the same run ==')
+  console.log('\n== goals (issue 8 §8, issue 9 §6, issue 10 §5): each ratio against a baseline measured in the same run ==')
   const rows = [['figure', 'measured', 'baseline (same run)', 'ratio', 'goal', 'met?']]
   const notes: string[] = []
   let met = 0
   let missed = 0
   for (const g of GOALS) {
     const f = recorded.get(g.id)
-    const goalText = g.goal.kind === 'ratio' ? `>= ${g.goal.atLeast}x` : `< ${g.goal.below} ms`
     if (!f || Number.isNaN(f.measured)) {
       // Not run, a phase skipped (APMATRIX_BENCH_*_PHASES), or a measurement that failed or timed out.
-      rows.push([g.figure, suitesRun.includes(g.suite) ? 'NOT MEASURED' : `not run (suite ${g.suite})`, '', '', goalText, '-'])
+      rows.push([g.figure, suitesRun.includes(g.suite) ? 'NOT MEASURED' : `not run (suite ${g.suite})`, '', '', goalText(g.goal), '-'])
       if (f?.note) notes.push(`${g.id}: ${f.note}`)
       continue
     }
     let ok: boolean
-    if (g.goal.kind === 'ratio') {
+    if (g.goal.kind === 'ms') {
+      ok = f.measured < g.goal.below
+      rows.push([g.figure, fmtMs(f.measured), '', '', goalText(g.goal), ok ? 'met' : 'MISSED'])
+    } else {
       const ratio = f.baseline ? f.measured / f.baseline : NaN
-      ok = ratio >= g.goal.atLeast
+      const more = 1 / ratio - 1
+      ok = g.goal.kind === 'ratio' ? ratio >= g.goal.atLeast : more < g.goal.below
       const unit = f.unit ? ` ${f.unit}` : ''
       rows.push([
         g.figure,
         `${fmtNum(f.measured)}${unit}`,
         f.baseline === undefined ? 'n/a' : `${fmtNum(f.baseline)}${unit}`,
-        ratio.toFixed(3),
-        goalText,
+        g.goal.kind === 'ratio' ? ratio.toFixed(3) : `${ratio.toFixed(3)} (${more >= 0 ? '+' : ''}${(more * 100).toFixed(1)}% time)`,
+        goalText(g.goal),
         ok ? 'met' : 'MISSED',
       ])
-    } else {
-      ok = f.measured < g.goal.below
-      rows.push([g.figure, fmtMs(f.measured), '', '', goalText, ok ? 'met' : 'MISSED'])
     }
     if (ok) met++
     else missed++

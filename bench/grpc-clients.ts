@@ -11,12 +11,44 @@ import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 import * as grpc from '@grpc/grpc-js'
 import { loadApiProto } from '../src/transport/grpc/proto.js'
+import { threadCpuMs } from './http-load-helpers.js'
 
 /** Wall clock in ms with sub-ms precision, comparable across threads (both use the epoch). */
 export const epochMs = (): number => performance.timeOrigin + performance.now()
 
+/**
+ * How a client reaches a server: TLS trusting `rootCert` (PEM) when set, else plaintext; `serverName`: the
+ * name the server's certificate is checked against (default the target's host); `metadata` sent with every call.
+ */
+export interface GrpcConn {
+  rootCert?: Uint8Array
+  serverName?: string
+  metadata?: Record<string, string>
+}
+
+function grpcClient(target: string, c: GrpcConn): grpc.Client {
+  const creds = c.rootCert ? grpc.credentials.createSsl(Buffer.from(c.rootCert)) : grpc.credentials.createInsecure()
+  return new grpc.Client(target, creds, c.serverName ? { 'grpc.ssl_target_name_override': c.serverName } : {})
+}
+
+function callMetadata(c: GrpcConn): grpc.Metadata {
+  const md = new grpc.Metadata()
+  for (const [k, v] of Object.entries(c.metadata ?? {})) md.set(k, v)
+  return md
+}
+
+const raw = (b: Buffer): Buffer => b
+
+/** One unary call of `path` with request bytes `req`; resolves to the reply bytes (a fresh channel, closed after). */
+export function rawUnary(target: string, path: string, req: Buffer, conn: GrpcConn = {}): Promise<Buffer> {
+  const c = grpcClient(target, conn)
+  return new Promise<Buffer>((resolve, reject) => {
+    c.makeUnaryRequest(path, raw, raw, req, callMetadata(conn), (err, res) => (err ? reject(err) : resolve(res!)))
+  }).finally(() => c.close())
+}
+
 /** A unary load job: `concurrency` calls in flight, spread over `channels` channels, for `durationS`. */
-export interface UnaryLoadJob {
+export interface UnaryLoadJob extends GrpcConn {
   kind: 'grpc-unary-load'
   target: string
   /** Full method path, e.g. `/apmatrix.v1.MdevService/GetMdev`. */
@@ -36,6 +68,8 @@ export interface UnaryLoadResult {
   seconds: number
   replyBytes: number
   latencies: Float64Array
+  /** CPU time of the client's thread (its own: start-up and warm-up included), ms. */
+  clientCpuMs: number
 }
 
 /** Runs `job` in a fresh worker thread. */
@@ -48,10 +82,8 @@ export function runUnaryLoad(job: Omit<UnaryLoadJob, 'kind'>): Promise<UnaryLoad
   })
 }
 
-const raw = (b: Buffer): Buffer => b
-
 async function unaryLoad(job: UnaryLoadJob): Promise<UnaryLoadResult> {
-  const clients = Array.from({ length: job.channels }, () => new grpc.Client(job.target, grpc.credentials.createInsecure()))
+  const clients = Array.from({ length: job.channels }, () => grpcClient(job.target, job))
   const req = Buffer.from(job.request)
   const lat: number[] = []
   let calls = 0
@@ -63,7 +95,8 @@ async function unaryLoad(job: UnaryLoadJob): Promise<UnaryLoadResult> {
   const one = (c: grpc.Client): Promise<void> =>
     new Promise((resolve) => {
       const t0 = performance.now()
-      c.makeUnaryRequest(job.path, raw, raw, req, (err, res) => {
+      // Metadata of its own per call, as a real client sends it (the same for every target).
+      c.makeUnaryRequest(job.path, raw, raw, req, callMetadata(job), (err, res) => {
         if (measuring) {
           if (err) {
             errors++
@@ -93,7 +126,7 @@ async function unaryLoad(job: UnaryLoadJob): Promise<UnaryLoadResult> {
   clearTimeout(warm)
   const seconds = (performance.now() - t0) / 1000
   for (const c of clients) c.close()
-  return { calls, errors, firstError, seconds, replyBytes, latencies: Float64Array.from(lat) }
+  return { calls, errors, firstError, seconds, replyBytes, latencies: Float64Array.from(lat), clientCpuMs: threadCpuMs() }
 }
 
 /** A pool of watchers of one transport; every event received carries `data.n` (bench event number). */

@@ -15,12 +15,11 @@
  * APMATRIX_BENCH_WATCHERS (default 1000).
  */
 import { setTimeout as sleep } from 'node:timers/promises'
-import * as grpc from '@grpc/grpc-js'
 import type { RunningService } from '../src/main.js'
-import { loadApiProto } from '../src/transport/grpc/proto.js'
-import { epochMs, runUnaryLoad, WatcherPool, type UnaryLoadResult } from './grpc-clients.js'
+import { GET_MDEV_PATH, getMdevCodec, startBareGetMdev } from './baselines.js'
+import { epochMs, rawUnary, runUnaryLoad, WatcherPool, type UnaryLoadResult } from './grpc-clients.js'
 import { recordGoal } from './goals.js'
-import { printTable } from './http-load-helpers.js'
+import { fmtInt, fmtMs, printTable } from './http-load-helpers.js'
 import { benchUuid, callJson, expectStatus, findMdev, isReady, startBenchService, waitUntil } from './service-helpers.js'
 import type { BenchSuite } from './suite.js'
 
@@ -31,7 +30,6 @@ const LOAD_S = 3
 const WARMUP_S = 1
 /** Rounds per target, alternating bare/service so drift in machine load hits both alike. */
 const ROUNDS = 2
-const GET_PATH = '/apmatrix.v1.MdevService/GetMdev'
 /** Watch channels per pool (watchers spread evenly over them). */
 const WATCH_CHANNELS = 8
 /** Events timed per write path. */
@@ -42,9 +40,6 @@ const JITTER_MS = 100
 /** The hub's poll period in the service (src/events/hub.ts default; src/main.ts passes none). */
 const HUB_POLL_MS = 100
 const EVENT_KIND = 'bench'
-
-const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US')
-const fmtMs = (ms: number) => (Number.isNaN(ms) ? 'n/a' : ms >= 100 ? `${fmtInt(ms)} ms` : `${ms.toFixed(2)} ms`)
 
 /** p-th percentile of an ascending array (nearest rank). */
 function pct(sorted: ArrayLike<number>, p: number): number {
@@ -68,25 +63,6 @@ function watcherCount(): number {
 }
 
 // ---- 1. GetMdev against a bare grpc-js handler ---------------------------------------------------
-
-interface MethodCodec {
-  requestSerialize(v: unknown): Buffer
-  responseSerialize(v: unknown): Buffer
-  responseDeserialize(b: Buffer): unknown
-}
-
-function rawUnary(target: string, path: string, req: Buffer): Promise<Buffer> {
-  const c = new grpc.Client(target, grpc.credentials.createInsecure())
-  return new Promise<Buffer>((resolve, reject) => {
-    c.makeUnaryRequest(
-      path,
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      req,
-      (err, res) => (err ? reject(err) : resolve(res!)),
-    )
-  }).finally(() => c.close())
-}
 
 /** Frees the demo adapters from the host drivers (B-21: `0x` clears the mask) so a device can hold one. */
 async function freeAdapters(svc: RunningService): Promise<void> {
@@ -147,25 +123,16 @@ async function benchUnary(svc: RunningService): Promise<UnaryFigures> {
   )
   if (!ready.ok) throw new Error(`${uuid} did not become Ready`)
 
-  const { definition, v1 } = loadApiProto()
-  const codec = (definition['apmatrix.v1.MdevService'] as unknown as Record<string, MethodCodec>).GetMdev!
-  const request = codec.requestSerialize({ host: HOST, uuid })
-  const reply = await rawUnary(svc.grpcAddr, GET_PATH, request)
+  const request = getMdevCodec().requestSerialize({ host: HOST, uuid })
+  const reply = await rawUnary(svc.grpcAddr, GET_MDEV_PATH, request)
 
   // The baseline: the same proto, a handler answering the decoded reply with nothing behind it.
-  const fixed = codec.responseDeserialize(reply)
-  const bare = new grpc.Server()
-  bare.addService(v1.MdevService.service, {
-    GetMdev: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, fixed),
-  } as unknown as grpc.UntypedServiceImplementation)
-  const port = await new Promise<number>((resolve, reject) =>
-    bare.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  )
-  const bareTarget = `127.0.0.1:${port}`
+  const bare = await startBareGetMdev(reply)
+  const bareTarget = bare.base
   try {
-    const check = await rawUnary(bareTarget, GET_PATH, request)
+    const check = await rawUnary(bareTarget, GET_MDEV_PATH, request)
     if (!check.equals(reply)) throw new Error('bare server does not answer the same bytes')
-    const job = { path: GET_PATH, request, concurrency: CONCURRENCY, channels: CHANNELS, durationS: LOAD_S, warmupS: WARMUP_S }
+    const job = { path: GET_MDEV_PATH, request, concurrency: CONCURRENCY, channels: CHANNELS, durationS: LOAD_S, warmupS: WARMUP_S }
     const out: UnaryFigures = { bare: [], service: [], replyBytes: reply.length, storeGetPerSec: 0, storeGetSpreadPerSec: 0 }
     for (let r = 0; r < ROUNDS; r++) {
       out.bare.push(await runUnaryLoad({ ...job, target: bareTarget }))
@@ -175,7 +142,7 @@ async function benchUnary(svc: RunningService): Promise<UnaryFigures> {
     out.storeGetSpreadPerSec = await storeGetRate(svc, uuid, 2000, true)
     return out
   } finally {
-    bare.forceShutdown()
+    await bare.close()
     await callJson(svc.httpUrl, 'DELETE', `/v1/hosts/${HOST}/mdevs/${uuid}`)
     await waitUntil(svc, async () => (await findMdev(svc, HOST, uuid)) === undefined, { timeoutMs: 30_000 })
   }

@@ -7,7 +7,9 @@
  * Workers run this same file. Also a small table printer and percentiles.
  */
 import { execFile } from 'node:child_process'
+import fs from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 
@@ -23,9 +25,38 @@ export interface LoadResult {
   errors: number
   p50Ms: number
   p99Ms: number
+  /** CPU time of the client's thread when it ran in this process (the node worker, start-up included), ms; 0 for wrk (a process of its own). */
+  clientCpuMs: number
 }
 
-export interface LoadOptions {
+/** Linux's USER_HZ: /proc reports thread CPU times in these ticks. */
+const CLOCK_TICKS_PER_S = 100
+
+/**
+ * CPU time (user + system) the calling thread has used, ms, from /proc/thread-self (10 ms resolution); 0 where
+ * there is no such file. A client thread reports it so that its work can be told from a server's in the same process.
+ */
+export function threadCpuMs(): number {
+  try {
+    const stat = fs.readFileSync('/proc/thread-self/stat', 'utf8')
+    // Fields after the parenthesised command name, from field 3 (state): utime is field 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S
+  } catch {
+    return 0
+  }
+}
+
+/**
+ * What a client presents to a secured server: the CA (PEM) that signed an https server's certificate, and
+ * headers sent with every request (e.g. `authorization: Bearer ...`).
+ */
+export interface ClientAuth {
+  ca?: string
+  headers?: Record<string, string>
+}
+
+export interface LoadOptions extends ClientAuth {
   concurrency: number
   durationS: number
   /** Force a client; default: `wrk` when installed, else `node`. */
@@ -69,7 +100,9 @@ function wrkDuration(text: string): number {
 }
 
 function wrkLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
-  const args = ['-t1', `-c${opts.concurrency}`, `-d${opts.durationS}s`, '--latency', url]
+  // wrk does not verify server certificates: `ca` is not needed on this path.
+  const headers = Object.entries(opts.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`])
+  const args = ['-t1', `-c${opts.concurrency}`, `-d${opts.durationS}s`, '--latency', ...headers, url]
   return new Promise((resolve, reject) => {
     // Asynchronous on purpose: the server under test runs on this process's event loop.
     execFile('wrk', args, { timeout: (opts.durationS + 30) * 1000 }, (err, stdout) => {
@@ -88,12 +121,13 @@ function wrkLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
         errors: non2xx + sockErrors,
         p50Ms: wrkDuration(p50[1]!),
         p99Ms: wrkDuration(p99[1]!),
+        clientCpuMs: 0,
       })
     })
   })
 }
 
-interface WorkerJob {
+interface WorkerJob extends ClientAuth {
   kind: 'apmatrix-http-load'
   url: string
   concurrency: number
@@ -101,7 +135,7 @@ interface WorkerJob {
 }
 
 function nodeLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
-  const job: WorkerJob = { kind: 'apmatrix-http-load', url, concurrency: opts.concurrency, durationS: opts.durationS }
+  const job: WorkerJob = { kind: 'apmatrix-http-load', url, concurrency: opts.concurrency, durationS: opts.durationS, ca: opts.ca, headers: opts.headers }
   return new Promise((resolve, reject) => {
     const w = new Worker(fileURLToPath(import.meta.url), { workerData: job })
     w.once('message', (r: LoadResult) => resolve(r))
@@ -112,16 +146,20 @@ function nodeLoad(url: string, opts: LoadOptions): Promise<LoadResult> {
   })
 }
 
-/** The worker side: `concurrency` request loops over one keep-alive agent until the deadline. */
+/** The worker side: `concurrency` request loops over one keep-alive agent (http, or https with `ca`) until the deadline. */
 async function runNodeLoad(job: WorkerJob): Promise<LoadResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: job.concurrency })
   const target = new URL(job.url)
+  const tls = target.protocol === 'https:'
+  const agent = tls
+    ? new https.Agent({ keepAlive: true, maxSockets: job.concurrency, ca: job.ca })
+    : new http.Agent({ keepAlive: true, maxSockets: job.concurrency })
+  const get = tls ? https.get : http.get
   const latencies: number[] = []
   let errors = 0
   const once = (): Promise<void> =>
     new Promise((resolve) => {
       const t0 = performance.now()
-      const req = http.get({ host: target.hostname, port: target.port, path: target.pathname + target.search, agent }, (res) => {
+      const req = get({ host: target.hostname, port: target.port, path: target.pathname + target.search, agent, headers: job.headers }, (res) => {
         res.on('data', () => {})
         res.on('end', () => {
           latencies.push(performance.now() - t0)
@@ -143,7 +181,16 @@ async function runNodeLoad(job: WorkerJob): Promise<LoadResult> {
   )
   const seconds = (performance.now() - start) / 1000
   agent.destroy()
-  return { client: 'node', requests: latencies.length, seconds, errors, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }
+  return {
+    client: 'node',
+    requests: latencies.length,
+    seconds,
+    errors,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    // The thread is this run's alone: its whole CPU time, start-up included.
+    clientCpuMs: threadCpuMs(),
+  }
 }
 
 /** One call timed by the client thread; times are epoch milliseconds (`performance.timeOrigin + now()`). */
@@ -493,6 +540,32 @@ const job = isMainThread ? undefined : (workerData as WorkerJob | PollJob | { ki
 if (job?.kind === 'apmatrix-http-load') parentPort!.postMessage(await runNodeLoad(job))
 if (job?.kind === 'apmatrix-rest-client') serveRestClient()
 if (job?.kind === 'apmatrix-poller') runPoller(job)
+
+/** An integer with thousands separators. */
+export const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US')
+
+/** Milliseconds: two decimals below 100 ms, whole above; `n/a` for NaN. */
+export const fmtMs = (ms: number): string => (Number.isNaN(ms) ? 'n/a' : ms >= 100 ? `${fmtInt(ms)} ms` : `${ms.toFixed(2)} ms`)
+
+/** One row of a load table: target, mean req/s, each round's req/s, median p50, worst p99, errors. */
+export function loadRow(name: string, rs: LoadResult[], mean: number): string[] {
+  return [
+    name,
+    fmtInt(mean),
+    rs.map((r) => fmtInt(rps(r))).join(' / '),
+    fmtMs(
+      percentile(
+        rs.map((r) => r.p50Ms),
+        50,
+      ),
+    ),
+    fmtMs(Math.max(...rs.map((r) => r.p99Ms))),
+    String(rs.reduce((a, r) => a + r.errors, 0)),
+  ]
+}
+
+/** Mean requests per second of some rounds. */
+export const meanRps = (rs: readonly LoadResult[]): number => rs.reduce((a, r) => a + rps(r), 0) / rs.length
 
 /** Prints rows as an aligned table; the first row is the header, the first column is left-aligned. */
 export function printTable(rows: string[][]): void {

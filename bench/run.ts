@@ -11,11 +11,12 @@ import { fuseSuite } from './fuse.js'
 import { printGoalTable } from './goals.js'
 import { printTable } from './http-load-helpers.js'
 import { grpcSuite } from './grpc.js'
+import { securitySuite } from './security.js'
 import { serviceSuite } from './service.js'
 import { writesSuite } from './writes.js'
 import type { BenchSuite } from './suite.js'
 
-const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, fuseSuite, consoleSuite]
+const suites: readonly BenchSuite[] = [emulatorSuite, serviceSuite, writesSuite, grpcSuite, securitySuite, fuseSuite, consoleSuite]
 
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--list') || argv.includes('--help') || argv.includes('-h')) {

@@ -3,12 +3,15 @@
  * in-process emulated host, a JSON client for its REST API, and waits on the reconciler's outcomes.
  */
 import fs from 'node:fs'
+import type http from 'node:http'
+import https from 'node:https'
 import os from 'node:os'
 import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { loadConfig } from '../src/config.js'
+import { loadConfig, type SettingName } from '../src/config.js'
 import { startService, type RunningService } from '../src/main.js'
 import type { MdevRecord } from '../src/store/mdev-repo.js'
+import type { ClientAuth } from './http-load-helpers.js'
 
 /** A running service and the folder of its database; `stop` closes both. */
 export interface BenchService {
@@ -18,10 +21,16 @@ export interface BenchService {
   stop(): Promise<void>
 }
 
-/** Starts the service with host `local` on `profile`, REST on 127.0.0.1 (any port), logs silenced. */
-export async function startBenchService(profile: string): Promise<BenchService> {
+/**
+ * Starts the service with host `local` on `profile`, REST and gRPC on 127.0.0.1 (any port), logs silenced;
+ * `flags`: more settings (src/config.ts), e.g. TLS and authentication files.
+ */
+export async function startBenchService(profile: string, flags: Partial<Record<SettingName, string>> = {}): Promise<BenchService> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'apmatrix-bench-'))
-  const cfg = loadConfig({ databaseUrl: `file:${path.join(dir, 'bench.db')}`, http: '127.0.0.1:0', grpc: '127.0.0.1:0', logLevel: 'silent', profile }, {})
+  const cfg = loadConfig(
+    { databaseUrl: `file:${path.join(dir, 'bench.db')}`, http: '127.0.0.1:0', grpc: '127.0.0.1:0', logLevel: 'silent', profile, ...flags },
+    {},
+  )
   const t0 = performance.now()
   const svc = await startService(cfg)
   const startMs = performance.now() - t0
@@ -44,17 +53,42 @@ export interface JsonReply<T = unknown> {
   headersAt: number
 }
 
-/** One REST call with a JSON body; never throws on an HTTP error status (the caller checks). */
-export async function callJson<T = unknown>(base: string, method: string, route: string, body?: unknown, timeoutMs = 600_000): Promise<JsonReply<T>> {
-  const res = await fetch(base + route, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  })
-  const headersAt = performance.now()
-  const text = await res.text()
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, bytes: Buffer.byteLength(text), headersAt }
+/**
+ * One REST call with a JSON body; never throws on an HTTP error status (the caller checks). `auth`: headers
+ * to send, and the CA of an https server (global fetch cannot be given one, so https goes through node:https).
+ */
+export async function callJson<T = unknown>(
+  base: string,
+  method: string,
+  route: string,
+  body?: unknown,
+  timeoutMs = 600_000,
+  auth: ClientAuth = {},
+): Promise<JsonReply<T>> {
+  const headers = { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...auth.headers }
+  const payload = body === undefined ? undefined : JSON.stringify(body)
+  const signal = AbortSignal.timeout(timeoutMs)
+  let status: number
+  let text: string
+  let headersAt: number
+  if (base.startsWith('https:')) {
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = https.request(base + route, { method, headers, ca: auth.ca, signal }, resolve)
+      req.on('error', reject)
+      req.end(payload)
+    })
+    headersAt = performance.now()
+    status = res.statusCode ?? 0
+    res.setEncoding('utf8')
+    text = ''
+    for await (const chunk of res) text += chunk
+  } else {
+    const res = await fetch(base + route, { method, headers, body: payload, signal })
+    headersAt = performance.now()
+    status = res.status
+    text = await res.text()
+  }
+  return { status, body: (text ? JSON.parse(text) : undefined) as T, bytes: Buffer.byteLength(text), headersAt }
 }
 
 /** Throws unless `r.status` is one of `ok` (with the start of the body, to see the problem). */
@@ -180,6 +214,16 @@ export function timePasses(svc: RunningService): { durations: number[]; stop(): 
       rec.reconcile = original
     },
   }
+}
+
+/**
+ * CPU time (user + system) of this whole process so far, ms: every thread, the servers' and the libuv pool's
+ * (where WebCrypto signature checks run) and those of in-process clients, which report their own share
+ * ({@link threadCpuMs}) so that the servers' work is the difference.
+ */
+export function processCpuMs(): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
 }
 
 /** What {@link probeLoopStalls} saw of this process's event loop. */

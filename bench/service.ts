@@ -20,15 +20,18 @@
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import Fastify from 'fastify'
 import type { RunningService } from '../src/main.js'
+import { startBareRoute } from './baselines.js'
 import {
   chooseClient,
   epochNow,
+  fmtInt,
+  fmtMs,
   httpLoad,
+  loadRow,
+  meanRps,
   percentile,
   printTable,
-  rps,
   Poller,
   RestClient,
   type LoadClient,
@@ -81,8 +84,6 @@ const DEMO_DOMAINS = [1, 2, 4, 5, 10, 0x47]
 
 const mdevPath = (uuid: string) => `/v1/hosts/${HOST}/mdevs/${uuid}`
 const mdevsPath = `/v1/hosts/${HOST}/mdevs`
-const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US')
-const fmtMs = (ms: number) => (Number.isNaN(ms) ? 'n/a' : ms >= 100 ? `${fmtInt(ms)} ms` : `${ms.toFixed(2)} ms`)
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(0)} MiB`
 
 function phases(): Set<string> {
@@ -181,15 +182,11 @@ async function benchGet(b: BenchService, client: LoadClient): Promise<GetFigures
   expectStatus('GET', one, 200)
 
   // The baseline: the same JSON from a route with nothing behind it, in this process, like the service.
-  const bare = Fastify({ logger: false })
-  const payload = one.body
-  bare.get('/v1/hosts/:host/mdevs/:uuid', async () => payload)
-  await bare.listen({ host: '127.0.0.1', port: 0 })
-  const addr = bare.server.address()
-  const bareUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}${mdevPath(uuid)}`
+  const bare = await startBareRoute('/v1/hosts/:host/mdevs/:uuid', one.body)
+  const bareUrl = bare.base + mdevPath(uuid)
   const svcUrl = svc.httpUrl + mdevPath(uuid)
   try {
-    const check = await callJson(bareUrl.replace(mdevPath(uuid), ''), 'GET', mdevPath(uuid))
+    const check = await callJson(bare.base, 'GET', mdevPath(uuid))
     if (JSON.stringify(check.body) !== JSON.stringify(one.body)) throw new Error('bare route does not answer the same JSON')
     await httpLoad(bareUrl, { concurrency: CONCURRENCY, durationS: WARMUP_S, client })
     await httpLoad(svcUrl, { concurrency: CONCURRENCY, durationS: WARMUP_S, client })
@@ -240,12 +237,8 @@ async function benchList(b: BenchService, client: LoadClient): Promise<ListFigur
     const page = await callJson<{ items: unknown[] }>(svc.httpUrl, 'GET', route)
     expectStatus('LIST', page, 200)
     if (page.body.items.length !== LIST_DEVICES) throw new Error(`LIST answered ${page.body.items.length} devices, not ${LIST_DEVICES}`)
-    const bare = Fastify({ logger: false })
-    const payload = page.body
-    bare.get('/v1/hosts/:host/mdevs', async () => payload)
-    await bare.listen({ host: '127.0.0.1', port: 0 })
-    const addr = bare.server.address()
-    const bareBase = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`
+    const bare = await startBareRoute('/v1/hosts/:host/mdevs', page.body)
+    const bareBase = bare.base
     try {
       const check = await callJson(bareBase, 'GET', route)
       if (JSON.stringify(check.body) !== JSON.stringify(page.body) || check.bytes !== page.bytes) throw new Error('bare route does not answer the same JSON')
@@ -266,27 +259,9 @@ async function benchList(b: BenchService, client: LoadClient): Promise<ListFigur
   }
 }
 
-/** One row of a load table: target, mean req/s, each round's req/s, median p50, worst p99, errors. */
-function loadRow(name: string, rs: LoadResult[], mean: number): string[] {
-  return [
-    name,
-    fmtInt(mean),
-    rs.map((r) => fmtInt(rps(r))).join(' / '),
-    fmtMs(
-      percentile(
-        rs.map((r) => r.p50Ms),
-        50,
-      ),
-    ),
-    fmtMs(Math.max(...rs.map((r) => r.p99Ms))),
-    String(rs.reduce((a, r) => a + r.errors, 0)),
-  ]
-}
-
 function printList(g: ListFigures): void {
-  const mean = (rs: LoadResult[]) => rs.reduce((a, r) => a + rps(r), 0) / rs.length
-  const bare = mean(g.bare)
-  const svc = mean(g.service)
+  const bare = meanRps(g.bare)
+  const svc = meanRps(g.service)
   console.log(
     `\n1b. LIST of ${g.devices} matrix devices (${fmtInt(g.bodyBytes)} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
   )
@@ -713,9 +688,8 @@ async function steadyState(svc: RunningService, caller: FullCaller, f: FullFigur
 // ---- report --------------------------------------------------------------------------------------
 
 function printGet(g: GetFigures): void {
-  const mean = (rs: LoadResult[]) => rs.reduce((a, r) => a + rps(r), 0) / rs.length
-  const bare = mean(g.bare)
-  const svc = mean(g.service)
+  const bare = meanRps(g.bare)
+  const svc = meanRps(g.service)
   console.log(
     `\n1. GET one matrix device (${g.bodyBytes} bytes of JSON): ${g.client === 'wrk' ? 'wrk -t1' : 'node:http worker'}, ${CONCURRENCY} keep-alive connections, ${LOAD_S} s per round, ${GET_ROUNDS} rounds alternating, ${WARMUP_S} s warm-up each`,
   )

@@ -14,8 +14,8 @@ import { normaliseOrigin } from './transport/http/request-guard.js'
 import { JWT_ALGORITHMS } from './auth/jwt.js'
 import { loadBindings, RbacFileError } from './auth/roles.js'
 import { loadStaticTokens, TokensFileError } from './auth/static-tokens.js'
-import fs from 'node:fs'
 import { type LimitsConfig, parseRateLimit } from './auth/limits.js'
+import type { RetentionPolicy } from './store/retention.js'
 
 /**
  * One host this process manages: `name=PROFILE` (an emulator in this process), `name@host:port` (an
@@ -43,6 +43,8 @@ export interface ServiceConfig {
   leaseTtlMs: number
   /** The longest one database round trip may take before the request answers 503 (StoreOptions.timeoutMs). */
   storeTimeoutMs: number
+  /** How often gRPC health re-checks readiness (the store and the leases). */
+  healthIntervalMs: number
   /** Hosts the reconciler works on at once (ReconcilerOptions.concurrency). */
   reconcileConcurrency: number
   /**
@@ -59,10 +61,32 @@ export interface ServiceConfig {
    * tokens, JWT verification, the roles file, and the explicit opt-out of authentication off loopback.
    */
   security: SecurityConfig
+  /**
+   * Mutual TLS towards remote hosts (agents, remote emulators; docs/security.md (Agents and remote
+   * emulators)): the CA their server certificates must chain to, and the client certificate and key the
+   * service presents. Undefined: plaintext.
+   */
+  hostsTls: { ca: string; cert: string; key: string } | undefined
+  /** Events an event watcher may fall behind before it is ended with a resumable error (EventHubOptions.maxLagEvents). */
+  watchMaxLag: number
   /** Per-subject limits (src/auth/limits.ts, docs/security.md (Limits)); 0 = off. */
   limits: LimitsConfig
+  /**
+   * What the store keeps (src/store/retention.ts, docs/api.md (Events) Retention): counts and ages (ms), 0 = no
+   * limit of that kind; idempotency keys live `idempotency.maxAgeMs` (> 0); pruned every `intervalMs`.
+   */
+  retention: RetentionConfig
   /** Test hook for crash-safety tests: `point:n` kills the process (SIGKILL) at the n-th time a reconcile reaches `point`. */
   crashAt: { point: 'beforeBusWrite' | 'afterBusWrite' | 'beforeStatusWrite'; nth: number } | undefined
+}
+
+/** See {@link ServiceConfig.retention}. */
+export interface RetentionConfig {
+  events: RetentionPolicy
+  audit: RetentionPolicy
+  journal: RetentionPolicy
+  idempotency: RetentionPolicy
+  intervalMs: number
 }
 
 /** The security settings (docs/security.md (Configuration)); files are checked at start. */
@@ -76,175 +100,8 @@ export interface SecurityConfig {
   authEnabled: boolean
 }
 
-/** A bad setting: the message names it and says what is accepted. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'ConfigError'
-  }
-}
-
-/** Settings: env name, flag name, default. The flag of `apmatrix serve` is `--<flag>`. */
-export const SETTINGS = {
-  databaseUrl: { env: 'DATABASE_URL', flag: 'database-url', def: 'file:./data/apmatrix.db', help: 'file:PATH (SQLite) or postgresql://...' },
-  http: { env: 'APMATRIX_HTTP_ADDR', flag: 'http-addr', def: '127.0.0.1:8080', help: 'REST listen address host:port' },
-  corsOrigins: {
-    env: 'APMATRIX_CORS_ORIGINS',
-    flag: 'cors-origins',
-    def: '',
-    help: 'comma-separated origins (https://console.example:8443) a browser may call the REST API from; empty: CORS off',
-  },
-  grpc: { env: 'APMATRIX_GRPC_ADDR', flag: 'grpc-addr', def: '127.0.0.1:50051', help: 'gRPC listen address host:port' },
-  profile: {
-    env: 'APMATRIX_PROFILE',
-    flag: 'profile',
-    def: 'demo',
-    help: 'hardware profile of the emulated host `local`: spec-fixture, demo, full or a JSON file',
-  },
-  kernel: { env: 'APMATRIX_KERNEL', flag: 'kernel', def: 'current-6.x', help: 'kernel profile of emulated hosts: current-6.x, legacy-5.x, 6.19-override' },
-  emulatorAddr: {
-    env: 'APMATRIX_EMULATOR_ADDR',
-    flag: 'emulator-addr',
-    def: '',
-    help: 'host:port of an `apmatrix emulator serve` process to manage as host `local` instead of an in-process emulator',
-  },
-  hosts: {
-    env: 'APMATRIX_HOSTS',
-    flag: 'hosts',
-    def: '',
-    help: 'several hosts, comma separated: name=PROFILE (emulator in this process), name@host:port (apmatrix agent or emulator serve), name=sysfs:/path (a /sys through node:fs); overrides --profile/--emulator-addr',
-  },
-  sysfsLockPath: {
-    env: 'APMATRIX_SYSFS_LOCK_PATH',
-    flag: 'sysfs-lock-path',
-    def: AP_CONFIG_LOCK_PATH,
-    help: 'sysfs hosts: the s390-tools AP configuration lock taken around every pass of bus writes',
-  },
-  sysfsBootIdFile: {
-    env: 'APMATRIX_SYSFS_BOOT_ID_FILE',
-    flag: 'sysfs-boot-id-file',
-    def: '',
-    help: "sysfs hosts: file holding the boot id (default: the kernel's /proc/sys/kernel/random/boot_id for /sys; a stable id for a mount, so a reboot behind it shows as drift only)",
-  },
-  sysfsWatch: {
-    env: 'APMATRIX_SYSFS_WATCH',
-    flag: 'sysfs-watch',
-    def: 'auto',
-    help: `sysfs hosts: change detection, ${WATCH_MODES.join('|')} (auto: udevadm monitor for this machine's /sys, else polling)`,
-  },
-  sysfsPollMs: {
-    env: 'APMATRIX_SYSFS_POLL_MS',
-    flag: 'sysfs-poll-ms',
-    def: '2000',
-    help: 'sysfs hosts: poll period of bus/ap/scans, bindings, masks and the matrix device list',
-  },
-  lockWaitMs: {
-    env: 'APMATRIX_LOCK_WAIT_MS',
-    flag: 'lock-wait-ms',
-    def: '5000',
-    help: 'sysfs hosts and agents: how long a pass waits for the AP configuration lock before it is retried later',
-  },
-  logLevel: { env: 'APMATRIX_LOG_LEVEL', flag: 'log-level', def: 'info', help: 'fatal, error, warn, info, debug, trace, silent' },
-  replicaId: { env: 'APMATRIX_REPLICA_ID', flag: 'replica-id', def: '', help: 'lease holder id of this replica (default: generated per process)' },
-  drainTimeoutMs: {
-    env: 'APMATRIX_DRAIN_TIMEOUT_MS',
-    flag: 'drain-timeout-ms',
-    def: '30000',
-    help: "default drain timeout of the hand-over (a device's spec.drain.timeoutSeconds overrides it for the queues it takes)",
-  },
-  drainOnTimeout: {
-    env: 'APMATRIX_DRAIN_ON_TIMEOUT',
-    flag: 'drain-on-timeout',
-    def: 'flush',
-    help: 'default of what a drain does at its timeout: flush (hand over, count the lost requests) or wait (keep waiting, never lose a request)',
-  },
-  resyncMs: { env: 'APMATRIX_RESYNC_MS', flag: 'resync-ms', def: '30000', help: 'periodic full reconcile of every host' },
-  reconcileConcurrency: {
-    env: 'APMATRIX_RECONCILE_CONCURRENCY',
-    flag: 'reconcile-concurrency',
-    def: '4',
-    help: 'hosts reconciled at once (1..64)',
-  },
-  readMaxStalenessMs: {
-    env: 'APMATRIX_READ_MAX_STALENESS_MS',
-    flag: 'read-max-staleness-ms',
-    def: '1000',
-    help: "reads answer from memory: another replica's write is visible at most this late (0: every read syncs)",
-  },
-  leaseTtlMs: { env: 'APMATRIX_LEASE_TTL_MS', flag: 'lease-ttl-ms', def: '15000', help: "host lease time (a dead replica's hosts move after this)" },
-  storeTimeoutMs: {
-    env: 'APMATRIX_STORE_TIMEOUT_MS',
-    flag: 'store-timeout-ms',
-    def: '10000',
-    help: 'the longest a database round trip may take before the request fails with 503 UNAVAILABLE',
-  },
-  tlsCert: {
-    env: 'APMATRIX_TLS_CERT',
-    flag: 'tls-cert',
-    def: '',
-    help: 'PEM server certificate (chain) for REST and gRPC; with --tls-key turns TLS on (reloaded on SIGHUP)',
-  },
-  tlsKey: { env: 'APMATRIX_TLS_KEY', flag: 'tls-key', def: '', help: 'PEM private key of --tls-cert' },
-  tlsCa: {
-    env: 'APMATRIX_TLS_CA',
-    flag: 'tls-ca',
-    def: '',
-    help: 'PEM CA bundle of client certificates: set = every client must present a certificate it signed (mutual TLS)',
-  },
-  authTokensFile: {
-    env: 'APMATRIX_AUTH_TOKENS_FILE',
-    flag: 'auth-tokens-file',
-    def: '',
-    help: 'static bearer tokens: lines name:sha256hex (reloaded on SIGHUP)',
-  },
-  jwtJwks: { env: 'APMATRIX_JWT_JWKS', flag: 'jwt-jwks', def: '', help: 'bearer JWTs: the JWKS file or https:// URL of the signing keys' },
-  jwtIssuer: { env: 'APMATRIX_JWT_ISSUER', flag: 'jwt-issuer', def: '', help: 'bearer JWTs: the required iss' },
-  jwtAudience: { env: 'APMATRIX_JWT_AUDIENCE', flag: 'jwt-audience', def: '', help: 'bearer JWTs: the required aud' },
-  jwtAlgorithms: {
-    env: 'APMATRIX_JWT_ALGORITHMS',
-    flag: 'jwt-algorithms',
-    def: 'RS256,ES256,EdDSA',
-    help: `bearer JWTs: accepted algorithms, of ${JWT_ALGORITHMS.join(',')}`,
-  },
-  jwtClockTolerance: {
-    env: 'APMATRIX_JWT_CLOCK_TOLERANCE',
-    flag: 'jwt-clock-tolerance',
-    def: '30',
-    help: 'bearer JWTs: seconds of clock skew accepted (0..600)',
-  },
-  rbacFile: {
-    env: 'APMATRIX_RBAC_FILE',
-    flag: 'rbac-file',
-    def: '',
-    help: 'roles file (YAML or JSON): bindings of subjects, groups, token names to roles (reloaded on SIGHUP)',
-  },
-  insecureNoAuth: {
-    env: 'APMATRIX_INSECURE_NO_AUTH',
-    flag: 'insecure-no-auth',
-    def: '',
-    help: 'allow a non-loopback listen address without authentication (every caller is admin; logged at every start); 1 or true',
-  },
-  rateLimit: {
-    env: 'APMATRIX_RATE_LIMIT',
-    flag: 'rate-limit',
-    def: '0',
-    help: "changes per subject: 'N/s' (burst 2N) or 'N/s burst B'; 0 or off = no limit (docs/security.md (Limits))",
-  },
-  streamsPerSubject: {
-    env: 'APMATRIX_STREAMS_PER_SUBJECT',
-    flag: 'streams-per-subject',
-    def: '32',
-    help: 'open event streams (SSE and gRPC Watch together) per subject; 0 = no limit',
-  },
-  crashAt: {
-    env: 'APMATRIX_CRASH_AT',
-    flag: 'crash-at',
-    def: '',
-    help: 'TEST ONLY: point:n, SIGKILL at the n-th beforeBusWrite|afterBusWrite|beforeStatusWrite',
-  },
-} as const
-
-export type SettingName = keyof typeof SETTINGS
+export { ConfigError, isLoopback, readable, SETTINGS, type SettingName } from './settings.js'
+import { ConfigError, isLoopback, readable, SETTINGS, type SettingName } from './settings.js'
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 const KERNELS: KernelProfileName[] = ['current-6.x', 'legacy-5.x', '6.19-override']
@@ -298,6 +155,26 @@ function parseMs(name: string, v: string, min: number, max: number): number {
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
     throw new ConfigError(`${name}: '${v}' must be an integer number of milliseconds in ${min}..${max}`)
   return Number(v)
+}
+
+/** Milliseconds per unit of a duration setting. */
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** A duration setting: `0`, or a whole number with a unit (`500ms`, `90s`, `30m`, `12h`, `7d`); its ms within min..max (0 always allowed when min is 0). */
+function parseDuration(name: string, v: string, min: number, max: number): number {
+  const m = /^(\d{1,9})(ms|s|m|h|d)?$/.exec(v.trim())
+  const ms = m && (m[2] ? Number(m[1]) * DURATION_UNITS[m[2]]! : Number(m[1]) === 0 ? 0 : Number.NaN)
+  if (ms === null || !(ms >= min && ms <= max))
+    throw new ConfigError(
+      `${name}: '${clip(v, 60)}' must be ${min === 0 ? '0 or ' : ''}a duration with a unit (ms, s, m, h, d: 90s, 12h, 7d) in ${fmtMs(min)}..${fmtMs(max)}`,
+    )
+  return ms
+}
+
+function fmtMs(ms: number): string {
+  if (ms === 0) return '0'
+  for (const u of ['d', 'h', 'm', 's'] as const) if (ms >= DURATION_UNITS[u]! && ms % DURATION_UNITS[u]! === 0) return `${ms / DURATION_UNITS[u]!}${u}`
+  return `${ms}ms`
 }
 
 function parseCount(name: string, v: string, min: number, max: number): number {
@@ -379,6 +256,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
   const http = parseAddr(label('http'), get('http'))
   const grpc = parseAddr(label('grpc'), get('grpc'))
   const security = loadSecurity(get, label, [http.host, grpc.host])
+  const hostsTls = loadHostsTls(get, label)
   const rate = parseRateLimit(get('rateLimit'))
   if (!rate) throw new ConfigError(`${label('rateLimit')}: '${clip(get('rateLimit'), 60)}' is not 0, off, N/s or 'N/s burst B' (N 1..100000, B 1..1000000)`)
   return {
@@ -387,6 +265,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     corsOrigins: parseOrigins(label('corsOrigins'), get('corsOrigins')),
     grpc,
     security,
+    hostsTls,
     logLevel: logLevel as ServiceConfig['logLevel'],
     hosts,
     replicaId: get('replicaId') || undefined,
@@ -395,6 +274,7 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
     resyncMs: parseMs(label('resyncMs'), get('resyncMs'), 100, 86_400_000),
     leaseTtlMs: parseMs(label('leaseTtlMs'), get('leaseTtlMs'), 500, 600_000),
     storeTimeoutMs: parseMs(label('storeTimeoutMs'), get('storeTimeoutMs'), 100, 600_000),
+    healthIntervalMs: parseMs(label('healthIntervalMs'), get('healthIntervalMs'), 100, 600_000),
     reconcileConcurrency: parseCount(label('reconcileConcurrency'), get('reconcileConcurrency'), 1, 64),
     readMaxStalenessMs: parseMs(label('readMaxStalenessMs'), get('readMaxStalenessMs'), 0, 600_000),
     sysfs: {
@@ -404,23 +284,48 @@ export function loadConfig(flags: Partial<Record<SettingName, string>>, env: Nod
       bootIdFile: bootIdFile || undefined,
     },
     lockWaitMs: parseMs(label('lockWaitMs'), get('lockWaitMs'), 0, 600_000),
+    watchMaxLag: parseCount(label('watchMaxLag'), get('watchMaxLag'), 1, 10_000_000),
     limits: { ...rate, streamsPerSubject: parseCount(label('streamsPerSubject'), get('streamsPerSubject'), 0, 100_000) },
+    retention: loadRetention(get, label),
     crashAt,
   }
 }
 
-/** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+/** The TLS files towards remote hosts: all three or none, each readable (ConfigError naming the setting). */
+function loadHostsTls(get: (k: SettingName) => string, label: (k: SettingName) => string): ServiceConfig['hostsTls'] {
+  const keys = ['hostsTlsCa', 'hostsTlsCert', 'hostsTlsKey'] as const
+  const given = keys.filter((k) => get(k) !== '')
+  if (given.length === 0) return undefined
+  if (given.length < 3)
+    throw new ConfigError(
+      `${keys
+        .filter((k) => !given.includes(k))
+        .map(label)
+        .join(', ')}: required with ${given.map(label).join(', ')} (the hosts' CA, and the client certificate and key the service presents to them)`,
+    )
+  return {
+    ca: readable(label('hostsTlsCa'), get('hostsTlsCa')),
+    cert: readable(label('hostsTlsCert'), get('hostsTlsCert')),
+    key: readable(label('hostsTlsKey'), get('hostsTlsKey')),
+  }
 }
 
-function readable(setting: string, file: string): string {
-  try {
-    fs.accessSync(file, fs.constants.R_OK)
-  } catch (e) {
-    throw new ConfigError(`${setting}: '${clip(file, 200)}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+/** Ten years: the longest retention age accepted. */
+const MAX_RETENTION_MS = 3650 * 86_400_000
+
+/** The retention settings (docs/api.md (Events) Retention). */
+function loadRetention(get: (k: SettingName) => string, label: (k: SettingName) => string): RetentionConfig {
+  const policy = (count: SettingName, age: SettingName, minAgeMs = 0): RetentionPolicy => ({
+    maxCount: parseCount(label(count), get(count), 0, 1_000_000_000),
+    maxAgeMs: parseDuration(label(age), get(age), minAgeMs, MAX_RETENTION_MS),
+  })
+  return {
+    events: policy('eventRetentionCount', 'eventRetentionAge'),
+    audit: policy('auditRetentionCount', 'auditRetentionAge'),
+    journal: policy('journalRetentionCount', 'journalRetentionAge'),
+    idempotency: policy('idempotencyRetentionCount', 'idempotencyRetentionAge', 1000),
+    intervalMs: parseDuration(label('retentionInterval'), get('retentionInterval'), 1000, 86_400_000),
   }
-  return file
 }
 
 /**

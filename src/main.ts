@@ -3,12 +3,14 @@
  * store, hosts, reconciler, service and transports, and returns a handle that shuts them down in order.
  */
 import { SubjectLimits } from './auth/limits.js'
+import fs from 'node:fs'
 import os from 'node:os'
 import { randomUUID } from 'node:crypto'
 import pino, { type Logger as PinoLogger } from 'pino'
 import { isLoopback, type ServiceConfig } from './config.js'
 import { applyMigrations } from './store/apply-migrations.js'
 import { createStore, type Store } from './store/store.js'
+import { Retention } from './store/retention.js'
 import { ensureSqliteFolder, parseDatabaseUrl, redact } from './store/config.js'
 import { LocalEmulatedHost } from './hosts/local-emulated-host.js'
 import { StaticHostRegistry, type ManagedHost } from './hosts/managed-host.js'
@@ -48,16 +50,13 @@ export interface RunningService {
 }
 
 /**
- * gRPC server credentials of the TLS files. Server TLS only: a grpc-js certificate provider, so SIGHUP
- * swaps the certificate (grpc-js 1.14.7's createCertificateProviderServerCredentials takes the IDENTITY
- * provider first, although its .d.ts names that argument the CA provider). With client certificates:
- * `createSsl`, because the provider path with a CA refuses every handshake in grpc-js 1.14.7; a changed
- * certificate or CA then needs a restart of the gRPC side (docs/security.md).
+ * gRPC server credentials of the TLS files: a grpc-js certificate provider (identity, and the client CA
+ * when there is one), so SIGHUP swaps the certificate and the CA (grpc-js 1.14.7's
+ * createCertificateProviderServerCredentials takes the IDENTITY provider first, although its .d.ts names
+ * that argument the CA provider).
  */
 function grpcCredentials(tls: TlsFiles): grpcJs.ServerCredentials {
-  if (!tls.mutual) return grpcJs.experimental.createCertificateProviderServerCredentials(tls, null, false)
-  const m = tls.current
-  return grpcJs.ServerCredentials.createSsl(m.ca ?? null, [{ private_key: m.key, cert_chain: m.cert }], true)
+  return grpcJs.experimental.createCertificateProviderServerCredentials(tls, tls.mutual ? tls : null, tls.mutual)
 }
 
 /** Authentication of a configuration: the authenticator and the TLS files (undefined without TLS). */
@@ -95,12 +94,16 @@ function crashHook(cfg: ServiceConfig, log: PinoLogger): ((point: ReconcilePoint
 
 async function buildHosts(cfg: ServiceConfig, log: PinoLogger): Promise<ManagedHost[]> {
   const out: ManagedHost[] = []
+  // Read once: grpc-js keeps a channel's credentials, so new files take effect at the next start.
+  const tls = cfg.hostsTls
+    ? { ca: fs.readFileSync(cfg.hostsTls.ca), cert: fs.readFileSync(cfg.hostsTls.cert), key: fs.readFileSync(cfg.hostsTls.key) }
+    : undefined
   try {
     for (const h of cfg.hosts) {
       if (h.kind === 'emulator') out.push(new LocalEmulatedHost({ name: h.name, profile: h.profile, kernel: h.kernel }))
       else if (h.kind === 'remote') {
         const { connectRemoteHost } = await import('./hosts/connect-remote-host.js')
-        out.push(await connectRemoteHost(h.name, h.addr, 10_000, { lockWaitMs: cfg.lockWaitMs }))
+        out.push(await connectRemoteHost(h.name, h.addr, 10_000, { lockWaitMs: cfg.lockWaitMs, ...(tls ? { tls } : {}) }))
       } else out.push(await buildSysfsHost(cfg, h.name, h.root, log))
     }
   } catch (e) {
@@ -144,11 +147,18 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   // (The hub exists before the first scrape; the closure only reads it then.)
   const metrics = new ApmatrixMetrics({ events: () => hub.stats() })
   const store = await createStore(cfg.databaseUrl, { timeoutMs: cfg.storeTimeoutMs, observe: metrics.storeOperation })
-  const hosts = await buildHosts(cfg, log)
+  let hosts: ManagedHost[]
+  try {
+    hosts = await buildHosts(cfg, log)
+  } catch (e) {
+    // A host that cannot be reached stops the start; the store opened above must not outlive it.
+    await store.close()
+    throw e
+  }
   const registry = new StaticHostRegistry(hosts)
   const hook = crashHook(cfg, log)
   // One fan-out of the store's ordered events for every stream (REST SSE, gRPC Watch).
-  const hub = new EventHub({ source: store.events, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
+  const hub = new EventHub({ source: store.events, maxLagEvents: cfg.watchMaxLag, onPollError: (err) => log.warn({ err: String(err) }, 'event poll failed') })
   await hub.start()
   const reconciler = new Reconciler({
     store,
@@ -167,13 +177,17 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     afterStatusWrite: () => service.refreshReadCache(),
   })
   // The service enqueues right after it commits; waking the hub there too delivers its events at once.
-  const trigger = { enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()) }
+  const trigger = {
+    enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()),
+    markReadyUnknown: (host: string, reason: string, message: string): Promise<void> => reconciler.markReadyUnknown(host, reason, message),
+  }
   const service = new ApmatrixService({
     store,
     hosts: registry,
     reconciler: trigger,
     hub,
     readMaxStalenessMs: cfg.readMaxStalenessMs,
+    idempotencyTtlMs: cfg.retention.idempotency.maxAgeMs,
     drainDefault: { timeoutMs: cfg.drainTimeoutMs, onTimeout: cfg.drainOnTimeout },
     limits: new SubjectLimits(cfg.limits),
   })
@@ -230,6 +244,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
       addr: `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${cfg.grpc.port}`,
       logger: log.child({ component: 'grpc' }),
       readiness,
+      healthIntervalMs: cfg.healthIntervalMs,
       auth,
       ...(tls ? { credentials: grpcCredentials(tls) } : {}),
     })
@@ -239,9 +254,42 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   }
   const grpcAddr = `${cfg.grpc.host.includes(':') ? `[${cfg.grpc.host}]` : cfg.grpc.host}:${grpc.port}`
   reconciler.start()
+  // Every replica prunes; batches of replicas sharing a database take turns (src/store/retention.ts).
+  const retention = new Retention({
+    store,
+    events: cfg.retention.events,
+    audit: cfg.retention.audit,
+    journal: cfg.retention.journal,
+    idempotency: { maxCount: cfg.retention.idempotency.maxCount },
+    intervalMs: cfg.retention.intervalMs,
+    onPass: (r) => {
+      metrics.retentionPass(r)
+      if (Object.values(r.deleted).some((n) => n > 0)) log.info({ deleted: r.deleted, floors: r.floors }, 'retention pass')
+    },
+    onError: (err) => log.warn({ err: String(err) }, 'retention pass failed'),
+  })
+  retention.start()
   log.info({ http: httpUrl, grpc: grpcAddr, replica: reconciler.holder }, 'apmatrix serving')
 
   let closing: Promise<void> | undefined
+  // A write taken by another replica reaches this one through the shared event log: the hub sees every stored
+  // event within its poll period, and a desired-state event of the service (not of a reconciler) on a host this
+  // replica holds the lease of wakes its reconciler for that host. Without it such a change waited for the
+  // holder's resync (APMATRIX_RESYNC_MS, default 30 s). Hosts nobody holds are found by the lease retries.
+  const watchDesired = (): (() => void) =>
+    hub.subscribe(
+      { kinds: ['mdev', 'masks'] },
+      (e) => {
+        if (e.actor !== 'reconciler' && reconciler.holds(e.host)) reconciler.enqueue(e.host)
+      },
+      () => {
+        if (closing) return
+        // Ended (lag): events may have been missed, so every held host is looked at again.
+        for (const h of reconciler.heldHosts()) reconciler.enqueue(h)
+        stopWatchDesired = watchDesired()
+      },
+    )
+  let stopWatchDesired = watchDesired()
   const reload = async () => {
     // Everything is read first: a bad file changes nothing.
     const s = cfg.security
@@ -267,9 +315,11 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
     close: () =>
       (closing ??= (async () => {
         // The app first: open event streams end with a resumable error instead of being cut.
+        await retention.stop()
         await grpc.close()
         await app.close()
         service.stopReadCache()
+        stopWatchDesired()
         await hub.close()
         await reconciler.stop()
         for (const h of hosts) await h.close()

@@ -101,6 +101,13 @@ t.test('bad settings stop with a message naming the setting', async (t) => {
   t.ok(new ConfigError('x') instanceof Error)
 })
 
+t.test('gRPC health interval: default 2 s, env, flag, bounds', async (t) => {
+  t.equal(loadConfig({}, {}).healthIntervalMs, 2000)
+  t.equal(loadConfig({}, { APMATRIX_HEALTH_INTERVAL_MS: '250' }).healthIntervalMs, 250)
+  t.equal(loadConfig({ healthIntervalMs: '500' }, { APMATRIX_HEALTH_INTERVAL_MS: '250' }).healthIntervalMs, 500, 'the flag wins')
+  t.throws(() => loadConfig({}, { APMATRIX_HEALTH_INTERVAL_MS: '50' }), { name: 'ConfigError', message: /APMATRIX_HEALTH_INTERVAL_MS/ })
+})
+
 t.test('reconcile concurrency and read staleness: defaults, env, flags, bounds', async (t) => {
   const d = loadConfig({}, {})
   t.same([d.reconcileConcurrency, d.readMaxStalenessMs], [4, 1000], 'defaults: 4 hosts at once, reads at most 1 s stale')
@@ -117,4 +124,65 @@ t.test('reconcile concurrency and read staleness: defaults, env, flags, bounds',
     [{ APMATRIX_READ_MAX_STALENESS_MS: '600001' }, /APMATRIX_READ_MAX_STALENESS_MS.*0\.\.600000/],
   ]
   for (const [env, re] of cases) t.throws(() => loadConfig({}, env), { name: 'ConfigError', message: re }, JSON.stringify(env))
+})
+
+t.test('the lag bound of event watchers: default, env, flag, bounds', async (t) => {
+  t.equal(loadConfig({}, {}).watchMaxLag, 100_000, 'default 100000')
+  t.equal(loadConfig({}, { APMATRIX_WATCH_MAX_LAG: '1000' }).watchMaxLag, 1000)
+  t.equal(loadConfig({ watchMaxLag: '5' }, { APMATRIX_WATCH_MAX_LAG: '1000' }).watchMaxLag, 5, 'the flag wins')
+  for (const v of ['0', '10000001', 'many'])
+    t.throws(() => loadConfig({}, { APMATRIX_WATCH_MAX_LAG: v }), { name: 'ConfigError', message: /APMATRIX_WATCH_MAX_LAG \/ --watch-max-lag/ }, v)
+})
+
+t.test('retention: counts and ages of events, audit, journal and idempotency keys; the pass interval (docs/api.md (Events) Retention)', async (t) => {
+  const day = 86_400_000
+  t.same(
+    loadConfig({}, {}).retention,
+    {
+      events: { maxCount: 100_000, maxAgeMs: 7 * day },
+      audit: { maxCount: 1_000_000, maxAgeMs: 90 * day },
+      journal: { maxCount: 10_000, maxAgeMs: 7 * day },
+      idempotency: { maxCount: 100_000, maxAgeMs: day },
+      intervalMs: 60_000,
+    },
+    'defaults',
+  )
+  const c = loadConfig(
+    { eventRetentionAge: '0', retentionInterval: '1s' },
+    {
+      APMATRIX_EVENT_RETENTION_COUNT: '0',
+      APMATRIX_EVENT_RETENTION_AGE: '12h',
+      APMATRIX_AUDIT_RETENTION_COUNT: '50',
+      APMATRIX_AUDIT_RETENTION_AGE: '30m',
+      APMATRIX_JOURNAL_RETENTION_COUNT: '7',
+      APMATRIX_JOURNAL_RETENTION_AGE: '90s',
+      APMATRIX_IDEMPOTENCY_RETENTION_COUNT: '3',
+      APMATRIX_IDEMPOTENCY_RETENTION_AGE: '1500ms',
+    },
+  )
+  t.same(c.retention, {
+    events: { maxCount: 0, maxAgeMs: 0 },
+    audit: { maxCount: 50, maxAgeMs: 1_800_000 },
+    journal: { maxCount: 7, maxAgeMs: 90_000 },
+    idempotency: { maxCount: 3, maxAgeMs: 1_500 },
+    intervalMs: 1_000,
+  })
+  for (const [env, value, fragment] of [
+    ['APMATRIX_EVENT_RETENTION_AGE', '7', 'a duration with a unit'],
+    ['APMATRIX_EVENT_RETENTION_AGE', '7w', 'APMATRIX_EVENT_RETENTION_AGE'],
+    ['APMATRIX_AUDIT_RETENTION_AGE', '3651d', 'in 0..3650d'],
+    ['APMATRIX_JOURNAL_RETENTION_COUNT', '-1', 'APMATRIX_JOURNAL_RETENTION_COUNT'],
+    ['APMATRIX_EVENT_RETENTION_COUNT', '1e5', 'APMATRIX_EVENT_RETENTION_COUNT'],
+    ['APMATRIX_IDEMPOTENCY_RETENTION_AGE', '0', 'in 1s..3650d'],
+    ['APMATRIX_RETENTION_INTERVAL', '500ms', 'in 1s..1d'],
+  ] as const) {
+    let message = ''
+    try {
+      loadConfig({}, { [env]: value })
+    } catch (e) {
+      t.type(e, ConfigError)
+      message = (e as Error).message
+    }
+    t.ok(message.startsWith(env) && message.includes(fragment), `${env}=${value}: ${message}`)
+  }
 })

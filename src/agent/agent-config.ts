@@ -4,7 +4,9 @@
  */
 import { AP_CONFIG_LOCK_PATH } from '../bus/ap-config-lock.js'
 import { WATCH_MODES, type WatchMode } from '../bus/change-watcher.js'
-import { ConfigError } from '../config.js'
+import { ConfigError } from '../settings.js'
+import type { HostBusServerTls } from '../hostbus/tls.js'
+import { AGENT_TLS_SETTINGS, loadServerTls } from '../hostbus/tls-settings.js'
 
 /** The agent's settings: env name, flag, default, help. */
 export const AGENT_SETTINGS = {
@@ -12,7 +14,7 @@ export const AGENT_SETTINGS = {
     env: 'APMATRIX_AGENT_ADDR',
     flag: 'addr',
     def: '127.0.0.1:50152',
-    help: 'listen address HOST:PORT; port 0 picks a free port. Loopback by default: until TLS and client authentication arrive, expose it only on a network you trust',
+    help: 'listen address HOST:PORT; port 0 picks a free port. Any address but loopback needs mutual TLS (--tls-cert, --tls-key, --tls-ca) or --insecure-no-tls',
   },
   sysfsRoot: {
     env: 'APMATRIX_AGENT_SYSFS_ROOT',
@@ -50,10 +52,8 @@ export const AGENT_SETTINGS = {
     def: '120000',
     help: 'longest a service may hold the AP configuration lock in one session before the agent releases it',
   },
+  ...AGENT_TLS_SETTINGS,
 } as const
-
-/** Reserved for the security issue (TLS on the agent's gRPC port, client certificates): accepted nowhere yet. */
-export const RESERVED_TLS_FLAGS = ['tls-cert', 'tls-key', 'client-ca'] as const
 
 export type AgentSettingName = keyof typeof AGENT_SETTINGS
 
@@ -67,6 +67,10 @@ export interface AgentConfig {
   watch: WatchMode
   bootIdFile: string | undefined
   lockMaxHoldMs: number
+  /** Mutual TLS; undefined: plaintext (loopback, or --insecure-no-tls). */
+  tls: HostBusServerTls | undefined
+  /** True when a non-loopback address was allowed without TLS (the agent logs it at start). */
+  insecureNoTls: boolean
 }
 
 function ms(label: string, v: string, min: number, max: number): number {
@@ -95,8 +99,11 @@ export function loadAgentConfig(flags: Partial<Record<AgentSettingName, string>>
   const bootIdFile = get('bootIdFile')
   if (bootIdFile !== '' && !bootIdFile.startsWith('/'))
     throw new ConfigError(`${label('bootIdFile')}: '${bootIdFile.slice(0, 200)}' is not an absolute file path`)
+  const { tls, insecureNoTls } = loadServerTls(get, label, m[1]!)
   return {
     addr,
+    tls,
+    insecureNoTls,
     sysfsRoot,
     lockPath: lock === 'none' ? null : lock,
     pollMs: ms(label('pollMs'), get('pollMs'), 10, 3_600_000),

@@ -22,6 +22,7 @@ import type { WatchMode } from '../bus/change-watcher.js'
 import { HostIdentity } from '../hosts/host-identity.js'
 import { HOSTBUS_SERVICE_NAME, loadHostBusProto, type WireInfo } from '../hostbus/proto.js'
 import { createHostBusService, MAX_VALUE_BYTES } from '../hostbus/server.js'
+import { clientNameInterceptor, type HostBusServerTls, hostBusServerCredentials, tlsSummary } from '../hostbus/tls.js'
 import { appVersion } from '../version.js'
 import { AgentEventLog } from './event-log.js'
 import { checkWriteTarget, servedPath } from './served-paths.js'
@@ -43,6 +44,8 @@ export interface AgentServerOptions {
   lockWaitMs?: number
   /** One line per lifecycle step or unexpected failure (the CLI sends it to stderr). */
   log?: (line: string) => void
+  /** Mutual TLS: only clients with a certificate of `tls.ca` (and one of `tls.clientNames`, when given) get a connection. Default: plaintext. */
+  tls?: HostBusServerTls
 }
 
 /** A running agent. */
@@ -148,7 +151,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
     })
 
   const { definition, HostBus } = loadHostBusProto()
-  const server = new grpc.Server({ interceptors: [logFailures], 'grpc.max_receive_message_length': 2 * MAX_VALUE_BYTES })
+  const interceptors = [logFailures, ...(opts.tls?.clientNames.length ? [clientNameInterceptor(opts.tls.clientNames, log)] : [])]
+  const server = new grpc.Server({ interceptors, 'grpc.max_receive_message_length': 2 * MAX_VALUE_BYTES })
   server.addService(HostBus.service, bus.handlers)
   const health = new HealthImplementation({ '': 'SERVING', [HOSTBUS_SERVICE_NAME]: 'SERVING' })
   health.addToServer(server)
@@ -161,10 +165,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   }
   let port: number
   try {
-    // TLS and client certificates arrive with the security issue: this is where their credentials go.
-    port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(opts.addr, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    )
+    const credentials = opts.tls ? hostBusServerCredentials(opts.tls) : grpc.ServerCredentials.createInsecure()
+    port = await new Promise<number>((resolve, reject) => server.bindAsync(opts.addr, credentials, (err, p) => (err ? reject(err) : resolve(p))))
   } catch (e) {
     await shutdownWatch()
     server.forceShutdown()
@@ -172,7 +174,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   }
   const address = `${bindHost}:${port}`
   log(
-    `agent serving ${address}: sysfs root ${access.root}, lock ${opts.lockPath ?? 'none'}, watch ${access.watchMode ?? opts.watch}, machine ${machineId}, bootId ${bootId}`,
+    `agent serving ${address}: sysfs root ${access.root}, lock ${opts.lockPath ?? 'none'}, watch ${access.watchMode ?? opts.watch}, machine ${machineId}, bootId ${bootId}, ${tlsSummary(opts.tls)}`,
   )
 
   let closing: Promise<void> | undefined

@@ -5,6 +5,7 @@
  * handshakes use the new files and established connections stay open.
  */
 import fs from 'node:fs'
+import tls from 'node:tls'
 import type { experimental } from '@grpc/grpc-js'
 
 type CertificateProvider = experimental.CertificateProvider
@@ -24,11 +25,16 @@ export class TlsFiles implements CertificateProvider {
   private readonly caListeners = new Set<CaListener>()
   private readonly identityListeners = new Set<IdentityListener>()
 
-  /** Reads the files now (throws naming the file that does not read). */
+  /** Reads the files now (throws naming the file that does not read, or saying why they do not make a TLS context). */
   constructor(readonly paths: { cert: string; key: string; ca: string | undefined }) {
     this.material = TlsFiles.read(paths)
   }
 
+  /**
+   * The files' contents, checked the way node will use them: PEM that parses, a key that matches the
+   * certificate. Checked here because grpc-js, handed a context it cannot build, refuses every new
+   * connection instead of keeping the old certificate.
+   */
   private static read(paths: { cert: string; key: string; ca: string | undefined }): TlsMaterial {
     const r = (f: string) => {
       try {
@@ -37,7 +43,13 @@ export class TlsFiles implements CertificateProvider {
         throw new Error(`TLS file ${f} cannot be read (${(e as Error).message})`)
       }
     }
-    return { cert: r(paths.cert), key: r(paths.key), ca: paths.ca ? r(paths.ca) : undefined }
+    const m = { cert: r(paths.cert), key: r(paths.key), ca: paths.ca ? r(paths.ca) : undefined }
+    try {
+      tls.createSecureContext({ cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}) })
+    } catch (e) {
+      throw new Error(`TLS files ${paths.cert}, ${paths.key}${paths.ca ? `, ${paths.ca}` : ''} do not make a TLS context (${(e as Error).message})`)
+    }
+    return m
   }
 
   /** The current contents. */
@@ -56,23 +68,30 @@ export class TlsFiles implements CertificateProvider {
     return { cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}), requestCert: this.mutual, rejectUnauthorized: this.mutual }
   }
 
-  /** Re-reads the files and tells the gRPC listeners; throws (keeping the old material) when one does not read. */
+  /** Re-reads the files and tells the gRPC listeners; throws (keeping the old material, telling no one) when one does not read or they do not fit together. */
   reload(): void {
     this.material = TlsFiles.read(this.paths)
     for (const l of this.identityListeners) l({ certificate: this.material.cert, privateKey: this.material.key })
     if (this.material.ca) for (const l of this.caListeners) l({ caCertificate: this.material.ca })
   }
 
+  // The first call of a new listener comes on the next tick, as grpc-js's own file-watcher provider does
+  // it: grpc-js registers its listeners before the server's watcher of them, so a synchronous first call
+  // would reach no one and the server would refuse every connection until the next reload.
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener)
-    if (this.material.ca) listener({ caCertificate: this.material.ca })
+    process.nextTick(() => {
+      if (this.caListeners.has(listener) && this.material.ca) listener({ caCertificate: this.material.ca })
+    })
   }
   removeCaCertificateListener(listener: CaListener): void {
     this.caListeners.delete(listener)
   }
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener)
-    listener({ certificate: this.material.cert, privateKey: this.material.key })
+    process.nextTick(() => {
+      if (this.identityListeners.has(listener)) listener({ certificate: this.material.cert, privateKey: this.material.key })
+    })
   }
   removeIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.delete(listener)

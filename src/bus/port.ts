@@ -67,7 +67,7 @@ export type {
   ObservedTopology,
   MatrixConfig,
 } from '../domain/observed.js'
-import type { ObservedHost, ObservedHostFacts, ObservedQueue, ObservedTopology, MatrixConfig, QueueDriver } from '../domain/observed.js'
+import type { ObservedAdapter, ObservedHost, ObservedHostFacts, ObservedQueue, ObservedTopology, MatrixConfig, QueueDriver } from '../domain/observed.js'
 
 /** Filters and page of {@link BusPort.observeQueues}; every given filter must match. */
 export interface QueuePageQuery {
@@ -129,6 +129,8 @@ export interface BusPort {
   observeTopology(): Promise<ObservedTopology>
   /** Reads features, maxima, masks, configuration and bindings: no device is walked (cheap on any host). */
   observeHostFacts(): Promise<ObservedHostFacts>
+  /** Reads the adapters (cards) with their attributes, by apid: no queue attribute is read (as `observe().adapters`). */
+  observeAdapters(): Promise<ObservedAdapter[]>
   /**
    * One page of queues with every attribute: queue names are listed, filtered and paged first, and attributes
    * are read for the page's queues only (a page of 10 on a host of 65,536 queues reads 10 queues). RangeError

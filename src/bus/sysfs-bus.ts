@@ -262,6 +262,17 @@ export class SysfsBus implements BusPort {
     const topo = await this.observeTopology()
     const owner = new Map<string, string>()
     for (const m of topo.mdevs) for (const apqn of m.matrix) owner.set(apqn, m.uuid)
+    const adapters = await this.observeAdapters()
+    const turn = createYielder()
+    const queues: ObservedQueue[] = []
+    for (const q of topo.queues) {
+      await turn()
+      queues.push(await this.observeQueue(q.apid, q.apqi, q.driver, owner))
+    }
+    return { ...topo, adapters, queues }
+  }
+
+  async observeAdapters(): Promise<ObservedAdapter[]> {
     const bound = await this.boundDevices()
     const turn = createYielder()
     const adapters: ObservedAdapter[] = []
@@ -270,13 +281,7 @@ export class SysfsBus implements BusPort {
       const apid = parseCardName(name)
       if (apid !== undefined) adapters.push(await this.observeCard(apid, bound.get(name)))
     }
-    adapters.sort((a, b) => a.apid - b.apid)
-    const queues: ObservedQueue[] = []
-    for (const q of topo.queues) {
-      await turn()
-      queues.push(await this.observeQueue(q.apid, q.apqi, q.driver, owner))
-    }
-    return { ...topo, adapters, queues }
+    return adapters.sort((a, b) => a.apid - b.apid)
   }
 
   private async observeCard(apid: number, driver: string | undefined): Promise<ObservedAdapter> {

@@ -6,7 +6,8 @@
  */
 import { closestMatch } from 'leven'
 import { AGENT_SETTINGS } from '../agent/agent-config.js'
-import { SETTINGS } from '../config.js'
+import { SETTINGS } from '../settings.js'
+import { EMULATOR_TLS_SETTINGS } from '../hostbus/tls-settings.js'
 
 /** Read by the command itself rather than as a setting of `serve` or `agent`. */
 const CLI_VARIABLES = [
@@ -28,10 +29,11 @@ const TEST_VARIABLES = ['APMATRIX_REQUIRE_TOOLS', 'APMATRIX_REQUIRE_POSTGRES', '
 /** The benchmarks' knobs (bench/*.ts) share this prefix; they are not settings of any verb. */
 const BENCH_PREFIX = 'APMATRIX_BENCH_'
 
-/** Every `APMATRIX_*` name apmatrix reads (settings of serve and agent, the client's, the harness's). */
+/** Every `APMATRIX_*` name apmatrix reads (settings of serve, agent and emulator serve, the client's, the harness's). */
 export const KNOWN_VARIABLES: readonly string[] = [
   ...Object.values(SETTINGS).map((s) => s.env),
   ...Object.values(AGENT_SETTINGS).map((s) => s.env),
+  ...Object.values(EMULATOR_TLS_SETTINGS).map((s) => s.env),
   ...CLI_VARIABLES,
   ...TEST_VARIABLES,
 ].filter((name) => name.startsWith('APMATRIX_'))

@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'PERMISSION_DENIED'
   | 'PAYLOAD_TOO_LARGE'
   | 'RATE_LIMITED'
+  /** A watch position older than what the event log keeps (retention compacted it): re-list. */
+  | 'GONE'
   | 'UNAVAILABLE'
 
 /** Kernel errno names that sysfs writes can fail with (docs/kernel-model.md §4). */
@@ -75,14 +77,34 @@ export class ApmatrixError extends Error {
   readonly violations: Violation[]
   /** RATE_LIMITED: whole seconds the caller should wait before retrying (REST `Retry-After`, gRPC `retry-after`). */
   readonly retryAfterSeconds?: number
-  constructor(code: ErrorCode, message: string, opts: { errno?: Errno; violations?: Violation[]; cause?: unknown; retryAfterSeconds?: number } = {}) {
+  /** GONE: the oldest position a watch can still start from (REST `oldestSeq`, gRPC `oldest-seq`). */
+  readonly oldestSeq?: number
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { errno?: Errno; violations?: Violation[]; cause?: unknown; retryAfterSeconds?: number; oldestSeq?: number } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
     this.name = 'ApmatrixError'
     this.code = code
     this.errno = opts.errno
     this.violations = opts.violations ?? []
     if (opts.retryAfterSeconds !== undefined) this.retryAfterSeconds = opts.retryAfterSeconds
+    if (opts.oldestSeq !== undefined) this.oldestSeq = opts.oldestSeq
   }
+}
+
+/**
+ * GONE for a watch position below the event log's compaction floor (docs/api.md (Events) Retention): the events
+ * after `position` are no longer all kept, so a watch from there would miss some. The client re-lists (reads the
+ * objects again, then watches from now); `oldestSeq` is the oldest position a watch can start from.
+ */
+export function positionGone(position: number, oldestSeq: number): ApmatrixError {
+  return new ApmatrixError(
+    'GONE',
+    `events after seq ${position} are no longer kept (retention compacted the log up to seq ${oldestSeq}): re-list (read the objects again, then watch from now); the oldest position a watch can start from is ${oldestSeq}`,
+    { oldestSeq },
+  )
 }
 
 /** A sysfs operation failed the way the kernel's write()/read() would: carries the errno name. */

@@ -8,8 +8,9 @@ import * as grpc from '@grpc/grpc-js'
 import type { EmulatorEvent, HardwareAction, KernelProfileName, RequestStats } from '../emulator/api.js'
 import { connectHostBus, type EventsOptions, type EventSubscription, type HostBusClient, type HostBusClientOptions } from '../hostbus/client.js'
 import { RemoteHostError, fromServiceError } from '../hostbus/errors.js'
-import { hardwareToWire, statsFromWire } from './codec.js'
-import { type WireEmulatorInfo, type WireRequestStats, loadEmulatorProto } from './proto.js'
+import { faultConfigToWire, faultStatusFromWire, hardwareToWire, statsFromWire } from './codec.js'
+import type { FaultConfig, FaultStatus } from '../emulator/faults.js'
+import { type WireEmulatorInfo, type WireFaultStatus, type WireRequestStats, loadEmulatorProto } from './proto.js'
 
 export { RemoteHostError }
 export type { EventsOptions, EventSubscription, WriteLog, WriteLogEntry } from '../hostbus/client.js'
@@ -45,6 +46,10 @@ export interface RemoteEmulator extends Omit<HostBusClient, 'events' | 'info'> {
   hostInfo: HostBusClient['info']
   /** Restarts the host from the same profile: kernel state lost, new bootId. */
   reboot(): Promise<RemoteHostInfo>
+  /** Replaces the injected write faults (no rules: none); INVALID_ARGUMENT for a bad rule. */
+  setFaults(config: FaultConfig): Promise<FaultStatus>
+  /** The injected write faults in force, with their counts. */
+  faults(): Promise<FaultStatus>
   /**
    * The emulated kernel's events (uevents, log lines, guest APCB changes, traced requests) with seq >
    * `sinceSeq`, then live ones, resumed across broken connections (see HostBusClient.events). The epoch
@@ -69,7 +74,7 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
   const timeoutMs = opts.timeoutMs ?? 5000
   const bus = connectHostBus(addr, opts)
   const { EmulatorControl } = loadEmulatorProto()
-  const control = new EmulatorControl(addr, grpc.credentials.createInsecure(), { channelOverride: bus.channel })
+  const control = new EmulatorControl(addr, bus.credentials, { channelOverride: bus.channel })
 
   const call = <Res>(method: string, req: object): Promise<Res> =>
     new Promise<Res>((resolve, reject) => {
@@ -102,6 +107,8 @@ export function connectEmulator(addr: string, opts: RemoteEmulatorOptions = {}):
     now: async () => (await call<{ now: number }>('Now', {})).now,
     info: async () => infoFromWire(await call<WireEmulatorInfo>('Info', {})),
     reboot: async () => infoFromWire(await call<WireEmulatorInfo>('Reboot', {})),
+    setFaults: async (config) => faultStatusFromWire(await call<WireFaultStatus>('SetFaults', faultConfigToWire(config))),
+    faults: async () => faultStatusFromWire(await call<WireFaultStatus>('Faults', {})),
     close() {
       bus.close()
       control.close()

@@ -4,7 +4,8 @@
  * field added to one side is added to the other.
  */
 import type { HardwareAction, RequestStats } from '../emulator/api.js'
-import type { WireHardwareAction, WireRequestStats } from './proto.js'
+import { type FaultConfig, type FaultStatus, faultStatusMessage } from '../emulator/faults.js'
+import type { WireFaultConfig, WireFaultStatus, WireHardwareAction, WireRequestStats } from './proto.js'
 
 /** A hardware action on the wire: only the fields that are set. */
 export function hardwareToWire(a: HardwareAction): WireHardwareAction {
@@ -47,4 +48,41 @@ export function statsToWire(s: RequestStats): WireRequestStats {
 
 export function statsFromWire(w: WireRequestStats): RequestStats {
   return { submitted: Number(w.submitted), completed: Number(w.completed), flushed: Number(w.flushed), rejected: Number(w.rejected) }
+}
+
+/** A fault configuration on the wire (`delay_ms` 0 = none). */
+export function faultConfigToWire(c: FaultConfig): WireFaultConfig {
+  return {
+    rules: c.rules.map((r) => ({ path: r.path, rate: r.rate, kind: r.kind, delay_ms: r.delayMs ?? 0 })),
+    ...(c.seed !== undefined ? { seed: c.seed } : {}),
+  }
+}
+
+/** The configuration of a wire message, unchecked (FaultInjector.set validates it). */
+export function faultConfigFromWire(w: WireFaultConfig): unknown {
+  return {
+    rules: (w.rules ?? []).map((r) => ({ path: r.path, rate: r.rate, kind: r.kind, ...(r.delay_ms ? { delayMs: r.delay_ms } : {}) })),
+    ...(w.seed !== undefined && w.seed !== null ? { seed: w.seed } : {}),
+  }
+}
+
+export function faultStatusToWire(s: FaultStatus): WireFaultStatus {
+  return faultStatusMessage(s)
+}
+
+export function faultStatusFromWire(w: WireFaultStatus): FaultStatus {
+  return {
+    rules: w.rules.map((r) => ({
+      path: r.path,
+      rate: r.rate,
+      kind: r.kind as FaultStatus['rules'][number]['kind'],
+      ...(r.delay_ms ? { delayMs: r.delay_ms } : {}),
+      matched: Number(r.matched),
+      injected: Number(r.injected),
+    })),
+    seed: w.seed,
+    writes: Number(w.writes),
+    failed: Number(w.failed),
+    delayed: Number(w.delayed),
+  }
 }

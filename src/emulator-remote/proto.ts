@@ -64,3 +64,23 @@ export interface WireEmulatorInfo {
   now: number
   clock: string
 }
+
+export interface WireFaultRule {
+  path: string
+  rate: number
+  kind: string
+  delay_ms: number
+}
+
+export interface WireFaultConfig {
+  rules: WireFaultRule[]
+  seed?: number | null
+}
+
+export interface WireFaultStatus {
+  rules: Array<WireFaultRule & { matched: WireU64; injected: WireU64 }>
+  seed: number
+  writes: WireU64
+  failed: WireU64
+  delayed: WireU64
+}

@@ -14,14 +14,17 @@ import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation } from 'grpc-health-check'
 import { SysfsError } from '../domain/errors.js'
 import { startRealtimeClock } from '../emulator/async-host.js'
-import type { EmulatedHostApi, HardwareProfile, KernelProfileName, SysfsFace } from '../emulator/api.js'
+import type { EmulatedHostApi, HardwareProfile, KernelProfileName } from '../emulator/api.js'
 import { createHost } from '../emulator/host.js'
+import { FaultInjector, type WriteFault, throwIfFailed } from '../emulator/faults.js'
+import type { FaultyFace } from '../emulator/fuse/sysfs-operations.js'
 import { toServiceError } from '../hostbus/errors.js'
 import { HOSTBUS_SERVICE_NAME, loadHostBusProto, type WireInfo } from '../hostbus/proto.js'
 import { createHostBusService, MAX_PATH_BYTES, MAX_VALUE_BYTES } from '../hostbus/server.js'
+import { clientNameInterceptor, type HostBusServerTls, hostBusServerCredentials, tlsSummary } from '../hostbus/tls.js'
 import { appVersion } from '../version.js'
-import { hardwareFromWire, statsToWire } from './codec.js'
-import { EMULATOR_CONTROL_SERVICE_NAME, type WireEmulatorInfo, type WireHardwareAction, loadEmulatorProto } from './proto.js'
+import { faultConfigFromWire, faultStatusToWire, hardwareFromWire, statsToWire } from './codec.js'
+import { EMULATOR_CONTROL_SERVICE_NAME, type WireEmulatorInfo, type WireFaultConfig, type WireHardwareAction, loadEmulatorProto } from './proto.js'
 
 /** How virtual time moves: with wall time, or only through the `Advance` call (deterministic tests). */
 export type EmulatorClock = 'realtime' | 'manual'
@@ -47,6 +50,8 @@ export interface EmulatorServerOptions {
    * `/proc/sys/kernel/random/boot_id` is to a real host, for a `sysfs` driver or agent behind the FUSE view.
    */
   bootIdFile?: string
+  /** Mutual TLS: only clients with a certificate of `tls.ca` (and one of `tls.clientNames`, when given) get a connection. Default: plaintext. */
+  tls?: HostBusServerTls
 }
 
 /** A running emulator server. */
@@ -58,7 +63,9 @@ export interface EmulatorServer {
    * --mount`): always the current boot (also after a Reboot); every write goes into the write log with
    * origin `fuse`, unfenced, exactly like a gRPC Write otherwise. Throws the host's SysfsError.
    */
-  readonly localSysfs: SysfsFace
+  readonly localSysfs: FaultyFace
+  /** The injected write faults of this process (EmulatorControl.SetFaults), for every face: gRPC Write and the mount. */
+  readonly faults: FaultInjector
   /** The current host's identity (changes on Reboot). */
   info(): { profile: string; kernel: KernelProfileName; bootId: string; now: number; clock: EmulatorClock }
   /** Ends the event streams and stops the server; idempotent. */
@@ -122,8 +129,10 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     version: appVersion(),
   })
 
+  const faults = new FaultInjector()
   const bus = createHostBusService(
     {
+      writeFault: (p) => faults.decide(p),
       read: (p) => host.read(p),
       list: (p) => host.list(p),
       exists: (p) => host.exists(p),
@@ -170,6 +179,8 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
     }),
     Now: unary(() => ({ now: host.now() })),
     Info: unary(infoToWire),
+    SetFaults: unary((r: WireFaultConfig) => faultStatusToWire(faults.set(faultConfigFromWire(r)))),
+    Faults: unary(() => faultStatusToWire(faults.status())),
     Reboot: unary(() => {
       const old = host
       // Same (already validated) profile object: the machine is unchanged, only the kernel state goes.
@@ -193,7 +204,8 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
 
   const { definition: emulatorDefinition, EmulatorControl } = loadEmulatorProto()
   const { definition: hostBusDefinition, HostBus } = loadHostBusProto()
-  const server = new grpc.Server({ interceptors: [logFailures], 'grpc.max_receive_message_length': 2 * MAX_VALUE_BYTES })
+  const interceptors = [logFailures, ...(opts.tls?.clientNames.length ? [clientNameInterceptor(opts.tls.clientNames, log)] : [])]
+  const server = new grpc.Server({ interceptors, 'grpc.max_receive_message_length': 2 * MAX_VALUE_BYTES })
   server.addService(HostBus.service, bus.handlers)
   server.addService(EmulatorControl.service, control as unknown as grpc.UntypedServiceImplementation)
   const health = new HealthImplementation({ '': 'SERVING', [HOSTBUS_SERVICE_NAME]: 'SERVING', [EMULATOR_CONTROL_SERVICE_NAME]: 'SERVING' })
@@ -202,9 +214,8 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
 
   let port: number
   try {
-    port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(opts.addr, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    )
+    const credentials = opts.tls ? hostBusServerCredentials(opts.tls) : grpc.ServerCredentials.createInsecure()
+    port = await new Promise<number>((resolve, reject) => server.bindAsync(opts.addr, credentials, (err, p) => (err ? reject(err) : resolve(p))))
   } catch (e) {
     stopClock()
     server.forceShutdown()
@@ -212,7 +223,7 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
   }
   const address = `${bindHost}:${port}`
   boundAddress = address
-  log(`emulator serving ${address}: profile ${host.profile.name}, kernel ${host.kernel}, clock ${clock}, bootId ${host.bootId}`)
+  log(`emulator serving ${address}: profile ${host.profile.name}, kernel ${host.kernel}, clock ${clock}, bootId ${host.bootId}, ${tlsSummary(opts.tls)}`)
 
   let closing: Promise<void> | undefined
   return {
@@ -223,11 +234,13 @@ export async function startEmulatorServer(opts: EmulatorServerOptions): Promise<
       readlink: (p) => host.readlink(p),
       stat: (p) => host.stat(p),
       exists: (p) => host.exists(p),
-      write: (p, v) => {
+      writeFault: (p) => faults.decide(p),
+      write: (p, v, fault?: WriteFault) => {
         const h = host
-        bus.writes.apply(p, v, null, h.bootId, () => h.write(p, v), 'fuse')
+        bus.writes.apply(p, v, null, h.bootId, () => (throwIfFailed(fault), h.write(p, v)), 'fuse')
       },
     },
+    faults,
     info,
     close() {
       closing ??= new Promise<void>((resolve) => {

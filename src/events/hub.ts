@@ -18,10 +18,26 @@
  * stalls the poller, the writers or the other subscribers and its memory stays bounded. A subscriber
  * that fell out of the live set and then drifts more than `maxLagEvents` behind the newest event is
  * ended with {@link SubscriptionLagError} carrying `resumeSeq` (the last seq it was given): the client
- * resumes from there. A new subscription replaying old history is never ended for lag. A store read
+ * resumes from there. That holds also while its listener is still waiting (a watcher that stopped reading: the
+ * transport's write never drains): each dispatch checks the subscribers that left the live set, so one that
+ * never reads again is ended as soon as it is `maxLagEvents` behind, its queue released, instead of holding its
+ * queue and its stream forever. A new subscription replaying old history is never ended for lag. A store read
  * that fails while catching up ends the subscription with that error (UNAVAILABLE when the store is
  * down); the poller itself retries at the next period.
+ *
+ * Retention (src/store/retention.ts) removes the oldest events and records a floor: every seq <= floor is gone,
+ * every stored seq above it is kept. {@link EventHub.startPosition} refuses a position below the floor with GONE
+ * before anything is opened. A subscriber that is overtaken later (its next store read starts below a floor that
+ * moved past it) is ended with the same GONE error, never handed a log with a hole: each catch-up read from
+ * the store checks the floor after it (a compaction that ran before the read has moved the floor by then). The
+ * poller notices a floor that overtook it from the gap it leaves in the seqs, and ends the subscribers it
+ * would have short-changed.
+ *
+ * Bookmarks: a subscriber may ask for one every `bookmarkMs`: its current position with no event (the seq up to
+ * which it has been given every matching event), delivered in order with its events through `onBookmark`, so a
+ * client that sees few events resumes from a recent position.
  */
+import { positionGone } from '../domain/errors.js'
 import type { EventQuery, EventRecord } from '../store/index.js'
 
 /** An event as the hub delivers it (the store's record); transports use this, not the store. */
@@ -31,6 +47,8 @@ export type { EventRecord }
 export interface EventSource {
   list(q: EventQuery): Promise<EventRecord[]>
   lastSeq(): Promise<number>
+  /** The compaction floor: every seq <= floor was removed by retention. */
+  floor(): Promise<number>
 }
 
 /** Options of {@link EventHub}. */
@@ -55,6 +73,13 @@ export interface SubscribeOptions {
   host?: string
   /** Only these kinds; absent or empty = all. */
   kinds?: string[]
+  /**
+   * Every `bookmarkMs` (a positive integer), `onBookmark` is given the subscriber's position: every matching event
+   * up to that seq has been given to `onEvent` (and settled). In order with the events; a returned promise delays
+   * the next event or bookmark. Absent: no bookmarks.
+   */
+  bookmarkMs?: number
+  onBookmark?: (seq: number) => void | Promise<void>
 }
 
 /** Receives one event; a returned promise delays the next event until it settles (backpressure). */
@@ -98,6 +123,7 @@ interface Subscriber {
   wake: (() => void) | null
   onEvent: EventListener
   onEnd?: EndListener
+  bookmark?: { due: boolean; timer: NodeJS.Timeout; onBookmark: (seq: number) => void | Promise<void> }
 }
 
 /** The event fan-out. `start()` before use; `close()` ends every subscription. */
@@ -114,6 +140,8 @@ export class EventHub {
   private ring: EventRecord[] = []
   private ringFloor = 0
   private readonly live = new Set<Subscriber>()
+  /** Subscribers with `behind` set (left the live set because their queue was full). */
+  private readonly behind = new Set<Subscriber>()
   private readonly all = new Set<Subscriber>()
   private started: Promise<void> | null = null
   private ready = false
@@ -121,6 +149,7 @@ export class EventHub {
   private polling: Promise<void> | null = null
   private again = false
   private closed = false
+  private floorRead: Promise<number> | null = null
 
   constructor(opts: EventHubOptions) {
     if (!opts?.source) throw new TypeError('EventHub needs a source (store.events)')
@@ -197,6 +226,9 @@ export class EventHub {
   subscribe(opts: SubscribeOptions, onEvent: EventListener, onEnd?: EndListener): () => void {
     const since = opts.sinceSeq
     if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) throw new RangeError('sinceSeq must be a non-negative integer')
+    const { bookmarkMs, onBookmark } = opts
+    if (bookmarkMs !== undefined && (!Number.isInteger(bookmarkMs) || bookmarkMs < 1 || !onBookmark))
+      throw new RangeError('bookmarkMs must be a positive integer, with onBookmark')
     // "From now" is the position at this call once started; before start() completes, wherever it starts.
     const from = since ?? (this.ready ? this.position : -1)
     const sub: Subscriber = {
@@ -211,9 +243,36 @@ export class EventHub {
       onEvent,
       ...(onEnd ? { onEnd } : {}),
     }
+    if (bookmarkMs !== undefined && onBookmark) {
+      const timer = setInterval(() => {
+        if (!sub.bookmark) return
+        sub.bookmark.due = true
+        this.wakeUp(sub)
+      }, bookmarkMs).unref()
+      sub.bookmark = { due: false, timer, onBookmark }
+    }
     this.all.add(sub)
     void this.pump(sub)
     return () => this.remove(sub)
+  }
+
+  /**
+   * Where a watch asking for `sinceSeq` starts, checked against the store's compaction floor: `sinceSeq` itself,
+   * or for 0 ("everything kept") the floor. A position below the floor is GONE (ApmatrixError with `oldestSeq`),
+   * since events after it are missing; UNAVAILABLE when the store does not answer. A position the ring still
+   * covers needs no store read: every event after it is in memory, whatever retention removed from the store.
+   * Concurrent checks share one floor read (a compaction that lands meanwhile is caught by the subscriber's
+   * first store read, which ends it with GONE).
+   */
+  async startPosition(sinceSeq: number): Promise<number> {
+    if (this.ready && (sinceSeq > 0 ? sinceSeq >= this.ringFloor : this.ringFloor === 0)) return sinceSeq
+    this.floorRead ??= this.source.floor().finally(() => {
+      this.floorRead = null
+    })
+    const floor = await this.floorRead
+    if (sinceSeq === 0) return floor
+    if (sinceSeq < floor) throw positionGone(sinceSeq, floor)
+    return sinceSeq
   }
 
   /** Stops polling and ends every subscription with {@link HubClosedError}. */
@@ -232,8 +291,15 @@ export class EventHub {
       this.again = false
       try {
         for (;;) {
-          const batch = await this.source.list({ since: this.position, limit: PAGE })
+          const from = this.position
+          const batch = await this.source.list({ since: from, limit: PAGE })
           if (this.closed) return
+          // A hole after the position: a rolled-back append (harmless), or retention removed events not yet dispatched.
+          if (batch.length && batch[0]!.seq > from + 1) {
+            const floor = await this.source.floor()
+            if (this.closed) return
+            if (floor > from) this.overtaken(floor)
+          }
           if (batch.length) this.dispatch(batch)
           if (batch.length < PAGE) break
         }
@@ -242,6 +308,17 @@ export class EventHub {
         return
       }
     } while (this.again && !this.closed)
+  }
+
+  /**
+   * Retention removed events after the position before the poller read them: every subscriber that has not
+   * been given everything up to `floor` is ended with GONE, and the ring starts again above the floor.
+   */
+  private overtaken(floor: number): void {
+    for (const s of [...this.all]) if (s.cursor < floor) this.end(s, positionGone(Math.max(s.delivered, 0), floor))
+    this.ring = []
+    this.ringFloor = floor
+    this.position = floor
   }
 
   /** Appends a batch (seq > position, ascending) to the ring and queues it to live subscribers. */
@@ -262,6 +339,7 @@ export class EventHub {
           s.live = false
           s.behind = true
           this.live.delete(s)
+          this.behind.add(s)
           break
         }
         s.queue.push(e)
@@ -270,6 +348,13 @@ export class EventHub {
       if (s.live) s.cursor = Math.max(s.cursor, end)
       this.wakeUp(s)
     }
+    // Subscribers that fell out of the live set: those whose listener never settles again (a watcher that does
+    // not read) are ended here, since their pump never reaches catchUp's check.
+    // The lag is counted from the cursor, as in catchUp: a filtered subscriber is not behind for events it does not want.
+    for (const s of this.behind) {
+      const lag = end - s.cursor
+      if (lag > this.maxLagEvents) this.end(s, new SubscriptionLagError(s.delivered, lag))
+    }
   }
 
   private async pump(s: Subscriber): Promise<void> {
@@ -277,6 +362,15 @@ export class EventHub {
       await this.start()
       if (s.cursor < 0) s.cursor = s.delivered = this.position
       while (!s.closed) {
+        if (s.bookmark?.due) {
+          s.bookmark.due = false
+          // Everything handed out so far has settled: with nothing queued that is everything up to the cursor.
+          const at = s.queue.length ? s.delivered : s.cursor
+          s.delivered = at
+          const r = s.bookmark.onBookmark(at)
+          if (r) await r
+          continue
+        }
         const e = s.queue.shift()
         if (e) {
           s.delivered = e.seq
@@ -315,6 +409,7 @@ export class EventHub {
         s.cursor = Math.max(s.cursor, this.position)
         s.live = true
         s.behind = false
+        this.behind.delete(s)
         this.live.add(s)
       }
       return
@@ -322,13 +417,18 @@ export class EventHub {
     // Everything <= pos was visible before this read started (the poller read it), so an exhausted
     // filtered read covers (cursor, pos] even where it returned nothing.
     const pos = this.position
+    const from = s.cursor
     const page = await this.source.list({
-      since: s.cursor,
+      since: from,
       limit: PAGE,
       ...(s.filter.host ? { host: s.filter.host } : {}),
       ...(s.filter.kinds ? { kinds: [...s.filter.kinds] } : {}),
     })
     if (s.closed) return
+    // Read after the page: a compaction that removed events above `from` before the page was read shows here.
+    const floor = await this.source.floor()
+    if (s.closed) return
+    if (floor > from) throw positionGone(Math.max(s.delivered, 0), floor)
     for (const e of page) if (e.seq > s.cursor) s.queue.push(e)
     if (page.length) s.cursor = Math.max(s.cursor, page[page.length - 1]!.seq)
     if (page.length < PAGE) s.cursor = Math.max(s.cursor, pos)
@@ -341,9 +441,11 @@ export class EventHub {
   }
 
   private remove(s: Subscriber): void {
+    if (s.bookmark) clearInterval(s.bookmark.timer)
     s.closed = true
     s.queue = []
     this.live.delete(s)
+    this.behind.delete(s)
     this.all.delete(s)
     this.wakeUp(s)
   }

@@ -12,6 +12,7 @@ import { eventFromWire, type HostBusEvent } from './codec.js'
 import { RemoteHostError, fromServiceError } from './errors.js'
 import { FENCE_METADATA_KEY, formatFence } from './fence.js'
 import { LOCK_SESSION_METADATA_KEY, loadHostBusProto, type WireEvent, type WireInfo, type WireLockGrant, type WireWriteLog } from './proto.js'
+import { type HostBusClientTls, hostBusChannelCredentials, probeHostTls } from './tls.js'
 
 export { RemoteHostError }
 
@@ -24,6 +25,8 @@ export interface HostBusClientOptions {
   reconnectMaxMs?: number
   /** How long an exclusive section waits for the host's AP configuration lock (default 5000 ms). */
   lockWaitMs?: number
+  /** Mutual TLS (src/hostbus/tls.ts): verify the host's certificate against this CA and present this client certificate. Default: plaintext. */
+  tls?: HostBusClientTls
 }
 
 /** What a host-bus server says about itself (hostbus.proto InfoResponse). */
@@ -99,6 +102,8 @@ export interface HostBusClient extends SysfsAccess {
   readonly address: string
   /** The channel, for other services of the same server (emulator controls). */
   readonly channel: ReturnType<grpc.Client['getChannel']>
+  /** The credentials of that channel. */
+  readonly credentials: grpc.ChannelCredentials
   exists(path: string): Promise<boolean>
   info(): Promise<HostBusInfo>
   /**
@@ -122,7 +127,10 @@ export interface HostBusClient extends SysfsAccess {
    * delivered twice and none is skipped (within the events the host keeps; see onGap).
    */
   events(sinceSeq: number, onEvent: (e: HostBusEvent, meta: { bootId: string; epoch: string }) => void, opts?: EventsOptions): EventSubscription
-  /** Resolves when the channel is connected; rejects with RemoteHostError after `timeoutMs`. */
+  /**
+   * Resolves when the channel is connected; rejects with RemoteHostError after `timeoutMs`, or at once
+   * (with TLS) when a handshake fails because one side does not trust the other.
+   */
   waitForReady(timeoutMs?: number): Promise<void>
   /** Closes the channel and every event subscription. */
   close(): void
@@ -146,6 +154,22 @@ function infoFromWire(w: WireInfo): HostBusInfo {
   }
 }
 
+/**
+ * Probes the host's TLS until it accepts a handshake; RemoteHostError UNAVAILABLE at once when it refuses
+ * one (certificates that do not match do not get better by waiting); returns at the deadline otherwise
+ * (the channel's own wait then reports it).
+ */
+async function untilTlsAccepted(addr: string, t: HostBusClientTls, deadline: number): Promise<void> {
+  for (;;) {
+    const left = deadline - Date.now()
+    if (left <= 0) return
+    const p = await probeHostTls(addr, t, Math.min(left, 2000))
+    if (p.outcome === 'accepted') return
+    if (p.outcome === 'refused') throw new RemoteHostError('UNAVAILABLE', `host at ${addr} is not reachable: TLS handshake failed: ${p.reason}`)
+    await new Promise((r) => setTimeout(r, Math.min(100, Math.max(0, deadline - Date.now()))))
+  }
+}
+
 /** Connects (lazily: the first call dials) to the host-bus server at `addr` (`host:port`). */
 export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): HostBusClient {
   const timeoutMs = opts.timeoutMs ?? 5000
@@ -154,7 +178,16 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
   const lockWaitMs = opts.lockWaitMs ?? 5000
   const { HostBus } = loadHostBusProto()
   // Keepalive lets a long-lived event stream or lock session notice a vanished server instead of waiting forever.
-  const client = new HostBus(addr, grpc.credentials.createInsecure(), { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 })
+  const credentials = opts.tls ? hostBusChannelCredentials(opts.tls) : grpc.credentials.createInsecure()
+  // A host that went away (agent restarted, emulator frozen or cut off) is dialled again at least every 2 s:
+  // grpc-js would otherwise back off up to 120 s, and calls fail at once meanwhile, so a host that is back
+  // would stay "unreachable" for minutes (issue 11 §3).
+  const client = new HostBus(addr, credentials, {
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.initial_reconnect_backoff_ms': 250,
+    'grpc.max_reconnect_backoff_ms': 2_000,
+  })
   const subscriptions = new Set<EventSubscription>()
 
   const call = <Res>(method: string, req: object, md: grpc.Metadata = new grpc.Metadata()): Promise<Res> =>
@@ -312,6 +345,7 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
   return {
     address: addr,
     channel: client.getChannel(),
+    credentials,
     read,
     write: writeWith([]),
     list,
@@ -350,12 +384,17 @@ export function connectHostBus(addr: string, opts: HostBusClientOptions = {}): H
     exists: async (path) => (await call<{ exists: boolean }>('Exists', { path })).exists,
     info: async () => infoFromWire(await call<WireInfo>('Info', {})),
     events,
-    waitForReady: (ms = timeoutMs) =>
-      new Promise<void>((resolve, reject) =>
-        client.waitForReady(Date.now() + ms, (err) =>
+    async waitForReady(ms = timeoutMs) {
+      const deadline = Date.now() + ms
+      // grpc-js retries a failed handshake until the deadline and then says only that it did not connect:
+      // a probe tells a host that is not up yet (wait) from one whose certificates do not match (fail now, saying why).
+      if (opts.tls) await untilTlsAccepted(addr, opts.tls, deadline)
+      await new Promise<void>((resolve, reject) =>
+        client.waitForReady(deadline, (err) =>
           err ? reject(new RemoteHostError('UNAVAILABLE', `host at ${addr} is not reachable within ${ms} ms: ${err.message}`, err)) : resolve(),
         ),
-      ),
+      )
+    },
     close() {
       for (const s of [...subscriptions]) s.close()
       client.close()

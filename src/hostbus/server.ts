@@ -11,6 +11,7 @@ import { toServiceError } from './errors.js'
 import { FENCE_METADATA_KEY, parseFence } from './fence.js'
 import { LOCK_SESSION_METADATA_KEY, type WireEvent, type WireInfo, type WireLockGrant, type WireU64, type WireWriteLog } from './proto.js'
 import { FencedWriteLog, WRITE_LOG_CAPACITY } from './write-log.js'
+import { type WriteFault, faultDelay, throwIfFailed } from '../emulator/faults.js'
 
 /** Bounds of untrusted input: PATH_MAX, and one shell line for a value. */
 export const MAX_PATH_BYTES = 4096
@@ -49,6 +50,11 @@ export interface HostBusBackend {
   exclusive?(opts: { waitMs: number; signal: AbortSignal }, fn: (write: (path: string, value: string) => Promise<void>) => Promise<void>): Promise<void>
   /** The lock file (for LockResponse), when there is one. */
   lockPath?: string
+  /**
+   * Injected faults (the emulator's, src/emulator/faults.ts): what happens to a write of `path`, decided
+   * when it arrives. A delay comes before the fence check; a failure is the write's outcome (logged).
+   */
+  writeFault?(path: string): WriteFault | undefined
 }
 
 /** Options of {@link createHostBusService}. */
@@ -128,25 +134,39 @@ export function createHostBusService(backend: HostBusBackend, opts: HostBusServi
 
   const write = (call: grpc.ServerUnaryCall<{ path: string; value: string }, object>, cb: grpc.sendUnaryData<object>): void => {
     let done: Promise<void> | undefined
+    let path: string
+    let value: string
+    let fence: ReturnType<typeof parseFence> | null
+    let fault: WriteFault | undefined
     try {
-      const path = boundedPath(call.request.path)
-      const value = boundedValue(call.request.value)
+      path = boundedPath(call.request.path)
+      value = boundedValue(call.request.value)
       const header = call.metadata.get(FENCE_METADATA_KEY)[0]
-      const fence = header === undefined ? null : parseFence(String(header))
+      fence = header === undefined ? null : parseFence(String(header))
+      fault = backend.writeFault?.(path)
+    } catch (e) {
+      cb(toServiceError(e))
+      return
+    }
+    const perform = (): Promise<void> | undefined => {
       const sessionId = call.metadata.get(LOCK_SESSION_METADATA_KEY)[0]
       if (sessionId !== undefined) {
         const session = sessions.get(String(sessionId))
         // A pass whose hold ended (client gone, server limit) must not go on writing as if it held the lock.
         const run = session
-          ? () => session.write(path, value)
+          ? async () => (throwIfFailed(fault), session.write(path, value))
           : () => Promise.reject(new SysfsError('ECANCELED', `lock session ${String(sessionId).slice(0, 64)} has ended: the write was not made`))
-        done = writes.applyAsync(path, value, fence, backend.bootId(), run)
-      } else if (backend.synchronous) {
-        // Check and write in one synchronous run: no other call can slip between them (X-5).
-        writes.apply(path, value, fence, backend.bootId(), () => void backend.write(path, value))
-      } else {
-        done = writes.applyAsync(path, value, fence, backend.bootId(), async () => backend.write(path, value))
+        return writes.applyAsync(path, value, fence, backend.bootId(), run)
       }
+      if (backend.synchronous) {
+        // Check and write in one synchronous run: no other call can slip between them (X-5).
+        writes.apply(path, value, fence, backend.bootId(), () => (throwIfFailed(fault), void backend.write(path, value)))
+        return undefined
+      }
+      return writes.applyAsync(path, value, fence, backend.bootId(), async () => (throwIfFailed(fault), backend.write(path, value)))
+    }
+    try {
+      done = fault && fault.delayMs > 0 ? faultDelay(fault).then(perform) : perform()
     } catch (e) {
       cb(toServiceError(e))
       return

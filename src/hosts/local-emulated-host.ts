@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto'
 import { createHost } from '../emulator/host.js'
 import { startRealtimeClock } from '../emulator/async-host.js'
+import { FaultInjector, faultDelay, throwIfFailed } from '../emulator/faults.js'
 import type { EmulatedHostApi, EmulatorEvent, HardwareProfile, KernelProfileName } from '../emulator/api.js'
 import { SysfsError } from '../domain/errors.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
@@ -39,7 +40,7 @@ export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
     this.core = this.boot()
     const access: SysfsAccess = {
       read: async (p) => this.core.read(p),
-      write: async (p, v) => this.writes.apply(p, v, null, this.core.bootId, () => this.core.write(p, v)),
+      write: (p, v) => this.faultyWrite(p, v),
       list: async (p) => this.core.list(p),
       readlink: async (p) => this.core.readlink(p),
       // Kernel changes (uevents, guest APCB changes) may be drift; log lines and request completions are not.
@@ -50,6 +51,23 @@ export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
         }),
     }
     this.bus = new SysfsBus(access)
+  }
+
+  /** Injected write faults (src/emulator/faults.ts): every sysfs write, the bus's and the control's, meets them. */
+  private readonly injector = new FaultInjector()
+
+  /** A logged write under the injected faults: the delay first, then the write or its injected errno. */
+  private async faultyWrite(p: string, v: string): Promise<void> {
+    const f = this.injector.decide(p)
+    await faultDelay(f)
+    this.writes.apply(p, v, null, this.core.bootId, () => (throwIfFailed(f), this.core.write(p, v)))
+  }
+
+  async setFaults(config: unknown) {
+    return this.injector.set(config)
+  }
+  async faults() {
+    return this.injector.status()
   }
 
   /** Every bus write through {@link bus} (the reconciler's), oldest first, with seq > `sinceSeq`. Emulator controls are not bus writes. */
@@ -87,6 +105,9 @@ export class LocalEmulatedHost implements ManagedHost, EmulatorControl {
     return this.core.read(path)
   }
   async write(path: string, value: string) {
+    const f = this.injector.decide(path)
+    await faultDelay(f)
+    throwIfFailed(f)
     this.core.write(path, value)
   }
   async list(path: string) {

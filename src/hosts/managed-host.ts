@@ -9,6 +9,7 @@
  */
 import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
 import type { BusPort } from '../bus/port.js'
+import type { FaultStatus } from '../emulator/faults.js'
 
 /** Emulator controls of an emulated host. Errors are SysfsError with the kernel errno. */
 export interface EmulatorControl {
@@ -26,6 +27,10 @@ export interface EmulatorControl {
   setWorkload(apqn: string, perSecond: number): Promise<void>
   /** Restarts the host: kernel state is lost, a new bootId (docs/api.md (REST) `POST reboot`). */
   reboot(): Promise<void>
+  /** Replaces the injected write faults (src/emulator/faults.ts); ApmatrixError INVALID_ARGUMENT for a bad configuration. */
+  setFaults(config: unknown): Promise<FaultStatus>
+  /** The injected write faults in force, with their counts. */
+  faults(): Promise<FaultStatus>
   /** Every kernel event (uevents, log lines, APCB changes) as it happens; returns an unsubscribe function. */
   subscribe(listener: (e: EmulatorEvent) => void): () => void
 }
@@ -83,4 +88,9 @@ export class StaticHostRegistry implements HostRegistry {
 /** What the service needs of the reconciler: a nudge that a host's desired state changed. */
 export interface ReconcileTrigger {
   enqueue(host: string): void
+  /**
+   * What the bus of `host` shows is no longer known (the service has just rebooted it): devices' `Ready`
+   * turns `Unknown` with `reason` until the next pass reads the bus. Optional: tests' triggers need not.
+   */
+  markReadyUnknown?(host: string, reason: string, message: string): Promise<void>
 }

@@ -5,6 +5,7 @@
  */
 import type { EmulatorEvent, HardwareAction } from '../emulator/api.js'
 import { SysfsError } from '../domain/errors.js'
+import { validateFaultConfig } from '../emulator/faults.js'
 import type { BusFence, SysfsAccess } from '../bus/port.js'
 import { SysfsBus } from '../bus/sysfs-bus.js'
 import { connectEmulator, type EventSubscription, type RemoteEmulator, type RemoteEmulatorOptions } from '../emulator-remote/client.js'
@@ -76,6 +77,13 @@ export class RemoteEmulatedHost implements ManagedHost, EmulatorControl {
   }
   async reboot() {
     await this.client.reboot()
+  }
+  /** Checked here too, so a bad rule is refused with the same message whichever emulator is behind. */
+  setFaults(config: unknown) {
+    return this.client.setFaults(validateFaultConfig(config))
+  }
+  faults() {
+    return this.client.faults()
   }
 
   /** Live kernel events; the stream starts at the current end and resumes by itself after a broken connection. */

@@ -154,6 +154,18 @@ export class ApmatrixMetrics {
     registers: [this.registry],
   })
 
+  readonly retentionDeleted = new Counter({
+    name: 'apmatrix_retention_deleted_total',
+    help: 'Rows retention removed, by table (events, audit, journal, idempotency)',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  })
+  readonly eventLogFloor = new Gauge({
+    name: 'apmatrix_event_log_floor',
+    help: 'Compaction floor of the event log after the last retention pass: events up to this seq are gone',
+    registers: [this.registry],
+  })
+
   /** Condition types each host's gauge has a series for (so one that disappears is set to 0). */
   private readonly conditionsSeen = new Map<string, Set<string>>()
 
@@ -194,6 +206,12 @@ export class ApmatrixMetrics {
   handOver(host: string, o: { lostRequests: number; drainMs?: number }): void {
     this.lostRequests.inc({ host }, o.lostRequests)
     if (o.drainMs !== undefined) this.drainDuration.observe({ host }, o.drainMs / 1000)
+  }
+
+  /** A retention pass (src/store/retention.ts) ended: what it removed per table, and the event log's floor. */
+  retentionPass(r: { deleted: Record<string, number>; floors: { events: number } }): void {
+    for (const [table, n] of Object.entries(r.deleted)) this.retentionDeleted.inc({ table }, n)
+    this.eventLogFloor.set(r.floors.events)
   }
 
   /** What the reconciler reports, recorded here (controller-runtime, workqueue and the per-host gauges). */

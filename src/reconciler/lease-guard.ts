@@ -34,6 +34,7 @@ export function guardWrites(bus: BusPort, check: () => Promise<void>): BusPort {
     observe: () => bus.observe(),
     observeTopology: () => bus.observeTopology(),
     observeHostFacts: () => bus.observeHostFacts(),
+    observeAdapters: () => bus.observeAdapters(),
     observeQueues: (q) => bus.observeQueues(q),
     queueLoad: (apqns) => bus.queueLoad(apqns),
     setMasks: g((m) => bus.setMasks(m)),

@@ -11,6 +11,7 @@ import type { ObservedTopology } from '../domain/observed.js'
 import type { HostRegistry, ManagedHost, ReconcileTrigger } from '../hosts/managed-host.js'
 import { ApmatrixError } from '../domain/errors.js'
 import { ConfigLockBusyError, type BusPort } from '../bus/port.js'
+import { RemoteHostError } from '../hostbus/errors.js'
 import type { Store } from '../store/store.js'
 import type { EventInput } from '../store/event-repo.js'
 import type { HostMasksRecord, MasksStatus } from '../store/masks-repo.js'
@@ -45,6 +46,11 @@ export interface ReconcilerOptions {
   holder?: string
   resyncMs?: number
   leaseTtlMs?: number
+  /**
+   * Leases above the even share this replica may hold while other replicas are alive (default 1; see
+   * {@link leaseShare}). Negative turns sharing off: the replica takes every free lease it comes across.
+   */
+  leaseShareSlack?: number
   /** Default drain timeout (a device's `spec.drain.timeoutSeconds` overrides it for the queues it takes). */
   drainTimeoutMs?: number
   /** Default of what a drain does at its timeout (`flush`, the default, or `wait`); see domain/drain-policy.ts. */
@@ -137,9 +143,11 @@ export interface ReconcileOutcome {
    * Why the pass did not drive the bus: another replica holds the lease; the host is unknown; or the host
    * is only observed (first contact, no desired state given yet: see {@link Reconciler.reconcile}).
    */
-  skipped?: 'lease-held-elsewhere' | 'unknown-host' | 'observe-only'
+  skipped?: 'lease-held-elsewhere' | 'lease-share-full' | 'unknown-host' | 'observe-only'
   /** The host's AP configuration lock stayed held by another process (chzdev, mdevctl): nothing was written; retried later. */
   lockBusy?: { lockPath: string; holderPid: string; waitedMs: number }
+  /** The host could not be reached (the host-bus client's gRPC status): its devices' Ready became Unknown. */
+  unreachable?: string
   plan?: Plan
   execution?: ExecutionResult
   drift: boolean
@@ -182,6 +190,15 @@ function opTarget(op: PlanOp): string | undefined {
   return 'uuid' in op ? op.uuid : undefined
 }
 
+/**
+ * Most host leases one replica holds while `replicas` replicas share `hosts` hosts: the even share, rounded up,
+ * plus `slack` (docs/api.md (Reconcile), "Sharing the hosts"). `replicas` counts every live replica, itself
+ * included, so one replica alone may take all hosts, and the shares of the live replicas always cover them.
+ */
+export function leaseShare(hosts: number, replicas: number, slack: number): number {
+  return Math.ceil(hosts / Math.max(1, replicas)) + slack
+}
+
 /** A lease this replica holds: its token and its expiry as last confirmed (store clock). */
 interface HeldLease {
   token: number
@@ -197,10 +214,16 @@ export class Reconciler implements ReconcileTrigger {
   private readonly o: Required<Omit<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite' | 'metrics'>> &
     Pick<ReconcilerOptions, 'hook' | 'sleep' | 'onEvents' | 'afterStatusWrite' | 'metrics'>
   private readonly held = new Map<string, HeldLease>()
+  /** Live replicas (itself included) at the last heartbeat; undefined before the first. */
+  private liveReplicas: number | undefined
+  /** Hosts a worker is reconciling now: their leases are never given up to make room. */
+  private readonly inPass = new Set<string>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
   private readonly seenBoot = new Map<string, string>()
   /** Hosts whose last pass found the AP configuration lock held (one event per episode, not per retry). */
   private readonly lockBlocked = new Set<string>()
+  /** Hosts whose last pass could not reach them (a `HostUnreachable` event was stored; `HostReachable` ends it). */
+  private readonly unreachable = new Set<string>()
   /** Hosts whose hand-over waits past its drain timeout (`wait` policy), continued by the next pass. */
   private readonly pendingDrains = new Map<string, PendingDrain>()
   private readonly listeners = new Set<(o: ReconcileOutcome) => void>()
@@ -215,6 +238,7 @@ export class Reconciler implements ReconcileTrigger {
       holder: `apmatrix:${process.pid}:${randomUUID().slice(0, 8)}`,
       resyncMs: 30_000,
       leaseTtlMs: 15_000,
+      leaseShareSlack: 1,
       drainTimeoutMs: 30_000,
       drainPollMs: 50,
       drainOnTimeout: 'flush',
@@ -236,6 +260,28 @@ export class Reconciler implements ReconcileTrigger {
   /** This replica's lease holder id. */
   get holder(): string {
     return this.o.holder
+  }
+
+  /** Whether this replica holds the lease of `host` now (as far as it knows). */
+  holds(host: string): boolean {
+    return this.held.has(host)
+  }
+
+  /** Hosts whose lease this replica holds now. */
+  heldHosts(): string[] {
+    return [...this.held.keys()]
+  }
+
+  /** Most leases this replica takes now (Infinity when sharing is off or no heartbeat counted the replicas yet). */
+  leaseCap(): number {
+    if (this.o.leaseShareSlack < 0 || this.liveReplicas === undefined) return Number.POSITIVE_INFINITY
+    return leaseShare(this.o.hosts.list().length, this.liveReplicas, this.o.leaseShareSlack)
+  }
+
+  /** Marks this replica alive and counts the live ones (the share of each). */
+  private async heartbeat(): Promise<void> {
+    if (this.o.leaseShareSlack < 0) return
+    this.liveReplicas = await this.o.store.replicas.heartbeat(this.o.holder, this.o.leaseTtlMs)
   }
 
   /** Nudges a host (idempotent). */
@@ -281,20 +327,73 @@ export class Reconciler implements ReconcileTrigger {
       await this.o.store.leases.release(host, this.o.holder, token).catch(() => false)
     }
     this.held.clear()
+    if (this.o.leaseShareSlack >= 0) await this.o.store.replicas.leave(this.o.holder).catch(() => undefined)
   }
 
-  /** Extends every lease this replica holds; a lease found lost is forgotten and its host re-queued. */
+  /**
+   * Heartbeat, then extends every lease this replica holds; a lease found lost is forgotten and its host
+   * re-queued. Leases above this replica's share (another replica joined) are then given up, hosts in a pass
+   * excepted, so the replica that started first does not keep every host.
+   */
   private async renewLeases(): Promise<void> {
+    if (this.renewing) return
+    this.renewing = true
+    try {
+      await this.heartbeat().catch(() => undefined)
+      await this.renewHeld()
+      await this.shed()
+    } finally {
+      this.renewing = false
+    }
+  }
+
+  private renewing = false
+
+  /** Gives up leases above {@link leaseCap}, of hosts not in a pass; other replicas take them on their next look. */
+  private async shed(): Promise<void> {
+    let excess = this.held.size - this.leaseCap()
     for (const [host, lease] of [...this.held]) {
-      let expiresAt: Date | null
-      try {
-        expiresAt = await this.o.store.leases.renew(host, this.o.holder, lease.token, this.o.leaseTtlMs)
-      } catch {
-        continue // store down: it may still be ours, until the expiry known so far
+      if (excess <= 0 || !this.running) return
+      if (this.inPass.has(host) || this.held.get(host) !== lease) continue
+      this.held.delete(host)
+      excess--
+      await this.o.store.leases.release(host, this.o.holder, lease.token).catch(() => false)
+      this.o.log.info({ host, token: lease.token, cap: this.leaseCap() }, "lease given up: more than this replica's share")
+      this.o.metrics?.lease?.(host, false)
+      this.queue.addAfter(host, this.o.leaseTtlMs)
+    }
+  }
+
+  /** Renews every held lease in one store write (a replica holds many: one write each would outlast the period). */
+  private async renewHeld(): Promise<void> {
+    const held = [...this.held]
+    if (!held.length) return
+    let r: { expiresAt: Date; renewed: Set<string> }
+    try {
+      r = await this.o.store.leases.renewMany(
+        this.o.holder,
+        held.map(([host, l]) => ({ host, fencingToken: l.token })),
+        this.o.leaseTtlMs,
+      )
+    } catch {
+      // Store down: they may still be ours until the expiries known so far. Past them nothing proves they are:
+      // forget them (a pass takes them again with a write once the store answers), so no write relies on them
+      // and the apmatrix_lease_held gauge says so.
+      const now = this.o.store.now().getTime()
+      for (const [host, lease] of held) {
+        if (this.held.get(host) === lease && lease.expiresAt.getTime() <= now) {
+          this.held.delete(host)
+          this.o.metrics?.lease?.(host, false)
+          this.o.log.warn({ host, token: lease.token }, 'lease expired: the store did not answer its renewal')
+        }
       }
+      return
+    }
+    for (const [host, lease] of held) {
       if (this.held.get(host) !== lease) continue
-      if (expiresAt) lease.expiresAt = expiresAt
-      else {
+      if (r.renewed.has(host)) {
+        if (r.expiresAt > lease.expiresAt) lease.expiresAt = r.expiresAt
+      } else {
         this.held.delete(host)
         this.o.log.warn({ host, token: lease.token }, 'lease lost')
         this.enqueue(host)
@@ -309,9 +408,10 @@ export class Reconciler implements ReconcileTrigger {
 
   /**
    * The pass's lease: kept with a read when this replica holds it with time to spare (the renewal timer
-   * extends it), else taken or extended with a write. Null when another replica holds it.
+   * extends it), else taken or extended with a write. Null when another replica holds it; `share-full` when this
+   * replica already holds its share of the hosts (see {@link leaseShare}) and leaves the host to the others.
    */
-  private async lease(hostName: string): Promise<HeldLease | null> {
+  private async lease(hostName: string): Promise<HeldLease | null | 'share-full'> {
     const { store } = this.o
     const mine = this.held.get(hostName)
     if (mine && mine.expiresAt.getTime() - store.now().getTime() > this.renewMarginMs) {
@@ -322,6 +422,10 @@ export class Reconciler implements ReconcileTrigger {
         if (!(e instanceof ApmatrixError && e.code === 'UNAVAILABLE')) throw e
         // Lost, or the store did not answer: decide with a write, as on first contact.
       }
+    }
+    if (!mine && this.o.leaseShareSlack >= 0) {
+      if (this.liveReplicas === undefined) await this.heartbeat()
+      if (this.held.size >= this.leaseCap()) return 'share-full'
     }
     const got = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
     if (!got.acquired) {
@@ -362,11 +466,12 @@ export class Reconciler implements ReconcileTrigger {
       const m = this.o.metrics
       const began = performance.now()
       let result: PassResult = 'error'
+      this.inPass.add(host)
       this.busy++
       m?.workers?.(this.busy, this.o.concurrency)
       try {
         const out = await this.reconcile(host)
-        if (out.skipped === 'lease-held-elsewhere') {
+        if (out.skipped === 'lease-held-elsewhere' || out.skipped === 'lease-share-full') {
           this.queue.addAfter(host, this.o.leaseTtlMs)
           result = 'requeue_after'
         } else if (out.converged || out.skipped) {
@@ -386,6 +491,7 @@ export class Reconciler implements ReconcileTrigger {
         m?.workers?.(this.busy, this.o.concurrency)
         m?.pass?.(host, result, (performance.now() - began) / 1000)
         m?.lease?.(host, this.held.has(host))
+        this.inPass.delete(host)
         this.queue.done(host)
       }
     }
@@ -412,13 +518,17 @@ export class Reconciler implements ReconcileTrigger {
     const { store } = this.o
     const lease = await this.lease(hostName)
     if (!lease) return { host: hostName, converged: false, skipped: 'lease-held-elsewhere', drift: false }
+    if (lease === 'share-full') return { host: hostName, converged: false, skipped: 'lease-share-full', drift: false }
     const events: EventInput[] = []
     const ev = (e: Omit<EventInput, 'host'>) => events.push({ host: hostName, actor: 'reconciler', ...e })
     let outcome: ReconcileOutcome
     try {
       outcome = await this.pass(host, lease.token, events, ev)
       this.lockBlocked.delete(hostName)
+      if (this.unreachable.delete(hostName))
+        ev({ kind: 'host', name: hostName, type: 'HostReachable', message: `host ${hostName} answers again; its bus was read and reconciled`, data: {} })
     } catch (e) {
+      if (e instanceof RemoteHostError) return this.hostUnreachable(hostName, e, events, ev)
       if (!(e instanceof ConfigLockBusyError)) throw e
       const lockBusy = { lockPath: e.path, holderPid: e.holderPid, waitedMs: e.waitedMs }
       this.o.log.info({ host: hostName, ...lockBusy }, 'AP configuration lock held by another process; pass postponed')
@@ -440,6 +550,54 @@ export class Reconciler implements ReconcileTrigger {
       this.o.onEvents?.()
     }
     return outcome
+  }
+
+  /**
+   * A pass that could not reach its host (an agent or remote emulator killed, paused or cut off: the host-bus
+   * client's UNAVAILABLE or DEADLINE_EXCEEDED). What the bus shows is not known any more, so no device may go
+   * on saying it is Ready: each device's `Ready` becomes `Unknown` (reason `HostUnreachable`), the other
+   * conditions keep what was last seen, and one `HostUnreachable` event marks the episode. The pass is
+   * retried with backoff (and at once on the host's next change report); the first pass that reaches the
+   * host again computes every status from the bus and stores `HostReachable`.
+   */
+  private async hostUnreachable(
+    hostName: string,
+    e: RemoteHostError,
+    events: EventInput[],
+    ev: (e: Omit<EventInput, 'host'>) => void,
+  ): Promise<ReconcileOutcome> {
+    const message = `host ${hostName} cannot be reached (${e.status}): what its bus shows is not known`
+    this.o.log.warn({ host: hostName, status: e.status, err: e.message }, 'host unreachable')
+    if (!this.unreachable.has(hostName)) {
+      this.unreachable.add(hostName)
+      ev({ kind: 'host', name: hostName, type: 'HostUnreachable', message, data: { status: e.status, error: e.message.slice(0, 512) } })
+    }
+    await this.markReadyUnknown(hostName, 'HostUnreachable', message, events)
+    return { host: hostName, converged: false, drift: false, unreachable: e.status }
+  }
+
+  /**
+   * The service no longer knows what the bus shows of `hostName` (it cannot be reached, or it has just been
+   * rebooted and no pass has read it yet): every device whose `Ready` is True or False turns `Unknown` with
+   * `reason`, the other conditions keep what was last seen. Stored with their `MdevStatusChanged` events and
+   * `events` in one transaction. The next pass that reads the bus computes every status again.
+   */
+  async markReadyUnknown(hostName: string, reason: string, message: string, events: EventInput[] = []): Promise<void> {
+    const { store } = this.o
+    const now = new Date().toISOString()
+    const statuses: Array<{ uuid: string; status: MdevStatus }> = []
+    for (const r of await store.mdevs.listAll(hostName)) {
+      const st = r.status as MdevStatus
+      if (st.observedGeneration === undefined || !Array.isArray(st.conditions)) continue
+      const ready = st.conditions.find((c) => c.type === 'Ready')
+      if (!ready || ready.status === 'Unknown') continue
+      const conditions = st.conditions.map((c) => (c.type === 'Ready' ? { ...c, status: 'Unknown' as const, reason, message, lastTransitionTime: now } : c))
+      statuses.push({ uuid: r.uuid, status: { ...st, conditions } })
+    }
+    if (!statuses.length && !events.length) return
+    const stored = await store.transaction((tx) => this.storeStatus(tx, hostName, { statuses, events }))
+    events.splice(0, stored)
+    await this.statusCommitted()
   }
 
   /**
@@ -964,7 +1122,11 @@ export class Reconciler implements ReconcileTrigger {
     const seen = this.seenBoot.get(host.name)
     this.seenBoot.set(host.name, info.bootId)
     const storedDiffers = rec !== null && rec.bootId !== info.bootId
-    if (storedDiffers) await this.o.store.hosts.upsert({ ...rec, bootId: info.bootId })
+    if (storedDiffers) {
+      // The new boot id shows (GET host) only once no device claims Ready from the old boot's bus.
+      await this.markReadyUnknown(host.name, 'HostRebooted', `host ${host.name} rebooted: its bus is read again and the desired state restored`, [])
+      await this.o.store.hosts.upsert({ ...rec, bootId: info.bootId })
+    }
     if (storedDiffers || (seen !== undefined && seen !== info.bootId)) {
       ev({ kind: 'host', name: host.name, type: 'HostBooted', message: `host ${host.name} rebooted (boot id ${info.bootId}); restoring the desired state` })
     }

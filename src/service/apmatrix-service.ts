@@ -8,11 +8,15 @@
 import type { DrainPolicy } from '../domain/drain-policy.js'
 import type { EventHub } from '../events/hub.js'
 import type { HostRegistry, ReconcileTrigger } from '../hosts/managed-host.js'
+import type { FaultStatus } from '../emulator/faults.js'
 import type { Store } from '../store/index.js'
 import type { SubjectLimits } from '../auth/limits.js'
+import { LOCAL_PRINCIPAL } from '../auth/identity.js'
+import { invalidArgument } from '../domain/errors.js'
+import { pageSize } from '../store/page-token.js'
 import { DesiredState } from './desired-state.js'
 import { EmulatorControls } from './emulator-controls.js'
-import { EventWatch, type Watch, type WatchEndListener, type WatchInput, type WatchListener } from './event-watch.js'
+import { type BookmarkListener, EventWatch, type Watch, type WatchEndListener, type WatchInput, type WatchListener } from './event-watch.js'
 import { HostAccess } from './host-access.js'
 import { Hosts } from './hosts.js'
 import { Interop } from './interop.js'
@@ -24,6 +28,8 @@ import { type Fresh, ReadCache } from './read-cache.js'
 import type {
   AdapterView,
   ApplyResult,
+  AuditListQuery,
+  AuditPage,
   BusMdevView,
   CallContext,
   DesiredInput,
@@ -46,6 +52,7 @@ import type {
   PlanDetail,
   QueueQuery,
   QueueView,
+  WhoAmIView,
 } from './types.js'
 
 /** Constructor arguments of {@link ApmatrixService}. */
@@ -106,7 +113,7 @@ export class ApmatrixService {
     this.store = store
     this.hub = opts.hub
     this.hostOps = new Hosts(store, access, clock)
-    this.inventory = new Inventory(store, access)
+    this.inventory = new Inventory(this.cache, access)
     this.masks = new Masks(this.cache, access, runner, clock)
     this.mdevs = new MatrixDevices(access, runner, this.cache)
     this.desired = new DesiredState(store, access, runner)
@@ -190,18 +197,28 @@ export class ApmatrixService {
   }
 
   /**
-   * A page of the audit trail in insertion order (docs/security.md (Audit)): records after `afterId`,
-   * optionally of one target; `limit` 1..500 (default 100). Read-only: nothing in the API changes a record.
+   * A page of the audit trail in insertion order (docs/security.md (Audit)): records after `afterId`, optionally
+   * of one target, actor and outcome (exact matches, all must hold); `limit` 1..500 (default 100).
+   * INVALID_ARGUMENT for a bad limit or afterId. Read-only: nothing in the API changes a record.
    */
-  async listAudit(
-    q: { target?: string; afterId?: number; limit?: number } = {},
-  ): Promise<{ items: Array<Record<string, unknown>>; nextAfterId: number | null }> {
-    const limit = q.limit ?? 100
+  async listAudit(q: AuditListQuery = {}): Promise<AuditPage> {
+    const limit = pageSize(q.limit)
+    if (q.afterId !== undefined && (!Number.isSafeInteger(q.afterId) || q.afterId < 0)) throw invalidArgument('afterId', 'must be a non-negative integer')
     const rows = await this.store.audit.list({ ...q, limit })
     return {
       items: rows.map((r) => ({ ...r, time: r.time.toISOString() })),
       nextAfterId: rows.length === limit && rows.length > 0 ? rows[rows.length - 1]!.id : null,
     }
+  }
+
+  /**
+   * The caller as the service sees it (docs/security.md): subject, how it authenticated, roles, groups, host
+   * limit and tenant name. Every authenticated caller may ask; without a principal (authentication off at an
+   * in-process caller), the local subject.
+   */
+  whoAmI(ctx: CallContext = {}): WhoAmIView {
+    const p = ctx.principal ?? LOCAL_PRINCIPAL
+    return { subject: p.subject, source: p.source, roles: [...p.roles], groups: [...p.groups], hosts: p.hosts ? [...p.hosts] : null, tenant: p.tenant }
   }
 
   // ---- hosts (hosts.ts) -------------------------------------------------------------------------
@@ -211,9 +228,9 @@ export class ApmatrixService {
     return this.hostOps.syncHosts()
   }
 
-  /** Every managed host. */
-  listHosts(): Promise<HostView[]> {
-    return this.hostOps.listHosts()
+  /** {@inheritDoc Hosts.listHosts} */
+  listHosts(ctx: CallContext = {}): Promise<HostView[]> {
+    return this.hostOps.listHosts(ctx)
   }
 
   /** {@inheritDoc Hosts.getHost} */
@@ -229,13 +246,13 @@ export class ApmatrixService {
   }
 
   /** {@inheritDoc Inventory.listQueues} */
-  listQueues(host: string, q: QueueQuery = {}): Promise<Page<QueueView>> {
-    return this.inventory.listQueues(host, q)
+  listQueues(host: string, q: QueueQuery = {}, ctx: CallContext = {}): Promise<Page<QueueView>> {
+    return this.inventory.listQueues(host, q, ctx)
   }
 
   /** {@inheritDoc Inventory.listBusMdevs} */
-  listBusMdevs(host: string): Promise<{ items: BusMdevView[] }> {
-    return this.inventory.listBusMdevs(host)
+  listBusMdevs(host: string, ctx: CallContext = {}): Promise<{ items: BusMdevView[] }> {
+    return this.inventory.listBusMdevs(host, ctx)
   }
 
   /** Usage and control domains of the host configuration (QCI). */
@@ -380,11 +397,25 @@ export class ApmatrixService {
   reboot(host: string, ctx: CallContext = {}): Promise<HostView> {
     return this.emulator.reboot(host, ctx)
   }
+  /** Replaces the emulated host's injected write faults (INVALID_ARGUMENT for a bad rule). */
+  setFaults(host: string, config: unknown, ctx: CallContext = {}): Promise<FaultStatus> {
+    return this.emulator.setFaults(host, config, ctx)
+  }
+
+  /** Removes every injected write fault of the emulated host. */
+  clearFaults(host: string, ctx: CallContext = {}): Promise<FaultStatus> {
+    return this.emulator.clearFaults(host, ctx)
+  }
+
+  /** The emulated host's injected write faults, with their counts. */
+  faults(host: string): Promise<FaultStatus> {
+    return this.emulator.faults(host)
+  }
 
   // ---- events (event-watch.ts) ------------------------------------------------------------------
 
   /** {@inheritDoc EventWatch.watch} */
-  watch(input: WatchInput, onEvent: WatchListener, onEnd: WatchEndListener): Watch {
-    return this.events.watch(input, onEvent, onEnd)
+  watch(input: WatchInput, onEvent: WatchListener, onEnd: WatchEndListener, onBookmark?: BookmarkListener): Promise<Watch> {
+    return this.events.watch(input, onEvent, onEnd, onBookmark)
   }
 }

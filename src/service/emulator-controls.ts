@@ -12,6 +12,7 @@ import { correlation } from './mutation-runner.js'
 import type { Hosts } from './hosts.js'
 import { fromSysfsError } from './sysfs-errors.js'
 import type { CallContext, HardwareInput, HostView } from './types.js'
+import type { FaultStatus } from '../emulator/faults.js'
 import { principalDetail } from './mutation-runner.js'
 import type { SubjectLimits } from '../auth/limits.js'
 
@@ -72,8 +73,34 @@ export class EmulatorControls {
   /** Reboots the emulated host (kernel state lost, new bootId); the host is re-registered and reconciled. */
   async reboot(host: string, ctx: CallContext = {}): Promise<HostView> {
     await this.action(host, ctx, 'emulator.reboot', `hosts/${host}`, (e) => e.reboot())
+    // The devices the old boot had are gone until the reconciler restores them: no status may go on
+    // saying Ready next to the new boot id (issue 11 §3; restored by the pass the action enqueued).
+    await this.reconciler.markReadyUnknown?.(host, 'HostRebooted', `host ${host} was rebooted: its bus is read again and the desired state restored`)
+    // Once more: the pass the action enqueued may have restored the statuses before the line above overwrote them
+    // with Unknown; a pass after it reads the bus again (else Unknown stayed until the periodic resync).
+    this.reconciler.enqueue(host)
     await this.hosts.register(this.access.managed(host))
     return this.hosts.getHost(host)
+  }
+
+  /**
+   * Replaces the host's injected write faults (docs/emulator-sysfs.md "Fault injection"): INVALID_ARGUMENT
+   * for a bad rule (the old ones stay). Audited; not a kernel change, so nothing is reconciled.
+   */
+  async setFaults(host: string, config: unknown, ctx: CallContext = {}): Promise<FaultStatus> {
+    let out: FaultStatus | undefined
+    await this.action(host, ctx, 'emulator.faults.set', `hosts/${host}`, async (e) => void (out = await e.setFaults(config)), undefined, false)
+    return out!
+  }
+
+  /** No injected faults from now on. */
+  clearFaults(host: string, ctx: CallContext = {}): Promise<FaultStatus> {
+    return this.setFaults(host, { rules: [] }, ctx)
+  }
+
+  /** The injected write faults in force, with their counts. */
+  faults(host: string): Promise<FaultStatus> {
+    return this.emulated(host, (e) => e.faults())
   }
 
   private async emulated<T>(host: string, fn: (e: Emulator) => Promise<T>, overrides?: ErrnoOverrides): Promise<T> {
@@ -95,6 +122,7 @@ export class EmulatorControls {
     target: string,
     fn: (e: Emulator) => Promise<void>,
     overrides?: ErrnoOverrides,
+    reconcile = true,
   ): Promise<void> {
     // Limited like every mutation (auth/limits.ts): refused before the emulator is touched, not audited.
     if (ctx.principal) this.limits?.takeMutation(ctx.principal.subject)
@@ -118,6 +146,6 @@ export class EmulatorControls {
           .catch(() => undefined)
       }
     }
-    this.reconciler.enqueue(host)
+    if (reconcile) this.reconciler.enqueue(host)
   }
 }

@@ -34,8 +34,13 @@ export interface WatchInput {
   kinds?: readonly string[]
   /** Only these types (`MdevDefined`, ...); absent or empty = all. */
   types?: readonly string[]
-  /** Events with seq > sinceSeq (0 = the whole log); absent = only events stored from now on. */
+  /**
+   * Events with seq > sinceSeq (0 = every event the log still keeps); absent = only events stored from now on.
+   * A position below the log's compaction floor is GONE (docs/api.md (Events) Retention).
+   */
   sinceSeq?: number
+  /** A bookmark (the watch's position, no event) every this many seconds, 1..3600; absent or 0 = none. */
+  bookmarkSeconds?: number
   /** Default `apmatrix`. */
   format?: string
   /**
@@ -78,8 +83,21 @@ export interface Watch {
 export type WatchListener = (e: WatchedEvent) => void | Promise<void>
 
 /**
+ * Receives a bookmark: the watch's position (every event the watcher asked for up to that seq was given to the
+ * listener before), with no event; resuming from it loses nothing. In order with the events, with backpressure.
+ */
+export type BookmarkListener = (position: number) => void | Promise<void>
+
+/** The type of a bookmark as the transports send it (SSE event name; gRPC `Event.type`, with `bookmark` set). */
+export const BOOKMARK_TYPE = 'Bookmark'
+
+/** Most seconds between bookmarks a watch may ask for. */
+export const MAX_BOOKMARK_SECONDS = 3600
+
+/**
  * Told once when the watch ends on its own: `SubscriptionLagError` (too slow, with `resumeSeq`),
- * `HubClosedError` (shutdown), or the store's error (UNAVAILABLE).
+ * `HubClosedError` (shutdown), GONE (retention overtook the watch: re-list; ApmatrixError with `oldestSeq`), or
+ * the store's error (UNAVAILABLE).
  */
 export type WatchEndListener = (err: Error) => void
 
@@ -92,20 +110,29 @@ export class EventWatch {
   ) {}
 
   /**
-   * Opens a watch. INVALID_ARGUMENT (before anything is opened) for a malformed host, a filter with more
-   * than {@link MAX_WATCH_NAMES} names or a name outside `[A-Za-z0-9._-]{1,64}`, a negative or unsafe
-   * `sinceSeq`, an unknown format; UNAVAILABLE when this server has no event hub; RATE_LIMITED when the
-   * principal's subject already has its limit of open watches (auth/limits.ts; the slot is freed when the
-   * watch is closed or ends).
+   * Opens a watch; resolves once it is open. Refused before anything is opened with: INVALID_ARGUMENT for a
+   * malformed host, a filter with more than {@link MAX_WATCH_NAMES} names or a name outside
+   * `[A-Za-z0-9._-]{1,64}`, a negative or unsafe `sinceSeq`, an unknown format, a `bookmarkSeconds` outside
+   * 0..{@link MAX_BOOKMARK_SECONDS}; UNAVAILABLE when this server has no event hub (or the store does not answer
+   * the position check); RATE_LIMITED when the principal's subject already has its limit of open watches
+   * (auth/limits.ts; the slot is freed when the watch is closed or ends); GONE (with `oldestSeq`) when `sinceSeq`
+   * is below the event log's compaction floor.
    */
-  watch(input: WatchInput, onEvent: WatchListener, onEnd: WatchEndListener): Watch {
+  async watch(input: WatchInput, onEvent: WatchListener, onEnd: WatchEndListener, onBookmark?: BookmarkListener): Promise<Watch> {
     const opts = checkWatch(input)
     const hub = this.hub
     if (!hub) throw new ApmatrixError('UNAVAILABLE', 'the event stream is not enabled on this server')
     const release = input.principal && this.limits ? this.limits.openStream(input.principal.subject) : () => undefined
+    let sinceSeq: number | undefined
+    try {
+      sinceSeq = opts.sinceSeq === undefined ? undefined : await hub.startPosition(opts.sinceSeq)
+    } catch (e) {
+      release()
+      throw e
+    }
     const types = opts.types ? new Set(opts.types) : null
     const libvirt = opts.format === 'libvirt'
-    let position = opts.sinceSeq ?? hub.lastSeq
+    let position = sinceSeq ?? hub.lastSeq
     let closed = false
     const principal = input.principal
     // Owners this watch has seen in mdev events' data (set on define and update), so a removal event of a
@@ -134,9 +161,19 @@ export class EventWatch {
     try {
       unsubscribe = hub.subscribe(
         {
-          ...(opts.sinceSeq !== undefined ? { sinceSeq: opts.sinceSeq } : {}),
+          ...(sinceSeq !== undefined ? { sinceSeq } : {}),
           ...(opts.host ? { host: opts.host } : {}),
           ...(opts.kinds ? { kinds: opts.kinds } : {}),
+          ...(opts.bookmarkSeconds && onBookmark
+            ? {
+                bookmarkMs: opts.bookmarkSeconds * 1000,
+                onBookmark: (seq: number) => {
+                  if (closed) return
+                  position = seq
+                  return onBookmark(seq)
+                },
+              }
+            : {}),
         },
         (e) => {
           if (closed) return
@@ -175,6 +212,7 @@ interface CheckedWatch {
   kinds?: string[]
   types?: string[]
   sinceSeq?: number
+  bookmarkSeconds?: number
   format: WatchFormat
 }
 
@@ -193,6 +231,11 @@ function checkWatch(input: WatchInput): CheckedWatch {
   if (input.sinceSeq !== undefined) {
     if (!Number.isSafeInteger(input.sinceSeq) || input.sinceSeq < 0) throw invalidArgument('since', 'must be a non-negative integer (an event seq)')
     out.sinceSeq = input.sinceSeq
+  }
+  if (input.bookmarkSeconds !== undefined) {
+    if (!Number.isInteger(input.bookmarkSeconds) || input.bookmarkSeconds < 0 || input.bookmarkSeconds > MAX_BOOKMARK_SECONDS)
+      throw invalidArgument('bookmarks', `must be a whole number of seconds in 0..${MAX_BOOKMARK_SECONDS} (0: none)`)
+    if (input.bookmarkSeconds > 0) out.bookmarkSeconds = input.bookmarkSeconds
   }
   if (input.format !== undefined) {
     if (!(WATCH_FORMATS as readonly string[]).includes(input.format)) {

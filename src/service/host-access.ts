@@ -3,7 +3,7 @@
  * failed read into UNAVAILABLE. Every service module reads hosts through this one object.
  */
 import { ApmatrixError } from '../domain/errors.js'
-import type { ObservedHost, ObservedHostFacts, ObservedTopology } from '../domain/observed.js'
+import type { ObservedAdapter, ObservedHost, ObservedHostFacts, ObservedTopology } from '../domain/observed.js'
 import { clip } from '../domain/text.js'
 import type { QueuePage, QueuePageQuery } from '../bus/port.js'
 import type { HostRegistry, ManagedHost } from '../hosts/managed-host.js'
@@ -32,6 +32,11 @@ export class HostAccess {
   /** One page of queues with their attributes (only the page's queues are read). UNAVAILABLE. */
   queues(h: ManagedHost, q: QueuePageQuery): Promise<QueuePage> {
     return busRead(h, () => h.bus.observeQueues(q))
+  }
+
+  /** The adapters with their attributes: no queue is read (the adapters list). UNAVAILABLE. */
+  adapters(h: ManagedHost): Promise<ObservedAdapter[]> {
+    return busRead(h, () => h.bus.observeAdapters())
   }
 
   /** The full inventory (every card and queue attribute): only the inventory reads need it. UNAVAILABLE. */

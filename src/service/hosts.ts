@@ -2,11 +2,12 @@
  * Hosts (docs/hosts.md, docs/api.md (Resources) Host): registration in the store at start and after a
  * reboot (first contact adopts the host's masks), and the host views.
  */
+import { authorize } from '../auth/authorize.js'
 import type { ObservedTopology } from '../domain/observed.js'
 import type { ManagedHost } from '../hosts/managed-host.js'
 import type { Store } from '../store/index.js'
 import type { HostAccess } from './host-access.js'
-import type { HostView } from './types.js'
+import type { CallContext, HostView } from './types.js'
 
 /** The host operations of the service. */
 export class Hosts {
@@ -57,9 +58,17 @@ export class Hosts {
     return out
   }
 
-  /** Every managed host. */
-  listHosts(): Promise<HostView[]> {
-    return Promise.all(this.access.registry.list().map((h) => this.getHost(h.name)))
+  /**
+   * Every managed host the caller may read: a binding limited to hosts lists those only (the one
+   * authorization function decides, as it does for each per-host call); without a principal, every host.
+   */
+  listHosts(ctx: CallContext = {}): Promise<HostView[]> {
+    const p = ctx.principal
+    const names = this.access.registry
+      .list()
+      .map((h) => h.name)
+      .filter((name) => !p || authorize(p, 'read', 'hosts', { host: name }) === 'allow')
+    return Promise.all(names.map((name) => this.getHost(name)))
   }
 
   /** One host: identity from the host, features and maxima from its bus (the store's copy if the bus is down). NOT_FOUND. */

@@ -3,7 +3,16 @@ export { ApmatrixService, type ApmatrixServiceOptions } from './apmatrix-service
 export { MAX_LABELS } from './mdev-input.js'
 export { PLAN_VIEWS } from './plan-summary.js'
 export { MAX_MASK_IDS, MAX_MASK_TEXT } from './admission.js'
-export { MAX_WATCH_NAMES, WATCH_FORMATS, type Watch, type WatchedEvent, type WatchFormat, type WatchInput } from './event-watch.js'
+export {
+  BOOKMARK_TYPE,
+  MAX_BOOKMARK_SECONDS,
+  MAX_WATCH_NAMES,
+  WATCH_FORMATS,
+  type Watch,
+  type WatchedEvent,
+  type WatchFormat,
+  type WatchInput,
+} from './event-watch.js'
 // How a watch ends: transports map these to their status (and end their own streams with HubClosedError at shutdown).
 export { HubClosedError, SubscriptionLagError } from '../events/hub.js'
 export type * from './types.js'

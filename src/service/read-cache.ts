@@ -9,7 +9,8 @@
  * (skipped when the event carries the resourceVersion the cache already holds); since every re-read starts
  * after the events were listed, once a sync that STARTED at time T finished, the cache reflects every write
  * committed before T. A sync that would replay more than `rebuildAfterEvents` events loads everything again
- * instead.
+ * instead, and so does a sync that finds retention removed events it had not replayed yet (the log's
+ * compaction floor passed `syncedSeq`; src/store/retention.ts): the log no longer names every change since.
  *
  * Guarantees:
  * - Read-your-writes: a writer in this process calls {@link ReadCache.syncedTo} with the seq of its last event
@@ -85,7 +86,7 @@ export class ReadCache {
   private failedAt = Number.NEGATIVE_INFINITY
   private loaded = false
   private inflight: { startedAt: number; done: Promise<void> } | null = null
-  private counts = { syncs: 0, rebuilds: 0, reads: 0, failures: 0 }
+  private counts = { syncs: 0, rebuilds: 0, reads: 0, failures: 0, compactedPast: 0 }
 
   constructor(private readonly opts: ReadCacheOptions) {
     if (!opts?.store || !opts.hosts) throw new TypeError('ReadCache needs store and hosts')
@@ -107,8 +108,11 @@ export class ReadCache {
     return this.seq
   }
 
-  /** Counters since start (tests, metrics): syncs completed, full loads, store re-reads of objects, failed syncs. */
-  stats(): { syncs: number; rebuilds: number; reads: number; failures: number } {
+  /**
+   * Counters since start (tests, metrics): syncs completed, full loads, store re-reads of objects, failed syncs,
+   * and syncs that found retention had removed events they had not replayed (each followed by a full load).
+   */
+  stats(): { syncs: number; rebuilds: number; reads: number; failures: number; compactedPast: number } {
     return { ...this.counts }
   }
 
@@ -183,6 +187,16 @@ export class ReadCache {
     }
     const page: Page<MdevView> = more ? { items, nextPageToken: encodePageToken(items[items.length - 1]!.metadata.uuid) } : { items }
     return { value: page, staleMs }
+  }
+
+  /**
+   * The stored owner of a host's devices, by uuid: null = unowned, undefined = no such stored device (as the
+   * copy a read would answer from). UNAVAILABLE only before the first load.
+   */
+  async owners(host: string): Promise<Fresh<(uuid: string) => string | null | undefined>> {
+    const staleMs = await this.fresh()
+    const d = this.data.get(host)
+    return { value: (uuid) => d?.mdevs.get(uuid)?.rec.owner, staleMs }
   }
 
   /** The stored masks of a host (null: never stored). */
@@ -272,6 +286,12 @@ export class ReadCache {
     let n = 0
     for (;;) {
       const batch: EventRecord[] = await this.store.events.list({ since: end, limit: PAGE })
+      // Retention deletes a prefix of the log and never the newest event: right after `end` there is either the
+      // next seq or a hole. A hole is a rolled-back append, or a compaction that passed `end`: the floor tells.
+      if (batch.length && batch[0]!.seq > end + 1 && (await this.store.events.floor()) > end) {
+        this.counts.compactedPast++
+        return this.load(startedAt)
+      }
       for (const e of batch) {
         end = e.seq
         if ((e.kind !== 'mdev' && e.kind !== 'masks') || !hosts.has(e.host)) continue

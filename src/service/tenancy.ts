@@ -42,6 +42,24 @@ export function ownedBy(p: Principal | undefined, verb: Verb, owner: string | nu
   return owner
 }
 
+/**
+ * What the inventory says instead of the uuid of a matrix device the caller may not see (a queue's `owner`):
+ * the APQN is held, by whom is not said. The same words a redacted admission violation uses ({@link redactForeign}).
+ */
+export const HIDDEN_OWNER = 'in use'
+
+/**
+ * Which matrix devices the inventory (queue owners, bus devices) shows `p` on `host`: null = every one (bus
+ * devices are inventory: whoever may read the inventory sees them, unless limited as below); otherwise a test
+ * of one device by its stored owner (`undefined`: not stored, a device apmatrix does not manage). A caller
+ * whose grant on matrix devices is limited to its own (a tenant) sees its own stored devices only, decided by
+ * the one authorization function; other tenants', unowned and unmanaged devices are hidden from it.
+ */
+export function inventoryVisibility(p: Principal | undefined, host: string): ((owner: string | null | undefined) => boolean) | null {
+  if (!p || !ownOnly(p, 'read', 'mdevs')) return null
+  return (owner) => owner !== undefined && authorize(p, 'read', 'mdevs', { host, owner }) === 'allow'
+}
+
 /** `err` with every uuid of `foreign` replaced by "another device" (messages, owners, fixes, fields). */
 export function redactForeign(err: ApmatrixError, foreign: ReadonlySet<string>): ApmatrixError {
   if (!foreign.size) return err
@@ -53,7 +71,7 @@ export function redactForeign(err: ApmatrixError, foreign: ReadonlySet<string>):
   }
   const violations: Violation[] = err.violations.map((v) => {
     const w: Violation = { ...v, message: scrub(v.message)! }
-    if (v.owner !== undefined) w.owner = foreign.has(v.owner) ? 'in use' : v.owner
+    if (v.owner !== undefined) w.owner = foreign.has(v.owner) ? HIDDEN_OWNER : v.owner
     if (v.fix !== undefined) w.fix = scrub(v.fix)!
     if (v.field !== undefined) w.field = scrub(v.field)!
     return w

@@ -9,7 +9,7 @@ import type { PlanOp } from '../domain/plan.js'
 import type { MdevCondition } from '../store/index.js'
 import type { StoredMdevStatus } from '../domain/mdev-status.js'
 import type { DrainPolicySpec } from '../domain/drain-policy.js'
-import type { Principal } from '../auth/identity.js'
+import type { AuthSource, Principal } from '../auth/identity.js'
 
 /** Who calls and how: the per-request options every mutating operation takes. */
 export interface CallContext {
@@ -35,6 +35,50 @@ export interface CallContext {
    * Absent: an in-process caller, not limited.
    */
   principal?: Principal
+}
+
+/** The caller as the service sees it (docs/security.md): REST `GET /v1/auth/whoami`, gRPC `AuthService.WhoAmI`. */
+export interface WhoAmIView {
+  subject: string
+  /** How it authenticated (`local`: no authentication is configured). */
+  source: AuthSource
+  roles: string[]
+  groups: string[]
+  /** The hosts its roles are limited to; null = every host. */
+  hosts: string[] | null
+  /** The owner name a `tenant` role manages; null = none. */
+  tenant: string | null
+}
+
+/** Filters and page of {@link ApmatrixService.listAudit}: exact matches, all must hold; records after `afterId`. */
+export interface AuditListQuery {
+  target?: string
+  /** `transport:source:subject`, as the records name it (`rest:jwt:alice`). */
+  actor?: string
+  /** `ok`, or the error code (`PERMISSION_DENIED`, ...). */
+  outcome?: string
+  afterId?: number
+  /** 1..500, default 100. */
+  limit?: number
+}
+
+/** One audit record as answered (docs/security.md (Audit)). */
+export interface AuditRecordView {
+  id: number
+  /** RFC 3339. */
+  time: string
+  actor: string
+  action: string
+  target: string
+  outcome: string
+  requestId: string | null
+  detail: Record<string, unknown>
+}
+
+/** A page of the audit trail; `nextAfterId` (null: no more) is the `afterId` of the next page. */
+export interface AuditPage {
+  items: AuditRecordView[]
+  nextAfterId: number | null
 }
 
 /** A host (docs/api.md (Resources) Host). */

@@ -1,6 +1,7 @@
 import type { StoreContext } from './context.js'
 import { dateOf } from './sqlite-direct.js'
 import { fromJson, toJson } from './json-column.js'
+import { type CompactionBatch, compactBatch, countCutoff, type LogTable, readFloor } from './log-compaction.js'
 import { pageSize } from './page-token.js'
 
 /** One audited action: who did what to which object, and how it ended. */
@@ -23,10 +24,32 @@ export interface AuditRecord extends Required<Omit<AuditInput, 'detail'>> {
   detail: Record<string, unknown>
 }
 
+/** Filters of {@link AuditRepo.list}. */
+export interface AuditQuery {
+  target?: string
+  actor?: string
+  outcome?: string
+  afterId?: number
+  limit?: number
+}
+
 type Row = Omit<AuditRecord, 'detail'> & { detail: string }
 const toRecord = (r: Row): AuditRecord => ({ ...r, detail: fromJson<Record<string, unknown>>(r.detail, {}) })
 
-/** Append-only audit trail. */
+/** The audit trail as compaction sees it (log-compaction.ts). */
+const AUDIT_TABLE: LogTable = {
+  log: 'audit',
+  newestKey: async (db) => (await db.auditRecord.aggregate({ _max: { id: true } }))._max.id ?? null,
+  keyBelowNewest: async (db, offset) => (await db.auditRecord.findFirst({ orderBy: { id: 'desc' }, skip: offset, select: { id: true } }))?.id ?? null,
+  oldest: async (db, after, take) =>
+    (await db.auditRecord.findMany({ where: { id: { gt: after } }, orderBy: { id: 'asc' }, take, select: { id: true, time: true } })).map((r) => ({
+      key: r.id,
+      time: r.time,
+    })),
+  deleteUpTo: async (db, upTo) => (await db.auditRecord.deleteMany({ where: { id: { lte: upTo } } })).count,
+}
+
+/** Append-only audit trail, compacted by retention (oldest records first). */
 export class AuditRepo {
   constructor(private readonly ctx: StoreContext) {}
 
@@ -49,17 +72,37 @@ export class AuditRepo {
     })
   }
 
-  /** Records with id > afterId (ascending), optionally for one target; limit 1..500, default 100. */
-  async list(q: { target?: string; afterId?: number; limit?: number } = {}): Promise<AuditRecord[]> {
+  /** Records with id > afterId (ascending), optionally of one target, actor and outcome (exact matches, all must hold); limit 1..500, default 100. */
+  async list(q: AuditQuery = {}): Promise<AuditRecord[]> {
     const take = pageSize(q.limit)
     return this.ctx.read('audit records', async (db) =>
       (
         await db.auditRecord.findMany({
-          where: { id: { gt: q.afterId ?? 0 }, ...(q.target !== undefined ? { target: q.target } : {}) },
+          where: {
+            id: { gt: q.afterId ?? 0 },
+            ...(q.target !== undefined ? { target: q.target } : {}),
+            ...(q.actor !== undefined ? { actor: q.actor } : {}),
+            ...(q.outcome !== undefined ? { outcome: q.outcome } : {}),
+          },
           orderBy: { id: 'asc' },
           take,
         })
       ).map(toRecord),
     )
+  }
+
+  /** The compaction floor: every record with id <= floor was removed by retention (0: none was). */
+  floor(): Promise<number> {
+    return readFloor(this.ctx, 'audit')
+  }
+
+  /** The id below which the count limit removes records (see EventRepo.countCutoff). */
+  countCutoff(maxCount: number): Promise<number> {
+    return countCutoff(this.ctx, AUDIT_TABLE, maxCount)
+  }
+
+  /** One compaction batch of the audit trail (see EventRepo.compact). */
+  compact(limits: { cutoff: number; before: Date | null }, batch: number): Promise<CompactionBatch> {
+    return compactBatch(this.ctx, AUDIT_TABLE, limits, batch)
   }
 }

@@ -32,18 +32,24 @@ export interface OpenedClient {
 export async function createPrismaClient(cfg: DatabaseConfig, opts: { timeoutMs?: number } = {}): Promise<OpenedClient> {
   const timeoutMs = opts.timeoutMs ?? 10_000
   if (cfg.provider === 'postgres') {
-    const [{ PrismaClient }, { PrismaPg }] = await Promise.all([import('../generated/prisma-postgres/client.js'), import('@prisma/adapter-pg')])
+    const [{ PrismaClient }, { PrismaPg }, { default: pg }] = await Promise.all([
+      import('../generated/prisma-postgres/client.js'),
+      import('@prisma/adapter-pg'),
+      import('pg'),
+    ])
     // Every round trip bounded (node-postgres pool options): connecting, a statement on the server, and the
     // client's wait for an answer (a SIGSTOPped server accepts nothing and answers nothing). TCP keepalive
     // finds connections that died with the network. The query timeouts exceed the statement timeout a little,
     // so a slow statement is cancelled by the server (clean) before the client gives up on the connection.
-    const adapter = new PrismaPg({
+    const pool = new pg.Pool({
       connectionString: cfg.url,
       connectionTimeoutMillis: Math.min(5_000, timeoutMs),
       statement_timeout: timeoutMs,
       query_timeout: timeoutMs + 1_000,
       keepAlive: true,
     })
+    pool.on('connect', closeOnReadTimeout)
+    const adapter = new PrismaPg(pool, { disposeExternalPool: true })
     return { db: new PrismaClient({ adapter }) as unknown as Db, connection: () => undefined }
   }
   ensureSqliteFolder(cfg)
@@ -67,4 +73,27 @@ export async function createPrismaClient(cfg: DatabaseConfig, opts: { timeoutMs?
     },
   }
   return { db: new PrismaClient({ adapter: capturing }), connection: () => (connection?.open ? connection : undefined) }
+}
+
+/**
+ * A connection whose answer did not come within the client's read timeout is closed at once and never reused.
+ * node-postgres leaves it in the pool: the statement it gave up on is still in the server's hands, and the
+ * adapter, when the ROLLBACK that follows times out too, hands the connection back as healthy. Once the server
+ * answered, the next transaction on it began inside the old one (BEGIN is then only a warning) and its COMMIT
+ * stored the abandoned transaction's first writes with its own: a device without its event. Closed, the server
+ * rolls the old transaction back, the pool drops the connection (it is no longer queryable), and the ROLLBACK
+ * fails at once instead of waiting a second read timeout (a write caught by a frozen server took twice the bound).
+ */
+function closeOnReadTimeout(client: import('pg').PoolClient): void {
+  const query = client.query.bind(client) as (...a: unknown[]) => unknown
+  client.query = ((...a: unknown[]) => {
+    const r = query(...a)
+    if (r instanceof Promise) {
+      r.catch((e: unknown) => {
+        if ((e as Error)?.message === 'Query read timeout')
+          (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
+      })
+    }
+    return r
+  }) as typeof client.query
 }

@@ -1,6 +1,7 @@
 import type { DbTx } from './client.js'
 import type { StoreContext } from './context.js'
 import { fromJson, toJson } from './json-column.js'
+import { type CompactionBatch, compactBatch, countCutoff, type LogTable, readFloor } from './log-compaction.js'
 import { pageSize } from './page-token.js'
 import { dateOf, placeholders, type DirectSqlite } from './sqlite-direct.js'
 
@@ -58,6 +59,19 @@ function columns(e: EventInput, time: Date) {
     data: toJson(e.data ?? {}),
     time,
   }
+}
+
+/** The event log as compaction sees it (log-compaction.ts). */
+const EVENT_TABLE: LogTable = {
+  log: 'events',
+  newestKey: async (db) => (await db.event.aggregate({ _max: { seq: true } }))._max.seq ?? null,
+  keyBelowNewest: async (db, offset) => (await db.event.findFirst({ orderBy: { seq: 'desc' }, skip: offset, select: { seq: true } }))?.seq ?? null,
+  oldest: async (db, after, take) =>
+    (await db.event.findMany({ where: { seq: { gt: after } }, orderBy: { seq: 'asc' }, take, select: { seq: true, time: true } })).map((r) => ({
+      key: r.seq,
+      time: r.time,
+    })),
+  deleteUpTo: async (db, upTo) => (await db.event.deleteMany({ where: { seq: { lte: upTo } } })).count,
 }
 
 const COLUMNS = ['host', 'kind', 'name', 'type', 'message', 'requestId', 'actor', 'data', 'time'] as const
@@ -131,9 +145,37 @@ export class EventRepo {
     )
   }
 
-  /** The highest seq stored, 0 when the log is empty (a watcher that wants only new events starts here). */
+  /**
+   * The highest seq stored, 0 when the log is empty (a watcher that wants only new events starts here). Never
+   * below the compaction floor, so positions do not go back even if the log were emptied.
+   */
   lastSeq(): Promise<number> {
-    return this.ctx.read('events', async (db) => (await db.event.aggregate({ _max: { seq: true } }))._max.seq ?? 0)
+    return this.ctx.read('events', async (db) => {
+      const [max, mark] = await Promise.all([db.event.aggregate({ _max: { seq: true } }), db.logCompaction.findUnique({ where: { log: 'events' } })])
+      return Math.max(max._max.seq ?? 0, mark?.floor ?? 0)
+    })
+  }
+
+  /**
+   * The compaction floor (docs/api.md (Events) Retention): every event with seq <= floor was removed by
+   * retention, every event with seq > floor that was stored is still there. A reader positioned at or above
+   * the floor misses nothing; 0 until the first compaction.
+   */
+  floor(): Promise<number> {
+    return readFloor(this.ctx, 'events')
+  }
+
+  /** The seq below which the count limit removes events: `maxCount` events below the newest (0: none; see log-compaction.ts). */
+  countCutoff(maxCount: number): Promise<number> {
+    return countCutoff(this.ctx, EVENT_TABLE, maxCount)
+  }
+
+  /**
+   * One compaction batch (log-compaction.ts): deletes the oldest events with seq <= `cutoff` or a time before
+   * `before`, at most `batch`, never the newest, and moves the floor. Safe to run from several replicas at once.
+   */
+  compact(limits: { cutoff: number; before: Date | null }, batch: number): Promise<CompactionBatch> {
+    return compactBatch(this.ctx, EVENT_TABLE, limits, batch)
   }
 
   private async lockForAppend(db: DbTx): Promise<void> {

@@ -77,4 +77,38 @@ export class IdempotencyRepo {
   purgeExpired(): Promise<number> {
     return this.ctx.write('idempotency keys', async (db) => (await db.idempotencyKey.deleteMany({ where: { expiresAt: { lte: this.ctx.clock() } } })).count)
   }
+
+  /**
+   * The expiry at or before which the count limit removes keys: the `maxCount + 1`-th latest expiry (null:
+   * there are not more than `maxCount` keys). Keys that expire first are evicted first; a request repeated with
+   * an evicted key runs again, as after its expiry.
+   */
+  countCutoff(maxCount: number): Promise<Date | null> {
+    if (maxCount <= 0) return Promise.resolve(null)
+    return this.ctx.read(
+      'idempotency retention',
+      async (db) => (await db.idempotencyKey.findFirst({ orderBy: { expiresAt: 'desc' }, skip: maxCount, select: { expiresAt: true } }))?.expiresAt ?? null,
+    )
+  }
+
+  /**
+   * One pruning batch (retention): deletes the keys that expired (store clock) or that the count limit evicts
+   * (expiry <= `cutoff`, see {@link countCutoff}), about `batch` at a time (keys sharing the last expiry of the
+   * batch go with it). `more`: there may be more to delete.
+   */
+  pruneBatch(limits: { cutoff: Date | null }, batch: number): Promise<{ deleted: number; more: boolean }> {
+    return this.ctx.write('idempotency retention', async (db) => {
+      const now = this.ctx.clock()
+      let upTo = limits.cutoff && limits.cutoff > now ? limits.cutoff : now
+      const nth = await db.idempotencyKey.findFirst({
+        where: { expiresAt: { lte: upTo } },
+        orderBy: { expiresAt: 'asc' },
+        skip: batch - 1,
+        select: { expiresAt: true },
+      })
+      if (nth) upTo = nth.expiresAt
+      const deleted = (await db.idempotencyKey.deleteMany({ where: { expiresAt: { lte: upTo } } })).count
+      return { deleted, more: nth !== null }
+    })
+  }
 }

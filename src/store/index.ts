@@ -2,7 +2,7 @@
 export { applyMigrations, type MigrationResult } from './apply-migrations.js'
 export { DEFAULT_DATABASE_URL, parseDatabaseUrl, type DatabaseConfig, type Provider } from './config.js'
 export { createStore, Store, type Repos, type StoreOptions } from './store.js'
-export type { AuditInput, AuditRecord } from './audit-repo.js'
+export type { AuditInput, AuditQuery, AuditRecord } from './audit-repo.js'
 export type { EventInput, EventQuery, EventRecord } from './event-repo.js'
 export type { HostInput, HostRecord } from './host-repo.js'
 export type { IdempotencyInput, IdempotencyRecord } from './idempotency-repo.js'

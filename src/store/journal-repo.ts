@@ -134,4 +134,36 @@ export class JournalRepo {
       async (db) => (await db.journalEntry.deleteMany({ where: { host, state: { in: ['done', 'failed'] }, updatedAt: { lt: before } } })).count,
     )
   }
+
+  /**
+   * The id at or below which the count limit removes finished entries (done or failed): the id `maxCount`
+   * finished entries below the newest one (0: none). Entries still `planned` are never counted or removed.
+   */
+  finishedCutoff(maxCount: number): Promise<number> {
+    if (maxCount <= 0) return Promise.resolve(0)
+    return this.ctx.read(
+      'journal retention',
+      async (db) =>
+        (await db.journalEntry.findFirst({ where: { state: { in: FINISHED } }, orderBy: { id: 'desc' }, skip: maxCount, select: { id: true } }))?.id ?? 0,
+    )
+  }
+
+  /**
+   * One pruning batch (retention): deletes at most `batch` of the oldest finished entries (done or failed) with
+   * an id <= `cutoff` (see {@link finishedCutoff}) or last updated before `before` (null: no age limit). An entry
+   * still `planned` is never removed: it is what a restarted reconcile resumes from. `more`: the batch was full.
+   */
+  pruneBatch(limits: { cutoff: number; before: Date | null }, batch: number): Promise<{ deleted: number; more: boolean }> {
+    return this.ctx.write('journal retention', async (db) => {
+      const which = [{ id: { lte: limits.cutoff } }, ...(limits.before ? [{ updatedAt: { lt: limits.before } }] : [])]
+      const ids = (
+        await db.journalEntry.findMany({ where: { state: { in: FINISHED }, OR: which }, orderBy: { id: 'asc' }, take: batch, select: { id: true } })
+      ).map((r) => r.id)
+      if (!ids.length) return { deleted: 0, more: false }
+      const deleted = (await db.journalEntry.deleteMany({ where: { id: { in: ids }, state: { in: FINISHED } } })).count
+      return { deleted, more: ids.length === batch }
+    })
+  }
 }
+
+const FINISHED = ['done', 'failed']

@@ -80,6 +80,27 @@ export class LeaseRepo {
     })
   }
 
+  /**
+   * {@link renew} for many leases of `holder` at once (one transaction, two statements, whatever their number):
+   * returns the new expiry and the hosts whose lease was extended; the others were lost.
+   */
+  renewMany(holder: string, leases: Array<{ host: string; fencingToken: number }>, ttlMs: number): Promise<{ expiresAt: Date; renewed: Set<string> }> {
+    return this.ctx.write(`${leases.length} leases`, async (db) => {
+      const now = this.ctx.clock()
+      const expiresAt = new Date(now.getTime() + ttlMs)
+      if (!leases.length) return { expiresAt, renewed: new Set<string>() }
+      await db.lease.updateMany({
+        where: { holder, expiresAt: { gt: now }, OR: leases.map((l) => ({ host: l.host, fencingToken: l.fencingToken })) },
+        data: { renewedAt: now, expiresAt },
+      })
+      const rows = await db.lease.findMany({
+        where: { holder, expiresAt, OR: leases.map((l) => ({ host: l.host, fencingToken: l.fencingToken })) },
+        select: { host: true },
+      })
+      return { expiresAt, renewed: new Set(rows.map((r) => r.host)) }
+    })
+  }
+
   /** Gives the lease up now (the next acquisition gets a new token). False if the caller did not hold it. */
   release(host: string, holder: string, fencingToken: number): Promise<boolean> {
     return this.ctx.write(`lease ${host}`, async (db) => {

@@ -17,14 +17,19 @@ const UNAVAILABLE_KINDS = new Set([
   'TooManyConnections',
   'TransactionAlreadyClosed',
 ])
-// Node socket errors, PostgreSQL SQLSTATE classes 08 (connection) and 57P (shutdown), 53300, SQLite I/O.
+// Node socket errors, PostgreSQL SQLSTATE classes 08 (connection) and 57P (shutdown), 53300, 57014 (a statement
+// cancelled: the store's statement timeout, under lock contention or a slow server) and 55P03 (lock timeout),
+// SQLite I/O.
 const UNAVAILABLE_SYSTEM =
-  /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|08...|57P0[1-4]|53300|SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB)\w*)$/
+  /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|08...|57P0[1-4]|57014|55P03|53300|SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB)\w*)$/
 
 // node-postgres reports these without a code: the pool could not connect in time, the client's read timeout,
-// and a connection that ended under a query (server stopped, backend terminated, network gone).
+// and a connection that ended under a query (server stopped, backend terminated, network gone). PostgreSQL's
+// own texts for a database closed to connections (ALLOW_CONNECTIONS false, SQLSTATE 55000, a class too broad to
+// map whole) and for a statement the store's statement_timeout cancelled (57014, not a user's cancel: apmatrix
+// never sends one), both of which the driver adapter passes on as `originalMessage`.
 const UNAVAILABLE_MESSAGE =
-  /timeout exceeded when trying to connect|Query read timeout|Connection terminated|Client has encountered a connection error|terminating connection due to administrator command/i
+  /timeout exceeded when trying to connect|Query read timeout|Connection terminated|Client has encountered a connection error|terminating connection due to administrator command|is not currently accepting connections|canceling statement due to statement timeout/i
 
 /** A store round trip that got no answer within the store timeout (mapped to `UNAVAILABLE`). */
 export class StoreTimeoutError extends Error {
@@ -36,6 +41,8 @@ interface ErrorLike {
   code?: unknown
   kind?: unknown
   message?: unknown
+  /** The driver adapter's copy of the database's own message (@prisma/adapter-pg `convertDriverError`). */
+  originalMessage?: unknown
   cause?: unknown
   meta?: { driverAdapterError?: { cause?: ErrorLike }; modelName?: string; target?: unknown }
 }
@@ -60,6 +67,7 @@ export function isUnavailable(e: unknown): boolean {
       x.name === 'PrismaClientRustPanicError' ||
       x.name === 'StoreTimeoutError' ||
       (typeof x.message === 'string' && UNAVAILABLE_MESSAGE.test(x.message)) ||
+      (typeof x.originalMessage === 'string' && UNAVAILABLE_MESSAGE.test(x.originalMessage)) ||
       (typeof x.code === 'string' && (UNAVAILABLE_PRISMA.has(x.code) || UNAVAILABLE_SYSTEM.test(x.code))) ||
       (typeof x.kind === 'string' && UNAVAILABLE_KINDS.has(x.kind)) ||
       (typeof (x as { originalCode?: unknown }).originalCode === 'string' && UNAVAILABLE_SYSTEM.test((x as { originalCode: string }).originalCode)),
@@ -70,6 +78,17 @@ export function isUnavailable(e: unknown): boolean {
 export function prismaCode(e: unknown): string | undefined {
   const c = (e as ErrorLike | undefined)?.code
   return typeof c === 'string' && /^P\d{4}$/.test(c) ? c : undefined
+}
+
+/**
+ * A PostgreSQL deadlock (40P01) or serialization failure (40001): the transaction can simply run again. Prisma
+ * reports it as P2034 for its own queries, but as P2010 (raw query failed) with the code in the driver adapter's
+ * error for a raw statement (the row locks of row-lock.ts, the event log's table lock).
+ */
+export function isTransientConflict(e: unknown): boolean {
+  if (prismaCode(e) === 'P2034') return true
+  const cause = (e as { meta?: { driverAdapterError?: { cause?: { originalCode?: unknown } } } } | undefined)?.meta?.driverAdapterError?.cause
+  return cause?.originalCode === '40P01' || cause?.originalCode === '40001'
 }
 
 /** better-sqlite3's code of an error of a statement the store ran directly (`SQLITE_CONSTRAINT_UNIQUE`...). */

@@ -12,8 +12,9 @@ import { JournalRepo } from './journal-repo.js'
 import { LeaseRepo } from './lease-repo.js'
 import { MasksRepo } from './masks-repo.js'
 import { MdevRepo } from './mdev-repo.js'
+import { ReplicaRepo } from './replica-repo.js'
 import { DirectSqlite, type SqliteConnection } from './sqlite-direct.js'
-import { prismaCode, StoreTimeoutError, toStoreError } from './store-errors.js'
+import { isTransientConflict, StoreTimeoutError, toStoreError } from './store-errors.js'
 
 /** The repositories, bound either to the store or to one transaction. */
 export interface Repos {
@@ -25,6 +26,7 @@ export interface Repos {
   readonly journal: JournalRepo
   readonly idempotency: IdempotencyRepo
   readonly leases: LeaseRepo
+  readonly replicas: ReplicaRepo
 }
 
 /** Options of {@link createStore}. */
@@ -72,6 +74,7 @@ function repos(ctx: StoreContext): Repos {
     journal: new JournalRepo(ctx),
     idempotency: new IdempotencyRepo(ctx),
     leases: new LeaseRepo(ctx),
+    replicas: new ReplicaRepo(ctx),
   }
 }
 
@@ -117,6 +120,7 @@ export class Store implements Repos {
   readonly journal: JournalRepo
   readonly idempotency: IdempotencyRepo
   readonly leases: LeaseRepo
+  readonly replicas: ReplicaRepo
   private closed = false
   private readonly counts = { transactions: 0, retries: 0, jobs: 0 }
   private readonly writer: Connection
@@ -180,6 +184,7 @@ export class Store implements Repos {
       journal: this.journal,
       idempotency: this.idempotency,
       leases: this.leases,
+      replicas: this.replicas,
     } = repos(root))
   }
 
@@ -305,8 +310,8 @@ export class Store implements Repos {
       try {
         return await this.writer.db.$transaction((tx) => fn(tx, this.writer.sql()), TX_OPTIONS)
       } catch (e) {
-        // P2034: PostgreSQL serialization failure or deadlock; the transaction can simply run again.
-        const retry = e instanceof RetryTransaction || prismaCode(e) === 'P2034'
+        // A PostgreSQL serialization failure or deadlock (also of a raw statement): the transaction can simply run again.
+        const retry = e instanceof RetryTransaction || isTransientConflict(e)
         if (retry && attempt < this.maxAttempts) {
           // Jittered backoff, so racing writers do not collide again in lockstep.
           await sleep(Math.random() * 5 * attempt)

@@ -186,7 +186,8 @@ t.test('bad agent options exit 2 naming the option; an unusable root exits 1; --
     [['agent', '--poll-ms', '5'], 2, /--poll-ms \/ APMATRIX_AGENT_POLL_MS/],
     [['agent', '--sysfs-root', 'sys'], 2, /--sysfs-root .*not an absolute directory path/],
     [['agent', '--lock-path', 'lock'], 2, /--lock-path .*'lock' is not an absolute file path or 'none'/],
-    [['agent', '--tls-cert', '/etc/x.pem'], 2, /--tls-cert: TLS and client authentication are not available yet/],
+    [['agent', '--tls-cert', '/etc/x.pem'], 2, /--tls-key \/ APMATRIX_AGENT_TLS_KEY, --tls-ca \/ APMATRIX_AGENT_TLS_CA: required with --tls-cert/],
+    [['agent', '--addr', '0.0.0.0:0'], 2, /refusing to listen on 0\.0\.0\.0 without TLS/],
     [['agent', '--bogus'], 2, /Unknown option '--bogus'/],
     [
       ['agent', '--sysfs-root', '/nonexistent-apmatrix-root', '--addr', '127.0.0.1:0'],
@@ -207,5 +208,6 @@ t.test('bad agent options exit 2 naming the option; an unusable root exits 1; --
   const h = memIo()
   t.equal(await run(['agent', '--help'], h.io), 0)
   t.match(h.stdout(), /^Usage: apmatrix agent/)
-  t.match(h.stdout(), /--tls-cert/)
+  t.match(h.stdout(), /--tls-cert +APMATRIX_AGENT_TLS_CERT/)
+  t.match(h.stdout(), /--insecure-no-tls +APMATRIX_AGENT_INSECURE_NO_TLS/)
 })

@@ -6,9 +6,10 @@
  */
 import path from 'node:path'
 import t from 'tap'
+import { projectRoot } from '../../src/paths.js'
 import { findCycles, importGraph } from '../helpers/import-graph.js'
 
-const SRC = path.resolve(import.meta.dirname, '../../src')
+const SRC = path.join(projectRoot, 'src')
 
 t.test('the import graph of src/ has no cycle', async (t) => {
   const graph = importGraph(SRC, ['generated'])

@@ -39,7 +39,7 @@ export const RBAC_YAML = `bindings:
 `
 
 /** The token of a subject (a test secret). */
-export const tokenOf = (s: Subject) => `tok-${s}-0123456789abcdef`
+export const tokenOf = (s: Subject | string) => `tok-${s}-0123456789abcdef`
 
 /** The stored devices by owner. */
 export const DEVICES: Record<'tenant-a' | 'tenant-b' | 'none', { uuid: string; owner: string | null; spec: { adapters: number[]; domains: number[] } }> = {
@@ -52,22 +52,31 @@ export interface SecuredFixture extends ServiceFixture {
   auth: Authenticator
   base: string
   grpcTarget: string
-  principals: Map<Subject, Principal>
+  /** The principal of every subject but `anonymous` (and of the extra subjects). */
+  principals: Map<string, Principal>
   /** grpc-js clients of every API service, by service name (`MdevService`). */
   clients: Record<string, grpc.Client>
   /** The metadata of a subject's calls. */
-  metadataOf(s: Subject): grpc.Metadata
+  metadataOf(s: Subject | string): grpc.Metadata
   /** The headers of a subject's requests. */
-  headersOf(s: Subject): Record<string, string>
+  headersOf(s: Subject | string): Record<string, string>
 }
 
-/** Builds the fixture; `limits`: per-subject limits of the service (default none). */
-export async function securedFixture(t: Test, db: TestDatabase, opts: { limits?: SubjectLimits } = {}): Promise<SecuredFixture> {
-  const fx = await serviceFixture(t, db, 'demo', opts.limits ? { limits: opts.limits } : {})
-  const tokens = SUBJECTS.filter((s) => s !== 'anonymous')
-    .map((s) => `${s}:${tokenDigest(tokenOf(s))}`)
-    .join('\n')
-  const auth = new Authenticator({ tokens: parseStaticTokens(tokens), bindings: parseBindings(RBAC_YAML) })
+/** Options of {@link securedFixture}. */
+export interface SecuredFixtureOptions {
+  /** Per-subject limits of the service (default none). */
+  limits?: SubjectLimits
+  /** Further emulated hosts (demo profile) beside `local`. */
+  moreHosts?: readonly string[]
+  /** Further subjects, each with a token of its name ({@link tokenOf}) and the bindings YAML entries (`  - subjects: ...`) naming them. */
+  extra?: { subjects: readonly string[]; bindings: string }
+}
+
+/** Builds the fixture. */
+export async function securedFixture(t: Test, db: TestDatabase, opts: SecuredFixtureOptions = {}): Promise<SecuredFixture> {
+  const fx = await serviceFixture(t, db, 'demo', { ...(opts.limits ? { limits: opts.limits } : {}), ...(opts.moreHosts ? { moreHosts: opts.moreHosts } : {}) })
+  const tokens = [...SUBJECTS.filter((s) => s !== 'anonymous'), ...(opts.extra?.subjects ?? [])].map((s) => `${s}:${tokenDigest(tokenOf(s))}`).join('\n')
+  const auth = new Authenticator({ tokens: parseStaticTokens(tokens), bindings: parseBindings(RBAC_YAML + (opts.extra?.bindings ?? '')) })
   const app = buildApp({ service: fx.service, auth })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
@@ -85,8 +94,8 @@ export async function securedFixture(t: Test, db: TestDatabase, opts: { limits?:
       t.teardown(() => c.close())
     }
   }
-  const principals = new Map<Subject, Principal>()
-  for (const s of tokens.split('\n').map((l) => l.split(':')[0] as Subject)) {
+  const principals = new Map<string, Principal>()
+  for (const s of tokens.split('\n').map((l) => l.split(':')[0]!)) {
     principals.set(s, await auth.authenticate({ authorization: `Bearer ${tokenOf(s)}` }))
   }
   // The stored devices, made by the service itself (no principal): masks free adapters 5, 6 and domains 4-6.

@@ -322,7 +322,7 @@ requireOrSkip(t, 'web console in Chromium', chromiumMissing(), async (t) => {
     await waitPage(tp, 'the queues to be read', () => (globalThis as any).__console?.queuesLoaded, null)
     await waitPage(tp, 'the event stream', () => (globalThis as any).__console.streamState() === 'live', null)
 
-    // What the API answers tenant-a: its own device only; the inventory still says 06.0004 is held (by a uuid).
+    // What the API answers tenant-a: its own device only; the inventory says 06.0004 is held, not by whom.
     const listed = await as('tenant-a')('GET', `${HOST}/mdevs`)
     t.same(
       listed.items.map((m: any) => m.metadata.uuid),
@@ -330,7 +330,12 @@ requireOrSkip(t, 'web console in Chromium', chromiumMissing(), async (t) => {
       'the API lists tenant-a its own device only',
     )
     const q64 = (await as('tenant-a')('GET', `${HOST}/queues?adapter=6`)).items.find((q: any) => q.apqn === '06.0004')
-    t.equal(q64.owner, B, "the inventory tells tenant-a that 06.0004 is held (tenant-b's device, not readable)")
+    t.equal(q64.owner, 'in use', "the inventory tells tenant-a that 06.0004 is held, without tenant-b's device's uuid")
+    t.same(
+      (await as('tenant-a')('GET', `${HOST}/bus-mdevs`)).items.map((b: any) => b.uuid),
+      [A],
+      "the bus devices tenant-a is shown: its own (tenant-b's is not named)",
+    )
 
     t.match(await tp.textContent('#devices'), /a1111111/, "tenant-a's device is listed")
     t.notMatch(await tp.textContent('#devices'), /b2222222/, "tenant-b's device is not")

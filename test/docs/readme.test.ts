@@ -2,58 +2,21 @@
  * README.md runs as written. Every fenced `sh` block carries a marker comment on the line before it:
  * `<!-- walkthrough -->` blocks run in order as one bash script under `set -euo pipefail` against a real
  * `apmatrix serve` (started here as `npm start` starts it, on a free port, with a fresh database);
- * `<!-- walkthrough: fuse -->` blocks run as a second script, as root, when FUSE, `unshare -m` and
- * mdevctl are there (required in CI); `<!-- not run by the README test: why -->` says why a block cannot
+ * `<!-- walkthrough: fuse -->` blocks run as a second script (readme-fuse.test.ts, a file of its own so
+ * that the two run side by side); `<!-- not run by the README test: why -->` says why a block cannot
  * run here. The scripts' outcomes are checked in their output and in the service's state; every path of
  * the repository that the README names must exist. Needs the build (bin/apmatrix.mjs runs dist/).
  */
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { projectRoot } from '../../src/paths.js'
 import { freePort } from '../emulator-remote/helpers.js'
-import { scratchDir } from '../emulator/fuse/mounted-emulator.js'
-import { fuseMissing, requireOrSkip, which } from '../helpers/required-tools.js'
+import { requireOrSkip, which } from '../helpers/required-tools.js'
 import { run, withTools } from '../interop/tools.js'
 import { readyLine, spawnCli } from '../reliability/cli-process.js'
-
-const README = fs.readFileSync(path.join(projectRoot, 'README.md'), 'utf8')
-const WALKTHROUGH = 'walkthrough'
-const FUSE = 'walkthrough: fuse'
-const NOT_RUN = /^not run by the README test: \S/
-
-/** A fenced shell block of the README with its marker and the line it starts on. */
-interface Block {
-  marker: string | undefined
-  code: string
-  line: number
-}
-
-function shellBlocks(text: string): Block[] {
-  const lines = text.split('\n')
-  const blocks: Block[] = []
-  for (let i = 0; i < lines.length; i++) {
-    if (!lines[i]!.startsWith('```')) continue
-    const end = lines.indexOf('```', i + 1)
-    if (end < 0) throw new Error(`README.md:${i + 1}: unterminated fence`)
-    let j = i - 1
-    while (j >= 0 && lines[j]!.trim() === '') j--
-    const marker = /^<!-- (.+) -->$/.exec(lines[j] ?? '')?.[1]
-    blocks.push({ marker, code: lines.slice(i + 1, end).join('\n'), line: i + 1 })
-    if (lines[i] !== '```sh') throw new Error(`README.md:${i + 1}: a fence that is not \`\`\`sh (${lines[i]})`)
-    i = end
-  }
-  return blocks
-}
-
-const blocks = shellBlocks(README)
-const script = (marker: string) =>
-  blocks
-    .filter((b) => b.marker === marker)
-    .map((b) => `# README.md:${b.line}\n${b.code}`)
-    .join('\n\n')
+import { blocks, FUSE, NOT_RUN, README, runBash, script, WALKTHROUGH } from './readme-script.js'
 
 t.test('every shell block is run by this test or says why it cannot be', async (t) => {
   t.ok(blocks.length >= 10, `${blocks.length} blocks`)
@@ -97,42 +60,6 @@ withTools(
   },
 )
 
-/** Runs `text` with bash in the checkout, in its own process group (killed at teardown if still running). */
-function runBash(t: Test, text: string, env: NodeJS.ProcessEnv, timeoutMs: number) {
-  // --norc: bash reads ~/.bashrc when its stdin is a socket (as from spawn), as if started by sshd.
-  const p = spawn('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${text}`], {
-    cwd: projectRoot,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...env },
-  })
-  let stdout = ''
-  let stderr = ''
-  p.stdout.on('data', (d) => (stdout += d))
-  p.stderr.on('data', (d) => (stderr += d))
-  let timedOut = false
-  const timer = setTimeout(() => {
-    timedOut = true
-    process.kill(-p.pid!, 'SIGKILL')
-  }, timeoutMs)
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }>((resolve) =>
-    p.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr, timedOut })
-    }),
-  )
-  t.teardown(async () => {
-    // The script's background children (servers) share its group: nothing outlives the test.
-    try {
-      process.kill(-p.pid!, 'SIGKILL')
-    } catch {
-      // already gone
-    }
-    await done
-  })
-  return done
-}
-
 async function api(base: string, p: string): Promise<{ status: number; body: any }> {
   const res = await fetch(base + p)
   const text = await res.text()
@@ -170,7 +97,8 @@ requireOrSkip(
       },
       240_000,
     )
-    t.equal(r.code, 0, 'the script exits 0', { timedOut: r.timedOut, stderr: r.stderr.slice(-3000), stdout: r.stdout.slice(-3000) })
+    t.comment(`README blocks: ${r.blocks.join(', ')}`)
+    t.equal(r.code, 0, 'the script exits 0', { timedOut: r.timedOut, blocks: r.blocks, stderr: r.stderr.slice(-3000), stdout: r.stdout.slice(-3000) })
     const out = r.stdout
 
     // The curl walk-through.
@@ -185,6 +113,7 @@ requireOrSkip(
     t.match(out, /<uuid>7d3c2b1a-0f9e-4d8c-b7a6-5e4d3c2b1a0f<\/uuid>/, 'the node-device export')
     t.match(out, /<hostdev mode='subsystem' type='mdev' model='vfio-ap'>/, 'the hostdev export')
     // The command line.
+    t.match(out, /^apmatrix \d+\.\d+\.\d+$/m, 'npx apmatrix runs the command line')
     t.match(out, /^Violations: none$/m, 'plan of the example desired state')
     t.match(r.stderr, /all 2 device\(s\) converged in /, 'apply waited for both devices')
     t.match(out, /^Usage: apmatrix mdev <command>/m)
@@ -223,44 +152,3 @@ requireOrSkip(
     t.equal(masks.status.apmask, masks.spec.apmask, 'and the bus agrees')
   },
 )
-
-function fuseSectionMissing(): string | undefined {
-  return (
-    fuseMissing({ namespaces: true }) ??
-    (which('mdevctl') ? undefined : "mdevctl not found: install Debian package 'mdevctl'") ??
-    (which('curl') ? undefined : "curl not found: install Debian package 'curl'")
-  )
-}
-
-requireOrSkip(t, 'the FUSE section runs as written (root, FUSE, unshare, mdevctl)', fuseSectionMissing(), async (t) => {
-  const scratch = scratchDir(t)
-  const port = await freePort()
-  const r = await runBash(
-    t,
-    script(FUSE),
-    {
-      LPAR_DIR: scratch,
-      APMATRIX_SERVER: `http://127.0.0.1:${port}`,
-      APMATRIX_HTTP_ADDR: `127.0.0.1:${port}`,
-      APMATRIX_GRPC_ADDR: `127.0.0.1:${await freePort()}`,
-      DATABASE_URL: `file:${scratch}/apmatrix.db`,
-      APMATRIX_LOG_LEVEL: 'warn',
-    },
-    120_000,
-  )
-  t.equal(r.code, 0, 'the script exits 0', { timedOut: r.timedOut, stderr: r.stderr.slice(-3000), stdout: r.stdout.slice(-3000) })
-  const out = r.stdout
-  t.match(out, `0x${'f'.repeat(64)}\n`, 'cat apmask: the kernel default')
-  t.match(out, "the kernel's answer: EINVAL, not a UUID")
-  t.match(r.stderr, /Invalid argument/, "the shell's own message for EINVAL")
-  t.match(out, /^matrix\n {2}vfio_ap-passthrough\n/m, 'mdevctl types')
-  t.match(
-    out,
-    /^11111111-2222-4333-8444-555555555555 matrix vfio_ap-passthrough auto \(defined\)$/m,
-    'mdevctl list: started, and defined to start automatically',
-  )
-  t.match(out, /"uuid":"11111111-2222-4333-8444-555555555555","managed":false/, "mdevctl's device, foreign to apmatrix")
-  t.match(out, /"uuid":"11111111-2222-4333-8444-555555555555","managed":true/, 'adopted by the import')
-  t.match(out, /"apmask":"0xf9f{62}"/, 'the masks apmatrix found and adopted')
-  t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${scratch}/sys `), 'the emulator unmounted at SIGTERM')
-})

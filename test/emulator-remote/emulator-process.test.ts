@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import net from 'node:net'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { emulatorServe } from '../../src/cli/commands/emulator-serve.js'
 import type { CliIo } from '../../src/cli/command.js'
@@ -14,7 +13,8 @@ import { projectRoot } from '../../src/paths.js'
 import { TS_IMPORT } from '../helpers/ts-loader.js'
 import { BUS, M1, waitFor } from './helpers.js'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
+// The sources, not the compiled copy under dist/ the suite runs from: the child runs TypeScript through tsx.
+const here = path.join(projectRoot, 'test/emulator-remote')
 const READY = /^apmatrix emulator listening on (\S+) \(profile (\S+), kernel (\S+), bootId ([0-9a-f-]{36})\)$/
 
 /** Collects a child's output line by line. */

@@ -153,6 +153,26 @@ forEachDatabase(t, async (t, db) => {
     t.same([...s.got, ...again.got], written, 'resume: no gap, no duplicate')
   })
 
+  await t.test('a subscriber that never reads again (its listener never settles) is still ended once too far behind', async (t) => {
+    // Issue 11 §5: before, only the pump checked the lag, and a pump stuck in a listener (an SSE or gRPC watcher
+    // whose socket never drains) never got there: the watcher kept its queue and its stream forever.
+    const hub = hubOf(t, store, { bufferLimit: 2, ringSize: 5, maxLagEvents: 10 })
+    await hub.start()
+    const since = hub.lastSeq
+    const never = new Promise<void>(() => undefined)
+    const s = collect(hub, { sinceSeq: since }, () => never)
+    const written = await append(store, 30)
+    await hub.flush()
+    await until(() => s.ended.length === 1, 'the stuck subscription ends')
+    t.type(s.ended[0], SubscriptionLagError)
+    t.same(s.got, [written[0]], 'only the event its listener is stuck on was handed out')
+    t.equal((s.ended[0] as SubscriptionLagError).resumeSeq, written[0], 'resumeSeq = the last seq handed out')
+    t.equal(hub.size, 0, 'released')
+    const again = collect(hub, { sinceSeq: written[0]! })
+    await until(() => again.got.length === 29, 'resumed')
+    t.same([...s.got, ...again.got], written, 'resume: no gap, no duplicate')
+  })
+
   await t.test('random interleavings of writes and subscriptions (fast-check)', async (t) => {
     await fc.assert(
       fc.asyncProperty(

@@ -27,10 +27,13 @@ export interface Replica {
 
 /**
  * `apmatrix serve` as replica `id` (APMATRIX_REPLICA_ID) managing `hosts` (name -> emulator address),
- * REST and gRPC on free ports; `crashAt` sets the crash hook (APMATRIX_CRASH_AT). Throws when it dies
+ * REST and gRPC on free ports; `crashAt` sets the crash hook (APMATRIX_CRASH_AT), `env` overrides any setting. Throws when it dies
  * before its ready line.
  */
-export async function startReplica(t: Teardown, o: { id: string; databaseUrl: string; hosts: Map<string, string>; crashAt?: string }): Promise<Replica> {
+export async function startReplica(
+  t: Teardown,
+  o: { id: string; databaseUrl: string; hosts: Map<string, string>; crashAt?: string; env?: Record<string, string>; readyTimeoutMs?: number },
+): Promise<Replica> {
   const p = spawnCli(t, ['serve'], {
     DATABASE_URL: o.databaseUrl,
     APMATRIX_HTTP_ADDR: '127.0.0.1:0',
@@ -43,8 +46,9 @@ export async function startReplica(t: Teardown, o: { id: string; databaseUrl: st
     APMATRIX_LEASE_TTL_MS: String(LEASE_TTL_MS),
     APMATRIX_DRAIN_TIMEOUT_MS: '2000',
     APMATRIX_CRASH_AT: o.crashAt ?? '',
+    ...o.env,
   })
-  const m = await readyLine(p, SERVICE_READY, `replica ${o.id}'s ready line`)
+  const m = await readyLine(p, SERVICE_READY, `replica ${o.id}'s ready line`, o.readyTimeoutMs)
   if (!m) throw new Error(`replica ${o.id} exited before it was ready: ${p.stderr.slice(-20).join('\n')}`)
   return { id: o.id, p, url: m[1]!, call: restClient(m[1]!) }
 }

@@ -6,34 +6,18 @@
  * and gRPC health say not ready, and once the database is back the service accepts writes without a restart, with
  * every acknowledged write stored and nothing half-stored.
  */
-import * as grpc from '@grpc/grpc-js'
-import * as protoLoader from '@grpc/proto-loader'
-import { protoPath as healthProtoPath } from 'grpc-health-check'
 import t from 'tap'
 import { createStore } from '../../src/store/store.js'
 import { requireOrSkip } from '../helpers/required.js'
 import { privatePostgresMissing, startPrivatePostgres } from '../helpers/private-postgres.js'
 import { restClient, until } from '../scenario/rest-client.js'
 import { readyLine, spawnCli } from './cli-process.js'
+import { health, healthClient } from './outage-kit.js'
 
 const HOST = '/v1/hosts/local'
 const STORE_TIMEOUT_MS = 1000
 /** How long an answer may take during an outage before the test calls it a hang: the store timeout and a wide margin. */
 const HANG_GUARD_MS = 15_000
-
-interface HealthClient extends grpc.Client {
-  Check(req: { service: string }, opts: { deadline: number }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void
-}
-
-function healthClient(target: string): HealthClient {
-  const def = protoLoader.loadSync(healthProtoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }
-  return new pkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure()) as unknown as HealthClient
-}
-
-function health(c: HealthClient): Promise<string> {
-  return new Promise((resolve, reject) => c.Check({ service: '' }, { deadline: Date.now() + 5000 }, (err, res) => (err ? reject(err) : resolve(res!.status))))
-}
 
 /** A request that must answer (any status) before the hang guard: resolves to its status and body, or 'hang'. */
 async function answered(p: Promise<{ status: number; body: any; headers: Headers }>) {

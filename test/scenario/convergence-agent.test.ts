@@ -2,9 +2,12 @@
  * The convergence scenarios with host `local` as on an LPAR: the emulator is mounted as a filesystem
  * (`apmatrix emulator serve --mount`, FUSE) and an `apmatrix agent` serves that mount to the service over the host bus. Root and the
  * hypervisor act through the emulator's own gRPC face. Needs FUSE: required in CI, a loud skip elsewhere.
+ * The first half of the scenarios; convergence-agent-2.test.ts runs the second, beside this one.
  */
 import t from 'tap'
 import { fuseMissing, requireOrSkip } from '../helpers/required-tools.js'
 import { scenarios } from './convergence-scenarios.js'
 
-requireOrSkip(t, 'convergence over the FUSE mount, agent driver', fuseMissing(), async (t) => scenarios(t, { provider: 'sqlite', url: '' }, 'agent'))
+requireOrSkip(t, 'convergence over the FUSE mount, agent driver', fuseMissing(), async (t) =>
+  scenarios(t, { provider: 'sqlite', url: '' }, 'agent', { index: 0, of: 2 }),
+)

@@ -1,6 +1,6 @@
-/** The convergence scenarios with host `local` emulated inside the service, on SQLite and PostgreSQL. */
+/** The convergence scenarios with host `local` emulated inside the service, on SQLite (PostgreSQL: convergence-in-process-postgres.test.ts). */
 import t from 'tap'
-import { forEachDatabase } from '../store/pg-helper.js'
+import { onDatabase } from '../store/pg-helper.js'
 import { scenarios } from './convergence-scenarios.js'
 
-forEachDatabase(t, async (t, db) => scenarios(t, db, 'in-process'))
+onDatabase(t, 'sqlite', async (t, db) => scenarios(t, db, 'in-process'))

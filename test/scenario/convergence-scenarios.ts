@@ -27,8 +27,23 @@ async function create(s: Scenario, uuid: string, spec: object): Promise<void> {
   if (r.status !== 201) throw new Error(`POST mdev ${uuid}: ${r.status} ${r.text}`)
 }
 
-/** Registers every scenario as a subtest of `t`, each on a fresh database of `db`'s provider. */
-export function scenarios(t: Test, db: TestDatabase, backend: ScenarioBackend): void {
+/** One share of the scenarios: those whose position modulo `of` is `index` (a backend split over files). */
+export interface ScenarioShare {
+  index: number
+  of: number
+}
+
+/**
+ * Registers every scenario (or the `share` of them) as a subtest of `t`, each on a fresh database of
+ * `db`'s provider. The slow backends split the scenarios over two files, so the halves run side by side.
+ */
+export function scenarios(tap: Test, db: TestDatabase, backend: ScenarioBackend, share: ScenarioShare = { index: 0, of: 1 }): void {
+  let position = 0
+  const t = {
+    test: (name: string, fn: (t: Test) => Promise<void>) => {
+      if (position++ % share.of === share.index) tap.test(name, fn)
+    },
+  }
   t.test('create, hot plug a domain into a running guest (PATCH), delete: each converges (V-19, V-26)', async (t) => {
     const s = await startScenario(t, db, {}, backend)
     await freeAdapters56(s)

@@ -23,22 +23,27 @@ export interface ServiceFixture {
   hub: EventHub
 }
 
-/** Builds the fixture; everything is closed at t's teardown. `hub` options tune the event hub (poll period 20 ms by default). */
+/**
+ * Builds the fixture; everything is closed at t's teardown. `hub` options tune the event hub (poll period 20 ms
+ * by default); `moreHosts` names further emulated hosts of the same profile, managed after `local`.
+ */
 export async function serviceFixture(
   t: Test,
   db: TestDatabase,
   profile = 'demo',
-  opts: { hub?: Omit<EventHubOptions, 'source'>; limits?: SubjectLimits } = {},
+  opts: { hub?: Omit<EventHubOptions, 'source'>; limits?: SubjectLimits; moreHosts?: readonly string[] } = {},
 ): Promise<ServiceFixture> {
   const store = await openStore(t, db)
   const host = new LocalEmulatedHost({ name: 'local', profile, realtime: false })
   t.teardown(() => host.close())
+  const more = (opts.moreHosts ?? []).map((name) => new LocalEmulatedHost({ name, profile, realtime: false }))
+  for (const h of more) t.teardown(() => h.close())
   const hub = new EventHub({ source: store.events, pollIntervalMs: 20, ...opts.hub })
   t.teardown(() => hub.close())
   const enqueued: string[] = []
   const service = new ApmatrixService({
     store,
-    hosts: new StaticHostRegistry([host]),
+    hosts: new StaticHostRegistry([host, ...more]),
     reconciler: { enqueue: (h) => void enqueued.push(h) },
     hub,
     ...(opts.limits ? { limits: opts.limits } : {}),

@@ -88,6 +88,15 @@ export async function freshDatabase(t: Test, provider: Provider): Promise<TestDa
  * unset, and fails instead when {@link postgresRequired}.
  */
 export function forEachDatabase(t: Test, body: (t: Test, db: TestDatabase) => Promise<void>): void {
-  t.test('sqlite', async (t) => body(t, await freshDatabase(t, 'sqlite')))
-  requireOrSkip(t, 'postgres', postgresMissing(), async (t) => body(t, await freshDatabase(t, 'postgres')), 'postgres')
+  onDatabase(t, 'sqlite', body)
+  onDatabase(t, 'postgres', body)
+}
+
+/**
+ * Runs `body` on one database, as a subtest named after it (PostgreSQL skipped or required as in
+ * {@link forEachDatabase}): for a long test split into one file per database, so the halves run side by side.
+ */
+export function onDatabase(t: Test, provider: Provider, body: (t: Test, db: TestDatabase) => Promise<void>): void {
+  if (provider === 'sqlite') t.test('sqlite', async (t) => body(t, await freshDatabase(t, 'sqlite')))
+  else requireOrSkip(t, 'postgres', postgresMissing(), async (t) => body(t, await freshDatabase(t, 'postgres')), 'postgres')
 }

@@ -1,5 +1,6 @@
 import type { Test } from 'tap'
 import { applyMigrations } from '../../src/store/apply-migrations.js'
+import { Retention } from '../../src/store/retention.js'
 import { createStore, type Store, type StoreOptions } from '../../src/store/store.js'
 import type { TestDatabase } from './pg-helper.js'
 
@@ -30,4 +31,11 @@ export async function codeOf(p: Promise<unknown>): Promise<string> {
   } catch (e) {
     return (e as { code?: string }).code ?? String(e)
   }
+}
+
+/** Compacts the event log of `store` down to its newest `keep` events (one retention pass, nothing else pruned); returns the floor. */
+export async function compactEvents(store: Store, keep: number): Promise<number> {
+  const off = { maxCount: 0, maxAgeMs: 0 }
+  const r = new Retention({ store, events: { maxCount: keep, maxAgeMs: 0 }, audit: off, journal: off, idempotency: { maxCount: 0 }, intervalMs: 60_000 })
+  return (await r.runOnce()).floors.events
 }

@@ -5,7 +5,7 @@
  */
 import { ApiError, type Problem, UnreachableError } from './api-error.js'
 import { clip } from '../../domain/text.js'
-import { Agent, fetch as undiciFetch } from 'undici'
+import type { Agent } from 'undici'
 
 /** Options of {@link RestClient}. */
 export interface RestClientOptions {
@@ -49,14 +49,20 @@ export class RestClient {
     this.server = opts.server.replace(/\/+$/, '')
     this.timeoutMs = opts.timeoutMs
     if (opts.tls && (opts.tls.ca || opts.tls.cert)) {
-      const dispatcher = new Agent({
-        connect: {
-          ...(opts.tls.ca ? { ca: opts.tls.ca } : {}),
-          ...(opts.tls.cert ? { cert: opts.tls.cert } : {}),
-          ...(opts.tls.key ? { key: opts.tls.key } : {}),
-        },
-      })
-      this.fetch = (url, init) => undiciFetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>
+      const tls = opts.tls
+      // undici loads only for a TLS call (a plain call uses the global fetch; --help loads neither).
+      let dispatcher: Agent | undefined
+      this.fetch = async (url, init) => {
+        const undici = await import('undici')
+        dispatcher ??= new undici.Agent({
+          connect: {
+            ...(tls.ca ? { ca: tls.ca } : {}),
+            ...(tls.cert ? { cert: tls.cert } : {}),
+            ...(tls.key ? { key: tls.key } : {}),
+          },
+        })
+        return undici.fetch(url, { ...(init as object), dispatcher }) as unknown as Promise<Response>
+      }
     } else {
       this.fetch = (url, init) => fetch(url, init)
     }

@@ -2,10 +2,9 @@
  * `apmatrix agent`: serves one LPAR's sysfs to the apmatrix service over gRPC (src/agent/agent-server.ts)
  * until SIGTERM or SIGINT. Every option is also an environment variable (flags win).
  */
-import { AGENT_SETTINGS, RESERVED_TLS_FLAGS, loadAgentConfig, type AgentSettingName } from '../../agent/agent-config.js'
-import { startAgentServer } from '../../agent/agent-server.js'
+import { AGENT_SETTINGS, loadAgentConfig, type AgentSettingName } from '../../agent/agent-config.js'
 import { ApmatrixError } from '../../domain/errors.js'
-import { ConfigError } from '../../config.js'
+import { ConfigError } from '../../settings.js'
 import { type CliCommand, EXIT, UsageError } from '../command.js'
 import { stopSignal } from '../stop-signal.js'
 
@@ -20,6 +19,10 @@ write(2) each, fenced by the service's lease tokens, and made under the s390-too
 (chzdev and mdevctl's ap-check take it too); kernel uevents (udevadm monitor) or a poll tell the service
 when something changed.
 
+With --tls-cert, --tls-key and --tls-ca the agent speaks mutual TLS: only a client presenting a
+certificate signed by the --tls-ca CA (and, with --tls-client-name, carrying one of those names: the
+service's) gets a connection. Any listen address but loopback needs it, or --insecure-no-tls.
+
 When ready it prints one line on stdout:
   apmatrix agent listening on HOST:PORT (sysfs DIR, machine ID, bootId ID)
 Log lines go to stderr.
@@ -27,9 +30,6 @@ Log lines go to stderr.
 Options (each also an environment variable; flags win):
 ${names.map((k) => `  --${AGENT_SETTINGS[k].flag.padEnd(17)} ${AGENT_SETTINGS[k].env.padEnd(32)} ${AGENT_SETTINGS[k].help}${AGENT_SETTINGS[k].def ? ` (default ${AGENT_SETTINGS[k].def})` : ''}`).join('\n')}
   -h, --help
-
-Not yet available (TLS and client authentication arrive with the security issue; the names are reserved):
-${RESERVED_TLS_FLAGS.map((f) => `  --${f}`).join('\n')}
 
 Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the root is not a sysfs with an AP bus or the
 address cannot be bound, 2 bad options.
@@ -40,21 +40,14 @@ export const agentCommand: CliCommand = {
   path: ['agent'],
   summary: "serve this LPAR's sysfs to the apmatrix service over gRPC (one agent per host)",
   help,
-  options: {
-    ...Object.fromEntries(names.map((k) => [AGENT_SETTINGS[k].flag, { type: 'string' as const }])),
-    ...Object.fromEntries(RESERVED_TLS_FLAGS.map((f) => [f, { type: 'string' as const }])),
-  },
+  // --insecure-no-tls is a switch; every other setting takes a value.
+  options: Object.fromEntries(names.map((k) => [AGENT_SETTINGS[k].flag, { type: k === 'insecureNoTls' ? ('boolean' as const) : ('string' as const) }])),
   async run(args, io) {
-    for (const f of RESERVED_TLS_FLAGS) {
-      if (args.values[f] !== undefined)
-        throw new UsageError(
-          `--${f}: TLS and client authentication are not available yet (they arrive with the security issue); until then run the agent on loopback or a trusted network`,
-        )
-    }
     const flags: Partial<Record<AgentSettingName, string>> = {}
     for (const k of names) {
       const v = args.values[AGENT_SETTINGS[k].flag]
       if (typeof v === 'string') flags[k] = v
+      else if (v === true) flags[k] = 'true'
     }
     let cfg
     try {
@@ -66,6 +59,10 @@ export const agentCommand: CliCommand = {
     // Listen for signals before binding, so a stop that arrives during start-up is not lost.
     const stop = stopSignal()
     const log = (line: string): void => void io.stderr.write(`${new Date().toISOString()} ${line}\n`)
+    if (cfg.insecureNoTls && !cfg.tls)
+      log(`INSECURE: --insecure-no-tls: ${cfg.addr} is served without TLS; whoever reaches it can change this host's AP configuration`)
+    // The gRPC server loads only when the verb runs, not for --help.
+    const { startAgentServer } = await import('../../agent/agent-server.js')
     let server
     try {
       server = await startAgentServer({
@@ -76,6 +73,7 @@ export const agentCommand: CliCommand = {
         pollMs: cfg.pollMs,
         lockMaxHoldMs: cfg.lockMaxHoldMs,
         log,
+        ...(cfg.tls ? { tls: cfg.tls } : {}),
         ...(cfg.bootIdFile ? { bootIdFile: cfg.bootIdFile } : {}),
       })
     } catch (e) {

@@ -8,11 +8,13 @@
 import { parseArgs } from 'node:util'
 import { ApmatrixError } from '../../domain/errors.js'
 import type { KernelProfileName } from '../../emulator/api.js'
-import { type EmulatorClock, type EmulatorServer, startEmulatorServer } from '../../emulator-remote/server.js'
+import type { EmulatorClock, EmulatorServer } from '../../emulator-remote/server.js'
 import { FuseUnavailableError, loadFuseBinding } from '../../emulator/fuse/fuse-binding.js'
 import { type SysfsMount, checkFuseDevice, mountSysfs } from '../../emulator/fuse/sysfs-mount.js'
 import { type CliArgs, type CliCommand, type CliIo, EXIT, UsageError } from '../command.js'
 import { clip } from '../../domain/text.js'
+import { ConfigError } from '../../settings.js'
+import { EMULATOR_TLS_SETTINGS, loadServerTls, type TlsSettingName } from '../../hostbus/tls-settings.js'
 import { keepServingOnStrayErrors } from '../process-guard.js'
 import { stopSignal } from '../stop-signal.js'
 
@@ -22,7 +24,9 @@ const DEFAULT_ADDR = '127.0.0.1:50151'
 const DEFAULT_PROFILE = 'demo'
 const MAX_TICK_MS = 60_000
 
-const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N] [--mount DIR] [--boot-id-file FILE]
+const TLS_NAMES = Object.keys(EMULATOR_TLS_SETTINGS) as TlsSettingName[]
+
+const help = `Usage: apmatrix emulator serve [--addr HOST:PORT] [--profile NAME|PATH] [--kernel PROFILE] [--clock realtime|manual] [--tick-ms N] [--mount DIR] [--boot-id-file FILE] [TLS options]
 
 Boots one emulated s390 AP bus host and serves it over gRPC until SIGTERM or SIGINT: its sysfs face
 (apmatrix.hostbus.v1.HostBus, as an apmatrix agent serves a real host) and its controls
@@ -56,6 +60,11 @@ Options:
                        (APMATRIX_SYSFS_BOOT_ID_FILE) or an agent (--boot-id-file) behind the mount
   -h, --help           this text
 
+Mutual TLS (each also an environment variable; flags win): only a client presenting a certificate
+signed by --tls-ca (the service's, configured there with APMATRIX_HOSTS_TLS_*) gets a connection. Any
+listen address but loopback needs it, or --insecure-no-tls.
+${TLS_NAMES.map((k) => `  --${EMULATOR_TLS_SETTINGS[k].flag.padEnd(17)} ${EMULATOR_TLS_SETTINGS[k].env.padEnd(34)} ${EMULATOR_TLS_SETTINGS[k].help}`).join('\n')}
+
 Environment: APMATRIX_FUSE_DEVICE  the FUSE device checked before mounting (default /dev/fuse).
 
 Exit codes: 0 after a clean stop on SIGTERM/SIGINT, 1 when the address cannot be bound (or the mount
@@ -63,14 +72,16 @@ cannot be detached at stop), 2 bad options, 69 when --mount cannot mount (no FUS
 busy or non-empty directory: the message says why).
 `
 
+/** The listen host of `addr` (HOST:PORT); UsageError otherwise. */
 function checkAddr(addr: string): string {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(addr)
   if (!m || Number(m[2]) > 65535) throw new UsageError(`--addr: '${clip(addr, 100)}' is not HOST:PORT (port 0..65535)`)
-  return addr
+  return m[1]!
 }
 
 async function serve(args: CliArgs, io: CliIo): Promise<number> {
-  const addr = checkAddr((args.values.addr as string | undefined) ?? DEFAULT_ADDR)
+  const addr = (args.values.addr as string | undefined) ?? DEFAULT_ADDR
+  const listenHost = checkAddr(addr)
   const profile = (args.values.profile as string | undefined) ?? DEFAULT_PROFILE
   if (profile === '') throw new UsageError('--profile: a profile name or file path is required')
   const kernel = args.values.kernel as string | undefined
@@ -86,6 +97,21 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
 
   const bootIdFile = args.values['boot-id-file'] as string | undefined
   if (bootIdFile !== undefined && !bootIdFile.startsWith('/')) throw new UsageError(`--boot-id-file: '${clip(bootIdFile, 100)}' is not an absolute file path`)
+  let tlsConfig
+  try {
+    const flag = (k: TlsSettingName): string | undefined => {
+      const v = args.values[EMULATOR_TLS_SETTINGS[k].flag]
+      return v === true ? 'true' : typeof v === 'string' ? v : undefined
+    }
+    tlsConfig = loadServerTls(
+      (k) => flag(k) ?? io.env[EMULATOR_TLS_SETTINGS[k].env] ?? '',
+      (k) => `--${EMULATOR_TLS_SETTINGS[k].flag} / ${EMULATOR_TLS_SETTINGS[k].env}`,
+      listenHost,
+    )
+  } catch (e) {
+    if (e instanceof ConfigError) throw new UsageError(e.message)
+    throw e
+  }
   const mountDir = args.values.mount as string | undefined
   if (mountDir === '') throw new UsageError('--mount: a directory is required')
   const fuseDevice = io.env.APMATRIX_FUSE_DEVICE || '/dev/fuse'
@@ -107,6 +133,10 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
   // Listen for signals before binding, so a stop that arrives during start-up is not lost.
   const stop = stopSignal()
   const log = (line: string): void => void io.stderr.write(`${new Date().toISOString()} ${line}\n`)
+  if (tlsConfig.insecureNoTls && !tlsConfig.tls)
+    log(`INSECURE: --insecure-no-tls: ${addr} is served without TLS; whoever reaches it drives and reboots this emulated host`)
+  // The gRPC server (grpc-js, the emulator) loads only when the verb runs, not for --help.
+  const { startEmulatorServer } = await import('../../emulator-remote/server.js')
   let server: EmulatorServer
   try {
     server = await startEmulatorServer({
@@ -117,6 +147,7 @@ async function serve(args: CliArgs, io: CliIo): Promise<number> {
       log,
       ...(kernel ? { kernel: kernel as KernelProfileName } : {}),
       ...(bootIdFile ? { bootIdFile } : {}),
+      ...(tlsConfig.tls ? { tls: tlsConfig.tls } : {}),
     })
   } catch (e) {
     stop.cancel()
@@ -169,6 +200,7 @@ export const emulatorServeCommand: CliCommand = {
     'tick-ms': { type: 'string' },
     mount: { type: 'string' },
     'boot-id-file': { type: 'string' },
+    ...Object.fromEntries(TLS_NAMES.map((k) => [EMULATOR_TLS_SETTINGS[k].flag, { type: k === 'insecureNoTls' ? ('boolean' as const) : ('string' as const) }])),
   },
   run: serve,
 }

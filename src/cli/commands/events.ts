@@ -97,7 +97,8 @@ ${clientOptionsHelp({ host: false, timeout: 'how long connecting may take (defau
         if (end.kind === 'idle' || end.kind === 'limit') return EXIT.OK
         const why = end.kind === 'error' ? `${end.detail} [${end.code}]` : 'the server ended the stream'
         if (end.kind === 'error' && end.resumeSeq !== undefined) since = Math.max(since ?? 0, end.resumeSeq)
-        if (!follow) {
+        // Retention overtook the stream: no position resumes it without a hole (the detail says how to re-list).
+        if (!follow || (end.kind === 'error' && end.code === 'GONE')) {
           io.stderr.write(`apmatrix: ${why}\n`)
           return end.kind === 'error' && end.code !== 'UNAVAILABLE' ? EXIT.FAILURE : EXIT.UNAVAILABLE
         }

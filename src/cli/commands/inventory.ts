@@ -17,7 +17,8 @@ const help = `Usage: apmatrix inventory [--host NAME] [--queues] [-V] [--json] [
        apmatrix inventory --domains [--host NAME] [--json] [--server URL]
 
 Lists the AP cards of a host like lszcrypt: CARD.DOMAIN, TYPE, MODE, STATUS, REQUESTS (requests
-processed), DRIVER and OWNER (the matrix device a queue is assigned to). With --queues every card is
+processed), DRIVER and OWNER (the matrix device a queue is assigned to; "in use" when it is a device
+these credentials may not see, e.g. another tenant's). With --queues every card is
 followed by its queues. STATUS is deconfig, chkstop, online or offline; for a queue bound to vfio_ap its
 vfio_ap status (unassigned, assigned, in use); - for an unbound queue. A card's REQUESTS and PENDING are
 the sums over its queues.

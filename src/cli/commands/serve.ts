@@ -2,7 +2,7 @@
  * `apmatrix serve` (what `npm start` runs): the service with its embedded defaults (README (Configuration)).
  * Every setting is an environment variable and a flag; bad settings stop it at start with exit 2.
  */
-import { ConfigError, loadConfig, SETTINGS, type SettingName } from '../../config.js'
+import { ConfigError, SETTINGS, type SettingName } from '../../settings.js'
 import { type CliCommand, EXIT, UsageError } from '../command.js'
 import { keepServingOnStrayErrors } from '../process-guard.js'
 
@@ -32,6 +32,8 @@ export const serveCommand: CliCommand = {
       if (typeof v === 'string') flags[k] = v
       else if (v === true) flags[k] = 'true'
     }
+    // The loader (TypeBox, YAML, jose) and the service load only when the verb runs, not for --help.
+    const { loadConfig } = await import('../../config.js')
     let cfg
     try {
       cfg = loadConfig(flags, io.env)

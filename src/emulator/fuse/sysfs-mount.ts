@@ -8,10 +8,9 @@
  * other users see the modes sysfs would show them and nothing more.
  */
 import fs from 'node:fs'
-import type { SysfsFace } from '../api.js'
 import { type FuseBinding, type FuseInstance, FuseUnavailableError, loadFuseBinding } from './fuse-binding.js'
 import { lazyUnmount, prepareMountpoint } from './mountpoint.js'
-import { type SysfsOperations, sysfsOperations } from './sysfs-operations.js'
+import { type FaultyFace, type SysfsOperations, sysfsOperations } from './sysfs-operations.js'
 
 /** Options of {@link mountSysfs}. */
 export interface MountSysfsOptions {
@@ -75,7 +74,7 @@ function useSafeUnmount(Fuse: FuseBinding): void {
  * Throws {@link FuseUnavailableError} when FUSE cannot be used here (binding, device, permission, a busy
  * directory, or the mount itself failing), with a message that says what to do.
  */
-export async function mountSysfs(dir: string, face: SysfsFace, opts: MountSysfsOptions = {}): Promise<SysfsMount> {
+export async function mountSysfs(dir: string, face: FaultyFace, opts: MountSysfsOptions = {}): Promise<SysfsMount> {
   const log = opts.log ?? (() => undefined)
   const Fuse = loadFuseBinding(opts.moduleName)
   checkFuseDevice(opts.device)

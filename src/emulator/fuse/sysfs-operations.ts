@@ -23,6 +23,7 @@ import { constants as fsc } from 'node:fs'
 import os from 'node:os'
 import { SysfsError } from '../../domain/errors.js'
 import type { SysfsFace, SysfsStat } from '../api.js'
+import type { WriteFault } from '../faults.js'
 import type { FuseCb, FuseOperations, FuseStat } from './fuse-binding.js'
 import { OpenFiles } from './open-files.js'
 
@@ -61,6 +62,16 @@ export interface SysfsOperationsOptions {
   log?: (line: string) => void
 }
 
+/**
+ * A face with injected write faults (src/emulator/faults.ts): `writeFault` decides what happens to a write
+ * when it arrives; after the delay, `write` gets the decision and fails with its errno inside the write
+ * log, so the writer (a `sysfs` driver, an agent) meets a real EIO or EBUSY from write(2).
+ */
+export interface FaultyFace extends SysfsFace {
+  writeFault?(path: string): WriteFault | undefined
+  write(path: string, value: string, fault?: WriteFault): void
+}
+
 /** The operations plus the open-file table (exposed so tests and the mount can see what is open). */
 export interface SysfsOperations extends FuseOperations {
   readonly openFiles: OpenFiles
@@ -70,7 +81,7 @@ export interface SysfsOperations extends FuseOperations {
  * The FUSE operations of the mount that plays `/sys` for `face`: the mount's `/x/y` is the emulator's
  * `/sys/x/y`. Never throws: every failure is a negative errno to the callback.
  */
-export function sysfsOperations(face: SysfsFace, opts: SysfsOperationsOptions = {}): SysfsOperations {
+export function sysfsOperations(face: FaultyFace, opts: SysfsOperationsOptions = {}): SysfsOperations {
   const since = opts.since ?? new Date()
   const log = opts.log ?? (() => undefined)
   const files = new OpenFiles()
@@ -172,8 +183,14 @@ export function sysfsOperations(face: SysfsFace, opts: SysfsOperationsOptions = 
       const n = Math.min(len, SYSFS_PAGE)
       if (n === 0) return cb(0) // sysfs_kf_write: an empty write never reaches the store
       const value = buf.toString('latin1', 0, n)
-      const r = attempt('write', path, () => face.write(sys(f.path), value), true)
-      cb(r.ok ? n : r.code)
+      const fault = face.writeFault?.(sys(f.path))
+      const run = (): void => {
+        const r = attempt('write', path, () => face.write(sys(f.path), value, fault), true)
+        cb(r.ok ? n : r.code)
+      }
+      // A slow store: the writer's write(2) blocks for the delay (other FUSE requests go on).
+      if (fault && fault.delayMs > 0) setTimeout(run, fault.delayMs)
+      else run()
     },
 
     release(_path, fd, cb) {

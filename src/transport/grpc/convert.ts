@@ -7,8 +7,12 @@ import { invalidArgument, type Violation } from '../../domain/errors.js'
 import { HOST_NAME, IDEMPOTENCY_KEY } from '../../domain/names.js'
 import type { PlanOp } from '../../domain/plan.js'
 import type { Principal } from '../../auth/identity.js'
+import { BOOKMARK_TYPE } from '../../service/index.js'
 import type {
   AdapterView,
+  AuditListQuery,
+  AuditPage,
+  BusMdevView,
   CallContext,
   DesiredInput,
   DomainsView,
@@ -24,8 +28,13 @@ import type {
   PlanView,
   QueueView,
   WatchedEvent,
+  WhoAmIView,
 } from '../../service/index.js'
 import type { ApqnSet } from '../../generated/grpc/apmatrix/v1/ApqnSet.js'
+import type { BusMdev } from '../../generated/grpc/apmatrix/v1/BusMdev.js'
+import type { ListAuditRecordsRequest__Output } from '../../generated/grpc/apmatrix/v1/ListAuditRecordsRequest.js'
+import type { ListAuditRecordsResponse } from '../../generated/grpc/apmatrix/v1/ListAuditRecordsResponse.js'
+import type { WhoAmIResponse } from '../../generated/grpc/apmatrix/v1/WhoAmIResponse.js'
 import type { DeferredStep } from '../../generated/grpc/apmatrix/v1/DeferredStep.js'
 import type { FilteredAdapter } from '../../generated/grpc/apmatrix/v1/FilteredAdapter.js'
 import type { PlanSummary as WirePlanSummary } from '../../generated/grpc/apmatrix/v1/PlanSummary.js'
@@ -79,6 +88,29 @@ export function enumIn<T extends string>(v: string, allowed: readonly T[], field
 /** A page size: 0 = the default. */
 export function limitIn(v: number): number | undefined {
   return v === 0 ? undefined : v
+}
+
+/** An optional, bounded string field (empty = absent). */
+export function boundedIn(v: string, field: string, max: number): string | undefined {
+  if (v.length > max) throw invalid(field, `at most ${max} characters`)
+  return optionalIn(v)
+}
+
+/** Filters and page of an audit listing (bounds as REST's query; the service checks the limit). */
+export function auditQueryIn(req: ListAuditRecordsRequest__Output): AuditListQuery {
+  const afterId = Number(req.after_id)
+  if (!Number.isSafeInteger(afterId) || afterId < 0) throw invalid('after_id', 'must be a non-negative integer')
+  const target = boundedIn(req.target, 'target', 512)
+  const actor = boundedIn(req.actor, 'actor', 512)
+  const outcome = boundedIn(req.outcome, 'outcome', 64)
+  const limit = limitIn(req.limit)
+  return {
+    ...(target !== undefined ? { target } : {}),
+    ...(actor !== undefined ? { actor } : {}),
+    ...(outcome !== undefined ? { outcome } : {}),
+    ...(afterId ? { afterId } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+  }
 }
 
 /** The service's call context from the wire fields every mutating request may carry. */
@@ -200,6 +232,19 @@ export function queueOut(q: QueueView): Queue {
     pendingq_count: q.pendingqCount,
     request_count: q.requestCount === null ? null : { value: q.requestCount },
     owner: q.owner ?? '',
+  }
+}
+
+export function busMdevOut(m: BusMdevView): BusMdev {
+  return {
+    uuid: m.uuid,
+    managed: m.managed,
+    adapters: m.adapters,
+    domains: m.domains,
+    control_domains: m.controlDomains,
+    matrix: m.matrix,
+    guest_matrix: m.guestMatrix,
+    guest: m.guest ?? '',
   }
 }
 
@@ -377,5 +422,54 @@ export function eventOut(e: WatchedEvent['event'], libvirt?: WatchedEvent['libvi
     data_json: JSON.stringify(e.data ?? {}),
     libvirt_lifecycle: libvirt?.lifecycle ?? '',
     libvirt_device: libvirt?.device ?? '',
+    bookmark: false,
+  }
+}
+
+/** A bookmark on a Watch stream: the watch's position, no event (docs/api.md (Events) Bookmarks). */
+export function bookmarkOut(position: number): Event {
+  return {
+    seq: String(position),
+    type: BOOKMARK_TYPE,
+    host: '',
+    kind: '',
+    name: '',
+    message: '',
+    time: '',
+    request_id: '',
+    actor: '',
+    data_json: '',
+    libvirt_lifecycle: '',
+    libvirt_device: '',
+    bookmark: true,
+  }
+}
+
+/** The caller's identity; a host limit as a message (absent: every host). */
+export function whoAmIOut(w: WhoAmIView): WhoAmIResponse {
+  return {
+    subject: w.subject,
+    source: w.source,
+    roles: w.roles,
+    groups: w.groups,
+    host_limit: w.hosts ? { hosts: w.hosts } : null,
+    tenant: w.tenant ?? '',
+  }
+}
+
+/** A page of the audit trail; `next_after_id` 0 = no more, `detail_json` the detail as a JSON object. */
+export function auditPageOut(p: AuditPage): ListAuditRecordsResponse {
+  return {
+    items: p.items.map((r) => ({
+      id: String(r.id),
+      time: r.time,
+      actor: r.actor,
+      action: r.action,
+      target: r.target,
+      outcome: r.outcome,
+      request_id: r.requestId ?? '',
+      detail_json: JSON.stringify(r.detail),
+    })),
+    next_after_id: String(p.nextAfterId ?? 0),
   }
 }

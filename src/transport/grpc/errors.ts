@@ -27,6 +27,7 @@ export const GRPC_STATUS: Record<ErrorCode, grpc.status> = {
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   PAYLOAD_TOO_LARGE: grpc.status.RESOURCE_EXHAUSTED,
   RATE_LIMITED: grpc.status.RESOURCE_EXHAUSTED,
+  GONE: grpc.status.OUT_OF_RANGE,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
 }
 
@@ -35,6 +36,10 @@ export type GrpcError = grpc.ServiceError & { metadata: grpc.Metadata }
 
 // gRPC metadata values travel in HTTP/2 headers: keep the JSON bounded.
 const MAX_VIOLATIONS_JSON = 8 * 1024
+// The encoded list too: a peer refuses trailers over its header list limit (64 KiB for grpc-js and
+// Node), and the call then never ends (1,001 violations took ~90 KiB). With the JSON (8 KiB), the rich
+// status (8 KiB) and base64, all trailers stay under ~45 KiB.
+const MAX_VIOLATIONS_BIN = 16 * 1024
 
 /** Maps any thrown value. `internal` is told about errors that became INTERNAL (for logging). */
 export function toGrpcError(err: unknown, requestId: string, internal?: (err: unknown) => void): GrpcError {
@@ -44,15 +49,17 @@ export function toGrpcError(err: unknown, requestId: string, internal?: (err: un
     md.set('code', err.code)
     if (err.errno) md.set('errno', err.errno)
     if (err.retryAfterSeconds !== undefined) md.set('retry-after', String(err.retryAfterSeconds))
+    if (err.oldestSeq !== undefined) md.set('oldest-seq', String(err.oldestSeq))
     if (err.violations.length) {
       md.set('violations', boundedJson(err.violations))
-      md.set('violations-bin', encodeViolations(err.violations))
+      md.set('violations-bin', boundedViolationsBin(err.violations))
     }
     return status(GRPC_STATUS[err.code] ?? grpc.status.INTERNAL, err.message, md, {
       reason: err.code,
       requestId,
       errno: err.errno,
       ...(err.retryAfterSeconds !== undefined ? { retryAfter: String(err.retryAfterSeconds) } : {}),
+      ...(err.oldestSeq !== undefined ? { oldestSeq: String(err.oldestSeq) } : {}),
       violations: err.violations,
     })
   }
@@ -83,6 +90,8 @@ interface Rich {
   resumeSeq?: string
   /** RATE_LIMITED: seconds to wait (also the `retry-after` trailer). */
   retryAfter?: string
+  /** GONE: the oldest position a watch can start from (also the `oldest-seq` trailer). */
+  oldestSeq?: string
   violations?: readonly Violation[]
 }
 
@@ -97,7 +106,7 @@ function status(code: grpc.status, details: string, metadata: grpc.Metadata, ric
       grpcCode: code,
       message: safe,
       reason: rich.reason,
-      metadata: { errno: rich.errno, requestId: rich.requestId, resumeSeq: rich.resumeSeq, retryAfter: rich.retryAfter },
+      metadata: { errno: rich.errno, requestId: rich.requestId, resumeSeq: rich.resumeSeq, retryAfter: rich.retryAfter, oldestSeq: rich.oldestSeq },
       violations: rich.violations,
     }),
   )
@@ -121,6 +130,17 @@ function boundedJson(v: Violation[]): string {
   }
   // Metadata values must be printable ASCII.
   return s.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/** The encoded violations, as many as fit in {@link MAX_VIOLATIONS_BIN} (the first ones, halved until they fit). */
+function boundedViolationsBin(v: Violation[]): Buffer {
+  let n = v.length
+  let b = encodeViolations(v)
+  while (b.length > MAX_VIOLATIONS_BIN && n > 1) {
+    n = Math.ceil(n / 2)
+    b = encodeViolations(v.slice(0, n))
+  }
+  return b
 }
 
 // ---- apmatrix.v1.Violations wire encoding (types.proto), for the `violations-bin` trailer ----------

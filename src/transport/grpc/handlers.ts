@@ -14,6 +14,7 @@ import {
   type WatchFormat,
   type WatchInput,
 } from '../../service/index.js'
+import type { AuthServiceHandlers } from '../../generated/grpc/apmatrix/v1/AuthService.js'
 import type { DesiredStateServiceHandlers } from '../../generated/grpc/apmatrix/v1/DesiredStateService.js'
 import type { EmulatorServiceHandlers } from '../../generated/grpc/apmatrix/v1/EmulatorService.js'
 import type { EventServiceHandlers } from '../../generated/grpc/apmatrix/v1/EventService.js'
@@ -25,10 +26,14 @@ import type { Event } from '../../generated/grpc/apmatrix/v1/Event.js'
 import { callInfo, setStale, unary } from './call.js'
 import {
   adapterOut,
+  auditPageOut,
+  auditQueryIn,
+  busMdevOut,
   callContextIn,
   desiredIn,
   domainsOut,
   enumIn,
+  bookmarkOut,
   eventOut,
   hostIn,
   hostOut,
@@ -41,8 +46,10 @@ import {
   queueOut,
   requiredIn,
   specIn,
+  whoAmIOut,
 } from './convert.js'
 import { toGrpcError } from './errors.js'
+import { faultStatusMessage } from '../../emulator/faults.js'
 import { maskToUpdate } from './field-mask.js'
 import type { GrpcLogger } from './interceptors.js'
 
@@ -84,7 +91,7 @@ function mutationOut<T, W>(out: Mutation<T>, map: (r: T) => W): { result: W | nu
 
 export function hostHandlers({ service, logger }: HandlerDeps): HostServiceHandlers {
   return {
-    ListHosts: unary(logger, async () => ({ hosts: (await service.listHosts()).map(hostOut) })),
+    ListHosts: unary(logger, async (_req, info) => ({ hosts: (await service.listHosts(callContextIn(info, {}))).map(hostOut) })),
     GetHost: unary(logger, async (req) => hostOut(await service.getHost(hostIn(req.host)))),
     GetMasks: unary(logger, async (req, info) => {
       const r = await service.readMasks(hostIn(req.host))
@@ -102,18 +109,32 @@ export function hostHandlers({ service, logger }: HandlerDeps): HostServiceHandl
 export function inventoryHandlers({ service, logger }: HandlerDeps): InventoryServiceHandlers {
   return {
     ListAdapters: unary(logger, async (req) => ({ items: (await service.listAdapters(hostIn(req.host))).items.map(adapterOut) })),
-    ListQueues: unary(logger, async (req) => {
-      const page = await service.listQueues(hostIn(req.host), {
-        ...(req.adapter ? { adapter: req.adapter.value } : {}),
-        ...(req.domain ? { domain: req.domain.value } : {}),
-        ...(req.driver ? { driver: enumIn(req.driver, ['cex4queue', 'vfio_ap', 'none'] as const, 'driver')! } : {}),
-        ...(req.owner ? { owner: req.owner } : {}),
-        ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
-        ...(req.page_token ? { pageToken: req.page_token } : {}),
-      })
+    ListQueues: unary(logger, async (req, info) => {
+      const page = await service.listQueues(
+        hostIn(req.host),
+        {
+          ...(req.adapter ? { adapter: req.adapter.value } : {}),
+          ...(req.domain ? { domain: req.domain.value } : {}),
+          ...(req.driver ? { driver: enumIn(req.driver, ['cex4queue', 'vfio_ap', 'none'] as const, 'driver')! } : {}),
+          ...(req.owner ? { owner: req.owner } : {}),
+          ...(req.limit ? { limit: limitIn(req.limit)! } : {}),
+          ...(req.page_token ? { pageToken: req.page_token } : {}),
+        },
+        callContextIn(info, {}),
+      )
       return { items: page.items.map(queueOut), next_page_token: page.nextPageToken ?? '' }
     }),
     ListDomains: unary(logger, async (req) => domainsOut(await service.listDomains(hostIn(req.host)))),
+    ListBusMdevs: unary(logger, async (req, info) => ({
+      items: (await service.listBusMdevs(hostIn(req.host), callContextIn(info, {}))).items.map(busMdevOut),
+    })),
+  }
+}
+
+export function authHandlers({ service, logger }: HandlerDeps): AuthServiceHandlers {
+  return {
+    WhoAmI: unary(logger, async (_req, info) => whoAmIOut(service.whoAmI(callContextIn(info, {})))),
+    ListAuditRecords: unary(logger, async (req) => auditPageOut(await service.listAudit(auditQueryIn(req)))),
   }
 }
 
@@ -254,6 +275,16 @@ export function emulatorHandlers({ service, logger }: HandlerDeps): EmulatorServ
     SubmitRequests: unary(logger, async (req) => service.submitRequests(hostIn(req.host), requiredIn(req.apqn, 'apqn', 16), req.count)),
     SetWorkload: unary(logger, async (req) => (await service.setWorkload(hostIn(req.host), requiredIn(req.apqn, 'apqn', 16), req.per_second), {})),
     Reboot: unary(logger, async (req, info) => hostOut(await service.reboot(hostIn(req.host), callContextIn(info, {})))),
+    SetFaults: unary(logger, async (req, info) => {
+      // The service checks the rules (INVALID_ARGUMENT naming the field), as for REST.
+      const config = {
+        rules: req.rules.map((r) => ({ path: r.path, rate: r.rate, kind: r.kind, ...(r.delay_ms ? { delayMs: r.delay_ms } : {}) })),
+        ...(req.seed ? { seed: req.seed.value } : {}),
+      }
+      return faultStatusMessage(await service.setFaults(hostIn(req.host), config, callContextIn(info, {})))
+    }),
+    GetFaults: unary(logger, async (req) => faultStatusMessage(await service.faults(hostIn(req.host)))),
+    ClearFaults: unary(logger, async (req, info) => faultStatusMessage(await service.clearFaults(hostIn(req.host), callContextIn(info, {})))),
   }
 }
 
@@ -275,13 +306,14 @@ function watchInput(req: WatchRequest__Output): WatchInput {
     ...(req.kinds.length ? { kinds: req.kinds } : {}),
     ...(req.types.length ? { types: req.types } : {}),
     ...(format ? { format } : {}),
+    ...(req.bookmark_seconds ? { bookmarkSeconds: req.bookmark_seconds } : {}),
   }
 }
 
 /** `EventService.Watch` over the service's watch: maps the request, each event, and the end of the watch. */
 export function eventHandlers({ service, logger, watches }: HandlerDeps): EventServiceHandlers {
   return {
-    Watch(call: grpc.ServerWritableStream<WatchRequest__Output, Event>) {
+    async Watch(call: grpc.ServerWritableStream<WatchRequest__Output, Event>) {
       const info = callInfo(call)
       let finished = false
       let watch: { position: number; close(): void } | null = null
@@ -305,23 +337,28 @@ export function eventHandlers({ service, logger, watches }: HandlerDeps): EventS
         }
       }
       const shutdown = () => fail(new HubClosedError(watch?.position ?? 0))
+      // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next message.
+      const send = async (message: Event) => {
+        if (finished) return
+        if (!call.write(message)) await drainedOrEnded(call, ['close', 'cancelled'])
+      }
+      call.on('cancelled', finish)
+      call.on('close', finish)
+      let opened: { position: number; close(): void }
       try {
-        watch = service.watch(
+        opened = await service.watch(
           { ...watchInput(call.request), principal: info.principal },
-          async ({ event, libvirt }) => {
-            if (finished) return
-            // Backpressure: when grpc-js buffers, wait for 'drain' (or the end of the call) before the next event.
-            if (!call.write(eventOut(event, libvirt))) await drainedOrEnded(call, ['close', 'cancelled'])
-          },
+          ({ event, libvirt }) => send(eventOut(event, libvirt)),
           fail,
+          (position) => send(bookmarkOut(position)),
         )
       } catch (e) {
         return fail(e)
       }
+      watch = opened
+      // The call may have ended while the watch opened.
+      if (finished) return opened.close()
       watches.add(shutdown)
-      call.on('cancelled', finish)
-      call.on('close', finish)
-      if (finished) watch.close()
     },
   }
 }

@@ -25,6 +25,7 @@ export const GRPC_PERMISSIONS: Readonly<Record<string, MethodPermission>> = {
   '/apmatrix.v1.InventoryService/ListAdapters': p('read', 'inventory'),
   '/apmatrix.v1.InventoryService/ListQueues': p('read', 'inventory'),
   '/apmatrix.v1.InventoryService/ListDomains': p('read', 'inventory'),
+  '/apmatrix.v1.InventoryService/ListBusMdevs': p('read', 'inventory'),
   '/apmatrix.v1.MdevService/CreateMdev': p('create', 'mdevs'),
   '/apmatrix.v1.MdevService/GetMdev': p('read', 'mdevs'),
   '/apmatrix.v1.MdevService/ListMdevs': p('read', 'mdevs'),
@@ -44,6 +45,11 @@ export const GRPC_PERMISSIONS: Readonly<Record<string, MethodPermission>> = {
   '/apmatrix.v1.EmulatorService/SubmitRequests': p('update', 'emulator'),
   '/apmatrix.v1.EmulatorService/SetWorkload': p('update', 'emulator'),
   '/apmatrix.v1.EmulatorService/Reboot': p('update', 'emulator'),
+  '/apmatrix.v1.EmulatorService/GetFaults': p('read', 'emulator'),
+  '/apmatrix.v1.EmulatorService/SetFaults': p('update', 'emulator'),
+  '/apmatrix.v1.EmulatorService/ClearFaults': p('update', 'emulator'),
+  '/apmatrix.v1.AuthService/WhoAmI': p('read', 'identity'),
+  '/apmatrix.v1.AuthService/ListAuditRecords': p('read', 'audit'),
 }
 
 /** The requirement of a method: its entry, `null` for a public method (health, reflection), undefined = refused. */

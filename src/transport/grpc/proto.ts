@@ -8,6 +8,7 @@ import path from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { projectRoot } from '../../paths.js'
+import type { ProtoGrpcType as AuthProto } from '../../generated/grpc/auth_service.js'
 import type { ProtoGrpcType as DesiredProto } from '../../generated/grpc/desired_state_service.js'
 import type { ProtoGrpcType as EmulatorProto } from '../../generated/grpc/emulator_service.js'
 import type { ProtoGrpcType as EventProto } from '../../generated/grpc/event_service.js'
@@ -36,6 +37,7 @@ export const API_SERVICES = [
   'apmatrix.v1.DesiredStateService',
   'apmatrix.v1.EventService',
   'apmatrix.v1.EmulatorService',
+  'apmatrix.v1.AuthService',
 ] as const
 
 /** The loaded API: the package definition (for reflection) and the typed `apmatrix.v1` namespace. */
@@ -46,7 +48,8 @@ export interface ApiProto {
     MdevProto['apmatrix']['v1'] &
     DesiredProto['apmatrix']['v1'] &
     EventProto['apmatrix']['v1'] &
-    EmulatorProto['apmatrix']['v1']
+    EmulatorProto['apmatrix']['v1'] &
+    AuthProto['apmatrix']['v1']
 }
 
 let cached: ApiProto | undefined

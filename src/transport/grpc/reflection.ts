@@ -33,10 +33,17 @@ const { FileDescriptorProto } = createRequire(import.meta.url)('protobufjs/ext/d
 
 /** A copy of `definition` whose file descriptors declare the files they depend on. */
 export function withFileDependencies(definition: protoLoader.PackageDefinition): protoLoader.PackageDefinition {
+  // Every type of a loaded file lists the same descriptor buffers: decode each buffer once.
+  const decoded = new Map<Buffer, FileProto>()
+  const decode = (bin: Buffer) => {
+    let f = decoded.get(bin)
+    if (!f) decoded.set(bin, (f = FileDescriptorProto.decode(bin)))
+    return f
+  }
   const files = new Map<string, FileProto>()
   for (const v of Object.values(definition)) {
     for (const bin of (v as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos ?? []) {
-      const f = FileDescriptorProto.decode(bin)
+      const f = decode(bin)
       if (f.name && !files.has(f.name)) files.set(f.name, f)
     }
   }
@@ -82,7 +89,7 @@ export function withFileDependencies(definition: protoLoader.PackageDefinition):
   const out: protoLoader.PackageDefinition = {}
   for (const [k, v] of Object.entries(definition)) {
     const bins = (v as { fileDescriptorProtos?: Buffer[] }).fileDescriptorProtos
-    out[k] = bins ? ({ ...v, fileDescriptorProtos: bins.map((b) => encoded.get(FileDescriptorProto.decode(b).name ?? '') ?? b) } as typeof v) : v
+    out[k] = bins ? ({ ...v, fileDescriptorProtos: bins.map((b) => encoded.get(decode(b).name ?? '') ?? b) } as typeof v) : v
   }
   return out
 }

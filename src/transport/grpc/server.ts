@@ -9,7 +9,16 @@ import { ReflectionService } from '@grpc/reflection'
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check'
 import type { ApmatrixService } from '../../service/index.js'
 import { decodeGuardInterceptor, decodeSafely } from './decode-guard.js'
-import { desiredStateHandlers, emulatorHandlers, eventHandlers, hostHandlers, inventoryHandlers, mdevHandlers, type HandlerDeps } from './handlers.js'
+import {
+  authHandlers,
+  desiredStateHandlers,
+  emulatorHandlers,
+  eventHandlers,
+  hostHandlers,
+  inventoryHandlers,
+  mdevHandlers,
+  type HandlerDeps,
+} from './handlers.js'
 import { requestIdInterceptor, type GrpcLogger } from './interceptors.js'
 import { authInterceptor } from './auth.js'
 import { Authenticator } from '../../auth/authenticator.js'
@@ -61,6 +70,21 @@ class ApiServer extends grpc.Server {
   }
 }
 
+let reflection: ReflectionService | undefined
+
+/**
+ * Reflection describes the API and the health service, so grpcurl-style tools need no .proto files. Built
+ * once per process (the descriptors never change; building it decodes and re-encodes every file descriptor)
+ * and added to every server the process starts.
+ */
+function reflectionService(definition: protoLoader.PackageDefinition): ReflectionService {
+  if (!reflection) {
+    const healthDefinition = protoLoader.loadSync(healthProtoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })
+    reflection = new ReflectionService(withFileDependencies({ ...definition, ...healthDefinition }))
+  }
+  return reflection
+}
+
 /** Starts the server and resolves once it listens. */
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServer> {
   const logger = opts.logger ?? null
@@ -78,14 +102,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   server.addService(v1.DesiredStateService.service, desiredStateHandlers(deps))
   server.addService(v1.EventService.service, eventHandlers(deps))
   server.addService(v1.EmulatorService.service, emulatorHandlers(deps))
+  server.addService(v1.AuthService.service, authHandlers(deps))
 
   const names = ['', ...API_SERVICES]
   const statusMap: ServingStatusMap = Object.fromEntries(names.map((n) => [n, 'SERVING']))
   const health = new HealthImplementation(statusMap)
   health.addToServer(server)
-  // Reflection describes the API and the health service, so grpcurl-style tools need no .proto files.
-  const healthDefinition = protoLoader.loadSync(healthProtoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })
-  new ReflectionService(withFileDependencies({ ...definition, ...healthDefinition })).addToServer(server)
+  reflectionService(definition).addToServer(server)
 
   let current: 'SERVING' | 'NOT_SERVING' = 'SERVING'
   const refreshHealth = async () => {

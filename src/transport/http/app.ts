@@ -8,14 +8,15 @@ import cors from '@fastify/cors'
 import helmet from '@fastify/helmet'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { lazyCompilers } from './lazy-compilers.js'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { ApmatrixService } from '../../service/index.js'
 import type { ApmatrixMetrics } from '../../observability/metrics.js'
 import { CONSOLE_DIR, registerConsole } from './console.js'
 import { registerMetrics } from './metrics.js'
 import { callerRequestId } from './call-context.js'
-import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendProblem, toProblem } from './problem.js'
+import { clientErrorHandler, connectRequestHandler, errorHandler, frameworkErrorHandler, sendProblem, toProblem } from './problem.js'
 import { normaliseOrigin, registerRequestGuards } from './request-guard.js'
 import { desiredRoutes } from './routes/desired.js'
 import { emulatorRoutes } from './routes/emulator.js'
@@ -95,10 +96,15 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   })
   const logger = opts.logger ?? false
   const isInstance = typeof logger === 'object' && logger !== null && typeof (logger as FastifyBaseLogger).child === 'function'
+  const compilers = lazyCompilers()
   const app = Fastify({
+    schemaController: { compilersFactory: { buildSerializer: compilers.buildSerializer as never } },
     ...(isInstance ? { loggerInstance: logger as FastifyBaseLogger } : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
-    ...(opts.https ? { https: opts.https } : {}),
+    // A request without Host reaches the request guards, which answer it with a problem body (Node's own
+    // refusal is a bare 400).
+    http: { requireHostHeader: false },
+    ...(opts.https ? { https: { ...opts.https, requireHostHeader: false } } : {}),
     // The request id is the server's own (logs, problems, audit records, events); a caller's sane
     // x-request-id is its correlation id, logged beside it and echoed as x-correlation-id.
     requestIdHeader: false,
@@ -118,9 +124,11 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
   }).withTypeProvider<TypeBoxTypeProvider>()
+  app.server.on('connect', connectRequestHandler)
 
-  // TypeBox's own checker: no coercion of bodies, no silent removal of unknown fields.
-  app.setValidatorCompiler(TypeBoxValidatorCompiler)
+  // TypeBox's own checker: no coercion of bodies, no silent removal of unknown fields (compiled on first use).
+  app.setValidatorCompiler(compilers.validatorCompiler)
+  compilers.attach(app)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler((req, reply) =>
     sendProblem(reply, toProblem(Object.assign(new Error(`no route ${req.method} ${clip(req.url.split('?')[0]!, 200)}`), { statusCode: 404 }), req.id)),

@@ -48,6 +48,9 @@ export const REST_PERMISSIONS: Readonly<Record<string, RoutePermission>> = {
   'POST /v1/hosts/:host/emulator/requests': p('update', 'emulator'),
   'PUT /v1/hosts/:host/emulator/workload': p('update', 'emulator'),
   'POST /v1/hosts/:host/emulator/reboot': p('update', 'emulator'),
+  'GET /v1/hosts/:host/emulator/faults': p('read', 'emulator'),
+  'PUT /v1/hosts/:host/emulator/faults': p('update', 'emulator'),
+  'DELETE /v1/hosts/:host/emulator/faults': p('update', 'emulator'),
 }
 
 /** The requirement of a route; `/docs` (Swagger UI and its assets) is public. Undefined: not listed (refused). */

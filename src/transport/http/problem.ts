@@ -4,6 +4,7 @@
  * of any kind is a 4xx; only a bug is a 500.
  */
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ApmatrixError, type ErrorCode, type Violation } from '../../domain/errors.js'
@@ -25,6 +26,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   PERMISSION_DENIED: 403,
   PAYLOAD_TOO_LARGE: 413,
   RATE_LIMITED: 429,
+  GONE: 410,
   UNAVAILABLE: 503,
 }
 
@@ -40,6 +42,7 @@ const TITLES: Record<number, string> = {
   406: 'Not Acceptable',
   408: 'Request Timeout',
   409: 'Conflict',
+  410: 'Gone',
   413: 'Payload Too Large',
   414: 'URI Too Long',
   415: 'Unsupported Media Type',
@@ -77,13 +80,16 @@ export interface Problem {
   code: string
   errno?: string
   violations?: Violation[]
+  /** GONE: the oldest position an event watch can start from (docs/api.md (Events) Retention). */
+  oldestSeq?: number
   requestId: string
 }
 
 /** Builds the problem for any error thrown while handling a request. */
 export function toProblem(err: unknown, requestId: string): Problem {
   if (err instanceof ApmatrixError) {
-    return problem(HTTP_STATUS[err.code] ?? 500, err.code, err.message, requestId, err.errno, err.violations)
+    const p = problem(HTTP_STATUS[err.code] ?? 500, err.code, err.message, requestId, err.errno, err.violations)
+    return err.oldestSeq === undefined ? p : { ...p, oldestSeq: err.oldestSeq }
   }
   const e = err as Partial<FastifyError> & { validation?: Array<{ instancePath?: string; message?: string; params?: unknown }> }
   if (e.validation) {
@@ -124,12 +130,58 @@ export function sendProblem(reply: FastifyReply, p: Problem, retryAfterSeconds?:
   return reply.code(p.status).type('application/problem+json').send(JSON.stringify(p))
 }
 
-/** Fastify error handler: maps, logs server faults, sends. */
-export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+/**
+ * Fastify error handler: maps, logs server faults, sends. A 413 waits until the rest of the body was
+ * read (see {@link drainRejectedBody}), and then keeps the connection open.
+ */
+export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
   const p = toProblem(err, req.id)
   if (p.status >= 500 && p.status !== 503) req.log.error({ err }, 'request failed')
   else req.log.info({ code: p.code, status: p.status }, p.detail)
-  return sendProblem(reply, p, err instanceof ApmatrixError ? err.retryAfterSeconds : undefined)
+  const send = () => sendProblem(reply, p, err instanceof ApmatrixError ? err.retryAfterSeconds : undefined)
+  if (p.status !== 413 || req.raw.complete) return send()
+  return drainRejectedBody(req).then(() => {
+    // fastify asks to close the connection after a refused body (the rest of it would come as the next
+    // request); once it was read to its end, the connection can serve the next request.
+    if (req.raw.complete) reply.removeHeader('connection')
+    return send()
+  })
+}
+
+/** How much of a body refused as too large is read and dropped before the 413 is sent. */
+const DRAIN_LIMIT = 8 * 1024 * 1024
+
+/**
+ * Reads and drops the rest of a body refused as too large (up to {@link DRAIN_LIMIT}), so that the 413
+ * goes to a client that has finished sending. Answered at once, it came while the client was still
+ * sending, Node closed the connection, the client's next write met a reset, and TCP dropped the answer
+ * it had not read yet: half of the 2 MiB bodies sent to the default 1 MiB limit got EPIPE instead of the
+ * 413. A body past the limit is answered then, and its connection closed.
+ */
+function drainRejectedBody(req: FastifyRequest): Promise<void> {
+  const raw = req.raw
+  return new Promise((resolve) => {
+    let dropped = 0
+    const done = () => {
+      raw.off('data', onData)
+      raw.off('end', done)
+      raw.off('close', done)
+      raw.off('error', done)
+      resolve()
+    }
+    const onData = (chunk: Buffer) => {
+      dropped += chunk.length
+      if (dropped > DRAIN_LIMIT) {
+        raw.pause()
+        done()
+      }
+    }
+    raw.on('data', onData)
+    raw.once('end', done)
+    raw.once('close', done)
+    raw.once('error', done)
+    raw.resume()
+  })
 }
 
 /** Headers every answer carries, also the ones sent before routing (framework and client errors). */
@@ -148,19 +200,10 @@ export function frameworkErrorHandler(err: FastifyError, req: FastifyRequest, re
 }
 
 /**
- * fastify `clientErrorHandler`: Node's HTTP parser refused the request before fastify saw it
- * (HPE_HEADER_OVERFLOW: request line and headers over the server's limit, 431; a client that did not
- * finish its request in time, 408; any other parse error, 400). The answer is written on the socket,
- * as a problem with a generated request id, and the connection is closed (the parser cannot resume).
+ * Writes a problem answer straight on a socket and closes the connection: for requests that never reach
+ * fastify (the parser refused them, or a CONNECT), which get the same body and headers as any refusal.
  */
-export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, detail] =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'the request line and headers exceed the size limit']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'the request was not received in time']
-        : [400, 'the request is not valid HTTP/1.1']
+function answerOnSocket(socket: Socket, status: number, detail: string): void {
   const p = problem(status, TRANSPORT_CODES[status] ?? 'INVALID_ARGUMENT', detail, randomUUID())
   const body = JSON.stringify(p)
   if (socket.writable) {
@@ -173,5 +216,62 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
       'connection: close',
     ]
     socket.end(`${head.join('\r\n')}\r\n\r\n${body}`)
+    lingeringClose(socket)
   } else socket.destroy()
+}
+
+/** Sockets answered and closing (see {@link lingeringClose}). */
+const lingering = new WeakSet<Socket>()
+
+/** What a lingering close reads and drops at most, and for how long, before it cuts the connection. */
+const LINGER_BYTES = 8 * 1024 * 1024
+const LINGER_MS = 2000
+
+/**
+ * RFC 9112 §9.6 tear-down: after the answer (and the half-close of `end`), what the client still sends
+ * is read and dropped until it closes its side, or for at most {@link LINGER_BYTES} and
+ * {@link LINGER_MS}. Closed at once, the connection meets the rest of the client's request with a
+ * reset, and TCP drops the answer the client had not read yet (a 431 sent while a large body was still
+ * coming was lost that way).
+ */
+function lingeringClose(socket: Socket): void {
+  lingering.add(socket)
+  let dropped = 0
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+  socket.once('end', () => socket.destroy())
+  socket.on('data', (chunk: Buffer) => {
+    dropped += chunk.length
+    if (dropped > LINGER_BYTES) socket.destroy()
+  })
+  socket.resume()
+}
+
+/**
+ * fastify `clientErrorHandler`: Node's HTTP parser refused the request before fastify saw it
+ * (HPE_HEADER_OVERFLOW: request line and headers over the server's limit, 431; a client that did not
+ * finish its request in time, 408; any other parse error, 400). The answer is written on the socket,
+ * as a problem with a generated request id, and the connection is closed (the parser cannot resume).
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  // The parser stays in its error state and reports every later chunk again: the answer went already,
+  // and the lingering close ends the connection.
+  if (err.code === 'ECONNRESET' || socket.destroyed || lingering.has(socket)) return
+  const [status, detail] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'the request line and headers exceed the size limit']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'the request was not received in time']
+        : [400, 'the request is not valid HTTP/1.1']
+  answerOnSocket(socket, status, detail)
+}
+
+/**
+ * Listener of the HTTP server's `connect` event: Node hands a CONNECT request to it instead of to
+ * fastify, and closes the connection without a word when nobody listens. The service is no proxy: like
+ * any other method without a route, 404 NOT_FOUND (docs/api.md (Errors)).
+ */
+export function connectRequestHandler(req: IncomingMessage, socket: Socket): void {
+  answerOnSocket(socket, 404, `no route CONNECT ${clip(req.url ?? '', 200)}: this service is not a proxy`)
 }

@@ -59,8 +59,16 @@ export function originAllowed(origin: string, host: string | undefined, allowed:
   return host !== undefined && new URL(o).host === host.trim().toLowerCase()
 }
 
+/** How many `Host` lines a request's raw headers (name, value, name, value, ...) hold. */
+function hostLineCount(raw: readonly string[]): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'host') n++
+  return n
+}
+
 /**
- * Adds the guards as the first `onRequest` hook after the security headers: 421 MISDIRECTED_REQUEST
+ * Adds the guards as the first `onRequest` hook after the security headers: 400 INVALID_ARGUMENT for a
+ * request without exactly one `Host` (none is allowed in HTTP/1.0), 421 MISDIRECTED_REQUEST
  * for a foreign `Host` (when `requireLocalHost`), then 403 PERMISSION_DENIED for a state-changing
  * request whose `Origin` is foreign. Requests without `Origin` (curl, the CLI, gRPC gateways) pass:
  * browsers always send it on cross-origin writes.
@@ -68,6 +76,12 @@ export function originAllowed(origin: string, host: string | undefined, allowed:
 export function registerRequestGuards(app: FastifyInstance, opts: RequestGuardOptions): void {
   const allowed = new Set(opts.allowedOrigins)
   app.addHook('onRequest', async (req: FastifyRequest) => {
+    // RFC 9112 §3.2: an HTTP/1.1 request without a Host, and any request with more than one, is a 400
+    // (Node keeps the first of several, so a second Host would otherwise pass unseen).
+    const hostLines = hostLineCount(req.raw.rawHeaders)
+    if (hostLines > 1 || (hostLines === 0 && req.raw.httpVersion === '1.1')) {
+      throw new ApmatrixError('INVALID_ARGUMENT', `an HTTP/${req.raw.httpVersion} request needs exactly one Host header; it has ${hostLines}`)
+    }
     const host = req.headers.host
     if (opts.requireLocalHost && !isLoopbackHost(host)) {
       throw Object.assign(

@@ -174,6 +174,20 @@ export const WorkloadIn = Type.Object(
   { apqn: Str(16, { minLength: 1 }), perSecond: Type.Integer({ minimum: 0, maximum: 100_000 }) },
   { additionalProperties: false },
 )
+/** Injected write faults of an emulated host (docs/emulator-sysfs.md "Fault injection"); the service checks the rest (glob syntax, delayMs only and always for delay). */
+const FaultRuleFields = {
+  path: Str(512, { minLength: 1, description: 'a sysfs path prefix (/sys/...) or a glob over the whole path' }),
+  rate: Type.Number({ minimum: 0, maximum: 1, description: 'probability that a matching write is hit' }),
+  kind: Type.Union([Type.Literal('eio'), Type.Literal('ebusy'), Type.Literal('delay')]),
+  delayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000, description: 'delay rules: wall ms before the write is made (1..60000)' })),
+}
+export const FaultsIn = Type.Object(
+  {
+    rules: Type.Array(Type.Object(FaultRuleFields, { additionalProperties: false }), { maxItems: 32 }),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 0xffff_ffff })),
+  },
+  { additionalProperties: false },
+)
 export const RequestsIn = Type.Object(
   { apqn: Str(16, { minLength: 1 }), count: Type.Integer({ minimum: 1, maximum: 100_000 }) },
   { additionalProperties: false },
@@ -233,6 +247,7 @@ export const ProblemOut = component(
       code: Type.String(),
       errno: Type.Optional(Type.String()),
       violations: Type.Optional(Type.Array(ViolationOut)),
+      oldestSeq: Type.Optional(Type.Integer({ description: 'GONE (410): the oldest position an event watch can start from (docs/api.md (Events) Retention)' })),
       requestId: Type.String(),
     },
     { description: 'application/problem+json body of every error answer (docs/api.md (Errors))' },
@@ -286,7 +301,9 @@ export const QueueOut = component(
     requestqCount: Type.Integer(),
     pendingqCount: Type.Integer(),
     requestCount: Nullable(Type.Integer()),
-    owner: NullableString,
+    owner: Nullable(
+      Type.String({ description: 'uuid of the matrix device holding the APQN; "in use" when the caller may not see that device (a tenant); null when none' }),
+    ),
   }),
 )
 export const AdapterListOut = component('AdapterList', Type.Object({ items: Type.Array(AdapterOut) }))
@@ -454,6 +471,16 @@ export const ApplyOut = component(
     mdevs: Type.Array(Type.Object({ uuid: Type.String(), generation: Type.Integer(), resourceVersion: Type.String(), action: Type.String() })),
   }),
 )
+export const FaultsOut = component(
+  'Faults',
+  Type.Object({
+    rules: Type.Array(Type.Object({ ...FaultRuleFields, matched: Type.Integer(), injected: Type.Integer() })),
+    seed: Type.Integer(),
+    writes: Type.Integer(),
+    failed: Type.Integer(),
+    delayed: Type.Integer(),
+  }),
+)
 export const GuestsOut = component('GuestList', Type.Object({ items: Type.Array(Type.Object({ uuid: Type.String(), guest: Type.String() })) }))
 export const AcceptedOut = Type.Object({ accepted: Type.Integer() })
 /** A page of the audit trail: `GET /v1/audit` (docs/security.md (Audit)). */
@@ -496,5 +523,11 @@ export const COMPONENT_SCHEMAS: readonly TSchema[] = components
 
 /** A response map with the problem body for every error status (documentation; errors are sent pre-serialised). */
 export function responses(ok: Record<number, TSchema>): Record<string, TSchema> {
-  return { ...ok, '4xx': ProblemOut, '5xx': ProblemOut }
+  return { ...ok, '4xx': ProblemAnswer, '5xx': ProblemAnswer }
 }
+
+/** An error answer: the problem body under its own media type, as the error mapper sends it (the document says so too). */
+const ProblemAnswer = {
+  description: 'application/problem+json body of every error answer (docs/api.md (Errors))',
+  content: { 'application/problem+json': { schema: ProblemOut } },
+} as unknown as TSchema

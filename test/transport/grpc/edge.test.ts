@@ -144,6 +144,26 @@ t.test('gRPC edge', async (t) => {
     t.ok(errorInfo(s)?.metadata.requestId)
   })
 
+  // Found by test/reliability/fuzz-grpc.test.ts: 1,024 violations made ~90 KiB of trailers, over the 64 KiB a
+  // gRPC peer accepts; the status never arrived and the call hung until its deadline (forever without one).
+  t.test('an error with a thousand violations still arrives, its trailers bounded', async (t) => {
+    const o = await unary(
+      fx.clients.mdevs.CreateMdev.bind(fx.clients.mdevs),
+      { host: 'local', uuid: U1, spec: { adapters: [5], domains: Array.from({ length: 1024 }, (_, i) => 256 + i), control_domains: [] } } as never,
+      // A hang guard only: the answer comes at once, or (the defect) never.
+      { deadlineMs: 60_000 },
+    )
+    t.equal(o.err?.code, grpc.status.OUT_OF_RANGE, `${o.err ? grpc.status[o.err.code] : 'OK'}: ${o.err?.details}`)
+    t.match(o.err?.details, /\(and 1023 more\)$/, 'the message counts them all')
+    const bin = o.trailers?.get('violations-bin')[0] as Buffer
+    t.ok(bin.length > 0 && bin.length <= 16 * 1024, `violations-bin: ${bin.length} bytes`)
+    const size = Object.entries(o.trailers?.toHttp2Headers() ?? {}).reduce((n, [k, v]) => n + k.length + String(v).length, 0)
+    t.ok(size < 48 * 1024, `all trailers: ${size} bytes`)
+    const s = rich(t, o.trailers)
+    const br = s.details.find((d) => d.type === 'google.rpc.BadRequest')?.value as { field_violations: Array<{ field: string }> }
+    t.equal(br.field_violations[0]?.field, 'spec.domains[0]', 'the first violations are kept')
+  })
+
   t.test('mask texts over 1,024 characters are refused, as on REST (4 MiB ones too)', async (t) => {
     const setMasks = fx.clients.hosts.SetMasks.bind(fx.clients.hosts)
     const long = Array.from({ length: 300 }, (_, i) => `+${i % 256}`).join(',')

@@ -2,6 +2,8 @@
  * The gRPC server over a real socket (127.0.0.1, port 0): a real service (test/service/service-fixture.ts),
  * a real event hub over its store, and grpc-js clients built from the same protos.
  */
+import type { Event__Output } from '../../../src/generated/grpc/apmatrix/v1/Event.js'
+import type { WatchRequest } from '../../../src/generated/grpc/apmatrix/v1/WatchRequest.js'
 import * as grpc from '@grpc/grpc-js'
 import type { Test } from 'tap'
 import type { EventHub, EventHubOptions } from '../../../src/events/hub.js'
@@ -115,4 +117,15 @@ export async function grpcFixture(
     for (const c of opened) c.close()
   })
   return { ...fx, hub, grpc: server, target, clients, newClients }
+}
+
+/** Opens a Watch and records events, the final status and its trailers. */
+export function openWatch(c: Clients, req: WatchRequest, md = new grpc.Metadata()) {
+  const got: Event__Output[] = []
+  const out: { status?: grpc.StatusObject; error?: grpc.ServiceError } = {}
+  const call = c.events.Watch(req, md)
+  call.on('data', (e: Event__Output) => got.push(e))
+  call.on('error', (e: grpc.ServiceError) => (out.error = e))
+  call.on('status', (s) => (out.status = s))
+  return { call, got, out, seqs: () => got.map((e) => Number(e.seq)) }
 }

@@ -166,7 +166,7 @@ forEachDatabase(t, async (t, db) => {
     let calls = 0
     const slow = tamper(fx.service, 'listHosts', async () => {
       calls++
-      await new Promise((r) => setTimeout(r, 300))
+      await new Promise((r) => setTimeout(r, 2000))
       return []
     })
     const s = await startGrpcServer({ service: slow, addr: '127.0.0.1:0' })
@@ -174,7 +174,9 @@ forEachDatabase(t, async (t, db) => {
     const { v1 } = (await import('../../../src/transport/grpc/proto.js')).loadApiProto()
     const hosts = new v1.HostService(`127.0.0.1:${s.port}`, grpc.credentials.createInsecure())
     t.teardown(() => hosts.close())
-    const o = await unary(hosts.ListHosts.bind(hosts), {}, { deadlineMs: 50 })
+    // Connected first, so the deadline is spent on the call, not on connecting (a loaded machine).
+    await new Promise<void>((resolve, reject) => hosts.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())))
+    const o = await unary(hosts.ListHosts.bind(hosts), {}, { deadlineMs: 250 })
     t.equal(o.err?.code, grpc.status.DEADLINE_EXCEEDED)
     t.equal(calls, 1)
   })

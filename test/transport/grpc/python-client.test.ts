@@ -10,15 +10,15 @@
 import { spawnSync, spawn } from 'node:child_process'
 import path from 'node:path'
 import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { projectRoot } from '../../../src/paths.js'
 import { PROTO_ROOT } from '../../../src/transport/grpc/proto.js'
 import { requireOrSkip } from '../../helpers/required.js'
 import { freshDatabase } from '../../store/pg-helper.js'
 import { grpcFixture, ok } from './grpc-fixture.js'
 
 const U = 'abcdefab-1234-4321-8abc-0123456789ab'
-const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'python/apmatrix_client.py')
+const SCRIPT = path.join(projectRoot, 'test/transport/grpc/python/apmatrix_client.py')
 const REFLECTION_PROTO = path.join(
   path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')),
   'build/proto/grpc/reflection/v1/reflection.proto',

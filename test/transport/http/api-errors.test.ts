@@ -79,6 +79,9 @@ forEachDatabase(t, async (t, db) => {
       isProblem(t, await call('GET', `${MDEVS}?limit=abc`), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('GET', `${MDEVS}?dryRun=true`), 400, 'INVALID_ARGUMENT')
       isProblem(t, await call('DELETE', `${MDEVS}/${U1}?force=maybe`), 400, 'INVALID_ARGUMENT')
+      // Found by test/reliability/fuzz-rest.test.ts: an audit id past the store's 32-bit ids was a 500.
+      for (const afterId of ['1e+308', '2147483648']) isProblem(t, await call('GET', `/v1/audit?afterId=${afterId}`), 400, 'INVALID_ARGUMENT')
+      t.equal((await call('GET', '/v1/audit?afterId=2147483647')).status, 200, 'the largest audit id is a valid position')
       isProblem(t, await call('GET', '/v1/nothing'), 404, 'NOT_FOUND')
       isProblem(t, await call('POST', '/v1/hosts'), 404, 'NOT_FOUND')
     })

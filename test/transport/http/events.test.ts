@@ -2,123 +2,23 @@
  * `GET /v1/events` (server-sent events) over a real socket, on SQLite and PostgreSQL (issue 4 §2, §6):
  * events arrive as they are written, resume with `since` and with `Last-Event-ID` with no gap and no
  * duplicate, filters (host, kind, type, libvirt names), bad parameters, heartbeats, unsubscribe on
- * disconnect, a lagging client told to resume, shutdown, 1,000 concurrent clients, and the real curl.
+ * disconnect, a lagging client told to resume, shutdown, 100 concurrent clients, and the real curl.
  */
 import { spawn } from 'node:child_process'
-import http from 'node:http'
-import t, { type Test } from 'tap'
-import type { EventHubOptions } from '../../../src/events/hub.js'
+import t from 'tap'
 import { LIBVIRT_TO_EVENT_TYPE, libvirtLifecycleOf, toLibvirtEvent } from '../../../src/events/libvirt-lifecycle.js'
 import { buildApp } from '../../../src/transport/http/app.js'
 import { StaticHostRegistry } from '../../../src/hosts/managed-host.js'
 import { ApmatrixService } from '../../../src/service/index.js'
-import type { EventQuery, Store } from '../../../src/store/index.js'
-import { forEachDatabase, type TestDatabase } from '../../store/pg-helper.js'
+import { forEachDatabase } from '../../store/pg-helper.js'
 import { serviceFixture, U1, U2, U3 } from '../../service/service-fixture.js'
-
-interface SseEvent {
-  id?: string
-  event?: string
-  data: string
-}
-
-/** A minimal SSE client over node:http that records everything it reads. */
-interface SseClient {
-  status: number
-  headers: http.IncomingHttpHeaders
-  events: SseEvent[]
-  comments: string[]
-  retry?: number
-  ended: boolean
-  res: http.IncomingMessage
-  close(): void
-  until(cond: () => boolean, what: string, ms?: number): Promise<void>
-}
-
-async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
-
-const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity })
-
-function connect(base: string, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(base + path, { agent, headers: { accept: 'text/event-stream', ...headers } }, (res) => {
-      const c: SseClient = {
-        status: res.statusCode ?? 0,
-        headers: res.headers,
-        events: [],
-        comments: [],
-        ended: false,
-        res,
-        close: () => req.destroy(),
-        until: (cond, what, ms) => until(cond, what, ms),
-      }
-      let buf = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => {
-        buf += chunk
-        let i: number
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i)
-          buf = buf.slice(i + 2)
-          const ev: SseEvent = { data: '' }
-          let hasField = false
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) c.comments.push(line.slice(1).trim())
-            else if (line.startsWith('retry: ')) c.retry = Number(line.slice(7))
-            else if (line.startsWith('id: ')) (ev.id = line.slice(4)), (hasField = true)
-            else if (line.startsWith('event: ')) (ev.event = line.slice(7)), (hasField = true)
-            else if (line.startsWith('data: ')) (ev.data += line.slice(6)), (hasField = true)
-          }
-          if (hasField) c.events.push(ev)
-        }
-      })
-      res.on('end', () => (c.ended = true))
-      res.on('close', () => (c.ended = true))
-      res.on('error', () => (c.ended = true))
-      resolve(c)
-    })
-    req.on('error', reject)
-  })
-}
+import { connect, type SseClient, seqs, sseFixture, storedSeqs, until } from './sse-client.js'
 
 /** Reads a whole non-SSE answer (errors). */
 async function get(base: string, path: string, headers: Record<string, string> = {}) {
   const r = await fetch(base + path, { headers })
   const text = await r.text()
   return { status: r.status, type: r.headers.get('content-type') ?? '', body: text.startsWith('{') ? JSON.parse(text) : text }
-}
-
-const seqs = (c: SseClient) => c.events.filter((e) => e.id !== undefined).map((e) => Number(e.id))
-
-async function storedSeqs(store: Store, since: number, q: Omit<EventQuery, 'since' | 'limit'> = {}): Promise<number[]> {
-  const out: number[] = []
-  for (;;) {
-    const page = await store.events.list({ since: out.length ? out[out.length - 1]! : since, limit: 1000, ...q })
-    out.push(...page.map((e) => e.seq))
-    if (page.length < 1000) return out
-  }
-}
-
-async function fixture(t: Test, db: TestDatabase, hubOpts: Omit<EventHubOptions, 'source'> = {}) {
-  const fx = await serviceFixture(t, db, 'demo', { hub: { pollIntervalMs: 10, ...hubOpts } })
-  const hub = fx.hub
-  const app = buildApp({ service: fx.service, sseHeartbeatMs: 200 })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const addr = app.server.address()
-  if (!addr || typeof addr === 'string') throw new Error('no address')
-  const base = `http://127.0.0.1:${addr.port}`
-  const post = async (path: string, body: unknown, method = 'POST') => {
-    const r = await fetch(base + path, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-    return { status: r.status, body: await r.json() }
-  }
-  return { ...fx, hub, app, base, post }
 }
 
 t.test('libvirt lifecycle map: one-to-one on a subset, only for matrix devices', async (t) => {
@@ -133,7 +33,7 @@ t.test('libvirt lifecycle map: one-to-one on a subset, only for matrix devices',
 })
 
 forEachDatabase(t, async (t, db) => {
-  const fx = await fixture(t, db)
+  const fx = await sseFixture(t, db)
   const { base, store, hub, post } = fx
   t.equal((await post('/v1/hosts/local/masks', { apmask: '-5,-6,-7' }, 'PUT')).status, 200)
 
@@ -314,14 +214,14 @@ forEachDatabase(t, async (t, db) => {
     t.pass('curl killed, stream ended')
   })
 
-  t.test('1,000 concurrent clients each get every event of a burst', async (t) => {
+  t.test('100 concurrent clients each get every event of a burst', async (t) => {
     await until(() => hub.size === 0, 'earlier streams gone')
     const since = await store.events.lastSeq()
     const clients: SseClient[] = []
-    // In waves: the listen backlog (511) would otherwise drop SYNs and add retransmission delays.
-    for (let i = 0; i < 5; i++) clients.push(...(await Promise.all(Array.from({ length: 200 }, () => connect(base, `/v1/events?since=${since}&host=local`)))))
+    // At scale (1,000 clients): test/reliability/fanout.test.ts.
+    clients.push(...(await Promise.all(Array.from({ length: 100 }, () => connect(base, `/v1/events?since=${since}&host=local`)))))
     t.ok(clients.every((c) => c.status === 200))
-    await until(() => hub.size === 1000, '1000 subscriptions', 60_000)
+    await until(() => hub.size === 100, '100 subscriptions', 60_000)
     for (let i = 0; i < 5; i++) await store.events.append({ host: 'local', kind: 'queue', name: `05.000${i}`, type: 'QueueFlushed' })
     const want = await storedSeqs(store, since, { host: 'local' })
     t.equal(want.length, 5)
@@ -335,7 +235,7 @@ forEachDatabase(t, async (t, db) => {
   })
 
   t.test('server shutdown ends open streams with a resumable error event', async (t) => {
-    const fx2 = await fixture(t, db)
+    const fx2 = await sseFixture(t, db)
     const since = await fx2.store.events.lastSeq()
     await fx2.store.events.append({ host: 'local', kind: 'host', name: 'local', type: 'HostBooted' })
     const c = await connect(fx2.base, `/v1/events?since=${since}`)
@@ -350,7 +250,7 @@ forEachDatabase(t, async (t, db) => {
 
 forEachDatabase(t, async (t, db) => {
   // Tiny limits: one queued event per subscriber, ended once more than ten events behind.
-  const fx = await fixture(t, db, { bufferLimit: 1, maxLagEvents: 10, ringSize: 4 })
+  const fx = await sseFixture(t, db, { bufferLimit: 1, maxLagEvents: 10, ringSize: 4 })
   const { base, store, hub } = fx
 
   t.test('a client that stops reading does not stall others; it is told to resume, and resumes without a gap', async (t) => {

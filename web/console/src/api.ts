@@ -96,7 +96,9 @@ export interface FollowOptions {
 /**
  * Follows `GET /v1/events?host=` from now on. After a lost connection it reconnects with
  * `since=<last seq seen>`, so the events in between are delivered (the server sends them in seq order with no
- * gap); the final `event: error` of a stream the server ends gives `resumeSeq`. Returns a stop function.
+ * gap); the final `event: error` of a stream the server ends gives `resumeSeq`. When retention no longer keeps
+ * the events after that position (410, or a final error `GONE`), it reconnects from now instead: `onOpen(false)`,
+ * and the caller reads everything again. Returns a stop function.
  */
 export function followEvents(opts: FollowOptions): { stop(): void; lastSeq(): number } {
   let stopped = false
@@ -112,6 +114,8 @@ export function followEvents(opts: FollowOptions): { stop(): void; lastSeq(): nu
         const q = new URLSearchParams({ host: opts.host })
         if (resumed) q.set('since', String(last))
         const res = await fetch(`/v1/events?${q}`, { headers: headers({ accept: 'text/event-stream' }), signal: ctrl.signal, cache: 'no-store' })
+        // 410 GONE: retention removed events after `last`; follow from now, and the (re)open reads everything again.
+        if (res.status === 410) last = -1
         if (!res.ok || !res.body) throw new Error(`event stream: HTTP ${res.status}`)
         opts.onState('live', resumed ? `resumed after event ${last}` : 'following events')
         opts.onOpen(resumed)
@@ -157,8 +161,10 @@ export function followEvents(opts: FollowOptions): { stop(): void; lastSeq(): nu
       return
     }
     if (ev.event === 'error') {
-      const r = (data as { resumeSeq?: number }).resumeSeq
-      if (typeof r === 'number') last = r
+      const { resumeSeq, code } = data as { resumeSeq?: number; code?: string }
+      if (typeof resumeSeq === 'number') last = resumeSeq
+      // Retention overtook the stream: no position resumes it; follow from now and read everything again.
+      if (code === 'GONE') last = -1
       return
     }
     const e = data as ApEvent

@@ -6,7 +6,7 @@
 import { ApiError, call, followEvents, get, getAll, getToken, setToken, type StreamState } from './api.js'
 import type { Adapter, ApEvent, BusMdev, Domains, FullPlan, Host, Masks, Mdev, Problem, Queue, Violation } from './api-types.js'
 import { Grid, MARK_COLORS, type Overlay } from './grid.js'
-import { buildView, type Cell, cellColor, KIND_COLORS, key, parseIds, type Snapshot, type View } from './model.js'
+import { buildView, type Cell, cellColor, KIND_COLORS, key, observedMasks, parseIds, type Snapshot, type View } from './model.js'
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
 
@@ -39,6 +39,8 @@ const hook = {
   queuesDrawnAt: 0,
   /** Count of model rebuilds after events. */
   updates: 0,
+  /** Main-thread time of the latest model rebuilds and draws, ms (the benchmark reads them). */
+  rebuildMs: [] as number[],
   lastSeq: () => stream?.lastSeq() ?? -1,
   streamState: () => state.streamState,
   draws: () => grid.draws,
@@ -131,6 +133,7 @@ async function loadBase(): Promise<Snapshot> {
     mdevs,
     queues: state.snap?.queues ?? new Map(),
     queuesLoaded: state.snap?.queuesLoaded ?? false,
+    queuesVersion: state.snap?.queuesVersion ?? 0,
   }
 }
 
@@ -163,7 +166,8 @@ function fitCell(v: View): number {
 
 function rebuild(): void {
   if (!state.snap) return
-  const v = buildView(state.snap, $<HTMLInputElement>('allids').checked)
+  const t0 = performance.now()
+  const v = buildView(state.snap, $<HTMLInputElement>('allids').checked, state.view)
   state.view = v
   grid.view = v
   grid.cell = fitCell(v)
@@ -173,12 +177,14 @@ function rebuild(): void {
   renderLegend()
   renderDevices()
   renderDeviceDetail()
+  hook.rebuildMs.push(performance.now() - t0)
+  if (hook.rebuildMs.length > 1000) hook.rebuildMs.splice(0, 500)
 }
 
 function renderHostLine(): void {
   const s = state.snap!
   const v = state.view!
-  const m = s.masks ? (s.masks.status ?? s.masks.spec) : null
+  const m = observedMasks(s)
   $('hostline').textContent =
     `${s.host.name} (${s.host.driver}${s.host.profile ? `, profile ${s.host.profile}` : ''}): ${v.rows.length} adapters x ${v.cols.length} domains; ` +
     (m
@@ -396,9 +402,9 @@ async function runRefresh(): Promise<void> {
     if (dirty.all || dirty.base || dirty.adapters.size) scheduleRefresh()
     return
   }
-  const all = dirty.all
+  let all = dirty.all
   const base = dirty.base || all
-  const adapters = [...dirty.adapters]
+  const adapters = new Set(dirty.adapters)
   dirty.all = false
   dirty.base = false
   dirty.adapters.clear()
@@ -408,24 +414,25 @@ async function runRefresh(): Promise<void> {
     if (base) {
       const before = state.snap
       state.snap = await loadBase()
-      // Queues of the adapters whose devices changed: their owner and driver moved.
       if (before && !all) {
-        const changed = new Set(adapters)
+        // Queues of the adapters whose devices changed: their owner and driver moved.
         const oldBus = new Map(before.busMdevs.map((b) => [b.uuid, b.matrix.join()]))
-        for (const b of state.snap.busMdevs) if (oldBus.get(b.uuid) !== b.matrix.join()) for (const a of b.adapters) changed.add(a)
-        for (const b of before.busMdevs) if (!state.snap.busMdevs.some((x) => x.uuid === b.uuid)) for (const a of b.adapters) changed.add(a)
-        adapters.splice(0, adapters.length, ...changed)
+        for (const b of state.snap.busMdevs) if (oldBus.get(b.uuid) !== b.matrix.join()) for (const a of b.adapters) adapters.add(a)
+        for (const b of before.busMdevs) if (!state.snap.busMdevs.some((x) => x.uuid === b.uuid)) for (const a of b.adapters) adapters.add(a)
+        // A mask change moves the queues of its adapters between drivers; a domain's queues are on every adapter.
+        const [m0, m1] = [observedMasks(before), observedMasks(state.snap)]
+        if (m0 && m1) {
+          for (const a of symmetricDifference(m0.apmaskIds, m1.apmaskIds)) adapters.add(a)
+          if (symmetricDifference(m0.aqmaskIds, m1.aqmaskIds).length) all = true
+        }
       }
     }
-    const apids = all ? state.snap!.adapters.map((a) => a.apid) : adapters
     rebuild()
     if (!hook.ready) hook.firstDrawAt = performance.now()
     hook.ready = true
     hook.updates++
-    if (all) {
-      // Every queue: in the background, so live updates of a few adapters are not held up on a large host.
-      void refreshQueues(apids, true).catch((e) => showError(describeError(e)))
-    } else if (apids.length) await refreshQueues(apids, false)
+    if (all) readAllQueues()
+    else if (adapters.size) await refreshQueues([...adapters], false)
     showError(null)
   } catch (e) {
     showError(describeError(e))
@@ -436,11 +443,43 @@ async function runRefresh(): Promise<void> {
   if (dirty.all || dirty.base || dirty.adapters.size) scheduleRefresh()
 }
 
+function symmetricDifference(a: number[], b: number[]): number[] {
+  const sa = new Set(a)
+  const sb = new Set(b)
+  return [...a.filter((x) => !sb.has(x)), ...b.filter((x) => !sa.has(x))]
+}
+
+let allRead: Promise<void> | null = null
+let allAgain = false
+
+/**
+ * Reads every adapter's queues in the background (the first time, after a reconnect, a host event or a
+ * domain mask change), so live updates of a few adapters are not held up on a large host. One such read at
+ * a time: asked again while one runs, it reads once more when that one ends.
+ */
+function readAllQueues(): void {
+  if (allRead) {
+    allAgain = true
+    return
+  }
+  allRead = refreshQueues(
+    state.snap!.adapters.map((a) => a.apid),
+    true,
+  )
+    .catch((e) => showError(describeError(e)))
+    .finally(() => {
+      allRead = null
+      if (!allAgain) return
+      allAgain = false
+      readAllQueues()
+    })
+}
+
 /** The newest read of each adapter's queues (a counter), so an older read never overwrites a newer one. */
 const queueRead = new Map<number, number>()
 let reads = 0
 
-/** Reads the queues of `apids` and redraws; `all` marks the read of every adapter (the first, or after a reconnect). */
+/** Reads the queues of `apids` and redraws; `all` marks the read of every adapter. */
 async function refreshQueues(apids: number[], all: boolean): Promise<void> {
   const mine = ++reads
   for (const a of apids) queueRead.set(a, mine)
@@ -450,6 +489,7 @@ async function refreshQueues(apids: number[], all: boolean): Promise<void> {
   const current = new Set(apids.filter((a) => queueRead.get(a) === mine))
   for (const [k, q] of snap.queues) if (current.has(q.apid)) snap.queues.delete(k)
   for (const q of qs) if (current.has(q.apid)) snap.queues.set(q.apqn, q)
+  snap.queuesVersion++
   if (all) snap.queuesLoaded = true
   rebuild()
   hook.updates++
@@ -461,7 +501,7 @@ function onEvent(e: ApEvent): void {
   state.events.push(e)
   if (state.events.length > 2000) state.events.splice(0, state.events.length - 1000)
   if (!state.selected || e.name === state.selected) renderEvents()
-  if (e.kind === 'host' || e.kind === 'masks') {
+  if (e.kind === 'host') {
     dirty.all = true
   } else if (e.kind === 'queue') {
     const apid = Number.parseInt(e.name.split('.')[0] ?? '', 16)

@@ -64,6 +64,8 @@ export interface Snapshot {
   /** Queues by APQN; `queuesLoaded` false until every adapter's page arrived. */
   queues: Map<string, Queue>
   queuesLoaded: boolean
+  /** Bumped by every change of `queues` (the map is kept across snapshots and changed in place). */
+  queuesVersion: number
 }
 
 /** Colours of the owner kinds (legend and canvas). */
@@ -108,6 +110,8 @@ export function key(apid: number, apqi: number): number {
 
 /** The grid of one host: rows, columns, cells and devices. */
 export interface View {
+  /** Everything in the snapshot the cells are made of, as one string (see {@link buildView}). */
+  cellInputs: string
   rows: number[]
   cols: number[]
   cells: Map<number, Cell>
@@ -126,11 +130,19 @@ function filterReason(d: Device): string {
   return 'in matrix but not in guestMatrix'
 }
 
+/** The host masks as the bus has them (the desired ones when the bus could not be read); null when not readable by the caller. */
+export function observedMasks(s: Snapshot): { apmaskIds: number[]; aqmaskIds: number[] } | null {
+  return s.masks ? (s.masks.status ?? s.masks.spec) : null
+}
+
 /**
  * Builds the grid from a snapshot. `full` lists every id up to the host maxima; otherwise (compact) only the
- * adapters and usage domains the host has plus ids some device holds.
+ * adapters and usage domains the host has plus ids some device holds. Reuses what `prev` has of it: when
+ * nothing the cells are made of changed (a label, a condition that marks nothing), its cells as they are;
+ * otherwise each cell whose owner, queue object and marks are unchanged. A redraw then repaints only the
+ * cells that are new objects (Grid.draw), and a live update on a large host costs little.
  */
-export function buildView(s: Snapshot, full: boolean): View {
+export function buildView(s: Snapshot, full: boolean, prev: View | null = null): View {
   const uuids = new Set<string>()
   for (const m of s.mdevs) uuids.add(m.metadata.uuid)
   // A limited caller's bus devices are its own stored ones only; the others' APQNs are `hidden`.
@@ -142,6 +154,23 @@ export function buildView(s: Snapshot, full: boolean): View {
   const busBy = new Map(s.busMdevs.map((b) => [b.uuid, b]))
   const devices: Device[] = sorted.map((uuid, i) => ({ uuid, color: deviceColor(i), mdev: mdevBy.get(uuid) ?? null, bus: busBy.get(uuid) ?? null }))
   const deviceByUuid = new Map(devices.map((d) => [d.uuid, d]))
+  // Only the fields the cells read: a mask's observedAt, say, changes at every read of the bus.
+  const masks = observedMasks(s)
+  const cellInputs = JSON.stringify([
+    full,
+    s.limited,
+    s.host.maxAdapterId,
+    s.host.maxDomainId,
+    s.adapters.map((a) => [a.apid, a.config, a.chkstop, a.online]),
+    s.domains.usageDomains,
+    masks && [masks.apmaskIds, masks.aqmaskIds],
+    s.busMdevs.map((b) => [b.uuid, b.matrix, b.guestMatrix, b.guest]),
+    sorted,
+    devices.map((d) => (d.bus ? filterReason(d) : '')),
+    s.queuesLoaded,
+    s.queuesVersion,
+  ])
+  if (prev && prev.cellInputs === cellInputs) return { ...prev, devices, deviceByUuid }
 
   // Owners on the bus: the bus devices' matrices (foreign ones included).
   const busOwner = new Map<string, string>()
@@ -163,7 +192,7 @@ export function buildView(s: Snapshot, full: boolean): View {
   }
   const rows = [...rowSet].sort((a, b) => a - b)
   const cols = [...colSet].sort((a, b) => a - b)
-  const observed = s.masks ? (s.masks.status ?? s.masks.spec) : null
+  const observed = observedMasks(s)
   const apm = new Set(observed?.apmaskIds ?? [])
   const aqm = new Set(observed?.aqmaskIds ?? [])
   const adapterBy = new Map(s.adapters.map((a) => [a.apid, a]))
@@ -173,7 +202,9 @@ export function buildView(s: Snapshot, full: boolean): View {
   for (const apid of rows) {
     const adapter = adapterBy.get(apid)
     for (const apqi of cols) {
-      const apqn = apqnOf(apid, apqi)
+      const k = key(apid, apqi)
+      const old = prev?.cells.get(k)
+      const apqn = old?.apqn ?? apqnOf(apid, apqi)
       const queue = s.queues.get(apqn) ?? null
       const holder = queue?.owner ?? busOwner.get(apqn) ?? null
       const device = holder !== null && visible(holder) ? holder : null
@@ -203,10 +234,15 @@ export function buildView(s: Snapshot, full: boolean): View {
         else if (queue.online === false || adapter?.online === false) marks.down = 'offline'
       }
       if (!marks.down && adapter && !adapter.config && device) marks.down = 'config off'
-      cells.set(key(apid, apqi), { apid, apqi, apqn, kind, device, queue, marks })
+      const same = old !== undefined && old.kind === kind && old.device === device && old.queue === queue && sameMarks(old.marks, marks)
+      cells.set(k, same ? old : { apid, apqi, apqn, kind, device, queue, marks })
     }
   }
-  return { rows, cols, cells, devices, deviceByUuid, counts }
+  return { cellInputs, rows, cols, cells, devices, deviceByUuid, counts }
+}
+
+function sameMarks(a: Marks, b: Marks): boolean {
+  return a.guest === b.guest && a.filtered === b.filtered && a.unbound === b.unbound && a.down === b.down && a.inflight === b.inflight
 }
 
 /** The colour a cell is filled with. */

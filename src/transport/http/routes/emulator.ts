@@ -101,4 +101,30 @@ export const emulatorRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixServic
     { schema: { tags, summary: 'Reboot the emulated host (kernel state is lost)', params: S.HostParams, response: S.responses({ 200: S.HostOut }) } },
     async (req) => service.reboot(req.params.host, callContext(req)),
   )
+
+  app.get(
+    `${base}/faults`,
+    { schema: { tags, summary: 'The injected write faults in force, with their counts', params: S.HostParams, response: S.responses({ 200: S.FaultsOut }) } },
+    async (req) => service.faults(req.params.host),
+  )
+
+  app.put(
+    `${base}/faults`,
+    {
+      schema: {
+        tags,
+        summary: 'Replace the injected write faults (EIO, EBUSY or delay per path and rate)',
+        params: S.HostParams,
+        body: S.FaultsIn,
+        response: S.responses({ 200: S.FaultsOut }),
+      },
+    },
+    async (req) => service.setFaults(req.params.host, req.body, callContext(req)),
+  )
+
+  app.delete(
+    `${base}/faults`,
+    { schema: { tags, summary: 'Remove every injected write fault', params: S.HostParams, response: S.responses({ 200: S.FaultsOut }) } },
+    async (req) => service.clearFaults(req.params.host, callContext(req)),
+  )
 }

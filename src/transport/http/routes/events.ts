@@ -5,13 +5,16 @@
  *
  * Each event is one SSE message: `id: <seq>`, `event: <type>`, `data: <the event as JSON>`.
  * Position: `Last-Event-ID` (what an EventSource sends when it reconnects, with the URL it first used)
- * wins over `?since=`; `since=0` replays the whole log; with neither, only events stored from now on.
+ * wins over `?since=`; `since=0` replays every event the log keeps; with neither, only events stored from
+ * now on. A position below what retention kept is refused with 410 GONE (problem+json with `oldestSeq`).
  * Filters: `host`, `kind` and `type` (each repeatable or a comma list). `format=libvirt` sends only the
  * events that have a libvirt node-device lifecycle name (events/libvirt-lifecycle.ts), named by it.
- * A `: ping` comment every `heartbeatMs` keeps proxies from closing an idle stream. When the stream
- * cannot go on (the client fell too far behind, the server shuts down, the store failed), a last
- * `event: error` carries `{code, detail, resumeSeq}` and the stream ends: reconnect with
- * `since=<resumeSeq>`. A client that goes away is unsubscribed at once.
+ * `bookmarks=<seconds>`: a `Bookmark` message (`id: <position>`, no event) that often, so an idle client's
+ * Last-Event-ID keeps up with the log. A `: ping` comment every `heartbeatMs` keeps proxies from closing an idle
+ * stream. When the stream cannot go on (the client fell too far behind, the server shuts down, the store
+ * failed), a last `event: error` carries `{code, detail, resumeSeq}` and the stream ends: reconnect with
+ * `since=<resumeSeq>`; when retention overtook the stream it carries `{code: GONE, detail, oldestSeq}` and no
+ * resumeSeq: re-list. A client that goes away is unsubscribed at once.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
@@ -20,7 +23,9 @@ import { HOST_NAME_PATTERN } from '../../../domain/names.js'
 import { clip } from '../../../domain/text.js'
 import {
   type ApmatrixService,
+  BOOKMARK_TYPE,
   HubClosedError,
+  MAX_BOOKMARK_SECONDS,
   MAX_WATCH_NAMES,
   SubscriptionLagError,
   type Watch,
@@ -46,11 +51,16 @@ const SEQ = /^[0-9]{1,16}$/
 const NameList = Type.Union([Type.String({ maxLength: 2048 }), Type.Array(Type.String({ maxLength: 2048 }), { maxItems: MAX_WATCH_NAMES })])
 const EventsQuery = Type.Object(
   {
-    since: Type.Optional(Type.String({ maxLength: 16, description: 'deliver events with seq > since (0 = the whole log); Last-Event-ID wins' })),
+    since: Type.Optional(
+      Type.String({ maxLength: 16, description: 'deliver events with seq > since (0 = every event kept); Last-Event-ID wins; below the oldest kept: 410' }),
+    ),
     host: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: HOST_NAME_PATTERN })),
     kind: Type.Optional(NameList),
     type: Type.Optional(NameList),
     format: Type.Optional(Type.Union(WATCH_FORMATS.map((f) => Type.Literal(f)))),
+    bookmarks: Type.Optional(
+      Type.String({ maxLength: 8, description: `a Bookmark event (the position, no event) every this many seconds, 1..${MAX_BOOKMARK_SECONDS}` }),
+    ),
   },
   { additionalProperties: false },
 )
@@ -99,43 +109,60 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       const sinceSeq = resumeAfter ?? since
       const kinds = nameList(req.query.kind)
       const types = nameList(req.query.type)
+      const bookmarkSeconds = req.query.bookmarks === undefined ? undefined : parseSeconds(req.query.bookmarks)
 
       let done = false
       let watch: Watch | null = null
       const res = reply.raw
+      // The pump may deliver before the watch's promise settles here: nothing is written before the headers.
+      let headersOut!: () => void
+      const opened = new Promise<void>((resolve) => {
+        headersOut = resolve
+      })
       const finish = () => {
         if (done) return
         done = true
         clearInterval(ping)
         open.delete(fail)
         watch?.close()
+        headersOut()
       }
       const fail = (err: Error) => {
+        void opened.then(() => {
+          if (done) return
+          finish()
+          if (res.writableEnded || res.destroyed) return
+          res.end(frame('error', JSON.stringify(errorJson(err, watch?.position ?? sinceSeq ?? 0, req.id))))
+        })
+      }
+      const send = async (text: string) => {
+        await opened
         if (done) return
-        finish()
-        if (res.writableEnded || res.destroyed) return
-        res.end(frame('error', JSON.stringify(errorJson(err, watch?.position ?? sinceSeq ?? 0, req.id))))
+        // Backpressure: a full socket buffer holds this subscriber's next event; the hub keeps the others going.
+        if (!res.write(text)) await drainedOrEnded(res)
       }
       let ping: NodeJS.Timeout | undefined
-      // Opened before the headers go out, so a refused watch (bad filter, no hub) is a plain problem answer.
-      watch = service.watch(
+      // Opened before the headers go out, so a refused watch (bad filter, no hub, a compacted position) is a plain
+      // problem answer.
+      watch = await service.watch(
         {
           ...(sinceSeq !== undefined ? { sinceSeq } : {}),
           ...(req.query.host ? { host: req.query.host } : {}),
           ...(kinds ? { kinds } : {}),
           ...(types ? { types } : {}),
           ...(req.query.format ? { format: req.query.format } : {}),
+          ...(bookmarkSeconds !== undefined ? { bookmarkSeconds } : {}),
           principal: req.principal,
         },
-        async ({ event: e, libvirt: lv }) => {
-          if (done) return
-          const text = lv
-            ? frame(lv.lifecycle, JSON.stringify({ ...eventJson(e), lifecycle: lv.lifecycle, device: lv.device }), e.seq)
-            : frame(e.type, JSON.stringify(eventJson(e)), e.seq)
-          // Backpressure: a full socket buffer holds this subscriber's next event; the hub keeps the others going.
-          if (!res.write(text)) await drainedOrEnded(res)
-        },
+        ({ event: e, libvirt: lv }) =>
+          send(
+            lv
+              ? frame(lv.lifecycle, JSON.stringify({ ...eventJson(e), lifecycle: lv.lifecycle, device: lv.device }), e.seq)
+              : frame(e.type, JSON.stringify(eventJson(e)), e.seq),
+          ),
         (err) => fail(err),
+        // A bookmark carries the position as its id, so an EventSource resumes from it.
+        (seq) => send(frame(BOOKMARK_TYPE, JSON.stringify({ seq, type: BOOKMARK_TYPE }), seq)),
       )
 
       reply.hijack()
@@ -160,9 +187,11 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRoutesOptions> = async 
       }, heartbeatMs)
       ping.unref()
       open.add(fail)
-      // 'close' on the response: the client went away (or we ended it).
+      // 'close' on the response: the client went away (or we ended it); it may have gone while the watch opened.
       res.on('close', finish)
       res.on('error', finish)
+      if (res.destroyed || req.raw.socket.destroyed) finish()
+      headersOut()
     },
   )
 }
@@ -176,6 +205,8 @@ function errorJson(err: Error, position: number, requestId: string): Record<stri
   if (err instanceof SubscriptionLagError) return { code: 'RATE_LIMITED', detail: err.message, resumeSeq: err.resumeSeq, requestId }
   if (err instanceof HubClosedError)
     return { code: 'UNAVAILABLE', detail: 'server shutting down; resume from resumeSeq', resumeSeq: Math.max(err.resumeSeq, position), requestId }
+  // Retention overtook the stream: no position resumes it without a hole; the client re-lists.
+  if (err instanceof ApmatrixError && err.code === 'GONE') return { code: err.code, detail: clip(err.message, 512), oldestSeq: err.oldestSeq, requestId }
   const code = err instanceof ApmatrixError ? err.code : 'UNAVAILABLE'
   return { code, detail: clip(`event stream failed: ${err.message}`, 512), resumeSeq: position, requestId }
 }
@@ -187,6 +218,13 @@ function parseSeq(v: string | undefined, field: string): number | undefined {
   const n = SEQ.test(s) ? Number(s) : NaN
   if (!Number.isSafeInteger(n)) throw invalidArgument(field, `must be a non-negative integer (an event seq), not ${JSON.stringify(clip(v, 32))}`)
   return n
+}
+
+/** `bookmarks=<seconds>`; the service checks the range. INVALID_ARGUMENT when not a whole number. */
+function parseSeconds(v: string): number {
+  const s = v.trim()
+  if (!/^[0-9]{1,7}$/.test(s)) throw invalidArgument('bookmarks', `must be a whole number of seconds, not ${JSON.stringify(clip(v, 32))}`)
+  return Number(s)
 }
 
 /** A repeatable, comma-separated filter as a list of names (the service checks them), or undefined for none. */

@@ -1,13 +1,17 @@
 /** Hosts, inventory and host masks (docs/api.md (REST)). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { ApmatrixService } from '../../../service/index.js'
-import { callContext, setEtag, setStale } from '../call-context.js'
+import { callContext, readContext, setEtag, setStale } from '../call-context.js'
 import * as S from '../schemas.js'
 
 export const hostRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }> = async (app, { service }) => {
-  app.get('/hosts', { schema: { tags: ['hosts'], summary: 'List hosts', response: S.responses({ 200: S.HostListOut }) } }, async () => ({
-    items: await service.listHosts(),
-  }))
+  app.get(
+    '/hosts',
+    { schema: { tags: ['hosts'], summary: 'List the hosts the caller may read', response: S.responses({ 200: S.HostListOut }) } },
+    async (req) => ({
+      items: await service.listHosts(readContext(req)),
+    }),
+  )
 
   app.get('/hosts/:host', { schema: { tags: ['hosts'], params: S.HostParams, response: S.responses({ 200: S.HostOut }) } }, async (req) =>
     service.getHost(req.params.host),
@@ -20,11 +24,20 @@ export const hostRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
   app.get(
     '/hosts/:host/queues',
     { schema: { tags: ['inventory'], params: S.HostParams, querystring: S.QueueQuery, response: S.responses({ 200: S.QueuePageOut }) } },
-    async (req) => service.listQueues(req.params.host, req.query),
+    async (req) => service.listQueues(req.params.host, req.query, readContext(req)),
   )
 
-  app.get('/hosts/:host/bus-mdevs', { schema: { tags: ['inventory'], params: S.HostParams, response: S.responses({ 200: S.BusMdevListOut }) } }, async (req) =>
-    service.listBusMdevs(req.params.host),
+  app.get(
+    '/hosts/:host/bus-mdevs',
+    {
+      schema: {
+        tags: ['inventory'],
+        summary: 'Every matrix device on the bus, managed or not (a tenant: its own only)',
+        params: S.HostParams,
+        response: S.responses({ 200: S.BusMdevListOut }),
+      },
+    },
+    async (req) => service.listBusMdevs(req.params.host, readContext(req)),
   )
 
   app.get('/hosts/:host/domains', { schema: { tags: ['inventory'], params: S.HostParams, response: S.responses({ 200: S.DomainsOut }) } }, async (req) =>

@@ -27,6 +27,9 @@ const ImportQuery = Type.Object(
   },
   { additionalProperties: false },
 )
+const ImportBody = Type.Unknown({
+  description: 'format=mdevctl: an `mdevctl list --defined --dumpjson` document (JSON); format=libvirt-nodedev: a node-device XML',
+})
 const ImportOut = Type.Object({
   items: Type.Array(S.MdevOut),
   actions: Type.Array(Type.Object({ uuid: Type.String(), action: Type.String() })),
@@ -64,6 +67,9 @@ export const interopRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService
         params: S.HostParams,
         querystring: ImportQuery,
         headers: S.IdempotencyHeaders,
+        // Documentation of the body: the service parses and checks it (either format, any size up to the limit).
+        consumes: ['application/json', 'application/xml', 'text/xml'],
+        body: ImportBody,
         response: S.responses({ 200: { anyOf: [ImportOut, S.DryRunOut] } as never, 201: ImportOut }),
       },
     },

@@ -127,6 +127,8 @@ export const mdevRoutes: FastifyPluginAsyncTypebox<{ service: ApmatrixService }>
       schema: {
         tags: ['mdevs'],
         summary: `JSON merge patch (${MERGE_PATCH}) of spec, labels, owner (If-Match honoured)`,
+        // The document names the one media type the route takes (anything else is 415).
+        consumes: [MERGE_PATCH],
         params: S.MdevParams,
         querystring: S.DryRunQuery,
         headers: S.IfMatchHeaders,

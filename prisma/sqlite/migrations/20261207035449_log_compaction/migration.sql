@@ -1,0 +1,6 @@
+-- CreateTable
+CREATE TABLE "LogCompaction" (
+    "log" TEXT NOT NULL PRIMARY KEY,
+    "floor" INTEGER NOT NULL DEFAULT 0,
+    "compactedAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
+);

@@ -1,0 +1,32 @@
+import type { StoreContext } from './context.js'
+
+/** How long a replica row stays after its expiry before a heartbeat of another replica deletes it. */
+const FORGET_AFTER_MS = 3_600_000
+
+/**
+ * Which `apmatrix serve` replicas are alive (docs/api.md (Reconcile), "Sharing the hosts"): each replica renews
+ * its row with its leases, on the store's clock, and counts the live rows to know its share of the hosts.
+ * A replica that stops deletes its row; a killed one's row expires after the lease time like its leases.
+ */
+export class ReplicaRepo {
+  constructor(private readonly ctx: StoreContext) {}
+
+  /**
+   * Marks `holder` alive for `ttlMs` from now and returns how many replicas are alive (itself included).
+   * Rows expired for an hour are deleted on the way (holders are unique per process, so each restart adds one).
+   */
+  heartbeat(holder: string, ttlMs: number): Promise<number> {
+    return this.ctx.write(`replica ${holder}`, async (db) => {
+      const now = this.ctx.clock()
+      const expiresAt = new Date(now.getTime() + ttlMs)
+      await db.replica.upsert({ where: { holder }, create: { holder, renewedAt: now, expiresAt }, update: { renewedAt: now, expiresAt } })
+      await db.replica.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - FORGET_AFTER_MS) } } })
+      return db.replica.count({ where: { expiresAt: { gt: now } } })
+    })
+  }
+
+  /** Removes `holder` (a replica that stops): the others may take its share at once. */
+  async leave(holder: string): Promise<void> {
+    await this.ctx.write(`replica ${holder}`, (db) => db.replica.deleteMany({ where: { holder } }))
+  }
+}

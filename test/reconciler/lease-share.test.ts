@@ -1,0 +1,139 @@
+/**
+ * Sharing the hosts between replicas (docs/api.md (Reconcile), "Sharing the hosts"): a replica takes at most its
+ * share of the leases (ceil(hosts / live replicas) + slack), gives up the excess when another replica joins, and
+ * takes more when one leaves. The live replicas are counted from heartbeats in the store (ReplicaRepo).
+ */
+import t, { type Test } from 'tap'
+import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
+import { StaticHostRegistry } from '../../src/hosts/managed-host.js'
+import { leaseShare, Reconciler } from '../../src/reconciler/reconciler.js'
+import type { Store } from '../../src/store/store.js'
+import { until } from '../scenario/rest-client.js'
+import { forEachDatabase, freshDatabase, type TestDatabase } from '../store/pg-helper.js'
+import { addHost, manualClock, openStore } from '../store/store-fixture.js'
+
+const HOSTS = 6
+
+t.test('leaseShare: the even share rounded up, plus the slack', async (t) => {
+  t.equal(leaseShare(200, 3, 1), 68)
+  t.equal(leaseShare(200, 2, 1), 101)
+  t.equal(leaseShare(200, 1, 0), 200, 'one replica alone takes every host')
+  t.equal(leaseShare(7, 3, 0), 3)
+  t.equal(leaseShare(5, 0, 0), 5, 'no replica counted yet is one (the caller)')
+  for (let h = 0; h <= 50; h++) for (let r = 1; r <= 7; r++) t.ok(r * leaseShare(h, r, 0) >= h, `${r} shares cover ${h} hosts`)
+})
+
+async function fleet(t: Test, db: TestDatabase): Promise<{ store: Store; hosts: StaticHostRegistry }> {
+  const store = await openStore(t, await freshDatabase(t, db.provider))
+  const list: LocalEmulatedHost[] = []
+  for (let i = 0; i < HOSTS; i++) {
+    await addHost(store, `h${i}`)
+    const h = new LocalEmulatedHost({ name: `h${i}`, profile: 'spec-fixture', realtime: false })
+    t.teardown(() => h.close())
+    list.push(h)
+  }
+  return { store, hosts: new StaticHostRegistry(list) }
+}
+
+/** Live lease holders by count, from the store. */
+async function holders(store: Store): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (let i = 0; i < HOSTS; i++) {
+    const l = await store.leases.get(`h${i}`)
+    if (l && l.expiresAt > store.now()) out[l.holder] = (out[l.holder] ?? 0) + 1
+  }
+  return out
+}
+
+forEachDatabase(t, async (t, db) => {
+  t.test('replica heartbeats: counted while live, gone when expired or left', async (t) => {
+    const clock = manualClock()
+    const store = await openStore(t, await freshDatabase(t, db.provider), { clock: clock.now })
+    t.equal(await store.replicas.heartbeat('a', 1000), 1)
+    t.equal(await store.replicas.heartbeat('b', 1000), 2)
+    clock.advance(600)
+    t.equal(await store.replicas.heartbeat('a', 1000), 2, 'a renewed, b still live')
+    clock.advance(600)
+    t.equal(await store.replicas.heartbeat('a', 1000), 1, 'b expired')
+    await store.replicas.leave('a')
+    t.equal(await store.replicas.heartbeat('c', 1000), 1, 'a left')
+  })
+
+  t.test('renewMany extends the leases the holder still has, and says which', async (t) => {
+    const clock = manualClock()
+    const store = await openStore(t, await freshDatabase(t, db.provider), { clock: clock.now })
+    for (const h of ['h0', 'h1']) t.equal((await store.leases.tryAcquire(h, 'a', 1000)).fencingToken, 1)
+    await store.leases.tryAcquire('h2', 'b', 1000)
+    clock.advance(800)
+    const r = await store.leases.renewMany(
+      'a',
+      ['h0', 'h1', 'h2'].map((host) => ({ host, fencingToken: 1 })),
+      1000,
+    )
+    t.same([...r.renewed].sort(), ['h0', 'h1'], "b's lease is not a's to renew")
+    t.equal(r.expiresAt.getTime(), clock.now().getTime() + 1000)
+    t.equal((await store.leases.get('h0'))?.expiresAt.getTime(), r.expiresAt.getTime(), 'stored')
+    clock.advance(1500)
+    t.equal((await store.leases.tryAcquire('h1', 'b', 1000)).fencingToken, 2, 'b takes h1 once it expired')
+    const again = await store.leases.renewMany(
+      'a',
+      ['h0', 'h1'].map((host) => ({ host, fencingToken: 1 })),
+      1000,
+    )
+    t.same([...again.renewed], [], 'an expired lease and a lease taken over are both lost')
+    t.equal((await store.leases.get('h1'))?.holder, 'b')
+  })
+
+  t.test('three replicas share the hosts; one stops and the other two take its share', async (t) => {
+    const { store, hosts } = await fleet(t, db)
+    const make = (holder: string, slack = 0) => new Reconciler({ store, hosts, holder, leaseTtlMs: 900, resyncMs: 200, leaseShareSlack: slack })
+    const a = make('a')
+    a.start()
+    t.teardown(() => a.stop())
+    // Alone, the first replica takes every host.
+    await until('a holds every host', async () => a.heldHosts().length === HOSTS, { timeoutMs: 30_000 })
+    const b = make('b')
+    const c = make('c')
+    b.start()
+    c.start()
+    t.teardown(() => b.stop())
+    t.teardown(() => c.stop())
+    const even = await until(
+      'the leases spread 2/2/2',
+      async () => {
+        const h = await holders(store)
+        return h.a === 2 && h.b === 2 && h.c === 2 ? h : undefined
+      },
+      { timeoutMs: 30_000, describe: () => holders(store) },
+    )
+    t.same(even, { a: 2, b: 2, c: 2 }, 'a gave up what the others took: each holds its share')
+    t.equal(a.leaseCap(), 2)
+    await c.stop()
+    const two = await until(
+      'a and b take c share',
+      async () => {
+        const h = await holders(store)
+        return h.a === 3 && h.b === 3 ? h : undefined
+      },
+      { timeoutMs: 30_000, describe: () => holders(store) },
+    )
+    t.same(two, { a: 3, b: 3 }, 'the hosts of the replica that left moved to the others')
+  })
+
+  t.test('negative control: without sharing the first replica keeps every host', async (t) => {
+    const { store, hosts } = await fleet(t, db)
+    // A long lease: under load a late renewal must not hand a host to b by expiry (that is not what is tested).
+    const make = (holder: string) => new Reconciler({ store, hosts, holder, leaseTtlMs: 10_000, resyncMs: 200, leaseShareSlack: -1 })
+    const a = make('a')
+    a.start()
+    t.teardown(() => a.stop())
+    await until('a holds every host', async () => a.heldHosts().length === HOSTS, { timeoutMs: 30_000 })
+    const b = make('b')
+    b.start()
+    t.teardown(() => b.stop())
+    // Several renewal periods and passes of b: with sharing, a would have given up b's share by now (the test above).
+    await new Promise((r) => setTimeout(r, 4000))
+    t.same(await holders(store), { a: HOSTS }, 'a still holds every host')
+    t.same(b.heldHosts(), [])
+  })
+})

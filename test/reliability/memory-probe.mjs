@@ -1,0 +1,16 @@
+// Loaded with --import into the `apmatrix serve` process of the fuzz runs (test/reliability/fuzz-service.ts),
+// which also gets --expose-gc: on the message {type: 'memory'} over the IPC channel it forces full GCs
+// and answers process.memoryUsage(). Nothing else; the channel does not keep the process alive.
+if (process.send && typeof globalThis.gc === 'function') {
+  process.channel?.unref()
+  process.on('message', async (m) => {
+    if (m?.type !== 'memory') return
+    // Several rounds with turns of the event loop between them: closed sockets and timers release their
+    // objects only after their callbacks ran, and weak references need a second collection.
+    for (let i = 0; i < 4; i++) {
+      globalThis.gc()
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    process.send({ type: 'memory', ...process.memoryUsage() })
+  })
+}
