@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the web console (docs/console.md): web/console/src/main.ts bundled by esbuild into one ES module,
-// plus the page and its style sheet copied as they are, into dist/web/console (served at /ui by
+// plus the page and its style sheet copied as they are, into dist/console (served at /ui by
 // `apmatrix serve`). No inline script or style anywhere, so a strict Content-Security-Policy
 // (`default-src 'self'`) holds. Part of `npm run build`.
 import fs from 'node:fs'
@@ -9,7 +9,7 @@ import { build } from 'esbuild'
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const src = path.join(root, 'web', 'console')
-const out = path.join(root, 'dist', 'web', 'console')
+const out = path.join(root, 'dist', 'console')
 
 fs.rmSync(out, { recursive: true, force: true })
 fs.mkdirSync(out, { recursive: true })

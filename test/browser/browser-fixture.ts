@@ -1,6 +1,6 @@
 /**
  * What the console's browser tests share: Debian's Chromium driven by playwright-core (required in CI,
- * skipped loudly elsewhere), a fresh build of the console when web/ is newer than dist/web/, pixels read from
+ * skipped loudly elsewhere), a fresh build of the console when web/ is newer than dist/console/, pixels read from
  * the grid canvas, and screenshots kept under test-artifacts/browser/ (emptied by the first test that runs).
  */
 import { spawnSync } from 'node:child_process'
@@ -36,7 +36,7 @@ function newest(dir: string): number {
 
 /** Builds the console (scripts/build-web.mjs) when its sources are newer than the bundle. */
 export function ensureConsoleBuilt(): void {
-  const bundle = path.join(projectRoot, 'dist', 'web', 'console', 'console.js')
+  const bundle = path.join(projectRoot, 'dist', 'console', 'console.js')
   const src = path.join(projectRoot, 'web', 'console')
   const built = fs.existsSync(bundle) ? fs.statSync(bundle).mtimeMs : 0
   if (built >= newest(src) && built >= fs.statSync(path.join(projectRoot, 'scripts', 'build-web.mjs')).mtimeMs) return

@@ -70,7 +70,7 @@ export interface AppOptions {
   auth?: Authenticator
   /** TLS: node `tls` options of an https server (cert, key, and for client certificates ca + requestCert). */
   https?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean }
-  /** Folder of the built web console served at `/ui/` (default dist/web/console), or false for none. */
+  /** Folder of the built web console served at `/ui/` (default dist/console), or false for none. */
   consoleDir?: string | false
 }
 

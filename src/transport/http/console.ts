@@ -1,6 +1,6 @@
 /**
  * The web console (docs/console.md): the static page built from web/console by `npm run build`
- * (scripts/build-web.mjs, into dist/web/console), served at `/ui/` by the same fastify instance as the
+ * (scripts/build-web.mjs, into dist/console), served at `/ui/` by the same fastify instance as the
  * API. The page only calls the public REST API; this module adds no route of its own besides the files.
  */
 import fs from 'node:fs'
@@ -11,7 +11,7 @@ import { projectRoot } from '../../paths.js'
 import { sendProblem, toProblem } from './problem.js'
 
 /** Where `npm run build` puts the bundled console. */
-export const CONSOLE_DIR = path.join(projectRoot, 'dist', 'web', 'console')
+export const CONSOLE_DIR = path.join(projectRoot, 'dist', 'console')
 
 /**
  * Serves the console from `dir` at `/ui/` (`/ui` redirects there). When the folder has no index.html
