@@ -1,4 +1,5 @@
 import { SysfsError } from '../domain/errors.js'
+import { clip } from '../domain/text.js'
 import { kstrtoul, parseApqnName } from '../domain/ids.js'
 import type { SysfsStat } from './api.js'
 import type { ApBus } from './bus.js'
@@ -90,7 +91,7 @@ function segments(path: string): string[] {
 /** `%d` (sscanf) 0/1 used by card config and the online attributes (B-40..B-42). */
 function parse01(v: string): boolean {
   const n = scanInt(v, false)
-  if (n !== 0 && n !== 1) throw new SysfsError('EINVAL', `'${v}' is not 0 or 1`)
+  if (n !== 0 && n !== 1) throw new SysfsError('EINVAL', `'${clip(v, 64)}' is not 0 or 1`)
   return n === 1
 }
 

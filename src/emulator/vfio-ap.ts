@@ -1,4 +1,5 @@
 import { SysfsError } from '../domain/errors.js'
+import { clip } from '../domain/text.js'
 import { formatApid, formatApqi, formatApqn, kstrtoul, parseApqnName } from '../domain/ids.js'
 import { Mask, parseAbsoluteMask } from '../domain/mask.js'
 import type { ApBus } from './bus.js'
@@ -132,7 +133,7 @@ export class VfioAp implements ApDriverHooks {
 
   private parseId(value: string, max: number): number {
     const r = kstrtoul(value)
-    if (!r.ok) throw new SysfsError(r.errno, `'${value}' is not a number`)
+    if (!r.ok) throw new SysfsError(r.errno, `'${clip(value, 64)}' is not a number`)
     if (r.value > BigInt(max)) throw new SysfsError('ENODEV', `${r.value} is above the maximum ${max}`)
     return Number(r.value)
   }
@@ -557,7 +558,7 @@ export class VfioAp implements ApDriverHooks {
     if (!m) throw new SysfsError('ENODEV', `no mdev ${uuid}`)
     if (!m.guest) return 0x01
     const a = parseApqnName(apqn)
-    if (!a) throw new SysfsError('EINVAL', `'${apqn}' is not an APQN`)
+    if (!a) throw new SysfsError('EINVAL', `'${clip(apqn, 64)}' is not an APQN`)
     const q = this.bus.queues.get((a.apid << 8) | a.apqi)
     if (!q || this.mdevOf(q) !== m) return 0x01
     if (nib === 0) return 0x06 // V-40: the NIB address cannot be pinned

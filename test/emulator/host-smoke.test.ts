@@ -229,3 +229,24 @@ t.test('V-20 guest_matrix always equals the filter recomputed from sysfs (increm
     t.equal(h.read(`${M}/guest_matrix`), expected(), what)
   }
 })
+
+// Found by test/reliability/fuzz-rest.test.ts (POST /v1/hosts/{host}/emulator/sysfs, a 4,096-character value):
+// a refused write echoed the whole value into its message, so the problem body's detail was over 4 KiB.
+t.test('a refused write names at most the first 64 characters of its value', async (t) => {
+  const h = createHost({ profile: 'spec-fixture' })
+  h.write(`${TYPE}/create`, `${U1}\n`)
+  const long = `\u00e9${'9'.repeat(4095)}`
+  for (const [path, value] of [
+    [`/sys/devices/vfio_ap/matrix/${U1}/assign_adapter`, `x${long}`],
+    ['/sys/bus/ap/devices/card05/config', long],
+    ['/sys/bus/ap/devices/05.0004/online', `z${'0'.repeat(4095)}`],
+  ] as const) {
+    try {
+      h.write(path, value)
+      t.fail(`${path}: accepted`)
+    } catch (e) {
+      t.ok(e instanceof SysfsError, `${path}: a SysfsError`)
+      t.ok((e as Error).message.length < 120, `${path}: ${(e as Error).message.length} characters: ${(e as Error).message}`)
+    }
+  }
+})
