@@ -40,6 +40,7 @@ import { createStore } from '../../src/store/store.js'
 import { loadApiProto } from '../../src/transport/grpc/proto.js'
 import { freshDatabase } from '../store/pg-helper.js'
 import { until } from '../scenario/rest-client.js'
+import { sseParser } from '../transport/http/sse-client.js'
 import { projectRoot } from '../../src/paths.js'
 import { readyLine, spawnCli } from './cli-process.js'
 
@@ -135,26 +136,16 @@ function sse(base: URL, since: number, stuck: boolean, kind?: string): Promise<S
       if (res.statusCode !== 200) return reject(new Error(`GET /v1/events: ${res.statusCode}`))
       if (stuck) res.pause()
       const w: SseWatcher = { seqs: [], disorder: 0, ended: false, res, close: () => req.destroy() }
-      let buf = ''
       res.setEncoding('utf8')
-      res.on('data', (d: string) => {
-        buf += d
-        let i: number
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const frame = buf.slice(0, i)
-          buf = buf.slice(i + 2)
-          let id: number | undefined
-          let event = ''
-          let data = ''
-          for (const line of frame.split('\n')) {
-            if (line.startsWith('id: ')) id = Number(line.slice(4))
-            else if (line.startsWith('event: ')) event = line.slice(7)
-            else if (line.startsWith('data: ')) data = line.slice(6)
-          }
-          if (event === 'error') w.error = JSON.parse(data)
-          else if (id !== undefined) record(w, id)
-        }
-      })
+      res.on(
+        'data',
+        sseParser({
+          event: (ev) => {
+            if (ev.event === 'error') w.error = JSON.parse(ev.data)
+            else if (ev.id !== undefined) record(w, Number(ev.id))
+          },
+        }),
+      )
       res.on('end', () => (w.ended = true))
       res.on('error', () => (w.ended = true))
       resolve(w)

@@ -37,6 +37,32 @@ export async function until(cond: () => boolean, what: string, ms = 15_000): Pro
   }
 }
 
+/**
+ * A `data` listener (of a response with `setEncoding('utf8')`) that splits the SSE stream as the service writes it
+ * (`\n` line ends, a blank line after each block) into events, comment lines and `retry:` fields, as they complete.
+ */
+export function sseParser(on: { event(ev: SseEvent): void; comment?(text: string): void; retry?(ms: number): void }): (chunk: string) => void {
+  let buf = ''
+  return (chunk) => {
+    buf += chunk
+    let i: number
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i)
+      buf = buf.slice(i + 2)
+      const ev: SseEvent = { data: '' }
+      let hasField = false
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) on.comment?.(line.slice(1).trim())
+        else if (line.startsWith('retry: ')) on.retry?.(Number(line.slice(7)))
+        else if (line.startsWith('id: ')) (ev.id = line.slice(4)), (hasField = true)
+        else if (line.startsWith('event: ')) (ev.event = line.slice(7)), (hasField = true)
+        else if (line.startsWith('data: ')) (ev.data += line.slice(6)), (hasField = true)
+      }
+      if (hasField) on.event(ev)
+    }
+  }
+}
+
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity })
 
 export function connect(base: string, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
@@ -52,26 +78,15 @@ export function connect(base: string, path: string, headers: Record<string, stri
         close: () => req.destroy(),
         until: (cond, what, ms) => until(cond, what, ms),
       }
-      let buf = ''
       res.setEncoding('utf8')
-      res.on('data', (chunk: string) => {
-        buf += chunk
-        let i: number
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i)
-          buf = buf.slice(i + 2)
-          const ev: SseEvent = { data: '' }
-          let hasField = false
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) c.comments.push(line.slice(1).trim())
-            else if (line.startsWith('retry: ')) c.retry = Number(line.slice(7))
-            else if (line.startsWith('id: ')) (ev.id = line.slice(4)), (hasField = true)
-            else if (line.startsWith('event: ')) (ev.event = line.slice(7)), (hasField = true)
-            else if (line.startsWith('data: ')) (ev.data += line.slice(6)), (hasField = true)
-          }
-          if (hasField) c.events.push(ev)
-        }
-      })
+      res.on(
+        'data',
+        sseParser({
+          event: (ev) => c.events.push(ev),
+          comment: (text) => c.comments.push(text),
+          retry: (ms) => (c.retry = ms),
+        }),
+      )
       res.on('end', () => (c.ended = true))
       res.on('close', () => (c.ended = true))
       res.on('error', () => (c.ended = true))
