@@ -179,7 +179,7 @@ export async function startService(cfg: ServiceConfig, log: PinoLogger = createL
   // The service enqueues right after it commits; waking the hub there too delivers its events at once.
   const trigger = {
     enqueue: (host: string) => (reconciler.enqueue(host), hub.notify()),
-    markReadyUnknown: (host: string, reason: string, message: string): Promise<void> => reconciler.markReadyUnknown(host, reason, message),
+    markRebooted: (host: string, bootId: string, message: string): Promise<void> => reconciler.markRebooted(host, bootId, message),
   }
   const service = new ApmatrixService({
     store,

@@ -89,8 +89,9 @@ export class StaticHostRegistry implements HostRegistry {
 export interface ReconcileTrigger {
   enqueue(host: string): void
   /**
-   * What the bus of `host` shows is no longer known (the service has just rebooted it): devices' `Ready`
-   * turns `Unknown` with `reason` until the next pass reads the bus. Optional: tests' triggers need not.
+   * The service has just rebooted `host` into boot `bootId`: unless a pass has already read that boot (its
+   * statuses are then the new boot's), devices' `Ready` turns `Unknown` (reason `HostRebooted`) until the next
+   * pass reads the bus. Optional: tests' triggers need not.
    */
-  markReadyUnknown?(host: string, reason: string, message: string): Promise<void>
+  markRebooted?(host: string, bootId: string, message: string): Promise<void>
 }

@@ -199,6 +199,15 @@ export function leaseShare(hosts: number, replicas: number, slack: number): numb
   return Math.ceil(hosts / Math.max(1, replicas)) + slack
 }
 
+/**
+ * A host whose lease another replica holds is looked at again this long after that lease's expiry (store clock): a
+ * killed replica's hosts are taken as soon as its leases run out, not up to a lease time later.
+ */
+const RECHECK_AFTER_EXPIRY_MS = 50
+
+/** A replica at its share counts the live replicas again before refusing a host, at most this often. */
+const RECOUNT_EVERY_MS = 100
+
 /** A lease this replica holds: its token and its expiry as last confirmed (store clock). */
 interface HeldLease {
   token: number
@@ -216,6 +225,15 @@ export class Reconciler implements ReconcileTrigger {
   private readonly held = new Map<string, HeldLease>()
   /** Live replicas (itself included) at the last heartbeat; undefined before the first. */
   private liveReplicas: number | undefined
+  /** When the last heartbeat counted them (performance.now()), and the one in flight. */
+  private countedAt = Number.NEGATIVE_INFINITY
+  private counting: Promise<void> | undefined
+  /** Expiry (store clock) of the lease another replica held at this replica's last look at the host. */
+  private readonly heldElsewhereUntil = new Map<string, Date>()
+  /** Hosts left alone because this replica held its share: looked at again at once when the share grows. */
+  private readonly leftForShare = new Set<string>()
+  /** The earliest expiry (store clock) of another replica's heartbeat row at the last count. */
+  private othersNextExpiry: Date | null = null
   /** Hosts a worker is reconciling now: their leases are never given up to make room. */
   private readonly inPass = new Set<string>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
@@ -281,7 +299,41 @@ export class Reconciler implements ReconcileTrigger {
   /** Marks this replica alive and counts the live ones (the share of each). */
   private async heartbeat(): Promise<void> {
     if (this.o.leaseShareSlack < 0) return
-    this.liveReplicas = await this.o.store.replicas.heartbeat(this.o.holder, this.o.leaseTtlMs)
+    const cap = this.leaseCap()
+    const r = await this.o.store.replicas.heartbeat(this.o.holder, this.o.leaseTtlMs)
+    this.liveReplicas = r.live
+    this.othersNextExpiry = r.othersNextExpiry
+    this.countedAt = performance.now()
+    if (this.leaseCap() > cap) {
+      for (const host of this.leftForShare) this.queue.add(host)
+      this.leftForShare.clear()
+    }
+  }
+
+  /**
+   * Counts the live replicas again when the last count is older than {@link RECOUNT_EVERY_MS} (one count in
+   * flight, shared). A replica that was killed stops renewing its row and its leases in the same round, row first,
+   * so by the time its leases have run out its row has too: the share a survivor may take has grown.
+   */
+  private async recount(): Promise<void> {
+    if (performance.now() - this.countedAt < RECOUNT_EVERY_MS) return
+    this.counting ??= this.heartbeat()
+      .catch(() => undefined)
+      .finally(() => (this.counting = undefined))
+    await this.counting
+  }
+
+  /**
+   * When to look again at a host this replica left alone: one another replica holds, just after that lease's
+   * expiry; one left for the share, just after the earliest expiry of another replica's row (if that replica is
+   * dead, the share grows then). At most a lease time.
+   */
+  private recheckDelay(host: string, why: 'lease-held-elsewhere' | 'lease-share-full'): number {
+    const until = why === 'lease-held-elsewhere' ? this.heldElsewhereUntil.get(host) : this.othersNextExpiry
+    this.heldElsewhereUntil.delete(host)
+    if (!until) return this.o.leaseTtlMs
+    const ms = until.getTime() - this.o.store.now().getTime() + RECHECK_AFTER_EXPIRY_MS
+    return Math.min(this.o.leaseTtlMs, Math.max(RECHECK_AFTER_EXPIRY_MS, ms))
   }
 
   /** Nudges a host (idempotent). */
@@ -425,15 +477,18 @@ export class Reconciler implements ReconcileTrigger {
     }
     if (!mine && this.o.leaseShareSlack >= 0) {
       if (this.liveReplicas === undefined) await this.heartbeat()
+      if (this.held.size >= this.leaseCap()) await this.recount()
       if (this.held.size >= this.leaseCap()) return 'share-full'
     }
     const got = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
     if (!got.acquired) {
       this.held.delete(hostName)
+      this.heldElsewhereUntil.set(hostName, got.expiresAt)
       return null
     }
     const lease = { token: got.fencingToken, expiresAt: got.expiresAt }
     this.held.set(hostName, lease)
+    this.leftForShare.delete(hostName)
     return lease
   }
 
@@ -472,7 +527,8 @@ export class Reconciler implements ReconcileTrigger {
       try {
         const out = await this.reconcile(host)
         if (out.skipped === 'lease-held-elsewhere' || out.skipped === 'lease-share-full') {
-          this.queue.addAfter(host, this.o.leaseTtlMs)
+          if (out.skipped === 'lease-share-full') this.leftForShare.add(host)
+          this.queue.addAfter(host, this.recheckDelay(host, out.skipped))
           result = 'requeue_after'
         } else if (out.converged || out.skipped) {
           this.queue.forget(host)
@@ -598,6 +654,16 @@ export class Reconciler implements ReconcileTrigger {
     const stored = await store.transaction((tx) => this.storeStatus(tx, hostName, { statuses, events }))
     events.splice(0, stored)
     await this.statusCommitted()
+  }
+
+  /**
+   * The service has just rebooted `hostName` into boot `bootId` (the emulator's control): `Ready` turns `Unknown`
+   * (reason `HostRebooted`) unless a pass of this replica has already read that boot; its statuses are then the
+   * new boot's, and marking them would flip a restored device back to Unknown until the next pass.
+   */
+  async markRebooted(hostName: string, bootId: string, message: string): Promise<void> {
+    if (this.seenBoot.get(hostName) === bootId) return
+    await this.markReadyUnknown(hostName, 'HostRebooted', message)
   }
 
   /**

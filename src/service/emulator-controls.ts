@@ -74,10 +74,11 @@ export class EmulatorControls {
   async reboot(host: string, ctx: CallContext = {}): Promise<HostView> {
     await this.action(host, ctx, 'emulator.reboot', `hosts/${host}`, (e) => e.reboot())
     // The devices the old boot had are gone until the reconciler restores them: no status may go on
-    // saying Ready next to the new boot id (issue 11 §3; restored by the pass the action enqueued).
-    await this.reconciler.markReadyUnknown?.(host, 'HostRebooted', `host ${host} was rebooted: its bus is read again and the desired state restored`)
-    // Once more: the pass the action enqueued may have restored the statuses before the line above overwrote them
-    // with Unknown; a pass after it reads the bus again (else Unknown stayed until the periodic resync).
+    // saying Ready next to the new boot id (issue 11 §3; restored by the pass the action enqueued). A pass that
+    // has already read the new boot wrote statuses of it: those are kept (no flip back to Unknown).
+    const { bootId } = await this.access.managed(host).info()
+    await this.reconciler.markRebooted?.(host, bootId, `host ${host} was rebooted: its bus is read again and the desired state restored`)
+    // A pass after the marking reads the bus again (else Unknown would stay until the periodic resync).
     this.reconciler.enqueue(host)
     await this.hosts.register(this.access.managed(host))
     return this.hosts.getHost(host)

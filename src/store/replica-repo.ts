@@ -12,16 +12,23 @@ export class ReplicaRepo {
   constructor(private readonly ctx: StoreContext) {}
 
   /**
-   * Marks `holder` alive for `ttlMs` from now and returns how many replicas are alive (itself included).
+   * Marks `holder` alive for `ttlMs` from now; returns how many replicas are alive (itself included) and the
+   * earliest expiry among the others' rows (null when it is alone): if that replica is dead, its share is free then.
    * Rows expired for an hour are deleted on the way (holders are unique per process, so each restart adds one).
    */
-  heartbeat(holder: string, ttlMs: number): Promise<number> {
+  heartbeat(holder: string, ttlMs: number): Promise<{ live: number; othersNextExpiry: Date | null }> {
     return this.ctx.write(`replica ${holder}`, async (db) => {
       const now = this.ctx.clock()
       const expiresAt = new Date(now.getTime() + ttlMs)
       await db.replica.upsert({ where: { holder }, create: { holder, renewedAt: now, expiresAt }, update: { renewedAt: now, expiresAt } })
       await db.replica.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - FORGET_AFTER_MS) } } })
-      return db.replica.count({ where: { expiresAt: { gt: now } } })
+      const live = await db.replica.count({ where: { expiresAt: { gt: now } } })
+      const next = await db.replica.findFirst({
+        where: { holder: { not: holder }, expiresAt: { gt: now } },
+        orderBy: { expiresAt: 'asc' },
+        select: { expiresAt: true },
+      })
+      return { live, othersNextExpiry: next?.expiresAt ?? null }
     })
   }
 

@@ -49,14 +49,14 @@ forEachDatabase(t, async (t, db) => {
   t.test('replica heartbeats: counted while live, gone when expired or left', async (t) => {
     const clock = manualClock()
     const store = await openStore(t, await freshDatabase(t, db.provider), { clock: clock.now })
-    t.equal(await store.replicas.heartbeat('a', 1000), 1)
-    t.equal(await store.replicas.heartbeat('b', 1000), 2)
+    t.same(await store.replicas.heartbeat('a', 1000), { live: 1, othersNextExpiry: null })
+    t.same(await store.replicas.heartbeat('b', 1000), { live: 2, othersNextExpiry: new Date(clock.now().getTime() + 1000) }, "a's row expires first")
     clock.advance(600)
-    t.equal(await store.replicas.heartbeat('a', 1000), 2, 'a renewed, b still live')
+    t.equal((await store.replicas.heartbeat('a', 1000)).live, 2, 'a renewed, b still live')
     clock.advance(600)
-    t.equal(await store.replicas.heartbeat('a', 1000), 1, 'b expired')
+    t.same(await store.replicas.heartbeat('a', 1000), { live: 1, othersNextExpiry: null }, 'b expired')
     await store.replicas.leave('a')
-    t.equal(await store.replicas.heartbeat('c', 1000), 1, 'a left')
+    t.equal((await store.replicas.heartbeat('c', 1000)).live, 1, 'a left')
   })
 
   t.test('renewMany extends the leases the holder still has, and says which', async (t) => {
@@ -135,5 +135,27 @@ forEachDatabase(t, async (t, db) => {
     await new Promise((r) => setTimeout(r, 4000))
     t.same(await holders(store), { a: HOSTS }, 'a still holds every host')
     t.same(b.heldHosts(), [])
+  })
+})
+
+forEachDatabase(t, async (t, db) => {
+  // A replica that died (it renews nothing any more): its heartbeat row and its leases run out together, row first.
+  // The survivor looks at each of its hosts again just after that lease's expiry (store clock), and, being at its
+  // share, counts the live replicas again before refusing a host. Its own lease time and resync period are ten
+  // minutes here, so looking again a lease time later (the behaviour before) would not end within the test's time.
+  t.test("a dead replica's hosts are taken when its leases run out, not a lease time later", async (t) => {
+    const { store, hosts } = await fleet(t, db)
+    const GHOST_TTL_MS = 3000
+    await store.replicas.heartbeat('ghost', GHOST_TTL_MS)
+    const ghostTokens: Record<string, number> = {}
+    for (const h of ['h3', 'h4', 'h5']) ghostTokens[h] = (await store.leases.tryAcquire(h, 'ghost', GHOST_TTL_MS)).fencingToken
+    const b = new Reconciler({ store, hosts, holder: 'b', leaseTtlMs: 600_000, resyncMs: 600_000, leaseShareSlack: 0 })
+    b.start()
+    t.teardown(() => b.stop())
+    await until('b holds the three free hosts', async () => b.heldHosts().length >= 3, { timeoutMs: 60_000 })
+    await until('b holds every host', async () => b.heldHosts().length === HOSTS, { timeoutMs: 60_000, describe: () => b.heldHosts() })
+    t.same(await holders(store), { b: HOSTS }, "the ghost's three hosts are b's now")
+    for (const h of ['h3', 'h4', 'h5']) t.ok((await store.leases.get(h))!.fencingToken > ghostTokens[h]!, `${h}: a new fencing token`)
+    t.equal(b.leaseCap(), HOSTS, 'b counted itself alone once the ghost row ran out')
   })
 })

@@ -57,7 +57,7 @@ import { checkFencedLog, describeRuns } from './replicas-fence-check.js'
 const APMASK = '/sys/bus/ap/apmask'
 const MATRIX = '/sys/devices/vfio_ap/matrix'
 const FULL = `0x${'f'.repeat(64)}`
-/** "Within about the lease time": the old lease runs out (<= TTL), a waiting replica looks again (<= TTL), then its pass. */
+/** "Within about the lease time": the old lease runs out (<= TTL), a waiting replica looks again just after it (a TTL of margin for a loaded machine), then its pass. */
 const TAKEOVER_BOUND_MS = 2 * LEASE_TTL_MS + 1500
 
 t.test('fence header: format and parse', async (t) => {
