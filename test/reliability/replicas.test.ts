@@ -410,7 +410,15 @@ async function replicasSuite(t: Test): Promise<void> {
   await until('replica-1 to hold every lease', async () => (await allHolders(r1, hosts)).every((h) => h === 'replica-1'))
   const [r2, r3] = await Promise.all([ids[1]!, ids[2]!].map((id) => startReplica(t, { id, databaseUrl: db.url, hosts: addrs })))
   t.comment(`cluster up: 3 emulators, 3 replicas (${Date.now() - t0} ms)`)
-  for (const r of [r2!, r3!]) t.same(await allHolders(r, hosts), ['replica-1', 'replica-1', 'replica-1'], `${r.id} answers reads: replica-1 holds every host`)
+  // Reads through the replicas that just joined name a holder for every host. Not necessarily replica-1 for all:
+  // with three replicas its share is two hosts, so it gives one up and a newcomer takes it at once.
+  for (const r of [r2!, r3!]) {
+    const seen = await allHolders(r, hosts)
+    t.ok(
+      seen.every((h) => h !== null && ids.includes(h)),
+      `${r.id} answers reads: every host has a holder (${seen.join(', ')})`,
+    )
+  }
   const baseline = await writeLogs(emus)
   t.ok(
     [...baseline.values()].every((l) => l.entries.length === 0),
