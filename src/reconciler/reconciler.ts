@@ -230,10 +230,14 @@ export class Reconciler implements ReconcileTrigger {
   private counting: Promise<void> | undefined
   /** Expiry (store clock) of the lease another replica held at this replica's last look at the host. */
   private readonly heldElsewhereUntil = new Map<string, Date>()
-  /** Hosts left alone because this replica held its share: looked at again at once when the share grows. */
+  /** Hosts left alone because this replica held its share: claimed at once when the share grows. */
   private readonly leftForShare = new Set<string>()
   /** The earliest expiry (store clock) of another replica's heartbeat row at the last count. */
   private othersNextExpiry: Date | null = null
+  /** Leases being taken now (not held yet): counted against the share. */
+  private acquiring = 0
+  /** Timers of {@link claim}: hosts another replica held, looked at again when that lease runs out. */
+  private readonly claimTimers = new Map<string, NodeJS.Timeout>()
   /** Hosts a worker is reconciling now: their leases are never given up to make room. */
   private readonly inPass = new Set<string>()
   /** Boot id of each host at this replica's last pass (see checkBoot). */
@@ -305,18 +309,21 @@ export class Reconciler implements ReconcileTrigger {
     this.othersNextExpiry = r.othersNextExpiry
     this.countedAt = performance.now()
     if (this.leaseCap() > cap) {
-      for (const host of this.leftForShare) this.queue.add(host)
+      const hosts = [...this.leftForShare]
       this.leftForShare.clear()
+      for (const host of hosts) void this.claim(host)
     }
   }
 
   /**
-   * Counts the live replicas again when the last count is older than {@link RECOUNT_EVERY_MS} (one count in
-   * flight, shared). A replica that was killed stops renewing its row and its leases in the same round, row first,
+   * Counts the live replicas again when the last count is older than {@link RECOUNT_EVERY_MS}, or another
+   * replica's row has run out since (one count in flight, shared). A replica that was killed stops renewing its row and its leases in the same round, row first,
    * so by the time its leases have run out its row has too: the share a survivor may take has grown.
    */
   private async recount(): Promise<void> {
-    if (performance.now() - this.countedAt < RECOUNT_EVERY_MS) return
+    // A row of another replica has run out since the last count: count now, whatever the period.
+    const rowRanOut = this.othersNextExpiry !== null && this.o.store.now() >= this.othersNextExpiry
+    if (!rowRanOut && performance.now() - this.countedAt < RECOUNT_EVERY_MS) return
     this.counting ??= this.heartbeat()
       .catch(() => undefined)
       .finally(() => (this.counting = undefined))
@@ -372,6 +379,8 @@ export class Reconciler implements ReconcileTrigger {
     this.running = false
     clearInterval(this.resyncTimer)
     clearInterval(this.renewTimer)
+    for (const timer of this.claimTimers.values()) clearTimeout(timer)
+    this.claimTimers.clear()
     for (const u of this.unsubscribes.splice(0)) u()
     this.queue.shutdown()
     await Promise.all(this.workers.splice(0))
@@ -477,10 +486,17 @@ export class Reconciler implements ReconcileTrigger {
     }
     if (!mine && this.o.leaseShareSlack >= 0) {
       if (this.liveReplicas === undefined) await this.heartbeat()
-      if (this.held.size >= this.leaseCap()) await this.recount()
-      if (this.held.size >= this.leaseCap()) return 'share-full'
+      // Acquisitions in flight count: claims and passes take leases concurrently, and must not overshoot the share.
+      if (this.held.size + this.acquiring >= this.leaseCap()) await this.recount()
+      if (this.held.size + this.acquiring >= this.leaseCap()) return 'share-full'
     }
-    const got = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
+    if (!mine) this.acquiring++
+    let got: Awaited<ReturnType<typeof store.leases.tryAcquire>>
+    try {
+      got = await store.leases.tryAcquire(hostName, this.o.holder, this.o.leaseTtlMs)
+    } finally {
+      if (!mine) this.acquiring--
+    }
     if (!got.acquired) {
       this.held.delete(hostName)
       this.heldElsewhereUntil.set(hostName, got.expiresAt)
@@ -526,8 +542,11 @@ export class Reconciler implements ReconcileTrigger {
       m?.workers?.(this.busy, this.o.concurrency)
       try {
         const out = await this.reconcile(host)
-        if (out.skipped === 'lease-held-elsewhere' || out.skipped === 'lease-share-full') {
-          if (out.skipped === 'lease-share-full') this.leftForShare.add(host)
+        if (out.skipped === 'lease-held-elsewhere') {
+          this.claimLater(host)
+          result = 'requeue_after'
+        } else if (out.skipped === 'lease-share-full') {
+          this.leftForShare.add(host)
           this.queue.addAfter(host, this.recheckDelay(host, out.skipped))
           result = 'requeue_after'
         } else if (out.converged || out.skipped) {
@@ -555,6 +574,52 @@ export class Reconciler implements ReconcileTrigger {
 
   /** Workers inside a pass now (metrics). */
   private busy = 0
+
+  /** Looks at `host` again (see {@link claim}) just after the lease another replica held runs out. */
+  private claimLater(host: string): void {
+    if (!this.running || this.claimTimers.has(host)) return
+    const delay = this.recheckDelay(host, 'lease-held-elsewhere')
+    this.claimTimers.set(
+      host,
+      setTimeout(() => {
+        this.claimTimers.delete(host)
+        void this.claim(host)
+      }, delay),
+    )
+  }
+
+  /**
+   * Takes the lease of a host another replica held, outside the workers, then queues its pass. A replica that
+   * died leaves many hosts whose leases run out together: taking them is one small write each, while their passes
+   * (a bus read each, at most `concurrency` at a time) take longer, so the hosts move when the leases run out and
+   * converge as the workers get to them. A host already queued or in a pass is left to that pass.
+   */
+  private async claim(host: string): Promise<void> {
+    if (!this.running) return
+    if (this.held.has(host) || this.inPass.has(host) || !this.o.hosts.get(host)) return this.enqueue(host)
+    try {
+      const got = await this.lease(host)
+      if (!this.running) {
+        // Stopped meanwhile: stop() has released what it held; this one too.
+        if (got && got !== 'share-full' && this.held.get(host) === got) {
+          this.held.delete(host)
+          await this.o.store.leases.release(host, this.o.holder, got.token).catch(() => false)
+        }
+        return
+      }
+      if (got === null) this.claimLater(host)
+      else if (got === 'share-full') {
+        this.leftForShare.add(host)
+        this.queue.addAfter(host, this.recheckDelay(host, 'lease-share-full'))
+      } else {
+        this.o.metrics?.lease?.(host, true)
+        this.enqueue(host)
+      }
+    } catch (e) {
+      const delay = this.queue.addRateLimited(host)
+      this.o.log.warn({ host, err: e instanceof Error ? e.message : String(e), retryInMs: delay }, 'lease claim failed')
+    }
+  }
 
   /**
    * One reconcile pass for `host` (also used directly by tests).
