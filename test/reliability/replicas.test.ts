@@ -410,13 +410,14 @@ async function replicasSuite(t: Test): Promise<void> {
   await until('replica-1 to hold every lease', async () => (await allHolders(r1, hosts)).every((h) => h === 'replica-1'))
   const [r2, r3] = await Promise.all([ids[1]!, ids[2]!].map((id) => startReplica(t, { id, databaseUrl: db.url, hosts: addrs })))
   t.comment(`cluster up: 3 emulators, 3 replicas (${Date.now() - t0} ms)`)
-  // Reads through the replicas that just joined name a holder for every host. Not necessarily replica-1 for all:
-  // with three replicas its share is two hosts, so it gives one up and a newcomer takes it at once.
+  // Reads through the replicas that just joined answer for every host: one of the replicas, or no holder. Not
+  // necessarily replica-1 for all: with three replicas its share is two hosts, so it gives one up, which is
+  // without a holder until a newcomer looks at it again (at the latest when the released lease would have run out).
   for (const r of [r2!, r3!]) {
     const seen = await allHolders(r, hosts)
     t.ok(
-      seen.every((h) => h !== null && ids.includes(h)),
-      `${r.id} answers reads: every host has a holder (${seen.join(', ')})`,
+      seen.every((h) => h === null || ids.includes(h)),
+      `${r.id} answers reads: each host held by a replica or by none (${seen.map((h) => h ?? 'none').join(', ')})`,
     )
   }
   const baseline = await writeLogs(emus)
