@@ -330,17 +330,21 @@ export class Reconciler implements ReconcileTrigger {
     await this.counting
   }
 
-  /**
-   * When to look again at a host this replica left alone: one another replica holds, just after that lease's
-   * expiry; one left for the share, just after the earliest expiry of another replica's row (if that replica is
-   * dead, the share grows then). At most a lease time.
-   */
-  private recheckDelay(host: string, why: 'lease-held-elsewhere' | 'lease-share-full'): number {
-    const until = why === 'lease-held-elsewhere' ? this.heldElsewhereUntil.get(host) : this.othersNextExpiry
-    this.heldElsewhereUntil.delete(host)
+  /** Ms until just after `until` (store clock), at most a lease time (a lease time when unknown). */
+  private justAfter(until: Date | null | undefined): number {
     if (!until) return this.o.leaseTtlMs
     const ms = until.getTime() - this.o.store.now().getTime() + RECHECK_AFTER_EXPIRY_MS
     return Math.min(this.o.leaseTtlMs, Math.max(RECHECK_AFTER_EXPIRY_MS, ms))
+  }
+
+  /**
+   * Leaves `host` alone because this replica holds its share: it is claimed when a count finds the share grown,
+   * and looked at again just after the earliest expiry of another replica's row (if that replica is dead, the
+   * share grows then).
+   */
+  private leaveForShare(host: string): void {
+    this.leftForShare.add(host)
+    this.queue.addAfter(host, this.justAfter(this.othersNextExpiry))
   }
 
   /** Nudges a host (idempotent). */
@@ -546,8 +550,7 @@ export class Reconciler implements ReconcileTrigger {
           this.claimLater(host)
           result = 'requeue_after'
         } else if (out.skipped === 'lease-share-full') {
-          this.leftForShare.add(host)
-          this.queue.addAfter(host, this.recheckDelay(host, out.skipped))
+          this.leaveForShare(host)
           result = 'requeue_after'
         } else if (out.converged || out.skipped) {
           this.queue.forget(host)
@@ -578,7 +581,8 @@ export class Reconciler implements ReconcileTrigger {
   /** Looks at `host` again (see {@link claim}) just after the lease another replica held runs out. */
   private claimLater(host: string): void {
     if (!this.running || this.claimTimers.has(host)) return
-    const delay = this.recheckDelay(host, 'lease-held-elsewhere')
+    const delay = this.justAfter(this.heldElsewhereUntil.get(host))
+    this.heldElsewhereUntil.delete(host)
     this.claimTimers.set(
       host,
       setTimeout(() => {
@@ -608,10 +612,8 @@ export class Reconciler implements ReconcileTrigger {
         return
       }
       if (got === null) this.claimLater(host)
-      else if (got === 'share-full') {
-        this.leftForShare.add(host)
-        this.queue.addAfter(host, this.recheckDelay(host, 'lease-share-full'))
-      } else {
+      else if (got === 'share-full') this.leaveForShare(host)
+      else {
         this.o.metrics?.lease?.(host, true)
         this.enqueue(host)
       }

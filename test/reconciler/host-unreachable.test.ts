@@ -6,9 +6,9 @@
  * the devices stayed Ready and nothing said the host was gone). The long versions (agent and emulator
  * processes killed, paused, cut off) are in test/reliability/host-faults.test.ts.
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config.js'
-import { createLogger, startService } from '../../src/main.js'
+import { createLogger, type RunningService, startService } from '../../src/main.js'
 import type { ReconcileOutcome } from '../../src/reconciler/reconciler.js'
 import { startRemote, tcpProxy } from '../emulator-remote/helpers.js'
 import { condition, isReady, restClient, until } from '../scenario/rest-client.js'
@@ -16,9 +16,8 @@ import { freshDatabase } from '../store/pg-helper.js'
 
 const U = 'b0000000-0000-4000-8000-000000000000'
 
-t.test('cut off: Ready turns Unknown with HostUnreachable; back: Ready again and HostReachable', async (t) => {
-  const { server } = await startRemote(t, { clock: 'realtime', tickMs: 10 })
-  const proxy = await tcpProxy(t, server.address)
+/** `apmatrix serve` in process on SQLite, its one host `local` the remote emulator at `address`, resync 300 ms. */
+async function serviceFor(t: Test, address: string): Promise<RunningService> {
   const db = await freshDatabase(t, 'sqlite')
   const cfg = loadConfig(
     {},
@@ -26,13 +25,20 @@ t.test('cut off: Ready turns Unknown with HostUnreachable; back: Ready again and
       DATABASE_URL: db.url,
       APMATRIX_HTTP_ADDR: '127.0.0.1:0',
       APMATRIX_GRPC_ADDR: '127.0.0.1:0',
-      APMATRIX_HOSTS: `local@${proxy.address}`,
+      APMATRIX_HOSTS: `local@${address}`,
       APMATRIX_LOG_LEVEL: 'silent',
       APMATRIX_RESYNC_MS: '300',
     },
   )
   const svc = await startService(cfg, createLogger(cfg.logLevel))
   t.teardown(() => svc.close())
+  return svc
+}
+
+t.test('cut off: Ready turns Unknown with HostUnreachable; back: Ready again and HostReachable', async (t) => {
+  const { server } = await startRemote(t, { clock: 'realtime', tickMs: 10 })
+  const proxy = await tcpProxy(t, server.address)
+  const svc = await serviceFor(t, proxy.address)
   const outcomes: ReconcileOutcome[] = []
   svc.reconciler.onOutcome((o) => void outcomes.push(o))
   const call = restClient(svc.httpUrl)
@@ -98,20 +104,7 @@ t.test('rebooted through the emulator control: Ready turns Unknown (HostRebooted
 
 t.test('rebooted behind the service (a remote emulator): once the pass sees the new boot, Ready is Unknown (HostRebooted) until restored', async (t) => {
   const { server, client } = await startRemote(t, { clock: 'realtime', tickMs: 10 })
-  const db = await freshDatabase(t, 'sqlite')
-  const cfg = loadConfig(
-    {},
-    {
-      DATABASE_URL: db.url,
-      APMATRIX_HTTP_ADDR: '127.0.0.1:0',
-      APMATRIX_GRPC_ADDR: '127.0.0.1:0',
-      APMATRIX_HOSTS: `local@${server.address}`,
-      APMATRIX_LOG_LEVEL: 'silent',
-      APMATRIX_RESYNC_MS: '300',
-    },
-  )
-  const svc = await startService(cfg, createLogger(cfg.logLevel))
-  t.teardown(() => svc.close())
+  const svc = await serviceFor(t, server.address)
   const call = restClient(svc.httpUrl)
   const get = async () => (await call('GET', `/v1/hosts/local/mdevs/${U}`)).body
   t.equal((await call('PUT', '/v1/hosts/local/masks', { body: { apmask: '-7' } })).status, 200)

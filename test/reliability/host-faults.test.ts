@@ -35,6 +35,7 @@ import { type RunningService, createLogger, startService } from '../../src/main.
 import type { EventRecord } from '../../src/store/event-repo.js'
 import { scratchDir, startMounted } from '../emulator/fuse/mounted-emulator.js'
 import { type RestCall, condition, crossProduct, isReady, restClient, until } from '../scenario/rest-client.js'
+import { agentArgs } from '../scenario/scenario-fixture.js'
 import { freshDatabase } from '../store/pg-helper.js'
 import { type CliProcess, readyLine, spawnCli } from './cli-process.js'
 
@@ -142,21 +143,7 @@ async function startAgentBackend(t: Test): Promise<Backend> {
   const m = await startMounted(t, { clock: 'realtime', tickMs: 10, bootIdFile })
   const lock = path.join(scratch, 's390apconfig.lock')
   const start = async () => {
-    const p = spawnCli(t, [
-      'agent',
-      '--sysfs-root',
-      m.dir,
-      '--addr',
-      '127.0.0.1:0',
-      '--watch',
-      'poll',
-      '--poll-ms',
-      '100',
-      '--lock-path',
-      lock,
-      '--boot-id-file',
-      bootIdFile,
-    ])
+    const p = spawnCli(t, agentArgs(m.dir, lock, bootIdFile))
     const r = await readyLine(p, AGENT_READY, 'the agent ready line')
     if (!r) throw new Error(`the agent did not start: ${p.stderr.join('\n')}`)
     return { p, addr: r[1]! }

@@ -98,21 +98,7 @@ async function startBackend(
       controls,
     }
   }
-  const agent = spawnCli(t, [
-    'agent',
-    '--sysfs-root',
-    m.dir,
-    '--addr',
-    '127.0.0.1:0',
-    '--watch',
-    'poll',
-    '--poll-ms',
-    '100',
-    '--lock-path',
-    lock,
-    '--boot-id-file',
-    bootIdFile,
-  ])
+  const agent = spawnCli(t, agentArgs(m.dir, lock, bootIdFile))
   const ready = await readyLine(agent, /^apmatrix agent listening on (\S+) /, 'the agent ready line')
   if (!ready) throw new Error(`the agent did not start: ${agent.stderr.join('\n')}`)
   return { env: { APMATRIX_HOSTS: `local@${ready[1]}` }, controls }
@@ -180,4 +166,23 @@ export async function startScenario(t: Test, db: TestDatabase, env: Record<strin
     waitEvent: (type, pred = () => true) =>
       until(`a ${type} event`, async () => (await events(type)).find(pred), { describe: async () => (await events()).map((e) => `${e.type}:${e.name}`) }),
   }
+}
+
+/** The agent's command line in the tests: `sysfsRoot` plays /sys, polled every 100 ms, with its lock and boot id files. */
+export function agentArgs(sysfsRoot: string, lockPath: string, bootIdFile: string): string[] {
+  return [
+    'agent',
+    '--sysfs-root',
+    sysfsRoot,
+    '--addr',
+    '127.0.0.1:0',
+    '--watch',
+    'poll',
+    '--poll-ms',
+    '100',
+    '--lock-path',
+    lockPath,
+    '--boot-id-file',
+    bootIdFile,
+  ]
 }
