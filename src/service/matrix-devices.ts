@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import { ApmatrixError, invalidArgument } from '../domain/errors.js'
 import { normalizeSpec, normalizeUuid, sameSpec } from '../domain/mdev.js'
-import type { MdevRecord } from '../store/index.js'
+import type { MdevRecord, Repos } from '../store/index.js'
 import type { HostAccess } from './host-access.js'
 import { mustFind, planned, withMdev } from './host-state.js'
 import { checkLabels, checkOwner, isPlainObject, mergeFlat } from './mdev-input.js'
@@ -156,6 +156,7 @@ export class MatrixDevices {
       host,
       action: 'mdev.delete',
       target: `hosts/${host}/mdevs/${id}`,
+      precheck: (repos) => this.precheck(repos, host, id, 'delete', ctx),
       prepare: (state, stored) => {
         const cur = mustFind(stored, host, id)
         checkVisible(ctx.principal, 'delete', host, id, cur.owner)
@@ -177,6 +178,17 @@ export class MatrixDevices {
     })
   }
 
+  /**
+   * The runner's early If-Match check (mutation-runner.ts `precheck`), in the order `prepare` checks: a device
+   * the caller may not see answers as `prepare` would; an absent one is left to `prepare` (NOT_FOUND).
+   */
+  private async precheck(repos: Pick<Repos, 'mdevs'>, host: string, uuid: string, verb: 'update' | 'delete', ctx: CallContext): Promise<void> {
+    const cur = await repos.mdevs.version(host, uuid)
+    if (!cur) return
+    checkVisible(ctx.principal, verb, host, uuid, cur.owner)
+    checkPrecondition(ctx, cur.resourceVersion, `matrix device ${uuid} has`)
+  }
+
   /** One update of spec, labels and owner as `next` makes them of the stored device (checked here). */
   private update(host: string, uuid: string, ctx: CallContext, action: string, request: unknown, next: NextFields): Promise<Mutation<MdevView>> {
     return this.runner.run<MdevView>(ctx, {
@@ -184,6 +196,7 @@ export class MatrixDevices {
       action,
       target: `hosts/${host}/mdevs/${uuid}`,
       request,
+      precheck: (repos) => this.precheck(repos, host, uuid, 'update', ctx),
       prepare: (state, stored) => {
         const cur = mustFind(stored, host, uuid)
         checkVisible(ctx.principal, 'update', host, uuid, cur.owner)
@@ -199,7 +212,12 @@ export class MatrixDevices {
           apply: async (tx) => {
             const rec = await tx.mdevs.update(host, uuid, { spec, labels, owner }, precondition(ctx, cur.resourceVersion))
             const changed = rec.resourceVersion !== cur.resourceVersion
-            return { result: mdevView(rec), events: changed ? [mdevEvent(rec, 'MdevUpdated', `updated (generation ${rec.generation})`)] : [] }
+            return {
+              result: mdevView(rec),
+              events: changed ? [mdevEvent(rec, 'MdevUpdated', `updated (generation ${rec.generation})`)] : [],
+              // Labels and owner are the caller's bookkeeping: only a new generation (a spec change) can change the plan.
+              reconcile: rec.generation !== cur.generation,
+            }
           },
         }
       },

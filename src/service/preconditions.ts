@@ -10,6 +10,11 @@ function acceptedVersions(ctx: CallContext): readonly string[] | undefined {
   return list.length === 0 || list.includes('*') ? undefined : list
 }
 
+/** True when the caller names versions (If-Match other than `*`): only then can a precondition refuse. */
+export function namesVersions(ctx: CallContext): boolean {
+  return acceptedVersions(ctx) !== undefined
+}
+
 /**
  * The If-Match precondition as the store takes it, given the version `current` read before the write:
  * the listed version that matches it (RFC 9110: any listed entity tag may match), so the store still

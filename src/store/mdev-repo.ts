@@ -119,6 +119,17 @@ function specColumns(s: MdevSpec) {
   }
 }
 
+/** The spec of stored spec columns. */
+function specOf(r: Pick<MdevRow, 'adapters' | 'domains' | 'controlDomains' | 'state' | 'drain'>): MdevSpec {
+  return {
+    adapters: fromJson<number[]>(r.adapters, []),
+    domains: fromJson<number[]>(r.domains, []),
+    controlDomains: fromJson<number[]>(r.controlDomains, []),
+    state: r.state as MdevState,
+    ...(r.drain ? { drain: fromJson<DrainPolicySpec>(r.drain, {}) } : {}),
+  }
+}
+
 function toRecord(r: MdevRow): MdevRecord {
   return {
     host: r.host,
@@ -130,13 +141,7 @@ function toRecord(r: MdevRow): MdevRecord {
     origin: r.origin as MdevOrigin,
     deletionRequestedAt: r.deletionRequestedAt,
     force: r.force,
-    spec: {
-      adapters: fromJson<number[]>(r.adapters, []),
-      domains: fromJson<number[]>(r.domains, []),
-      controlDomains: fromJson<number[]>(r.controlDomains, []),
-      state: r.state as MdevState,
-      ...(r.drain ? { drain: fromJson<DrainPolicySpec>(r.drain, {}) } : {}),
-    },
+    spec: specOf(r),
     status: fromJson<MdevStatus>(r.status, {}),
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
@@ -196,14 +201,14 @@ async function directListAll(sql: DirectSqlite, host: string): Promise<MdevRecor
   return out
 }
 
-/** `UPDATE ... SET` for the fields of `data` (column names are the field names), and `updatedAt` as Prisma's `@updatedAt` sets it. */
+/** `UPDATE ... SET` for the fields of `data` (column names are the field names), and `updatedAt` as Prisma's `@updatedAt` sets it unless `data` names it. */
 function directUpdate(sql: DirectSqlite, where: { host: string; uuid: string; resourceVersion?: string }, data: Record<string, unknown>): number {
-  const cols = Object.keys(data)
+  const cols = Object.keys(data).filter((c) => c !== 'updatedAt')
   const cond = where.resourceVersion === undefined ? '' : ' AND "resourceVersion" = ?'
   return sql.run(
     `UPDATE "Mdev" SET ${[...cols, 'updatedAt'].map((c) => `"${c}" = ?`).join(', ')} WHERE "host" = ? AND "uuid" = ?${cond}`,
     ...cols.map((c) => data[c]),
-    new Date(),
+    data.updatedAt instanceof Date ? data.updatedAt : new Date(),
     where.host,
     where.uuid,
     ...(where.resourceVersion === undefined ? [] : [where.resourceVersion]),
@@ -289,6 +294,22 @@ export class MdevRepo {
   }
 
   /**
+   * The device's resourceVersion and owner as last committed (not through the read cache), or undefined if it is
+   * absent: one small read, for a precondition answered before any lock is taken (mutation-runner.ts precheck).
+   */
+  version(host: string, uuid: string): Promise<{ resourceVersion: string; owner: string | null } | undefined> {
+    return this.ctx.read(`mdev ${host}/${uuid}`, async (db, sql) => {
+      if (sql)
+        return sql.get<{ resourceVersion: string; owner: string | null }>(
+          'SELECT "resourceVersion", "owner" FROM "Mdev" WHERE "host" = ? AND "uuid" = ?',
+          host,
+          uuid,
+        )
+      return (await db.mdev.findUnique({ where: { host_uuid: { host, uuid } }, select: { resourceVersion: true, owner: true } })) ?? undefined
+    })
+  }
+
+  /**
    * One page of a host's devices ordered by uuid, filtered by state, owner and labels (all must match).
    * `nextPageToken` is set when more may follow; pass it back unchanged with the same filters.
    * A bad limit or token: `INVALID_ARGUMENT`.
@@ -337,8 +358,9 @@ export class MdevRepo {
       const labelsChanged = patch.labels !== undefined && toJson(sortedEntries(patch.labels)) !== toJson(sortedEntries(cur.labels))
       const ownerChanged = patch.owner !== undefined && patch.owner !== cur.owner
       if (!specChanged && !labelsChanged && !ownerChanged) return cur
-      await this.casUpdate(db, sql, cur, pre, {
-        ...(specChanged ? { ...specColumns(patch.spec!), generation: cur.generation + 1 } : {}),
+      const columns = specChanged ? specColumns(patch.spec!) : undefined
+      const written = await this.casUpdate(db, sql, cur, pre, {
+        ...(columns ? { ...columns, generation: cur.generation + 1 } : {}),
         ...(ownerChanged ? { owner: patch.owner } : {}),
       })
       if (labelsChanged && sql) {
@@ -348,7 +370,16 @@ export class MdevRepo {
         await db.mdevLabel.deleteMany({ where: { host, uuid } })
         await db.mdevLabel.createMany({ data: labelRows(patch.labels!).map((l) => ({ host, uuid, ...l })) })
       }
-      return this.mustFind(db, sql, host, uuid)
+      // The row as stored, without reading it back (two queries on PostgreSQL): the locked row and what this
+      // write set, the spec decoded from the stored columns as a read decodes it.
+      return {
+        ...cur,
+        generation: columns ? cur.generation + 1 : cur.generation,
+        spec: columns ? specOf(columns) : cur.spec,
+        owner: ownerChanged ? patch.owner! : cur.owner,
+        labels: labelsChanged ? Object.fromEntries(sortedEntries(patch.labels!)) : cur.labels,
+        ...written,
+      }
     })
   }
 
@@ -433,11 +464,19 @@ export class MdevRepo {
   }
 
   /** Compare-and-set on the version read: on PostgreSQL a concurrent writer blocks us, then we match nothing. */
-  private async casUpdate(db: DbTx, sql: DirectSqlite | undefined, cur: MdevRecord, pre: Precondition, data: Record<string, unknown>): Promise<void> {
+  private async casUpdate(
+    db: DbTx,
+    sql: DirectSqlite | undefined,
+    cur: MdevRecord,
+    pre: Precondition,
+    data: Record<string, unknown>,
+  ): Promise<{ resourceVersion: string; updatedAt: Date }> {
     const where = { host: cur.host, uuid: cur.uuid, resourceVersion: cur.resourceVersion }
-    const set = { ...data, resourceVersion: newResourceVersion() }
+    const written = { resourceVersion: newResourceVersion(), updatedAt: new Date() }
+    const set = { ...data, ...written }
     const n = sql ? directUpdate(sql, where, set) : (await db.mdev.updateMany({ where, data: set })).count
     if (n === 0) this.lostRace(cur.host, cur.uuid, pre)
+    return written
   }
 
   private lostRace(host: string, uuid: string, pre: Precondition): never {

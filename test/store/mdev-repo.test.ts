@@ -58,6 +58,17 @@ forEachDatabase(t, async (t, db) => {
     t.same(respec.spec.domains, [4, 7])
     const same = await store.mdevs.update('local', uuid(1), { spec: spec({ domains: [7, 4] }) })
     t.same(same, respec, 'a patch that changes nothing writes nothing')
+    // update() answers the row without reading it back: each answer is what a read then returns.
+    t.strictSame(labelled.updatedAt.getTime() >= cur.updatedAt.getTime(), true, 'updatedAt moves on')
+    const drained = await store.mdevs.update('local', uuid(1), {
+      spec: spec({ adapters: [9, 3], drain: { timeoutSeconds: 5, onTimeout: 'flush' } }),
+      labels: { z: '1', a: '2' },
+      owner: 'tenant-b',
+    })
+    t.strictSame(drained, await store.mdevs.get('local', uuid(1)), 'spec, labels, owner, versions and dates as stored')
+    t.strictSame(Object.keys(drained.labels), ['a', 'z'], 'labels in key order, as a read gives them')
+    const relabelled = await store.mdevs.update('local', uuid(1), { labels: {} })
+    t.strictSame(relabelled, await store.mdevs.get('local', uuid(1)), 'a label-only change as stored')
     t.equal(await codeOf(store.mdevs.update('local', uuid(99), { owner: 'x' })), 'NOT_FOUND')
   })
 
