@@ -30,6 +30,13 @@ export interface ExecutorOptions {
   onDrainProgress?: (p: DrainProgress) => Promise<void>
   /** Least drain time between two progress reports (default 500 ms). */
   drainProgressMs?: number
+  /**
+   * True once the caller is shutting down: the execution ends with {@link ExecutionAborted} before its next
+   * step and at the next poll of a drain, as if the process had died there (the journal shows where; the next
+   * pass, here or on another replica, goes on from the bus as it is). A drain may wait an hour and a slow write
+   * a minute: a graceful stop must not wait for them.
+   */
+  stopping?: () => boolean
 }
 
 /** A drain in progress: requests still queued or pending per busy queue, and the queues already idle and offline. */
@@ -133,6 +140,7 @@ export async function executePlan(bus: BusPort, plan: Plan, opts: ExecutorOption
     const ran: StepResult[] = []
     for (const index of phase.indexes) {
       await turn()
+      if (opts.stopping?.()) throw new ExecutionAborted('the reconciler is stopping')
       const op = plan.operations[index]!
       const step: StepResult = { index, op, state: 'done' }
       await hooks.beforeStep?.(step)
@@ -234,6 +242,7 @@ async function drain(bus: BusPort, apqns: string[], opts: ExecutorOptions, sleep
         await opts.onDrainProgress(result())
       }
     }
+    if (opts.stopping?.()) throw new ExecutionAborted('the reconciler is stopping')
     await sleep(opts.drainPollMs)
     waited += opts.drainPollMs
   }

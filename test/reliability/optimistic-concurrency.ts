@@ -7,7 +7,7 @@
  *   and changes nothing; the writer reads again and retries. Asserted: 0 lost updates, i.e. the final counter is
  *   32 x N and the acknowledged writes wrote each of the values 1..32 x N exactly once.
  * - The negative control, without If-Match: the same writers, in lock step per round (all 32 read, then all 32
- *   write), so every round's 32 writes provably start from the same value and the check must see losses: the
+ *   write; CONTROL_ROUNDS rounds), so every round's 32 writes provably start from the same value and the check must see losses: the
  *   final counter is below the number of acknowledged writes (exactly one increment per round survives).
  *   (Free running, without the lock step, a probe lost 151 of 160 writes; not asserted, as it could lose none.)
  *
@@ -30,6 +30,11 @@ const WRITERS = 32
  */
 const RMWS = Number(process.env.APMATRIX_TEST_OCC_RMWS || 100)
 const TOTAL = WRITERS * RMWS
+/**
+ * Rounds of the negative control (APMATRIX_TEST_OCC_CONTROL_ROUNDS, default 10): 32 blind writes per round, of
+ * which exactly one survives; ten rounds (310 lost of 320) prove the check sees losses as well as a hundred.
+ */
+const CONTROL_ROUNDS = Number(process.env.APMATRIX_TEST_OCC_CONTROL_ROUNDS || 10)
 const DEV = 'c0000000-0000-4000-8000-000000000032'
 const PATH = `/v1/hosts/local/mdevs/${DEV}`
 const PATCH_TYPE = { 'content-type': 'application/merge-patch+json' }
@@ -91,8 +96,8 @@ async function reset(call: RestCall): Promise<void> {
   if (r.status !== 200) throw new Error(`reset: ${r.status} ${r.text}`)
 }
 
-/** One run: WRITERS concurrent writers of RMWS read-modify-writes each. */
-async function run(call: RestCall, mode: 'if-match' | 'blind-lockstep', progress: (line: string) => void): Promise<RunFigures> {
+/** One run: WRITERS concurrent writers of `rounds` read-modify-writes each. */
+async function run(call: RestCall, mode: 'if-match' | 'blind-lockstep', rounds: number, progress: (line: string) => void): Promise<RunFigures> {
   await reset(call)
   const written: number[] = []
   let retries = 0
@@ -100,7 +105,7 @@ async function run(call: RestCall, mode: 'if-match' | 'blind-lockstep', progress
   const start = process.hrtime.bigint()
   await Promise.all(
     Array.from({ length: WRITERS }, async () => {
-      for (let i = 0; i < RMWS; i++) {
+      for (let i = 0; i < rounds; i++) {
         for (let attempt = 0; ; attempt++) {
           if (attempt > MAX_RETRIES) throw new Error(`one RMW was refused ${MAX_RETRIES} times`)
           const { n, etag } = await readCounter(call)
@@ -110,7 +115,7 @@ async function run(call: RestCall, mode: 'if-match' | 'blind-lockstep', progress
           if (sync) await sync()
           if (status === 200) {
             written.push(n + 1)
-            if (written.length % (8 * RMWS) === 0) progress(`${mode}: ${written.length} RMWs, ${retries} retries, ${elapsed(start)} s`)
+            if (written.length % (8 * rounds) === 0) progress(`${mode}: ${written.length} RMWs, ${retries} retries, ${elapsed(start)} s`)
             break
           }
           retries++
@@ -143,20 +148,23 @@ export async function optimisticConcurrency(t: Test, databaseUrl: string, db: st
   })
   t.equal(created.status, 200, `the device is created${created.status === 200 ? '' : `: ${created.text}`}`)
 
-  const guarded = await run(call, 'if-match', (l) => t.comment(l))
+  const guarded = await run(call, 'if-match', RMWS, (l) => t.comment(l))
   t.equal(guarded.rmws, TOTAL, `If-Match: ${TOTAL} writes acknowledged`)
   t.equal(guarded.final, TOTAL, `If-Match: the counter is ${TOTAL}`)
   t.equal(guarded.lost, 0, 'If-Match: 0 lost updates')
   const values = new Set(guarded.written)
   t.ok(values.size === TOTAL && guarded.written.every((v) => v >= 1 && v <= TOTAL), `If-Match: every value 1..${TOTAL} written exactly once`)
 
-  const lockstep = await run(call, 'blind-lockstep', (l) => t.comment(l))
-  t.equal(lockstep.rmws, TOTAL, `without If-Match (lock step): ${TOTAL} writes acknowledged`)
+  const lockstep = await run(call, 'blind-lockstep', CONTROL_ROUNDS, (l) => t.comment(l))
+  const controlTotal = WRITERS * CONTROL_ROUNDS
+  t.equal(lockstep.rmws, controlTotal, `without If-Match (lock step): ${controlTotal} writes acknowledged`)
   t.ok(lockstep.lost > 0, `without If-Match (lock step): the check sees lost updates (${lockstep.lost})`)
   // Every round's writes start from one value: exactly one increment per round survives.
-  t.equal(lockstep.final, RMWS, `without If-Match (lock step): one increment per round survives (${lockstep.final})`)
+  t.equal(lockstep.final, CONTROL_ROUNDS, `without If-Match (lock step): one increment per round survives (${lockstep.final})`)
 
-  t.comment(`optimistic concurrency on ${db}: ${WRITERS} writers x ${RMWS} read-modify-writes of one matrix device`)
+  t.comment(
+    `optimistic concurrency on ${db}: ${WRITERS} writers x ${RMWS} read-modify-writes of one matrix device with If-Match; the control: ${WRITERS} x ${CONTROL_ROUNDS} without`,
+  )
   t.comment('db | mode | RMWs acknowledged | 409 retries | final counter | lost updates | seconds | RMW/s')
   for (const r of [guarded, lockstep])
     t.comment(`${db} | ${r.mode} | ${r.rmws} | ${r.retries} | ${r.final} | ${r.lost} | ${r.seconds.toFixed(1)} | ${(r.rmws / r.seconds).toFixed(0)}`)

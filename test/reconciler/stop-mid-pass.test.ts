@@ -1,0 +1,119 @@
+/**
+ * A graceful stop does not wait for a long pass (Reconciler.stop, executor `stopping`), on the real store and
+ * emulator: a hand-over draining a never-idle queue under an hour's drain policy ends at its next drain poll
+ * (nothing flushed, the masks unchanged: the next pass goes on from the bus as it is), and a pass stopped
+ * at a bus write makes that write and no other. Found by the gRPC fuzz run: a graceful stop waited for a
+ * drain the fuzz had given an hour's budget (the service did not exit within 100 s of SIGTERM).
+ */
+import t, { type Test } from 'tap'
+import { Mask } from '../../src/domain/mask.js'
+import { LocalEmulatedHost } from '../../src/hosts/local-emulated-host.js'
+import { StaticHostRegistry } from '../../src/hosts/managed-host.js'
+import { Reconciler, type ReconcilerOptions } from '../../src/reconciler/reconciler.js'
+import { forEachDatabase, freshDatabase, type TestDatabase } from '../store/pg-helper.js'
+import { addHost, openStore } from '../store/store-fixture.js'
+
+const U1 = '11111111-1111-4111-8111-111111111111'
+const U2 = '22222222-2222-4222-8222-222222222222'
+const Q = '07.00ab'
+const FULL = Mask.full().toString()
+
+async function setup(t: Test, db: TestDatabase, opts: Partial<ReconcilerOptions> = {}) {
+  const store = await openStore(t, await freshDatabase(t, db.provider))
+  await addHost(store, 'local')
+  const local = new LocalEmulatedHost({ name: 'local', profile: 'spec-fixture', realtime: false })
+  t.teardown(() => local.close())
+  const info = await local.info()
+  await store.hosts.upsert({ ...(await store.hosts.get('local')), bootId: info.bootId })
+  const rec = new Reconciler({ store, hosts: new StaticHostRegistry([local]), resyncMs: 3_600_000, drainPollMs: 10, ...opts })
+  t.teardown(() => rec.stop())
+  return { store, local, rec }
+}
+
+forEachDatabase(t, async (t, db) => {
+  t.test('a drain with an hour of budget ends at the stop: nothing flushed, the mask as it was', async (t) => {
+    let virtualMs = 0
+    let stopped: Promise<void> | undefined
+    let rec: Reconciler | undefined
+    const {
+      store,
+      local,
+      rec: r,
+    } = await setup(t, db, {
+      // Virtual time: each drain poll advances the emulator's clock; the stop comes after 2 s of drain.
+      sleep: async (ms) => {
+        local.host.advance(ms)
+        virtualMs += ms
+        if (virtualMs >= 2_000 && !stopped) stopped = rec!.stop()
+      },
+    })
+    rec = r
+    local.host.setWorkload(Q, 300) // never idle at a 10 ms poll
+    local.host.advance(100)
+    await store.masks.set('local', {
+      apmask: Mask.full()
+        .minus(Mask.of([7]))
+        .toString(),
+      aqmask: FULL,
+    })
+    await store.mdevs.create({
+      host: 'local',
+      uuid: U1,
+      spec: { adapters: [7], domains: [0xab], controlDomains: [], state: 'started', drain: { timeoutSeconds: 3600, onTimeout: 'flush' } },
+    })
+    rec.start()
+    // A hang guard: without the stop check the pass drains for an hour of virtual time (360,000 polls).
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (stopped) {
+          clearInterval(poll)
+          resolve()
+        }
+      }, 5)
+    })
+    await stopped
+    t.ok(virtualMs < 3_600_000, `the drain ended at the stop (${virtualMs} ms of its 3,600,000 ms budget)`)
+    t.equal(local.host.requestStats(Q).flushed, 0, 'nothing flushed')
+    t.equal((await local.bus.observeTopology()).apmask, FULL, 'the host mask did not change: the hand-over did not happen')
+    t.equal((await store.leases.get('local'))?.expiresAt.getTime()! <= Date.now(), true, 'the lease was released')
+  })
+
+  t.test('a pass stopped at a bus write makes that write and no other', async (t) => {
+    const writes: string[] = []
+    let stopped: Promise<void> | undefined
+    let rec: Reconciler | undefined
+    const {
+      store,
+      local,
+      rec: r,
+    } = await setup(t, db, {
+      hook: (point, _host, step) => {
+        if (point !== 'beforeBusWrite' || !step) return
+        writes.push(step.kind)
+        stopped ??= rec!.stop()
+      },
+    })
+    rec = r
+    await store.masks.set('local', {
+      apmask: Mask.full()
+        .minus(Mask.of([5, 6]))
+        .toString(),
+      aqmask: FULL,
+    })
+    await store.mdevs.create({ host: 'local', uuid: U1, spec: { adapters: [5], domains: [4], controlDomains: [], state: 'started' } })
+    await store.mdevs.create({ host: 'local', uuid: U2, spec: { adapters: [6], domains: [4], controlDomains: [], state: 'started' } })
+    rec.start()
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (stopped) {
+          clearInterval(poll)
+          resolve()
+        }
+      }, 5)
+    })
+    await stopped
+    t.equal(writes.length, 1, `one bus write, then the stop (${writes.join(', ')})`)
+    const bus = await local.bus.observeTopology()
+    t.ok(bus.mdevs.length < 2, `the plan did not run to its end (${bus.mdevs.length} devices on the bus)`)
+  })
+})
