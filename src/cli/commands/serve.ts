@@ -18,6 +18,24 @@ Options (each also an environment variable; flags win):
 ${names.map((k) => `  --${SETTINGS[k].flag.padEnd(18)} ${SETTINGS[k].env.padEnd(26)} ${SETTINGS[k].help}${SETTINGS[k].def ? ` (default ${SETTINGS[k].def})` : ''}`).join('\n')}
   -h, --help`
 
+/** How long a stopped service waits for its last connections to go before it exits anyway. */
+const LINGER_MS = 2_000
+
+/**
+ * After the graceful stop: the process ends when nothing holds its event loop. A client that never reads can
+ * hold it for ever: an HTTP/2 session closed gracefully (GOAWAY, then the socket's end) keeps its socket until
+ * the peer closes its side, which a stuck or paused client never does (found by the gRPC fuzz run: SIGTERM
+ * done, the process still there 100 s later). A timer that does not itself hold the loop ends the process
+ * then, with the exit code the command set.
+ */
+function exitAfterLingeringConnections(log: { warn(o: object, msg: string): void; flush?(): void }): void {
+  setTimeout(() => {
+    log.warn({ waitedMs: LINGER_MS }, 'connections still open after the stop (a client that does not close its side); exiting')
+    log.flush?.()
+    process.exit()
+  }, LINGER_MS).unref()
+}
+
 /** The `serve` verb. */
 export const serveCommand: CliCommand = {
   path: ['serve'],
@@ -59,7 +77,11 @@ export const serveCommand: CliCommand = {
         process.off('SIGTERM', onTerm)
         process.off('SIGINT', onInt)
         void svc.close().then(
-          () => (guard.remove(), resolve()),
+          () => {
+            guard.remove()
+            exitAfterLingeringConnections(log)
+            resolve()
+          },
           (e) => {
             log.error({ err: String(e) }, 'shutdown failed')
             resolve()
