@@ -15,7 +15,7 @@
  * per refusal, up to 1 s), as a client of a contended object should. The cap decides the cost, not the outcome:
  * measured on 32 x 10, a 64 ms cap made about 28 refusals per acknowledged write on PostgreSQL (57 s; the refused
  * attempts starve the one that can succeed), 1 s about 2.6 (13 s).
- * One file per database (the -sqlite and -postgres test files): each run takes a minute or more on a loaded machine.
+ * Run by optimistic-concurrency.test.ts, SQLite then PostgreSQL: each run takes a minute or more.
  *
  * Figures per database (t.comment): RMWs, 409 retries, lost updates, throughput.
  */
