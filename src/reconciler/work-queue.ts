@@ -29,7 +29,8 @@ export class WorkQueue {
   private readonly inFlight = new Set<string>()
   private readonly dirty = new Set<string>()
   private readonly failures = new Map<string, number>()
-  private readonly timers = new Map<string, NodeJS.Timeout>()
+  /** Keys to queue later: the timer and when it fires (performance.now() ms). */
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number }>()
   private readonly waiters: Array<(key: string | null) => void> = []
   private closed = false
   private readonly baseDelayMs: number
@@ -75,15 +76,24 @@ export class WorkQueue {
     this.since.set(key, now)
   }
 
-  /** Queues `key` after `ms` (a later add wins if it comes first). */
+  /**
+   * Queues `key` after `ms` (an add that comes first wins). A key already waiting keeps the earlier of its two
+   * times, as client-go's delaying queue does: a host put off for a backoff of 30 s is still looked at when a
+   * later call asks for it in 50 ms (a lease that runs out).
+   */
   addAfter(key: string, ms: number): void {
     if (this.closed) return
-    if (this.timers.has(key)) return
+    const due = performance.now() + ms
+    const pending = this.timers.get(key)
+    if (pending) {
+      if (pending.due <= due) return
+      clearTimeout(pending.timer)
+    }
     const timer = setTimeout(() => {
       this.timers.delete(key)
       this.add(key)
     }, ms)
-    this.timers.set(key, timer)
+    this.timers.set(key, { timer, due })
   }
 
   /** Requeues after a failure with exponential backoff; returns the delay chosen. */
@@ -138,7 +148,7 @@ export class WorkQueue {
   /** Stops handing out keys; pending gets resolve with null. */
   shutdown(): void {
     this.closed = true
-    for (const t of this.timers.values()) clearTimeout(t)
+    for (const t of this.timers.values()) clearTimeout(t.timer)
     this.timers.clear()
     for (const w of this.waiters.splice(0)) w(null)
   }

@@ -53,6 +53,24 @@ t.test('a rate-limited key comes back after its delay', async (t) => {
   q.shutdown()
 })
 
+t.test('a key waiting to be queued keeps the earlier of two times (client-go delaying queue)', async (t) => {
+  const q = new WorkQueue()
+  t.teardown(() => q.shutdown())
+  const order: string[] = []
+  // 'slow' first waits an hour (a long backoff), then is asked for in 20 ms: it comes after 20 ms, not an hour.
+  q.addAfter('slow', 3_600_000)
+  q.addAfter('slow', 20)
+  // 'late' is asked for in 10 ms, then in an hour: the earlier time stays.
+  q.addAfter('late', 10)
+  q.addAfter('late', 3_600_000)
+  for (let i = 0; i < 2; i++) {
+    const k = await q.get()
+    order.push(k!)
+    q.done(k!)
+  }
+  t.same(order, ['late', 'slow'], 'both came, each at its earlier time, in that order')
+})
+
 t.test('shutdown releases waiting workers with null', async (t) => {
   const q = new WorkQueue()
   const p = q.get()
