@@ -2,8 +2,9 @@
  * A graceful stop does not wait for a long pass (Reconciler.stop, executor `stopping`), on the real store and
  * emulator: a hand-over draining a never-idle queue under an hour's drain policy ends at its next drain poll
  * (nothing flushed, the masks unchanged: the next pass goes on from the bus as it is), and a pass stopped
- * at a bus write makes that write and no other. Found by the gRPC fuzz run: a graceful stop waited for a
- * drain the fuzz had given an hour's budget (the service did not exit within 100 s of SIGTERM).
+ * at a bus write makes that write and no other. Without this a stop waited for the whole drain budget (a
+ * device may ask for an hour) and for every slow write left in the plan (the emulator's faults delay a write
+ * by up to a minute).
  */
 import t, { type Test } from 'tap'
 import { Mask } from '../../src/domain/mask.js'
