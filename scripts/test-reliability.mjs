@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Runs the reliability suite (dist/test/reliability/*.test.js) two files at a time, except the files that
-// package.json's `tap.serial` names: those measure latency or run inside a time box (fuzzing, the FUSE
-// properties, store and replica outages, takeover bounds), so each runs alone, on a quiet machine.
+// package.json's `tap.serial` names: those measure latency or load-sensitive bounds (the FUSE properties, store
+// and replica outages, takeover bounds, the watchers that must keep up), so each runs alone, on a quiet machine.
+// The fuzz runs are time-boxed too, but their 10,000 cases take 30 to 50 s alone, far inside their 165 s box:
+// they run beside other files.
 // tap treats a serial file as a barrier (it starts when every running file has ended, and nothing starts
 // beside it), so the parallel files go first, then the serial ones. Extra arguments go to tap.
 import { spawnSync } from 'node:child_process'
