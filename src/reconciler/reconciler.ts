@@ -587,18 +587,16 @@ export class Reconciler implements ReconcileTrigger {
 
   /** Workers inside a pass now (metrics). */
   private busy = 0
-  /** Set by {@link stop}: passes in flight end at their next step (executor `stopping`). */
+  /**
+   * Set by {@link stop} (not derived from `running`, which is false before a start too, when tests call
+   * {@link reconcile} directly): passes in flight end at their next step (executor `stopping`).
+   */
   private stopping = false
 
-  /** Looks at `host` again (see {@link claim}) just after the lease another replica held runs out. */
+  /** Looks at `host` again (see {@link claim}) just after the lease another replica held runs out, unless a claim of it is already due. */
   private claimLater(host: string): void {
     const delay = this.justAfter(this.heldElsewhereUntil.get(host))
     this.heldElsewhereUntil.delete(host)
-    this.claimAfter(host, delay)
-  }
-
-  /** {@link claim} `host` in `delay` ms, unless a claim of it is already due. */
-  private claimAfter(host: string, delay: number): void {
     if (!this.running || this.claimTimers.has(host)) return
     this.claimTimers.set(
       host,

@@ -10,21 +10,11 @@
 import pg from 'pg'
 import t from 'tap'
 import type { Principal } from '../../src/auth/identity.js'
-import { ApmatrixError } from '../../src/domain/errors.js'
 import { forEachDatabase } from '../store/pg-helper.js'
+import { codeOf } from '../store/store-fixture.js'
 import { serviceFixture, U1, U2 } from './service-fixture.js'
 
 const tenant = (name: string): Principal => ({ subject: name, groups: [], roles: ['tenant'], source: 'token', hosts: null, tenant: name })
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-    return 'ok'
-  } catch (e) {
-    if (e instanceof ApmatrixError) return e.code
-    throw e
-  }
-}
 
 forEachDatabase(t, async (t, db) => {
   const { service, store, enqueued } = await serviceFixture(t, db)
