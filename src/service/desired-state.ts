@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import { ApmatrixError, type Violation } from '../domain/errors.js'
 import { normalizeSpec, normalizeUuid, type MdevSpec } from '../domain/mdev.js'
-import type { EventInput, Store } from '../store/index.js'
+import type { EventInput, MdevRecord, Store } from '../store/index.js'
 import { newViolations, parseMaskInput, rejection, type HostDesired } from './admission.js'
 import type { HostAccess } from './host-access.js'
 import { desiredOf, loadStored, planned, withMdev, type StoredState } from './host-state.js'
@@ -53,6 +53,7 @@ export class DesiredState {
           apply: async (tx) => {
             const events: EventInput[] = []
             const mdevs: ApplyResult['mdevs'] = []
+            const written: MdevRecord[] = []
             const masks = await tx.masks.set(
               host,
               { apmask: after.apmask.toString(), aqmask: after.aqmask.toString() },
@@ -68,9 +69,12 @@ export class DesiredState {
                 mdevs.push({ uuid: m.uuid, generation: mdev.generation, resourceVersion: mdev.resourceVersion, action: 'created' })
                 continue
               }
-              const rec = await tx.mdevs.update(host, m.uuid, { spec: m.spec, labels: m.labels, owner: m.owner })
+              const rec = await tx.mdevs.update(host, m.uuid, { spec: m.spec, labels: m.labels, owner: m.owner }, {}, cur)
               const changed = rec.resourceVersion !== cur.resourceVersion
-              if (changed) events.push(mdevEvent(rec, 'MdevUpdated', `updated by desired-state apply (generation ${rec.generation})`))
+              if (changed) {
+                events.push(mdevEvent(rec, 'MdevUpdated', `updated by desired-state apply (generation ${rec.generation})`))
+                written.push(rec)
+              }
               mdevs.push({ uuid: m.uuid, generation: rec.generation, resourceVersion: rec.resourceVersion, action: changed ? 'updated' : 'unchanged' })
             }
             for (const m of after.mdevs) {
@@ -86,7 +90,7 @@ export class DesiredState {
               masks: { generation: masks.generation, resourceVersion: masks.resourceVersion },
               mdevs,
             }
-            return { result, events, detail: { mdevs: mdevs.length } }
+            return { result, events, detail: { mdevs: mdevs.length }, written }
           },
         }
       },

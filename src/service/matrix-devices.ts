@@ -210,13 +210,14 @@ export class MatrixDevices {
           after: withMdev(state, planned(uuid, spec)),
           focus: new Set([uuid]),
           apply: async (tx) => {
-            const rec = await tx.mdevs.update(host, uuid, { spec, labels, owner }, precondition(ctx, cur.resourceVersion))
+            const rec = await tx.mdevs.update(host, uuid, { spec, labels, owner }, precondition(ctx, cur.resourceVersion), cur)
             const changed = rec.resourceVersion !== cur.resourceVersion
             return {
               result: mdevView(rec),
               events: changed ? [mdevEvent(rec, 'MdevUpdated', `updated (generation ${rec.generation})`)] : [],
               // Labels and owner are the caller's bookkeeping: only a new generation (a spec change) can change the plan.
               reconcile: rec.generation !== cur.generation,
+              written: changed ? [rec] : [],
             }
           },
         }

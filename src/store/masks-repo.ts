@@ -130,8 +130,8 @@ export class MasksRepo {
    */
   lockForAdmission(host: string): Promise<void> {
     return this.ctx.write(`masks of ${host}`, async (db, sql) => {
-      await lockMasksRow(this.ctx, db, host)
-      if (sql ? sql.get('SELECT 1 FROM "HostMasks" WHERE "host" = ?', host) : await db.hostMasks.findUnique({ where: { host } })) return
+      const locked = await lockMasksRow(this.ctx, db, host)
+      if (locked ?? (sql ? sql.get('SELECT 1 FROM "HostMasks" WHERE "host" = ?', host) : await db.hostMasks.findUnique({ where: { host } }))) return
       const full = `0x${'f'.repeat(64)}`
       try {
         if (sql)

@@ -11,7 +11,11 @@ export async function lockMdevRow(ctx: StoreContext, db: DbTx, host: string, uui
   if (ctx.provider === 'postgres') await db.$executeRaw`SELECT 1 FROM "Mdev" WHERE "host" = ${host} AND "uuid" = ${uuid} FOR UPDATE`
 }
 
-/** Locks the host masks row until the transaction ends (PostgreSQL; no-op on SQLite). */
-export async function lockMasksRow(ctx: StoreContext, db: DbTx, host: string): Promise<void> {
-  if (ctx.provider === 'postgres') await db.$executeRaw`SELECT 1 FROM "HostMasks" WHERE "host" = ${host} FOR UPDATE`
+/**
+ * Locks the host masks row until the transaction ends (PostgreSQL; no-op on SQLite). On PostgreSQL, says
+ * whether the row exists (the rows the locking read matched); `undefined` on SQLite, where nothing was read.
+ */
+export async function lockMasksRow(ctx: StoreContext, db: DbTx, host: string): Promise<boolean | undefined> {
+  if (ctx.provider !== 'postgres') return undefined
+  return (await db.$executeRaw`SELECT 1 FROM "HostMasks" WHERE "host" = ${host} FOR UPDATE`) > 0
 }

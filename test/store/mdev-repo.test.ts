@@ -72,6 +72,36 @@ forEachDatabase(t, async (t, db) => {
     t.equal(await codeOf(store.mdevs.update('local', uuid(99), { owner: 'x' })), 'NOT_FOUND')
   })
 
+  t.test('update with the row the transaction read: no second read; a write in between makes it run again or CONFLICT', async (t) => {
+    const read = await store.mdevs.get('local', uuid(1))
+    const rec = await store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { labels: { known: '1' } }, {}, await tx.mdevs.get('local', uuid(1))))
+    t.strictSame(rec, await store.mdevs.get('local', uuid(1)), 'the answer is what a read returns')
+    t.not(rec.resourceVersion, read.resourceVersion)
+    // A status write (the reconciler's path, no host lock) lands after the transaction read the row.
+    const stale = rec
+    await store.mdevs.updateStatus('local', uuid(1), { observedGeneration: stale.generation, conditions: [] } as never)
+    let attempts = 0
+    const again = await store.transaction(async (tx) => {
+      attempts++
+      const known = attempts === 1 ? stale : await tx.mdevs.get('local', uuid(1))
+      return tx.mdevs.update('local', uuid(1), { labels: { known: '2' } }, {}, known)
+    })
+    t.equal(attempts, 2, 'the compare-and-set on the stale row matched nothing: the transaction ran again on a fresh read')
+    t.same(again.labels, { known: '2' })
+    t.same(again.status, { observedGeneration: stale.generation, conditions: [] }, 'the status write is kept')
+    t.equal(
+      await codeOf(store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { owner: 'x' }, { expectedResourceVersion: stale.resourceVersion }, stale))),
+      'CONFLICT',
+      'with a precondition on the stale version: CONFLICT',
+    )
+    t.equal(
+      await codeOf(store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { owner: 'x' }, { expectedResourceVersion: stale.resourceVersion }, again))),
+      'CONFLICT',
+      'a precondition that names another version than the row read: CONFLICT before any write',
+    )
+    t.equal((await store.mdevs.get('local', uuid(1))).owner, again.owner, 'nothing stored by the refused writes')
+  })
+
   t.test('concurrent unconditional updates all land (re-run on the fresh row)', async (t) => {
     await Promise.all(Array.from({ length: 6 }, (_, i) => store.mdevs.update('local', uuid(2), { labels: { n: String(i) } })))
     const m = await store.mdevs.get('local', uuid(2))
