@@ -53,9 +53,9 @@ const AUDIT_TABLE: LogTable = {
 export class AuditRepo {
   constructor(private readonly ctx: StoreContext) {}
 
-  /** Appends a record (in the ambient transaction, if any). */
+  /** Appends a record (in the ambient transaction, if any; one INSERT, so none is begun for it). */
   append(a: AuditInput): Promise<AuditRecord> {
-    return this.ctx.write('audit record', async (db, sql) => {
+    return this.ctx.writeOne('audit record', async (db, sql) => {
       const data = { ...a, requestId: a.requestId ?? null, detail: toJson(a.detail ?? {}), time: this.ctx.clock() }
       if (!sql) return toRecord(await db.auditRecord.create({ data }))
       const r = sql.get<Omit<Row, 'time'> & { time: string }>(

@@ -27,6 +27,12 @@ export interface StoreContext {
    */
   write<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T>
   /**
+   * As {@link write}, for `fn` that stores with one statement (atomic by itself). Outside a transaction on
+   * PostgreSQL it runs without one: no BEGIN and COMMIT round trips, no interactive transaction to set up.
+   * SQLite's writer has one connection shared by every transaction, so there it is {@link write}.
+   */
+  writeOne<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T>
+  /**
    * Runs a read of committed data. On SQLite it uses a second connection (WAL): the writer's adapter has one
    * connection, and a plain query issued there while another caller's transaction is open would run (and
    * see uncommitted data) inside it. `sql` as for {@link write}.
@@ -53,6 +59,9 @@ export class TxContext implements StoreContext {
   ) {}
   write<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
     return mapped(what, () => fn(this.tx, this.sql))
+  }
+  writeOne<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
+    return this.write(what, fn)
   }
   read<T>(what: string, fn: (db: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
     return mapped(what, () => fn(this.tx, this.sql))

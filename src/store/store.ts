@@ -163,6 +163,17 @@ export class Store implements Repos {
       provider,
       clock,
       write: (what, fn) => this.observed('write', () => this.run(what, fn)),
+      writeOne: (what, fn) =>
+        provider === 'postgres'
+          ? this.observed('write', () =>
+              mapped(what, async () => {
+                this.assertOpen()
+                this.counts.jobs++
+                this.counts.transactions++
+                return fn(this.writer.db as unknown as DbTx, undefined)
+              }),
+            )
+          : this.observed('write', () => this.run(what, fn)),
       read: (what, fn) => {
         const r = this.reader ?? (provider === 'postgres' ? this.writer : undefined)
         return this.observed('read', () =>
@@ -248,7 +259,8 @@ export class Store implements Repos {
 
   /**
    * What this store did since it was opened: `transactions` counts every database transaction begun
-   * (each attempt of a re-run one too, a shared SQLite commit once), `jobs` the transactions callers asked
+   * (each attempt of a re-run one too, a shared SQLite commit once, a PostgreSQL statement run on its own by
+   * `writeOne` too: it is its own transaction), `jobs` the transactions callers asked
    * for (`store.transaction` and each write outside one), `retries` the re-runs. Plain reads outside a
    * transaction are not counted. A snapshot: later work does not change the returned object.
    */
