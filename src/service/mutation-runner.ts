@@ -13,7 +13,7 @@
  */
 import { ApmatrixError } from '../domain/errors.js'
 import type { ReconcileTrigger } from '../hosts/managed-host.js'
-import type { EventInput, Repos, Store } from '../store/index.js'
+import type { EventInput, MdevRecord, Repos, Store } from '../store/index.js'
 import { admit, type HostDesired } from './admission.js'
 import type { HostAccess } from './host-access.js'
 import type { ReadCache } from './read-cache.js'
@@ -41,6 +41,8 @@ export interface Prepared<T> {
     detail?: Record<string, unknown>
     /** False when the change cannot change the host's plan (labels or owner only): the reconciler is not nudged. Default true. */
     reconcile?: boolean
+    /** Rows stored, exactly as a read returns them: the read cache takes them instead of reading them back (read-cache.ts `syncedTo`). */
+    written?: MdevRecord[]
   }>
 }
 
@@ -129,6 +131,8 @@ export class MutationRunner {
     let lastSeq = 0
     // Whether the committed change may change the host's plan (Prepared.apply `reconcile`).
     let nudge = true
+    // The rows the committed transaction stored, for the read cache (Prepared.apply `written`).
+    let written: MdevRecord[] = []
     // Set when the plan is still to be added after the commit.
     let pending: Prepared<T> | null = null
     try {
@@ -152,6 +156,7 @@ export class MutationRunner {
         admit(state, p.after)
         const r = await p.apply(tx)
         nudge = r.reconcile ?? true
+        written = r.written ?? []
         let result = r.result
         // A replayed answer must be the stored one, plan included: only then is the plan computed in here.
         if (op.withPlan && ctx.idempotencyKey) result = op.withPlan(result, planOf(p))
@@ -180,7 +185,7 @@ export class MutationRunner {
         return { dryRun: false, result, ...(r.created !== undefined ? { created: r.created } : {}) }
       })
       // Read-your-writes: the answer goes out only once this replica's reads show the write (read-cache.ts).
-      if (lastSeq) await this.opts.cache?.syncedTo(lastSeq)
+      if (lastSeq) await this.opts.cache?.syncedTo(lastSeq, written)
       if (!out.dryRun && !out.replayed && nudge) reconciler.enqueue(op.host)
       const p = pending as Prepared<T> | null
       if (p && op.withPlan && !out.dryRun) out = { ...out, result: op.withPlan(out.result, planOf(p)) }

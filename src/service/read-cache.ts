@@ -86,7 +86,9 @@ export class ReadCache {
   private failedAt = Number.NEGATIVE_INFINITY
   private loaded = false
   private inflight: { startedAt: number; done: Promise<void> } | null = null
-  private counts = { syncs: 0, rebuilds: 0, reads: 0, failures: 0, compactedPast: 0 }
+  private counts = { syncs: 0, rebuilds: 0, reads: 0, failures: 0, compactedPast: 0, handed: 0 }
+  /** Rows writers of this process committed and handed over (`syncedTo`), by host and uuid: a sync takes them instead of reading them back. */
+  private readonly written = new Map<string, MdevRecord>()
 
   constructor(private readonly opts: ReadCacheOptions) {
     if (!opts?.store || !opts.hosts) throw new TypeError('ReadCache needs store and hosts')
@@ -110,9 +112,10 @@ export class ReadCache {
 
   /**
    * Counters since start (tests, metrics): syncs completed, full loads, store re-reads of objects, failed syncs,
-   * and syncs that found retention had removed events they had not replayed (each followed by a full load).
+   * syncs that found retention had removed events they had not replayed (each followed by a full load), and
+   * rows a writer handed over that a sync took instead of a re-read.
    */
-  stats(): { syncs: number; rebuilds: number; reads: number; failures: number; compactedPast: number } {
+  stats(): { syncs: number; rebuilds: number; reads: number; failures: number; compactedPast: number; handed: number } {
     return { ...this.counts }
   }
 
@@ -139,13 +142,26 @@ export class ReadCache {
    * Read-your-writes for a writer of this process: resolves once the cache reflects every event up to `seq`
    * (the writer's last event). Never rejects: the write is committed either way; if the store fails now, the
    * next reads report themselves stale until a sync succeeds.
+   * `written`: rows the writer's transaction stored, exactly as a read returns them (mdev-repo.ts `update`). A
+   * sync that meets an event naming one of them at the resourceVersion it has takes it instead of reading the
+   * row again (two queries on PostgreSQL). A resourceVersion names one stored state of a row, so the row
+   * handed over is the row a read at that version would give; an event of a later write names another version
+   * and is read as before.
    */
-  async syncedTo(seq: number): Promise<void> {
-    while (this.loaded && this.seq < seq) {
-      try {
-        await this.sync()
-      } catch {
-        return
+  async syncedTo(seq: number, written: readonly MdevRecord[] = []): Promise<void> {
+    for (const r of written) this.written.set(`${r.host}\n${r.uuid}`, r)
+    try {
+      while (this.loaded && this.seq < seq) {
+        try {
+          await this.sync()
+        } catch {
+          return
+        }
+      }
+    } finally {
+      for (const r of written) {
+        const k = `${r.host}\n${r.uuid}`
+        if (this.written.get(k) === r) this.written.delete(k)
       }
     }
   }
@@ -316,11 +332,16 @@ export class ReadCache {
         d.sorted = null
       } else {
         for (const uuid of stale) {
-          this.counts.reads++
-          const rec = await this.store.mdevs.get(host, uuid).catch((e: unknown) => {
-            if (e instanceof ApmatrixError && e.code === 'NOT_FOUND') return null
-            throw e
-          })
+          // The row a writer handed over, when the event names its version (syncedTo).
+          const handed = this.written.get(`${host}\n${uuid}`)
+          const take = handed !== undefined && handed.resourceVersion === h.mdevs.get(uuid)
+          this.counts[take ? 'handed' : 'reads']++
+          const rec = take
+            ? handed
+            : await this.store.mdevs.get(host, uuid).catch((e: unknown) => {
+                if (e instanceof ApmatrixError && e.code === 'NOT_FOUND') return null
+                throw e
+              })
           const cur = d.mdevs.get(uuid)
           if (!rec) {
             if (cur) {

@@ -135,6 +135,26 @@ forEachDatabase(t, async (t, db) => {
     const b = (await cache.mdev(host, u)).value
     t.not(b, a, 'a new object for the new version')
     t.same(b, mdevView(await store.mdevs.get(host, u)))
+    // A writer hands over the row it stored (mutation-runner.ts): the sync takes it instead of reading it back.
+    const relabel = (labels: Record<string, string>) =>
+      store.transaction(async (tx) => {
+        const rec = await tx.mdevs.update(host, u, { labels }, {}, await tx.mdevs.get(host, u))
+        const e = await tx.events.append({ host, kind: 'mdev', name: u, type: 'MdevUpdated', data: { resourceVersion: rec.resourceVersion } })
+        return { rec, seq: e.seq }
+      })
+    const handed = await relabel({ handed: 'yes' })
+    const s0 = cache.stats()
+    await cache.syncedTo(handed.seq, [handed.rec])
+    t.equal(cache.stats().reads - s0.reads, 0, 'no read of the row handed over')
+    t.equal(cache.stats().handed - s0.handed, 1, 'the row handed over was taken')
+    t.strictSame((await cache.mdev(host, u)).value, mdevView(await store.mdevs.get(host, u)), 'what a read gives')
+    // A row handed over at a version the log has moved past is not taken: the event names a later version.
+    const later = await relabel({ handed: 'no' })
+    const s1 = cache.stats()
+    await cache.syncedTo(later.seq, [handed.rec])
+    t.equal(cache.stats().handed - s1.handed, 0, 'an older row is not taken')
+    t.equal(cache.stats().reads - s1.reads, 1, 'the row is read instead')
+    t.same((await cache.mdev(host, u)).value.metadata.labels, { handed: 'no' }, 'the later write is what the cache holds')
     // Masks.
     const mk = await store.transaction(async (tx) => {
       const r = await tx.masks.set(host, { apmask: `0x${'0'.repeat(64)}`, aqmask: `0x${'f'.repeat(64)}` })
