@@ -345,7 +345,8 @@ export class Reconciler implements ReconcileTrigger {
    */
   private leaveForShare(host: string): void {
     this.leftForShare.add(host)
-    this.queue.addAfter(host, this.justAfter(this.othersNextExpiry))
+    // Ahead of the passes queued meanwhile: the host's move is bounded by the lease time (fleet.test.ts).
+    this.queue.addAfter(host, this.justAfter(this.othersNextExpiry), { first: true })
   }
 
   /** Nudges a host (idempotent). */
@@ -630,7 +631,8 @@ export class Reconciler implements ReconcileTrigger {
       else if (got === 'share-full') this.leaveForShare(host)
       else {
         this.o.metrics?.lease?.(host, true)
-        this.enqueue(host)
+        // Its first pass under this replica ahead of routine ones: the host has had no driver since its lease ran out.
+        this.queue.add(host, { first: true })
       }
     } catch (e) {
       const delay = this.queue.addRateLimited(host)

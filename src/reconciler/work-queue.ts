@@ -22,6 +22,11 @@ export interface WorkQueueOptions {
   maxDelayMs?: number
 }
 
+/** How a key is queued: `first` puts it ahead of the keys waiting. */
+export interface AddOptions {
+  first?: boolean
+}
+
 /** Rate-limited, de-duplicating work queue over string keys. */
 export class WorkQueue {
   private readonly queue: string[] = []
@@ -30,7 +35,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>()
   private readonly failures = new Map<string, number>()
   /** Keys to queue later: the timer and when it fires (performance.now() ms). */
-  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number }>()
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; due: number; first: boolean }>()
   private readonly waiters: Array<(key: string | null) => void> = []
   private closed = false
   private readonly baseDelayMs: number
@@ -46,14 +51,24 @@ export class WorkQueue {
     if (!(this.baseDelayMs > 0) || !(this.maxDelayMs >= this.baseDelayMs)) throw new RangeError('WorkQueue: need 0 < baseDelayMs <= maxDelayMs')
   }
 
-  /** Queues `key` now (idempotent). A key in flight runs again once after it is done. */
-  add(key: string): void {
+  /**
+   * Queues `key` now (idempotent). A key in flight runs again once after it is done. `first`: ahead of every
+   * key waiting, and a key already waiting moves there (a host whose lease a dead replica left: its move is
+   * bounded by the lease time, not by the passes queued before it).
+   */
+  add(key: string, opts: AddOptions = {}): void {
     if (this.closed) return
     if (this.inFlight.has(key)) {
       this.dirty.add(key)
       return
     }
-    if (this.queued.has(key)) return
+    if (this.queued.has(key)) {
+      if (opts.first) {
+        const i = this.queue.indexOf(key)
+        if (i > 0) this.queue.unshift(...this.queue.splice(i, 1))
+      }
+      return
+    }
     this.queued.add(key)
     this.metrics?.added()
     const w = this.waiters.shift()
@@ -62,7 +77,8 @@ export class WorkQueue {
       this.handOut(key, performance.now())
       w(key)
     } else {
-      this.queue.push(key)
+      if (opts.first) this.queue.unshift(key)
+      else this.queue.push(key)
       if (this.metrics) this.since.set(key, performance.now())
     }
     this.metrics?.depth(this.queue.length)
@@ -81,19 +97,25 @@ export class WorkQueue {
    * times, as client-go's delaying queue does: a host put off for a backoff of 30 s is still looked at when a
    * later call asks for it in 50 ms (a lease that runs out).
    */
-  addAfter(key: string, ms: number): void {
+  addAfter(key: string, ms: number, opts: AddOptions = {}): void {
     if (this.closed) return
     const due = performance.now() + ms
     const pending = this.timers.get(key)
+    const first = !!opts.first || !!pending?.first
     if (pending) {
+      pending.first = first
       if (pending.due <= due) return
       clearTimeout(pending.timer)
     }
-    const timer = setTimeout(() => {
-      this.timers.delete(key)
-      this.add(key)
-    }, ms)
-    this.timers.set(key, { timer, due })
+    const entry = {
+      timer: setTimeout(() => {
+        this.timers.delete(key)
+        this.add(key, { first: entry.first })
+      }, ms),
+      due,
+      first,
+    }
+    this.timers.set(key, entry)
   }
 
   /** Requeues after a failure with exponential backoff; returns the delay chosen. */

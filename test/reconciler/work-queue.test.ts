@@ -71,6 +71,37 @@ t.test('a key waiting to be queued keeps the earlier of two times (client-go del
   t.same(order, ['late', 'slow'], 'both came, each at its earlier time, in that order')
 })
 
+t.test('first: ahead of the keys waiting; a waiting key moves there; a delayed key keeps it', async (t) => {
+  const q = new WorkQueue()
+  t.teardown(() => q.shutdown())
+  for (const k of ['a', 'b', 'c']) q.add(k)
+  q.add('moved', { first: true })
+  q.add('c', { first: true })
+  q.add('a')
+  t.equal(q.length, 4, 'no key twice')
+  const drain = async () => {
+    const out: string[] = []
+    while (q.length) {
+      const k = (await q.get())!
+      out.push(k)
+      q.done(k)
+    }
+    return out
+  }
+  t.same(await drain(), ['c', 'moved', 'a', 'b'], 'the last key asked for first runs first; a plain add leaves the order')
+  // A delayed first key: asked for with `first` in 10 ms, then again without in an hour; routine keys queued meanwhile.
+  q.addAfter('claimed', 10, { first: true })
+  q.addAfter('claimed', 3_600_000)
+  for (const k of ['r1', 'r2']) q.add(k)
+  const k = await new Promise<string>((resolve) => {
+    const tick = () => (q.length === 3 ? resolve(q.get() as Promise<string>) : setTimeout(tick, 5))
+    tick()
+  })
+  t.equal(k, 'claimed', 'when its time comes it goes ahead of the routine keys')
+  q.done(k)
+  t.same(await drain(), ['r1', 'r2'])
+})
+
 t.test('shutdown releases waiting workers with null', async (t) => {
   const q = new WorkQueue()
   const p = q.get()
