@@ -3,7 +3,7 @@
  * its own port, so a test may stop, freeze (SIGSTOP) or cut it without touching the shared server on 5432.
  * Needs the Debian PostgreSQL server binaries and root (to run them as postgres); see {@link privatePostgresMissing}.
  */
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -49,10 +49,10 @@ export interface PrivatePostgres {
   /** A superuser URL of its `postgres` database. */
   url: string
   port: number
-  /** Stops the server (fast shutdown: connections are refused from now on). */
-  stop(): void
-  /** Starts it again on the same port and data. */
-  start(): void
+  /** Stops the server (fast shutdown: connections are refused once it resolves). */
+  stop(): Promise<void>
+  /** Starts it again on the same port and data (accepting connections once it resolves). */
+  start(): Promise<void>
   /** SIGSTOPs every process of the cluster: connections stay open, nothing answers (a blackhole). */
   freeze(): void
   /** SIGCONTs them. */
@@ -76,8 +76,12 @@ export async function startPrivatePostgres(t: Teardown): Promise<PrivatePostgres
   const port = await freePort()
   // Durability is not what these tests are about: fsync off keeps them fast on a shared machine.
   const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`
-  const start = () => asPostgres('pg_ctl', ['-D', data, '-o', opts, '-l', path.join(dir, 'log'), '-w', '-t', '60', 'start'])
-  const stop = () => asPostgres('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop'])
+  const startArgs = ['-D', data, '-o', opts, '-l', path.join(dir, 'log'), '-w', '-t', '60', 'start']
+  // Restarts and stops during a test do not block its event loop (the clients it measures keep running).
+  const asPostgresAsync = (cmd: string, args: string[]) =>
+    new Promise<void>((resolve, reject) =>
+      execFile('runuser', ['-u', 'postgres', '--', path.join(bin, cmd), ...args], { cwd: dir }, (e) => (e ? reject(e) : resolve())),
+    )
   let frozen = false
   const pids = (): number[] => {
     const pidFile = path.join(data, 'postmaster.pid')
@@ -98,7 +102,7 @@ export async function startPrivatePostgres(t: Teardown): Promise<PrivatePostgres
       }
     }
   }
-  start()
+  asPostgres('pg_ctl', startArgs)
   t.teardown(() => {
     if (frozen) signal('SIGCONT')
     try {
@@ -112,8 +116,8 @@ export async function startPrivatePostgres(t: Teardown): Promise<PrivatePostgres
   return {
     url,
     port,
-    stop,
-    start,
+    stop: () => asPostgresAsync('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop']),
+    start: () => asPostgresAsync('pg_ctl', startArgs),
     freeze() {
       frozen = true
       signal('SIGSTOP')

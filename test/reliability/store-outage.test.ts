@@ -105,9 +105,9 @@ requireOrSkip(
     pg.thaw()
     await recovered('frozen (SIGSTOP)')
 
-    pg.stop()
+    await pg.stop()
     await duringOutage('stopped')
-    pg.start()
+    await pg.start()
     await recovered('stopped')
 
     pg.terminateConnections()
