@@ -69,7 +69,7 @@ export class LeaseRepo {
    * expiry (store clock), or null if the lease was lost.
    */
   renew(host: string, holder: string, fencingToken: number, ttlMs: number): Promise<Date | null> {
-    return this.ctx.write(`lease ${host}`, async (db) => {
+    return this.ctx.writeOne(`lease ${host}`, async (db) => {
       const now = this.ctx.clock()
       const expiresAt = new Date(now.getTime() + ttlMs)
       const n = await db.lease.updateMany({
@@ -103,7 +103,7 @@ export class LeaseRepo {
 
   /** Gives the lease up now (the next acquisition gets a new token). False if the caller did not hold it. */
   release(host: string, holder: string, fencingToken: number): Promise<boolean> {
-    return this.ctx.write(`lease ${host}`, async (db) => {
+    return this.ctx.writeOne(`lease ${host}`, async (db) => {
       const now = this.ctx.clock()
       const n = await db.lease.updateMany({ where: { host, holder, fencingToken, expiresAt: { gt: now } }, data: { expiresAt: now } })
       return n.count === 1

@@ -22,13 +22,9 @@ export class ReplicaRepo {
       const expiresAt = new Date(now.getTime() + ttlMs)
       await db.replica.upsert({ where: { holder }, create: { holder, renewedAt: now, expiresAt }, update: { renewedAt: now, expiresAt } })
       await db.replica.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - FORGET_AFTER_MS) } } })
-      const live = await db.replica.count({ where: { expiresAt: { gt: now } } })
-      const next = await db.replica.findFirst({
-        where: { holder: { not: holder }, expiresAt: { gt: now } },
-        orderBy: { expiresAt: 'asc' },
-        select: { expiresAt: true },
-      })
-      return { live, othersNextExpiry: next?.expiresAt ?? null }
+      // One read of the live rows (a row per replica: a handful) gives both the count and the others' next expiry.
+      const rows = await db.replica.findMany({ where: { expiresAt: { gt: now } }, orderBy: { expiresAt: 'asc' }, select: { holder: true, expiresAt: true } })
+      return { live: rows.length, othersNextExpiry: rows.find((r) => r.holder !== holder)?.expiresAt ?? null }
     })
   }
 

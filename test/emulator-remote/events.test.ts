@@ -108,9 +108,15 @@ t.test('Reboot during a stream: the stream goes on with the new boot from seq 1'
   const n = got.findIndex(({ boot }) => boot === info.bootId)
   const before = got.slice(0, n)
   const after = got.slice(n)
-  t.ok(before.every(({ boot }) => boot === oldBoot), 'the old boot, then the new one')
+  t.ok(
+    before.every(({ boot }) => boot === oldBoot),
+    'the old boot, then the new one',
+  )
   t.same(seqs(before.map((x) => x.e)), oneTo(before.length), 'the old boot without a gap')
-  t.ok(after.every(({ boot }) => boot === info.bootId), 'nothing of the old boot after the new one began')
+  t.ok(
+    after.every(({ boot }) => boot === info.bootId),
+    'nothing of the old boot after the new one began',
+  )
   t.same(seqs(after.map((x) => x.e)), oneTo(after.length), 'the new boot numbers from 1 again')
   t.equal(sub.bootId, info.bootId)
 

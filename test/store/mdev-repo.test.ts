@@ -90,12 +90,16 @@ forEachDatabase(t, async (t, db) => {
     t.same(again.labels, { known: '2' })
     t.same(again.status, { observedGeneration: stale.generation, conditions: [] }, 'the status write is kept')
     t.equal(
-      await codeOf(store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { owner: 'x' }, { expectedResourceVersion: stale.resourceVersion }, stale))),
+      await codeOf(
+        store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { owner: 'x' }, { expectedResourceVersion: stale.resourceVersion }, stale)),
+      ),
       'CONFLICT',
       'with a precondition on the stale version: CONFLICT',
     )
     t.equal(
-      await codeOf(store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { owner: 'x' }, { expectedResourceVersion: stale.resourceVersion }, again))),
+      await codeOf(
+        store.transaction(async (tx) => tx.mdevs.update('local', uuid(1), { owner: 'x' }, { expectedResourceVersion: stale.resourceVersion }, again)),
+      ),
       'CONFLICT',
       'a precondition that names another version than the row read: CONFLICT before any write',
     )
