@@ -110,6 +110,11 @@ export class LeaseRepo {
     })
   }
 
+  /** Every lease row (live or expired), by host: one read for a replica that decides which hosts to claim. */
+  list(): Promise<LeaseRecord[]> {
+    return this.ctx.read('leases', async (db) => db.lease.findMany({ orderBy: { host: 'asc' } }))
+  }
+
   /** The lease row, or null if the host never had one. */
   get(host: string): Promise<LeaseRecord | null> {
     return this.ctx.read(`lease ${host}`, async (db, sql) => {

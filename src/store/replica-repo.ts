@@ -12,19 +12,40 @@ export class ReplicaRepo {
   constructor(private readonly ctx: StoreContext) {}
 
   /**
-   * Marks `holder` alive for `ttlMs` from now; returns how many replicas are alive (itself included) and the
-   * earliest expiry among the others' rows (null when it is alone): if that replica is dead, its share is free then.
+   * Marks `holder` alive for `ttlMs` from now, or until `until` (the expiry its leases were just renewed to: the row
+   * then never outlives them); returns how many replicas are alive (itself included) and the earliest expiry among
+   * the others' rows (null when it is alone): if that replica is dead, its share is free then.
    * Rows expired for an hour are deleted on the way (holders are unique per process, so each restart adds one).
    */
-  heartbeat(holder: string, ttlMs: number): Promise<{ live: number; othersNextExpiry: Date | null }> {
+  heartbeat(holder: string, ttlMs: number, until?: Date): Promise<{ live: number; othersNextExpiry: Date | null }> {
     return this.ctx.write(`replica ${holder}`, async (db) => {
       const now = this.ctx.clock()
-      const expiresAt = new Date(now.getTime() + ttlMs)
+      const expiresAt = until ?? new Date(now.getTime() + ttlMs)
       await db.replica.upsert({ where: { holder }, create: { holder, renewedAt: now, expiresAt }, update: { renewedAt: now, expiresAt } })
       await db.replica.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - FORGET_AFTER_MS) } } })
-      // One read of the live rows (a row per replica: a handful) gives both the count and the others' next expiry.
-      const rows = await db.replica.findMany({ where: { expiresAt: { gt: now } }, orderBy: { expiresAt: 'asc' }, select: { holder: true, expiresAt: true } })
-      return { live: rows.length, othersNextExpiry: rows.find((r) => r.holder !== holder)?.expiresAt ?? null }
+      // One read of the others' live rows (a row per replica: a handful) gives both the count and their next expiry.
+      const rows = await db.replica.findMany({
+        where: { holder: { not: holder }, expiresAt: { gt: now } },
+        orderBy: { expiresAt: 'asc' },
+        select: { expiresAt: true },
+      })
+      return { live: rows.length + 1, othersNextExpiry: rows[0]?.expiresAt ?? null }
+    })
+  }
+
+  /**
+   * Counts without marking anyone alive (a read): the live replicas, `holder` always among them, and the earliest
+   * expiry among the others' rows. A count between heartbeats must not renew the row: a replica's row is renewed
+   * only with its leases, to their expiry, so when it dies the row runs out no later than they do.
+   */
+  async count(holder: string): Promise<{ live: number; othersNextExpiry: Date | null }> {
+    return this.ctx.read(`replicas`, async (db) => {
+      const rows = await db.replica.findMany({
+        where: { holder: { not: holder }, expiresAt: { gt: this.ctx.clock() } },
+        orderBy: { expiresAt: 'asc' },
+        select: { expiresAt: true },
+      })
+      return { live: rows.length + 1, othersNextExpiry: rows[0]?.expiresAt ?? null }
     })
   }
 

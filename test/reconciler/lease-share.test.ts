@@ -57,6 +57,14 @@ forEachDatabase(t, async (t, db) => {
     t.same(await store.replicas.heartbeat('a', 1000), { live: 1, othersNextExpiry: null }, 'b expired')
     await store.replicas.leave('a')
     t.equal((await store.replicas.heartbeat('c', 1000)).live, 1, 'a left')
+    // A count only reads: it says who is live (the caller always) and marks no one alive.
+    await store.replicas.heartbeat('c', 1000)
+    clock.advance(400)
+    t.same(await store.replicas.count('d'), { live: 2, othersNextExpiry: new Date(clock.now().getTime() + 600) }, 'c live, d (no row) counts itself')
+    t.same(await store.replicas.count('c'), { live: 1, othersNextExpiry: null }, 'c alone')
+    t.same(await store.replicas.count('d'), { live: 2, othersNextExpiry: new Date(clock.now().getTime() + 600) }, "c's count did not renew its row")
+    clock.advance(601)
+    t.same(await store.replicas.count('d'), { live: 1, othersNextExpiry: null }, "c's row ran out: its counts renewed nothing")
   })
 
   t.test('renewMany extends the leases the holder still has, and says which', async (t) => {
@@ -157,5 +165,65 @@ forEachDatabase(t, async (t, db) => {
     t.same(await holders(store), { b: HOSTS }, "the ghost's three hosts are b's now")
     for (const h of ['h3', 'h4', 'h5']) t.ok((await store.leases.get(h))!.fencingToken > ghostTokens[h]!, `${h}: a new fencing token`)
     t.equal(b.leaseCap(), HOSTS, 'b counted itself alone once the ghost row ran out')
+  })
+
+  // Two survivors at their share of three, a ghost with two hosts. When the ghost's row and leases run out, both
+  // survivors' shares grow to three and both claim the ghost's hosts at once; the acquisitions in flight fill the
+  // share, and the one that loses its race must not leave the other host for a lease time (ten minutes here).
+  t.test("two survivors racing for a dead replica's hosts take all of them at once, not a lease time later", async (t) => {
+    const { store, hosts } = await fleet(t, db)
+    const GHOST_TTL_MS = 2000
+    const TTL_MS = 600_000
+    for (const r of ['a', 'b']) await store.replicas.heartbeat(r, TTL_MS)
+    await store.replicas.heartbeat('ghost', GHOST_TTL_MS)
+    for (const h of ['h4', 'h5']) await store.leases.tryAcquire(h, 'ghost', GHOST_TTL_MS)
+    const a = new Reconciler({ store, hosts, holder: 'a', leaseTtlMs: TTL_MS, resyncMs: TTL_MS, leaseShareSlack: 0 })
+    const b = new Reconciler({ store, hosts, holder: 'b', leaseTtlMs: TTL_MS, resyncMs: TTL_MS, leaseShareSlack: 0 })
+    a.start()
+    b.start()
+    t.teardown(() => a.stop())
+    t.teardown(() => b.stop())
+    await until('a and b hold two hosts each', async () => {
+      const h = await holders(store)
+      return h.a === 2 && h.b === 2 ? h : undefined
+    })
+    const taken = await until(
+      "a and b hold the ghost's hosts too",
+      async () => {
+        const h = await holders(store)
+        return h.a === 3 && h.b === 3 ? h : undefined
+      },
+      { timeoutMs: 60_000, describe: () => holders(store) },
+    )
+    t.same(taken, { a: 3, b: 3 }, 'three each')
+  })
+
+  // The row of a replica at its share is renewed with its leases only (a count between renewals reads): when it
+  // dies, its row runs out no later than its leases, so the survivors' shares have grown by the time its hosts are free.
+  t.test("a replica's heartbeat row never outlives its leases, however often it counts", async (t) => {
+    const { store, hosts } = await fleet(t, db)
+    const TTL_MS = 1500
+    // Another replica holds half the hosts for as long as the test runs: b is at its share and counts again and
+    // again (every look at one of those hosts) between its renewals.
+    await store.replicas.heartbeat('other', 600_000)
+    for (const h of ['h3', 'h4', 'h5']) await store.leases.tryAcquire(h, 'other', 600_000)
+    const b = new Reconciler({ store, hosts, holder: 'b', leaseTtlMs: TTL_MS, resyncMs: 100, leaseShareSlack: 0 })
+    b.start()
+    t.teardown(() => b.stop())
+    await until('b holds its share', async () => b.heldHosts().length === 3)
+    const bad: string[] = []
+    const end = Date.now() + 2 * TTL_MS
+    let looks = 0
+    while (Date.now() < end) {
+      const row = (await store.replicas.count('probe')).othersNextExpiry
+      const leases = (await Promise.all(['h0', 'h1', 'h2'].map((h) => store.leases.get(h)))).filter((l) => l?.holder === 'b')
+      const first = Math.min(...leases.map((l) => l!.expiresAt.getTime()))
+      // 'other' expires in ten minutes: the earliest other row seen by 'probe' is b's.
+      if (row && leases.length === 3 && row.getTime() > first) bad.push(`row ${row.toISOString()} > lease ${new Date(first).toISOString()}`)
+      looks++
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    t.ok(looks > 20, `looked ${looks} times over two lease times`)
+    t.same(bad.slice(0, 5), [], "b's row always runs out before its leases")
   })
 })
