@@ -1,12 +1,13 @@
 /**
- * Probes of the outage tests (store-outage-matrix, replicas-outage): gRPC health through the standard
- * health service, and one REST call timed and classified, so a test can say how every request of a fault
- * ended and how long the slowest one took.
+ * Probes of the outage tests (store-outage, store-outage-matrix, replicas-outage): the service they fault, gRPC
+ * health through the standard health service, and one REST call timed and classified, so a test can say how
+ * every request of a fault ended and how long the slowest one took.
  */
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { protoPath as healthProtoPath } from 'grpc-health-check'
-import type { RestCall } from '../scenario/rest-client.js'
+import { restClient, type RestCall } from '../scenario/rest-client.js'
+import { type CliProcess, readyLine, spawnCli } from './cli-process.js'
 
 export interface HealthClient extends grpc.Client {
   Check(req: { service: string }, opts: { deadline: number }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void
@@ -24,6 +25,36 @@ export function health(c: HealthClient, timeoutMs = 5000): Promise<string> {
   return new Promise((resolve) =>
     c.Check({ service: '' }, { deadline: Date.now() + timeoutMs }, (err, res) => resolve(err ? `error: ${err.code} ${err.details}` : res!.status)),
   )
+}
+
+/**
+ * `apmatrix serve` on `databaseUrl` for an outage test: the demo host in process, errors only in its log, the
+ * given store timeout, a resync every second, and `env` on top. Resolves once both listen lines are out, with a
+ * REST client and a gRPC health client (closed at t's teardown).
+ */
+export async function startOutageService(
+  t: { teardown(fn: () => unknown): void },
+  databaseUrl: string,
+  storeTimeoutMs: number,
+  env: Record<string, string> = {},
+): Promise<{ cli: CliProcess; call: RestCall; hc: HealthClient }> {
+  const cli = spawnCli(t, ['serve'], {
+    DATABASE_URL: databaseUrl,
+    APMATRIX_HTTP_ADDR: '127.0.0.1:0',
+    APMATRIX_GRPC_ADDR: '127.0.0.1:0',
+    APMATRIX_PROFILE: 'demo',
+    APMATRIX_EMULATOR_ADDR: '',
+    APMATRIX_LOG_LEVEL: 'error',
+    APMATRIX_STORE_TIMEOUT_MS: String(storeTimeoutMs),
+    APMATRIX_RESYNC_MS: '1000',
+    ...env,
+  })
+  const rest = await readyLine(cli, /^apmatrix serving REST on (http:\/\/\S+)$/, 'the REST line')
+  const grpcLine = await readyLine(cli, /^apmatrix serving gRPC on (\S+)$/, 'the gRPC line')
+  if (!rest || !grpcLine) throw new Error(`the service did not start: ${cli.stderr.join('\n')}`)
+  const hc = healthClient(grpcLine[1]!)
+  t.teardown(() => hc.close())
+  return { cli, call: restClient(rest[1]!), hc }
 }
 
 /** One timed request: what it was, when it started and ended (ms, performance.now()), and how it ended. */

@@ -23,9 +23,8 @@ import pg from 'pg'
 import t, { type Test } from 'tap'
 import { requireOrSkip } from '../helpers/required.js'
 import { privatePostgresMissing, startPrivatePostgres, type PrivatePostgres } from '../helpers/private-postgres.js'
-import { restClient, until } from '../scenario/rest-client.js'
-import { readyLine, spawnCli } from './cli-process.js'
-import { health, healthClient, probe, sameLabels, sleep, table, type Probe } from './outage-kit.js'
+import { until } from '../scenario/rest-client.js'
+import { health, probe, sameLabels, sleep, startOutageService, table, type Probe } from './outage-kit.js'
 
 const HOST = '/v1/hosts/local'
 const STORE_TIMEOUT_MS = 1000
@@ -114,26 +113,12 @@ async function undrop(p: PrivatePostgres): Promise<void> {
  */
 async function stack(t: Test, kind: Kind, durations: number[], figures: CellFigures[]): Promise<void> {
   const pgc = await startPrivatePostgres(t)
-  const cli = spawnCli(t, ['serve'], {
-    DATABASE_URL: pgc.url,
-    APMATRIX_HTTP_ADDR: '127.0.0.1:0',
-    APMATRIX_GRPC_ADDR: '127.0.0.1:0',
-    APMATRIX_PROFILE: 'demo',
-    APMATRIX_EMULATOR_ADDR: '',
-    APMATRIX_LOG_LEVEL: 'error',
-    APMATRIX_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
-    APMATRIX_RESYNC_MS: '1000',
+  const { cli, call, hc } = await startOutageService(t, pgc.url, STORE_TIMEOUT_MS, {
     // Reads go to the store when their copy is older than this, so even a 1 s outage shows in their answers.
     APMATRIX_READ_MAX_STALENESS_MS: String(READ_STALENESS_MS),
     // gRPC health looks at the store this often, so even a 1 s outage shows there.
     APMATRIX_HEALTH_INTERVAL_MS: String(HEALTH_INTERVAL_MS),
   })
-  const rest = await readyLine(cli, /^apmatrix serving REST on (http:\/\/\S+)$/, 'the REST line')
-  const grpcLine = await readyLine(cli, /^apmatrix serving gRPC on (\S+)$/, 'the gRPC line')
-  if (!rest || !grpcLine) throw new Error(`the service did not start: ${cli.stderr.join('\n')}`)
-  const call = restClient(rest[1]!)
-  const hc = healthClient(grpcLine[1]!)
-  t.teardown(() => hc.close())
   await until('gRPC health SERVING at start', async () => (await health(hc)) === 'SERVING', { timeoutMs: 30_000 })
 
   const known = uuid(0xfffff)

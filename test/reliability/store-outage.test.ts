@@ -10,9 +10,8 @@ import t from 'tap'
 import { createStore } from '../../src/store/store.js'
 import { requireOrSkip } from '../helpers/required.js'
 import { privatePostgresMissing, startPrivatePostgres } from '../helpers/private-postgres.js'
-import { restClient, until } from '../scenario/rest-client.js'
-import { readyLine, spawnCli } from './cli-process.js'
-import { health, healthClient } from './outage-kit.js'
+import { until } from '../scenario/rest-client.js'
+import { health, startOutageService } from './outage-kit.js'
 
 const HOST = '/v1/hosts/local'
 const STORE_TIMEOUT_MS = 1000
@@ -40,22 +39,7 @@ requireOrSkip(
   privatePostgresMissing(),
   async (t) => {
     const pg = await startPrivatePostgres(t)
-    const cli = spawnCli(t, ['serve'], {
-      DATABASE_URL: pg.url,
-      APMATRIX_HTTP_ADDR: '127.0.0.1:0',
-      APMATRIX_GRPC_ADDR: '127.0.0.1:0',
-      APMATRIX_PROFILE: 'demo',
-      APMATRIX_EMULATOR_ADDR: '',
-      APMATRIX_LOG_LEVEL: 'error',
-      APMATRIX_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
-      APMATRIX_RESYNC_MS: '1000',
-    })
-    const rest = await readyLine(cli, /^apmatrix serving REST on (http:\/\/\S+)$/, 'the REST line')
-    const grpcLine = await readyLine(cli, /^apmatrix serving gRPC on (\S+)$/, 'the gRPC line')
-    if (!rest || !grpcLine) throw new Error(`the service did not start: ${cli.stderr.join('\n')}`)
-    const call = restClient(rest[1]!)
-    const hc = healthClient(grpcLine[1]!)
-    t.teardown(() => hc.close())
+    const { cli, call, hc } = await startOutageService(t, pg.url, STORE_TIMEOUT_MS)
 
     const acknowledged: string[] = []
     let n = 0
