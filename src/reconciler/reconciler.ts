@@ -344,9 +344,9 @@ export class Reconciler implements ReconcileTrigger {
 
   /**
    * Counts the live replicas again when the last count is older than {@link RECOUNT_EVERY_MS}, or another
-   * replica's row has run out since (one count in flight, shared). A replica that was killed stops renewing its row
-   * and its leases in the same round, row first (a count only reads), so by the time its leases have run out its row
-   * has too: the share a survivor may take has grown.
+   * replica's row has run out since (one count in flight, shared). A count only reads, and a replica renews its row
+   * only right after its leases, to their expiry: a replica that was killed leaves a row that runs out no later than
+   * its leases, so by the time they have run out the share a survivor may take has grown.
    */
   private async recount(): Promise<void> {
     // A row of another replica has run out since the last count: count now, whatever the period.
@@ -368,8 +368,9 @@ export class Reconciler implements ReconcileTrigger {
   /**
    * Leaves `host` alone because this replica holds its share: it is claimed when a count finds the share grown,
    * and looked at again just after the earliest expiry of another replica's row (if that replica is dead, the
-   * share grows then). (Claiming it then outside the workers instead, as a host held elsewhere is, was tried: in
-   * one fleet run of 200 a host moved only 18 s after the dead lease ran out, against at most 3.7 s this way.)
+   * share grows then), by a worker, ahead of routine passes. (Claiming it at that expiry outside the workers
+   * instead, as a host held elsewhere is, was tried: in one fleet run of 200 a host moved only 18 s after the
+   * dead lease ran out.) Below the share (acquisitions in flight fill it) it is claimed again shortly instead.
    */
   private leaveForShare(host: string): void {
     // Below the share, acquisitions in flight filled it. When a dead replica's leases run out together, every
