@@ -302,16 +302,24 @@ export class Reconciler implements ReconcileTrigger {
     return leaseShare(this.o.hosts.list().length, this.liveReplicas, this.o.leaseShareSlack)
   }
 
-  /**
-   * Marks this replica alive (`renew`: right after its leases, `until` their new expiry) and counts the live ones
-   * (the share of each). A count between renewals only reads: renewing the row then made it outlive the leases of
-   * a replica killed right after, and the survivors' shares grew only when the row ran out, up to 0.9 s after its
-   * hosts' leases had (fleet.test.ts).
-   */
-  private async heartbeat(renew: boolean, until?: Date): Promise<void> {
+  /** Marks this replica alive (right after its leases, `until` their new expiry) and counts the live ones. */
+  private async heartbeat(until?: Date): Promise<void> {
     if (this.o.leaseShareSlack < 0) return
-    const cap = this.leaseCap()
-    const r = renew ? await this.o.store.replicas.heartbeat(this.o.holder, this.o.leaseTtlMs, until) : await this.o.store.replicas.count(this.o.holder)
+    this.counted(this.leaseCap(), await this.o.store.replicas.heartbeat(this.o.holder, this.o.leaseTtlMs, until))
+  }
+
+  /**
+   * Counts the live replicas without marking this one alive (a read). Renewing the row at every count made it
+   * outlive the leases of a replica killed right after, and the survivors' shares grew only when the row ran out,
+   * up to 0.9 s after its hosts' leases had (fleet.test.ts).
+   */
+  private async count(): Promise<void> {
+    if (this.o.leaseShareSlack < 0) return
+    this.counted(this.leaseCap(), await this.o.store.replicas.count(this.o.holder))
+  }
+
+  /** Takes a count (the share of each replica); claims the hosts left for the share if it grew from `cap`. */
+  private counted(cap: number, r: { live: number; othersNextExpiry: Date | null }): void {
     this.liveReplicas = r.live
     this.othersNextExpiry = r.othersNextExpiry
     this.countedAt = performance.now()
@@ -352,7 +360,7 @@ export class Reconciler implements ReconcileTrigger {
     // A row of another replica has run out since the last count: count now, whatever the period.
     const rowRanOut = this.othersNextExpiry !== null && this.o.store.now() >= this.othersNextExpiry
     if (!rowRanOut && performance.now() - this.countedAt < RECOUNT_EVERY_MS) return
-    this.counting ??= this.heartbeat(false)
+    this.counting ??= this.count()
       .catch(() => undefined)
       .finally(() => (this.counting = undefined))
     await this.counting
@@ -450,7 +458,7 @@ export class Reconciler implements ReconcileTrigger {
       // Leases first, then the row to the same expiry: a replica that dies between the two leaves a row that runs
       // out first, and one that dies after leaves a row that runs out with its leases, never after them.
       const until = await this.renewHeld()
-      await this.heartbeat(true, until).catch(() => undefined)
+      await this.heartbeat(until).catch(() => undefined)
       await this.shed()
     } finally {
       this.renewing = false
@@ -541,7 +549,7 @@ export class Reconciler implements ReconcileTrigger {
     }
     if (!mine && this.o.leaseShareSlack >= 0) {
       // The first count is shared by the passes that start together, so no acquisition precedes the row's write.
-      if (this.liveReplicas === undefined) await (this.firstBeat ??= this.heartbeat(true).finally(() => (this.firstBeat = undefined)))
+      if (this.liveReplicas === undefined) await (this.firstBeat ??= this.heartbeat().finally(() => (this.firstBeat = undefined)))
       // Acquisitions in flight count: claims and passes take leases concurrently, and must not overshoot the share.
       if (this.held.size + this.acquiring >= this.leaseCap()) await this.recount()
       if (this.held.size + this.acquiring >= this.leaseCap()) return 'share-full'

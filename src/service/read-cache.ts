@@ -149,7 +149,7 @@ export class ReadCache {
    * and is read as before.
    */
   async syncedTo(seq: number, written: readonly MdevRecord[] = []): Promise<void> {
-    for (const r of written) this.written.set(`${r.host}\n${r.uuid}`, r)
+    for (const r of written) this.written.set(rowKey(r.host, r.uuid), r)
     try {
       while (this.loaded && this.seq < seq) {
         try {
@@ -159,10 +159,7 @@ export class ReadCache {
         }
       }
     } finally {
-      for (const r of written) {
-        const k = `${r.host}\n${r.uuid}`
-        if (this.written.get(k) === r) this.written.delete(k)
-      }
+      for (const r of written) if (this.written.get(rowKey(r.host, r.uuid)) === r) this.written.delete(rowKey(r.host, r.uuid))
     }
   }
 
@@ -333,7 +330,7 @@ export class ReadCache {
       } else {
         for (const uuid of stale) {
           // The row a writer handed over, when the event names its version (syncedTo).
-          const handed = this.written.get(`${host}\n${uuid}`)
+          const handed = this.written.get(rowKey(host, uuid))
           const take = handed !== undefined && handed.resourceVersion === h.mdevs.get(uuid)
           this.counts[take ? 'handed' : 'reads']++
           const rec = take
@@ -363,6 +360,11 @@ export class ReadCache {
     this.syncedAt = startedAt
     this.counts.syncs++
   }
+}
+
+/** The key of a handed-over row in {@link ReadCache} `written`. */
+function rowKey(host: string, uuid: string): string {
+  return `${host}\n${uuid}`
 }
 
 /** The frozen view of an entry, built on first use. */

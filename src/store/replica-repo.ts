@@ -1,3 +1,4 @@
+import type { DbTx } from './client.js'
 import type { StoreContext } from './context.js'
 
 /** How long a replica row stays after its expiry before a heartbeat of another replica deletes it. */
@@ -23,13 +24,7 @@ export class ReplicaRepo {
       const expiresAt = until ?? new Date(now.getTime() + ttlMs)
       await db.replica.upsert({ where: { holder }, create: { holder, renewedAt: now, expiresAt }, update: { renewedAt: now, expiresAt } })
       await db.replica.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - FORGET_AFTER_MS) } } })
-      // One read of the others' live rows (a row per replica: a handful) gives both the count and their next expiry.
-      const rows = await db.replica.findMany({
-        where: { holder: { not: holder }, expiresAt: { gt: now } },
-        orderBy: { expiresAt: 'asc' },
-        select: { expiresAt: true },
-      })
-      return { live: rows.length + 1, othersNextExpiry: rows[0]?.expiresAt ?? null }
+      return liveCount(db, holder, now)
     })
   }
 
@@ -39,18 +34,24 @@ export class ReplicaRepo {
    * only with its leases, to their expiry, so when it dies the row runs out no later than they do.
    */
   async count(holder: string): Promise<{ live: number; othersNextExpiry: Date | null }> {
-    return this.ctx.read(`replicas`, async (db) => {
-      const rows = await db.replica.findMany({
-        where: { holder: { not: holder }, expiresAt: { gt: this.ctx.clock() } },
-        orderBy: { expiresAt: 'asc' },
-        select: { expiresAt: true },
-      })
-      return { live: rows.length + 1, othersNextExpiry: rows[0]?.expiresAt ?? null }
-    })
+    return this.ctx.read('replicas', (db) => liveCount(db, holder, this.ctx.clock()))
   }
 
   /** Removes `holder` (a replica that stops): the others may take its share at once. */
   async leave(holder: string): Promise<void> {
     await this.ctx.write(`replica ${holder}`, (db) => db.replica.deleteMany({ where: { holder } }))
   }
+}
+
+/**
+ * The live replicas at `now`, `holder` counted whether or not its row is live, and the earliest expiry among the
+ * others' rows: one read of the others' live rows (a row per replica, a handful) gives both.
+ */
+async function liveCount(db: DbTx, holder: string, now: Date): Promise<{ live: number; othersNextExpiry: Date | null }> {
+  const rows = await db.replica.findMany({
+    where: { holder: { not: holder }, expiresAt: { gt: now } },
+    orderBy: { expiresAt: 'asc' },
+    select: { expiresAt: true },
+  })
+  return { live: rows.length + 1, othersNextExpiry: rows[0]?.expiresAt ?? null }
 }

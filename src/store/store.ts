@@ -163,17 +163,7 @@ export class Store implements Repos {
       provider,
       clock,
       write: (what, fn) => this.observed('write', () => this.run(what, fn)),
-      writeOne: (what, fn) =>
-        provider === 'postgres'
-          ? this.observed('write', () =>
-              mapped(what, async () => {
-                this.assertOpen()
-                this.counts.jobs++
-                this.counts.transactions++
-                return fn(this.writer.db as unknown as DbTx, undefined)
-              }),
-            )
-          : this.observed('write', () => this.run(what, fn)),
+      writeOne: (what, fn) => this.observed('write', () => (provider === 'postgres' ? this.runAlone(what, fn) : this.run(what, fn))),
       read: (what, fn) => {
         const r = this.reader ?? (provider === 'postgres' ? this.writer : undefined)
         return this.observed('read', () =>
@@ -309,6 +299,16 @@ export class Store implements Repos {
       },
     )
     await this.durable
+  }
+
+  /** Runs `fn`, one statement, on the pool without a transaction (PostgreSQL `writeOne`): it is its own transaction. */
+  private runAlone<T>(what: string, fn: (tx: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {
+    return mapped(what, async () => {
+      this.assertOpen()
+      this.counts.jobs++
+      this.counts.transactions++
+      return fn(this.writer.db as unknown as DbTx, undefined)
+    })
   }
 
   private async run<T>(what: string, fn: (tx: DbTx, sql: DirectSqlite | undefined) => Promise<T>): Promise<T> {

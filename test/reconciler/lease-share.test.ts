@@ -45,6 +45,18 @@ async function holders(store: Store): Promise<Record<string, number>> {
   return out
 }
 
+/** Waits until each holder in `want` holds that many live leases (others may hold some too); resolves with them all. */
+function untilHolding(store: Store, want: Record<string, number>, what: string, timeoutMs = 30_000): Promise<Record<string, number>> {
+  return until(
+    what,
+    async () => {
+      const h = await holders(store)
+      return Object.entries(want).every(([holder, n]) => h[holder] === n) ? h : undefined
+    },
+    { timeoutMs, describe: () => holders(store) },
+  )
+}
+
 forEachDatabase(t, async (t, db) => {
   t.test('replica heartbeats: counted while live, gone when expired or left', async (t) => {
     const clock = manualClock()
@@ -106,25 +118,11 @@ forEachDatabase(t, async (t, db) => {
     c.start()
     t.teardown(() => b.stop())
     t.teardown(() => c.stop())
-    const even = await until(
-      'the leases spread 2/2/2',
-      async () => {
-        const h = await holders(store)
-        return h.a === 2 && h.b === 2 && h.c === 2 ? h : undefined
-      },
-      { timeoutMs: 30_000, describe: () => holders(store) },
-    )
+    const even = await untilHolding(store, { a: 2, b: 2, c: 2 }, 'the leases spread 2/2/2')
     t.same(even, { a: 2, b: 2, c: 2 }, 'a gave up what the others took: each holds its share')
     t.equal(a.leaseCap(), 2)
     await c.stop()
-    const two = await until(
-      'a and b take c share',
-      async () => {
-        const h = await holders(store)
-        return h.a === 3 && h.b === 3 ? h : undefined
-      },
-      { timeoutMs: 30_000, describe: () => holders(store) },
-    )
+    const two = await untilHolding(store, { a: 3, b: 3 }, 'a and b take c share')
     t.same(two, { a: 3, b: 3 }, 'the hosts of the replica that left moved to the others')
   })
 
@@ -183,18 +181,8 @@ forEachDatabase(t, async (t, db) => {
     b.start()
     t.teardown(() => a.stop())
     t.teardown(() => b.stop())
-    await until('a and b hold two hosts each', async () => {
-      const h = await holders(store)
-      return h.a === 2 && h.b === 2 ? h : undefined
-    })
-    const taken = await until(
-      "a and b hold the ghost's hosts too",
-      async () => {
-        const h = await holders(store)
-        return h.a === 3 && h.b === 3 ? h : undefined
-      },
-      { timeoutMs: 60_000, describe: () => holders(store) },
-    )
+    await untilHolding(store, { a: 2, b: 2 }, 'a and b hold two hosts each')
+    const taken = await untilHolding(store, { a: 3, b: 3 }, "a and b hold the ghost's hosts too", 60_000)
     t.same(taken, { a: 3, b: 3 }, 'three each')
   })
 
